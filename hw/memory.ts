@@ -1,0 +1,186 @@
+/**
+ * Sparse physical memory: 4 KiB pages over a 48-bit physical address space, little-endian.
+ *
+ * RAM is declared as regions. Unwritten RAM reads as zero without allocating. An access
+ * outside every RAM region is an external abort (`ExternalAbort`), reported to whoever
+ * made it: the CPU (through the bus) or the SMMU (as F_*_FETCH / CERROR_ABT / *_ABT_ERR).
+ */
+
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 1 << PAGE_SHIFT;
+export const PA_BITS = 48;
+export const PA_LIMIT = 2 ** PA_BITS;
+
+export class ExternalAbort extends Error {
+  constructor(readonly addr: number, readonly what: string) {
+    super(`external abort: ${what} at 0x${addr.toString(16)}`);
+    this.name = 'ExternalAbort';
+  }
+}
+
+export interface RamRegion {
+  readonly name: string;
+  readonly base: number;
+  readonly size: number;
+}
+
+interface Page {
+  readonly u8: Uint8Array;
+  readonly dv: DataView;
+}
+
+const ZERO_BYTES = new Uint8Array(PAGE_SIZE);
+const ZERO_PAGE: Page = { u8: ZERO_BYTES, dv: new DataView(ZERO_BYTES.buffer) };
+
+export class PhysicalMemory {
+  private readonly pages = new Map<number, Page>();
+  private readonly regions: RamRegion[] = [];
+  /** one-entry lookup caches for the hot paths */
+  private lastPfn = -1;
+  private lastPage: Page = ZERO_PAGE;
+
+  addRam(name: string, base: number, size: number): void {
+    if (base % PAGE_SIZE || size % PAGE_SIZE || size <= 0) throw new Error(`RAM region ${name}: base and size must be non-zero multiples of 4 KiB`);
+    if (base + size > PA_LIMIT) throw new Error(`RAM region ${name}: beyond the 48-bit physical address space`);
+    for (const r of this.regions) {
+      if (base < r.base + r.size && r.base < base + size) throw new Error(`RAM region ${name} overlaps ${r.name}`);
+    }
+    this.regions.push({ name, base, size });
+  }
+
+  get ramRegions(): readonly RamRegion[] {
+    return this.regions;
+  }
+
+  isRam(addr: number, len = 1): boolean {
+    for (const r of this.regions) if (addr >= r.base && addr + len <= r.base + r.size) return true;
+    return false;
+  }
+
+  /** Pages that have been written (allocated). */
+  get allocatedPages(): number {
+    return this.pages.size;
+  }
+
+  private page(addr: number, write: boolean): Page {
+    const pfn = Math.floor(addr / PAGE_SIZE);
+    if (pfn === this.lastPfn) {
+      if (!write || this.lastPage !== ZERO_PAGE) return this.lastPage;
+    }
+    let p = this.pages.get(pfn);
+    if (!p) {
+      if (!this.isRam(pfn * PAGE_SIZE)) throw new ExternalAbort(addr, write ? 'write' : 'read');
+      if (!write) {
+        this.lastPfn = pfn;
+        this.lastPage = ZERO_PAGE;
+        return ZERO_PAGE;
+      }
+      const u8 = new Uint8Array(PAGE_SIZE);
+      p = { u8, dv: new DataView(u8.buffer) };
+      this.pages.set(pfn, p);
+    }
+    this.lastPfn = pfn;
+    this.lastPage = p;
+    return p;
+  }
+
+  read8(addr: number): number {
+    return this.page(addr, false).u8[addr & 0xfff]!;
+  }
+  read16(addr: number): number {
+    if ((addr & 0xfff) > 0xffe) return this.read8(addr) | (this.read8(addr + 1) << 8);
+    return this.page(addr, false).dv.getUint16(addr & 0xfff, true);
+  }
+  read32(addr: number): number {
+    if ((addr & 0xfff) > 0xffc) return (this.read16(addr) | (this.read16(addr + 2) << 16)) >>> 0;
+    return this.page(addr, false).dv.getUint32(addr & 0xfff, true);
+  }
+  read64(addr: number): bigint {
+    if ((addr & 0xfff) > 0xff8) return BigInt(this.read32(addr)) | (BigInt(this.read32(addr + 4)) << 32n);
+    return this.page(addr, false).dv.getBigUint64(addr & 0xfff, true);
+  }
+  write8(addr: number, v: number): void {
+    this.page(addr, true).u8[addr & 0xfff] = v & 0xff;
+  }
+  write16(addr: number, v: number): void {
+    if ((addr & 0xfff) > 0xffe) {
+      this.write8(addr, v);
+      this.write8(addr + 1, v >>> 8);
+      return;
+    }
+    this.page(addr, true).dv.setUint16(addr & 0xfff, v & 0xffff, true);
+  }
+  write32(addr: number, v: number): void {
+    if ((addr & 0xfff) > 0xffc) {
+      this.write16(addr, v);
+      this.write16(addr + 2, v >>> 16);
+      return;
+    }
+    this.page(addr, true).dv.setUint32(addr & 0xfff, v >>> 0, true);
+  }
+  write64(addr: number, v: bigint): void {
+    if ((addr & 0xfff) > 0xff8) {
+      this.write32(addr, Number(v & 0xffffffffn));
+      this.write32(addr + 4, Number((v >> 32n) & 0xffffffffn));
+      return;
+    }
+    this.page(addr, true).dv.setBigUint64(addr & 0xfff, BigInt.asUintN(64, v), true);
+  }
+
+  /** Read `n` consecutive 32-bit words into `out` (the structure fetch used by the SMMU). */
+  readWords(addr: number, out: Uint32Array, n = out.length): void {
+    let a = addr;
+    for (let i = 0; i < n; i++, a += 4) out[i] = this.read32(a);
+  }
+
+  writeWords(addr: number, words: ArrayLike<number>): void {
+    for (let i = 0; i < words.length; i++) this.write32(addr + 4 * i, words[i]!);
+  }
+
+  readBytes(addr: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const off = a & 0xfff;
+      const n = Math.min(PAGE_SIZE - off, len - done);
+      out.set(this.page(a, false).u8.subarray(off, off + n), done);
+      done += n;
+    }
+    return out;
+  }
+
+  writeBytes(addr: number, data: Uint8Array): void {
+    // check the whole range first so that an aborting write changes nothing
+    for (let a = addr - (addr % PAGE_SIZE); a < addr + data.length; a += PAGE_SIZE) {
+      if (!this.isRam(Math.max(a, addr))) throw new ExternalAbort(Math.max(a, addr), 'write');
+    }
+    let done = 0;
+    while (done < data.length) {
+      const a = addr + done;
+      const off = a & 0xfff;
+      const n = Math.min(PAGE_SIZE - off, data.length - done);
+      this.page(a, true).u8.set(data.subarray(done, done + n), off);
+      done += n;
+    }
+  }
+
+  /** Generic sized read; 8-byte values come back as BigInt, smaller ones as BigInt too for uniformity. */
+  read(addr: number, size: 1 | 2 | 4 | 8): bigint {
+    switch (size) {
+      case 1: return BigInt(this.read8(addr));
+      case 2: return BigInt(this.read16(addr));
+      case 4: return BigInt(this.read32(addr));
+      case 8: return this.read64(addr);
+    }
+  }
+
+  write(addr: number, size: 1 | 2 | 4 | 8, v: bigint): void {
+    switch (size) {
+      case 1: return this.write8(addr, Number(v & 0xffn));
+      case 2: return this.write16(addr, Number(v & 0xffffn));
+      case 4: return this.write32(addr, Number(v & 0xffffffffn));
+      case 8: return this.write64(addr, v);
+    }
+  }
+}
