@@ -132,8 +132,11 @@ export class MmioBus {
     this.traps++;
     if (!this.trapHandler) throw new CpuAbortError(actor, addr, dir, 'stage-2 trap with no handler');
     const abort: DataAbort = { actor, addr, size, dir, value };
+    // a trapped write is logged before the handler runs (it happened first); a read after (its value is the handler's)
+    if (dir === 'w' && this.observers.length) this.notify({ actor, dir, addr, size, value, trapped: true });
     const result = this.trapHandler(abort);
-    const v = dir === 'r' ? BigInt.asUintN(size * 8, result) : value;
+    if (dir === 'w') return value;
+    const v = BigInt.asUintN(size * 8, result);
     if (this.observers.length) this.notify({ actor, dir, addr, size, value: v, trapped: true });
     return v;
   }

@@ -1,0 +1,54 @@
+/**
+ * The state of one scenario run: the machine, the failures so far and the event cursor.
+ * Steps record failed expectations here and the run goes on, so one run shows every failure.
+ */
+import type { z } from 'zod';
+import type { Machine } from '../hw/machine.ts';
+import type { DmaEndpoint } from '../hw/dma.ts';
+
+export interface Failure {
+  step: number;
+  op: string;
+  expected: unknown;
+  actual: unknown;
+  message?: string;
+}
+
+export class RunContext {
+  readonly failures: Failure[] = [];
+  /** index into the SMMU's event log: events before it were consumed by an earlier expectEvent */
+  eventCursor = 0;
+  stepIndex = -1;
+  op = '';
+  private readonly implicitDevices = new Map<number, DmaEndpoint>();
+
+  constructor(readonly machine: Machine) {}
+
+  fail(expected: unknown, actual: unknown, message?: string): void {
+    this.failures.push({ step: this.stepIndex, op: this.op, expected, actual, ...(message ? { message } : {}) });
+  }
+
+  /** The DMA endpoint for a StreamID: a declared device, or an implicit one named `sid<N>`. */
+  endpointForSid(sid: number): DmaEndpoint {
+    const d = this.machine.deviceBySid(sid);
+    if (d) return d;
+    let ep = this.implicitDevices.get(sid);
+    if (!ep) {
+      ep = this.machine.addDevice({ name: `sid${sid}`, sid });
+      this.implicitDevices.set(sid, ep);
+    }
+    return ep;
+  }
+}
+
+export interface StepDef<S = unknown> {
+  readonly op: string;
+  /** one line for the README and `--help` */
+  readonly doc: string;
+  readonly schema: z.ZodType<S>;
+  run(ctx: RunContext, step: S): void;
+}
+
+export function defineStep<S>(def: StepDef<S>): StepDef<unknown> {
+  return def as StepDef<unknown>;
+}

@@ -1,0 +1,96 @@
+/**
+ * Loading scenarios: a built-in name or a JSON/YAML file. Validation errors name the file,
+ * the step index and the field, and all of them are reported at once.
+ */
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { dirname, join, resolve, basename, extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { zScenarioFile, zMachine, formatIssues, type MachineConfig } from './schema.ts';
+import { STEPS } from './steps/index.ts';
+
+export const BUILTIN_DIR = join(dirname(fileURLToPath(import.meta.url)), 'builtin');
+
+export interface Scenario {
+  name: string;
+  description: string;
+  file: string;
+  machine: MachineConfig;
+  /** validated steps (each the output of its op's schema) */
+  steps: Array<{ op: string; [k: string]: unknown }>;
+}
+
+export class ScenarioError extends Error {
+  constructor(readonly file: string, readonly problems: string[]) {
+    super(`${file}: invalid scenario\n  ${problems.join('\n  ')}`);
+    this.name = 'ScenarioError';
+  }
+}
+
+export function builtinNames(): string[] {
+  if (!existsSync(BUILTIN_DIR)) return [];
+  return readdirSync(BUILTIN_DIR)
+    .filter((f) => /\.(json|ya?ml)$/.test(f))
+    .map((f) => basename(f, extname(f)))
+    .sort();
+}
+
+/** Resolve a built-in scenario name or a path to a file path. */
+export function resolveScenario(nameOrFile: string): string {
+  for (const ext of ['.json', '.yaml', '.yml']) {
+    const p = join(BUILTIN_DIR, nameOrFile + ext);
+    if (existsSync(p)) return p;
+  }
+  const p = resolve(nameOrFile);
+  if (existsSync(p)) return p;
+  throw new ScenarioError(nameOrFile, [`no built-in scenario of that name and no such file (built-ins: ${builtinNames().join(', ')})`]);
+}
+
+export function parseScenarioText(text: string, file: string): Scenario {
+  let raw: unknown;
+  try {
+    raw = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    throw new ScenarioError(file, [`not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}`]);
+  }
+  const problems: string[] = [];
+  const top = zScenarioFile.safeParse(raw);
+  if (!top.success) throw new ScenarioError(file, formatIssues(top.error.issues, ''));
+  const machine = zMachine.safeParse(top.data.machine ?? {});
+  if (!machine.success) problems.push(...formatIssues(machine.error.issues, 'machine: '));
+  const steps: Scenario['steps'] = [];
+  top.data.steps.forEach((st, i) => {
+    const op = typeof st === 'object' && st !== null ? (st as { op?: unknown }).op : undefined;
+    if (typeof op !== 'string') {
+      problems.push(`step ${i}: field "op": every step needs an "op" string`);
+      return;
+    }
+    const def = STEPS.get(op);
+    if (!def) {
+      problems.push(`step ${i}: field "op": unknown op "${op}" (known: ${[...STEPS.keys()].join(', ')})`);
+      return;
+    }
+    const r = def.schema.safeParse(st);
+    if (!r.success) problems.push(...formatIssues(r.error.issues, `step ${i} (op "${op}"): `));
+    else steps.push(r.data as Scenario['steps'][number]);
+  });
+  if (problems.length) throw new ScenarioError(file, problems);
+  return {
+    name: top.data.name ?? basename(file, extname(file)),
+    description: top.data.description ?? '',
+    file,
+    machine: machine.data!,
+    steps,
+  };
+}
+
+export function loadScenario(nameOrFile: string): Scenario {
+  const file = resolveScenario(nameOrFile);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ScenarioError(file, [`cannot read: ${(e as Error).message}`]);
+  }
+  return parseScenarioText(text, file);
+}

@@ -1,0 +1,5 @@
+/** Every step op a scenario may use, by name. Later layers add their vocabularies here. */
+import type { StepDef } from '../context.ts';
+import { RAW_STEPS } from './raw.ts';
+
+export const STEPS: ReadonlyMap<string, StepDef<unknown>> = new Map(RAW_STEPS.map((s) => [s.op, s]));
