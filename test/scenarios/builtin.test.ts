@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { builtinNames, loadScenario } from '../../scenarios/loader.ts';
+import { runScenario } from '../../scenarios/runner.ts';
+
+describe('built-in scenarios', () => {
+  const names = builtinNames();
+
+  it('include the foundation scenarios', () => {
+    for (const n of ['bare-gbpa', 'bare-bypass-ste', 'bare-bad-ste', 'bare-cmdq-error']) expect(names).toContain(n);
+  });
+
+  for (const n of names) {
+    it(`${n} passes`, () => {
+      const r = runScenario(loadScenario(n));
+      expect(r.failed).toEqual([]);
+      expect(r.ok).toBe(true);
+    });
+  }
+
+  it('bare-bad-ste leaves C_BAD_STE records for SIDs 8, 9, 10 and C_BAD_STREAMID for 40', () => {
+    const r = runScenario(loadScenario('bare-bad-ste'));
+    expect(r.events.map((e) => [e.type, e.sid])).toEqual([
+      ['C_BAD_STE', 8],
+      ['C_BAD_STE', 9],
+      ['C_BAD_STE', 10],
+      ['C_BAD_STREAMID', 40],
+    ]);
+    // DW0 of the first record: event number 0x04, StreamID 8 in bits [63:32]
+    expect(r.events[0]!.raw[0]).toBe('0x0000000800000004');
+  });
+
+  it('detects a wrong expectation in every built-in (each step really checks)', () => {
+    for (const n of names) {
+      const sc = loadScenario(n);
+      // flip the first read expectation (or memread) and the run must fail
+      const i = sc.steps.findIndex((s) => s.op === 'read' && s.expect !== undefined && s.expect !== 'abort');
+      expect(i, `${n} has a read with an expectation`).toBeGreaterThanOrEqual(0);
+      const bad = { ...sc, steps: sc.steps.map((s, j) => (j === i ? { ...s, expect: (s.expect as bigint) ^ 1n, mask: undefined } : s)) };
+      const r = runScenario(bad);
+      expect(r.ok).toBe(false);
+      expect(r.failed[0]!.step).toBe(i);
+    }
+  });
+
+  it('a failing step does not stop the run: later failures are reported too', () => {
+    const sc = loadScenario('bare-cmdq-error');
+    const reads = sc.steps.map((s, j) => [s, j] as const).filter(([s]) => s.op === 'read').map(([, j]) => j);
+    const bad = { ...sc, steps: sc.steps.map((s, j) => (reads.includes(j) ? { ...s, expect: 0xdeadn } : s)) };
+    const r = runScenario(bad);
+    expect(r.failed.map((f) => f.step)).toEqual(reads);
+  });
+});
