@@ -117,6 +117,26 @@ describe('GERROR.CMDQ_ERR toggle protocol (reference §1.5, §4.6)', () => {
     expect(m.smmu.irqs.gerror).toBe(2);
   });
 
+  it('EVENTQ_ABT_ERR: a second aborted event record while active is not re-toggled', () => {
+    const m = new Machine({ devices: [{ name: 'dev', sid: 5 }] });
+    const sw = new Sw(m);
+    sw.w64(R.STRTAB_BASE, BigInt(0x4010_0000));
+    sw.w32(R.STRTAB_BASE_CFG, 8);
+    sw.w64(R.EVENTQ_BASE, BigInt(NO_RAM) | 4n);
+    sw.irqCtrl(GERROR_IRQEN);
+    sw.cr0(0x5); // SMMUEN | EVENTQEN
+    const dev = m.devices.get('dev')!;
+    dev.read(0x4020_0000, 4);
+    dev.read(0x4020_0000, 4);
+    expect(sw.r32(R.GERROR)).toBe(G.EVENTQ_ABT_ERR);
+    expect(m.smmu.irqs.gerror).toBe(1);
+    sw.ackGerror();
+    dev.read(0x4020_0000, 4);
+    expect(sw.r32(R.GERROR)).toBe(0);
+    expect(sw.gerrorActive()).toBe(G.EVENTQ_ABT_ERR);
+    expect(m.smmu.irqs.gerror).toBe(2);
+  });
+
   it('errors of different types are independent', () => {
     const { sw, q } = setup();
     q.submit(sync(1, NO_RAM, 1), ILL);

@@ -89,6 +89,18 @@ describe('command queue wrap through the device', () => {
     expect(q.publish()).toBe(0b1001);
   });
 
+  it('commands published while CMDQEN=0 are consumed once CMDQEN is set', () => {
+    const m = new Machine();
+    const sw = new Sw(m);
+    sw.w64(R.CMDQ_BASE, BigInt(CMDQ_PA) | 2n);
+    const q = new SwCmdq(sw, CMDQ_PA, 2);
+    expect(q.submit(sync(1, MSI_PA, 1), sync(1, MSI_PA + 4, 2))).toBe(0);
+    expect(m.mem.read32(MSI_PA)).toBe(0);
+    expect(sw.cr0(8)).toBe(8);
+    expect(sw.r32(R.CMDQ_CONS)).toBe(2);
+    expect([m.mem.read32(MSI_PA), m.mem.read32(MSI_PA + 4)]).toEqual([1, 2]);
+  });
+
   it('LOG2SIZE is capped at IDR1.CMDQS', () => {
     const m = new Machine({ smmu: { features: { cmdqs: 2 } } });
     const sw = new Sw(m);

@@ -213,6 +213,10 @@ describe('RW registers: reserved-bit masking (all-ones written)', () => {
     expect(v & PRIQEN).toBe(0); // no PRI
   });
 
+  it('CR0.VMW[8:6] is kept with IDR0.VMW', () => {
+    expect(fresh({ smmu: { features: { vmw: true } } }).cr0(0x1c0)).toBe(0x1c0);
+  });
+
   it('CR0: PRIQEN with PRI; CR0.ATSCHK without ATS is RES0', () => {
     expect(fresh({ smmu: { features: { pri: true } } }).cr0(PRIQEN)).toBe(PRIQEN);
     expect(fresh({ smmu: { features: { ats: false } } }).cr0(0x10)).toBe(0);

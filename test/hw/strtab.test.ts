@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Machine, type MachineOptions } from '../../hw/machine.ts';
 import { steIllegal } from '../../hw/smmu/ste.ts';
+import { newLookup } from '../../hw/smmu/strtab.ts';
 import { DEFAULT_FEATURES, type SmmuFeatures } from '../../hw/smmu/features.ts';
 import {
   CFGI_ALL, CMDQ_PA, DMA_BUF, E, EVTQ_PA, NO_RAM, R, RAM, RECINVSID, SMMUEN, STE_ABORT, STE_BYPASS, STE_INVALID, STRTAB_PA, SYNC_NONE,
@@ -192,7 +193,7 @@ describe('linear stream table', () => {
   it('the configuration cache is not filled while SMMUEN=0', () => {
     const { m, sw } = rig({ smmuen: false });
     writeSte(m, steAddr(5), [STE_BYPASS]);
-    const lk = m.smmu.strtab.lookup(5, { ste: null, event: 0, fetchAddr: 0, l1Addr: -1, l1Desc: 0, cached: false });
+    const lk = m.smmu.strtab.lookup(5, newLookup());
     expect(lk.ste?.config).toBe(4);
     expect(m.smmu.strtab.cachedStes).toBe(0);
     sw.cr0(sw.r32(R.CR0) | SMMUEN);
@@ -351,6 +352,14 @@ describe('2-level stream table (reference §2.1 step 4, L1STD)', () => {
     m.mem.write64(STRTAB_PA, 0n);
     q.submit(CFGI_ALL, SYNC_NONE);
     expect(dev(0).read(DMA_BUF, 4)).toMatchObject({ ok: false, event: 'C_BAD_STREAMID' });
+  });
+
+  it('the L1 table base is aligned to the L1 table size (LOG2SIZE=16, SPLIT=8: 256 x 8 B = 2 KiB)', () => {
+    const { m, sw, dev } = setup2({ log2: 16, split: 8, base: STRTAB_PA + 0x440 });
+    expect(sw.r64(R.STRTAB_BASE)).toBe(BigInt(STRTAB_PA + 0x440));
+    m.mem.write64(STRTAB_PA + 8, l1std(L2A, 9));
+    writeSte(m, L2A + 64 * 3, [STE_BYPASS]);
+    expect(dev(0x103).read(DMA_BUF, 4).ok).toBe(true);
   });
 
   it('2-level FMT without IDR0.ST_LEVEL support falls back to linear', () => {
