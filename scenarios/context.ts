@@ -5,6 +5,7 @@
 import type { z } from 'zod';
 import type { Machine } from '../hw/machine.ts';
 import type { DmaEndpoint } from '../hw/dma.ts';
+import type { TableAllocator } from './pagetable.ts';
 
 export interface Failure {
   step: number;
@@ -21,6 +22,9 @@ export class RunContext {
   stepIndex = -1;
   op = '';
   private readonly implicitDevices = new Map<number, DmaEndpoint>();
+  /** the page-table pool of pt.map (machine.ptPool, or the top of RAM below the hyp's 64 MiB) */
+  ptAlloc: TableAllocator | undefined;
+  ptPool: { base: number; size: number } | undefined;
 
   constructor(readonly machine: Machine) {}
 

@@ -98,6 +98,7 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   }
   opts.onMachine?.(m);
   const ctx = new RunContext(m);
+  ctx.ptPool = sc.machine.ptPool;
   const n = Math.min(sc.steps.length, opts.stopAfter ?? Infinity);
   for (let i = 0; i < n; i++) {
     const st = sc.steps[i]!;

@@ -87,6 +87,7 @@ export const zMachine = z
     smmu: zSmmuConfig.optional(),
     devices: z.array(zDevice).default([]),
     hypMemory: z.object({ base: zAddr, size: zAddr }).strict().optional(),
+    ptPool: z.object({ base: zAddr, size: zAddr }).strict().optional(),
   })
   .strict();
 export type MachineConfig = z.infer<typeof zMachine>;

@@ -88,7 +88,9 @@ export function decodeEvent(w: ArrayLike<number>): DecodedEvent {
   const num = get(w, EventNum);
   const fields: Record<string, number | string> = {};
   for (const fl of eventFields(num)) {
-    fields[fl.name] = fl.width > 32 ? '0x' + getBig(w, fl).toString(16) : get(w, fl);
+    // address fields are shown as byte addresses: IPA[55:12] and FetchAddr[55:3] shifted into place
+    const sh = fl === E_IPA ? 12n : fl === E_FetchAddr ? 3n : 0n;
+    fields[fl.name] = fl.width > 32 || sh ? '0x' + (getBig(w, fl) << sh).toString(16) : get(w, fl);
   }
   const raw: string[] = [];
   for (let i = 0; i < EVT_WORDS; i += 2) raw.push('0x' + ((BigInt(w[i + 1]! >>> 0) << 32n) | BigInt(w[i]! >>> 0)).toString(16).padStart(16, '0'));

@@ -23,19 +23,16 @@ import { SmmuWriter } from './msi.ts';
 import { EventQueue } from './evtq.ts';
 import { CommandQueue } from './cmdq.ts';
 import { StreamTable, newLookup, type SteLookup } from './strtab.ts';
-import { buildEvent, EVT, EVT_WORDS } from './events.ts';
-import { CFG } from './ste.ts';
+import { buildEvent, EVT_WORDS } from './events.ts';
+import { Translator, type Txn, type TxnResult, type AtsResponse, type TranslateEnv } from './translate.ts';
+import { Iotlb } from './tlb.ts';
+import { CdCache } from './cdtab.ts';
+import { tlbiScope } from './tlbi.ts';
 import { qFull, ptrMask } from './queue.ts';
 
 const log = layerLogger('hw');
 
-/** The translation of a stage-1/stage-2 configuration is added by the translation engine. */
-export class NotImplementedError extends Error {
-  constructor(what: string) {
-    super(`not yet implemented: ${what}`);
-    this.name = 'NotImplementedError';
-  }
-}
+export { NotImplementedError, newTxn, newTxnResult, type Txn, type TxnResult } from './translate.ts';
 
 export interface SmmuOptions {
   features?: Partial<SmmuFeatures>;
@@ -45,31 +42,6 @@ export interface SmmuOptions {
   gbpaReset?: number;
   /** configuration cache and TLB on (default) or off, to tell stale-cache bugs from walk bugs */
   caching?: boolean;
-}
-
-/** A DMA transaction presented to the SMMU. */
-export interface Txn {
-  sid: number;
-  ssid: number;
-  ssv: boolean;
-  /** input address (IOVA) */
-  addr: number;
-  write: boolean;
-  priv: boolean;
-  instr: boolean;
-}
-
-/** Outcome of a transaction. `event` is the event type recorded (0 when none). */
-export interface TxnResult {
-  ok: boolean;
-  pa: number;
-  event: number;
-  /** short human reason for an abort ('' on success) */
-  reason: string;
-}
-
-export function newTxnResult(): TxnResult {
-  return { ok: false, pa: 0, event: 0, reason: '' };
 }
 
 const CR0_BASE_MASK = wordMask(CR0.SMMUEN) | wordMask(CR0.PRIQEN) | wordMask(CR0.EVENTQEN) | wordMask(CR0.CMDQEN) | wordMask(CR0.ATSCHK);
@@ -94,7 +66,10 @@ export interface IrqCounts {
   cmdSync: number;
 }
 
-export class Smmu implements MmioDevice {
+/** An ATC invalidation delivered to a device (CMD_ATC_INV). */
+export type AtcInvalidate = (ssid: number | null, addr: number, bytes: number) => void;
+
+export class Smmu implements MmioDevice, TranslateEnv {
   readonly name = 'smmu';
   readonly size = SMMU_MMIO_SIZE;
   readonly features: SmmuFeatures;
@@ -131,6 +106,13 @@ export class Smmu implements MmioDevice {
   readonly cmdq: CommandQueue;
   readonly evtq: EventQueue;
   readonly strtab: StreamTable;
+  readonly tlb = new Iotlb();
+  readonly cds = new CdCache();
+  readonly translator: Translator;
+  /** devices' ATCs by StreamID, for CMD_ATC_INV */
+  readonly atcs = new Map<number, AtcInvalidate[]>();
+  atcInvs = 0;
+  httuWrites = 0;
 
   /** interrupts: wired lines raised, MSIs sent, SEV events */
   readonly irqs: IrqCounts = { gerror: 0, eventq: 0, priq: 0, cmdSync: 0 };
@@ -161,17 +143,42 @@ export class Smmu implements MmioDevice {
     this.cmdq = new CommandQueue({
       features: this.features,
       smmuEnabled: () => (this.cr0 & SMMUEN) !== 0,
-      cfgiSte: (sid, leaf) => this.strtab.invalidateSte(sid, leaf),
-      cfgiSteRange: (sid, range) => this.strtab.invalidateRange(sid, range),
-      cfgiCd: () => {},
-      cfgiCdAll: () => {},
+      cfgiSte: (sid, leaf) => {
+        this.strtab.invalidateSte(sid, leaf);
+        this.cds.invalidateSid(sid); // the CDs and L1CDs cached through that STE
+      },
+      cfgiSteRange: (sid, range) => {
+        this.strtab.invalidateRange(sid, range);
+        if (range >= 31) this.cds.invalidateAll();
+        else {
+          const n = 2 ** (range + 1);
+          const start = sid - (sid % n);
+          for (let s2 = start; s2 < start + n && s2 - start < 1 << 16; s2++) this.cds.invalidateSid(s2);
+          if (n > 1 << 16) this.cds.invalidateAll();
+        }
+      },
+      // Leaf=0 also drops the L1CD on the path; the model drops every L1CD of the StreamID (over-invalidation is allowed)
+      cfgiCd: (sid, ssid, leaf) => this.cds.invalidateCd(sid, ssid, leaf, -1),
+      cfgiCdAll: (sid) => this.cds.invalidateSid(sid),
       prefetchConfig: (sid) => {
         this.strtab.lookup(sid, this.lookupScratch);
       },
-      tlbi: (op) => {
+      tlbi: (op, w) => {
         this.tlbiCounts[op]!++;
+        const scope = tlbiScope(op, w, this.features, (this.cr2 & 1) === 1);
+        if (scope) this.tlb.invalidate(scope);
       },
-      atcInv: () => {},
+      atcInv: (w) => {
+        this.atcInvs++;
+        const sid = w[1]!;
+        const global = (w[0]! >>> 9) & 1;
+        const ssv = (w[0]! >>> 11) & 1;
+        const size = w[2]! & 0x3f;
+        const addr = (w[3]! & 0x1fffff) * 0x1_0000_0000 + ((w[2]! & 0xfffff000) >>> 0);
+        const bytes = size >= 52 ? 2 ** 64 : 2 ** (12 + size);
+        const base = size >= 52 ? 0 : addr - (addr % bytes);
+        for (const inv of this.atcs.get(sid) ?? []) inv(ssv && !global ? (w[0]! >>> 12) & 0xfffff : null, base, bytes);
+      },
       priResp: () => {},
       resume: () => {},
       stallTerm: () => {},
@@ -209,16 +216,50 @@ export class Smmu implements MmioDevice {
       cfg: () => this.strtabBaseCfg,
       cacheable: () => this.caching && (this.cr0 & SMMUEN) !== 0,
     });
+    this.translator = new Translator(this, this.lookupScratch);
+  }
+
+  // ---- TranslateEnv --------------------------------------------------------------------------
+
+  smmuEnabled(): boolean {
+    return (this.cr0 & SMMUEN) !== 0;
+  }
+  cachingOn(): boolean {
+    return this.caching;
+  }
+  e2h(): boolean {
+    return (this.cr2 & 1) === 1;
+  }
+  recinvsid(): boolean {
+    return (this.cr2 & 2) === 2;
+  }
+  atschk(): boolean {
+    return (this.cr0 & 0x10) !== 0;
+  }
+  recordEventWords(words: Uint32Array): boolean {
+    return this.evtq.record(words);
+  }
+  setAccessFlag(pa: number): void {
+    // HTTU: an atomic update of the descriptor's AF (bit 10), an SMMU-originated write
+    try {
+      this.mem.write32(pa, this.mem.read32(pa) | 0x400);
+      this.httuWrites++;
+    } catch {
+      /* a walk that read the descriptor can write it back */
+    }
+  }
+
+  /** Register a device ATC to receive CMD_ATC_INV for its StreamID. */
+  registerAtc(sid: number, inv: AtcInvalidate): void {
+    let l = this.atcs.get(sid);
+    if (!l) this.atcs.set(sid, (l = []));
+    l.push(inv);
   }
 
   // ---- helpers -------------------------------------------------------------------------------
 
   private log2(reg: Reg64, cap: number): number {
     return Math.min(reg.lo & 0x1f, cap);
-  }
-
-  get smmuEnabled(): boolean {
-    return (this.cr0 & SMMUEN) !== 0;
   }
 
   /** Raise an interrupt line if enabled in IRQ_CTRL: an MSI where configured, else the wired line. */
@@ -574,68 +615,19 @@ export class Smmu implements MmioDevice {
 
   // ---- transactions --------------------------------------------------------------------------
 
-  /**
-   * Present a transaction. Bypass and abort configurations (by STE Config, or by GBPA while
-   * SMMUEN=0) are handled here; stage-1/stage-2 translation raises NotImplementedError until
-   * the translation engine lands.
-   */
+  /** Present an untranslated transaction (see translate.ts). */
   translate(t: Txn, r: TxnResult): TxnResult {
-    r.ok = false;
-    r.pa = 0;
-    r.event = 0;
-    r.reason = '';
-    if ((this.cr0 & SMMUEN) === 0) {
-      if (this.gbpa.abort) {
-        r.reason = 'SMMUEN=0 and GBPA.ABORT=1';
-        return r;
-      }
-      r.ok = true;
-      r.pa = t.addr;
-      return r;
-    }
-    const lk = this.strtab.lookup(t.sid, this.lookupScratch);
-    if (lk.event !== 0) {
-      if (lk.event === EVT.C_BAD_STREAMID) {
-        r.reason = 'StreamID out of range or L1STD invalid';
-        if (this.cr2 & 2) this.fault(r, EVT.C_BAD_STREAMID, t, {});
-      } else {
-        r.reason = `STE fetch aborted at 0x${lk.fetchAddr.toString(16)}`;
-        this.fault(r, EVT.F_STE_FETCH, t, { FetchAddr: Math.floor(lk.fetchAddr / 8), InputAddr: BigInt(t.addr) });
-      }
-      return r;
-    }
-    const ste = lk.ste!;
-    if (ste.illegal !== null) {
-      r.reason = `C_BAD_STE: ${ste.illegal}`;
-      this.fault(r, EVT.C_BAD_STE, t, {});
-      return r;
-    }
-    const cfg = ste.config;
-    if ((cfg & 4) === 0) {
-      r.reason = 'STE.Config=abort';
-      return r;
-    }
-    if (cfg === CFG.BYPASS) {
-      if (t.ssv) {
-        r.reason = 'SubstreamID with stage 1 disabled';
-        this.fault(r, EVT.C_BAD_SUBSTREAMID, t, {});
-        return r;
-      }
-      r.ok = true;
-      r.pa = t.addr;
-      return r;
-    }
-    throw new NotImplementedError(`stage-1/stage-2 translation (STE Config=0b${cfg.toString(2)}) for SID ${t.sid}`);
+    return this.translator.translate(t, r);
   }
 
-  private fault(r: TxnResult, num: number, t: Txn, extra: Readonly<Record<string, number | bigint>>): void {
-    r.event = num;
-    const fields: Record<string, number | bigint> = { StreamID: t.sid, ...extra };
-    if (t.ssv) {
-      fields.SSV = 1;
-      fields.SubstreamID = t.ssid;
-    }
-    this.recordEvent(num, fields);
+  /** An ATS Translation Request. */
+  atsTranslate(t: Txn): AtsResponse {
+    return this.translator.atsTranslate(t);
+  }
+
+  /** An ATS Translated transaction (the address came from the device's ATC). */
+  translated(t: Txn, r: TxnResult): TxnResult {
+    return this.translator.translated(t, r);
   }
 
   /** Whether the event queue is full right now (for tests and drivers). */

@@ -1,5 +1,6 @@
 /** Every step op a scenario may use, by name. Later layers add their vocabularies here. */
 import type { StepDef } from '../context.ts';
 import { RAW_STEPS } from './raw.ts';
+import { STRUCT_STEPS } from './structs.ts';
 
-export const STEPS: ReadonlyMap<string, StepDef<unknown>> = new Map(RAW_STEPS.map((s) => [s.op, s]));
+export const STEPS: ReadonlyMap<string, StepDef<unknown>> = new Map([...RAW_STEPS, ...STRUCT_STEPS].map((s) => [s.op, s]));

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { CpuAbortError } from '../../hw/bus.ts';
 import { defineStep, type RunContext } from '../context.ts';
 import { zActor, zAddr, zHex, zSize, zU32, zU64, hexToBytes, bytesToHex } from '../schema.ts';
-import { eventNumber } from '../../hw/smmu/events.ts';
+import { eventNumber, eventFields } from '../../hw/smmu/events.ts';
 
 const hex = (v: bigint | number): string => '0x' + v.toString(16);
 
@@ -76,7 +76,7 @@ export const memreadStep = defineStep({
 
 export const dmaStep = defineStep({
   op: 'dma',
-  doc: 'a device DMA through the SMMU; expect "ok", "fault" or the PA it must reach. ssid 0 means no SubstreamID unless "ssv":true',
+  doc: 'a device DMA through the SMMU; expect "ok", "fault" or the PA it must reach. ssid 0 means no SubstreamID unless "ssv":true; "ats":true goes through the device ATC; "translated":true sends a Translated transaction to iova as given',
   schema: z
     .object({
       op: z.literal('dma'),
@@ -84,8 +84,10 @@ export const dmaStep = defineStep({
       device: z.string().optional(),
       ssid: zU32.optional(),
       ssv: z.boolean().optional(),
-      iova: zAddr,
+      iova: zU64,
       access: z.enum(['read', 'write']),
+      ats: z.boolean().optional(),
+      translated: z.boolean().optional(),
       len: zU32.optional(),
       hex: zHex.optional(),
       expect: z.union([z.literal('ok'), z.literal('fault'), zAddr]).optional(),
@@ -104,14 +106,17 @@ export const dmaStep = defineStep({
       return;
     }
     const ssv = s.ssv ?? (s.ssid !== undefined && s.ssid !== 0);
-    const opts = { ...(ssv ? { ssid: s.ssid ?? 0 } : {}), ...(s.priv !== undefined ? { priv: s.priv } : {}) };
+    const opts = { ...(ssv ? { ssid: s.ssid ?? 0 } : {}), ...(s.priv !== undefined ? { priv: s.priv } : {}), ...(s.ats ? { ats: true } : {}) };
+    const iova = s.iova < 2n ** 53n ? Number(s.iova) : s.iova;
     const len = s.len ?? (s.hex !== undefined ? s.hex.length / 2 : 4);
     let data: Uint8Array | undefined;
     if (s.access === 'write') {
       // without "hex", a write carries the bytes a5 a6 a7 ... so the data is recognisable in memory
       data = s.hex !== undefined ? hexToBytes(s.hex) : new Uint8Array(len).map((_, i) => (0xa5 + i) & 0xff);
     }
-    const out = s.access === 'write' ? ep.write(s.iova, data!, opts) : ep.read(s.iova, len, opts);
+    const out = s.translated
+      ? s.access === 'write' ? ep.writeTranslated(Number(iova), data!, opts) : ep.readTranslated(Number(iova), len, opts)
+      : s.access === 'write' ? ep.write(iova, data!, opts) : ep.read(iova, len, opts);
     const expect = s.expect;
     if (expect !== undefined) {
       if (expect === 'ok' && !out.ok) ctx.fail('ok', `fault: ${out.fault}${out.event ? ` (${out.event})` : ''}`);
@@ -152,7 +157,7 @@ export const expectEventStep = defineStep({
         e.type === s.type.toUpperCase() &&
         (s.sid === undefined || e.sid === s.sid) &&
         (s.ssid === undefined || e.ssid === s.ssid) &&
-        Object.entries(s.fields ?? {}).every(([k, v]) => fieldMatches(e.fields[k], v)),
+        Object.entries(s.fields ?? {}).every(([k, v]) => fieldMatches(e.num, k, e.fields[k], v)),
     );
     if (!match) {
       const want = `${s.type}${s.sid !== undefined ? ` sid=${s.sid}` : ''}${s.ssid !== undefined ? ` ssid=${s.ssid}` : ''}${s.fields ? ' ' + JSON.stringify(s.fields) : ''}`;
@@ -161,12 +166,15 @@ export const expectEventStep = defineStep({
   },
 });
 
-function fieldMatches(actual: number | string | undefined, want: number | string): boolean {
+/** A field matches a number, a "0x…" string, or the name of its value ("CLASS":"TT", "RnW":"write"). */
+function fieldMatches(num: number, name: string, actual: number | string | undefined, want: number | string): boolean {
   if (actual === undefined) return false;
   const a = typeof actual === 'string' ? BigInt(actual) : BigInt(actual);
   if (typeof want === 'number') return a === BigInt(want);
   if (/^0x[0-9a-f]+$/i.test(want) || /^[0-9]+$/.test(want)) return a === BigInt(want);
-  return false;
+  const f = eventFields(num).find((x) => x.name === name);
+  const named = f?.values === undefined ? undefined : Object.entries(f.values).find(([, v]) => v.toLowerCase() === want.toLowerCase());
+  return named !== undefined && a === BigInt(named[0]);
 }
 
 export const expectNoEventStep = defineStep({

@@ -1,0 +1,723 @@
+/**
+ * The translation pipeline for one transaction (reference §2.3, §3.2, §5.3–5.4, §6.4):
+ * GBPA (SMMUEN=0) → STE → substream selection → CD (through stage 2 when nested) →
+ * stage-1 walk (each table address through stage 2 when nested) → final stage 2 → permission
+ * check, with the IOTLB and the configuration caches in front of the walks.
+ *
+ * Faults become event records in the reference layout with S2, CLASS, IPA and FetchAddr.
+ * Stage-1 faults are recorded when CD.R=1, stage-2 faults when STE.S2R=1; configuration errors
+ * always. Stalling (CD.S / STE.S2S with a stall-capable STALL_MODEL) is not built yet and
+ * raises NotImplementedError rather than passing silently.
+ */
+import { get } from '../bits.ts';
+import { ExternalAbort, type PhysicalMemory } from '../memory.ts';
+import { STE, CFG, EATS, s2StartLevel, s2GranuleShift, effectivePs } from './ste.ts';
+import { EVT, CLASS, buildEvent, EVT_WORDS } from './events.ts';
+import { CdCache, fetchCd, type CdEntry, type CdLookup } from './cdtab.ts';
+import { Iotlb, ASID_GLOBAL, STAGE, WORLD, SEC, ctxKey, type TlbEntry } from './tlb.ts';
+import { walk, newStageCfg, newWalkOut, neededPerm, PERM, type StageCfg, type WalkOut, type DescReader, type WalkTraceStep } from './walk.ts';
+import type { SmmuFeatures } from './features.ts';
+import type { StreamTable, SteEntry, SteLookup } from './strtab.ts';
+import type { Gbpa } from './gbpa.ts';
+
+export class NotImplementedError extends Error {
+  constructor(what: string) {
+    super(`not yet implemented: ${what}`);
+    this.name = 'NotImplementedError';
+  }
+}
+
+/** A DMA transaction presented to the SMMU. */
+export interface Txn {
+  sid: number;
+  ssid: number;
+  ssv: boolean;
+  /** input address bits [52:0] */
+  addr: number;
+  /** input address bits [63:53] (0 for ordinary IOVAs) */
+  addrHi: number;
+  write: boolean;
+  priv: boolean;
+  instr: boolean;
+}
+
+export function newTxn(): Txn {
+  return { sid: 0, ssid: 0, ssv: false, addr: 0, addrHi: 0, write: false, priv: false, instr: false };
+}
+
+/** Outcome of a transaction. `event` is the event type recorded (0 when none). */
+export interface TxnResult {
+  ok: boolean;
+  pa: number;
+  event: number;
+  /** the fault's event type even when it was not recorded (0 on success) */
+  faultType: number;
+  /** terminated with RAZ/WI (CD.A=0 with TERM_MODEL=0): reads return 0, writes are ignored */
+  razwi: boolean;
+  /** short human reason for an abort ('' on success) */
+  reason: string;
+  /** the intermediate physical address, when stage 2 translated the final access */
+  ipa: number;
+  /** whether the IOTLB supplied the translation */
+  tlbHit: boolean;
+}
+
+export function newTxnResult(): TxnResult {
+  return { ok: false, pa: 0, event: 0, faultType: 0, razwi: false, reason: '', ipa: -1, tlbHit: false };
+}
+
+/** Decoded, cached view of a legal STE (attached to the SteEntry on first use). */
+export interface StreamDec {
+  cfg: number;
+  s1: boolean;
+  s2: boolean;
+  s1fmt: number;
+  cdmax: number;
+  s1dss: number;
+  ctxPtr: number;
+  eats: number;
+  world: number;
+  /** VMID used to tag TLB entries (0 where VMIDs do not apply) */
+  vmid: number;
+  el2: boolean;
+  s1stalld: boolean;
+  s2cfg: StageCfg | null;
+  s2r: boolean;
+  s2ptw: boolean;
+  s2s: boolean;
+  privcfg: number;
+  instcfg: number;
+}
+
+type SteWithDec = SteEntry & { dec?: StreamDec };
+
+export interface TranslateEnv {
+  readonly features: SmmuFeatures;
+  readonly mem: PhysicalMemory;
+  readonly strtab: StreamTable;
+  readonly gbpa: Gbpa;
+  readonly tlb: Iotlb;
+  readonly cds: CdCache;
+  smmuEnabled(): boolean;
+  cachingOn(): boolean;
+  e2h(): boolean;
+  recinvsid(): boolean;
+  atschk(): boolean;
+  recordEventWords(words: Uint32Array): boolean;
+  /** an SMMU-originated write of a descriptor's Access flag (HTTU) */
+  setAccessFlag(pa: number): void;
+}
+
+/** Per-stream counters. */
+export interface StreamStats {
+  txns: number;
+  hits: number;
+  misses: number;
+  walks: number;
+  descReads: number;
+  faults: number;
+}
+
+const TWO32 = 0x1_0000_0000;
+
+/** What a translation is for, as the explainer reports it. */
+export interface Explain {
+  steps: string[];
+  walk: WalkTraceStep[];
+}
+
+export class Translator {
+  readonly perStream = new Map<number, StreamStats>();
+  private readonly lookup: SteLookup;
+  private readonly ev = new Uint32Array(EVT_WORDS);
+  private readonly s1out: WalkOut = newWalkOut();
+  private readonly s2out: WalkOut = newWalkOut();
+  private readonly s2sub: WalkOut = newWalkOut();
+  private readonly cdLookup: CdLookup = { cd: null, event: 0, fetchAddr: 0 };
+  /** explanation sink (only while explaining) */
+  explain: Explain | null = null;
+  /** current transaction context for readers */
+  private cur!: Txn;
+  private curDec!: StreamDec;
+  private curStats!: StreamStats;
+  private lastFetchPa = 0;
+  private lastS2Hit = false;
+  /** while set, faults are not written to the event queue (ATS Translation Requests report in the response) */
+  private suppressEvents = false;
+
+  constructor(private readonly env: TranslateEnv, lookup: SteLookup) {
+    this.lookup = lookup;
+  }
+
+  stats(sid: number): StreamStats {
+    let s = this.perStream.get(sid);
+    if (!s) this.perStream.set(sid, (s = { txns: 0, hits: 0, misses: 0, walks: 0, descReads: 0, faults: 0 }));
+    return s;
+  }
+
+  private note(s: string): void {
+    this.explain?.steps.push(s);
+  }
+
+  // ---- decoding ------------------------------------------------------------------------------
+
+  decode(ste: SteEntry): StreamDec {
+    const w = ste.words;
+    const ft = this.env.features;
+    const cfg = ste.config;
+    const s1 = (cfg & 5) === 5;
+    const s2 = (cfg & 6) === 6;
+    const strw = get(w, STE.STRW);
+    let world: number = WORLD.NS_EL1;
+    if (cfg === CFG.S1_TRANS && strw === 2 && ft.hyp) world = this.env.e2h() ? WORLD.NS_EL2_E2H : WORLD.NS_EL2;
+    const vmidUsed = s2 || (cfg === CFG.S1_TRANS && ft.s2p && world === WORLD.NS_EL1);
+    let vmid = vmidUsed ? get(w, STE.S2VMID) : 0;
+    if (!ft.vmid16) vmid &= 0xff;
+    let s2cfg: StageCfg | null = null;
+    if (s2) {
+      const c = newStageCfg();
+      c.stage = 2;
+      const tg = get(w, STE.S2TG);
+      c.g = s2GranuleShift(tg);
+      c.ias = 64 - get(w, STE.S2T0SZ);
+      c.start = s2StartLevel(get(w, STE.S2SL0), tg);
+      c.ttb = get(w, STE.S2TTB) * 16;
+      c.oas = effectivePs(get(w, STE.S2PS), ft.oas);
+      c.affd = get(w, STE.S2AFFD) === 1;
+      c.ha = get(w, STE.S2HA) === 1;
+      c.be = get(w, STE.S2ENDI) === 1;
+      c.xnx = ft.xnx;
+      s2cfg = c;
+    }
+    return {
+      cfg, s1, s2,
+      s1fmt: get(w, STE.S1Fmt), cdmax: get(w, STE.S1CDMax), s1dss: get(w, STE.S1DSS), ctxPtr: get(w, STE.S1ContextPtr) * 64,
+      eats: ft.ats ? get(w, STE.EATS) : 0,
+      world, vmid, el2: world !== WORLD.NS_EL1,
+      s1stalld: get(w, STE.S1STALLD) === 1,
+      s2cfg, s2r: get(w, STE.S2R) === 1, s2ptw: get(w, STE.S2PTW) === 1, s2s: get(w, STE.S2S) === 1,
+      privcfg: ft.attrPermsOvr ? get(w, STE.PRIVCFG) : 0,
+      instcfg: ft.attrPermsOvr ? get(w, STE.INSTCFG) : 0,
+    };
+  }
+
+  // ---- events --------------------------------------------------------------------------------
+
+  private record(r: TxnResult, t: Txn, num: number, s2: number, cls: number, ipa: number, fetchAddr: number, doRecord: boolean, reason: string): void {
+    r.faultType = num;
+    r.reason = reason;
+    this.curStats.faults++;
+    this.note(`fault: ${reason}${doRecord ? '' : ' (not recorded)'}`);
+    if (!doRecord || this.suppressEvents) return;
+    r.event = num;
+    const e = this.ev;
+    e.fill(0);
+    e[0] = (num & 0xff) | (t.ssv ? (1 << 11) | ((t.ssid & 0xfffff) << 12) : 0);
+    e[1] = t.sid >>> 0;
+    if (num >= EVT.F_TRANSLATION && num <= EVT.F_PERMISSION || num === EVT.F_WALK_EABT) {
+      const priv = this.effPriv(t);
+      const instr = this.effInstr(t);
+      e[3] = ((priv ? 1 : 0) << 1) | ((instr && !t.write ? 1 : 0) << 2) | ((t.write ? 0 : 1) << 3) | (s2 << 7) | (cls << 8);
+      // DW2: InputAddr[63:0]
+      e[4] = t.addr % TWO32 >>> 0;
+      e[5] = ((Math.floor(t.addr / TWO32) & 0x1fffff) | ((t.addrHi & 0x7ff) << 21)) >>> 0;
+      if (num === EVT.F_WALK_EABT) {
+        e[6] = (fetchAddr % TWO32) - (fetchAddr % 8) >>> 0;
+        e[7] = Math.floor(fetchAddr / TWO32) & 0x00ffffff;
+      } else if (s2) {
+        e[6] = ((ipa % TWO32) - (ipa % 4096)) >>> 0;
+        e[7] = Math.floor(ipa / TWO32) & 0x00ffffff;
+      }
+    } else if (num === EVT.F_STE_FETCH || num === EVT.F_CD_FETCH) {
+      e[4] = t.addr % TWO32 >>> 0;
+      e[5] = ((Math.floor(t.addr / TWO32) & 0x1fffff) | ((t.addrHi & 0x7ff) << 21)) >>> 0;
+      e[6] = (fetchAddr % TWO32) - (fetchAddr % 8) >>> 0;
+      e[7] = Math.floor(fetchAddr / TWO32) & 0x00ffffff;
+    } else if (num === EVT.F_TRANSL_FORBIDDEN || num === EVT.F_BAD_ATS_TREQ) {
+      e[3] = (t.write ? 0 : 1) << 3;
+      e[4] = t.addr % TWO32 >>> 0;
+      e[5] = ((Math.floor(t.addr / TWO32) & 0x1fffff) | ((t.addrHi & 0x7ff) << 21)) >>> 0;
+    }
+    this.env.recordEventWords(e);
+  }
+
+  private effPriv(t: Txn): boolean {
+    const p = this.curDec?.privcfg ?? 0;
+    return p === 2 ? false : p === 3 ? true : t.priv;
+  }
+  private effInstr(t: Txn): boolean {
+    const p = this.curDec?.instcfg ?? 0;
+    return p === 2 ? false : p === 3 ? true : t.instr;
+  }
+
+  // ---- stage 2 ---------------------------------------------------------------------------------
+
+  private readonly plainReader: DescReader = {
+    read: (addr, _level, out, desc) => {
+      try {
+        desc[0] = this.env.mem.read32(addr);
+        desc[1] = this.env.mem.read32(addr + 4);
+        return addr;
+      } catch (e) {
+        if (!(e instanceof ExternalAbort)) throw e;
+        out.fetchAddr = addr;
+        return -1;
+      }
+    },
+  };
+
+  /**
+   * Translate an IPA through the stream's stage 2 (TLB first). On success fills s2sub-like
+   * output in `o` (oa/pageShift/perm/attr) and returns 0; on a fault returns the EVT number with
+   * o.fetchAddr for F_WALK_EABT. `perm` is the permission needed (PERM bit).
+   */
+  private s2(dec: StreamDec, ipa: number, need: number, tableWalk: boolean, o: WalkOut): number {
+    const cfg = dec.s2cfg!;
+    const caching = this.env.cachingOn();
+    const key = ctxKey(SEC.NS, WORLD.NS_EL1, STAGE.S2, dec.vmid, 0);
+    let e = caching ? this.env.tlb.lookup(key, ipa) : undefined;
+    this.lastS2Hit = e !== undefined;
+    if (e !== undefined) {
+      this.curStats.hits++;
+      o.oa = e.oa;
+      o.pageShift = e.shift;
+      o.perm = e.s2perm;
+      o.attr = e.attr;
+      o.level = e.level;
+      o.fault = 0;
+      o.afUpdate = -1;
+    } else {
+      this.curStats.walks++;
+      const tr = this.explain ? this.explain.walk : undefined;
+      const f = walk(cfg, ipa, this.plainReader, o, tr);
+      this.curStats.descReads += o.descReads;
+      if (f) return f;
+      if (o.afUpdate >= 0) this.env.setAccessFlag(o.afUpdate);
+      if (caching) {
+        const ia = ipa - (ipa % 2 ** o.pageShift);
+        e = { ia, shift: o.pageShift, oa: o.oa, s1perm: PERM.ALL, s2perm: o.perm, ipa: ia, level: o.level, g: cfg.g, sid: this.cur.sid, attr: o.attr };
+        this.env.tlb.insert(SEC.NS, WORLD.NS_EL1, STAGE.S2, dec.vmid, 0, e);
+      }
+    }
+    if (tableWalk && dec.s2ptw && (o.attr & 0xc) === 0) return EVT.F_PERMISSION; // S2PTW: a walk to Device memory
+    if (need !== 0 && (o.perm & need) === 0) return EVT.F_PERMISSION;
+    return 0;
+  }
+
+  /** The reader for nested stage-1 walks: each table address is an IPA, translated by stage 2 (CLASS=TT). */
+  private readonly nestedReader: DescReader = {
+    read: (addr, _level, out, desc) => {
+      const dec = this.curDec;
+      const o = this.s2sub;
+      const f = this.s2(dec, addr, PERM.R_P, true, o);
+      if (f) {
+        out.fault = f;
+        out.nestedS2 = true;
+        out.fetchAddr = o.fetchAddr;
+        out.oa = addr; // the faulting IPA
+        return -2;
+      }
+      const pa = o.oa + (addr % 2 ** o.pageShift);
+      try {
+        desc[0] = this.env.mem.read32(pa);
+        desc[1] = this.env.mem.read32(pa + 4);
+        return pa;
+      } catch (e) {
+        if (!(e instanceof ExternalAbort)) throw e;
+        out.fetchAddr = pa;
+        return -1;
+      }
+    },
+  };
+
+  // ---- the pipeline ------------------------------------------------------------------------------
+
+  translate(t: Txn, r: TxnResult): TxnResult {
+    r.ok = false;
+    r.pa = 0;
+    r.event = 0;
+    r.faultType = 0;
+    r.razwi = false;
+    r.reason = '';
+    r.ipa = -1;
+    r.tlbHit = false;
+    const env = this.env;
+    this.cur = t;
+    if (!env.smmuEnabled()) {
+      this.curStats = this.stats(t.sid);
+      this.curStats.txns++;
+      if (env.gbpa.abort) {
+        r.reason = 'SMMUEN=0 and GBPA.ABORT=1';
+        this.note('SMMUEN=0: GBPA.ABORT=1, the transaction aborts (no event)');
+        return r;
+      }
+      this.note('SMMUEN=0: GBPA.ABORT=0, the transaction bypasses');
+      r.ok = true;
+      r.pa = t.addr;
+      return r;
+    }
+    const st = this.stats(t.sid);
+    this.curStats = st;
+    st.txns++;
+    const lk = env.strtab.lookup(t.sid, this.lookup);
+    if (lk.event !== 0) {
+      this.curDec = undefined as unknown as StreamDec;
+      if (lk.event === EVT.C_BAD_STREAMID) this.record(r, t, EVT.C_BAD_STREAMID, 0, 0, 0, 0, env.recinvsid(), 'StreamID out of range or L1STD invalid (C_BAD_STREAMID)');
+      else this.record(r, t, EVT.F_STE_FETCH, 0, 0, 0, lk.fetchAddr, true, `STE fetch aborted at 0x${lk.fetchAddr.toString(16)}`);
+      return r;
+    }
+    const ste = lk.ste! as SteWithDec;
+    this.note(`STE for SID ${t.sid} at 0x${ste.addr.toString(16)}${lk.l1Addr >= 0 ? ` (via L1STD at 0x${lk.l1Addr.toString(16)})` : ''}${lk.cached ? ' [config cache hit]' : ''}: V=${ste.valid ? 1 : 0} Config=0b${ste.config.toString(2).padStart(3, '0')}`);
+    if (ste.illegal !== null) {
+      this.curDec = undefined as unknown as StreamDec;
+      this.record(r, t, EVT.C_BAD_STE, 0, 0, 0, 0, true, `C_BAD_STE: ${ste.illegal}`);
+      return r;
+    }
+    const cfg = ste.config;
+    if ((cfg & 4) === 0) {
+      r.reason = 'STE.Config=abort';
+      this.note('Config=abort: the transaction aborts silently');
+      return r;
+    }
+    const dec = ste.dec ?? (ste.dec = this.decode(ste));
+    this.curDec = dec;
+    // substream selection
+    let useS1 = dec.s1;
+    let ssid = 0;
+    if (t.ssv) {
+      if (!dec.s1 || this.env.features.ssidSize === 0 || dec.cdmax === 0 || t.ssid >= 2 ** dec.cdmax) {
+        this.record(r, t, EVT.C_BAD_SUBSTREAMID, 0, 0, 0, 0, true, `SubstreamID ${t.ssid} not accepted by this STE (C_BAD_SUBSTREAMID)`);
+        return r;
+      }
+      if (dec.s1dss === 2 && t.ssid === 0) {
+        this.record(r, t, EVT.F_STREAM_DISABLED, 0, 0, 0, 0, true, 'SubstreamID 0 with S1DSS=0b10 (F_STREAM_DISABLED)');
+        return r;
+      }
+      ssid = t.ssid;
+    } else if (dec.s1 && dec.cdmax > 0) {
+      if (dec.s1dss === 1) useS1 = false;
+      else if (dec.s1dss !== 2) {
+        this.record(r, t, EVT.F_STREAM_DISABLED, 0, 0, 0, 0, true, 'no SubstreamID and S1DSS=terminate (F_STREAM_DISABLED)');
+        return r;
+      }
+    }
+    const ft = env.features;
+    if (!useS1) {
+      // stage 1 bypassed: the input must fit the SMMU's IAS
+      const iasBits = ft.ttf & 1 ? Math.max(ft.oas, 40) : ft.oas;
+      if (t.addrHi !== 0 || t.addr >= 2 ** iasBits) {
+        this.record(r, t, EVT.F_ADDR_SIZE, 0, CLASS.IN, 0, 0, true, `input 0x${t.addr.toString(16)} is beyond the ${iasBits}-bit IAS with stage 1 bypassed`);
+        return r;
+      }
+      if (!dec.s2) {
+        this.note(dec.cfg === CFG.BYPASS ? 'Config=bypass: PA = IOVA' : 'S1DSS=bypass and stage 2 bypass: PA = IOVA');
+        r.ok = true;
+        r.pa = t.addr;
+        return r;
+      }
+      return this.finishS2Only(t, r, dec);
+    }
+    return this.translateS1(t, r, dec, ssid, true);
+  }
+
+  private finishS2Only(t: Txn, r: TxnResult, dec: StreamDec): TxnResult {
+    const need = neededPerm(t.write, this.effPriv(t), this.effInstr(t));
+    const o = this.s2out;
+    this.note(`stage 2 (VMID ${dec.vmid}): IPA 0x${t.addr.toString(16)}`);
+    const f = this.s2(dec, t.addr, need, false, o);
+    r.tlbHit = this.lastS2Hit;
+    r.ipa = t.addr;
+    if (f) {
+      this.record(r, t, f, 1, CLASS.IN, t.addr, o.fetchAddr, dec.s2r, `stage-2 ${faultName(f)} on IPA 0x${t.addr.toString(16)}`);
+      return r;
+    }
+    r.ok = true;
+    r.pa = o.oa + (t.addr % 2 ** o.pageShift);
+    this.note(`PA 0x${r.pa.toString(16)}`);
+    return r;
+  }
+
+  /** Stage-1 translation; with finalS2=false (split-stage ATS) the output is the IPA and nothing is cached. */
+  private translateS1(t: Txn, r: TxnResult, dec: StreamDec, ssid: number, finalS2: boolean): TxnResult {
+    const env = this.env;
+    const ft = env.features;
+    const caching = env.cachingOn() && finalS2;
+    // CD
+    const lk = fetchCd(t.sid, ssid, dec.ctxPtr, dec.s1fmt, dec.cdmax, ft, caching ? env.cds : null, this.cdFetch, { features: ft, s1stalld: dec.s1stalld, singleRange: dec.el2 && dec.world !== WORLD.NS_EL2_E2H, s2aa32: false }, dec.world === WORLD.NS_EL2, this.cdLookup);
+    if (lk.event !== 0) {
+      if (lk.event === -2) {
+        const o = this.s2sub;
+        this.record(r, t, o.fault, 1, CLASS.CD, o.oa, o.fetchAddr, dec.s2r, `stage-2 ${faultName(o.fault)} on the CD fetch at IPA 0x${o.oa.toString(16)}`);
+      } else if (lk.event === EVT.F_CD_FETCH) {
+        this.record(r, t, EVT.F_CD_FETCH, 0, 0, 0, this.lastFetchPa, true, `CD fetch aborted at PA 0x${this.lastFetchPa.toString(16)}`);
+      } else {
+        this.record(r, t, lk.event, 0, 0, 0, 0, true, `L1CD for SubstreamID ${ssid} is invalid (C_BAD_SUBSTREAMID)`);
+      }
+      return r;
+    }
+    const cd = lk.cd!;
+    this.note(`CD ${ssid} at ${dec.s2 ? 'IPA' : 'PA'} ${cd === null ? '?' : '0x' + cd.addr.toString(16)}: ASID ${cd.asid}${cd.illegal ? ` ILLEGAL (${cd.illegal})` : ''}`);
+    if (cd.illegal !== null) {
+      this.record(r, t, EVT.C_BAD_CD, 0, 0, 0, 0, true, `C_BAD_CD: ${cd.illegal}`);
+      return r;
+    }
+    if (cd.s && ft.stallModel !== 1) throw new NotImplementedError('stalling faults (CD.S=1)');
+    // TTB selection
+    let tt: StageCfg;
+    let va: number;
+    const hi = t.addrHi;
+    const top0 = cd.tbi0 ? (hi & 7) === 0 : hi === 0;
+    if (top0 && t.addr < 2 ** cd.tt0.ias) {
+      if (cd.epd0) return this.s1fault(t, r, dec, cd, EVT.F_TRANSLATION, 'the input is in the TTB0 range but EPD0=1');
+      tt = cd.tt0;
+      va = t.addr;
+    } else if ((cd.tbi1 ? (hi & 7) === 7 : hi === 0x7ff) && t.addr >= 2 ** 53 - 2 ** cd.tt1.ias) {
+      if (cd.epd1) return this.s1fault(t, r, dec, cd, EVT.F_TRANSLATION, 'the input is in the TTB1 range but EPD1=1');
+      tt = cd.tt1;
+      va = t.addr % 2 ** cd.tt1.ias;
+    } else {
+      return this.s1fault(t, r, dec, cd, EVT.F_TRANSLATION, `input 0x${t.addr.toString(16)} is outside both TTB ranges (T0SZ/T1SZ)`);
+    }
+    const need = neededPerm(t.write, this.effPriv(t), this.effInstr(t));
+    const stage = dec.s2 ? STAGE.S12 : STAGE.S1;
+    const asid = dec.world === WORLD.NS_EL2 ? ASID_GLOBAL : ft.asid16 ? cd.asid : cd.asid & 0xff;
+    const st = this.curStats;
+    // TLB
+    if (caching && tt === cd.tt0) {
+      let e = env.tlb.lookup(ctxKey(SEC.NS, dec.world, stage, dec.vmid, asid), va);
+      if (e === undefined && asid !== ASID_GLOBAL) e = env.tlb.lookup(ctxKey(SEC.NS, dec.world, stage, dec.vmid, ASID_GLOBAL), va);
+      if (e !== undefined) {
+        st.hits++;
+        r.tlbHit = true;
+        this.note(`IOTLB hit: ${stage === STAGE.S12 ? 'combined S1+S2' : 'stage-1'} entry for 0x${e.ia.toString(16)} (2^${e.shift} bytes)`);
+        return this.finishEntry(t, r, dec, cd, e, va, need);
+      }
+    }
+    st.misses++;
+    st.walks++;
+    // stage-1 walk
+    const o = this.s1out;
+    const trace = this.explain ? this.explain.walk : undefined;
+    const f = walk(tt, va, dec.s2 ? this.nestedReader : this.plainReader, o, trace);
+    st.descReads += o.descReads;
+    if (f) {
+      if (o.nestedS2) {
+        const sub = this.s2sub;
+        this.record(r, t, f, 1, CLASS.TT, o.oa, sub.fetchAddr, dec.s2r, `stage-2 ${faultName(f)} translating the stage-1 table at IPA 0x${o.oa.toString(16)} (level ${o.level})`);
+        return r;
+      }
+      if (f === EVT.F_WALK_EABT) {
+        this.record(r, t, f, 0, CLASS.TT, 0, o.fetchAddr, cd.r, `external abort reading a stage-1 descriptor at 0x${o.fetchAddr.toString(16)}`);
+        if (!cd.a && !ft.termModel) r.razwi = true;
+        return r;
+      }
+      return this.s1fault(t, r, dec, cd, f, `stage-1 ${faultName(f)} at level ${o.level}`);
+    }
+    if (o.afUpdate >= 0) env.setAccessFlag(o.afUpdate);
+    const s1perm = o.perm;
+    const s1shift = o.pageShift;
+    const s1oa = o.oa;
+    const s1level = o.level;
+    const global = o.global || dec.world === WORLD.NS_EL2;
+    const ipa = s1oa + (va % 2 ** s1shift);
+    let oa = s1oa;
+    let shift = s1shift;
+    let s2perm: number = PERM.ALL;
+    if (!finalS2) {
+      r.ok = (s1perm & need) !== 0;
+      r.pa = ipa;
+      r.ipa = ipa;
+      if (!r.ok) r.reason = 'stage-1 permission';
+      return r;
+    }
+    if (dec.s2) {
+      const so = this.s2out;
+      this.note(`stage 2 (VMID ${dec.vmid}): IPA 0x${ipa.toString(16)}`);
+      const f2 = this.s2(dec, ipa, 0, false, so); // the permission is checked below, after stage 1's
+      if (f2) {
+        r.ipa = ipa;
+        this.record(r, t, f2, 1, CLASS.IN, ipa, so.fetchAddr, dec.s2r, `stage-2 ${faultName(f2)} on the output IPA 0x${ipa.toString(16)}`);
+        return r;
+      }
+      s2perm = so.perm;
+      shift = Math.min(s1shift, so.pageShift);
+      const pa = so.oa + (ipa % 2 ** so.pageShift);
+      oa = pa - (va % 2 ** shift);
+    }
+    const ia = va - (va % 2 ** shift);
+    const entry: TlbEntry = { ia, shift, oa, s1perm, s2perm, ipa: ipa - (va % 2 ** shift), level: s1level, g: tt.g, sid: t.sid, attr: o.attr };
+    if (caching && tt === cd.tt0) env.tlb.insert(SEC.NS, dec.world, stage, dec.vmid, global ? ASID_GLOBAL : asid, entry);
+    return this.finishEntry(t, r, dec, cd, entry, va, need);
+  }
+
+  private finishEntry(t: Txn, r: TxnResult, dec: StreamDec, cd: CdEntry, e: TlbEntry, va: number, need: number): TxnResult {
+    const off = va - e.ia;
+    if ((e.s1perm & need) === 0) return this.s1fault(t, r, dec, cd, EVT.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
+    if (dec.s2) {
+      r.ipa = e.ipa + off;
+      if ((e.s2perm & need) === 0) {
+        this.record(r, t, EVT.F_PERMISSION, 1, CLASS.IN, r.ipa, 0, dec.s2r, `stage-2 permission fault (${permName(need)} not allowed) on IPA 0x${r.ipa.toString(16)}`);
+        return r;
+      }
+    }
+    r.ok = true;
+    r.pa = e.oa + off;
+    this.note(`${dec.s2 ? `IOVA 0x${va.toString(16)} → IPA 0x${r.ipa.toString(16)} → ` : `IOVA 0x${va.toString(16)} → `}PA 0x${r.pa.toString(16)}`);
+    return r;
+  }
+
+  private s1fault(t: Txn, r: TxnResult, dec: StreamDec, cd: CdEntry, f: number, reason: string): TxnResult {
+    void dec;
+    this.record(r, t, f, 0, CLASS.IN, 0, 0, cd.r, reason);
+    if (!cd.a && !this.env.features.termModel) r.razwi = true;
+    return r;
+  }
+
+  /** CD/L1CD fetch: through stage 2 when nested (faults with CLASS=CD are left in s2sub). */
+  private readonly cdFetch = (addr: number, out: Uint32Array, n: number): number => {
+    const dec = this.curDec;
+    let pa = addr;
+    if (dec.s2) {
+      const o = this.s2sub;
+      const f = this.s2(dec, addr, PERM.R_P, true, o);
+      if (f) {
+        o.fault = f;
+        o.oa = addr;
+        return -2;
+      }
+      pa = o.oa + (addr % 2 ** o.pageShift);
+    }
+    this.lastFetchPa = pa;
+    try {
+      this.env.mem.readWords(pa, out, n);
+    } catch (e) {
+      if (!(e instanceof ExternalAbort)) throw e;
+      return -1;
+    }
+    return pa;
+  };
+
+  // ---- ATS ---------------------------------------------------------------------------------------
+
+  /**
+   * An ATS Translation Request. Returns the translated address (a PA, or an IPA for
+   * split-stage EATS=0b10) with the permissions granted, or a denial (UR/CA).
+   */
+  atsTranslate(t: Txn): AtsResponse {
+    const env = this.env;
+    if (!env.smmuEnabled()) return { ok: false, status: 'UR', reason: 'SMMUEN=0' };
+    this.curStats = this.stats(t.sid);
+    this.cur = t;
+    const lk = env.strtab.lookup(t.sid, this.lookup);
+    const dummy = newTxnResult();
+    if (lk.event !== 0 || lk.ste!.illegal !== null) return { ok: false, status: 'CA', reason: 'no valid STE' };
+    const ste = lk.ste! as SteWithDec;
+    if ((ste.config & 4) === 0) return { ok: false, status: 'UR', reason: 'Config=abort' };
+    const dec = ste.dec ?? (ste.dec = this.decode(ste));
+    this.curDec = dec;
+    let eats = dec.eats;
+    if (eats === EATS.S1CHK && !env.atschk()) eats = EATS.ABT;
+    if (dec.cfg === CFG.BYPASS || eats === EATS.ABT) {
+      this.record(dummy, t, EVT.F_BAD_ATS_TREQ, 0, 0, 0, 0, true, 'ATS Translation Request not allowed');
+      return { ok: false, status: 'UR', reason: dec.cfg === CFG.BYPASS ? 'STE bypass' : 'EATS=0b00' };
+    }
+    // translate for read and for write to find the granted permissions, without recording faults
+    const saved = this.explain;
+    const res = newTxnResult();
+    const w = { ...t, write: false };
+    const split = eats === EATS.S1CHK;
+    const readOk = this.atsProbe(w, res, dec, split);
+    const outAddr = res.ok ? (split ? res.ipa >= 0 ? res.ipa : res.pa : res.pa) : -1;
+    const res2 = newTxnResult();
+    const writeOk = this.atsProbe({ ...t, write: true }, res2, dec, split);
+    this.explain = saved;
+    if (!readOk && !writeOk) return { ok: false, status: 'SUCCESS_NO_ACCESS', reason: res.reason };
+    return { ok: true, addr: readOk ? outAddr : split ? (res2.ipa >= 0 ? res2.ipa : res2.pa) : res2.pa, read: readOk, write: writeOk, split };
+  }
+
+  private atsProbe(t: Txn, r: TxnResult, dec: StreamDec, split: boolean): boolean {
+    // faults on a Translation Request are reported in the response, not as events
+    this.suppressEvents = true;
+    try {
+      if (split) this.translateS1(t, r, dec, t.ssv ? t.ssid : 0, false);
+      else this.translate(t, r);
+      return r.ok;
+    } finally {
+      this.suppressEvents = false;
+    }
+  }
+
+  /**
+   * An ATS Translated transaction: the device presents an address it got from its ATC (a PA,
+   * or an IPA under split-stage ATS). With CR0.ATSCHK=0 it is not checked at all.
+   */
+  translated(t: Txn, r: TxnResult): TxnResult {
+    r.ok = false;
+    r.event = 0;
+    r.faultType = 0;
+    r.reason = '';
+    r.ipa = -1;
+    r.razwi = false;
+    r.tlbHit = false;
+    const env = this.env;
+    this.cur = t;
+    this.curStats = this.stats(t.sid);
+    this.curDec = undefined as unknown as StreamDec;
+    if (!env.smmuEnabled()) {
+      this.record(r, t, EVT.F_TRANSL_FORBIDDEN, 0, 0, 0, 0, true, 'ATS Translated transaction with SMMUEN=0');
+      return r;
+    }
+    if (!env.atschk()) {
+      r.ok = true;
+      r.pa = t.addr;
+      this.note('CR0.ATSCHK=0: the Translated transaction is not checked; PA = the address the device presented');
+      return r;
+    }
+    const lk = env.strtab.lookup(t.sid, this.lookup);
+    if (lk.event !== 0 || lk.ste!.illegal !== null) {
+      r.reason = 'Translated transaction on an invalid STE';
+      return r;
+    }
+    const ste = lk.ste! as SteWithDec;
+    if ((ste.config & 4) === 0) {
+      r.reason = 'Config=abort';
+      return r;
+    }
+    const dec = ste.dec ?? (ste.dec = this.decode(ste));
+    this.curDec = dec;
+    if (dec.cfg === CFG.BYPASS || dec.eats === EATS.ABT) {
+      this.record(r, t, EVT.F_TRANSL_FORBIDDEN, 0, 0, 0, 0, true, 'ATS Translated transaction not allowed by the STE (F_TRANSL_FORBIDDEN)');
+      return r;
+    }
+    if (dec.eats === EATS.S1CHK && dec.s2) {
+      // split-stage: the address is an IPA; stage 2 still applies
+      return this.finishS2Only(t, r, dec);
+    }
+    r.ok = true;
+    r.pa = t.addr;
+    return r;
+  }
+}
+
+export type AtsResponse =
+  | { ok: true; addr: number; read: boolean; write: boolean; split: boolean }
+  | { ok: false; status: 'UR' | 'CA' | 'SUCCESS_NO_ACCESS'; reason: string };
+
+export function faultName(n: number): string {
+  switch (n) {
+    case EVT.F_TRANSLATION: return 'translation fault';
+    case EVT.F_ADDR_SIZE: return 'address size fault';
+    case EVT.F_ACCESS: return 'access flag fault';
+    case EVT.F_PERMISSION: return 'permission fault';
+    case EVT.F_WALK_EABT: return 'external abort on a walk';
+  }
+  return `fault 0x${n.toString(16)}`;
+}
+
+function permName(need: number): string {
+  if (need & (PERM.W_P | PERM.W_U)) return 'write';
+  if (need & (PERM.X_P | PERM.X_U)) return 'execute';
+  return 'read';
+}
+
+export { buildEvent };

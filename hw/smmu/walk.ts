@@ -1,0 +1,325 @@
+/**
+ * VMSAv8-64 translation table walks (reference §6), one stage at a time.
+ *
+ * `walk()` is a pure function of memory (through a descriptor reader), the stage
+ * configuration and the input address: it keeps no state, and the caches sit in front of it.
+ * For a nested walk the caller's reader translates each stage-1 table address through stage 2
+ * before reading it (see translate.ts).
+ *
+ * Granules 4 KB, 16 KB and 64 KB; blocks and pages; the contiguous hint; stage-2 concatenated
+ * start-level tables; hierarchical attributes (APTable, XNTable, PXNTable) unless HAD; the
+ * Access flag with AFFD and HA; output address size checks. Fault order within a stage follows
+ * §5.4: input range, then per level F_WALK_EABT, F_TRANSLATION, F_ADDR_SIZE, then F_ACCESS.
+ * Permissions are returned, and checked by the caller (F_PERMISSION comes last).
+ */
+import { EVT } from './events.ts';
+
+/** Permission bits of a translation (stage 1 sets priv/unpriv separately; stage 2 sets both alike). */
+export const PERM = { R_P: 1, W_P: 2, X_P: 4, R_U: 8, W_U: 16, X_U: 32, ALL: 63 } as const;
+
+export interface StageCfg {
+  stage: 1 | 2;
+  /** log2 granule: 12, 14 or 16 */
+  g: number;
+  /** input address size in bits (64 - TxSZ or 64 - S2T0SZ) */
+  ias: number;
+  /** start level */
+  start: number;
+  /** table base (aligned by the walker to the start table size) */
+  ttb: number;
+  /** effective output address size in bits */
+  oas: number;
+  affd: boolean;
+  ha: boolean;
+  /** big-endian descriptors */
+  be: boolean;
+  // stage 1 only
+  /** EL2 (non-E2H) regime: AP[1] ignored, no unprivileged access, XN at bit 54 */
+  el2: boolean;
+  /** hierarchical attributes disabled (CD.HADx with IDR3.HAD) */
+  had: boolean;
+  wxn: boolean;
+  pan: boolean;
+  // stage 2 only
+  /** FEAT_XNX: S2 XN is two bits */
+  xnx: boolean;
+}
+
+export function newStageCfg(): StageCfg {
+  return { stage: 1, g: 12, ias: 48, start: 0, ttb: 0, oas: 48, affd: false, ha: false, be: false, el2: false, had: false, wxn: false, pan: false, xnx: false };
+}
+
+/** One descriptor read, for explainers and traces. */
+export interface WalkTraceStep {
+  stage: 1 | 2;
+  level: number;
+  /** address used for the descriptor (IPA for nested stage-1 tables) */
+  addr: number;
+  /** PA read */
+  pa: number;
+  desc: bigint;
+  kind: 'table' | 'block' | 'page' | 'invalid' | 'abort';
+  /** the bits that decided the step, e.g. "type=0b11 table → 0x4008a000" */
+  note: string;
+}
+
+export interface WalkOut {
+  /** 0 when the walk succeeded, else the EVT.* fault */
+  fault: number;
+  /** level of the leaf (or of the fault) */
+  level: number;
+  /** output address of the page/block containing the input (aligned) */
+  oa: number;
+  /** log2 of the page/block size mapped, the contiguous range included */
+  pageShift: number;
+  perm: number;
+  /** stage 1: AttrIndx[2:0]; stage 2: MemAttr[3:0] */
+  attr: number;
+  /** stage 1: nG == 0 */
+  global: boolean;
+  /** descriptor PA whose AF must be set (HA), or -1 */
+  afUpdate: number;
+  /** PA of the descriptor fetch that aborted (F_WALK_EABT) */
+  fetchAddr: number;
+  descReads: number;
+  /** set by a nested reader when the fault came from stage 2 while reading a stage-1 table */
+  nestedS2: boolean;
+}
+
+export function newWalkOut(): WalkOut {
+  return { fault: 0, level: 0, oa: 0, pageShift: 12, perm: 0, attr: 0, global: false, afUpdate: -1, fetchAddr: 0, descReads: 0, nestedS2: false };
+}
+
+/**
+ * Reads one descriptor. `addr` is the table entry address as the walk computed it (an IPA for
+ * nested stage-1 walks). Returns the PA read (≥ 0), or -1 for an external abort (the walk then
+ * reports F_WALK_EABT), or -2 when the reader itself reported a fault into `out` (a stage-2
+ * fault on a nested stage-1 table read).
+ */
+export interface DescReader {
+  read(addr: number, level: number, out: WalkOut, desc: Uint32Array): number;
+}
+
+const TWO32 = 0x1_0000_0000;
+
+/** Level shift: g + (3 - level) * (g - 3). */
+export function levelShift(g: number, level: number): number {
+  return g + (3 - level) * (g - 3);
+}
+
+/** Stage-1 start level for an input size (reference §6.1): 4 - ceil((IAS - g) / stride). */
+export function s1StartLevel(g: number, ias: number): number {
+  const stride = g - 3;
+  return 4 - Math.ceil((ias - g) / stride);
+}
+
+/** Whether a block descriptor is permitted at `level` for granule g and output size. */
+export function blockAllowed(g: number, level: number, oas: number): boolean {
+  if (g === 12) return level === 1 || level === 2;
+  if (g === 14) return level === 2;
+  return level === 2 || (level === 1 && oas === 52);
+}
+
+/** Contiguous-hint run length (log2 entries) for a granule and level. */
+export function contigBits(g: number, level: number): number {
+  if (g === 12) return 4; // 16 entries at L2 and L3
+  if (g === 14) return level === 3 ? 7 : 5; // 128 x 16KB, 32 x 32MB
+  return 5; // 64KB: 32 entries at L2 and L3
+}
+
+function bswap(x: number): number {
+  return (((x & 0xff) << 24) | ((x & 0xff00) << 8) | ((x >>> 8) & 0xff00) | (x >>> 24)) >>> 0;
+}
+
+/** Output address field of a descriptor at `shift` (bits [47:shift], plus OA[51:48] in [15:12] for 64KB). */
+function descOA(lo: number, hi: number, shift: number, g: number, oas: number): number {
+  const loPart = shift >= 32 ? 0 : lo - (lo % 2 ** shift);
+  let hiPart = (hi & 0xffff) * TWO32; // bits [47:32]
+  if (shift > 32) hiPart -= hiPart % 2 ** shift;
+  let oa = hiPart + (loPart >>> 0);
+  if (g === 16 && oas === 52) oa += ((lo >>> 12) & 0xf) * 2 ** 48;
+  return oa;
+}
+
+/**
+ * Walk one stage for input address `ia` (already range-checked against cfg.ias by the caller
+ * for stage 1; stage 2 checks its own input range). Fills `out`; returns out.fault.
+ */
+export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut, trace?: WalkTraceStep[]): number {
+  out.fault = 0;
+  out.afUpdate = -1;
+  out.fetchAddr = 0;
+  out.descReads = 0;
+  out.nestedS2 = false;
+  out.global = false;
+  const g = cfg.g;
+  const stride = g - 3;
+  if (ia >= 2 ** cfg.ias) {
+    out.level = cfg.start;
+    out.fault = EVT.F_TRANSLATION;
+    return out.fault;
+  }
+  // table base: aligned to the start table size (concatenated tables included)
+  const startShift = levelShift(g, cfg.start);
+  const startIdxBits = cfg.ias - startShift;
+  const startTableBytes = 2 ** Math.max(startIdxBits + 3, 3);
+  let table = cfg.ttb - (cfg.ttb % Math.max(startTableBytes, 64));
+  // hierarchical attributes accumulated through table descriptors (stage 1)
+  let apTable = 0;
+  let xnTable = 0;
+  let pxnTable = 0;
+  const desc = DESC;
+  for (let level = cfg.start; level <= 3; level++) {
+    const shift = levelShift(g, level);
+    const idxBits = level === cfg.start ? startIdxBits : stride;
+    const idx = Math.floor(ia / 2 ** shift) % 2 ** idxBits;
+    const dAddr = table + idx * 8;
+    out.level = level;
+    const pa = reader.read(dAddr, level, out, desc);
+    if (pa === -2) return out.fault; // the reader reported a (stage-2) fault
+    if (pa === -1) {
+      out.fault = EVT.F_WALK_EABT; // the reader set out.fetchAddr to the PA it tried
+      if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa: dAddr, desc: 0n, kind: 'abort', note: 'external abort on the descriptor fetch' });
+      return out.fault;
+    }
+    out.descReads++;
+    let lo = desc[0]!;
+    let hi = desc[1]!;
+    if (cfg.be) {
+      const t = bswap(lo);
+      lo = bswap(hi);
+      hi = t;
+    }
+    const type = lo & 3;
+    if ((type & 1) === 0 || (type === 1 && (level === 3 || !blockAllowed(g, level, cfg.oas)))) {
+      out.fault = EVT.F_TRANSLATION;
+      if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: 'invalid', note: type & 1 ? `type=0b01 (block) is not permitted at level ${level}` : 'bit[0]=0: invalid descriptor' });
+      return out.fault;
+    }
+    if (type === 3 && level < 3) {
+      // table descriptor
+      const next = descOA(lo, hi, g, g, cfg.oas);
+      if (next >= 2 ** cfg.oas) {
+        out.fault = EVT.F_ADDR_SIZE;
+        if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: 'table', note: `next-level table 0x${next.toString(16)} is beyond the ${cfg.oas}-bit output size` });
+        return out.fault;
+      }
+      if (cfg.stage === 1 && !cfg.had) {
+        apTable |= (hi >>> 29) & 3; // bits [62:61]
+        xnTable |= (hi >>> 28) & 1; // bit 60
+        pxnTable |= (hi >>> 27) & 1; // bit 59
+      }
+      if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: 'table', note: `type=0b11 table → next table at 0x${next.toString(16)}` });
+      table = next;
+      continue;
+    }
+    // block or page
+    const oaField = descOA(lo, hi, shift, g, cfg.oas);
+    if (oaField >= 2 ** cfg.oas) {
+      out.fault = EVT.F_ADDR_SIZE;
+      if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: level === 3 ? 'page' : 'block', note: `output address 0x${oaField.toString(16)} is beyond the ${cfg.oas}-bit output size` });
+      return out.fault;
+    }
+    const contig = (hi >>> 20) & 1; // bit 52
+    let pageShift = shift;
+    let oa = oaField;
+    if (contig) {
+      pageShift = shift + contigBits(g, level);
+      oa = oaField - (oaField % 2 ** pageShift);
+    }
+    out.oa = oa;
+    out.pageShift = pageShift;
+    const af = (lo >>> 10) & 1;
+    const s1 = cfg.stage === 1;
+    if (s1) {
+      out.attr = (lo >>> 2) & 7;
+      out.global = ((lo >>> 11) & 1) === 0;
+      out.perm = s1Perm(cfg, lo, hi, apTable, xnTable, pxnTable);
+    } else {
+      out.attr = (lo >>> 2) & 0xf;
+      out.global = false;
+      out.perm = s2Perm(cfg, lo, hi);
+    }
+    if (trace) {
+      const what = s1
+        ? `AP[2:1]=0b${((lo >>> 6) & 3).toString(2).padStart(2, '0')} AF=${af} nG=${(lo >>> 11) & 1} PXN=${(hi >>> 21) & 1} UXN=${(hi >>> 22) & 1}${contig ? ' Contiguous' : ''}`
+        : `S2AP=0b${((lo >>> 6) & 3).toString(2).padStart(2, '0')} AF=${af} MemAttr=0b${((lo >>> 2) & 15).toString(2).padStart(4, '0')} XN=0b${((hi >>> 21) & 3).toString(2)}${contig ? ' Contiguous' : ''}`;
+      trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: level === 3 ? 'page' : 'block', note: `${level === 3 ? 'page' : `level-${level} block`} → 0x${oaField.toString(16)}; ${what}` });
+    }
+    if (!af) {
+      if (cfg.ha) out.afUpdate = pa;
+      else if (!cfg.affd) {
+        out.fault = EVT.F_ACCESS;
+        return out.fault;
+      }
+    }
+    return 0;
+  }
+  // unreachable: level 3 always returns
+  out.fault = EVT.F_TRANSLATION;
+  return out.fault;
+}
+
+const DESC = new Uint32Array(2);
+
+function big(lo: number, hi: number): bigint {
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+}
+
+function s1Perm(cfg: StageCfg, lo: number, hi: number, apTable: number, xnTable: number, pxnTable: number): number {
+  const ap = (lo >>> 6) & 3; // AP[2:1]
+  const pxn = ((hi >>> 21) & 1) | pxnTable; // bit 53
+  const uxn = ((hi >>> 22) & 1) | xnTable; // bit 54
+  let p = 0;
+  if (cfg.el2) {
+    // EL2: AP[1] ignored; one privilege level; XN at bit 54 (XNTable at bit 60)
+    p = PERM.R_P | (ap & 2 || apTable & 2 ? 0 : PERM.W_P);
+    if (!uxn && !(cfg.wxn && p & PERM.W_P)) p |= PERM.X_P;
+    return p;
+  }
+  const roBelow = apTable & 2;
+  const noUnprivBelow = apTable & 1;
+  // privileged
+  p |= PERM.R_P;
+  if (!(ap & 2) && !roBelow) p |= PERM.W_P;
+  // unprivileged
+  if (ap & 1 && !noUnprivBelow) {
+    p |= PERM.R_U;
+    if (!(ap & 2) && !roBelow) p |= PERM.W_U;
+  }
+  const unprivWritable = (p & PERM.W_U) !== 0;
+  // privileged execute: not PXN, not writable at EL0 (implied PXN), not WXN-writable
+  if (!pxn && !unprivWritable && !(cfg.wxn && p & PERM.W_P)) p |= PERM.X_P;
+  if (!uxn && p & PERM.R_U && !(cfg.wxn && p & PERM.W_U)) p |= PERM.X_U;
+  // PAN: privileged data accesses to unprivileged-accessible pages fault
+  if (cfg.pan && ap & 1) p &= ~(PERM.R_P | PERM.W_P);
+  return p;
+}
+
+function s2Perm(cfg: StageCfg, lo: number, hi: number): number {
+  const s2ap = (lo >>> 6) & 3; // bit 6 read, bit 7 write
+  let p = 0;
+  if (s2ap & 1) p |= PERM.R_P | PERM.R_U;
+  if (s2ap & 2) p |= PERM.W_P | PERM.W_U;
+  const xn = (hi >>> 21) & 3; // bits [54:53]
+  let xP = true;
+  let xU = true;
+  if (cfg.xnx) {
+    // 00 exec at both, 01 not privileged (EL1), 10 neither, 11 not unprivileged (EL0)
+    if (xn === 1) xP = false;
+    else if (xn === 2) xP = xU = false;
+    else if (xn === 3) xU = false;
+  } else if (xn & 2) {
+    xP = xU = false;
+  }
+  if (xP) p |= PERM.X_P;
+  if (xU) p |= PERM.X_U;
+  return p;
+}
+
+/** The permission bit a transaction needs. */
+export function neededPerm(write: boolean, priv: boolean, instr: boolean): number {
+  if (instr && !write) return priv ? PERM.X_P : PERM.X_U;
+  if (write) return priv ? PERM.W_P : PERM.W_U;
+  return priv ? PERM.R_P : PERM.R_U;
+}
