@@ -72,6 +72,15 @@ describe('linear stream table', () => {
     expect(m.smmu.evtq.log).toHaveLength(0);
   });
 
+  it('a bypassed DMA to a PA with no RAM is a completer abort, not an SMMU event', () => {
+    const { m, sw } = rig();
+    writeSte(m, steAddr(5), [STE_BYPASS]);
+    const r = m.devices.get('dev')!.write(NO_RAM, bytes(1, 2, 3));
+    expect(r.ok).toBe(false);
+    expect(r.ok ? undefined : r.event).toBeUndefined();
+    expect(sw.r32(R.EVENTQ_PROD)).toBe(0);
+  });
+
   it('STE address = base + SID x 64', () => {
     const { m } = rig();
     const d = m.addDevice({ name: 'd200', sid: 200 });
