@@ -52,7 +52,7 @@ export function dw(n: number, name: string, hi: number, lo: number, opts: FieldO
 
 /** Read a field as a number (exact up to 53 bits). */
 export function get(w: ArrayLike<number>, f: Field): number {
-  if (f.single) return (w[f.word]! >>> f.shift) & f.mask;
+  if (f.single) return ((w[f.word]! >>> f.shift) & f.mask) >>> 0;
   let v = 0;
   let scale = 1;
   let remaining = f.width;
@@ -62,7 +62,7 @@ export function get(w: ArrayLike<number>, f: Field): number {
     const sh = bit & 31;
     const take = Math.min(32 - sh, remaining);
     const m = take === 32 ? 0xffffffff : ((1 << take) >>> 0) - 1;
-    v += ((w[wi]! >>> sh) & m) * scale;
+    v += (((w[wi]! >>> sh) & m) >>> 0) * scale;
     scale *= 2 ** take;
     remaining -= take;
     bit += take;

@@ -127,6 +127,19 @@ export class PhysicalMemory {
     this.page(addr, true).dv.setBigUint64(addr & 0xfff, BigInt.asUintN(64, v), true);
   }
 
+  /** Read a 64-bit descriptor as two 32-bit words into out[0] (low) and out[1] (high), with one page lookup. */
+  readPair(addr: number, out: Uint32Array): void {
+    if ((addr & 0xfff) > 0xff8) {
+      out[0] = this.read32(addr);
+      out[1] = this.read32(addr + 4);
+      return;
+    }
+    const dv = this.page(addr, false).dv;
+    const off = addr & 0xfff;
+    out[0] = dv.getUint32(off, true);
+    out[1] = dv.getUint32(off + 4, true);
+  }
+
   /** Read `n` consecutive 32-bit words into `out` (the structure fetch used by the SMMU). */
   readWords(addr: number, out: Uint32Array, n = out.length): void {
     let a = addr;

@@ -6,6 +6,8 @@ import { performance } from 'node:perf_hooks';
 import { Machine, SMMU_BASE } from '../hw/machine.ts';
 import { OFF } from '../hw/smmu/regs.ts';
 import { encodeCommand } from '../hw/smmu/commands.ts';
+import { newTxn, newTxnResult } from '../hw/smmu/smmu.ts';
+import { Testbed, LINUX_CD, S2_48 } from './testbed.ts';
 
 interface BenchResult {
   name: string;
@@ -64,7 +66,74 @@ function hwCmdq(): BenchResult {
   return { name: 'hw.cmdq', opsPerSec: Math.round(total / s), ops: total, seconds: +s.toFixed(3), note: 'CFGI_STE/TLBI_NH_VA/CMD_SYNC mix, 1024 commands per CMDQ_PROD write' };
 }
 
-const BENCHES: Record<string, () => BenchResult> = { 'hw.cmdq': hwCmdq };
+function timeLoop(name: string, n: number, body: (i: number) => void, note: string): BenchResult {
+  for (let i = 0; i < Math.min(n, 20000); i++) body(i); // warm up
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) body(i);
+  const s = (performance.now() - t0) / 1000;
+  return { name, opsPerSec: Math.round(n / s), ops: n, seconds: +s.toFixed(3), note };
+}
+
+const CD_ADDR = 0x4004_0000;
+const S1_ROOT = 0x4005_0000;
+const S2_ROOT = 0x4006_0000;
+
+/** A stage-1 stream (SID 8) with 4-level tables mapping 0x1000_0000 → 0x4010_0000. */
+function s1Bed(caching: boolean): Testbed {
+  const tb = new Testbed({ smmu: { caching } });
+  tb.cd(CD_ADDR, { ...LINUX_CD, ASID: 1, TTB0: S1_ROOT });
+  tb.map(1, S1_ROOT, 0x1000_0000, 0x4010_0000, 4096, { pages: true });
+  tb.ste(8, { V: 1, Config: 5, S1ContextPtr: CD_ADDR, S1CIR: 1, S1COR: 1, S1CSH: 3 });
+  tb.cmd(['CFGI_ALL'], ['CMD_SYNC']);
+  return tb;
+}
+
+/** A nested stream (SID 9): 4-level stage 1 over a 4-level stage 2 (48-bit IPA, start level 0). */
+function nestedBed(caching: boolean): Testbed {
+  const tb = new Testbed({ smmu: { caching } });
+  // stage 2: identity for the CD, the stage-1 tables and the pool; IPA 0x8000_0000 → PA 0x4030_0000 (all 4KB pages)
+  tb.map(2, S2_ROOT, CD_ADDR, CD_ADDR, 0x1000, { pages: true });
+  tb.cd(CD_ADDR, { ...LINUX_CD, ASID: 2, TTB0: S1_ROOT });
+  tb.map(1, S1_ROOT, 0x1000_0000, 0x8000_0000, 4096, { pages: true });
+  tb.map(2, S2_ROOT, S1_ROOT, S1_ROOT, 0x1000, { pages: true });
+  tb.map(2, S2_ROOT, 0x7800_0000, 0x7800_0000, 0x10000, { pages: true });
+  tb.map(2, S2_ROOT, 0x8000_0000, 0x4030_0000, 4096, { pages: true });
+  tb.ste(9, { V: 1, Config: 7, S1ContextPtr: CD_ADDR, S1CIR: 1, S1COR: 1, S1CSH: 3, S2VMID: 1, S2TTB: S2_ROOT, ...S2_48 });
+  tb.cmd(['CFGI_ALL'], ['CMD_SYNC']);
+  return tb;
+}
+
+function translateBench(name: string, tb: Testbed, sid: number, expectPa: number, expectReads: number | null, n: number, note: string, miss = false): BenchResult {
+  const tlb = tb.m.smmu.tlb;
+  const t = newTxn();
+  const r = newTxnResult();
+  t.sid = sid;
+  t.addr = 0x1000_0010;
+  tb.m.smmu.translate(t, r);
+  if (!r.ok || r.pa !== expectPa) throw new Error(`${name}: translation failed: ${r.reason}`);
+  const st = tb.m.smmu.translator.stats(sid);
+  const before = st.descReads;
+  if (miss) tlb.clear();
+  tb.m.smmu.translate(t, r);
+  const reads = st.descReads - before;
+  if (expectReads !== null && reads !== expectReads) throw new Error(`${name}: expected ${expectReads} descriptor reads per DMA, saw ${reads}`);
+  const res = timeLoop(name, n, miss ? () => {
+    tlb.clear();
+    tb.m.smmu.translate(t, r);
+  } : () => {
+    tb.m.smmu.translate(t, r);
+  }, note + (expectReads !== null ? ` (${reads} descriptor reads each)` : ''));
+  if (!r.ok) throw new Error(`${name}: a translation failed during the run`);
+  return res;
+}
+
+const BENCHES: Record<string, () => BenchResult> = {
+  'hw.cmdq': hwCmdq,
+  'hw.translate.hit': () => translateBench('hw.translate.hit', s1Bed(true), 8, 0x4010_0010, 0, 2_000_000, 'stage-1 DMA translation that hits the IOTLB'),
+  'hw.translate.s1walk': () => translateBench('hw.translate.s1walk', s1Bed(true), 8, 0x4010_0010, 4, 1_000_000, 'STE and CD from the configuration cache, IOTLB emptied before every DMA: a full 4-level stage-1 walk per DMA', true),
+  'hw.translate.nestedwalk': () => translateBench('hw.translate.nestedwalk', nestedBed(true), 9, 0x4030_0010, 24, 300_000, 'STE and CD cached, IOTLB (stage-1+2 and stage-2 entries) emptied before every DMA: 4-level stage 1 nested in 4-level stage 2', true),
+  'hw.translate.s1walk.nocache': () => translateBench('hw.translate.s1walk.nocache', s1Bed(false), 8, 0x4010_0010, 4, 200_000, 'caching switched off: STE fetch + CD fetch + 4-level stage-1 walk per DMA'),
+};
 
 const only = process.argv.slice(2);
 const results: BenchResult[] = [];

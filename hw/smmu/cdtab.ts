@@ -29,6 +29,8 @@ export interface CdEntry {
   /** walk configuration for TTB0 and TTB1 */
   readonly tt0: StageCfg;
   readonly tt1: StageCfg;
+  /** 2^IAS of TTB0, precomputed for the range check */
+  readonly tt0Limit: number;
 }
 
 /** Decode a legal CD into walk configurations. */
@@ -52,6 +54,7 @@ export function decodeCd(w: Uint32Array, addr: number, illegal: string | null, f
     return c;
   };
   const tbi = get(w, CD.TBI);
+  const tt0 = mk(get(w, CD.T0SZ), tg0Shift(get(w, CD.TG0)), get(w, CD.TTB0) * 16, get(w, CD.HAD0));
   return {
     addr,
     words: w,
@@ -64,7 +67,8 @@ export function decodeCd(w: Uint32Array, addr: number, illegal: string | null, f
     epd1: el2 || get(w, CD.EPD1) === 1,
     tbi0: (tbi & 1) === 1,
     tbi1: (tbi & 2) === 2,
-    tt0: mk(get(w, CD.T0SZ), tg0Shift(get(w, CD.TG0)), get(w, CD.TTB0) * 16, get(w, CD.HAD0)),
+    tt0,
+    tt0Limit: 2 ** tt0.ias,
     tt1: mk(get(w, CD.T1SZ), tg1Shift(get(w, CD.TG1)), get(w, CD.TTB1) * 16, get(w, CD.HAD1)),
   };
 }
@@ -92,13 +96,21 @@ export class CdCache {
     return n;
   }
 
+  private lastSid = -1;
+  private lastMap: Map<number, CdEntry> | undefined;
+
   get(sid: number, ssid: number): CdEntry | undefined {
-    const e = this.cds.get(sid)?.get(ssid);
+    const m = sid === this.lastSid ? this.lastMap : this.cds.get(sid);
+    if (m === undefined) return undefined;
+    this.lastSid = sid;
+    this.lastMap = m;
+    const e = m.get(ssid);
     if (e) this.hits++;
     return e;
   }
 
   put(sid: number, ssid: number, e: CdEntry): void {
+    this.lastSid = -1;
     let m = this.cds.get(sid);
     if (!m) this.cds.set(sid, (m = new Map()));
     m.set(ssid, e);
@@ -115,17 +127,20 @@ export class CdCache {
 
   /** CFGI_CD(sid, ssid, leaf): Leaf=0 also drops the L1CD on the path (index given by the caller). */
   invalidateCd(sid: number, ssid: number, leaf: boolean, l1idx: number): void {
+    this.lastSid = -1;
     this.cds.get(sid)?.delete(ssid);
     if (!leaf) this.l1.get(sid)?.delete(l1idx);
   }
 
   /** CFGI_CD_ALL / CFGI_STE*: every CD and L1CD cached through a StreamID. */
   invalidateSid(sid: number): void {
+    this.lastSid = -1;
     this.cds.delete(sid);
     this.l1.delete(sid);
   }
 
   invalidateAll(): void {
+    this.lastSid = -1;
     this.cds.clear();
     this.l1.clear();
   }

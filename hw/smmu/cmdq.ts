@@ -116,6 +116,7 @@ export class CommandQueue {
     if (ft.checkRes0) {
       const r = def.res0;
       if ((w0 & r[0]!) | (w[1]! & r[1]!) | (w[2]! & r[2]!) | (w[3]! & r[3]!)) return CERROR.ILL;
+      if (res0ByFeature(op, w, ft)) return CERROR.ILL;
     }
     const ssec = (w0 >>> 10) & 1;
     switch (op) {
@@ -217,4 +218,24 @@ function rangeIllegal(w: Uint32Array, ft: SmmuFeatures): boolean {
   const scale = (w[0]! >>> 20) & 0x3f;
   const ttl = (w[2]! >>> 8) & 3;
   return num === 0 && scale === 0 && ttl === 0;
+}
+
+/**
+ * RES0 fields that depend on the implemented features or on other fields (checked only with
+ * checkRes0): the range fields without IDR3.RIL, NUM/SCALE/TTL of a non-range (TG=0) TLBI,
+ * and the VMID of TLBI commands on an SMMU without stage 2.
+ */
+function res0ByFeature(op: number, w: Uint32Array, ft: SmmuFeatures): boolean {
+  const ranged = op === OP.TLBI_NH_VA || op === OP.TLBI_NH_VAA || op === OP.TLBI_EL2_VA || op === OP.TLBI_EL2_VAA || op === OP.TLBI_S2_IPA;
+  if (ranged) {
+    const tg = (w[2]! >>> 10) & 3;
+    const num = (w[0]! >>> 12) & 0x1f;
+    const scale = (w[0]! >>> 20) & 0x3f;
+    const ttl = (w[2]! >>> 8) & 3;
+    if (!ft.ril && (tg | num | scale | ttl) !== 0) return true;
+    if (tg === 0 && (num | scale | ttl) !== 0) return true;
+  }
+  const nh = op >= OP.TLBI_NH_ALL && op <= OP.TLBI_NH_VAA;
+  if (nh && !ft.s2p && (w[1]! & 0xffff) !== 0) return true;
+  return false;
 }

@@ -25,7 +25,7 @@ import { CommandQueue } from './cmdq.ts';
 import { StreamTable, newLookup, type SteLookup } from './strtab.ts';
 import { buildEvent, EVT_WORDS } from './events.ts';
 import { Translator, type Txn, type TxnResult, type AtsResponse, type TranslateEnv } from './translate.ts';
-import { Iotlb } from './tlb.ts';
+import { Iotlb, newScope } from './tlb.ts';
 import { CdCache } from './cdtab.ts';
 import { tlbiScope } from './tlbi.ts';
 import { qFull, ptrMask } from './queue.ts';
@@ -126,6 +126,7 @@ export class Smmu implements MmioDevice, TranslateEnv {
   readonly tlbiCounts = new Uint32Array(256);
 
   private readonly evScratch = new Uint32Array(EVT_WORDS);
+  private readonly tlbiScratch = newScope();
   private readonly lookupScratch: SteLookup = newLookup();
 
   constructor(readonly base: number, readonly mem: PhysicalMemory, opts: SmmuOptions = {}) {
@@ -165,8 +166,7 @@ export class Smmu implements MmioDevice, TranslateEnv {
       },
       tlbi: (op, w) => {
         this.tlbiCounts[op]!++;
-        const scope = tlbiScope(op, w, this.features, (this.cr2 & 1) === 1);
-        if (scope) this.tlb.invalidate(scope);
+        if (tlbiScope(op, w, this.features, (this.cr2 & 1) === 1, this.tlbiScratch)) this.tlb.invalidate(this.tlbiScratch);
       },
       atcInv: (w) => {
         this.atcInvs++;
@@ -443,6 +443,7 @@ export class Smmu implements MmioDevice, TranslateEnv {
         this.eventqIrqCfg0.hi = hi & ADDR_HI_MASK;
         return;
       case OFF.PRIQ_IRQ_CFG0:
+        if (!this.features.pri) return;
         if (this.irqCtrl & 2) return this.guarded(offset);
         this.priqIrqCfg0.lo = (lo & ~3) >>> 0;
         this.priqIrqCfg0.hi = hi & ADDR_HI_MASK;

@@ -152,6 +152,9 @@ export function steIllegal(w: ArrayLike<number>, env: SteCheckEnv): string | nul
     for (let i = 0; i < 8; i++) {
       if ((w[i]! & STE_RES0[i]!) !== 0) return `RES0 bits set in DW${i >> 1} (word ${i}: 0x${((w[i]! & STE_RES0[i]!) >>> 0).toString(16)})`;
     }
+    // attribute overrides are RES0 unless IDR1.ATTR_TYPES_OVR / ATTR_PERMS_OVR
+    if (!ft.attrTypesOvr && (get(w, STE.MemAttr) | get(w, STE.MTCFG) | get(w, STE.ALLOCCFG) | get(w, STE.SHCFG)) !== 0) return 'MemAttr/MTCFG/ALLOCCFG/SHCFG set but IDR1.ATTR_TYPES_OVR=0 (RES0)';
+    if (!ft.attrPermsOvr && (get(w, STE.PRIVCFG) | get(w, STE.INSTCFG)) !== 0) return 'PRIVCFG/INSTCFG set but IDR1.ATTR_PERMS_OVR=0 (RES0)';
   }
 
   const s2s = get(w, STE.S2S);

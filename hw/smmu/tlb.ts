@@ -38,6 +38,9 @@ export interface TlbEntry {
 class Context {
   /** distinct page shifts present, so a lookup probes only sizes that exist */
   shifts: number[] = [];
+  /** 2^shift for each entry of `shifts`, and the matching maps, for the lookup loop */
+  sizes: number[] = [];
+  mapList: Array<Map<number, TlbEntry>> = [];
   readonly maps = new Map<number, Map<number, TlbEntry>>();
   constructor(readonly key: number, readonly sec: number, readonly world: number, readonly stage: number, readonly vmid: number, readonly asid: number) {}
   get size(): number {
@@ -57,24 +60,32 @@ export interface TlbInvStats {
   commands: number;
 }
 
-/** What a TLBI removes: all fields are filters; undefined matches anything. */
+/**
+ * What a TLBI removes. One mutable object is reused for every command (no allocation on the
+ * command path). `worlds` and `stages` are bitmasks (1 << WORLD.x, 1 << STAGE.x); numeric
+ * filters use -1 for "any".
+ */
 export interface TlbiScope {
-  world?: readonly number[];
-  stages: readonly number[];
-  vmid?: number;
-  /** match this ASID (non-global entries only) */
-  asid?: number;
-  /** include global entries (for VA-based commands; NH_ALL includes them too) */
+  worlds: number;
+  stages: number;
+  vmid: number;
+  /** match this ASID for non-global entries (-1: any ASID) */
+  asid: number;
+  /** include global (nG=0) entries */
   global: boolean;
   /** exclude global entries (NH_ASID, EL2_ASID) */
-  nonGlobalOnly?: boolean;
-  /** address range [lo, hi) of input addresses; undefined = all */
-  lo?: number;
-  hi?: number;
-  /** TG granule (log2) an entry must have been inserted with; undefined = any */
-  g?: number;
-  /** TTL: leaf level an entry must have; undefined = any */
-  level?: number;
+  nonGlobalOnly: boolean;
+  /** input address range [lo, hi); lo = -1 for all */
+  lo: number;
+  hi: number;
+  /** TG granule (log2) an entry must have been inserted with; -1 = any */
+  g: number;
+  /** TTL: leaf level an entry must have; -1 = any */
+  level: number;
+}
+
+export function newScope(): TlbiScope {
+  return { worlds: 0, stages: 0, vmid: -1, asid: -1, global: true, nonGlobalOnly: false, lo: -1, hi: 0, g: -1, level: -1 };
 }
 
 export class Iotlb {
@@ -101,10 +112,10 @@ export class Iotlb {
   lookup(key: number, ia: number): TlbEntry | undefined {
     const c = this.contexts.get(key);
     if (c === undefined) return undefined;
-    const shifts = c.shifts;
-    for (let i = 0; i < shifts.length; i++) {
-      const s = shifts[i]!;
-      const e = c.maps.get(s)!.get(Math.floor(ia / 2 ** s));
+    const sizes = c.sizes;
+    const maps = c.mapList;
+    for (let i = 0; i < sizes.length; i++) {
+      const e = maps[i]!.get(Math.floor(ia / sizes[i]!));
       if (e !== undefined) return e;
     }
     return undefined;
@@ -123,6 +134,8 @@ export class Iotlb {
       c.maps.set(e.shift, m);
       c.shifts.push(e.shift);
       c.shifts.sort((a, b) => a - b);
+      c.sizes = c.shifts.map((x) => 2 ** x);
+      c.mapList = c.shifts.map((x) => c!.maps.get(x)!);
     }
     m.set(Math.floor(e.ia / 2 ** e.shift), e);
     this.inserts++;
@@ -130,20 +143,20 @@ export class Iotlb {
 
   invalidate(s: TlbiScope): number {
     this.inv.commands++;
+    if (this.contexts.size === 0) return 0;
     let n = 0;
     for (const c of this.contexts.values()) {
-      if (!s.stages.includes(c.stage)) continue;
-      if (s.world !== undefined && !s.world.includes(c.world)) continue;
-      if (s.vmid !== undefined && c.vmid !== s.vmid) continue;
+      if (((s.stages >>> c.stage) & 1) === 0 || ((s.worlds >>> c.world) & 1) === 0) continue;
+      if (s.vmid >= 0 && c.vmid !== s.vmid) continue;
       const isGlobal = c.asid === ASID_GLOBAL;
       if (isGlobal) {
         if (s.nonGlobalOnly || !s.global) continue;
-      } else if (s.asid !== undefined && c.asid !== s.asid) continue;
+      } else if (s.asid >= 0 && c.asid !== s.asid) continue;
       for (const m of c.maps.values()) {
         for (const [k, e] of m) {
-          if (s.lo !== undefined && (e.ia + 2 ** e.shift <= s.lo || e.ia >= s.hi!)) continue;
-          if (s.g !== undefined && e.g !== s.g) continue;
-          if (s.level !== undefined && e.level !== s.level) continue;
+          if (s.lo >= 0 && (e.ia + 2 ** e.shift <= s.lo || e.ia >= s.hi)) continue;
+          if (s.g >= 0 && e.g !== s.g) continue;
+          if (s.level >= 0 && e.level !== s.level) continue;
           m.delete(k);
           n++;
           this.invalidatedBySid.set(e.sid, (this.invalidatedBySid.get(e.sid) ?? 0) + 1);
@@ -154,8 +167,14 @@ export class Iotlb {
     return n;
   }
 
+  /** Drop every entry (contexts are kept, empty, for reuse). */
   clear(): void {
-    for (const c of this.contexts.values()) for (const e of c.maps.values()) for (const x of e.values()) this.invalidatedBySid.set(x.sid, (this.invalidatedBySid.get(x.sid) ?? 0) + 1);
-    this.contexts.clear();
+    for (const c of this.contexts.values()) {
+      for (const m of c.mapList) {
+        if (m.size === 0) continue;
+        for (const x of m.values()) this.invalidatedBySid.set(x.sid, (this.invalidatedBySid.get(x.sid) ?? 0) + 1);
+        m.clear();
+      }
+    }
   }
 }

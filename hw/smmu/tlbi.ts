@@ -1,52 +1,96 @@
 /**
  * TLB invalidation commands → what they must remove (reference §4.4), including range
- * invalidation (IDR3.RIL: TG, NUM, SCALE, TTL) and the ASID/VMID width rules.
+ * invalidation (IDR3.RIL: TG, NUM, SCALE, TTL) and the ASID/VMID width rules. The scope is
+ * written into a caller-supplied object, so the command path allocates nothing.
  */
 import { OP } from './commands.ts';
 import { STAGE, WORLD, type TlbiScope } from './tlb.ts';
 import type { SmmuFeatures } from './features.ts';
 
-const ALL_STAGES = [STAGE.S1, STAGE.S2, STAGE.S12];
-const S1_STAGES = [STAGE.S1, STAGE.S12];
+const S1 = 1 << STAGE.S1;
+const S2 = 1 << STAGE.S2;
+const S12 = 1 << STAGE.S12;
+const W_EL1 = 1 << WORLD.NS_EL1;
+const W_EL2 = 1 << WORLD.NS_EL2;
+const W_E2H = 1 << WORLD.NS_EL2_E2H;
 
-/** The scope of a TLBI command, or null when the command need not do anything. */
-export function tlbiScope(op: number, w: Uint32Array, ft: SmmuFeatures, e2h: boolean): TlbiScope | null {
-  let vmid = w[1]! & 0xffff;
-  const asidRaw = w[1]! >>> 16;
-  if (!ft.s2p) vmid = 0; // NH_* match the VMID only if stage 2 is implemented
-  else if (!ft.vmid16 && vmid >>> 8) return null; // upper bits set: need not do anything
-  if (!ft.asid16 && asidRaw >>> 8 && (op === OP.TLBI_NH_ASID || op === OP.TLBI_NH_VA || op === OP.TLBI_EL2_ASID || op === OP.TLBI_EL2_VA)) return null;
-  const asid = asidRaw;
-  const range = (): Pick<TlbiScope, 'lo' | 'hi' | 'g' | 'level'> => {
-    const addr = (w[3]! & 0x1fffff) * 0x1_0000_0000 + ((w[2]! & 0xfffff000) >>> 0);
-    const tg = ft.ril ? (w[2]! >>> 10) & 3 : 0;
-    if (tg === 0) return { lo: addr, hi: addr + 1 };
-    const g = tg === 1 ? 12 : tg === 2 ? 14 : 16;
-    const num = (w[0]! >>> 12) & 0x1f;
-    const scale = (w[0]! >>> 20) & 0x3f;
-    let ttl = (w[2]! >>> 8) & 3;
-    if (g === 14 && ttl === 1) ttl = 0; // reserved without DS: treated as 0
-    const bytes = (num + 1) * 2 ** scale * 2 ** g;
-    return { lo: addr, hi: addr + bytes, g, ...(ttl ? { level: ttl } : {}) };
-  };
-  const el1 = [WORLD.NS_EL1];
-  switch (op) {
-    case OP.TLBI_NH_ALL: return { world: el1, stages: S1_STAGES, vmid, global: true };
-    case OP.TLBI_NH_ASID: return { world: el1, stages: S1_STAGES, vmid, asid, global: false, nonGlobalOnly: true };
-    case OP.TLBI_NH_VA: return { world: el1, stages: S1_STAGES, vmid, asid, global: true, ...range() };
-    case OP.TLBI_NH_VAA: return { world: el1, stages: S1_STAGES, vmid, global: true, ...range() };
-    case OP.TLBI_EL2_ALL: return { world: [WORLD.NS_EL2, WORLD.NS_EL2_E2H], stages: [STAGE.S1], global: true };
-    case OP.TLBI_EL2_ASID: return { world: [WORLD.NS_EL2_E2H], stages: [STAGE.S1], asid, global: false, nonGlobalOnly: true };
-    case OP.TLBI_EL2_VA:
-      return e2h ? { world: [WORLD.NS_EL2_E2H], stages: [STAGE.S1], asid, global: true, ...range() } : { world: [WORLD.NS_EL2], stages: [STAGE.S1], global: true, ...range() };
-    case OP.TLBI_EL2_VAA: return { world: [e2h ? WORLD.NS_EL2_E2H : WORLD.NS_EL2], stages: [STAGE.S1], global: true, ...range() };
-    case OP.TLBI_S12_VMALL: return { world: el1, stages: ALL_STAGES, vmid: w[1]! & 0xffff, global: true };
-    case OP.TLBI_S2_IPA: {
-      const r = range();
-      // the S2_IPA address is IPA[55:12]
-      return { world: el1, stages: [STAGE.S2], vmid: w[1]! & 0xffff, global: true, ...r };
-    }
-    case OP.TLBI_NSNH_ALL: return { world: el1, stages: ALL_STAGES, global: true };
+function setRange(s: TlbiScope, w: Uint32Array, ft: SmmuFeatures): void {
+  const addr = (w[3]! & 0x1fffff) * 0x1_0000_0000 + ((w[2]! & 0xfffff000) >>> 0);
+  const tg = ft.ril ? (w[2]! >>> 10) & 3 : 0;
+  if (tg === 0) {
+    // non-range: any entry containing the address
+    s.lo = addr;
+    s.hi = addr + 1;
+    return;
   }
-  return null;
+  const g = tg === 1 ? 12 : tg === 2 ? 14 : 16;
+  const num = (w[0]! >>> 12) & 0x1f;
+  const scale = (w[0]! >>> 20) & 0x3f;
+  let ttl = (w[2]! >>> 8) & 3;
+  if (g === 14 && ttl === 1) ttl = 0; // reserved without DS: treated as 0
+  s.lo = addr;
+  s.hi = addr + (num + 1) * 2 ** scale * 2 ** g;
+  s.g = g;
+  s.level = ttl ? ttl : -1;
+}
+
+/** Fill `s` with the scope of a TLBI command; returns false when the command need not do anything. */
+export function tlbiScope(op: number, w: Uint32Array, ft: SmmuFeatures, e2h: boolean, s: TlbiScope): boolean {
+  let vmid = w[1]! & 0xffff;
+  const asid = w[1]! >>> 16;
+  if (!ft.s2p) vmid = 0; // NH_* match the VMID only if stage 2 is implemented
+  else if (!ft.vmid16 && vmid >>> 8) return false; // upper bits set: need not do anything
+  if (!ft.asid16 && asid >>> 8 && (op === OP.TLBI_NH_ASID || op === OP.TLBI_NH_VA || op === OP.TLBI_EL2_ASID || op === OP.TLBI_EL2_VA)) return false;
+  s.vmid = -1;
+  s.asid = -1;
+  s.global = true;
+  s.nonGlobalOnly = false;
+  s.lo = -1;
+  s.hi = 0;
+  s.g = -1;
+  s.level = -1;
+  switch (op) {
+    case OP.TLBI_NH_ALL:
+      s.worlds = W_EL1; s.stages = S1 | S12; s.vmid = vmid;
+      return true;
+    case OP.TLBI_NH_ASID:
+      s.worlds = W_EL1; s.stages = S1 | S12; s.vmid = vmid; s.asid = asid; s.global = false; s.nonGlobalOnly = true;
+      return true;
+    case OP.TLBI_NH_VA:
+      s.worlds = W_EL1; s.stages = S1 | S12; s.vmid = vmid; s.asid = asid;
+      setRange(s, w, ft);
+      return true;
+    case OP.TLBI_NH_VAA:
+      s.worlds = W_EL1; s.stages = S1 | S12; s.vmid = vmid;
+      setRange(s, w, ft);
+      return true;
+    case OP.TLBI_EL2_ALL:
+      s.worlds = W_EL2 | W_E2H; s.stages = S1;
+      return true;
+    case OP.TLBI_EL2_ASID:
+      s.worlds = W_E2H; s.stages = S1; s.asid = asid; s.global = false; s.nonGlobalOnly = true;
+      return true;
+    case OP.TLBI_EL2_VA:
+      // E2H=1: EL2-E2H entries with the ASID (or global); E2H=0: NS-EL2 entries, ASID ignored
+      s.worlds = e2h ? W_E2H : W_EL2; s.stages = S1;
+      if (e2h) s.asid = asid;
+      setRange(s, w, ft);
+      return true;
+    case OP.TLBI_EL2_VAA:
+      s.worlds = e2h ? W_E2H : W_EL2; s.stages = S1;
+      setRange(s, w, ft);
+      return true;
+    case OP.TLBI_S12_VMALL:
+      s.worlds = W_EL1; s.stages = S1 | S2 | S12; s.vmid = w[1]! & 0xffff;
+      return true;
+    case OP.TLBI_S2_IPA:
+      // stage-2 entries only: combined stage 1+2 entries are not required to go
+      s.worlds = W_EL1; s.stages = S2; s.vmid = w[1]! & 0xffff;
+      setRange(s, w, ft);
+      return true;
+    case OP.TLBI_NSNH_ALL:
+      s.worlds = W_EL1; s.stages = S1 | S2 | S12;
+      return true;
+  }
+  return false;
 }

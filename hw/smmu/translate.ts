@@ -119,6 +119,14 @@ export interface StreamStats {
 }
 
 const TWO32 = 0x1_0000_0000;
+// module-local copies of the tags used on the hot path
+const NS = SEC.NS;
+const NS_EL1 = WORLD.NS_EL1;
+const NS_EL2 = WORLD.NS_EL2;
+const ST_S1 = STAGE.S1;
+const ST_S2 = STAGE.S2;
+const ST_S12 = STAGE.S12;
+const GLOBAL = ASID_GLOBAL;
 
 /** What a translation is for, as the explainer reports it. */
 export interface Explain {
@@ -149,9 +157,15 @@ export class Translator {
     this.lookup = lookup;
   }
 
+  private lastSid = -1;
+  private lastStats: StreamStats | null = null;
+
   stats(sid: number): StreamStats {
+    if (sid === this.lastSid) return this.lastStats!;
     let s = this.perStream.get(sid);
     if (!s) this.perStream.set(sid, (s = { txns: 0, hits: 0, misses: 0, walks: 0, descReads: 0, faults: 0 }));
+    this.lastSid = sid;
+    this.lastStats = s;
     return s;
   }
 
@@ -207,7 +221,7 @@ export class Translator {
     r.faultType = num;
     r.reason = reason;
     this.curStats.faults++;
-    this.note(`fault: ${reason}${doRecord ? '' : ' (not recorded)'}`);
+    if (this.explain) this.note(`fault: ${reason}${doRecord ? '' : ' (not recorded)'}`);
     if (!doRecord || this.suppressEvents) return;
     r.event = num;
     const e = this.ev;
@@ -255,8 +269,7 @@ export class Translator {
   private readonly plainReader: DescReader = {
     read: (addr, _level, out, desc) => {
       try {
-        desc[0] = this.env.mem.read32(addr);
-        desc[1] = this.env.mem.read32(addr + 4);
+        this.env.mem.readPair(addr, desc);
         return addr;
       } catch (e) {
         if (!(e instanceof ExternalAbort)) throw e;
@@ -274,7 +287,7 @@ export class Translator {
   private s2(dec: StreamDec, ipa: number, need: number, tableWalk: boolean, o: WalkOut): number {
     const cfg = dec.s2cfg!;
     const caching = this.env.cachingOn();
-    const key = ctxKey(SEC.NS, WORLD.NS_EL1, STAGE.S2, dec.vmid, 0);
+    const key = ctxKey(NS, NS_EL1, ST_S2, dec.vmid, 0);
     let e = caching ? this.env.tlb.lookup(key, ipa) : undefined;
     this.lastS2Hit = e !== undefined;
     if (e !== undefined) {
@@ -296,7 +309,7 @@ export class Translator {
       if (caching) {
         const ia = ipa - (ipa % 2 ** o.pageShift);
         e = { ia, shift: o.pageShift, oa: o.oa, s1perm: PERM.ALL, s2perm: o.perm, ipa: ia, level: o.level, g: cfg.g, sid: this.cur.sid, attr: o.attr };
-        this.env.tlb.insert(SEC.NS, WORLD.NS_EL1, STAGE.S2, dec.vmid, 0, e);
+        this.env.tlb.insert(NS, NS_EL1, ST_S2, dec.vmid, 0, e);
       }
     }
     if (tableWalk && dec.s2ptw && (o.attr & 0xc) === 0) return EVT.F_PERMISSION; // S2PTW: a walk to Device memory
@@ -319,8 +332,7 @@ export class Translator {
       }
       const pa = o.oa + (addr % 2 ** o.pageShift);
       try {
-        desc[0] = this.env.mem.read32(pa);
-        desc[1] = this.env.mem.read32(pa + 4);
+        this.env.mem.readPair(pa, desc);
         return pa;
       } catch (e) {
         if (!(e instanceof ExternalAbort)) throw e;
@@ -348,10 +360,10 @@ export class Translator {
       this.curStats.txns++;
       if (env.gbpa.abort) {
         r.reason = 'SMMUEN=0 and GBPA.ABORT=1';
-        this.note('SMMUEN=0: GBPA.ABORT=1, the transaction aborts (no event)');
+        if (this.explain) this.note('SMMUEN=0: GBPA.ABORT=1, the transaction aborts (no event)');
         return r;
       }
-      this.note('SMMUEN=0: GBPA.ABORT=0, the transaction bypasses');
+      if (this.explain) this.note('SMMUEN=0: GBPA.ABORT=0, the transaction bypasses');
       r.ok = true;
       r.pa = t.addr;
       return r;
@@ -367,7 +379,7 @@ export class Translator {
       return r;
     }
     const ste = lk.ste! as SteWithDec;
-    this.note(`STE for SID ${t.sid} at 0x${ste.addr.toString(16)}${lk.l1Addr >= 0 ? ` (via L1STD at 0x${lk.l1Addr.toString(16)})` : ''}${lk.cached ? ' [config cache hit]' : ''}: V=${ste.valid ? 1 : 0} Config=0b${ste.config.toString(2).padStart(3, '0')}`);
+    if (this.explain) this.note(`STE for SID ${t.sid} at 0x${ste.addr.toString(16)}${lk.l1Addr >= 0 ? ` (via L1STD at 0x${lk.l1Addr.toString(16)})` : ''}${lk.cached ? ' [config cache hit]' : ''}: V=${ste.valid ? 1 : 0} Config=0b${ste.config.toString(2).padStart(3, '0')}`);
     if (ste.illegal !== null) {
       this.curDec = undefined as unknown as StreamDec;
       this.record(r, t, EVT.C_BAD_STE, 0, 0, 0, 0, true, `C_BAD_STE: ${ste.illegal}`);
@@ -376,7 +388,7 @@ export class Translator {
     const cfg = ste.config;
     if ((cfg & 4) === 0) {
       r.reason = 'STE.Config=abort';
-      this.note('Config=abort: the transaction aborts silently');
+      if (this.explain) this.note('Config=abort: the transaction aborts silently');
       return r;
     }
     const dec = ste.dec ?? (ste.dec = this.decode(ste));
@@ -410,7 +422,7 @@ export class Translator {
         return r;
       }
       if (!dec.s2) {
-        this.note(dec.cfg === CFG.BYPASS ? 'Config=bypass: PA = IOVA' : 'S1DSS=bypass and stage 2 bypass: PA = IOVA');
+        if (this.explain) this.note(dec.cfg === CFG.BYPASS ? 'Config=bypass: PA = IOVA' : 'S1DSS=bypass and stage 2 bypass: PA = IOVA');
         r.ok = true;
         r.pa = t.addr;
         return r;
@@ -423,7 +435,7 @@ export class Translator {
   private finishS2Only(t: Txn, r: TxnResult, dec: StreamDec): TxnResult {
     const need = neededPerm(t.write, this.effPriv(t), this.effInstr(t));
     const o = this.s2out;
-    this.note(`stage 2 (VMID ${dec.vmid}): IPA 0x${t.addr.toString(16)}`);
+    if (this.explain) this.note(`stage 2 (VMID ${dec.vmid}): IPA 0x${t.addr.toString(16)}`);
     const f = this.s2(dec, t.addr, need, false, o);
     r.tlbHit = this.lastS2Hit;
     r.ipa = t.addr;
@@ -433,7 +445,7 @@ export class Translator {
     }
     r.ok = true;
     r.pa = o.oa + (t.addr % 2 ** o.pageShift);
-    this.note(`PA 0x${r.pa.toString(16)}`);
+    if (this.explain) this.note(`PA 0x${r.pa.toString(16)}`);
     return r;
   }
 
@@ -443,7 +455,14 @@ export class Translator {
     const ft = env.features;
     const caching = env.cachingOn() && finalS2;
     // CD
-    const lk = fetchCd(t.sid, ssid, dec.ctxPtr, dec.s1fmt, dec.cdmax, ft, caching ? env.cds : null, this.cdFetch, { features: ft, s1stalld: dec.s1stalld, singleRange: dec.el2 && dec.world !== WORLD.NS_EL2_E2H, s2aa32: false }, dec.world === WORLD.NS_EL2, this.cdLookup);
+    const cached = caching ? env.cds.get(t.sid, ssid) : undefined;
+    const lk = this.cdLookup;
+    if (cached !== undefined) {
+      lk.cd = cached;
+      lk.event = 0;
+    } else {
+      fetchCd(t.sid, ssid, dec.ctxPtr, dec.s1fmt, dec.cdmax, ft, caching ? env.cds : null, this.cdFetch, { features: ft, s1stalld: dec.s1stalld, singleRange: dec.el2 && dec.world !== WORLD.NS_EL2_E2H, s2aa32: false }, dec.world === WORLD.NS_EL2, lk);
+    }
     if (lk.event !== 0) {
       if (lk.event === -2) {
         const o = this.s2sub;
@@ -456,7 +475,7 @@ export class Translator {
       return r;
     }
     const cd = lk.cd!;
-    this.note(`CD ${ssid} at ${dec.s2 ? 'IPA' : 'PA'} ${cd === null ? '?' : '0x' + cd.addr.toString(16)}: ASID ${cd.asid}${cd.illegal ? ` ILLEGAL (${cd.illegal})` : ''}`);
+    if (this.explain) this.note(`CD ${ssid} at ${dec.s2 ? 'IPA' : 'PA'} ${cd === null ? '?' : '0x' + cd.addr.toString(16)}: ASID ${cd.asid}${cd.illegal ? ` ILLEGAL (${cd.illegal})` : ''}`);
     if (cd.illegal !== null) {
       this.record(r, t, EVT.C_BAD_CD, 0, 0, 0, 0, true, `C_BAD_CD: ${cd.illegal}`);
       return r;
@@ -467,7 +486,7 @@ export class Translator {
     let va: number;
     const hi = t.addrHi;
     const top0 = cd.tbi0 ? (hi & 7) === 0 : hi === 0;
-    if (top0 && t.addr < 2 ** cd.tt0.ias) {
+    if (top0 && t.addr < cd.tt0Limit) {
       if (cd.epd0) return this.s1fault(t, r, dec, cd, EVT.F_TRANSLATION, 'the input is in the TTB0 range but EPD0=1');
       tt = cd.tt0;
       va = t.addr;
@@ -479,17 +498,17 @@ export class Translator {
       return this.s1fault(t, r, dec, cd, EVT.F_TRANSLATION, `input 0x${t.addr.toString(16)} is outside both TTB ranges (T0SZ/T1SZ)`);
     }
     const need = neededPerm(t.write, this.effPriv(t), this.effInstr(t));
-    const stage = dec.s2 ? STAGE.S12 : STAGE.S1;
-    const asid = dec.world === WORLD.NS_EL2 ? ASID_GLOBAL : ft.asid16 ? cd.asid : cd.asid & 0xff;
+    const stage = dec.s2 ? ST_S12 : ST_S1;
+    const asid = dec.world === NS_EL2 ? GLOBAL : ft.asid16 ? cd.asid : cd.asid & 0xff;
     const st = this.curStats;
     // TLB
     if (caching && tt === cd.tt0) {
-      let e = env.tlb.lookup(ctxKey(SEC.NS, dec.world, stage, dec.vmid, asid), va);
-      if (e === undefined && asid !== ASID_GLOBAL) e = env.tlb.lookup(ctxKey(SEC.NS, dec.world, stage, dec.vmid, ASID_GLOBAL), va);
+      let e = env.tlb.lookup(ctxKey(NS, dec.world, stage, dec.vmid, asid), va);
+      if (e === undefined && asid !== GLOBAL) e = env.tlb.lookup(ctxKey(NS, dec.world, stage, dec.vmid, GLOBAL), va);
       if (e !== undefined) {
         st.hits++;
         r.tlbHit = true;
-        this.note(`IOTLB hit: ${stage === STAGE.S12 ? 'combined S1+S2' : 'stage-1'} entry for 0x${e.ia.toString(16)} (2^${e.shift} bytes)`);
+        if (this.explain) this.note(`IOTLB hit: ${stage === ST_S12 ? 'combined S1+S2' : 'stage-1'} entry for 0x${e.ia.toString(16)} (2^${e.shift} bytes)`);
         return this.finishEntry(t, r, dec, cd, e, va, need);
       }
     }
@@ -518,7 +537,7 @@ export class Translator {
     const s1shift = o.pageShift;
     const s1oa = o.oa;
     const s1level = o.level;
-    const global = o.global || dec.world === WORLD.NS_EL2;
+    const global = o.global || dec.world === NS_EL2;
     const ipa = s1oa + (va % 2 ** s1shift);
     let oa = s1oa;
     let shift = s1shift;
@@ -532,7 +551,7 @@ export class Translator {
     }
     if (dec.s2) {
       const so = this.s2out;
-      this.note(`stage 2 (VMID ${dec.vmid}): IPA 0x${ipa.toString(16)}`);
+      if (this.explain) this.note(`stage 2 (VMID ${dec.vmid}): IPA 0x${ipa.toString(16)}`);
       const f2 = this.s2(dec, ipa, 0, false, so); // the permission is checked below, after stage 1's
       if (f2) {
         r.ipa = ipa;
@@ -546,7 +565,7 @@ export class Translator {
     }
     const ia = va - (va % 2 ** shift);
     const entry: TlbEntry = { ia, shift, oa, s1perm, s2perm, ipa: ipa - (va % 2 ** shift), level: s1level, g: tt.g, sid: t.sid, attr: o.attr };
-    if (caching && tt === cd.tt0) env.tlb.insert(SEC.NS, dec.world, stage, dec.vmid, global ? ASID_GLOBAL : asid, entry);
+    if (caching && tt === cd.tt0) env.tlb.insert(NS, dec.world, stage, dec.vmid, global ? GLOBAL : asid, entry);
     return this.finishEntry(t, r, dec, cd, entry, va, need);
   }
 
@@ -562,7 +581,7 @@ export class Translator {
     }
     r.ok = true;
     r.pa = e.oa + off;
-    this.note(`${dec.s2 ? `IOVA 0x${va.toString(16)} → IPA 0x${r.ipa.toString(16)} → ` : `IOVA 0x${va.toString(16)} → `}PA 0x${r.pa.toString(16)}`);
+    if (this.explain) this.note(`${dec.s2 ? `IOVA 0x${va.toString(16)} → IPA 0x${r.ipa.toString(16)} → ` : `IOVA 0x${va.toString(16)} → `}PA 0x${r.pa.toString(16)}`);
     return r;
   }
 
@@ -670,7 +689,7 @@ export class Translator {
     if (!env.atschk()) {
       r.ok = true;
       r.pa = t.addr;
-      this.note('CR0.ATSCHK=0: the Translated transaction is not checked; PA = the address the device presented');
+      if (this.explain) this.note('CR0.ATSCHK=0: the Translated transaction is not checked; PA = the address the device presented');
       return r;
     }
     const lk = env.strtab.lookup(t.sid, this.lookup);

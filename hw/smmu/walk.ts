@@ -131,14 +131,24 @@ function bswap(x: number): number {
   return (((x & 0xff) << 24) | ((x & 0xff00) << 8) | ((x >>> 8) & 0xff00) | (x >>> 24)) >>> 0;
 }
 
+/** 2^i for i in 0..63, so the hot path never calls Math.pow. */
+const POW2 = Float64Array.from({ length: 64 }, (_, i) => 2 ** i);
+
 /** Output address field of a descriptor at `shift` (bits [47:shift], plus OA[51:48] in [15:12] for 64KB). */
 function descOA(lo: number, hi: number, shift: number, g: number, oas: number): number {
-  const loPart = shift >= 32 ? 0 : lo - (lo % 2 ** shift);
-  let hiPart = (hi & 0xffff) * TWO32; // bits [47:32]
-  if (shift > 32) hiPart -= hiPart % 2 ** shift;
-  let oa = hiPart + (loPart >>> 0);
-  if (g === 16 && oas === 52) oa += ((lo >>> 12) & 0xf) * 2 ** 48;
+  const loPart = shift >= 32 ? 0 : (lo & (-1 << shift)) >>> 0;
+  const hiPart = shift > 32 ? hi & 0xffff & (-1 << (shift - 32)) : hi & 0xffff; // bits [47:32]
+  let oa = hiPart * TWO32 + loPart;
+  if (g === 16 && oas === 52) oa += ((lo >>> 12) & 0xf) * POW2[48]!;
   return oa;
+}
+
+/** Bits [shift+bits-1 : shift] of an address given as 32-bit halves (bits ≤ 31). */
+function field(iaLo: number, iaHi: number, shift: number, bits: number): number {
+  const mask = bits >= 31 ? 0x7fffffff : (1 << bits) - 1;
+  if (shift >= 32) return (iaHi >>> (shift - 32)) & mask;
+  if (shift === 0) return iaLo & mask;
+  return ((iaLo >>> shift) | (iaHi << (32 - shift))) & mask;
 }
 
 /**
@@ -154,16 +164,18 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
   out.global = false;
   const g = cfg.g;
   const stride = g - 3;
-  if (ia >= 2 ** cfg.ias) {
+  if (ia >= POW2[cfg.ias]!) {
     out.level = cfg.start;
     out.fault = EVT.F_TRANSLATION;
     return out.fault;
   }
+  const iaLo = ia >>> 0;
+  const iaHi = Math.floor(ia / TWO32);
   // table base: aligned to the start table size (concatenated tables included)
   const startShift = levelShift(g, cfg.start);
   const startIdxBits = cfg.ias - startShift;
-  const startTableBytes = 2 ** Math.max(startIdxBits + 3, 3);
-  let table = cfg.ttb - (cfg.ttb % Math.max(startTableBytes, 64));
+  const startTableBytes = POW2[Math.max(startIdxBits + 3, 6)]!;
+  let table = cfg.ttb - (cfg.ttb % startTableBytes);
   // hierarchical attributes accumulated through table descriptors (stage 1)
   let apTable = 0;
   let xnTable = 0;
@@ -172,7 +184,7 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
   for (let level = cfg.start; level <= 3; level++) {
     const shift = levelShift(g, level);
     const idxBits = level === cfg.start ? startIdxBits : stride;
-    const idx = Math.floor(ia / 2 ** shift) % 2 ** idxBits;
+    const idx = field(iaLo, iaHi, shift, idxBits);
     const dAddr = table + idx * 8;
     out.level = level;
     const pa = reader.read(dAddr, level, out, desc);
@@ -199,7 +211,7 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
     if (type === 3 && level < 3) {
       // table descriptor
       const next = descOA(lo, hi, g, g, cfg.oas);
-      if (next >= 2 ** cfg.oas) {
+      if (next >= POW2[cfg.oas]!) {
         out.fault = EVT.F_ADDR_SIZE;
         if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: 'table', note: `next-level table 0x${next.toString(16)} is beyond the ${cfg.oas}-bit output size` });
         return out.fault;
@@ -215,7 +227,7 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
     }
     // block or page
     const oaField = descOA(lo, hi, shift, g, cfg.oas);
-    if (oaField >= 2 ** cfg.oas) {
+    if (oaField >= POW2[cfg.oas]!) {
       out.fault = EVT.F_ADDR_SIZE;
       if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: level === 3 ? 'page' : 'block', note: `output address 0x${oaField.toString(16)} is beyond the ${cfg.oas}-bit output size` });
       return out.fault;
@@ -225,7 +237,7 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
     let oa = oaField;
     if (contig) {
       pageShift = shift + contigBits(g, level);
-      oa = oaField - (oaField % 2 ** pageShift);
+      oa = oaField - (oaField % POW2[pageShift]!);
     }
     out.oa = oa;
     out.pageShift = pageShift;
