@@ -85,7 +85,7 @@ export async function main(argv: string[]): Promise<number> {
           return { name: n, description: sc.description };
         });
         if (a.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
-        else process.stdout.write(table(['scenario', 'description'], rows.map((r) => [r.name, r.description])) + '\n');
+        else process.stdout.write(table(['scenario', 'description'], rows.map((r) => [r.name, r.description]), [null, 90]) + '\n');
       },
     )
     .command(
@@ -105,6 +105,7 @@ export async function main(argv: string[]): Promise<number> {
             table(
               ['scenario', 'result', 'steps', 'events', 'commands', 'description'],
               results.map(({ sc, r }) => [r.scenario, r.ok ? 'ok' : `FAILED (${r.failed.length})`, r.steps, r.events.map((e) => e.type).join(' ') || '-', String(r.stats.commands), sc.description]),
+              [null, null, null, 30, null, 60],
             ) + '\n',
           );
           process.stdout.write('Run one with `npx smmulab run <scenario>` (add --json for the full result), list them with `npx smmulab list`.\n');

@@ -2,8 +2,8 @@
 import Table from 'cli-table3';
 import type { RunResult } from './runner.ts';
 
-export function table(head: string[], rows: Array<Array<string | number>>): string {
-  const t = new Table({ head, style: { head: [], border: [] } });
+export function table(head: string[], rows: Array<Array<string | number>>, colWidths?: Array<number | null>): string {
+  const t = new Table({ head, style: { head: [], border: [] }, ...(colWidths ? { colWidths, wordWrap: true } : {}) });
   for (const r of rows) t.push(r.map((c) => String(c)));
   return t.toString();
 }
