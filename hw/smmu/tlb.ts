@@ -167,12 +167,12 @@ export class Iotlb {
     return n;
   }
 
-  /** Drop every entry (contexts are kept, empty, for reuse). */
+  /** Drop every entry (contexts are kept, empty, for reuse). Not a TLBI: per-stream counters are untouched. */
   clear(): void {
     for (const c of this.contexts.values()) {
       for (const m of c.mapList) {
         if (m.size === 0) continue;
-        for (const x of m.values()) this.invalidatedBySid.set(x.sid, (this.invalidatedBySid.get(x.sid) ?? 0) + 1);
+        this.inv.invalidated += m.size;
         m.clear();
       }
     }

@@ -15,7 +15,7 @@ import { STE, CFG, EATS, s2StartLevel, s2GranuleShift, effectivePs } from './ste
 import { EVT, CLASS, buildEvent, EVT_WORDS } from './events.ts';
 import { CdCache, fetchCd, type CdEntry, type CdLookup } from './cdtab.ts';
 import { Iotlb, ASID_GLOBAL, STAGE, WORLD, SEC, ctxKey, type TlbEntry } from './tlb.ts';
-import { walk, newStageCfg, newWalkOut, neededPerm, PERM, type StageCfg, type WalkOut, type DescReader, type WalkTraceStep } from './walk.ts';
+import { walk, newStageCfg, newWalkOut, neededPerm, PERM, POW2, type StageCfg, type WalkOut, type DescReader, type WalkTraceStep } from './walk.ts';
 import type { SmmuFeatures } from './features.ts';
 import type { StreamTable, SteEntry, SteLookup } from './strtab.ts';
 import type { Gbpa } from './gbpa.ts';
@@ -307,7 +307,7 @@ export class Translator {
       if (f) return f;
       if (o.afUpdate >= 0) this.env.setAccessFlag(o.afUpdate);
       if (caching) {
-        const ia = ipa - (ipa % 2 ** o.pageShift);
+        const ia = ipa - (ipa % POW2[o.pageShift]!);
         e = { ia, shift: o.pageShift, oa: o.oa, s1perm: PERM.ALL, s2perm: o.perm, ipa: ia, level: o.level, g: cfg.g, sid: this.cur.sid, attr: o.attr };
         this.env.tlb.insert(NS, NS_EL1, ST_S2, dec.vmid, 0, e);
       }
@@ -330,7 +330,7 @@ export class Translator {
         out.oa = addr; // the faulting IPA
         return -2;
       }
-      const pa = o.oa + (addr % 2 ** o.pageShift);
+      const pa = o.oa + (addr % POW2[o.pageShift]!);
       try {
         this.env.mem.readPair(pa, desc);
         return pa;
@@ -397,7 +397,7 @@ export class Translator {
     let useS1 = dec.s1;
     let ssid = 0;
     if (t.ssv) {
-      if (!dec.s1 || this.env.features.ssidSize === 0 || dec.cdmax === 0 || t.ssid >= 2 ** dec.cdmax) {
+      if (!dec.s1 || this.env.features.ssidSize === 0 || dec.cdmax === 0 || t.ssid >= POW2[dec.cdmax]!) {
         this.record(r, t, EVT.C_BAD_SUBSTREAMID, 0, 0, 0, 0, true, `SubstreamID ${t.ssid} not accepted by this STE (C_BAD_SUBSTREAMID)`);
         return r;
       }
@@ -417,7 +417,7 @@ export class Translator {
     if (!useS1) {
       // stage 1 bypassed: the input must fit the SMMU's IAS
       const iasBits = ft.ttf & 1 ? Math.max(ft.oas, 40) : ft.oas;
-      if (t.addrHi !== 0 || t.addr >= 2 ** iasBits) {
+      if (t.addrHi !== 0 || t.addr >= POW2[iasBits]!) {
         this.record(r, t, EVT.F_ADDR_SIZE, 0, CLASS.IN, 0, 0, true, `input 0x${t.addr.toString(16)} is beyond the ${iasBits}-bit IAS with stage 1 bypassed`);
         return r;
       }
@@ -444,7 +444,7 @@ export class Translator {
       return r;
     }
     r.ok = true;
-    r.pa = o.oa + (t.addr % 2 ** o.pageShift);
+    r.pa = o.oa + (t.addr % POW2[o.pageShift]!);
     if (this.explain) this.note(`PA 0x${r.pa.toString(16)}`);
     return r;
   }
@@ -490,10 +490,10 @@ export class Translator {
       if (cd.epd0) return this.s1fault(t, r, dec, cd, EVT.F_TRANSLATION, 'the input is in the TTB0 range but EPD0=1');
       tt = cd.tt0;
       va = t.addr;
-    } else if ((cd.tbi1 ? (hi & 7) === 7 : hi === 0x7ff) && t.addr >= 2 ** 53 - 2 ** cd.tt1.ias) {
+    } else if ((cd.tbi1 ? (hi & 7) === 7 : hi === 0x7ff) && t.addr >= 2 ** 53 - POW2[cd.tt1.ias]!) {
       if (cd.epd1) return this.s1fault(t, r, dec, cd, EVT.F_TRANSLATION, 'the input is in the TTB1 range but EPD1=1');
       tt = cd.tt1;
-      va = t.addr % 2 ** cd.tt1.ias;
+      va = t.addr % POW2[cd.tt1.ias]!;
     } else {
       return this.s1fault(t, r, dec, cd, EVT.F_TRANSLATION, `input 0x${t.addr.toString(16)} is outside both TTB ranges (T0SZ/T1SZ)`);
     }
@@ -538,7 +538,7 @@ export class Translator {
     const s1oa = o.oa;
     const s1level = o.level;
     const global = o.global || dec.world === NS_EL2;
-    const ipa = s1oa + (va % 2 ** s1shift);
+    const ipa = s1oa + (va % POW2[s1shift]!);
     let oa = s1oa;
     let shift = s1shift;
     let s2perm: number = PERM.ALL;
@@ -560,11 +560,11 @@ export class Translator {
       }
       s2perm = so.perm;
       shift = Math.min(s1shift, so.pageShift);
-      const pa = so.oa + (ipa % 2 ** so.pageShift);
-      oa = pa - (va % 2 ** shift);
+      const pa = so.oa + (ipa % POW2[so.pageShift]!);
+      oa = pa - (va % POW2[shift]!);
     }
-    const ia = va - (va % 2 ** shift);
-    const entry: TlbEntry = { ia, shift, oa, s1perm, s2perm, ipa: ipa - (va % 2 ** shift), level: s1level, g: tt.g, sid: t.sid, attr: o.attr };
+    const ia = va - (va % POW2[shift]!);
+    const entry: TlbEntry = { ia, shift, oa, s1perm, s2perm, ipa: ipa - (va % POW2[shift]!), level: s1level, g: tt.g, sid: t.sid, attr: o.attr };
     if (caching && tt === cd.tt0) env.tlb.insert(NS, dec.world, stage, dec.vmid, global ? GLOBAL : asid, entry);
     return this.finishEntry(t, r, dec, cd, entry, va, need);
   }
@@ -604,7 +604,7 @@ export class Translator {
         o.oa = addr;
         return -2;
       }
-      pa = o.oa + (addr % 2 ** o.pageShift);
+      pa = o.oa + (addr % POW2[o.pageShift]!);
     }
     this.lastFetchPa = pa;
     try {

@@ -132,7 +132,7 @@ function bswap(x: number): number {
 }
 
 /** 2^i for i in 0..63, so the hot path never calls Math.pow. */
-const POW2 = Float64Array.from({ length: 64 }, (_, i) => 2 ** i);
+export const POW2 = Float64Array.from({ length: 64 }, (_, i) => 2 ** i);
 
 /** Output address field of a descriptor at `shift` (bits [47:shift], plus OA[51:48] in [15:12] for 64KB). */
 function descOA(lo: number, hi: number, shift: number, g: number, oas: number): number {
