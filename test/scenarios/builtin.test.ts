@@ -29,6 +29,16 @@ describe('built-in scenarios', () => {
     expect(r.events[0]!.raw[0]).toBe('0x0000000800000004');
   });
 
+  it('bare-s1 reports per-stream translation counters: the TLBI removed the one cached page', () => {
+    const r = runScenario(loadScenario('bare-s1'));
+    const st = (r.stats.streams as Record<string, Record<string, number>>)['8']!;
+    expect(st.txns).toBe(7); // seven DMAs from SID 8
+    expect(st.faults).toBe(3); // permission, translation, translation after the TLBI
+    expect(st.invalidated).toBe(1); // TLBI_NH_VA removed the 4 KB entry for 0x10000000
+    expect(st.hits).toBeGreaterThanOrEqual(1); // the stale read after pt.unmap hit the IOTLB
+    expect(st.walks + st.hits).toBe(st.txns);
+  });
+
   it('detects a wrong expectation in every built-in (each step really checks)', () => {
     for (const n of names) {
       const sc = loadScenario(n);
