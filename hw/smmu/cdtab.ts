@@ -125,11 +125,14 @@ export class CdCache {
     m.set(idx, desc);
   }
 
-  /** CFGI_CD(sid, ssid, leaf): Leaf=0 also drops the L1CD on the path (index given by the caller). */
-  invalidateCd(sid: number, ssid: number, leaf: boolean, l1idx: number): void {
+  /**
+   * CFGI_CD(sid, ssid, leaf): the CD; Leaf=0 also the L1CD on the path. The L1 index depends on
+   * the STE's S1Fmt/S1CDMax, so Leaf=0 drops every L1CD of the StreamID (over-invalidation is allowed).
+   */
+  invalidateCd(sid: number, ssid: number, leaf: boolean): void {
     this.lastSid = -1;
     this.cds.get(sid)?.delete(ssid);
-    if (!leaf) this.l1.get(sid)?.delete(l1idx);
+    if (!leaf) this.l1.delete(sid);
   }
 
   /** CFGI_CD_ALL / CFGI_STE*: every CD and L1CD cached through a StreamID. */

@@ -158,8 +158,7 @@ export class Smmu implements MmioDevice, TranslateEnv {
           if (n > 1 << 16) this.cds.invalidateAll();
         }
       },
-      // Leaf=0 also drops the L1CD on the path; the model drops every L1CD of the StreamID (over-invalidation is allowed)
-      cfgiCd: (sid, ssid, leaf) => this.cds.invalidateCd(sid, ssid, leaf, -1),
+      cfgiCd: (sid, ssid, leaf) => this.cds.invalidateCd(sid, ssid, leaf),
       cfgiCdAll: (sid) => this.cds.invalidateSid(sid),
       prefetchConfig: (sid) => {
         this.strtab.lookup(sid, this.lookupScratch);

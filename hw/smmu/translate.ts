@@ -305,7 +305,6 @@ export class Translator {
       const f = walk(cfg, ipa, this.plainReader, o, tr);
       this.curStats.descReads += o.descReads;
       if (f) return f;
-      if (o.afUpdate >= 0) this.env.setAccessFlag(o.afUpdate);
       if (caching) {
         const ia = ipa - (ipa % POW2[o.pageShift]!);
         e = { ia, shift: o.pageShift, oa: o.oa, s1perm: PERM.ALL, s2perm: o.perm, ipa: ia, level: o.level, g: cfg.g, sid: this.cur.sid, attr: o.attr };
@@ -314,6 +313,8 @@ export class Translator {
     }
     if (tableWalk && dec.s2ptw && (o.attr & 0xc) === 0) return EVT.F_PERMISSION; // S2PTW: a walk to Device memory
     if (need !== 0 && (o.perm & need) === 0) return EVT.F_PERMISSION;
+    // HTTU sets AF only for a translation that completes without a fault
+    if (e === undefined && o.afUpdate >= 0) this.env.setAccessFlag(o.afUpdate);
     return 0;
   }
 
@@ -532,8 +533,11 @@ export class Translator {
       }
       return this.s1fault(t, r, dec, cd, f, `stage-1 ${faultName(f)} at level ${o.level}`);
     }
-    if (o.afUpdate >= 0) env.setAccessFlag(o.afUpdate);
     const s1perm = o.perm;
+    // stage-1 faults come before the final stage-2 translation (§5.4, §6.4): check the
+    // stage-1 permission now
+    if ((s1perm & need) === 0) return this.s1fault(t, r, dec, cd, EVT.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
+    if (o.afUpdate >= 0) env.setAccessFlag(o.afUpdate);
     const s1shift = o.pageShift;
     const s1oa = o.oa;
     const s1level = o.level;
@@ -552,7 +556,7 @@ export class Translator {
     if (dec.s2) {
       const so = this.s2out;
       if (this.explain) this.note(`stage 2 (VMID ${dec.vmid}): IPA 0x${ipa.toString(16)}`);
-      const f2 = this.s2(dec, ipa, 0, false, so); // the permission is checked below, after stage 1's
+      const f2 = this.s2(dec, ipa, need, false, so);
       if (f2) {
         r.ipa = ipa;
         this.record(r, t, f2, 1, CLASS.IN, ipa, so.fetchAddr, dec.s2r, `stage-2 ${faultName(f2)} on the output IPA 0x${ipa.toString(16)}`);

@@ -284,9 +284,11 @@ function s1Perm(cfg: StageCfg, lo: number, hi: number, apTable: number, xnTable:
   const uxn = ((hi >>> 22) & 1) | xnTable; // bit 54
   let p = 0;
   if (cfg.el2) {
-    // EL2: AP[1] ignored; one privilege level; XN at bit 54 (XNTable at bit 60)
-    p = PERM.R_P | (ap & 2 || apTable & 2 ? 0 : PERM.W_P);
-    if (!uxn && !(cfg.wxn && p & PERM.W_P)) p |= PERM.X_P;
+    // EL2 (E2H=0): AP[1] is ignored and treated as 1, so only AP[2] matters (0 RW, 1 RO), for
+    // privileged and unprivileged transactions alike; XN is bit 54 (XNTable bit 60)
+    const rw = ap & 2 || apTable & 2 ? 0 : 1;
+    p = PERM.R_P | PERM.R_U | (rw ? PERM.W_P | PERM.W_U : 0);
+    if (!uxn && !(cfg.wxn && rw)) p |= PERM.X_P | PERM.X_U;
     return p;
   }
   const roBelow = apTable & 2;

@@ -732,6 +732,17 @@ export interface NestedCase {
 
 export const NESTED_CASES: readonly NestedCase[] = [
   {
+    // §5.4/§6.4: the stage-1 walk and its checks (F_PERMISSION last) come before the final
+    // stage-2 translation, so a stage-1 permission fault wins over a stage-2 fault on the IPA.
+    // L3[3] = 0x80_2000_0FC3: a page, AP[2:1]=0b11 (read-only), AF, nG; IPA 0x80_2000_0000 is not mapped by stage 2.
+    name: 'nested: a stage-1 permission fault is reported (S2=0) before the unmapped output IPA is looked at',
+    descs: [[0x5001_2018, 0x80_2000_0fc3n]],
+    steps: [
+      { va: NESTED_VA, access: { write: true }, expect: { fault: 'F_PERMISSION', event: { S2: 0, CLASS: 'IN' } } },
+      { va: NESTED_VA, expect: { fault: 'F_TRANSLATION', event: { S2: 1, CLASS: 'IN', IPA: 0x80_2000_0000 } } },
+    ],
+  },
+  {
     name: 'nested: VA → IPA 0x80_1234_5ABC → PA 0x4567_8ABC',
     steps: [{ va: NESTED_VA, access: { write: true }, expect: { pa: 0x4567_8abc, ipa: 0x80_1234_5abc } }],
     combinedShifts: [12],
