@@ -8,6 +8,7 @@
  * hw imports nothing from hyp/, host/ or guest/: the check and the handler are interfaces.
  */
 import { ExternalAbort, type PhysicalMemory } from './memory.ts';
+import { Observers } from './observers.ts';
 
 /** `host`, `hyp`, or `guest:<name>` */
 export type Actor = string;
@@ -76,7 +77,7 @@ export class MmioBus {
   private readonly devices: MmioDevice[] = [];
   private stage2: Stage2Check | null = null;
   private trapHandler: TrapHandler | null = null;
-  private readonly observers: BusObserver[] = [];
+  private readonly observers = new Observers<BusAccessEvent>();
   /** counters */
   traps = 0;
   deviceAccesses = 0;
@@ -111,15 +112,11 @@ export class MmioBus {
   }
 
   observe(o: BusObserver): () => void {
-    this.observers.push(o);
-    return () => {
-      const i = this.observers.indexOf(o);
-      if (i >= 0) this.observers.splice(i, 1);
-    };
+    return this.observers.add(o);
   }
 
   private notify(e: BusAccessEvent): void {
-    for (const o of this.observers) o(e);
+    this.observers.notify(e);
   }
 
   /** Resolve an actor's address to a PA, or TRAP. The hyp bypasses stage 2. */
@@ -133,11 +130,11 @@ export class MmioBus {
     if (!this.trapHandler) throw new CpuAbortError(actor, addr, dir, 'stage-2 trap with no handler');
     const abort: DataAbort = { actor, addr, size, dir, value };
     // a trapped write is logged before the handler runs (it happened first); a read after (its value is the handler's)
-    if (dir === 'w' && this.observers.length) this.notify({ actor, dir, addr, size, value, trapped: true });
+    if (dir === 'w' && this.observers.active) this.notify({ actor, dir, addr, size, value, trapped: true });
     const result = this.trapHandler(abort);
     if (dir === 'w') return value;
     const v = BigInt.asUintN(size * 8, result);
-    if (this.observers.length) this.notify({ actor, dir, addr, size, value: v, trapped: true });
+    if (this.observers.active) this.notify({ actor, dir, addr, size, value: v, trapped: true });
     return v;
   }
 
@@ -148,7 +145,7 @@ export class MmioBus {
     if (dev) {
       this.deviceAccesses++;
       const v = BigInt.asUintN(size * 8, dev.read(pa - dev.base, size, actor));
-      if (this.observers.length) this.notify({ actor, dir: 'r', addr, size, value: v, device: dev, offset: pa - dev.base, trapped: false });
+      if (this.observers.active) this.notify({ actor, dir: 'r', addr, size, value: v, device: dev, offset: pa - dev.base, trapped: false });
       return v;
     }
     try {
@@ -169,7 +166,7 @@ export class MmioBus {
     const dev = this.deviceAt(pa);
     if (dev) {
       this.deviceAccesses++;
-      if (this.observers.length) this.notify({ actor, dir: 'w', addr, size, value: v, device: dev, offset: pa - dev.base, trapped: false });
+      if (this.observers.active) this.notify({ actor, dir: 'w', addr, size, value: v, device: dev, offset: pa - dev.base, trapped: false });
       dev.write(pa - dev.base, size, v, actor);
       return;
     }

@@ -4,6 +4,7 @@
  * oracle can check that none of them ever lands where its owner may not write.
  */
 import { ExternalAbort, type PhysicalMemory } from '../memory.ts';
+import { Observers } from '../observers.ts';
 
 export type SmmuWriteKind = 'msi' | 'event' | 'priq' | 'cmdq-msi-sync';
 
@@ -17,21 +18,17 @@ export interface SmmuWrite {
 export type SmmuWriteObserver = (w: SmmuWrite) => void;
 
 export class SmmuWriter {
-  private readonly observers: SmmuWriteObserver[] = [];
+  private readonly observers = new Observers<SmmuWrite>();
   writes = 0;
 
   constructor(private readonly mem: PhysicalMemory) {}
 
   observe(o: SmmuWriteObserver): () => void {
-    this.observers.push(o);
-    return () => {
-      const i = this.observers.indexOf(o);
-      if (i >= 0) this.observers.splice(i, 1);
-    };
+    return this.observers.add(o);
   }
 
   private notify(w: SmmuWrite): void {
-    for (const o of this.observers) o(w);
+    this.observers.notify(w);
   }
 
   /** A 32-bit MSI write of `data` to `pa`. Returns false on an external abort. */
@@ -43,7 +40,7 @@ export class SmmuWriter {
       throw e;
     }
     this.writes++;
-    if (this.observers.length) this.notify({ kind: 'msi', pa, len: 4, source });
+    if (this.observers.active) this.notify({ kind: 'msi', pa, len: 4, source });
     return true;
   }
 
@@ -52,7 +49,7 @@ export class SmmuWriter {
     if (!this.mem.isRam(pa, words.length * 4)) return false;
     this.mem.writeWords(pa, words);
     this.writes++;
-    if (this.observers.length) this.notify({ kind, pa, len: words.length * 4 });
+    if (this.observers.active) this.notify({ kind, pa, len: words.length * 4 });
     return true;
   }
 }

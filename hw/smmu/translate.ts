@@ -231,26 +231,19 @@ export class Translator {
     if (num >= EVT.F_TRANSLATION && num <= EVT.F_PERMISSION || num === EVT.F_WALK_EABT) {
       const priv = this.effPriv(t);
       const instr = this.effInstr(t);
+      // DW1: PnU[33], InD[34] (0 for writes), RnW[35], S2[39], CLASS[41:40]
       e[3] = ((priv ? 1 : 0) << 1) | ((instr && !t.write ? 1 : 0) << 2) | ((t.write ? 0 : 1) << 3) | (s2 << 7) | (cls << 8);
-      // DW2: InputAddr[63:0]
-      e[4] = t.addr % TWO32 >>> 0;
-      e[5] = ((Math.floor(t.addr / TWO32) & 0x1fffff) | ((t.addrHi & 0x7ff) << 21)) >>> 0;
-      if (num === EVT.F_WALK_EABT) {
-        e[6] = (fetchAddr % TWO32) - (fetchAddr % 8) >>> 0;
-        e[7] = Math.floor(fetchAddr / TWO32) & 0x00ffffff;
-      } else if (s2) {
-        e[6] = ((ipa % TWO32) - (ipa % 4096)) >>> 0;
-        e[7] = Math.floor(ipa / TWO32) & 0x00ffffff;
-      }
+      putInputAddr(e, t);
+      if (num === EVT.F_WALK_EABT) putDw3(e, fetchAddr, 8); // FetchAddr[55:3]
+      else if (s2) putDw3(e, ipa, 4096); // IPA[55:12]
     } else if (num === EVT.F_STE_FETCH || num === EVT.F_CD_FETCH) {
-      e[4] = t.addr % TWO32 >>> 0;
-      e[5] = ((Math.floor(t.addr / TWO32) & 0x1fffff) | ((t.addrHi & 0x7ff) << 21)) >>> 0;
-      e[6] = (fetchAddr % TWO32) - (fetchAddr % 8) >>> 0;
-      e[7] = Math.floor(fetchAddr / TWO32) & 0x00ffffff;
-    } else if (num === EVT.F_TRANSL_FORBIDDEN || num === EVT.F_BAD_ATS_TREQ) {
-      e[3] = (t.write ? 0 : 1) << 3;
-      e[4] = t.addr % TWO32 >>> 0;
-      e[5] = ((Math.floor(t.addr / TWO32) & 0x1fffff) | ((t.addrHi & 0x7ff) << 21)) >>> 0;
+      putInputAddr(e, t);
+      putDw3(e, fetchAddr, 8);
+    } else if (num === EVT.F_TRANSL_FORBIDDEN) {
+      e[3] = (t.write ? 0 : 1) << 3; // RnW[35]
+      putInputAddr(e, t);
+    } else if (num === EVT.F_BAD_ATS_TREQ) {
+      putInputAddr(e, t);
     }
     this.env.recordEventWords(e);
   }
@@ -720,6 +713,18 @@ export class Translator {
     r.pa = t.addr;
     return r;
   }
+}
+
+/** DW2 of an event record: the full 64-bit input address. */
+function putInputAddr(e: Uint32Array, t: Txn): void {
+  e[4] = t.addr % TWO32 >>> 0;
+  e[5] = ((Math.floor(t.addr / TWO32) & 0x1fffff) | ((t.addrHi & 0x7ff) << 21)) >>> 0;
+}
+
+/** DW3 of an event record: an address field [55:log2(align)] (IPA or FetchAddr). */
+function putDw3(e: Uint32Array, addr: number, align: number): void {
+  e[6] = ((addr % TWO32) - (addr % align)) >>> 0;
+  e[7] = Math.floor(addr / TWO32) & 0x00ffffff;
 }
 
 export type AtsResponse =
