@@ -16,6 +16,15 @@ import type { SmmuFeatures } from './features.ts';
 
 export const CERROR = { NONE: 0, ILL: 1, ABT: 2, ATC_INV_SYNC: 3 } as const;
 
+// Module-local aliases of imported bindings: under the TypeScript loader every access to an
+// imported binding is a getter call, which dominates a loop this tight.
+const TABLE = OPCODE_TABLE;
+const O = { ...OP };
+const BYTES = CMD_BYTES;
+const incPtr = qInc;
+const indexOf = qIndex;
+const maskOf = ptrMask;
+
 /** What command execution needs from the rest of the SMMU. */
 export interface CmdqTarget {
   readonly features: SmmuFeatures;
@@ -67,7 +76,7 @@ export class CommandQueue {
    */
   consume(): number {
     const qs = this.log2size;
-    const m = ptrMask(qs);
+    const m = maskOf(qs);
     const prod = this.prod & m;
     let cons = this.cons & m;
     const w = this.w;
@@ -75,7 +84,7 @@ export class CommandQueue {
     const perOp = this.stats.perOpcode;
     let n = 0;
     while (cons !== prod) {
-      const pa = this.base + qIndex(cons, qs) * CMD_BYTES;
+      const pa = this.base + indexOf(cons, qs) * BYTES;
       if (!t.fetch(pa, w)) {
         this.cons = cons;
         this.stats.consumed += n;
@@ -91,7 +100,7 @@ export class CommandQueue {
         return n;
       }
       perOp[w[0]! & 0xff]!++;
-      cons = qInc(cons, qs);
+      cons = incPtr(cons, qs);
       n++;
     }
     this.cons = cons;
@@ -111,7 +120,7 @@ export class CommandQueue {
     const ft = t.features;
     const w0 = w[0]!;
     const op = w0 & 0xff;
-    const def = OPCODE_TABLE[op];
+    const def = TABLE[op];
     if (def === undefined) return CERROR.ILL;
     if (ft.checkRes0) {
       const r = def.res0;
@@ -120,7 +129,7 @@ export class CommandQueue {
     }
     const ssec = (w0 >>> 10) & 1;
     switch (op) {
-      case OP.CMD_SYNC: {
+      case O.CMD_SYNC: {
         const cs = (w0 >>> 12) & 3;
         if (cs === 3) return CERROR.ILL;
         this.stats.syncs++;
@@ -129,73 +138,73 @@ export class CommandQueue {
         t.sync(cs, msiAddr, w[1]!);
         return CERROR.NONE;
       }
-      case OP.CFGI_STE:
+      case O.CFGI_STE:
         if (ssec) return CERROR.ILL;
         t.cfgiSte(w[1]!, (w[2]! & 1) === 1);
         return CERROR.NONE;
-      case OP.CFGI_STE_RANGE:
+      case O.CFGI_STE_RANGE:
         if (ssec) return CERROR.ILL;
         t.cfgiSteRange(w[1]!, w[2]! & 0x1f);
         return CERROR.NONE;
-      case OP.CFGI_CD:
+      case O.CFGI_CD:
         if (ssec || !ft.s1p) return CERROR.ILL;
         t.cfgiCd(w[1]!, (w0 >>> 12) & 0xfffff, (w[2]! & 1) === 1);
         return CERROR.NONE;
-      case OP.CFGI_CD_ALL:
+      case O.CFGI_CD_ALL:
         if (ssec || !ft.s1p) return CERROR.ILL;
         t.cfgiCdAll(w[1]!);
         return CERROR.NONE;
-      case OP.CFGI_VMS_PIDM:
+      case O.CFGI_VMS_PIDM:
         if (ssec || !ft.mpam) return CERROR.ILL;
         return CERROR.NONE;
-      case OP.PREFETCH_CONFIG:
-      case OP.PREFETCH_ADDR:
+      case O.PREFETCH_CONFIG:
+      case O.PREFETCH_ADDR:
         if (ssec) return CERROR.ILL;
-        if (op === OP.PREFETCH_ADDR && ft.archMinor === 0 && ((w[2]! >>> 5) & 0x1f) !== 0) return CERROR.ILL;
+        if (op === O.PREFETCH_ADDR && ft.archMinor === 0 && ((w[2]! >>> 5) & 0x1f) !== 0) return CERROR.ILL;
         // a prefetch is IGNORED while SMMUEN=0 and fails silently on bad configuration
         if (t.smmuEnabled()) t.prefetchConfig(w[1]!);
         return CERROR.NONE;
-      case OP.TLBI_NH_ALL:
-      case OP.TLBI_NH_ASID:
-      case OP.TLBI_NH_VA:
-      case OP.TLBI_NH_VAA:
+      case O.TLBI_NH_ALL:
+      case O.TLBI_NH_ASID:
+      case O.TLBI_NH_VA:
+      case O.TLBI_NH_VAA:
         if (!ft.s1p) return CERROR.ILL;
-        if (op >= OP.TLBI_NH_VA && rangeIllegal(w, ft)) return CERROR.ILL;
+        if (op >= O.TLBI_NH_VA && rangeIllegal(w, ft)) return CERROR.ILL;
         t.tlbi(op, w);
         return CERROR.NONE;
-      case OP.TLBI_EL2_ALL:
-      case OP.TLBI_EL2_ASID:
-      case OP.TLBI_EL2_VA:
-      case OP.TLBI_EL2_VAA:
+      case O.TLBI_EL2_ALL:
+      case O.TLBI_EL2_ASID:
+      case O.TLBI_EL2_VA:
+      case O.TLBI_EL2_VAA:
         if (!ft.hyp) return CERROR.ILL;
-        if (op >= OP.TLBI_EL2_VA && rangeIllegal(w, ft)) return CERROR.ILL;
+        if (op >= O.TLBI_EL2_VA && rangeIllegal(w, ft)) return CERROR.ILL;
         t.tlbi(op, w);
         return CERROR.NONE;
-      case OP.TLBI_S12_VMALL:
+      case O.TLBI_S12_VMALL:
         if (!ft.s2p) return CERROR.ILL;
         t.tlbi(op, w);
         return CERROR.NONE;
-      case OP.TLBI_S2_IPA:
+      case O.TLBI_S2_IPA:
         if (!ft.s2p || rangeIllegal(w, ft)) return CERROR.ILL;
         t.tlbi(op, w);
         return CERROR.NONE;
-      case OP.TLBI_NSNH_ALL:
+      case O.TLBI_NSNH_ALL:
         t.tlbi(op, w);
         return CERROR.NONE;
-      case OP.ATC_INV:
+      case O.ATC_INV:
         if (!ft.ats) return CERROR.ILL;
         if ((w[2]! & 0x3f) > 52) return CERROR.ILL;
         if (t.smmuEnabled()) t.atcInv(w);
         return CERROR.NONE;
-      case OP.PRI_RESP:
+      case O.PRI_RESP:
         if (!ft.pri || ((w[2]! >>> 12) & 3) === 3) return CERROR.ILL;
         if (t.smmuEnabled()) t.priResp(w);
         return CERROR.NONE;
-      case OP.RESUME:
+      case O.RESUME:
         if (ssec || ft.stallModel === 1) return CERROR.ILL;
         t.resume(w);
         return CERROR.NONE;
-      case OP.STALL_TERM:
+      case O.STALL_TERM:
         if (ssec || ft.stallModel === 1) return CERROR.ILL;
         t.stallTerm(w[1]!);
         return CERROR.NONE;
@@ -226,7 +235,7 @@ function rangeIllegal(w: Uint32Array, ft: SmmuFeatures): boolean {
  * and the VMID of TLBI commands on an SMMU without stage 2.
  */
 function res0ByFeature(op: number, w: Uint32Array, ft: SmmuFeatures): boolean {
-  const ranged = op === OP.TLBI_NH_VA || op === OP.TLBI_NH_VAA || op === OP.TLBI_EL2_VA || op === OP.TLBI_EL2_VAA || op === OP.TLBI_S2_IPA;
+  const ranged = op === O.TLBI_NH_VA || op === O.TLBI_NH_VAA || op === O.TLBI_EL2_VA || op === O.TLBI_EL2_VAA || op === O.TLBI_S2_IPA;
   if (ranged) {
     const tg = (w[2]! >>> 10) & 3;
     const num = (w[0]! >>> 12) & 0x1f;
@@ -235,7 +244,7 @@ function res0ByFeature(op: number, w: Uint32Array, ft: SmmuFeatures): boolean {
     if (!ft.ril && (tg | num | scale | ttl) !== 0) return true;
     if (tg === 0 && (num | scale | ttl) !== 0) return true;
   }
-  const nh = op >= OP.TLBI_NH_ALL && op <= OP.TLBI_NH_VAA;
+  const nh = op >= O.TLBI_NH_ALL && op <= O.TLBI_NH_VAA;
   if (nh && !ft.s2p && (w[1]! & 0xffff) !== 0) return true;
   return false;
 }

@@ -127,6 +127,14 @@ const ST_S1 = STAGE.S1;
 const ST_S2 = STAGE.S2;
 const ST_S12 = STAGE.S12;
 const GLOBAL = ASID_GLOBAL;
+// imported bindings are getter calls under the TypeScript loader: alias the hot ones
+const E = { ...EVT };
+const P2 = POW2;
+const ctxKeyOf = ctxKey;
+const walkStage = walk;
+const need_ = neededPerm;
+const PM = { ...PERM };
+const C = { ...CFG };
 
 /** What a translation is for, as the explainer reports it. */
 export interface Explain {
@@ -183,8 +191,8 @@ export class Translator {
     const s2 = (cfg & 6) === 6;
     const strw = get(w, STE.STRW);
     let world: number = WORLD.NS_EL1;
-    if (cfg === CFG.S1_TRANS && strw === 2 && ft.hyp) world = this.env.e2h() ? WORLD.NS_EL2_E2H : WORLD.NS_EL2;
-    const vmidUsed = s2 || (cfg === CFG.S1_TRANS && ft.s2p && world === WORLD.NS_EL1);
+    if (cfg === C.S1_TRANS && strw === 2 && ft.hyp) world = this.env.e2h() ? WORLD.NS_EL2_E2H : WORLD.NS_EL2;
+    const vmidUsed = s2 || (cfg === C.S1_TRANS && ft.s2p && world === WORLD.NS_EL1);
     let vmid = vmidUsed ? get(w, STE.S2VMID) : 0;
     if (!ft.vmid16) vmid &= 0xff;
     let s2cfg: StageCfg | null = null;
@@ -228,21 +236,21 @@ export class Translator {
     e.fill(0);
     e[0] = (num & 0xff) | (t.ssv ? (1 << 11) | ((t.ssid & 0xfffff) << 12) : 0);
     e[1] = t.sid >>> 0;
-    if (num >= EVT.F_TRANSLATION && num <= EVT.F_PERMISSION || num === EVT.F_WALK_EABT) {
+    if (num >= E.F_TRANSLATION && num <= E.F_PERMISSION || num === E.F_WALK_EABT) {
       const priv = this.effPriv(t);
       const instr = this.effInstr(t);
       // DW1: PnU[33], InD[34] (0 for writes), RnW[35], S2[39], CLASS[41:40]
       e[3] = ((priv ? 1 : 0) << 1) | ((instr && !t.write ? 1 : 0) << 2) | ((t.write ? 0 : 1) << 3) | (s2 << 7) | (cls << 8);
       putInputAddr(e, t);
-      if (num === EVT.F_WALK_EABT) putDw3(e, fetchAddr, 8); // FetchAddr[55:3]
+      if (num === E.F_WALK_EABT) putDw3(e, fetchAddr, 8); // FetchAddr[55:3]
       else if (s2) putDw3(e, ipa, 4096); // IPA[55:12]
-    } else if (num === EVT.F_STE_FETCH || num === EVT.F_CD_FETCH) {
+    } else if (num === E.F_STE_FETCH || num === E.F_CD_FETCH) {
       putInputAddr(e, t);
       putDw3(e, fetchAddr, 8);
-    } else if (num === EVT.F_TRANSL_FORBIDDEN) {
+    } else if (num === E.F_TRANSL_FORBIDDEN) {
       e[3] = (t.write ? 0 : 1) << 3; // RnW[35]
       putInputAddr(e, t);
-    } else if (num === EVT.F_BAD_ATS_TREQ) {
+    } else if (num === E.F_BAD_ATS_TREQ) {
       putInputAddr(e, t);
     }
     this.env.recordEventWords(e);
@@ -280,7 +288,7 @@ export class Translator {
   private s2(dec: StreamDec, ipa: number, need: number, tableWalk: boolean, o: WalkOut): number {
     const cfg = dec.s2cfg!;
     const caching = this.env.cachingOn();
-    const key = ctxKey(NS, NS_EL1, ST_S2, dec.vmid, 0);
+    const key = ctxKeyOf(NS, NS_EL1, ST_S2, dec.vmid, 0);
     let e = caching ? this.env.tlb.lookup(key, ipa) : undefined;
     this.lastS2Hit = e !== undefined;
     if (e !== undefined) {
@@ -295,17 +303,17 @@ export class Translator {
     } else {
       this.curStats.walks++;
       const tr = this.explain ? this.explain.walk : undefined;
-      const f = walk(cfg, ipa, this.plainReader, o, tr);
+      const f = walkStage(cfg, ipa, this.plainReader, o, tr);
       this.curStats.descReads += o.descReads;
       if (f) return f;
       if (caching) {
-        const ia = ipa - (ipa % POW2[o.pageShift]!);
-        e = { ia, shift: o.pageShift, oa: o.oa, s1perm: PERM.ALL, s2perm: o.perm, ipa: ia, level: o.level, g: cfg.g, sid: this.cur.sid, attr: o.attr };
+        const ia = ipa - (ipa % P2[o.pageShift]!);
+        e = { ia, shift: o.pageShift, oa: o.oa, s1perm: PM.ALL, s2perm: o.perm, ipa: ia, level: o.level, g: cfg.g, sid: this.cur.sid, attr: o.attr };
         this.env.tlb.insert(NS, NS_EL1, ST_S2, dec.vmid, 0, e);
       }
     }
-    if (tableWalk && dec.s2ptw && (o.attr & 0xc) === 0) return EVT.F_PERMISSION; // S2PTW: a walk to Device memory
-    if (need !== 0 && (o.perm & need) === 0) return EVT.F_PERMISSION;
+    if (tableWalk && dec.s2ptw && (o.attr & 0xc) === 0) return E.F_PERMISSION; // S2PTW: a walk to Device memory
+    if (need !== 0 && (o.perm & need) === 0) return E.F_PERMISSION;
     // HTTU sets AF only for a translation that completes without a fault
     if (e === undefined && o.afUpdate >= 0) this.env.setAccessFlag(o.afUpdate);
     return 0;
@@ -316,7 +324,7 @@ export class Translator {
     read: (addr, _level, out, desc) => {
       const dec = this.curDec;
       const o = this.s2sub;
-      const f = this.s2(dec, addr, PERM.R_P, true, o);
+      const f = this.s2(dec, addr, PM.R_P, true, o);
       if (f) {
         out.fault = f;
         out.nestedS2 = true;
@@ -324,7 +332,7 @@ export class Translator {
         out.oa = addr; // the faulting IPA
         return -2;
       }
-      const pa = o.oa + (addr % POW2[o.pageShift]!);
+      const pa = o.oa + (addr % P2[o.pageShift]!);
       try {
         this.env.mem.readPair(pa, desc);
         return pa;
@@ -368,15 +376,15 @@ export class Translator {
     const lk = env.strtab.lookup(t.sid, this.lookup);
     if (lk.event !== 0) {
       this.curDec = undefined as unknown as StreamDec;
-      if (lk.event === EVT.C_BAD_STREAMID) this.record(r, t, EVT.C_BAD_STREAMID, 0, 0, 0, 0, env.recinvsid(), 'StreamID out of range or L1STD invalid (C_BAD_STREAMID)');
-      else this.record(r, t, EVT.F_STE_FETCH, 0, 0, 0, lk.fetchAddr, true, `STE fetch aborted at 0x${lk.fetchAddr.toString(16)}`);
+      if (lk.event === E.C_BAD_STREAMID) this.record(r, t, E.C_BAD_STREAMID, 0, 0, 0, 0, env.recinvsid(), 'StreamID out of range or L1STD invalid (C_BAD_STREAMID)');
+      else this.record(r, t, E.F_STE_FETCH, 0, 0, 0, lk.fetchAddr, true, `STE fetch aborted at 0x${lk.fetchAddr.toString(16)}`);
       return r;
     }
     const ste = lk.ste! as SteWithDec;
     if (this.explain) this.note(`STE for SID ${t.sid} at 0x${ste.addr.toString(16)}${lk.l1Addr >= 0 ? ` (via L1STD at 0x${lk.l1Addr.toString(16)})` : ''}${lk.cached ? ' [config cache hit]' : ''}: V=${ste.valid ? 1 : 0} Config=0b${ste.config.toString(2).padStart(3, '0')}`);
     if (ste.illegal !== null) {
       this.curDec = undefined as unknown as StreamDec;
-      this.record(r, t, EVT.C_BAD_STE, 0, 0, 0, 0, true, `C_BAD_STE: ${ste.illegal}`);
+      this.record(r, t, E.C_BAD_STE, 0, 0, 0, 0, true, `C_BAD_STE: ${ste.illegal}`);
       return r;
     }
     const cfg = ste.config;
@@ -391,19 +399,19 @@ export class Translator {
     let useS1 = dec.s1;
     let ssid = 0;
     if (t.ssv) {
-      if (!dec.s1 || this.env.features.ssidSize === 0 || dec.cdmax === 0 || t.ssid >= POW2[dec.cdmax]!) {
-        this.record(r, t, EVT.C_BAD_SUBSTREAMID, 0, 0, 0, 0, true, `SubstreamID ${t.ssid} not accepted by this STE (C_BAD_SUBSTREAMID)`);
+      if (!dec.s1 || this.env.features.ssidSize === 0 || dec.cdmax === 0 || t.ssid >= P2[dec.cdmax]!) {
+        this.record(r, t, E.C_BAD_SUBSTREAMID, 0, 0, 0, 0, true, `SubstreamID ${t.ssid} not accepted by this STE (C_BAD_SUBSTREAMID)`);
         return r;
       }
       if (dec.s1dss === 2 && t.ssid === 0) {
-        this.record(r, t, EVT.F_STREAM_DISABLED, 0, 0, 0, 0, true, 'SubstreamID 0 with S1DSS=0b10 (F_STREAM_DISABLED)');
+        this.record(r, t, E.F_STREAM_DISABLED, 0, 0, 0, 0, true, 'SubstreamID 0 with S1DSS=0b10 (F_STREAM_DISABLED)');
         return r;
       }
       ssid = t.ssid;
     } else if (dec.s1 && dec.cdmax > 0) {
       if (dec.s1dss === 1) useS1 = false;
       else if (dec.s1dss !== 2) {
-        this.record(r, t, EVT.F_STREAM_DISABLED, 0, 0, 0, 0, true, 'no SubstreamID and S1DSS=terminate (F_STREAM_DISABLED)');
+        this.record(r, t, E.F_STREAM_DISABLED, 0, 0, 0, 0, true, 'no SubstreamID and S1DSS=terminate (F_STREAM_DISABLED)');
         return r;
       }
     }
@@ -411,12 +419,12 @@ export class Translator {
     if (!useS1) {
       // stage 1 bypassed: the input must fit the SMMU's IAS
       const iasBits = ft.ttf & 1 ? Math.max(ft.oas, 40) : ft.oas;
-      if (t.addrHi !== 0 || t.addr >= POW2[iasBits]!) {
-        this.record(r, t, EVT.F_ADDR_SIZE, 0, CLASS.IN, 0, 0, true, `input 0x${t.addr.toString(16)} is beyond the ${iasBits}-bit IAS with stage 1 bypassed`);
+      if (t.addrHi !== 0 || t.addr >= P2[iasBits]!) {
+        this.record(r, t, E.F_ADDR_SIZE, 0, CLASS.IN, 0, 0, true, `input 0x${t.addr.toString(16)} is beyond the ${iasBits}-bit IAS with stage 1 bypassed`);
         return r;
       }
       if (!dec.s2) {
-        if (this.explain) this.note(dec.cfg === CFG.BYPASS ? 'Config=bypass: PA = IOVA' : 'S1DSS=bypass and stage 2 bypass: PA = IOVA');
+        if (this.explain) this.note(dec.cfg === C.BYPASS ? 'Config=bypass: PA = IOVA' : 'S1DSS=bypass and stage 2 bypass: PA = IOVA');
         r.ok = true;
         r.pa = t.addr;
         return r;
@@ -427,7 +435,7 @@ export class Translator {
   }
 
   private finishS2Only(t: Txn, r: TxnResult, dec: StreamDec): TxnResult {
-    const need = neededPerm(t.write, this.effPriv(t), this.effInstr(t));
+    const need = need_(t.write, this.effPriv(t), this.effInstr(t));
     const o = this.s2out;
     if (this.explain) this.note(`stage 2 (VMID ${dec.vmid}): IPA 0x${t.addr.toString(16)}`);
     const f = this.s2(dec, t.addr, need, false, o);
@@ -438,7 +446,7 @@ export class Translator {
       return r;
     }
     r.ok = true;
-    r.pa = o.oa + (t.addr % POW2[o.pageShift]!);
+    r.pa = o.oa + (t.addr % P2[o.pageShift]!);
     if (this.explain) this.note(`PA 0x${r.pa.toString(16)}`);
     return r;
   }
@@ -461,8 +469,8 @@ export class Translator {
       if (lk.event === -2) {
         const o = this.s2sub;
         this.record(r, t, o.fault, 1, CLASS.CD, o.oa, o.fetchAddr, dec.s2r, `stage-2 ${faultName(o.fault)} on the CD fetch at IPA 0x${o.oa.toString(16)}`);
-      } else if (lk.event === EVT.F_CD_FETCH) {
-        this.record(r, t, EVT.F_CD_FETCH, 0, 0, 0, this.lastFetchPa, true, `CD fetch aborted at PA 0x${this.lastFetchPa.toString(16)}`);
+      } else if (lk.event === E.F_CD_FETCH) {
+        this.record(r, t, E.F_CD_FETCH, 0, 0, 0, this.lastFetchPa, true, `CD fetch aborted at PA 0x${this.lastFetchPa.toString(16)}`);
       } else {
         this.record(r, t, lk.event, 0, 0, 0, 0, true, `L1CD for SubstreamID ${ssid} is invalid (C_BAD_SUBSTREAMID)`);
       }
@@ -471,7 +479,7 @@ export class Translator {
     const cd = lk.cd!;
     if (this.explain) this.note(`CD ${ssid} at ${dec.s2 ? 'IPA' : 'PA'} ${cd === null ? '?' : '0x' + cd.addr.toString(16)}: ASID ${cd.asid}${cd.illegal ? ` ILLEGAL (${cd.illegal})` : ''}`);
     if (cd.illegal !== null) {
-      this.record(r, t, EVT.C_BAD_CD, 0, 0, 0, 0, true, `C_BAD_CD: ${cd.illegal}`);
+      this.record(r, t, E.C_BAD_CD, 0, 0, 0, 0, true, `C_BAD_CD: ${cd.illegal}`);
       return r;
     }
     if (cd.s && ft.stallModel !== 1) throw new NotImplementedError('stalling faults (CD.S=1)');
@@ -481,24 +489,24 @@ export class Translator {
     const hi = t.addrHi;
     const top0 = cd.tbi0 ? (hi & 7) === 0 : hi === 0;
     if (top0 && t.addr < cd.tt0Limit) {
-      if (cd.epd0) return this.s1fault(t, r, dec, cd, EVT.F_TRANSLATION, 'the input is in the TTB0 range but EPD0=1');
+      if (cd.epd0) return this.s1fault(t, r, dec, cd, E.F_TRANSLATION, 'the input is in the TTB0 range but EPD0=1');
       tt = cd.tt0;
       va = t.addr;
-    } else if ((cd.tbi1 ? (hi & 7) === 7 : hi === 0x7ff) && t.addr >= 2 ** 53 - POW2[cd.tt1.ias]!) {
-      if (cd.epd1) return this.s1fault(t, r, dec, cd, EVT.F_TRANSLATION, 'the input is in the TTB1 range but EPD1=1');
+    } else if ((cd.tbi1 ? (hi & 7) === 7 : hi === 0x7ff) && t.addr >= 2 ** 53 - P2[cd.tt1.ias]!) {
+      if (cd.epd1) return this.s1fault(t, r, dec, cd, E.F_TRANSLATION, 'the input is in the TTB1 range but EPD1=1');
       tt = cd.tt1;
-      va = t.addr % POW2[cd.tt1.ias]!;
+      va = t.addr % P2[cd.tt1.ias]!;
     } else {
-      return this.s1fault(t, r, dec, cd, EVT.F_TRANSLATION, `input 0x${t.addr.toString(16)} is outside both TTB ranges (T0SZ/T1SZ)`);
+      return this.s1fault(t, r, dec, cd, E.F_TRANSLATION, `input 0x${t.addr.toString(16)} is outside both TTB ranges (T0SZ/T1SZ)`);
     }
-    const need = neededPerm(t.write, this.effPriv(t), this.effInstr(t));
+    const need = need_(t.write, this.effPriv(t), this.effInstr(t));
     const stage = dec.s2 ? ST_S12 : ST_S1;
     const asid = dec.world === NS_EL2 ? GLOBAL : ft.asid16 ? cd.asid : cd.asid & 0xff;
     const st = this.curStats;
     // TLB
     if (caching && tt === cd.tt0) {
-      let e = env.tlb.lookup(ctxKey(NS, dec.world, stage, dec.vmid, asid), va);
-      if (e === undefined && asid !== GLOBAL) e = env.tlb.lookup(ctxKey(NS, dec.world, stage, dec.vmid, GLOBAL), va);
+      let e = env.tlb.lookup(ctxKeyOf(NS, dec.world, stage, dec.vmid, asid), va);
+      if (e === undefined && asid !== GLOBAL) e = env.tlb.lookup(ctxKeyOf(NS, dec.world, stage, dec.vmid, GLOBAL), va);
       if (e !== undefined) {
         st.hits++;
         r.tlbHit = true;
@@ -511,7 +519,7 @@ export class Translator {
     // stage-1 walk
     const o = this.s1out;
     const trace = this.explain ? this.explain.walk : undefined;
-    const f = walk(tt, va, dec.s2 ? this.nestedReader : this.plainReader, o, trace);
+    const f = walkStage(tt, va, dec.s2 ? this.nestedReader : this.plainReader, o, trace);
     st.descReads += o.descReads;
     if (f) {
       if (o.nestedS2) {
@@ -519,7 +527,7 @@ export class Translator {
         this.record(r, t, f, 1, CLASS.TT, o.oa, sub.fetchAddr, dec.s2r, `stage-2 ${faultName(f)} translating the stage-1 table at IPA 0x${o.oa.toString(16)} (level ${o.level})`);
         return r;
       }
-      if (f === EVT.F_WALK_EABT) {
+      if (f === E.F_WALK_EABT) {
         this.record(r, t, f, 0, CLASS.TT, 0, o.fetchAddr, cd.r, `external abort reading a stage-1 descriptor at 0x${o.fetchAddr.toString(16)}`);
         if (!cd.a && !ft.termModel) r.razwi = true;
         return r;
@@ -529,16 +537,16 @@ export class Translator {
     const s1perm = o.perm;
     // stage-1 faults come before the final stage-2 translation (§5.4, §6.4): check the
     // stage-1 permission now
-    if ((s1perm & need) === 0) return this.s1fault(t, r, dec, cd, EVT.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
+    if ((s1perm & need) === 0) return this.s1fault(t, r, dec, cd, E.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
     if (o.afUpdate >= 0) env.setAccessFlag(o.afUpdate);
     const s1shift = o.pageShift;
     const s1oa = o.oa;
     const s1level = o.level;
     const global = o.global || dec.world === NS_EL2;
-    const ipa = s1oa + (va % POW2[s1shift]!);
+    const ipa = s1oa + (va % P2[s1shift]!);
     let oa = s1oa;
     let shift = s1shift;
-    let s2perm: number = PERM.ALL;
+    let s2perm: number = PM.ALL;
     if (!finalS2) {
       r.ok = (s1perm & need) !== 0;
       r.pa = ipa;
@@ -557,22 +565,22 @@ export class Translator {
       }
       s2perm = so.perm;
       shift = Math.min(s1shift, so.pageShift);
-      const pa = so.oa + (ipa % POW2[so.pageShift]!);
-      oa = pa - (va % POW2[shift]!);
+      const pa = so.oa + (ipa % P2[so.pageShift]!);
+      oa = pa - (va % P2[shift]!);
     }
-    const ia = va - (va % POW2[shift]!);
-    const entry: TlbEntry = { ia, shift, oa, s1perm, s2perm, ipa: ipa - (va % POW2[shift]!), level: s1level, g: tt.g, sid: t.sid, attr: o.attr };
+    const ia = va - (va % P2[shift]!);
+    const entry: TlbEntry = { ia, shift, oa, s1perm, s2perm, ipa: ipa - (va % P2[shift]!), level: s1level, g: tt.g, sid: t.sid, attr: o.attr };
     if (caching && tt === cd.tt0) env.tlb.insert(NS, dec.world, stage, dec.vmid, global ? GLOBAL : asid, entry);
     return this.finishEntry(t, r, dec, cd, entry, va, need);
   }
 
   private finishEntry(t: Txn, r: TxnResult, dec: StreamDec, cd: CdEntry, e: TlbEntry, va: number, need: number): TxnResult {
     const off = va - e.ia;
-    if ((e.s1perm & need) === 0) return this.s1fault(t, r, dec, cd, EVT.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
+    if ((e.s1perm & need) === 0) return this.s1fault(t, r, dec, cd, E.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
     if (dec.s2) {
       r.ipa = e.ipa + off;
       if ((e.s2perm & need) === 0) {
-        this.record(r, t, EVT.F_PERMISSION, 1, CLASS.IN, r.ipa, 0, dec.s2r, `stage-2 permission fault (${permName(need)} not allowed) on IPA 0x${r.ipa.toString(16)}`);
+        this.record(r, t, E.F_PERMISSION, 1, CLASS.IN, r.ipa, 0, dec.s2r, `stage-2 permission fault (${permName(need)} not allowed) on IPA 0x${r.ipa.toString(16)}`);
         return r;
       }
     }
@@ -595,13 +603,13 @@ export class Translator {
     let pa = addr;
     if (dec.s2) {
       const o = this.s2sub;
-      const f = this.s2(dec, addr, PERM.R_P, true, o);
+      const f = this.s2(dec, addr, PM.R_P, true, o);
       if (f) {
         o.fault = f;
         o.oa = addr;
         return -2;
       }
-      pa = o.oa + (addr % POW2[o.pageShift]!);
+      pa = o.oa + (addr % P2[o.pageShift]!);
     }
     this.lastFetchPa = pa;
     try {
@@ -633,9 +641,9 @@ export class Translator {
     this.curDec = dec;
     let eats = dec.eats;
     if (eats === EATS.S1CHK && !env.atschk()) eats = EATS.ABT;
-    if (dec.cfg === CFG.BYPASS || eats === EATS.ABT) {
-      this.record(dummy, t, EVT.F_BAD_ATS_TREQ, 0, 0, 0, 0, true, 'ATS Translation Request not allowed');
-      return { ok: false, status: 'UR', reason: dec.cfg === CFG.BYPASS ? 'STE bypass' : 'EATS=0b00' };
+    if (dec.cfg === C.BYPASS || eats === EATS.ABT) {
+      this.record(dummy, t, E.F_BAD_ATS_TREQ, 0, 0, 0, 0, true, 'ATS Translation Request not allowed');
+      return { ok: false, status: 'UR', reason: dec.cfg === C.BYPASS ? 'STE bypass' : 'EATS=0b00' };
     }
     // translate for read and for write to find the granted permissions, without recording faults
     const saved = this.explain;
@@ -680,7 +688,7 @@ export class Translator {
     this.curStats = this.stats(t.sid);
     this.curDec = undefined as unknown as StreamDec;
     if (!env.smmuEnabled()) {
-      this.record(r, t, EVT.F_TRANSL_FORBIDDEN, 0, 0, 0, 0, true, 'ATS Translated transaction with SMMUEN=0');
+      this.record(r, t, E.F_TRANSL_FORBIDDEN, 0, 0, 0, 0, true, 'ATS Translated transaction with SMMUEN=0');
       return r;
     }
     if (!env.atschk()) {
@@ -701,8 +709,8 @@ export class Translator {
     }
     const dec = ste.dec ?? (ste.dec = this.decode(ste));
     this.curDec = dec;
-    if (dec.cfg === CFG.BYPASS || dec.eats === EATS.ABT) {
-      this.record(r, t, EVT.F_TRANSL_FORBIDDEN, 0, 0, 0, 0, true, 'ATS Translated transaction not allowed by the STE (F_TRANSL_FORBIDDEN)');
+    if (dec.cfg === C.BYPASS || dec.eats === EATS.ABT) {
+      this.record(r, t, E.F_TRANSL_FORBIDDEN, 0, 0, 0, 0, true, 'ATS Translated transaction not allowed by the STE (F_TRANSL_FORBIDDEN)');
       return r;
     }
     if (dec.eats === EATS.S1CHK && dec.s2) {
@@ -733,18 +741,18 @@ export type AtsResponse =
 
 export function faultName(n: number): string {
   switch (n) {
-    case EVT.F_TRANSLATION: return 'translation fault';
-    case EVT.F_ADDR_SIZE: return 'address size fault';
-    case EVT.F_ACCESS: return 'access flag fault';
-    case EVT.F_PERMISSION: return 'permission fault';
-    case EVT.F_WALK_EABT: return 'external abort on a walk';
+    case E.F_TRANSLATION: return 'translation fault';
+    case E.F_ADDR_SIZE: return 'address size fault';
+    case E.F_ACCESS: return 'access flag fault';
+    case E.F_PERMISSION: return 'permission fault';
+    case E.F_WALK_EABT: return 'external abort on a walk';
   }
   return `fault 0x${n.toString(16)}`;
 }
 
 function permName(need: number): string {
-  if (need & (PERM.W_P | PERM.W_U)) return 'write';
-  if (need & (PERM.X_P | PERM.X_U)) return 'execute';
+  if (need & (PM.W_P | PM.W_U)) return 'write';
+  if (need & (PM.X_P | PM.X_U)) return 'execute';
   return 'read';
 }
 

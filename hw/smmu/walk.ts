@@ -101,6 +101,10 @@ export interface DescReader {
 }
 
 const TWO32 = 0x1_0000_0000;
+const E_TRANSLATION = EVT.F_TRANSLATION;
+const E_ADDR_SIZE = EVT.F_ADDR_SIZE;
+const E_ACCESS = EVT.F_ACCESS;
+const E_WALK_EABT = EVT.F_WALK_EABT;
 
 /** Level shift: g + (3 - level) * (g - 3). */
 export function levelShift(g: number, level: number): number {
@@ -166,7 +170,7 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
   const stride = g - 3;
   if (ia >= POW2[cfg.ias]!) {
     out.level = cfg.start;
-    out.fault = EVT.F_TRANSLATION;
+    out.fault = E_TRANSLATION;
     return out.fault;
   }
   const iaLo = ia >>> 0;
@@ -190,7 +194,7 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
     const pa = reader.read(dAddr, level, out, desc);
     if (pa === -2) return out.fault; // the reader reported a (stage-2) fault
     if (pa === -1) {
-      out.fault = EVT.F_WALK_EABT; // the reader set out.fetchAddr to the PA it tried
+      out.fault = E_WALK_EABT; // the reader set out.fetchAddr to the PA it tried
       if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa: dAddr, desc: 0n, kind: 'abort', note: 'external abort on the descriptor fetch' });
       return out.fault;
     }
@@ -204,7 +208,7 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
     }
     const type = lo & 3;
     if ((type & 1) === 0 || (type === 1 && (level === 3 || !blockAllowed(g, level, cfg.oas)))) {
-      out.fault = EVT.F_TRANSLATION;
+      out.fault = E_TRANSLATION;
       if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: 'invalid', note: type & 1 ? `type=0b01 (block) is not permitted at level ${level}` : 'bit[0]=0: invalid descriptor' });
       return out.fault;
     }
@@ -212,7 +216,7 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
       // table descriptor
       const next = descOA(lo, hi, g, g, cfg.oas);
       if (next >= POW2[cfg.oas]!) {
-        out.fault = EVT.F_ADDR_SIZE;
+        out.fault = E_ADDR_SIZE;
         if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: 'table', note: `next-level table 0x${next.toString(16)} is beyond the ${cfg.oas}-bit output size` });
         return out.fault;
       }
@@ -228,7 +232,7 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
     // block or page
     const oaField = descOA(lo, hi, shift, g, cfg.oas);
     if (oaField >= POW2[cfg.oas]!) {
-      out.fault = EVT.F_ADDR_SIZE;
+      out.fault = E_ADDR_SIZE;
       if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: level === 3 ? 'page' : 'block', note: `output address 0x${oaField.toString(16)} is beyond the ${cfg.oas}-bit output size` });
       return out.fault;
     }
@@ -261,14 +265,14 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
     if (!af) {
       if (cfg.ha) out.afUpdate = pa;
       else if (!cfg.affd) {
-        out.fault = EVT.F_ACCESS;
+        out.fault = E_ACCESS;
         return out.fault;
       }
     }
     return 0;
   }
   // unreachable: level 3 always returns
-  out.fault = EVT.F_TRANSLATION;
+  out.fault = E_TRANSLATION;
   return out.fault;
 }
 
