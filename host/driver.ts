@@ -110,6 +110,14 @@ export class ArmSmmuV3 {
     this.bus.write64(this.actor, this.opts.base + off, v);
   }
 
+  /** CPU memory accesses to the driver's own tables (64-bit single-copy atomic stores). */
+  writeMem64(addr: number, v: bigint): void {
+    this.bus.write64(this.actor, addr, v);
+  }
+  readBytes(addr: number, len: number): Uint8Array {
+    return this.bus.readBytes(this.actor, addr, len);
+  }
+
   private pollAck(off: number, want: number, what: string): void {
     for (let i = 0; i < this.ackPollLimit; i++) if (this.read32(off) === want) return;
     throw new DriverError(`timeout waiting for ${what} (wanted 0x${want.toString(16)}, read 0x${this.read32(off).toString(16)})`);
