@@ -10,7 +10,7 @@
  * CFGI_ALL / TLBI_EL2_ALL (with HYP) / TLBI_NSNH_ALL each with a CMD_SYNC, EVTQ (and PRIQ),
  * ATSCHK, the IRQs, and SMMUEN — each CR0 change waited for in CR0ACK.
  *
- * Attach, io-pgtable, the DMA API and event handling are not built yet.
+ * Domains and attach are in domain.ts, the event queue consumer in events.ts.
  */
 import type { MmioBus } from '../hw/bus.ts';
 import { OFF, IDR0, IDR1, IDR3, IDR5, STRTAB_BASE_CFG, Q_BASE } from '../hw/smmu/regs.ts';
@@ -20,6 +20,7 @@ import { layerLogger } from '../hw/log.ts';
 import { DriverCmdq, type Command } from './cmdq.ts';
 import { HostPages } from './pages.ts';
 import { makeAbortSte } from './ste-make.ts';
+import { EventDrain } from './events.ts';
 
 const log = layerLogger('host');
 
@@ -88,6 +89,7 @@ export class ArmSmmuV3 {
   readonly pages: HostPages;
   cmdq!: DriverCmdq;
   evtq = { base: 0, shift: 0 };
+  events!: EventDrain;
   priq = { base: 0, shift: 0 };
   strtab = { base: 0, log2size: 0, fmt: 0 as 0 | 1, split: STRTAB_SPLIT, l1: [] as number[] };
   /** how many CR0ACK/IRQ_CTRLACK/GBPA polls before giving up */
@@ -255,6 +257,7 @@ export class ArmSmmuV3 {
     const cmdqBase = this.pages.alloc(2 ** ft.cmdqShift * 16);
     this.cmdq = new DriverCmdq(this.bus, this.opts.base, cmdqBase, ft.cmdqShift, ft.msi && ft.coherent, this.actor);
     this.evtq = { base: this.pages.alloc(2 ** ft.evtqShift * 32), shift: ft.evtqShift };
+    this.events = new EventDrain(this.bus, this.opts.base, this.evtq.base, this.evtq.shift, this.actor);
     if (ft.pri) this.priq = { base: this.pages.alloc(2 ** ft.priqShift * 16), shift: ft.priqShift };
     this.initStrtab();
     this.reset();

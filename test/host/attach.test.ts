@@ -69,3 +69,21 @@ describe('attach (linux-sequence.md §3)', () => {
     expect(m.devices.get('blk')!.read(0x4020_0000, 4).ok).toBe(false);
   });
 });
+
+describe('event handling', () => {
+  it('drains and decodes fault records, and acknowledges an overflow by copying OVFLG into CONS.OVACKFLG', () => {
+    const { m, drv, dm, pgtable } = setup();
+    dm.attach(8, dm.alloc('dma', pgtable));
+    expect(m.devices.get('rng')!.read(0x1000, 4).ok).toBe(false); // unmapped IOVA
+    const got = drv.events.drain();
+    expect(got.map((e) => [e.type, e.sid])).toEqual([['F_TRANSLATION', 8]]);
+    expect(got[0]!.fields.InputAddr).toBe('0x1000');
+    expect(drv.events.drain()).toEqual([]); // CONS caught up with PROD
+    // overflow: fill the 2^15-entry queue, then one more record is dropped and OVFLG toggles
+    for (let i = 0; i < 2 ** 15 + 1; i++) m.devices.get('rng')!.read(0x2000, 4);
+    expect((m.smmu.evtq.prod >>> 31) & 1).toBe(1);
+    expect(drv.events.drain()).toHaveLength(2 ** 15);
+    expect(drv.events.overflows).toBe(1);
+    expect(m.smmu.evtq.overflowPresent).toBe(false); // acknowledged
+  });
+});
