@@ -116,6 +116,9 @@ export class ArmSmmuV3 {
   writeMem64(addr: number, v: bigint): void {
     this.bus.write64(this.actor, addr, v);
   }
+  readMem64(addr: number): bigint {
+    return this.bus.read64(this.actor, addr);
+  }
   readBytes(addr: number, len: number): Uint8Array {
     return this.bus.readBytes(this.actor, addr, len);
   }
