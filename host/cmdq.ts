@@ -16,6 +16,13 @@ import { CERROR } from '../hw/smmu/cmdq.ts';
 import { layerLogger } from '../hw/log.ts';
 
 const log = layerLogger('host');
+// register offsets used on every batch (module-local: imported bindings are getters under the loader)
+const R_PROD = OFF.CMDQ_PROD;
+const R_CONS = OFF.CMDQ_CONS;
+const R_GERROR = OFF.GERROR;
+const R_GERRORN = OFF.GERRORN;
+/** Linux's CMD_SYNC without MSIs: CS=SEV, MSH=ISH, MSIAttr=0xF (0x0fc02046) — constant, encoded once */
+const SYNC_SEV = encodeCommand('CMD_SYNC', { CS: 2, MSH: 3, MSIAttr: 0xf });
 
 export type Command = readonly [name: string, fields?: Readonly<Record<string, number | bigint>>];
 
@@ -63,7 +70,7 @@ export class DriverCmdq {
   /** The CMD_SYNC Linux builds: CS=SEV, or CS=IRQ aimed at the entry itself (MSIPOLL); MSH=ISH, MSIAttr=OIWB. */
   syncCommand(at: number): Uint32Array {
     if (this.msiPoll) return encodeCommand('CMD_SYNC', { CS: 1, MSH: 3, MSIAttr: 0xf, MSIData: 0, MSIAddress: this.entryAddr(at) / 4 });
-    return encodeCommand('CMD_SYNC', { CS: 2, MSH: 3, MSIAttr: 0xf });
+    return SYNC_SEV;
   }
 
   /**
@@ -84,7 +91,7 @@ export class DriverCmdq {
     this.prod = p;
     this.stats.batches++;
     this.stats.commands += cmds.length + (sync ? 1 : 0);
-    this.bus.write32(this.actor, this.mmio + OFF.CMDQ_PROD, p);
+    this.bus.write32(this.actor, this.mmio + R_PROD, p);
     if (sync) {
       this.stats.syncs++;
       this.waitSync(syncAt);
@@ -99,14 +106,14 @@ export class DriverCmdq {
         // MSIPOLL: the SMMU's MSI writes MSIData (0) over the entry's first word
         if (this.bus.read32(this.actor, this.entryAddr(at)) === 0) return;
       } else {
-        const cons = this.bus.read32(this.actor, this.mmio + OFF.CMDQ_CONS);
+        const cons = this.bus.read32(this.actor, this.mmio + R_CONS);
         this.stats.consPolls++;
         if (this.passed(cons & this.mask, at, target)) return;
       }
       // not done: what the GERROR interrupt handler does
-      const gerror = this.bus.read32(this.actor, this.mmio + OFF.GERROR);
-      const gerrorn = this.bus.read32(this.actor, this.mmio + OFF.GERRORN);
-      if ((gerror ^ gerrorn) & 1) this.recover(this.bus.read32(this.actor, this.mmio + OFF.CMDQ_CONS), gerror);
+      const gerror = this.bus.read32(this.actor, this.mmio + R_GERROR);
+      const gerrorn = this.bus.read32(this.actor, this.mmio + R_GERRORN);
+      if ((gerror ^ gerrorn) & 1) this.recover(this.bus.read32(this.actor, this.mmio + R_CONS), gerror);
     }
     throw new CmdqTimeout(`CONS did not pass the CMD_SYNC at index ${qIndex(at, this.log2size)} after ${this.pollLimit} polls`);
   }
@@ -130,13 +137,13 @@ export class DriverCmdq {
       // replace the command at CONS with a CMD_SYNC (an abort is retried as it stands)
       this.write(idx, this.syncCommand(idx));
     }
-    this.bus.write32(this.actor, this.mmio + OFF.GERRORN, gerror);
+    this.bus.write32(this.actor, this.mmio + R_GERRORN, gerror);
     this.stats.errorsRecovered++;
   }
 
   /** Whether the queue is idle (CONS == PROD). */
   idle(): boolean {
-    const cons = this.bus.read32(this.actor, this.mmio + OFF.CMDQ_CONS);
+    const cons = this.bus.read32(this.actor, this.mmio + R_CONS);
     return qEmpty(this.prod, cons, this.log2size);
   }
 }

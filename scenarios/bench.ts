@@ -8,6 +8,9 @@ import { OFF } from '../hw/smmu/regs.ts';
 import { encodeCommand } from '../hw/smmu/commands.ts';
 import { newTxn, newTxnResult } from '../hw/smmu/smmu.ts';
 import { Testbed, LINUX_CD, S2_48 } from './testbed.ts';
+import { ArmSmmuV3 } from '../host/driver.ts';
+import { DomainManager } from '../host/domain.ts';
+import { DmaApi } from '../host/dma-api.ts';
 
 interface BenchResult {
   name: string;
@@ -127,7 +130,25 @@ function translateBench(name: string, tb: Testbed, sid: number, expectPa: number
   return res;
 }
 
+/** host.map_unmap: dma_map_single + dma_unmap_single of one 4 KiB page, with its TLBI + CMD_SYNC. */
+function hostMapUnmap(): BenchResult {
+  const m = new Machine({ devices: [{ name: 'nic', sid: 8 }] });
+  const drv = new ArmSmmuV3(m.bus, { base: SMMU_BASE, pages: { base: 0x4400_0000, limit: 0x7800_0000 } });
+  drv.probe();
+  const dma = new DmaApi(drv, new DomainManager(drv));
+  dma.attachDefault(8);
+  const before = m.smmu.cmdq.stats.consumed;
+  const res = timeLoop('host.map_unmap', 200_000, (i) => {
+    const iova = dma.map(8, 0x4100_0000 + (i % 256) * 4096, 4096);
+    dma.unmap(8, iova, 4096);
+  }, 'one 4 KiB page: PTE write, then PTE clear + TLBI_NH_VA + CMD_SYNC through the MMIO bus');
+  const per = (m.smmu.cmdq.stats.consumed - before) / (200_000 + 20_000);
+  if (per !== 2) throw new Error(`host.map_unmap: expected 2 commands per map+unmap, saw ${per}`);
+  return res;
+}
+
 const BENCHES: Record<string, () => BenchResult> = {
+  'host.map_unmap': hostMapUnmap,
   'hw.cmdq': hwCmdq,
   'hw.translate.hit': () => translateBench('hw.translate.hit', s1Bed(true), 8, 0x4010_0010, 0, 2_000_000, 'stage-1 DMA translation that hits the IOTLB'),
   'hw.translate.s1walk': () => translateBench('hw.translate.s1walk', s1Bed(true), 8, 0x4010_0010, 4, 1_000_000, 'STE and CD from the configuration cache, IOTLB emptied before every DMA: a full 4-level stage-1 walk per DMA', true),

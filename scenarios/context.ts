@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import type { Machine } from '../hw/machine.ts';
 import type { DmaEndpoint } from '../hw/dma.ts';
 import type { TableAllocator } from './pagetable.ts';
+import type { HostKernel } from './steps/driver.ts';
 
 export interface Failure {
   step: number;
@@ -25,6 +26,10 @@ export class RunContext {
   /** the page-table pool of pt.map (machine.ptPool, or the top of RAM below the hyp's 64 MiB) */
   ptAlloc: TableAllocator | undefined;
   ptPool: { base: number; size: number } | undefined;
+  /** the host driver instances (by actor) created by driver probe steps */
+  readonly kernels = new Map<string, HostKernel>();
+  /** DMA mappings that were unmapped, still nameable by later dma steps */
+  readonly unmapped = new Map<string, { sid: number; iova: number; pa: number; size: number }>();
 
   constructor(readonly machine: Machine) {}
 

@@ -138,6 +138,11 @@ export function opcodeName(op: number): string {
   return OPCODE_TABLE[op & 0xff]?.name ?? `RESERVED(0x${(op & 0xff).toString(16).padStart(2, '0')})`;
 }
 
+/** Per-opcode field lookup by name (as declared and lower-case), for encodeCommand. */
+const FIELDS_BY_NAME = new Map<OpcodeDef, Map<string, Field>>(
+  OPCODES.map((d) => [d, new Map(d.fields.flatMap((f) => [[f.name, f], [f.name.toLowerCase(), f]] as Array<[string, Field]>))]),
+);
+
 /** Field value names accepted by `encodeCommand`, matched case-insensitively. */
 export function commandFields(def: OpcodeDef): readonly Field[] {
   return def.fields;
@@ -153,8 +158,10 @@ export function encodeCommand(name: string, values: Readonly<Record<string, numb
   const w = new Uint32Array(CMD_WORDS);
   set(w, Opcode, def.op);
   if (name.toUpperCase() === 'CFGI_ALL') set(w, Range, 31);
-  for (const [k, v] of Object.entries(values)) {
-    const fld = def.fields.find((x) => x.name.toLowerCase() === k.toLowerCase());
+  const byName = FIELDS_BY_NAME.get(def)!;
+  for (const k in values) {
+    const v = values[k]!;
+    const fld = byName.get(k) ?? byName.get(k.toLowerCase());
     if (!fld || fld === Opcode) throw new Error(`${def.name} has no field ${k} (fields: ${def.fields.filter((x) => x !== Opcode).map((x) => x.name).join(', ')})`);
     if (typeof v === 'bigint') setBig(w, fld, v);
     else set(w, fld, v);

@@ -42,10 +42,12 @@ describe('built-in scenarios', () => {
   it('detects a wrong expectation in every built-in (each step really checks)', () => {
     for (const n of names) {
       const sc = loadScenario(n);
-      // flip the first read expectation (or memread) and the run must fail
-      const i = sc.steps.findIndex((s) => s.op === 'read' && s.expect !== undefined && s.expect !== 'abort');
-      expect(i, `${n} has a read with an expectation`).toBeGreaterThanOrEqual(0);
-      const bad = { ...sc, steps: sc.steps.map((s, j) => (j === i ? { ...s, expect: (s.expect as bigint) ^ 1n, mask: undefined } : s)) };
+      // flip the first read (or memread) expectation and the run must fail
+      const i = sc.steps.findIndex((s) => (s.op === 'read' || s.op === 'memread') && s.expect !== undefined && s.expect !== 'abort');
+      expect(i, `${n} has a read or memread with an expectation`).toBeGreaterThanOrEqual(0);
+      const flip = (s: (typeof sc.steps)[number]) =>
+        s.op === 'read' ? { ...s, expect: (s.expect as bigint) ^ 1n, mask: undefined } : { ...s, expect: ((parseInt((s.expect as string).slice(0, 2), 16) ^ 1).toString(16).padStart(2, '0')) + (s.expect as string).slice(2) };
+      const bad = { ...sc, steps: sc.steps.map((s, j) => (j === i ? flip(s) : s)) };
       const r = runScenario(bad);
       expect(r.ok).toBe(false);
       expect(r.failed[0]!.step).toBe(i);
