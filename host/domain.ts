@@ -115,6 +115,29 @@ export class DomainManager {
     return t.base + ssid * 64;
   }
 
+  /**
+   * Attach a stage-1 DMA domain to a PASID of `sid` (Linux arm_smmu_set_pasid): write CD[ssid]
+   * in the master's CD table (CFGI_CD with that SubstreamID). The master's CD table must have
+   * room (ssidBits at its first attach). If the RID is not on a DMA domain, its STE becomes a
+   * CD-table STE with S1DSS=bypass, so traffic without a PASID keeps bypassing.
+   */
+  attachPasid(sid: number, ssid: number, d: Domain, o: AttachOptions = {}): void {
+    if (d.type !== 'dma') throw new DriverError('only stage-1 DMA domains can be attached to a PASID');
+    if (ssid === 0) throw new DriverError('PASID 0 is the RID (IOMMU_NO_PASID): use attach()');
+    const drv = this.drv;
+    drv.ensureL2(sid);
+    const t = this.cdTable(sid, o);
+    if (ssid >= 2 ** t.s1cdmax) throw new DriverError(`PASID ${ssid} does not fit the CD table (S1CDMax=${t.s1cdmax})`);
+    const s1 = d.pgtable!.s1!;
+    if (d.sids.size === 0) drv.issue([['TLBI_NH_ASID', { ASID: d.asid, VMID: 0 }]]);
+    const cd = makeS1Cd(this.hf, o, { asid: d.asid, tcr: { ...TCR_WBWA_ISH, tsz: s1.tsz, tg: s1.tg, ips: s1.ips }, ttbr: BigInt(s1.ttbr), mair: s1.mair });
+    this.writeCd(sid, ssid, this.cdAddr(t, ssid), cd);
+    if (this.attached.get(sid)?.type !== 'dma') {
+      this.writeSte(sid, makeCdtableSte(this.hf, o, { dma: BigInt(t.base), s1cdmax: t.s1cdmax, s1fmt: t.s1fmt }, S1DSS.BYPASS));
+    }
+    d.sids.add(sid);
+  }
+
   /** Attach `sid` to `d` (Linux arm_smmu_attach_dev / attach_identity / attach_blocked). */
   attach(sid: number, d: Domain, o: AttachOptions = {}): void {
     const drv = this.drv;
