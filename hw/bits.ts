@@ -87,6 +87,19 @@ export function set(w: { [i: number]: number; length: number }, f: Field, value:
     w[f.word] = ((w[f.word]! & ~m) | (((value & f.mask) << f.shift) & m)) >>> 0;
     return;
   }
+  if (f.shift + f.width <= 64 && f.width <= 53) {
+    // two words: the low part fills word[f.word] from f.shift up, the rest goes to the next word
+    const loBits = 32 - f.shift;
+    const loScale = 2 ** loBits;
+    const loVal = value % loScale;
+    const hiBits = f.width - loBits;
+    const hiMask = hiBits >= 32 ? 0xffffffff : ((1 << hiBits) >>> 0) - 1;
+    const hiVal = Math.floor(value / loScale) % 2 ** hiBits;
+    const loMaskShifted = ((0xffffffff << f.shift) >>> 0);
+    w[f.word] = ((w[f.word]! & ~loMaskShifted) | ((loVal << f.shift) >>> 0)) >>> 0;
+    w[f.word + 1] = ((w[f.word + 1]! & ~hiMask) | (hiVal & hiMask)) >>> 0;
+    return;
+  }
   let remaining = f.width;
   let bit = f.lsb;
   let v = value;

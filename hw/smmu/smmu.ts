@@ -31,6 +31,8 @@ import { tlbiScope } from './tlbi.ts';
 import { qFull, ptrMask } from './queue.ts';
 
 const log = layerLogger('hw');
+/** register offsets as a module-local object: the register switches compare against it on every access */
+const R = { ...OFF };
 
 export { NotImplementedError, newTxn, newTxnResult, type Txn, type TxnResult } from './translate.ts';
 
@@ -355,8 +357,8 @@ export class Smmu implements MmioDevice, TranslateEnv {
 
   private is64(offset: number): boolean {
     switch (offset) {
-      case OFF.GERROR_IRQ_CFG0: case OFF.STRTAB_BASE: case OFF.CMDQ_BASE: case OFF.EVENTQ_BASE:
-      case OFF.EVENTQ_IRQ_CFG0: case OFF.PRIQ_BASE: case OFF.PRIQ_IRQ_CFG0:
+      case R.GERROR_IRQ_CFG0: case R.STRTAB_BASE: case R.CMDQ_BASE: case R.EVENTQ_BASE:
+      case R.EVENTQ_IRQ_CFG0: case R.PRIQ_BASE: case R.PRIQ_IRQ_CFG0:
         return true;
     }
     return false;
@@ -365,51 +367,51 @@ export class Smmu implements MmioDevice, TranslateEnv {
   /** 32-bit register read at `offset` (the architectural register value). */
   read32(offset: number): number {
     switch (offset) {
-      case OFF.IDR0: return this.idr.IDR0;
-      case OFF.IDR1: return this.idr.IDR1;
-      case OFF.IDR2: return this.idr.IDR2;
-      case OFF.IDR3: return this.idr.IDR3;
-      case OFF.IDR4: return this.idr.IDR4;
-      case OFF.IDR5: return this.idr.IDR5;
-      case OFF.IIDR: return this.idr.IIDR;
-      case OFF.AIDR: return this.idr.AIDR;
-      case OFF.CR0: return this.cr0;
-      case OFF.CR0ACK: return this.cr0ack;
-      case OFF.CR1: return this.cr1;
-      case OFF.CR2: return this.cr2;
-      case OFF.STATUSR: return 0;
-      case OFF.GBPA: return this.gbpa.read();
-      case OFF.IRQ_CTRL: return this.irqCtrl;
-      case OFF.IRQ_CTRLACK: return this.irqCtrlAck;
-      case OFF.GERROR: return this.gerror.gerror;
-      case OFF.GERRORN: return this.gerror.gerrorn;
-      case OFF.GERROR_IRQ_CFG0: return this.gerrorIrqCfg0.lo;
-      case OFF.GERROR_IRQ_CFG0 + 4: return this.gerrorIrqCfg0.hi;
-      case OFF.GERROR_IRQ_CFG1: return this.gerrorIrqCfg1;
-      case OFF.GERROR_IRQ_CFG2: return this.gerrorIrqCfg2;
-      case OFF.STRTAB_BASE: return this.strtabBase.lo;
-      case OFF.STRTAB_BASE + 4: return this.strtabBase.hi;
-      case OFF.STRTAB_BASE_CFG: return this.strtabBaseCfg;
-      case OFF.CMDQ_BASE: return this.cmdqBase.lo;
-      case OFF.CMDQ_BASE + 4: return this.cmdqBase.hi;
-      case OFF.CMDQ_PROD: return this.cmdq.prod;
-      case OFF.CMDQ_CONS: return (this.cmdq.cons | (this.gerror.active(GERR.CMDQ_ERR) ? this.cmdq.err << 24 : 0)) >>> 0;
-      case OFF.EVENTQ_BASE: return this.eventqBase.lo;
-      case OFF.EVENTQ_BASE + 4: return this.eventqBase.hi;
-      case OFF.EVENTQ_IRQ_CFG0: return this.eventqIrqCfg0.lo;
-      case OFF.EVENTQ_IRQ_CFG0 + 4: return this.eventqIrqCfg0.hi;
-      case OFF.EVENTQ_IRQ_CFG1: return this.eventqIrqCfg1;
-      case OFF.EVENTQ_IRQ_CFG2: return this.eventqIrqCfg2;
-      case OFF.PRIQ_BASE: return this.priqBase.lo;
-      case OFF.PRIQ_BASE + 4: return this.priqBase.hi;
-      case OFF.PRIQ_IRQ_CFG0: return this.priqIrqCfg0.lo;
-      case OFF.PRIQ_IRQ_CFG0 + 4: return this.priqIrqCfg0.hi;
-      case OFF.PRIQ_IRQ_CFG1: return this.priqIrqCfg1;
-      case OFF.PRIQ_IRQ_CFG2: return this.priqIrqCfg2;
-      case OFF.EVENTQ_PROD: return this.evtq.prod;
-      case OFF.EVENTQ_CONS: return this.evtq.cons;
-      case OFF.PRIQ_PROD: return this.priqProd;
-      case OFF.PRIQ_CONS: return this.priqCons;
+      case R.IDR0: return this.idr.IDR0;
+      case R.IDR1: return this.idr.IDR1;
+      case R.IDR2: return this.idr.IDR2;
+      case R.IDR3: return this.idr.IDR3;
+      case R.IDR4: return this.idr.IDR4;
+      case R.IDR5: return this.idr.IDR5;
+      case R.IIDR: return this.idr.IIDR;
+      case R.AIDR: return this.idr.AIDR;
+      case R.CR0: return this.cr0;
+      case R.CR0ACK: return this.cr0ack;
+      case R.CR1: return this.cr1;
+      case R.CR2: return this.cr2;
+      case R.STATUSR: return 0;
+      case R.GBPA: return this.gbpa.read();
+      case R.IRQ_CTRL: return this.irqCtrl;
+      case R.IRQ_CTRLACK: return this.irqCtrlAck;
+      case R.GERROR: return this.gerror.gerror;
+      case R.GERRORN: return this.gerror.gerrorn;
+      case R.GERROR_IRQ_CFG0: return this.gerrorIrqCfg0.lo;
+      case R.GERROR_IRQ_CFG0 + 4: return this.gerrorIrqCfg0.hi;
+      case R.GERROR_IRQ_CFG1: return this.gerrorIrqCfg1;
+      case R.GERROR_IRQ_CFG2: return this.gerrorIrqCfg2;
+      case R.STRTAB_BASE: return this.strtabBase.lo;
+      case R.STRTAB_BASE + 4: return this.strtabBase.hi;
+      case R.STRTAB_BASE_CFG: return this.strtabBaseCfg;
+      case R.CMDQ_BASE: return this.cmdqBase.lo;
+      case R.CMDQ_BASE + 4: return this.cmdqBase.hi;
+      case R.CMDQ_PROD: return this.cmdq.prod;
+      case R.CMDQ_CONS: return (this.cmdq.cons | (this.gerror.active(GERR.CMDQ_ERR) ? this.cmdq.err << 24 : 0)) >>> 0;
+      case R.EVENTQ_BASE: return this.eventqBase.lo;
+      case R.EVENTQ_BASE + 4: return this.eventqBase.hi;
+      case R.EVENTQ_IRQ_CFG0: return this.eventqIrqCfg0.lo;
+      case R.EVENTQ_IRQ_CFG0 + 4: return this.eventqIrqCfg0.hi;
+      case R.EVENTQ_IRQ_CFG1: return this.eventqIrqCfg1;
+      case R.EVENTQ_IRQ_CFG2: return this.eventqIrqCfg2;
+      case R.PRIQ_BASE: return this.priqBase.lo;
+      case R.PRIQ_BASE + 4: return this.priqBase.hi;
+      case R.PRIQ_IRQ_CFG0: return this.priqIrqCfg0.lo;
+      case R.PRIQ_IRQ_CFG0 + 4: return this.priqIrqCfg0.hi;
+      case R.PRIQ_IRQ_CFG1: return this.priqIrqCfg1;
+      case R.PRIQ_IRQ_CFG2: return this.priqIrqCfg2;
+      case R.EVENTQ_PROD: return this.evtq.prod;
+      case R.EVENTQ_CONS: return this.evtq.cons;
+      case R.PRIQ_PROD: return this.priqProd;
+      case R.PRIQ_CONS: return this.priqCons;
     }
     if (offset >= 0xfd0 && offset <= 0xffc) return ID_REGS[(offset - 0xfd0) >> 2]!;
     this.ignored.undefinedOffset++;
@@ -431,36 +433,36 @@ export class Smmu implements MmioDevice, TranslateEnv {
 
   private write64(offset: number, lo: number, hi: number): void {
     switch (offset) {
-      case OFF.GERROR_IRQ_CFG0:
+      case R.GERROR_IRQ_CFG0:
         if (this.irqCtrl & 1) return this.guarded(offset);
         this.gerrorIrqCfg0.lo = (lo & ~3) >>> 0;
         this.gerrorIrqCfg0.hi = hi & ADDR_HI_MASK;
         return;
-      case OFF.EVENTQ_IRQ_CFG0:
+      case R.EVENTQ_IRQ_CFG0:
         if (this.irqCtrl & 4) return this.guarded(offset);
         this.eventqIrqCfg0.lo = (lo & ~3) >>> 0;
         this.eventqIrqCfg0.hi = hi & ADDR_HI_MASK;
         return;
-      case OFF.PRIQ_IRQ_CFG0:
+      case R.PRIQ_IRQ_CFG0:
         if (!this.features.pri) return;
         if (this.irqCtrl & 2) return this.guarded(offset);
         this.priqIrqCfg0.lo = (lo & ~3) >>> 0;
         this.priqIrqCfg0.hi = hi & ADDR_HI_MASK;
         return;
-      case OFF.STRTAB_BASE:
+      case R.STRTAB_BASE:
         if (!this.smmuDisabled) return this.guarded(offset);
         this.strtabBase.lo = (lo & ~0x3f) >>> 0;
         this.strtabBase.hi = (hi & (ADDR_HI_MASK | RWA_HI)) >>> 0;
         return;
-      case OFF.CMDQ_BASE:
+      case R.CMDQ_BASE:
         if (!this.qDisabled(CMDQEN)) return this.guarded(offset);
         this.setQBase(this.cmdqBase, lo, hi);
         return;
-      case OFF.EVENTQ_BASE:
+      case R.EVENTQ_BASE:
         if (!this.qDisabled(EVENTQEN)) return this.guarded(offset);
         this.setQBase(this.eventqBase, lo, hi);
         return;
-      case OFF.PRIQ_BASE:
+      case R.PRIQ_BASE:
         if (!this.features.pri) return;
         if (!this.qDisabled(PRIQEN)) return this.guarded(offset);
         this.setQBase(this.priqBase, lo, hi);
@@ -477,115 +479,115 @@ export class Smmu implements MmioDevice, TranslateEnv {
   write32(offset: number, v: number): void {
     v >>>= 0;
     switch (offset) {
-      case OFF.IDR0: case OFF.IDR1: case OFF.IDR2: case OFF.IDR3: case OFF.IDR4: case OFF.IDR5: case OFF.IIDR: case OFF.AIDR:
-      case OFF.CR0ACK: case OFF.STATUSR: case OFF.IRQ_CTRLACK: case OFF.GERROR:
+      case R.IDR0: case R.IDR1: case R.IDR2: case R.IDR3: case R.IDR4: case R.IDR5: case R.IIDR: case R.AIDR:
+      case R.CR0ACK: case R.STATUSR: case R.IRQ_CTRLACK: case R.GERROR:
         this.ignored.readOnly++;
         return;
-      case OFF.CR0:
+      case R.CR0:
         return this.writeCr0(v);
-      case OFF.CR1:
+      case R.CR1:
         if (!this.smmuDisabled) return this.guarded(offset);
         this.cr1 = v & CR1_MASK;
         return;
-      case OFF.CR2: {
+      case R.CR2: {
         if (!this.smmuDisabled) return this.guarded(offset);
         let m = wordMask(CR2.RECINVSID) | wordMask(CR2.PTM);
         if (this.features.hyp) m |= wordMask(CR2.E2H);
         this.cr2 = v & m;
         return;
       }
-      case OFF.GBPA:
+      case R.GBPA:
         return this.gbpa.write(v);
-      case OFF.AGBPA:
+      case R.AGBPA:
         return;
-      case OFF.IRQ_CTRL: {
+      case R.IRQ_CTRL: {
         let m = wordMask(IRQ_CTRL.GERROR_IRQEN) | wordMask(IRQ_CTRL.EVENTQ_IRQEN);
         if (this.features.pri) m |= wordMask(IRQ_CTRL.PRIQ_IRQEN);
         this.irqCtrl = v & m;
         this.irqCtrlAck = this.irqCtrl;
         return;
       }
-      case OFF.GERRORN: {
+      case R.GERRORN: {
         this.gerror.writeN(v);
         // acknowledging CMDQ_ERR lets consumption resume (if CMDQEN=1)
         this.kickCmdq();
         return;
       }
-      case OFF.GERROR_IRQ_CFG0: case OFF.GERROR_IRQ_CFG0 + 4:
+      case R.GERROR_IRQ_CFG0: case R.GERROR_IRQ_CFG0 + 4:
         if (this.irqCtrl & 1) return this.guarded(offset);
-        return this.half(this.gerrorIrqCfg0, offset - OFF.GERROR_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
-      case OFF.GERROR_IRQ_CFG1:
+        return this.half(this.gerrorIrqCfg0, offset - R.GERROR_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
+      case R.GERROR_IRQ_CFG1:
         if (this.irqCtrl & 1) return this.guarded(offset);
         this.gerrorIrqCfg1 = v;
         return;
-      case OFF.GERROR_IRQ_CFG2:
+      case R.GERROR_IRQ_CFG2:
         if (this.irqCtrl & 1) return this.guarded(offset);
         this.gerrorIrqCfg2 = v & 0x3f;
         return;
-      case OFF.STRTAB_BASE: case OFF.STRTAB_BASE + 4:
+      case R.STRTAB_BASE: case R.STRTAB_BASE + 4:
         if (!this.smmuDisabled) return this.guarded(offset);
-        return this.half(this.strtabBase, offset - OFF.STRTAB_BASE, v, ~0x3f, ADDR_HI_MASK | RWA_HI);
-      case OFF.STRTAB_BASE_CFG:
+        return this.half(this.strtabBase, offset - R.STRTAB_BASE, v, ~0x3f, ADDR_HI_MASK | RWA_HI);
+      case R.STRTAB_BASE_CFG:
         if (!this.smmuDisabled) return this.guarded(offset);
         this.strtabBaseCfg = v & (0x3f | (0x1f << 6) | (3 << 16));
         return;
-      case OFF.CMDQ_BASE: case OFF.CMDQ_BASE + 4:
+      case R.CMDQ_BASE: case R.CMDQ_BASE + 4:
         if (!this.qDisabled(CMDQEN)) return this.guarded(offset);
-        return this.half(this.cmdqBase, offset - OFF.CMDQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
-      case OFF.CMDQ_PROD:
+        return this.half(this.cmdqBase, offset - R.CMDQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
+      case R.CMDQ_PROD:
         this.cmdq.prod = v & 0xfffff;
         this.kickCmdq();
         return;
-      case OFF.CMDQ_CONS:
+      case R.CMDQ_CONS:
         if (!this.qDisabled(CMDQEN)) return this.guarded(offset);
         this.cmdq.cons = v & 0xfffff;
         return;
-      case OFF.EVENTQ_BASE: case OFF.EVENTQ_BASE + 4:
+      case R.EVENTQ_BASE: case R.EVENTQ_BASE + 4:
         if (!this.qDisabled(EVENTQEN)) return this.guarded(offset);
-        return this.half(this.eventqBase, offset - OFF.EVENTQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
-      case OFF.EVENTQ_IRQ_CFG0: case OFF.EVENTQ_IRQ_CFG0 + 4:
+        return this.half(this.eventqBase, offset - R.EVENTQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
+      case R.EVENTQ_IRQ_CFG0: case R.EVENTQ_IRQ_CFG0 + 4:
         if (this.irqCtrl & 4) return this.guarded(offset);
-        return this.half(this.eventqIrqCfg0, offset - OFF.EVENTQ_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
-      case OFF.EVENTQ_IRQ_CFG1:
+        return this.half(this.eventqIrqCfg0, offset - R.EVENTQ_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
+      case R.EVENTQ_IRQ_CFG1:
         if (this.irqCtrl & 4) return this.guarded(offset);
         this.eventqIrqCfg1 = v;
         return;
-      case OFF.EVENTQ_IRQ_CFG2:
+      case R.EVENTQ_IRQ_CFG2:
         if (this.irqCtrl & 4) return this.guarded(offset);
         this.eventqIrqCfg2 = v & 0x3f;
         return;
-      case OFF.EVENTQ_PROD:
+      case R.EVENTQ_PROD:
         // the SMMU owns PROD while the queue is enabled
         if (!this.qDisabled(EVENTQEN)) return this.guarded(offset);
         this.evtq.prod = v & (0xfffff | 0x8000_0000);
         return;
-      case OFF.EVENTQ_CONS:
+      case R.EVENTQ_CONS:
         this.evtq.cons = v & (0xfffff | 0x8000_0000);
         return;
-      case OFF.PRIQ_BASE: case OFF.PRIQ_BASE + 4:
+      case R.PRIQ_BASE: case R.PRIQ_BASE + 4:
         if (!this.features.pri) return;
         if (!this.qDisabled(PRIQEN)) return this.guarded(offset);
-        return this.half(this.priqBase, offset - OFF.PRIQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
-      case OFF.PRIQ_IRQ_CFG0: case OFF.PRIQ_IRQ_CFG0 + 4:
+        return this.half(this.priqBase, offset - R.PRIQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
+      case R.PRIQ_IRQ_CFG0: case R.PRIQ_IRQ_CFG0 + 4:
         if (!this.features.pri) return;
         if (this.irqCtrl & 2) return this.guarded(offset);
-        return this.half(this.priqIrqCfg0, offset - OFF.PRIQ_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
-      case OFF.PRIQ_IRQ_CFG1:
+        return this.half(this.priqIrqCfg0, offset - R.PRIQ_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
+      case R.PRIQ_IRQ_CFG1:
         if (!this.features.pri) return;
         if (this.irqCtrl & 2) return this.guarded(offset);
         this.priqIrqCfg1 = v;
         return;
-      case OFF.PRIQ_IRQ_CFG2:
+      case R.PRIQ_IRQ_CFG2:
         if (!this.features.pri) return;
         if (this.irqCtrl & 2) return this.guarded(offset);
         this.priqIrqCfg2 = v & 0x3f;
         return;
-      case OFF.PRIQ_PROD:
+      case R.PRIQ_PROD:
         if (!this.features.pri) return;
         if (!this.qDisabled(PRIQEN)) return this.guarded(offset);
         this.priqProd = v & (0xfffff | 0x8000_0000);
         return;
-      case OFF.PRIQ_CONS:
+      case R.PRIQ_CONS:
         if (!this.features.pri) return;
         this.priqCons = v & (0xfffff | 0x8000_0000);
         return;
