@@ -73,8 +73,6 @@ export class DmaDomain {
   readonly pgtable: IoPgtable;
   readonly iovas: IovaAllocator;
   readonly domain: Domain;
-  /** the flush ops issue commands for this domain's ASID */
-  private readonly gatherCmds: Command[] = [];
 
   constructor(private readonly drv: ArmSmmuV3, dm: DomainManager) {
     const ft = drv.ft;
@@ -98,7 +96,6 @@ export class DmaDomain {
     this.pgtable = new IoPgtable({ fmt: 'ARM_64_LPAE_S1', pgsizeBitmap: ft.pgsizes, ias: 48, oas: ft.ias, coherentWalk: ft.coherent }, mem, alloc, ops);
     this.domain = dm.alloc('dma', { s1: this.pgtable.s1! });
     this.iovas = new IovaAllocator(this.pgtable.granule, 2 ** 32, this.pgtable.granule);
-    void this.gatherCmds;
   }
 
   /** The TLBI_NH_VA commands for [iova, iova+size) (Linux __arm_smmu_tlb_inv_range). */

@@ -44,9 +44,7 @@ export class Machine {
 
   addDevice(d: DeviceSpec): DmaEndpoint {
     if (this.devices.has(d.name)) throw new Error(`duplicate device name ${d.name}`);
-    const sidMax = 2 ** this.smmu.features.sidSize;
     if (!Number.isInteger(d.sid) || d.sid < 0 || d.sid >= 2 ** 32) throw new Error(`device ${d.name}: sid ${d.sid} is not a 32-bit StreamID`);
-    void sidMax;
     const ep = new DmaEndpoint(d.name, d.sid, this.smmu, this.mem, d.ssid);
     this.devices.set(d.name, ep);
     return ep;

@@ -143,11 +143,6 @@ const FIELDS_BY_NAME = new Map<OpcodeDef, Map<string, Field>>(
   OPCODES.map((d) => [d, new Map(d.fields.flatMap((f) => [[f.name, f], [f.name.toLowerCase(), f]] as Array<[string, Field]>))]),
 );
 
-/** Field value names accepted by `encodeCommand`, matched case-insensitively. */
-export function commandFields(def: OpcodeDef): readonly Field[] {
-  return def.fields;
-}
-
 /**
  * Encode a command from field values. `values` keys are field names (case-insensitive);
  * `CFGI_ALL` sets Range=31. Unknown fields throw with the opcode's valid field list.

@@ -7,7 +7,7 @@
  * (STALL_MODEL=0b01 terminate-only, like QEMU). Everything can be overridden per scenario.
  */
 import { set } from '../bits.ts';
-import { IDR0, IDR1, IDR3, IDR5, IIDR, AIDR } from './regs.ts';
+import { IDR0, IDR1, IDR3, IDR5, AIDR } from './regs.ts';
 
 export interface SmmuFeatures {
   s1p: boolean;
@@ -112,7 +112,6 @@ export function idRegisters(ft: SmmuFeatures): IdRegisters {
   set(r5, IDR5.VAX, ft.vax); set(r5, IDR5.STALL_MAX, ft.stallMax);
   const aidr = [0];
   set(aidr, AIDR.ArchMajorRev, 0); set(aidr, AIDR.ArchMinorRev, ft.archMinor);
-  void IIDR;
   return { IDR0: r0[0]!, IDR1: r1[0]!, IDR2: 0, IDR3: r3[0]!, IDR4: 0, IDR5: r5[0]!, IIDR: ft.iidr >>> 0, AIDR: aidr[0]! };
 }
 

@@ -23,12 +23,10 @@ import { SmmuWriter } from './msi.ts';
 import { EventQueue } from './evtq.ts';
 import { CommandQueue } from './cmdq.ts';
 import { StreamTable, newLookup, type SteLookup } from './strtab.ts';
-import { buildEvent, EVT_WORDS } from './events.ts';
 import { Translator, type Txn, type TxnResult, type AtsResponse, type TranslateEnv } from './translate.ts';
 import { Iotlb, newScope } from './tlb.ts';
 import { CdCache } from './cdtab.ts';
 import { tlbiScope } from './tlbi.ts';
-import { qFull, ptrMask } from './queue.ts';
 
 const log = layerLogger('hw');
 /** register offsets as a module-local object: the register switches compare against it on every access */
@@ -127,7 +125,6 @@ export class Smmu implements MmioDevice, TranslateEnv {
   readonly ignored = { guarded: 0, readOnly: 0, size: 0, undefinedOffset: 0 };
   readonly tlbiCounts = new Uint32Array(256);
 
-  private readonly evScratch = new Uint32Array(EVT_WORDS);
   private readonly tlbiScratch = newScope();
   private readonly lookupScratch: SteLookup = newLookup();
 
@@ -309,10 +306,6 @@ export class Smmu implements MmioDevice, TranslateEnv {
     this.cmdq.consume();
   }
 
-  /** Record an event in the event queue (subject to EVENTQEN). */
-  recordEvent(num: number, values: Readonly<Record<string, number | bigint>>): boolean {
-    return this.evtq.record(buildEvent(this.evScratch, num, values));
-  }
 
   // ---- MMIO ----------------------------------------------------------------------------------
 
@@ -632,11 +625,6 @@ export class Smmu implements MmioDevice, TranslateEnv {
     return this.translator.translated(t, r);
   }
 
-  /** Whether the event queue is full right now (for tests and drivers). */
-  get eventqFull(): boolean {
-    const qs = this.log2(this.eventqBase, this.features.eventqs);
-    return qFull(this.evtq.prod & ptrMask(qs), this.evtq.cons & ptrMask(qs), qs);
-  }
 }
 
 /** Queue base PA from a *_BASE register: ADDR[55:5], aligned to MAX(queue bytes, 32). */

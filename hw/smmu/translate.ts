@@ -12,7 +12,7 @@
 import { get } from '../bits.ts';
 import { ExternalAbort, type PhysicalMemory } from '../memory.ts';
 import { STE, CFG, EATS, s2StartLevel, s2GranuleShift, effectivePs } from './ste.ts';
-import { EVT, CLASS, buildEvent, EVT_WORDS } from './events.ts';
+import { EVT, CLASS, EVT_WORDS } from './events.ts';
 import { CdCache, fetchCd, type CdEntry, type CdLookup } from './cdtab.ts';
 import { Iotlb, ASID_GLOBAL, STAGE, WORLD, SEC, ctxKey, type TlbEntry } from './tlb.ts';
 import { walk, newStageCfg, newWalkOut, neededPerm, PERM, POW2, type StageCfg, type WalkOut, type DescReader, type WalkTraceStep } from './walk.ts';
@@ -489,15 +489,15 @@ export class Translator {
     const hi = t.addrHi;
     const top0 = cd.tbi0 ? (hi & 7) === 0 : hi === 0;
     if (top0 && t.addr < cd.tt0Limit) {
-      if (cd.epd0) return this.s1fault(t, r, dec, cd, E.F_TRANSLATION, 'the input is in the TTB0 range but EPD0=1');
+      if (cd.epd0) return this.s1fault(t, r, cd, E.F_TRANSLATION, 'the input is in the TTB0 range but EPD0=1');
       tt = cd.tt0;
       va = t.addr;
     } else if ((cd.tbi1 ? (hi & 7) === 7 : hi === 0x7ff) && t.addr >= 2 ** 53 - P2[cd.tt1.ias]!) {
-      if (cd.epd1) return this.s1fault(t, r, dec, cd, E.F_TRANSLATION, 'the input is in the TTB1 range but EPD1=1');
+      if (cd.epd1) return this.s1fault(t, r, cd, E.F_TRANSLATION, 'the input is in the TTB1 range but EPD1=1');
       tt = cd.tt1;
       va = t.addr % P2[cd.tt1.ias]!;
     } else {
-      return this.s1fault(t, r, dec, cd, E.F_TRANSLATION, `input 0x${t.addr.toString(16)} is outside both TTB ranges (T0SZ/T1SZ)`);
+      return this.s1fault(t, r, cd, E.F_TRANSLATION, `input 0x${t.addr.toString(16)} is outside both TTB ranges (T0SZ/T1SZ)`);
     }
     const need = need_(t.write, this.effPriv(t), this.effInstr(t));
     const stage = dec.s2 ? ST_S12 : ST_S1;
@@ -532,12 +532,12 @@ export class Translator {
         if (!cd.a && !ft.termModel) r.razwi = true;
         return r;
       }
-      return this.s1fault(t, r, dec, cd, f, `stage-1 ${faultName(f)} at level ${o.level}`);
+      return this.s1fault(t, r, cd, f, `stage-1 ${faultName(f)} at level ${o.level}`);
     }
     const s1perm = o.perm;
     // stage-1 faults come before the final stage-2 translation (§5.4, §6.4): check the
     // stage-1 permission now
-    if ((s1perm & need) === 0) return this.s1fault(t, r, dec, cd, E.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
+    if ((s1perm & need) === 0) return this.s1fault(t, r, cd, E.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
     if (o.afUpdate >= 0) env.setAccessFlag(o.afUpdate);
     const s1shift = o.pageShift;
     const s1oa = o.oa;
@@ -576,7 +576,7 @@ export class Translator {
 
   private finishEntry(t: Txn, r: TxnResult, dec: StreamDec, cd: CdEntry, e: TlbEntry, va: number, need: number): TxnResult {
     const off = va - e.ia;
-    if ((e.s1perm & need) === 0) return this.s1fault(t, r, dec, cd, E.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
+    if ((e.s1perm & need) === 0) return this.s1fault(t, r, cd, E.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
     if (dec.s2) {
       r.ipa = e.ipa + off;
       if ((e.s2perm & need) === 0) {
@@ -590,8 +590,7 @@ export class Translator {
     return r;
   }
 
-  private s1fault(t: Txn, r: TxnResult, dec: StreamDec, cd: CdEntry, f: number, reason: string): TxnResult {
-    void dec;
+  private s1fault(t: Txn, r: TxnResult, cd: CdEntry, f: number, reason: string): TxnResult {
     this.record(r, t, f, 0, CLASS.IN, 0, 0, cd.r, reason);
     if (!cd.a && !this.env.features.termModel) r.razwi = true;
     return r;
@@ -756,4 +755,3 @@ function permName(need: number): string {
   return 'read';
 }
 
-export { buildEvent };
