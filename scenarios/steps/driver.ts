@@ -7,11 +7,12 @@
  *   unmap      {sid, mapping | iova+size}               dma_unmap_single (TLBI + CMD_SYNC)
  *   dma        {sid, mapping, access, offset?, len?, hex?, expect?}  the device DMAs at the mapping's IOVA
  *   drainEvents {expect?:[type…]}                      the event handler drains the event queue
- *   issue      {commands:[{name,…}], sync?}            raw commands through the driver's queue
+ *   issue      {commands:[{name,…}], sync?}            commands (fields as in the cmd step) through the driver's queue
  */
 import { z } from 'zod';
 import { defineStep, type RunContext } from '../context.ts';
-import { zActor, zAddr, zU32, zHex, hexToBytes, bytesToHex, parseBig } from '../schema.ts';
+import { zActor, zAddr, zU32, zHex, hexToBytes, bytesToHex } from '../schema.ts';
+import { commandValues, zCommand } from './structs.ts';
 import { ArmSmmuV3 } from '../../host/driver.ts';
 import { DomainManager } from '../../host/domain.ts';
 import { DmaApi } from '../../host/dma-api.ts';
@@ -35,7 +36,6 @@ function kernel(ctx: RunContext, actor: string): HostKernel {
   return k;
 }
 
-const zCommand = z.looseObject({ name: z.string() });
 
 const zDriver = z.discriminatedUnion('call', [
   z.object({ call: z.literal('probe'), pages: z.object({ base: zAddr, limit: zAddr }).strict().optional(), bypass: z.boolean().optional() }).strict(),
@@ -111,16 +111,7 @@ export const driverStep = defineStep({
       }
       case 'issue': {
         const k = kernel(ctx, actor);
-        const cmds: Command[] = s.commands.map((c) => {
-          const { name, ...f } = c as { name: string } & Record<string, unknown>;
-          const vals: Record<string, number | bigint> = {};
-          for (const [key, v] of Object.entries(f)) {
-            const b = parseBig(v);
-            if (typeof b === 'string') throw new Error(`command ${name} field ${key}: ${b}`);
-            vals[key] = b;
-          }
-          return [name, vals] as Command;
-        });
+        const cmds: Command[] = s.commands.map((c) => commandValues(c));
         const before = k.drv.cmdq.stats.errorsRecovered;
         k.drv.issue(cmds, s.sync);
         const rec = k.drv.cmdq.stats.errorsRecovered - before;

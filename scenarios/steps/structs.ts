@@ -157,7 +157,23 @@ export const cdStep = defineStep({
   },
 });
 
-const zCommand = z.looseObject({ name: z.string().refine((n) => opcodeByName(n) !== undefined, { message: 'unknown command name' }) });
+/**
+ * A scenario command object ({"name":"TLBI_NH_VA","ASID":1,"Address":"0x1000",…}) as a name and
+ * field values; Address and MSIAddress are given as byte addresses. Used by the cmd step and
+ * the driver's issue call.
+ */
+export function commandValues(c: { name: string }): [string, Record<string, number | bigint>] {
+  const { name, ...fields } = c as { name: string } & Record<string, unknown>;
+  const vals: Record<string, number | bigint> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    const b = parseBig(v);
+    if (typeof b === 'string') throw new Error(`command ${name} field ${k}: ${b}`);
+    vals[k] = /^msiaddress$/i.test(k) ? b >> 2n : /^address$/i.test(k) ? b >> 12n : b;
+  }
+  return [name, vals];
+}
+
+export const zCommand = z.looseObject({ name: z.string().refine((n) => opcodeByName(n) !== undefined, { message: 'unknown command name' }) });
 
 export const cmdStep = defineStep({
   op: 'cmd',
@@ -170,14 +186,7 @@ export const cmdStep = defineStep({
     const base = Number(baseReg & 0x00ff_ffff_ffff_ffe0n);
     let prod = bus.read32(s.actor, SMMU_BASE + OFF.CMDQ_PROD) & ptrMask(qs);
     for (const c of s.commands) {
-      const { name, ...fields } = c as { name: string } & Record<string, unknown>;
-      const vals: Record<string, number | bigint> = {};
-      for (const [k, v] of Object.entries(fields)) {
-        const b = parseBig(v);
-        if (typeof b === 'string') throw new Error(`command ${name} field ${k}: ${b}`);
-        // Address fields are given as byte addresses
-        vals[k] = /^(address|msiaddress)$/i.test(k) ? (k.toLowerCase() === 'msiaddress' ? b >> 2n : b >> 12n) : b;
-      }
+      const [name, vals] = commandValues(c);
       const w = encodeCommand(name, vals);
       bus.writeBytes(s.actor, base + qIndex(prod, qs) * 16, new Uint8Array(w.buffer.slice(0, CMD_WORDS * 4)));
       prod = qInc(prod, qs);
