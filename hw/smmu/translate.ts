@@ -267,17 +267,20 @@ export class Translator {
 
   // ---- stage 2 ---------------------------------------------------------------------------------
 
+  /** Read the descriptor at PA `pa`: returns `pa`, or -1 (with out.fetchAddr) on an external abort. */
+  private readDesc(pa: number, out: WalkOut, desc: Uint32Array): number {
+    try {
+      this.env.mem.readPair(pa, desc);
+      return pa;
+    } catch (e) {
+      if (!(e instanceof ExternalAbort)) throw e;
+      out.fetchAddr = pa;
+      return -1;
+    }
+  }
+
   private readonly plainReader: DescReader = {
-    read: (addr, _level, out, desc) => {
-      try {
-        this.env.mem.readPair(addr, desc);
-        return addr;
-      } catch (e) {
-        if (!(e instanceof ExternalAbort)) throw e;
-        out.fetchAddr = addr;
-        return -1;
-      }
-    },
+    read: (addr, _level, out, desc) => this.readDesc(addr, out, desc),
   };
 
   /**
@@ -332,15 +335,7 @@ export class Translator {
         out.oa = addr; // the faulting IPA
         return -2;
       }
-      const pa = o.oa + (addr % P2[o.pageShift]!);
-      try {
-        this.env.mem.readPair(pa, desc);
-        return pa;
-      } catch (e) {
-        if (!(e instanceof ExternalAbort)) throw e;
-        out.fetchAddr = pa;
-        return -1;
-      }
+      return this.readDesc(o.oa + (addr % P2[o.pageShift]!), out, desc);
     },
   };
 
