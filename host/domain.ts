@@ -11,14 +11,15 @@
 import type { ArmSmmuV3 } from './driver.ts';
 import { DriverError } from './driver.ts';
 import { writeEntry, steWriterOps, cdWriterOps, S1DSS, ENTRY_WORDS } from './entry.ts';
-import { makeAbortSte, makeBypassSte, makeCdtableSte, makeS1Cd, makeS2Ste, TCR_WBWA_ISH, S1FMT, type MasterOpts, type HostSmmuFeatures } from './ste-make.ts';
+import { makeAbortSte, makeBypassSte, makeCdtableSte, makeS1Cd, makeS2Ste, S1FMT, type MasterOpts, type HostSmmuFeatures } from './ste-make.ts';
+import type { S1PgtableCfg, S2PgtableCfg } from './io-pgtable.ts';
 
 export type DomainType = 'blocked' | 'identity' | 'dma' | 's2';
 
-/** What a domain needs from its page table: the CD (stage 1) or STE (stage 2) configuration. */
+/** What a domain needs from its page table: io-pgtable's CD (stage 1) or STE (stage 2) configuration. */
 export interface DomainPgtable {
-  readonly s1?: { tsz: number; tg: number; ips: number; mair: bigint; ttbr: number };
-  readonly s2?: { tsz: number; sl: number; tg: number; ps: number; irgn: number; orgn: number; sh: number; vttbr: number };
+  readonly s1?: S1PgtableCfg;
+  readonly s2?: S2PgtableCfg;
 }
 
 export class Domain {
@@ -130,7 +131,7 @@ export class DomainManager {
     if (ssid >= 2 ** t.s1cdmax) throw new DriverError(`PASID ${ssid} does not fit the CD table (S1CDMax=${t.s1cdmax})`);
     const s1 = d.pgtable!.s1!;
     if (d.sids.size === 0) drv.issue([['TLBI_NH_ASID', { ASID: d.asid, VMID: 0 }]]);
-    const cd = makeS1Cd(this.hf, o, { asid: d.asid, tcr: { ...TCR_WBWA_ISH, tsz: s1.tsz, tg: s1.tg, ips: s1.ips }, ttbr: BigInt(s1.ttbr), mair: s1.mair });
+    const cd = makeS1Cd(this.hf, o, { asid: d.asid, tcr: { tsz: s1.tsz, tg: s1.tg, irgn: s1.irgn, orgn: s1.orgn, sh: s1.sh, ips: s1.ips }, ttbr: BigInt(s1.ttbr), mair: s1.mair });
     this.writeCd(sid, ssid, this.cdAddr(t, ssid), cd);
     if (this.attached.get(sid)?.type !== 'dma') {
       this.writeSte(sid, makeCdtableSte(this.hf, o, { dma: BigInt(t.base), s1cdmax: t.s1cdmax, s1fmt: t.s1fmt }, S1DSS.BYPASS));
@@ -165,7 +166,7 @@ export class DomainManager {
         const s1 = d.pgtable!.s1!;
         const t = this.cdTable(sid, o);
         if (d.sids.size === 0) drv.issue([['TLBI_NH_ASID', { ASID: d.asid, VMID: 0 }]]); // flush_iotlb_all before first use
-        const cd = makeS1Cd(this.hf, o, { asid: d.asid, tcr: { ...TCR_WBWA_ISH, tsz: s1.tsz, tg: s1.tg, ips: s1.ips }, ttbr: BigInt(s1.ttbr), mair: s1.mair });
+        const cd = makeS1Cd(this.hf, o, { asid: d.asid, tcr: { tsz: s1.tsz, tg: s1.tg, irgn: s1.irgn, orgn: s1.orgn, sh: s1.sh, ips: s1.ips }, ttbr: BigInt(s1.ttbr), mair: s1.mair });
         this.writeCd(sid, 0, this.cdAddr(t, 0), cd);
         target = makeCdtableSte(this.hf, o, { dma: BigInt(t.base), s1cdmax: t.s1cdmax, s1fmt: t.s1fmt }, S1DSS.SSID0);
         break;

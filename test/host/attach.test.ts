@@ -28,7 +28,8 @@ function setup() {
   const mem = { read64: (a: number) => m.mem.read64(a), write64: (a: number, v: bigint) => m.mem.write64(a, v), zero: (a: number, n: number) => m.mem.writeBytes(a, new Uint8Array(n)) };
   ptMap(mem, new TableAllocator(0x4801_0000, 0x4810_0000), geometry(1, 4096, 48, root, 44), 0xfffff000, 0x4010_0000, 4096,
     { read: true, write: true, exec: false, user: true }, { af: true, global: false, contiguous: false, attr: 1, sh: 3 });
-  const pgtable = { s1: { tsz: 16, tg: 0, ips: 4, mair: 0xfffffffff404ff44n, ttbr: root } };
+  // the configuration io-pgtable gives a coherent 4 KB / 48-bit domain (WBWA, Inner Shareable walks)
+  const pgtable = { s1: { tsz: 16, tg: 0, irgn: 1, orgn: 1, sh: 3, ips: 4, mair: 0xfffffffff404ff44n, ttbr: root } };
   return { m, drv, dm, cmds, pgtable };
 }
 
