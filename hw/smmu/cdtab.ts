@@ -142,6 +142,14 @@ export class CdCache {
     this.l1.delete(sid);
   }
 
+  /** CFGI_STE_RANGE: every CD and L1CD cached through StreamIDs start..start+n-1. */
+  invalidateSidRange(start: number, n: number): void {
+    this.lastSid = -1;
+    for (const m of [this.cds, this.l1] as Array<Map<number, unknown>>) {
+      for (const sid of m.keys()) if (sid >= start && sid < start + n) m.delete(sid);
+    }
+  }
+
   invalidateAll(): void {
     this.lastSid = -1;
     this.cds.clear();

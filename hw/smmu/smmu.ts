@@ -152,9 +152,7 @@ export class Smmu implements MmioDevice, TranslateEnv {
         if (range >= 31) this.cds.invalidateAll();
         else {
           const n = 2 ** (range + 1);
-          const start = sid - (sid % n);
-          for (let s2 = start; s2 < start + n && s2 - start < 1 << 16; s2++) this.cds.invalidateSid(s2);
-          if (n > 1 << 16) this.cds.invalidateAll();
+          this.cds.invalidateSidRange(sid - (sid % n), n);
         }
       },
       cfgiCd: (sid, ssid, leaf) => this.cds.invalidateCd(sid, ssid, leaf),
