@@ -57,4 +57,22 @@ describe('translation engine regressions', () => {
     expect(r.txn(5, P, {}).pa).toBe(0x4600_0000);
     expect(r.r64(ea) & (1n << 10n)).toBe(1n << 10n); // the successful read set AF
   });
+
+  it('CFGI_STE_RANGE drops the CDs cached through the SIDs it covers, and only those (reference §4.3)', () => {
+    const r = new Rig();
+    const pt = new Pt39(r.m.mem, 0x4400_0000, { next: 0x4500_0000 });
+    pt.set(P, 3, s1Leaf(0x4600_0000, 3));
+    for (const sid of [4, 7, 8]) {
+      r.cd(0x4700_0000 + sid * 64, { ...CD_FIELDS, ASID: sid, TTB0: 0x4400_0000 });
+      r.ste(sid, { V: 1, Config: 0b101, S1ContextPtr: 0x4700_0000 + sid * 64 });
+    }
+    r.cmds(cmd(OP.CFGI_STE_RANGE, { sid: 0, range: 31 }));
+    for (const sid of [4, 7, 8]) expect(r.txn(sid, P).ok).toBe(true);
+    for (const sid of [4, 7, 8]) r.cd(0x4700_0000 + sid * 64, { ...CD_FIELDS, V: 0, ASID: sid, TTB0: 0x4400_0000 }); // CDs now invalid
+    r.cmds(cmd(OP.CFGI_STE_RANGE, { sid: 5, range: 1 })); // SIDs 4..7
+    expect(r.txn(4, P).ok).toBe(false); // the new (V=0) CD is fetched: C_BAD_CD
+    expect(r.lastEvent()).toMatchObject({ type: EV.C_BAD_CD, sid: 4 });
+    expect(r.txn(7, P).ok).toBe(false);
+    expect(r.txn(8, P).ok).toBe(true); // SID 8 is outside the range: its CD stays cached
+  });
 });
