@@ -217,6 +217,35 @@ export class MmioBus {
     return out;
   }
 
+  /**
+   * Read `n` 32-bit words into `out` without allocating (a CPU's memcpy of a descriptor or a
+   * command). The range must lie in one page; a trapping page is read word by word through
+   * the trap so the hypervisor sees every access.
+   */
+  readWords(actor: Actor, addr: number, out: Uint32Array, n = out.length): void {
+    const pa = this.resolve(actor, addr, 'r', n * 4);
+    if (pa === TRAP || this.deviceAt(pa) || ((addr & 0xfff) + n * 4 > 4096)) {
+      for (let i = 0; i < n; i++) out[i] = Number(this.read(actor, addr + 4 * i, 4));
+      return;
+    }
+    try {
+      this.mem.readWords(pa, out, n);
+    } catch (e) {
+      if (e instanceof ExternalAbort) throw new CpuAbortError(actor, addr, 'r', 'external abort (no RAM or device)');
+      throw e;
+    }
+  }
+
+  /** Write `n` 32-bit words from `words` without allocating; same rules as `readWords`. */
+  writeWords(actor: Actor, addr: number, words: Uint32Array, n = words.length): void {
+    const pa = this.resolve(actor, addr, 'w', n * 4);
+    if (pa === TRAP || this.deviceAt(pa) || ((addr & 0xfff) + n * 4 > 4096) || !this.mem.isRam(pa, n * 4)) {
+      for (let i = 0; i < n; i++) this.write(actor, addr + 4 * i, 4, BigInt(words[i]!));
+      return;
+    }
+    for (let i = 0; i < n; i++) this.mem.write32(pa + 4 * i, words[i]!);
+  }
+
   writeBytes(actor: Actor, addr: number, data: Uint8Array): void {
     let done = 0;
     while (done < data.length) {

@@ -1,0 +1,650 @@
+/**
+ * A pKVM-style deprivileged hypervisor for the SMMUv3 (designs.md §1): it owns memory and the
+ * SMMU, traps every host access to the SMMU MMIO, shadows the command queue and the stream
+ * table, sanitizes every command and STE, and keeps the IOMMU stage-2 (the idmap) a shadow of
+ * the host CPU stage-2. The unchanged host driver runs on top and sees an SMMU with stage 1
+ * only.
+ *
+ * Boot (designs.md §1.2), in order: take the hyp memory and the SMMU MMIO (donations); a
+ * mini-probe of the ID registers; the shadow command queue (hardware CMDQ_BASE, PROD=CONS=0);
+ * the shadow stream table at its maximum size (hardware STRTAB_BASE/CFG); GBPA.ABORT; the
+ * idmap from a snapshot of the host stage-2, then ownership updates; the stage-2 check and
+ * trap handler on the bus. The hypervisor does not enable the SMMU: the host's CR0 writes do.
+ */
+import type { Machine } from '../hw/machine.ts';
+import { CpuAbortError, type DataAbort } from '../hw/bus.ts';
+import { get, set, wordMask } from '../hw/bits.ts';
+import { OFF, IDR0, IDR1, IDR3, IDR5, CR1, GBPA, Q_BASE, STRTAB_BASE_CFG, SMMU_MMIO_SIZE, regNameAt } from '../hw/smmu/regs.ts';
+import { L1STD, STE_WORDS } from '../hw/smmu/ste.ts';
+import { encodeCommand } from '../hw/smmu/commands.ts';
+import { layerLogger } from '../hw/log.ts';
+import { PageOwnership, OwnershipError, PAGE, type Owner } from './ownership.ts';
+import { HypPool, PoolExhausted } from './pool.ts';
+import { HostMemory } from './hostmem.ts';
+import { ShadowQueue, ShadowQueueError } from './shadowq.ts';
+import { ShadowStreamTable, LINUX_SPLIT } from './strtab.ts';
+import { Idmap } from './idmap.ts';
+import { HostCmdq } from './cmdq.ts';
+import { sanitizeSte, abortSte, type SteSanitizeEnv } from './ste-sanitize.ts';
+import { emulatedAt } from './emul.ts';
+import { FailureLog, HypPanic } from './failure.ts';
+import { makePolicy, RULE_NAMES, type HypPolicy, type RuleName } from './policy.ts';
+
+const log = layerLogger('hyp');
+
+/** The hypervisor's memory by default: the top 64 MiB of the default 1 GiB of RAM. */
+export const HYP_MEMORY_DEFAULT = { base: 0x7c00_0000, size: 0x0400_0000 } as const;
+
+const SMMUEN = 1, PRIQEN = 2, EVTQEN = 4, CMDQEN = 8;
+const GERR_CMDQ = 1;
+/** shadow command queue: 2^12 commands (64 KiB), as pKVM's 2^4 pages of 4 KiB */
+const SHADOW_CMDQ_SHIFT = 12;
+/** what the host must not see in IDR0 */
+const IDR0_HIDDEN = wordMask(IDR0.S2P) | wordMask(IDR0.VMID16) | wordMask(IDR0.MSI) | wordMask(IDR0.HYP);
+const IDR0_ATS = wordMask(IDR0.ATS);
+const GBPA_ABORT = wordMask(GBPA.ABORT);
+const GBPA_UPDATE = wordMask(GBPA.Update);
+/** Linux's CR1: queues and tables Inner Shareable, Write-Back (the template pKVM enforces) */
+export const CR1_TEMPLATE = (() => {
+  const w = [0];
+  set(w, CR1.QUEUE_IC, 1); set(w, CR1.QUEUE_OC, 1); set(w, CR1.QUEUE_SH, 3);
+  set(w, CR1.TABLE_IC, 1); set(w, CR1.TABLE_OC, 1); set(w, CR1.TABLE_SH, 3);
+  return w[0]!;
+})();
+
+export class HypBootError extends Error {
+  constructor(why: string) {
+    super(`pkvm: SMMU setup failed: ${why}`);
+    this.name = 'HypBootError';
+  }
+}
+
+/** thrown inside a register write to unwind after a refusal (reject/log); never escapes */
+class Refused extends Error {}
+
+export interface PkvmOptions {
+  policy?: HypPolicy;
+  hypMemory?: { base: number; size: number };
+}
+
+export interface HypStats {
+  policy: string;
+  failure: string;
+  traps: number;
+  mmioTraps: number;
+  memoryTraps: number;
+  commandsForwarded: number;
+  commandsRejected: number;
+  commandsDropped: number;
+  hypCommands: number;
+  syncRewrites: number;
+  reshadows: number;
+  violations: Record<string, number>;
+  panics: Array<{ rule: string; reason: string }>;
+  shadowPages: number;
+  poolPages: number;
+  idmapPages: number;
+  ownership: Record<string, number>;
+  transitions: Record<string, number>;
+}
+
+interface Span {
+  base: number;
+  size: number;
+}
+
+export class PkvmHyp {
+  readonly own = new PageOwnership();
+  readonly policy: HypPolicy;
+  readonly failures: FailureLog;
+  readonly hypMemory: { base: number; size: number };
+  readonly mmio: number;
+  readonly hostMem: HostMemory;
+  pool!: HypPool;
+  shadowQ!: ShadowQueue;
+  strtab!: ShadowStreamTable;
+  idmap!: Idmap;
+  cmdq!: HostCmdq;
+  booted = false;
+
+  // the hardware's features, from the mini-probe
+  private hwIdr0 = 0;
+  private sidBits = 0;
+  private evtqMax = 0;
+  private priqMax = 0;
+
+  // host-visible state the hypervisor keeps
+  private hostCr0 = 0;
+  private strtabBaseLo = 0;
+  private strtabBaseHi = 0;
+  private strtabCfg = 0;
+  /** the host table geometry captured at SMMUEN 0→1 */
+  private hostTable = { base: 0, twoLevel: false, split: 0, log2size: 0 };
+  private shared: { cmdq: Span | null; table: Span | null; evtq: Span | null; priq: Span | null } = { cmdq: null, table: null, evtq: null, priq: null };
+  /** an idmap change happened while the command queue was off: invalidate everything before SMMUEN goes on */
+  private needFlush = false;
+  private weakSet: ReadonlySet<RuleName>;
+  private steEnv!: SteSanitizeEnv;
+  private readonly ste = new Uint32Array(STE_WORDS);
+  private readonly l1 = new Uint32Array(2);
+
+  stats = { traps: 0, mmioTraps: 0, memoryTraps: 0, reshadows: 0, refusedAccesses: 0 };
+
+  constructor(readonly machine: Machine, opts: PkvmOptions = {}) {
+    this.policy = opts.policy ?? makePolicy('pkvm');
+    if (this.policy.steShadowing !== 'cfgi') throw new HypBootError(`STE shadowing by '${this.policy.steShadowing}' is not built yet (only 'cfgi', pKVM's)`);
+    if (this.policy.cmdq !== 'trap') throw new HypBootError(`command queue '${this.policy.cmdq}' (paravirtual hypercalls) is not built yet (only 'trap', pKVM v4+)`);
+    this.weakSet = this.policy.weaken;
+    this.hypMemory = opts.hypMemory ?? { ...HYP_MEMORY_DEFAULT };
+    this.mmio = machine.smmu.base;
+    this.failures = new FailureLog(this.policy.failure, () => this.stats.traps);
+    this.hostMem = new HostMemory(machine.bus);
+  }
+
+  weak(r: RuleName): boolean {
+    return this.weakSet.has(r);
+  }
+
+  get panicked(): { rule: string; reason: string } | null {
+    return this.failures.panic;
+  }
+
+  // ---- boot ----------------------------------------------------------------------------------
+
+  boot(): this {
+    const { bus, mem } = this.machine;
+    const hm = this.hypMemory;
+    if (hm.base % PAGE || hm.size % PAGE || hm.size < 64 * PAGE) throw new HypBootError(`hyp memory 0x${hm.base.toString(16)}+0x${hm.size.toString(16)} must be page aligned and at least 256 KiB`);
+    if (!mem.isRam(hm.base, hm.size)) throw new HypBootError(`hyp memory 0x${hm.base.toString(16)}–0x${(hm.base + hm.size - 1).toString(16)} is not inside RAM`);
+    // 1. take the hyp memory and the SMMU MMIO
+    this.own.donate(hm.base, hm.size, 'hyp');
+    this.own.donate(this.mmio, SMMU_MMIO_SIZE, 'hyp', { mmio: true });
+    this.pool = new HypPool(bus, hm.base, hm.base + hm.size);
+    // 2. mini-probe
+    const r = (off: number) => bus.read32('hyp', this.mmio + off);
+    const idr0 = [r(OFF.IDR0)], idr1 = [r(OFF.IDR1)], idr3 = [r(OFF.IDR3)], idr5 = [r(OFF.IDR5)];
+    this.hwIdr0 = idr0[0]!;
+    if (!get(idr0, IDR0.S1P) || !get(idr0, IDR0.S2P)) throw new HypBootError('the SMMU must implement stage 1 and stage 2 (nesting)');
+    if (!get(idr0, IDR0.COHACC)) throw new HypBootError('non-coherent SMMUs are not supported (IDR0.COHACC=0)');
+    if (get(idr0, IDR0.TTENDIAN) === 3) throw new HypBootError('the SMMU supports only big-endian tables');
+    if (get(idr1, IDR1.TABLES_PRESET) || get(idr1, IDR1.QUEUES_PRESET) || get(idr1, IDR1.REL)) throw new HypBootError('IDR1 TABLES_PRESET / QUEUES_PRESET / REL are not supported');
+    if (!get(idr5, IDR5.GRAN4K)) throw new HypBootError('the SMMU has no 4 KiB granule');
+    this.sidBits = get(idr1, IDR1.SIDSIZE);
+    this.evtqMax = get(idr1, IDR1.EVENTQS);
+    this.priqMax = get(idr1, IDR1.PRIQS);
+    const ril = get(idr3, IDR3.RIL) === 1;
+    const cmdqShift = Math.min(SHADOW_CMDQ_SHIFT, get(idr1, IDR1.CMDQS));
+    // 3. the shadow command queue
+    const sq = this.pool.alloc(2 ** cmdqShift * 16, 'shadow command queue');
+    const qb = [0, 0];
+    set(qb, Q_BASE.ADDR, sq / 32);
+    set(qb, Q_BASE.LOG2SIZE, cmdqShift);
+    set(qb, Q_BASE.RWA, 1);
+    bus.write64('hyp', this.mmio + OFF.CMDQ_BASE, (BigInt(qb[1]!) << 32n) | BigInt(qb[0]!));
+    bus.write32('hyp', this.mmio + OFF.CMDQ_PROD, 0);
+    bus.write32('hyp', this.mmio + OFF.CMDQ_CONS, 0);
+    this.shadowQ = new ShadowQueue(bus, this.mmio, sq, cmdqShift);
+    // 4. the shadow stream table, at its maximum size
+    this.strtab = new ShadowStreamTable(bus, this.pool, this.sidBits, get(idr0, IDR0.ST_LEVEL) === 1);
+    this.strtab.programHw(this.mmio);
+    // 5. GBPA.ABORT (wait Update=0, write Update|ABORT, wait Update=0)
+    this.waitGbpa();
+    bus.write32('hyp', this.mmio + OFF.GBPA, (r(OFF.GBPA) | GBPA_ABORT | GBPA_UPDATE) >>> 0);
+    this.waitGbpa();
+    // 6. the idmap: snapshot the host stage-2, then follow ownership changes
+    this.idmap = new Idmap(bus, this.pool, ril);
+    const regions = mem.ramRegions.map((g) => ({ base: g.base, size: g.size, mmio: false }));
+    const lowRam = Math.min(...mem.ramRegions.map((g) => g.base));
+    regions.push({ base: 0, size: lowRam, mmio: true });
+    this.idmap.snapshot(regions, this.own);
+    this.own.onChange((c) => this.idmap.update(c, (cmds) => this.idmapFlush(cmds), this.weak('donate-tlbi')));
+    const s2 = this.idmap.s2;
+    this.steEnv = { weak: (x) => this.weak(x), allowAts: this.policy.allowAts, s2 };
+    // 7. the host command queue emulation, and the traps
+    this.cmdq = new HostCmdq({
+      hostMem: this.hostMem,
+      shadow: this.shadowQ,
+      failures: this.failures,
+      weak: (x) => this.weak(x),
+      reshadow: (sid) => this.reshadow(sid),
+    });
+    bus.installStage2(
+      {
+        translate: (actor, addr) => {
+          if (actor === 'host') return this.own.hostMay(addr) ? addr : -1;
+          return -1;
+        },
+      },
+      (a) => this.trap(a),
+    );
+    this.booted = true;
+    log.info({ policy: this.policy.name, failure: this.policy.failure, hypMemory: `0x${hm.base.toString(16)}+0x${hm.size.toString(16)}`, shadowStrtab: this.strtab.twoLevel ? '2-level' : 'linear', idmapPages: this.idmap.mappedPages }, 'pkvm: SMMU taken');
+    return this;
+  }
+
+  private waitGbpa(): void {
+    for (let i = 0; i < 1000; i++) if ((this.machine.bus.read32('hyp', this.mmio + OFF.GBPA) & GBPA_UPDATE) === 0) return;
+    throw new HypBootError('GBPA.Update never cleared');
+  }
+
+  // ---- ownership, as the rest of the system asks for it ----------------------------------------
+
+  /** host → hyp/guest donation (pKVM's __pkvm_host_donate_*). Refused (OwnershipError or a failed invalidation) leaves nothing changed. */
+  donate(base: number, size: number, to: Exclude<Owner, 'host'> = 'hyp'): void {
+    this.alive();
+    this.own.donate(base, size, to);
+  }
+
+  reclaim(base: number, size: number, from: Exclude<Owner, 'host'> = 'hyp'): void {
+    this.alive();
+    this.own.reclaim(base, size, from);
+  }
+
+  share(base: number, size: number, to: Exclude<Owner, 'host'> = 'hyp'): void {
+    this.alive();
+    this.own.share(base, size, to);
+  }
+
+  unshare(base: number, size: number, from: Exclude<Owner, 'host'> = 'hyp'): void {
+    this.alive();
+    this.own.unshare(base, size, from);
+  }
+
+  private alive(): void {
+    if (this.failures.panic) throw new HypPanic(this.failures.panic.rule as RuleName, `the hypervisor has panicked: ${this.failures.panic.reason}`);
+  }
+
+  /** The idmap's TLB maintenance: the commands and a CMD_SYNC through the shadow queue, or a veto. */
+  private idmapFlush(cmds: Uint32Array[]): void {
+    const hwCr0 = this.machine.bus.read32('hyp', this.mmio + OFF.CR0);
+    if ((hwCr0 & CMDQEN) === 0) {
+      // the hardware cannot take commands; with SMMUEN=0 no translation uses the TLBs, so
+      // invalidate everything before SMMUEN next goes on (stronger than pKVM, which skips it)
+      if ((hwCr0 & SMMUEN) === 0) {
+        this.needFlush = true;
+        return;
+      }
+      this.failures.violate('donate-tlbi', 'stage-2 invalidation impossible: CMDQEN=0 while SMMUEN=1');
+      throw new ShadowQueueError('the command queue is disabled');
+    }
+    try {
+      this.shadowQ.issueAndSync(cmds);
+    } catch (e) {
+      if (e instanceof ShadowQueueError) this.failures.violate('donate-tlbi', `stage-2 invalidation did not complete: ${e.message}`);
+      throw e;
+    }
+  }
+
+  // ---- traps ---------------------------------------------------------------------------------
+
+  trap(a: DataAbort): bigint {
+    this.stats.traps++;
+    this.alive();
+    const off = a.addr - this.mmio;
+    if (a.actor === 'host' && off >= 0 && off < SMMU_MMIO_SIZE) {
+      this.stats.mmioTraps++;
+      return a.dir === 'r' ? this.readReg(off, a.size) : (this.writeReg(off, a.size, a.value), 0n);
+    }
+    this.stats.memoryTraps++;
+    const s = this.own.state(a.addr);
+    throw new CpuAbortError(a.actor, a.addr, a.dir, `stage-2 fault: the page is ${s.owner === 'host' ? 'not mapped' : `owned by ${s.owner}`}`);
+  }
+
+  /** A refused register access: under reject/log the write is ignored and the read returns 0. */
+  private refuseAccess(off: number, size: number, dir: 'r' | 'w', why: string): void {
+    this.stats.refusedAccesses++;
+    this.failures.violate('reg-access', `host ${dir === 'r' ? 'read of' : 'write to'} ${regNameAt(off)} (offset 0x${off.toString(16)}, ${size} bytes): ${why}`);
+  }
+
+  private readReg(off: number, size: number): bigint {
+    const e = emulatedAt(off);
+    if (!e || e.read === 'refuse' || e.width !== size) {
+      this.refuseAccess(off, size, 'r', !e ? 'not in the emulation table' : e.width !== size ? `the register is ${e.width * 8}-bit` : 'not readable by the host');
+      return 0n;
+    }
+    const bus = this.machine.bus;
+    switch (e.read) {
+      case 'hw':
+        return bus.read('hyp', this.mmio + off, e.width);
+      case 'idr0': {
+        let hide = IDR0_HIDDEN;
+        if (!this.policy.allowAts) hide |= IDR0_ATS;
+        return BigInt((this.hwIdr0 & ~hide) >>> 0);
+      }
+      case 'gbpa':
+        return BigInt(GBPA_ABORT);
+      case 'cmdq-cons':
+        return BigInt(this.cmdq.readCons());
+      case 'cached':
+        switch (e.name) {
+          case 'STRTAB_BASE': return (BigInt(this.strtabBaseHi) << 32n) | BigInt(this.strtabBaseLo);
+          case 'STRTAB_BASE_CFG': return BigInt(this.strtabCfg);
+          case 'CMDQ_BASE': return (BigInt(this.cmdq.baseHi) << 32n) | BigInt(this.cmdq.baseLo);
+          case 'CMDQ_PROD': return BigInt(this.cmdq.prod);
+        }
+    }
+    return 0n;
+  }
+
+  private writeReg(off: number, size: number, value: bigint): void {
+    const e = emulatedAt(off);
+    if (!e || e.write === 'refuse' || e.width !== size) {
+      this.refuseAccess(off, size, 'w', !e ? 'not in the emulation table' : e.width !== size ? `the register is ${e.width * 8}-bit` : 'read-only to the host');
+      return;
+    }
+    const bus = this.machine.bus;
+    const v32 = Number(value & 0xffffffffn) >>> 0;
+    const hi32 = Number((value >> 32n) & 0xffffffffn) >>> 0;
+    try {
+      switch (e.write) {
+        case 'forward':
+          bus.write('hyp', this.mmio + off, e.width, value);
+          return;
+        case 'ignore':
+          return;
+        case 'cr0':
+          this.writeCr0(v32);
+          return;
+        case 'cr1':
+          if (v32 !== CR1_TEMPLATE) this.refuse('cr1-template', `CR1=0x${v32.toString(16)} is not the template 0x${CR1_TEMPLATE.toString(16)}; the template is written`, false);
+          bus.write32('hyp', this.mmio + OFF.CR1, CR1_TEMPLATE);
+          return;
+        case 'gerrorn':
+          this.writeGerrorn(v32);
+          return;
+        case 'irq-cfg0': {
+          const addr = value & 0x00ff_ffff_ffff_fffcn;
+          if (addr !== 0n && !this.weak('irq-cfg-msi')) this.refuse('irq-cfg-msi', `${e.name} = 0x${value.toString(16)}: MSI targets are not allowed (the host sees IDR0.MSI=0)`);
+          bus.write64('hyp', this.mmio + off, value);
+          return;
+        }
+        case 'strtab':
+          if (this.hostCr0 & SMMUEN && !this.weak('strtab-guard')) this.refuse('strtab-guard', `${e.name} written while SMMUEN=1`);
+          if (e.name === 'STRTAB_BASE') {
+            this.strtabBaseLo = v32;
+            this.strtabBaseHi = hi32;
+          } else this.strtabCfg = v32;
+          return;
+        case 'cmdq-base':
+          if (this.cmdq.enabled && !this.weak('cmdq-guard')) this.refuse('cmdq-guard', 'CMDQ_BASE written while CMDQEN=1');
+          this.cmdq.baseLo = v32;
+          this.cmdq.baseHi = hi32;
+          return;
+        case 'cmdq-prod':
+          this.cmdq.writeProd(v32);
+          return;
+        case 'cmdq-cons':
+          if (this.cmdq.enabled && !this.weak('cmdq-guard')) this.refuse('cmdq-guard', 'CMDQ_CONS written while CMDQEN=1');
+          this.cmdq.cons = v32 & 0xfffff;
+          return;
+        case 'evtq-base':
+        case 'priq-base': {
+          const en = e.write === 'evtq-base' ? EVTQEN : PRIQEN;
+          if (this.hostCr0 & en && !this.weak('queue-guard')) this.refuse('queue-guard', `${e.name} written while the queue is enabled`);
+          bus.write64('hyp', this.mmio + off, value);
+          return;
+        }
+      }
+    } catch (x) {
+      if (x instanceof Refused) return;
+      throw x;
+    }
+  }
+
+  /** Record a violation; unwinds the register write (unless `unwind` is false). Under panic this throws HypPanic. */
+  private refuse(rule: RuleName, reason: string, unwind = true): void {
+    this.failures.violate(rule, reason);
+    if (unwind) throw new Refused();
+  }
+
+  private writeGerrorn(v: number): void {
+    const bus = this.machine.bus;
+    const hwErr = this.shadowQ.hwErr();
+    const acking = hwErr !== 0 && ((v ^ bus.read32('hyp', this.mmio + OFF.GERROR)) & GERR_CMDQ) === 0;
+    if (acking) this.cmdq.beforeErrorAck();
+    bus.write32('hyp', this.mmio + OFF.GERRORN, v);
+    if (acking) this.cmdq.afterErrorAck();
+  }
+
+  // ---- CR0 edges (designs.md §1.4) -----------------------------------------------------------
+
+  private writeCr0(v: number): void {
+    const old = this.hostCr0;
+    const rise = (b: number) => (old & b) === 0 && (v & b) !== 0;
+    const fall = (b: number) => (old & b) !== 0 && (v & b) === 0;
+    const undo: Array<() => void> = [];
+    const own = this.own;
+    try {
+      // the command queue
+      if (rise(CMDQEN)) {
+        const g = this.cmdq.geometry();
+        const span = pageSpan(g.addr, g.bytes);
+        this.sharePin(span, 'queue-share', `host command queue 0x${g.addr.toString(16)} (${g.bytes} bytes)`);
+        undo.push(() => own.unpinAndUnshare(span.base, span.size));
+        this.shared.cmdq = span;
+        this.cmdq.enable();
+        undo.push(() => this.cmdq.disable());
+      }
+      if (fall(CMDQEN)) {
+        if (v & SMMUEN && !this.weak('cmdq-guard')) this.refuse('cmdq-guard', 'CMDQEN cleared while SMMUEN=1: the hypervisor could no longer invalidate');
+        this.unsharePin('cmdq');
+        this.cmdq.disable();
+      }
+      // the event and PRI queues: shared while enabled, never disabled
+      for (const [bit, key, reg, entry, max] of [[EVTQEN, 'evtq', OFF.EVENTQ_BASE, 32, this.evtqMax], [PRIQEN, 'priq', OFF.PRIQ_BASE, 16, this.priqMax]] as const) {
+        if (rise(bit)) {
+          const b = this.machine.bus.read64('hyp', this.mmio + reg);
+          const w = [Number(b & 0xffffffffn) >>> 0, Number(b >> 32n) >>> 0];
+          const addr = get(w, Q_BASE.ADDR) * 32;
+          const bytes = 2 ** Math.min(get(w, Q_BASE.LOG2SIZE), max) * entry;
+          const span = pageSpan(addr, bytes);
+          if (!this.weak('queue-share')) {
+            try {
+              own.share(span.base, span.size, 'hyp');
+            } catch (e) {
+              if (!(e instanceof OwnershipError)) throw e;
+              this.refuse('queue-share', `host ${key === 'evtq' ? 'event' : 'PRI'} queue 0x${addr.toString(16)} cannot be shared: ${e.message}`);
+            }
+            undo.push(() => own.unshare(span.base, span.size, 'hyp'));
+            this.shared[key] = span;
+          }
+        }
+        if (fall(bit) && !this.weak('queue-guard')) this.refuse('queue-guard', `${key === 'evtq' ? 'EVENTQEN' : 'PRIQEN'} 1→0 is not supported (its pages would be unshared while the SMMU may still write them)`);
+      }
+      // SMMUEN
+      if (rise(SMMUEN)) {
+        if ((v & CMDQEN) === 0 && !this.weak('cmdq-guard')) this.refuse('cmdq-guard', 'SMMUEN set without CMDQEN: the hypervisor could not invalidate');
+        this.captureHostTable();
+        const t = this.hostTable;
+        const bytes = t.twoLevel ? 2 ** (t.log2size - t.split) * 8 : 2 ** t.log2size * 64;
+        const span = pageSpan(t.base, bytes);
+        this.sharePin(span, 'queue-share', `host stream table 0x${t.base.toString(16)} (${bytes} bytes)`);
+        undo.push(() => own.unpinAndUnshare(span.base, span.size));
+        this.shared.table = span;
+      }
+      if (fall(SMMUEN)) this.unsharePin('table');
+    } catch (x) {
+      if (!(x instanceof Refused)) throw x;
+      for (const u of undo.reverse()) u();
+      return;
+    }
+    const bus = this.machine.bus;
+    if (rise(SMMUEN) && this.needFlush) {
+      // an idmap change happened while the queue was off: invalidate everything first
+      bus.write32('hyp', this.mmio + OFF.CR0, (v & ~SMMUEN) >>> 0);
+      this.shadowQ.issueAndSync([encodeCommand('TLBI_NSNH_ALL', {})]);
+      this.needFlush = false;
+    }
+    this.hostCr0 = v;
+    bus.write32('hyp', this.mmio + OFF.CR0, v);
+  }
+
+  private sharePin(span: Span, rule: RuleName, what: string): void {
+    if (this.weak(rule)) return;
+    try {
+      this.own.shareAndPin(span.base, span.size);
+    } catch (e) {
+      if (!(e instanceof OwnershipError)) throw e;
+      this.refuse(rule, `${what} cannot be shared with the hypervisor: ${e.message}`);
+    }
+  }
+
+  private unsharePin(key: 'cmdq' | 'table'): void {
+    const s = this.shared[key];
+    if (!s) return;
+    this.own.unpinAndUnshare(s.base, s.size);
+    this.shared[key] = null;
+  }
+
+  /** Validate the host's STRTAB_BASE_CFG at SMMUEN 0→1 against the shadow table's geometry. */
+  private captureHostTable(): void {
+    const cfg = [this.strtabCfg];
+    const fmt = get(cfg, STRTAB_BASE_CFG.FMT);
+    const log2size = get(cfg, STRTAB_BASE_CFG.LOG2SIZE);
+    const split = get(cfg, STRTAB_BASE_CFG.SPLIT);
+    const base = (this.strtabBaseHi & 0x00ffffff) * 0x1_0000_0000 + ((this.strtabBaseLo & ~0x3f) >>> 0);
+    const twoLevel = fmt === 1;
+    const sh = this.strtab;
+    if (!this.weak('strtab-guard')) {
+      if (twoLevel !== sh.twoLevel) this.refuse('strtab-guard', `host stream table format ${twoLevel ? '2-level' : 'linear'} differs from the shadow's ${sh.twoLevel ? '2-level' : 'linear'}`);
+      if (twoLevel && (split !== LINUX_SPLIT || split >= log2size || log2size > sh.log2size)) this.refuse('strtab-guard', `host 2-level stream table SPLIT=${split} LOG2SIZE=${log2size}: needs SPLIT=${LINUX_SPLIT} < LOG2SIZE ≤ ${sh.log2size}`);
+      if (!twoLevel && log2size > this.sidBits) this.refuse('strtab-guard', `host linear stream table LOG2SIZE=${log2size} exceeds SIDSIZE ${this.sidBits}`);
+    }
+    this.hostTable = { base, twoLevel, split: twoLevel ? split : 0, log2size: Math.min(log2size, this.sidBits) };
+  }
+
+  // ---- STE shadowing (designs.md §1.7) -------------------------------------------------------
+
+  /** CFGI_STE from the host: copy the host STE once, sanitize the copy, install it. */
+  reshadow(sid: number): 'ok' | 'reject' | 'log' {
+    this.stats.reshadows++;
+    const t = this.hostTable;
+    const fail = (rule: RuleName, why: string): 'reject' | 'log' => this.failures.violate(rule, why);
+    if (!this.weak('cfgi-sid')) {
+      if (!(this.hostCr0 & SMMUEN)) return fail('cfgi-sid', `CFGI_STE StreamID ${sid} while SMMUEN=0`);
+      if (sid >= 2 ** t.log2size || sid >= 2 ** this.sidBits) return fail('cfgi-sid', `CFGI_STE StreamID ${sid} beyond the stream table (2^${Math.min(t.log2size, this.sidBits)} StreamIDs)`);
+    } else if (sid >= 2 ** this.sidBits) {
+      return 'log';
+    }
+    const w = this.ste;
+    let steAddr: number;
+    let l2: Span | null = null;
+    if (t.twoLevel) {
+      this.hostMem.load64(t.base + (sid >>> t.split) * 8, this.l1);
+      const span = get(this.l1, L1STD.Span);
+      const l2ptr = get(this.l1, L1STD.L2Ptr) * 64;
+      if (span === 0 || span > t.split + 1 || (sid & (2 ** t.split - 1)) >= 2 ** (span - 1)) {
+        return this.refuseSte(sid, 'cfgi-sid', `CFGI_STE StreamID ${sid}: the host L1 descriptor (Span=${span}) has no STE for it`);
+      }
+      steAddr = l2ptr + (sid & (2 ** t.split - 1)) * 64;
+      l2 = pageSpan(l2ptr, 2 ** (span - 1) * 64);
+      if (!this.weak('queue-share')) {
+        try {
+          this.own.shareAndPin(l2.base, l2.size);
+        } catch (e) {
+          if (!(e instanceof OwnershipError)) throw e;
+          return this.refuseSte(sid, 'queue-share', `host L2 stream table 0x${l2ptr.toString(16)} for StreamID ${sid} cannot be shared: ${e.message}`);
+        }
+      } else l2 = null;
+    } else {
+      steAddr = t.base + sid * 64;
+    }
+    try {
+      this.hostMem.copy(steAddr, w, STE_WORDS);
+      if (this.weak('double-fetch')) {
+        // the double-fetch weakening: check the first read, install a second one
+        const verdict = sanitizeSte(w, this.steEnv);
+        if (verdict) return this.refuseSte(sid, verdict.rule, verdict.reason);
+        this.hostMem.copy(steAddr, w, STE_WORDS);
+        const all = new Set(RULE_NAMES);
+        all.delete('ste-s2-fields');
+        sanitizeSte(w, { ...this.steEnv, weak: (r) => all.has(r) });
+      } else {
+        const verdict = sanitizeSte(w, this.steEnv);
+        if (verdict) {
+          const outcome = this.failures.violate(verdict.rule, `StreamID ${sid}: ${verdict.reason}`);
+          this.installSte(sid, w); // the abort STE the sanitizer left
+          return outcome;
+        }
+      }
+    } finally {
+      if (l2) this.own.unpinAndUnshare(l2.base, l2.size);
+    }
+    this.installSte(sid, w);
+    return 'ok';
+  }
+
+  private refuseSte(sid: number, rule: RuleName, why: string): 'reject' | 'log' {
+    const outcome = this.failures.violate(rule, why);
+    if (sid < 2 ** this.sidBits) {
+      abortSte(this.ste);
+      this.installSte(sid, this.ste);
+    }
+    return outcome;
+  }
+
+  private installSte(sid: number, w: Uint32Array): void {
+    try {
+      this.strtab.install(sid, w, (cmds) => this.shadowQ.issueAndSync(cmds));
+    } catch (e) {
+      if (e instanceof PoolExhausted) {
+        this.failures.violate('queue-share', `StreamID ${sid}: ${e.message} (the STE stays invalid: fail closed)`);
+        return;
+      }
+      if (e instanceof ShadowQueueError) this.failures.internal(`installing the STE of StreamID ${sid}: ${e.message}`);
+      throw e;
+    }
+  }
+
+  /** The shadow (hardware) STE of `sid`, for tests and invariants. */
+  shadowSte(sid: number): Uint32Array {
+    const out = new Uint32Array(STE_WORDS);
+    this.strtab.read(sid, out);
+    return out;
+  }
+
+  // ---- reports -------------------------------------------------------------------------------
+
+  /** Ranges the host (and its devices) may not access, for the isolation oracle. */
+  protectedRanges(): Array<{ base: number; size: number; owner: string; read: boolean; write: boolean }> {
+    const out: Array<{ base: number; size: number; owner: string; read: boolean; write: boolean }> = [];
+    for (const r of this.own.ranges()) {
+      if (r.state.owner === 'host') continue;
+      const last = out[out.length - 1];
+      if (last && last.base + last.size === r.base && last.owner === r.state.owner) last.size += r.size;
+      else out.push({ base: r.base, size: r.size, owner: r.state.owner, read: false, write: false });
+    }
+    return out;
+  }
+
+  hypStats(): HypStats {
+    const c = this.cmdq?.stats;
+    return {
+      policy: this.policy.name,
+      failure: this.policy.failure,
+      traps: this.stats.traps,
+      mmioTraps: this.stats.mmioTraps,
+      memoryTraps: this.stats.memoryTraps,
+      commandsForwarded: c?.forwarded ?? 0,
+      commandsRejected: c?.rejected ?? 0,
+      commandsDropped: c?.dropped ?? 0,
+      hypCommands: this.shadowQ?.stats.hyp ?? 0,
+      syncRewrites: c?.syncRewrites ?? 0,
+      reshadows: this.stats.reshadows,
+      violations: { ...this.failures.byRule },
+      panics: this.failures.panic ? [{ ...this.failures.panic }] : [],
+      shadowPages: (this.shadowQ ? (this.shadowQ.size * 16) / PAGE : 0) + (this.strtab?.pages ?? 0),
+      poolPages: this.pool?.pagesInUse ?? 0,
+      idmapPages: this.idmap?.mappedPages ?? 0,
+      ownership: this.own.summary(),
+      transitions: { ...this.own.counts },
+    };
+  }
+}
+
+/** The whole pages holding [addr, addr+bytes). */
+function pageSpan(addr: number, bytes: number): Span {
+  const base = Math.floor(addr / PAGE) * PAGE;
+  const end = Math.ceil((addr + Math.max(bytes, 1)) / PAGE) * PAGE;
+  return { base, size: end - base };
+}

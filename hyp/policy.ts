@@ -1,0 +1,85 @@
+/**
+ * The hypervisor's policy switches: what it does when the host breaks a rule (the failure
+ * policy), which sanitizer rules are on, and the alternative designs the policy-evaluation
+ * work compares. Policies are plain data, chosen per machine.
+ *
+ * Failure policy (pKVM treats a WARN as a fatal hyp panic):
+ *  - `panic`:  faithful to pKVM. The hypervisor records the reason and stops the machine.
+ *  - `reject`: the offending access or command is dropped and the host is told: a command
+ *              fails with CONS.ERR=CERROR_ILL and GERROR.CMDQ_ERR, a register access is
+ *              refused (writes ignored, reads as zero).
+ *  - `log`:    recorded only; the hypervisor carries on with the safe outcome (the command is
+ *              dropped or rewritten, the access ignored) and tells the host nothing.
+ * Isolation holds under all three: the failure policy decides availability, never what
+ * reaches memory. Only `weaken` (named rules switched off) can break isolation, and the
+ * `pkvm-v6` policy does exactly that to reproduce the v6-era gaps (designs.md §1.13).
+ */
+
+export type FailurePolicy = 'panic' | 'reject' | 'log';
+
+/**
+ * Named sanitizer rules. Each can be switched off with `weaken` to show (and let the fuzzer
+ * prove) what it protects.
+ */
+export const RULES = {
+  'cfgi-leaf': 'CFGI_STE must have Leaf=1 (designs.md §1.6)',
+  'cfgi-all-range': 'CFGI_STE_RANGE is allowed only with Range=31 (CFGI_ALL)',
+  'cfgi-sid': 'CFGI_STE needs SMMUEN=1 and a StreamID inside the host and shadow tables',
+  'tlbi-vmid': 'TLBI_NH_ASID/VA/VAA only with VMID 0 (the host VMID)',
+  's2-tlbi': 'TLBI_NH_ALL, TLBI_EL2_*, TLBI_S12_VMALL and TLBI_S2_IPA are the hypervisor\'s, not the host\'s',
+  'ste-config': 'host STE Config: abort stays abort, bypass becomes stage-2, S1 becomes nested; nested and reserved refused',
+  'ste-s2-fields': 'STE stage-2 fields and VMID are the idmap\'s (S2PTW, S2R forced)',
+  'ste-eats': 'STE.EATS forced to no-ATS (or split-stage ATS when the policy allows ATS) (gap G3)',
+  'ste-strw': 'STE.STRW must be NS-EL1 (EL2 regimes would escape stage 2) (gap G4)',
+  'sync-msi': 'CMD_SYNC CS=IRQ is rewritten to SEV with no MSI before it reaches the hardware (gap G1)',
+  'irq-cfg-msi': '*_IRQ_CFG0 MSI targets are refused unless 0 (gap G2)',
+  'strtab-guard': 'STRTAB_BASE/CFG writes only while SMMUEN=0; geometry checked at enable',
+  'cmdq-guard': 'CMDQ_BASE/CONS writes only while CMDQEN=0',
+  'queue-guard': 'EVENTQ/PRIQ_BASE writes only while disabled; disabling them is refused',
+  'queue-share': 'host queues and tables must be host memory that the hypervisor can share and pin',
+  'donate-tlbi': 'an idmap unmap is followed by TLBI_S2_IPA + TLBI_NH_ALL(VMID 0) + CMD_SYNC before the change completes',
+  'double-fetch': 'each host command or STE is copied once into hypervisor memory and checked on the copy',
+  'reg-access': 'MMIO accesses must be to a register in the emulation table, with its size and direction',
+  'cr1-template': 'CR1 is forced to the Linux template',
+} as const;
+export type RuleName = keyof typeof RULES;
+export const RULE_NAMES = Object.keys(RULES) as RuleName[];
+
+export function isRule(s: string): s is RuleName {
+  return Object.prototype.hasOwnProperty.call(RULES, s);
+}
+
+export interface HypPolicy {
+  /** a name for reports */
+  readonly name: string;
+  readonly failure: FailurePolicy;
+  /** sanitizer rules switched off */
+  readonly weaken: ReadonlySet<RuleName>;
+  /** show ATS to the host and allow split-stage ATS in its STEs */
+  readonly allowAts: boolean;
+  /** how host STEs reach the hardware: shadowed on CFGI_STE (pKVM) or by trapping writes to the host table */
+  readonly steShadowing: 'cfgi' | 'trap-writes';
+  /** how the host issues commands: trap-and-emulate (pKVM v4+) or paravirtual hypercalls (pKVM v1/v2) */
+  readonly cmdq: 'trap' | 'pv';
+}
+
+export const POLICY_NAMES = ['pkvm', 'pkvm-v6'] as const;
+export type PolicyName = (typeof POLICY_NAMES)[number];
+
+/**
+ * `pkvm`: the hardened trap-and-emulate policy (pKVM's design with gaps G1–G4 closed).
+ * `pkvm-v6`: the v6-era behaviour: the CMD_SYNC rewrite is lost (G1), MSI targets are
+ * forwarded (G2) and EATS is copied (G3).
+ */
+export function makePolicy(name: PolicyName, o: { failure?: FailurePolicy; weaken?: Iterable<RuleName>; allowAts?: boolean; steShadowing?: 'cfgi' | 'trap-writes'; cmdq?: 'trap' | 'pv' } = {}): HypPolicy {
+  const weaken = new Set<RuleName>(o.weaken ?? []);
+  if (name === 'pkvm-v6') for (const r of ['sync-msi', 'irq-cfg-msi', 'ste-eats', 'ste-strw'] as const) weaken.add(r);
+  return Object.freeze({
+    name: weaken.size && name === 'pkvm' ? `pkvm-weakened(${[...weaken].join(',')})` : name,
+    failure: o.failure ?? 'panic',
+    weaken,
+    allowAts: o.allowAts ?? false,
+    steShadowing: o.steShadowing ?? 'cfgi',
+    cmdq: o.cmdq ?? 'trap',
+  });
+}
