@@ -14,6 +14,7 @@ export type ReadKind =
   | 'cached' // the host's value, kept by the hypervisor (the hardware has the hypervisor's)
   | 'gbpa' // always ABORT, Update clear
   | 'cmdq-cons' // the emulated CONS with the hardware's ERR
+  | 'cr0' // the hardware value, with ATSCHK as the host wrote it (the hardware's may be forced on)
   | 'refuse';
 
 export type WriteKind =
@@ -45,8 +46,8 @@ const T: Array<[RegName, ReadKind, WriteKind]> = [
   ['IDR3', 'hw', 'refuse'],
   ['IDR5', 'hw', 'refuse'],
   ['IIDR', 'hw', 'refuse'],
-  ['CR0', 'hw', 'cr0'],
-  ['CR0ACK', 'hw', 'forward'],
+  ['CR0', 'cr0', 'cr0'],
+  ['CR0ACK', 'cr0', 'forward'],
   ['CR1', 'hw', 'cr1'],
   ['CR2', 'hw', 'forward'],
   ['GBPA', 'gbpa', 'ignore'],

@@ -35,7 +35,7 @@ const log = layerLogger('hyp');
 /** The hypervisor's memory by default: the top 64 MiB of the default 1 GiB of RAM. */
 export const HYP_MEMORY_DEFAULT = { base: 0x7c00_0000, size: 0x0400_0000 } as const;
 
-const SMMUEN = 1, PRIQEN = 2, EVTQEN = 4, CMDQEN = 8;
+const SMMUEN = 1, PRIQEN = 2, EVTQEN = 4, CMDQEN = 8, ATSCHK = 16;
 const GERR_CMDQ = 1;
 /** shadow command queue: 2^12 commands (64 KiB), as pKVM's 2^4 pages of 4 KiB */
 const SHADOW_CMDQ_SHIFT = 12;
@@ -109,6 +109,9 @@ export class PkvmHyp {
 
   // the hardware's features, from the mini-probe
   private hwIdr0 = 0;
+  private get hwIdr0w(): number[] {
+    return [this.hwIdr0];
+  }
   private sidBits = 0;
   private evtqMax = 0;
   private priqMax = 0;
@@ -313,6 +316,10 @@ export class PkvmHyp {
       }
       case 'gbpa':
         return BigInt(GBPA_ABORT);
+      case 'cr0': {
+        const hw = bus.read32('hyp', this.mmio + off);
+        return BigInt(((hw & ~ATSCHK) | (this.hostCr0 & ATSCHK)) >>> 0);
+      }
       case 'cmdq-cons':
         return BigInt(this.cmdq.readCons());
       case 'cached':
@@ -471,12 +478,15 @@ export class PkvmHyp {
     const bus = this.machine.bus;
     if (rise(SMMUEN) && this.needFlush) {
       // an idmap change happened while the queue was off: invalidate everything first
-      bus.write32('hyp', this.mmio + OFF.CR0, (v & ~SMMUEN) >>> 0);
+      bus.write32('hyp', this.mmio + OFF.CR0, (v & ~SMMUEN & ~ATSCHK) >>> 0);
       this.shadowQ.issueAndSync([encodeCommand('TLBI_NSNH_ALL', {})]);
       this.needFlush = false;
     }
     this.hostCr0 = v;
-    bus.write32('hyp', this.mmio + OFF.CR0, v);
+    // with ATS in the hardware, Translated transactions must be checked against STE.EATS
+    // (stronger than pKVM, which forwards CR0 as written)
+    const hwV = get(this.hwIdr0w, IDR0.ATS) && !this.weak('ats-check') ? (v | ATSCHK) >>> 0 : v;
+    bus.write32('hyp', this.mmio + OFF.CR0, hwV);
   }
 
   private sharePin(span: Span, rule: RuleName, what: string): void {

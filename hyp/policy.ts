@@ -31,6 +31,7 @@ export const RULES = {
   'ste-s2-fields': 'STE stage-2 fields and VMID are the idmap\'s (S2PTW, S2R forced)',
   'ste-eats': 'STE.EATS forced to no-ATS (or split-stage ATS when the policy allows ATS) (gap G3)',
   'ste-strw': 'STE.STRW must be NS-EL1 (EL2 regimes would escape stage 2) (gap G4)',
+  'ats-check': 'CR0.ATSCHK is forced to 1 in hardware when the SMMU implements ATS: with 0, ATS Translated transactions from any StreamID pass unchecked',
   'sync-msi': 'CMD_SYNC CS=IRQ is rewritten to SEV with no MSI before it reaches the hardware (gap G1)',
   'irq-cfg-msi': '*_IRQ_CFG0 MSI targets are refused unless 0 (gap G2)',
   'strtab-guard': 'STRTAB_BASE/CFG writes only while SMMUEN=0; geometry checked at enable',
@@ -73,7 +74,7 @@ export type PolicyName = (typeof POLICY_NAMES)[number];
  */
 export function makePolicy(name: PolicyName, o: { failure?: FailurePolicy; weaken?: Iterable<RuleName>; allowAts?: boolean; steShadowing?: 'cfgi' | 'trap-writes'; cmdq?: 'trap' | 'pv' } = {}): HypPolicy {
   const weaken = new Set<RuleName>(o.weaken ?? []);
-  if (name === 'pkvm-v6') for (const r of ['sync-msi', 'irq-cfg-msi', 'ste-eats', 'ste-strw'] as const) weaken.add(r);
+  if (name === 'pkvm-v6') for (const r of ['sync-msi', 'irq-cfg-msi', 'ste-eats', 'ste-strw', 'ats-check'] as const) weaken.add(r);
   return Object.freeze({
     name: weaken.size && name === 'pkvm' ? `pkvm-weakened(${[...weaken].join(',')})` : name,
     failure: o.failure ?? 'panic',

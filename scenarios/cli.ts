@@ -9,9 +9,9 @@ import { regNameAt } from '../hw/smmu/regs.ts';
 import { SMMU_BASE } from '../hw/machine.ts';
 import { SMMU_MMIO_SIZE } from '../hw/smmu/regs.ts';
 import type { Machine } from '../hw/machine.ts';
-import { builtinNames, loadScenario, ScenarioError } from './loader.ts';
-import { runScenario, type RunResult } from './runner.ts';
-import { formatResult, table } from './report.ts';
+import { builtinNames, loadScenarios, ScenarioError } from './loader.ts';
+import { runVariants, type RunResult } from './runner.ts';
+import { formatResult, formatSummary, table } from './report.ts';
 
 const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
@@ -39,9 +39,13 @@ export function attachMmioLog(m: Machine, out: { write(s: string): unknown }): v
   });
 }
 
-function printResult(r: RunResult, json: boolean): void {
-  if (json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
-  else process.stdout.write(formatResult(r) + '\n');
+function printResults(rs: RunResult[], json: boolean): void {
+  if (json) process.stdout.write(JSON.stringify(rs.length === 1 ? rs[0] : rs, null, 2) + '\n');
+  else if (rs.length === 1) process.stdout.write(formatResult(rs[0]!) + '\n');
+  else {
+    process.stdout.write(formatSummary(rs) + '\n');
+    for (const r of rs.filter((x) => !x.ok)) process.stdout.write(formatResult(r) + '\n');
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -56,23 +60,29 @@ export async function main(argv: string[]): Promise<number> {
       'run a built-in scenario (by name) or a scenario file (JSON or YAML); exits 0 only if every expectation holds',
       (y) =>
         y
-          .positional('scenario', { type: 'string', demandOption: true, describe: 'built-in name (see `smmulab list`) or path to a .json/.yaml file' })
-          .option('json', { type: 'boolean', default: false, describe: 'print one JSON object: {scenario, ok, steps, failed, events, stats}' })
+          .positional('scenario', { type: 'string', demandOption: true, describe: 'built-in name (see `smmulab list`), a .json/.yaml file, or a folder of them (a catalog)' })
+          .option('json', { type: 'boolean', default: false, describe: 'print one JSON object per run: {scenario, hypMode, ok, steps, skipped, failed, events, stats, hyp?, isolation?} (an array when there are several)' })
+          .option('hyp', { choices: ['none', 'pkvm'] as const, describe: 'run under this hypervisor only, instead of the scenario\'s variants' })
           .option('mmio-log', { type: 'string', describe: 'write every CPU access that reaches the SMMU (or traps) to FILE as JSON lines' }),
       (a) => {
-        const sc = loadScenario(a.scenario);
+        const scs = loadScenarios(a.scenario);
         let mmio: WriteStream | undefined;
-        const r = runScenario(sc, {
-          onMachine: (m) => {
-            if (a['mmio-log']) {
-              mmio = createWriteStream(a['mmio-log']);
-              attachMmioLog(m, mmio);
-            }
-          },
-        });
+        if (a['mmio-log']) mmio = createWriteStream(a['mmio-log']);
+        const rs: RunResult[] = [];
+        for (const sc of scs) {
+          if (scs.length > 1) process.stderr.write(`run ${sc.name}...\n`);
+          rs.push(
+            ...runVariants(sc, {
+              ...(a.hyp ? { hyp: a.hyp } : {}),
+              onMachine: (m) => {
+                if (mmio) attachMmioLog(m, mmio);
+              },
+            }),
+          );
+        }
         mmio?.end();
-        printResult(r, a.json);
-        code = r.ok ? 0 : 1;
+        printResults(rs, a.json);
+        code = rs.every((r) => r.ok) ? 0 : 1;
       },
     )
     .command(
@@ -81,8 +91,8 @@ export async function main(argv: string[]): Promise<number> {
       (y) => y.option('json', { type: 'boolean', default: false }),
       (a) => {
         const rows = builtinNames().map((n) => {
-          const sc = loadScenario(n);
-          return { name: n, description: sc.description };
+          const scs = loadScenarios(n);
+          return { name: n, description: scs.length > 1 ? `catalog of ${scs.length} scenarios: ${scs.map((x) => x.name).join(', ')}` : scs[0]!.description };
         });
         if (a.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
         else process.stdout.write(table(['scenario', 'description'], rows.map((r) => [r.name, r.description]), [null, 90]) + '\n');
@@ -93,24 +103,29 @@ export async function main(argv: string[]): Promise<number> {
       'the default demonstration (npm start): run every built-in scenario and summarise',
       (y) => y.option('json', { type: 'boolean', default: false }),
       (a) => {
-        const results = builtinNames().map((n) => {
-          const sc = loadScenario(n);
-          return { sc, r: runScenario(sc) };
-        });
+        const results: RunResult[] = [];
+        const catalogs: Array<{ name: string; rs: RunResult[] }> = [];
+        for (const n of builtinNames()) {
+          process.stderr.write(`demo: ${n}\n`);
+          const scs = loadScenarios(n);
+          const rs = scs.flatMap((sc) => runVariants(sc));
+          if (scs.length > 1) catalogs.push({ name: n, rs });
+          else results.push(...rs);
+        }
+        const all = [...results, ...catalogs.flatMap((c) => c.rs)];
         if (a.json) {
-          process.stdout.write(JSON.stringify(results.map((x) => x.r), null, 2) + '\n');
+          process.stdout.write(JSON.stringify(all, null, 2) + '\n');
         } else {
           process.stdout.write('smmulab demonstration: every built-in scenario on the simulated machine\n');
-          process.stdout.write(
-            table(
-              ['scenario', 'result', 'steps', 'events', 'commands', 'description'],
-              results.map(({ sc, r }) => [r.scenario, r.ok ? 'ok' : `FAILED (${r.failed.length})`, r.steps, r.events.map((e) => e.type).join(' ') || '-', String(r.stats.commands), sc.description]),
-              [null, null, null, 30, null, 60],
-            ) + '\n',
-          );
+          process.stdout.write(formatSummary(results) + '\n');
+          for (const c of catalogs) {
+            process.stdout.write(`\ncatalog ${c.name}: ${c.rs.filter((r) => r.ok).length}/${c.rs.length} runs as expected\n`);
+            process.stdout.write(formatSummary(c.rs) + '\n');
+          }
+          for (const r of all.filter((x) => !x.ok)) process.stdout.write(formatResult(r) + '\n');
           process.stdout.write('Run one with `npx smmulab run <scenario>` (add --json for the full result), list them with `npx smmulab list`.\n');
         }
-        code = results.every((x) => x.r.ok) ? 0 : 1;
+        code = all.every((r) => r.ok) ? 0 : 1;
       },
     )
     .demandCommand(1, 'name a command: run, list or demo (see --help)')

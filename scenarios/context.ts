@@ -7,6 +7,9 @@ import type { Machine } from '../hw/machine.ts';
 import type { DmaEndpoint } from '../hw/dma.ts';
 import type { TableAllocator } from './pagetable.ts';
 import type { HostKernel } from './steps/driver.ts';
+import type { PkvmHyp } from '../hyp/pkvm.ts';
+import type { IsolationOracle } from '../hyp/oracle.ts';
+import type { HypMode } from './loader.ts';
 
 export interface Failure {
   step: number;
@@ -30,6 +33,23 @@ export class RunContext {
   readonly kernels = new Map<string, HostKernel>();
   /** DMA mappings that were unmapped, still nameable by later dma steps */
   readonly unmapped = new Map<string, { sid: number; iova: number; pa: number; size: number }>();
+
+  /** the hypervisor, when the run has one */
+  hyp: PkvmHyp | null = null;
+  hypMode: HypMode = 'none';
+  /** set when the hypervisor panicked: the machine is stopped */
+  panic: { step: number; rule: string; reason: string } | null = null;
+  /** expectPanic steps seen (a panic without one fails the run) */
+  panicExpected = false;
+  /** steps skipped (the machine was stopped by a panic) */
+  skipped = 0;
+  /** the hypervisor memory range (the would-be hypervisor's when there is none) */
+  hypMemory = { base: 0x7c00_0000, size: 0x0400_0000 };
+  /** a trace of what happened, in order (only when the scenario has an expectTrace step): "hw CMD_SYNC", "step 4 hyp donate: done" */
+  trace: string[] | null = null;
+  traceCursor = 0;
+  /** the isolation oracle, watching SMMU-originated writes from the first step */
+  oracle: IsolationOracle | null = null;
 
   constructor(readonly machine: Machine) {}
 

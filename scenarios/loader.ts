@@ -2,7 +2,7 @@
  * Loading scenarios: a built-in name or a JSON/YAML file. Validation errors name the file,
  * the step index and the field, and all of them are reported at once.
  */
-import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve, basename, extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -16,9 +16,13 @@ export interface Scenario {
   description: string;
   file: string;
   machine: MachineConfig;
-  /** validated steps (each the output of its op's schema) */
-  steps: Array<{ op: string; [k: string]: unknown }>;
+  /** the hypervisors it runs under (the file's "variants", else the machine's own) */
+  variants: HypMode[];
+  /** validated steps (each the output of its op's schema), with the step's `when` if it has one */
+  steps: Array<{ op: string; when?: HypMode; [k: string]: unknown }>;
 }
+
+export type HypMode = 'none' | 'pkvm';
 
 export class ScenarioError extends Error {
   constructor(readonly file: string, readonly problems: string[]) {
@@ -27,12 +31,43 @@ export class ScenarioError extends Error {
   }
 }
 
+/** Built-in scenarios and catalogs (folders of scenarios, such as pkvm-attacks). */
 export function builtinNames(): string[] {
   if (!existsSync(BUILTIN_DIR)) return [];
   return readdirSync(BUILTIN_DIR)
-    .filter((f) => /\.(json|ya?ml)$/.test(f))
+    .filter((f) => /\.(json|ya?ml)$/.test(f) || statSync(join(BUILTIN_DIR, f)).isDirectory())
     .map((f) => basename(f, extname(f)))
     .sort();
+}
+
+function scenarioFilesIn(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => /\.(json|ya?ml)$/.test(f))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+/**
+ * Load a scenario, or every scenario of a catalog (a built-in folder, or any folder given as
+ * a path), in file-name order.
+ */
+export function loadScenarios(nameOrPath: string): Scenario[] {
+  const builtinDir = join(BUILTIN_DIR, nameOrPath);
+  const dir = existsSync(builtinDir) && statSync(builtinDir).isDirectory() ? builtinDir : existsSync(nameOrPath) && statSync(nameOrPath).isDirectory() ? resolve(nameOrPath) : null;
+  if (dir) {
+    const files = scenarioFilesIn(dir);
+    if (!files.length) throw new ScenarioError(dir, ['the folder holds no .json/.yaml scenario files']);
+    return files.map((f) => parseScenarioText(readText(f), f));
+  }
+  return [loadScenario(nameOrPath)];
+}
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ScenarioError(file, [`cannot read: ${(e as Error).message}`]);
+  }
 }
 
 /** Resolve a built-in scenario name or a path to a file path. */
@@ -70,9 +105,12 @@ export function parseScenarioText(text: string, file: string): Scenario {
       problems.push(`step ${i}: field "op": unknown op "${op}" (known: ${[...STEPS.keys()].join(', ')})`);
       return;
     }
-    const r = def.schema.safeParse(st);
+    // `when` (any step): run the step only under that hypervisor
+    const { when, ...rest } = st as { when?: unknown };
+    if (when !== undefined && when !== 'none' && when !== 'pkvm') problems.push(`step ${i} (op "${op}"): field "when": must be "none" or "pkvm"`);
+    const r = def.schema.safeParse(rest);
     if (!r.success) problems.push(...formatIssues(r.error.issues, `step ${i} (op "${op}"): `));
-    else steps.push(r.data as Scenario['steps'][number]);
+    else steps.push({ ...(r.data as Scenario['steps'][number]), ...(when !== undefined ? { when: when as HypMode } : {}) });
   });
   if (problems.length) throw new ScenarioError(file, problems);
   return {
@@ -80,17 +118,13 @@ export function parseScenarioText(text: string, file: string): Scenario {
     description: top.data.description ?? '',
     file,
     machine: machine.data!,
+    variants: top.data.variants ?? [machine.data!.hyp],
     steps,
   };
 }
 
 export function loadScenario(nameOrFile: string): Scenario {
   const file = resolveScenario(nameOrFile);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ScenarioError(file, [`cannot read: ${(e as Error).message}`]);
-  }
-  return parseScenarioText(text, file);
+  if (statSync(file).isDirectory()) throw new ScenarioError(file, ['is a folder (a catalog): load it with loadScenarios']);
+  return parseScenarioText(readText(file), file);
 }

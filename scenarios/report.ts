@@ -10,9 +10,38 @@ export function table(head: string[], rows: Array<Array<string | number>>, colWi
 
 const show = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v));
 
+/** One row per run: the demo and catalog view. */
+export function formatSummary(rs: readonly RunResult[]): string {
+  return table(
+    ['scenario', 'hyp', 'result', 'steps', 'events', 'commands', 'hyp: traps / fwd / rejected', 'panic', 'isolation'],
+    rs.map((r) => [
+      r.scenario,
+      r.hypMode ?? 'none',
+      r.ok ? 'ok' : `FAILED (${r.failed.length})`,
+      r.steps + (r.skipped ? ` (+${r.skipped} skipped)` : ''),
+      r.events.map((e) => e.type).join(' ') || '-',
+      String(r.stats.commands),
+      r.hyp ? `${r.hyp.traps} / ${r.hyp.commandsForwarded} / ${r.hyp.commandsRejected}` : '-',
+      r.hyp?.panics.length ? r.hyp.panics.map((p) => p.rule).join(',') : '-',
+      r.isolation ? (r.isolation.ok ? 'holds' : `BREACHED (${r.isolation.breaches.length})`) : '-',
+    ]),
+    [null, null, null, null, 28, null, null, null, null],
+  );
+}
+
 export function formatResult(r: RunResult): string {
   const lines: string[] = [];
-  lines.push(`scenario ${r.scenario}: ${r.ok ? 'ok' : 'FAILED'} (${r.steps} steps, ${r.failed.length} failed, ${r.events.length} events)`);
+  lines.push(`scenario ${r.scenario} [hyp ${r.hypMode ?? 'none'}]: ${r.ok ? 'ok' : 'FAILED'} (${r.steps} steps${r.skipped ? `, ${r.skipped} skipped after a panic` : ''}, ${r.failed.length} failed, ${r.events.length} events)`);
+  if (r.hyp) {
+    const h = r.hyp;
+    lines.push(`hypervisor ${h.policy} (failure policy ${h.failure}): ${h.traps} traps, ${h.commandsForwarded} commands forwarded, ${h.commandsRejected} rejected, ${h.hypCommands} own commands, ${h.reshadows} reshadows, ${h.shadowPages} shadow pages, ${h.poolPages} pool pages`);
+    if (Object.keys(h.violations).length) lines.push(`  violations: ${Object.entries(h.violations).map(([k, v]) => `${k}×${v}`).join(', ')}`);
+    for (const p of h.panics) lines.push(`  PANIC [${p.rule}]: ${p.reason}`);
+  }
+  if (r.isolation) {
+    lines.push(`isolation: ${r.isolation.ok ? 'holds' : `BREACHED (${r.isolation.breaches.length})`}`);
+    for (const b of r.isolation.breaches.slice(0, 8)) lines.push(`  ${b.detail}`);
+  }
   if (r.failed.length) {
     lines.push(table(['step', 'op', 'expected', 'actual'], r.failed.map((f) => [f.step, f.op, show(f.expected), show(f.actual) + (f.message ? ` — ${f.message}` : '')])));
   }

@@ -13,6 +13,11 @@ import { ScenarioError, type Scenario } from './loader.ts';
 import type { MachineConfig } from './schema.ts';
 import type { SmmuFeatures } from '../hw/smmu/features.ts';
 import type { SmmuOptions } from '../hw/smmu/smmu.ts';
+import { PkvmHyp, HYP_MEMORY_DEFAULT, type HypStats } from '../hyp/pkvm.ts';
+import { HypPanic } from '../hyp/failure.ts';
+import { makePolicy, type RuleName } from '../hyp/policy.ts';
+import { isolationReport, oracleFor, type IsolationSummary } from './isolation.ts';
+import type { HypMode } from './loader.ts';
 
 const log = layerLogger('scenarios');
 
@@ -23,9 +28,19 @@ export interface RunResult {
   failed: Failure[];
   events: DecodedEvent[];
   stats: Record<string, unknown>;
+  /** steps not run because the hypervisor had panicked (the machine was stopped); only when > 0 */
+  skipped?: number;
+  /** the hypervisor it ran under (shown when not "none", or when the scenario has several variants) */
+  hypMode?: HypMode;
+  /** the hypervisor's counters (hyp "pkvm" only) */
+  hyp?: HypStats;
+  /** the isolation oracle at the end of the run (hyp "pkvm", or any run with an isolation step) */
+  isolation?: IsolationSummary;
 }
 
 export interface RunOptions {
+  /** run under this hypervisor instead of the machine's own */
+  hyp?: HypMode;
   /** called with the machine before the first step (observers, logs) */
   onMachine?: (m: Machine) => void;
   /** stop after this many steps (for explainers) */
@@ -48,7 +63,6 @@ export function smmuOptions(cfg: MachineConfig): SmmuOptions {
 }
 
 export function buildMachine(cfg: MachineConfig): Machine {
-  if (cfg.hyp !== 'none') throw new Error(`machine.hyp "${cfg.hyp}" is not available yet: only "none" (bare hardware) is implemented`);
   return new Machine({
     ...(cfg.ramBase !== undefined ? { ramBase: cfg.ramBase } : {}),
     ...(cfg.ramSize !== undefined ? { ramSize: cfg.ramSize } : {}),
@@ -56,6 +70,19 @@ export function buildMachine(cfg: MachineConfig): Machine {
     devices: cfg.devices.map((d) => ({ name: d.name, sid: d.sid, ...(d.ssid !== undefined ? { ssid: d.ssid } : {}) })),
   });
 }
+
+/** Boot the hypervisor the machine config asks for on `m`. */
+export function bootHyp(m: Machine, cfg: MachineConfig): PkvmHyp {
+  const policy = makePolicy(cfg.policy ?? 'pkvm', {
+    ...(cfg.failure ? { failure: cfg.failure } : {}),
+    ...(cfg.weaken ? { weaken: cfg.weaken as RuleName[] } : {}),
+    ...(cfg.allowAts !== undefined ? { allowAts: cfg.allowAts } : {}),
+  });
+  return new PkvmHyp(m, { policy, ...(cfg.hypMemory ? { hypMemory: cfg.hypMemory } : {}) }).boot();
+}
+
+/** Ops that only look (they still run after a hypervisor panic stopped the machine). */
+const INSPECTION_OPS = new Set(['expectPanic', 'expectViolation', 'isolation', 'expectEvent', 'expectNoEvent', 'expectSte', 'expectTrace']);
 
 export function machineStats(m: Machine): Record<string, unknown> {
   const s = m.smmu;
@@ -96,35 +123,78 @@ export function machineStats(m: Machine): Record<string, unknown> {
 }
 
 export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
+  const mode: HypMode = opts.hyp ?? sc.machine.hyp;
+  const cfg: MachineConfig = { ...sc.machine, hyp: mode };
   let m: Machine;
+  let hyp: PkvmHyp | null = null;
   try {
-    m = buildMachine(sc.machine);
+    m = buildMachine(cfg);
+    if (mode === 'pkvm') hyp = bootHyp(m, cfg);
   } catch (e) {
     throw new ScenarioError(sc.file, [`machine: ${(e as Error).message}`]);
   }
   opts.onMachine?.(m);
   const ctx = new RunContext(m);
   ctx.ptPool = sc.machine.ptPool;
+  ctx.hyp = hyp;
+  ctx.hypMode = mode;
+  ctx.hypMemory = sc.machine.hypMemory ?? { ...HYP_MEMORY_DEFAULT };
+  const wantIsolation = mode === 'pkvm' || sc.steps.some((s) => s.op === 'isolation');
+  if (wantIsolation) oracleFor(ctx);
+  if (sc.steps.some((s) => s.op === 'expectTrace')) {
+    const trace: string[] = (ctx.trace = []);
+    m.smmu.cmdq.onCommand = (w) => trace.push(`hw ${opcodeName(w[0]! & 0xff)}`);
+  }
   const n = Math.min(sc.steps.length, opts.stopAfter ?? Infinity);
+  let ran = 0;
   for (let i = 0; i < n; i++) {
     const st = sc.steps[i]!;
+    if (st.when !== undefined && st.when !== mode) continue;
     ctx.stepIndex = i;
     ctx.op = st.op;
+    if (ctx.panic && !INSPECTION_OPS.has(st.op)) {
+      ctx.skipped++;
+      continue;
+    }
+    ran++;
     const def = STEPS.get(st.op)!;
+    ctx.trace?.push(`step ${i} ${st.op}${typeof st.call === 'string' ? ' ' + st.call : ''}: start`);
     try {
       def.run(ctx, st);
+      ctx.trace?.push(`step ${i} ${st.op}${typeof st.call === 'string' ? ' ' + st.call : ''}: done`);
     } catch (e) {
+      if (e instanceof HypPanic || hyp?.panicked) {
+        // the hypervisor stopped the machine; whether that was expected is decided at the end
+        const p = hyp?.panicked ?? { rule: (e as HypPanic).rule, reason: (e as HypPanic).reason };
+        ctx.panic ??= { step: i, ...p };
+        continue;
+      }
       // an exception inside a step is a failure of that step; the run goes on
       ctx.fail('step completes', `${(e as Error).name}: ${(e as Error).message}`);
       log.warn({ step: i, op: st.op, err: (e as Error).message }, 'step raised an exception');
     }
   }
+  if (ctx.panic && !ctx.panicExpected) {
+    ctx.stepIndex = ctx.panic.step;
+    ctx.op = sc.steps[ctx.panic.step]?.op ?? '';
+    ctx.fail('no hypervisor panic', `hyp panic [${ctx.panic.rule}]: ${ctx.panic.reason}`, 'the hypervisor panicked and no expectPanic step expects it');
+  }
   return {
     scenario: sc.name,
     ok: ctx.failures.length === 0,
-    steps: n,
+    steps: ran,
     failed: ctx.failures,
     events: [...m.smmu.evtq.log],
     stats: machineStats(m),
+    ...(ctx.skipped ? { skipped: ctx.skipped } : {}),
+    ...(mode !== 'none' || sc.variants.length > 1 ? { hypMode: mode } : {}),
+    ...(hyp ? { hyp: hyp.hypStats() } : {}),
+    ...(wantIsolation ? { isolation: isolationReport(ctx) } : {}),
   };
+}
+
+/** Run a scenario under each of its variants (hypervisors). */
+export function runVariants(sc: Scenario, opts: RunOptions = {}): RunResult[] {
+  const modes = opts.hyp ? [opts.hyp] : sc.variants;
+  return modes.map((hyp) => runScenario(sc, { ...opts, hyp }));
 }

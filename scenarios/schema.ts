@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { DEFAULT_FEATURES } from '../hw/smmu/features.ts';
+import { POLICY_NAMES, RULE_NAMES, isRule } from '../hyp/policy.ts';
 
 /** Parse a number-like scenario value to a BigInt, or return an error message. */
 export function parseBig(v: unknown): bigint | string {
@@ -88,8 +89,20 @@ export const zMachine = z
     devices: z.array(zDevice).default([]),
     hypMemory: z.object({ base: zAddr, size: zAddr }).strict().optional(),
     ptPool: z.object({ base: zAddr, size: zAddr }).strict().optional(),
+    /** hypervisor policy (hyp "pkvm" only) */
+    policy: z.enum(POLICY_NAMES).optional(),
+    failure: z.enum(['panic', 'reject', 'log']).optional(),
+    weaken: z.array(z.string().refine(isRule, { message: `unknown rule (rules: ${RULE_NAMES.join(', ')})` })).optional(),
+    allowAts: z.boolean().optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((m, ctx) => {
+    if (m.hyp === 'none') {
+      for (const k of ['policy', 'failure', 'weaken', 'allowAts'] as const) {
+        if (m[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: `"${k}" needs "hyp": "pkvm" (there is no hypervisor)` });
+      }
+    }
+  });
 export type MachineConfig = z.infer<typeof zMachine>;
 
 /** The scenario file without its steps (steps are validated one by one, per op). */
@@ -98,6 +111,8 @@ export const zScenarioFile = z
     name: z.string().optional(),
     description: z.string().optional(),
     machine: z.unknown().optional(),
+    /** run the scenario under each of these hypervisors (default: the machine's own) */
+    variants: z.array(z.enum(['none', 'pkvm'])).min(1).optional(),
     steps: z.array(z.unknown(), { error: '"steps" must be an array of step objects' }),
   })
   .strict();
