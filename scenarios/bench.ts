@@ -11,6 +11,7 @@ import { Testbed, LINUX_CD, S2_48 } from './testbed.ts';
 import { ArmSmmuV3 } from '../host/driver.ts';
 import { DomainManager } from '../host/domain.ts';
 import { DmaApi } from '../host/dma-api.ts';
+import { PkvmHyp } from '../hyp/pkvm.ts';
 
 interface BenchResult {
   name: string;
@@ -36,20 +37,25 @@ function bareSmmu(qs: number): Machine {
   return m;
 }
 
+/** The hw.cmdq command mix at slot `i`: CFGI_STE (Leaf=1), TLBI_NH_VA (VMID 0), CMD_SYNC round-robin. */
+function mixCommand(i: number): Uint32Array {
+  const k = i % 3;
+  return k === 0 ? encodeCommand('CFGI_STE', { StreamID: i & 0xff, Leaf: 1 })
+    : k === 1 ? tlbiCommand(i)
+    : encodeCommand('CMD_SYNC', { CS: 0 });
+}
+
+function tlbiCommand(i: number): Uint32Array {
+  return encodeCommand('TLBI_NH_VA', { ASID: 1, VMID: 0, Address: (0xffffd000 + (i & 0xff) * 0x1000) / 4096, TG: 1, TTL: 3, Leaf: 1 });
+}
+
 /** hw.cmdq: the bare SMMU consuming a host-written mix of CFGI_STE, TLBI_NH_VA and CMD_SYNC. */
 function hwCmdq(): BenchResult {
   const qs = 16;
   const entries = 1 << qs;
   const m = bareSmmu(qs);
   const q = RAM + 0x100_0000;
-  for (let i = 0; i < entries; i++) {
-    const k = i % 3;
-    const c =
-      k === 0 ? encodeCommand('CFGI_STE', { StreamID: i & 0xff, Leaf: 1 })
-      : k === 1 ? encodeCommand('TLBI_NH_VA', { ASID: 1, VMID: 0, Address: (0xffffd000 + (i & 0xff) * 0x1000) / 4096, TG: 1, TTL: 3, Leaf: 1 })
-      : encodeCommand('CMD_SYNC', { CS: 0 });
-    m.mem.writeWords(q + i * 16, c);
-  }
+  for (let i = 0; i < entries; i++) m.mem.writeWords(q + i * 16, mixCommand(i));
   const batch = 1024;
   const mask = (entries << 1) - 1;
   let prod = 0;
@@ -67,6 +73,94 @@ function hwCmdq(): BenchResult {
   const consumed = m.smmu.cmdq.stats.consumed;
   if (consumed !== total + (1 << 18)) throw new Error(`hw.cmdq consumed ${consumed}, expected ${total + (1 << 18)}`);
   return { name: 'hw.cmdq', opsPerSec: Math.round(total / s), ops: total, seconds: +s.toFixed(3), note: 'CFGI_STE/TLBI_NH_VA/CMD_SYNC mix, 1024 commands per CMDQ_PROD write' };
+}
+
+const HOST_PAGES = { base: 0x4400_0000, limit: 0x7800_0000 };
+
+/** The machine under pKVM, the SMMU brought up by the unchanged host driver (every access trapped). */
+function hypBed(): { m: Machine; hyp: PkvmHyp; drv: ArmSmmuV3; dm: DomainManager } {
+  const m = new Machine({ devices: [{ name: 'nic', sid: 8 }] });
+  const hyp = new PkvmHyp(m).boot();
+  const drv = new ArmSmmuV3(m.bus, { base: SMMU_BASE, pages: HOST_PAGES });
+  drv.probe();
+  return { m, hyp, drv, dm: new DomainManager(drv) };
+}
+
+/** Nothing refused, dropped or broken, no panic, no command error left for the host. */
+function hypHealthy(name: string, hyp: PkvmHyp): void {
+  const st = hyp.hypStats();
+  const bad = st.commandsRejected + st.commandsDropped + hyp.cmdq.stats.hwErrors + hyp.failures.violations.length;
+  if (st.panics.length || bad) throw new Error(`${name}: the hypervisor refused something: ${JSON.stringify({ rejected: st.commandsRejected, dropped: st.commandsDropped, hwErrors: hyp.cmdq.stats.hwErrors, violations: st.violations, panics: st.panics })}`);
+}
+
+/**
+ * hyp.cmdq / hyp.cmdq.tlbi: host commands through pKVM's command-queue emulation, `batch`
+ * commands per host CMDQ_PROD write: the trap, then per command a copy out of the host queue,
+ * the policy check, and the shadow queue, drained by the hardware before the write returns.
+ * Every CFGI_STE names a StreamID attached to an identity domain, so it reshadows a real STE.
+ */
+function hypCmdq(name: string, cmd: (i: number) => Uint32Array, total: number, note: string): BenchResult {
+  const { m, hyp, drv, dm } = hypBed();
+  const d = dm.alloc('identity');
+  for (let sid = 0; sid < 256; sid++) dm.attach(sid, d);
+  const bus = m.bus;
+  const hi = bus.read64('host', SMMU_BASE + OFF.CMDQ_BASE);
+  const qs = Number(hi & 0x1fn);
+  const q = Number(hi & 0x00ff_ffff_ffff_ffe0n);
+  if (q !== drv.cmdq.base || qs !== drv.cmdq.log2size) throw new Error(`${name}: CMDQ_BASE reads 0x${hi.toString(16)}, the driver's queue is 0x${drv.cmdq.base.toString(16)}`);
+  const entries = 2 ** qs;
+  for (let i = 0; i < entries; i++) bus.writeWords('host', q + i * 16, cmd(i), 4);
+  let cfgis = 0;
+  for (let i = 0; i < entries; i++) if (cmd(i)[0] === 0x03) cfgis++;
+  const batch = 64;
+  const mask = 2 * entries - 1;
+  const reg = SMMU_BASE + OFF.CMDQ_PROD;
+  let prod = drv.cmdq.prod;
+  if (bus.read32('host', SMMU_BASE + OFF.CMDQ_CONS) !== prod) throw new Error(`${name}: the host queue is not idle`);
+  const run = (n: number) => {
+    for (let done = 0; done < n; done += batch) {
+      prod = (prod + batch) & mask;
+      bus.write32('host', reg, prod);
+    }
+  };
+  const warm = Math.min(total >> 2, 1 << 16);
+  const f0 = hyp.hypStats().commandsForwarded;
+  const r0 = hyp.stats.reshadows;
+  run(warm);
+  const t0 = performance.now();
+  run(total);
+  const s = (performance.now() - t0) / 1000;
+  hypHealthy(name, hyp);
+  const fwd = hyp.hypStats().commandsForwarded - f0;
+  if (fwd !== warm + total) throw new Error(`${name}: the hypervisor forwarded ${fwd} commands, expected ${warm + total}`);
+  const cons = bus.read32('host', SMMU_BASE + OFF.CMDQ_CONS);
+  if (cons !== prod) throw new Error(`${name}: host CMDQ_CONS 0x${cons.toString(16)} after PROD 0x${prod.toString(16)}`);
+  const reshadows = hyp.stats.reshadows - r0;
+  // the queue is consumed whole times over (warm + total are multiples of its size), so the CFGI count is exact
+  const expectReshadows = ((warm + total) / entries) * cfgis;
+  if ((warm + total) % entries === 0 && reshadows !== expectReshadows) throw new Error(`${name}: ${reshadows} reshadows, expected ${expectReshadows}`);
+  return { name, opsPerSec: Math.round(total / s), ops: total, seconds: +s.toFixed(3), note: `${note}; ${batch} commands per trapped host CMDQ_PROD write (${Math.round((reshadows * total) / (warm + total))} reshadows)` };
+}
+
+/** hyp.cmdq.linux: Linux's unmap under pKVM: a 4 KiB dma_map_single + dma_unmap_single, whose TLBI_NH_VA + CMD_SYNC is one PROD write. */
+function hypCmdqLinux(): BenchResult {
+  const { m, hyp, drv, dm } = hypBed();
+  const dma = new DmaApi(drv, dm);
+  dma.attachDefault(8);
+  const f0 = hyp.hypStats().commandsForwarded;
+  const w0 = hyp.cmdq.stats.prodWrites;
+  const n = 100_000;
+  const res = timeLoop('hyp.cmdq.linux', n, (i) => {
+    const iova = dma.map(8, 0x4100_0000 + (i % 256) * 4096, 4096);
+    dma.unmap(8, iova, 4096);
+  }, 'host.map_unmap under pKVM: PTE write, then PTE clear + TLBI_NH_VA + CMD_SYNC in one trapped CMDQ_PROD write (copy, check, shadow queue, hardware); unmaps per second');
+  hypHealthy('hyp.cmdq.linux', hyp);
+  const ops = n + Math.min(n, 20000);
+  const per = (hyp.hypStats().commandsForwarded - f0) / ops;
+  const writes = (hyp.cmdq.stats.prodWrites - w0) / ops;
+  if (per !== 2 || writes !== 1) throw new Error(`hyp.cmdq.linux: expected 2 commands in 1 PROD write per map+unmap, saw ${per} in ${writes}`);
+  void m;
+  return res;
 }
 
 function timeLoop(name: string, n: number, body: (i: number) => void, note: string): BenchResult {
@@ -150,6 +244,9 @@ function hostMapUnmap(): BenchResult {
 const BENCHES: Record<string, () => BenchResult> = {
   'host.map_unmap': hostMapUnmap,
   'hw.cmdq': hwCmdq,
+  'hyp.cmdq': () => hypCmdq('hyp.cmdq', mixCommand, 1 << 18, 'the hw.cmdq mix (CFGI_STE/TLBI_NH_VA/CMD_SYNC) under pKVM: trap, copy, check, shadow queue, hardware; each CFGI_STE reshadows its STE (host STE copy + sanitize + install with CFGI_STE + CMD_SYNC through the shadow queue)'),
+  'hyp.cmdq.tlbi': () => hypCmdq('hyp.cmdq.tlbi', (i) => (i & 1 ? encodeCommand('CMD_SYNC', { CS: 0 }) : tlbiCommand(i)), 1 << 20, 'TLBI_NH_VA/CMD_SYNC under pKVM (no reshadows): trap, copy, check, shadow queue, hardware'),
+  'hyp.cmdq.linux': hypCmdqLinux,
   'hw.translate.hit': () => translateBench('hw.translate.hit', s1Bed(true), 8, 0x4010_0010, 0, 2_000_000, 'stage-1 DMA translation that hits the IOTLB'),
   'hw.translate.s1walk': () => translateBench('hw.translate.s1walk', s1Bed(true), 8, 0x4010_0010, 4, 1_000_000, 'STE and CD from the configuration cache, IOTLB emptied before every DMA: a full 4-level stage-1 walk per DMA', true),
   'hw.translate.nestedwalk': () => translateBench('hw.translate.nestedwalk', nestedBed(true), 9, 0x4030_0010, 24, 300_000, 'STE and CD cached, IOTLB (stage-1+2 and stage-2 entries) emptied before every DMA: 4-level stage 1 nested in 4-level stage 2', true),

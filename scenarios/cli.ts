@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
         y
           .positional('scenario', { type: 'string', demandOption: true, describe: 'built-in name (see `smmulab list`), a .json/.yaml file, or a folder of them (a catalog)' })
           .option('json', { type: 'boolean', default: false, describe: 'print one JSON object per run: {scenario, hypMode, ok, steps, skipped, failed, events, stats, hyp?, isolation?} (an array when there are several)' })
-          .option('hyp', { choices: ['none', 'pkvm'] as const, describe: 'run under this hypervisor only, instead of the scenario\'s variants' })
+          .option('hyp', { choices: ['none', 'pkvm', 'pkvm-v6'] as const, describe: 'run under this hypervisor only (pkvm-v6: pKVM with the v6-era policy), instead of the scenario\'s variants' })
           .option('mmio-log', { type: 'string', describe: 'write every CPU access that reaches the SMMU (or traps) to FILE as JSON lines' }),
       (a) => {
         const scs = loadScenarios(a.scenario);

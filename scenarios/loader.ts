@@ -19,10 +19,12 @@ export interface Scenario {
   /** the hypervisors it runs under (the file's "variants", else the machine's own) */
   variants: HypMode[];
   /** validated steps (each the output of its op's schema), with the step's `when` if it has one */
-  steps: Array<{ op: string; when?: HypMode; [k: string]: unknown }>;
+  steps: Array<{ op: string; when?: HypMode[]; [k: string]: unknown }>;
 }
 
-export type HypMode = 'none' | 'pkvm';
+/** A run's hypervisor: none, pKVM with the hardened policy (or the machine's), or pKVM with the v6-era policy. */
+export type HypMode = 'none' | 'pkvm' | 'pkvm-v6';
+export const HYP_MODES: readonly HypMode[] = ['none', 'pkvm', 'pkvm-v6'];
 
 export class ScenarioError extends Error {
   constructor(readonly file: string, readonly problems: string[]) {
@@ -105,12 +107,13 @@ export function parseScenarioText(text: string, file: string): Scenario {
       problems.push(`step ${i}: field "op": unknown op "${op}" (known: ${[...STEPS.keys()].join(', ')})`);
       return;
     }
-    // `when` (any step): run the step only under that hypervisor
+    // `when` (any step): run the step only under that hypervisor (or any of a list)
     const { when, ...rest } = st as { when?: unknown };
-    if (when !== undefined && when !== 'none' && when !== 'pkvm') problems.push(`step ${i} (op "${op}"): field "when": must be "none" or "pkvm"`);
+    const whenList = when === undefined ? undefined : Array.isArray(when) ? when : [when];
+    if (whenList && (!whenList.length || whenList.some((x) => !HYP_MODES.includes(x as HypMode)))) problems.push(`step ${i} (op "${op}"): field "when": must be one of ${HYP_MODES.map((m) => `"${m}"`).join(', ')} or a list of them`);
     const r = def.schema.safeParse(rest);
     if (!r.success) problems.push(...formatIssues(r.error.issues, `step ${i} (op "${op}"): `));
-    else steps.push({ ...(r.data as Scenario['steps'][number]), ...(when !== undefined ? { when: when as HypMode } : {}) });
+    else steps.push({ ...(r.data as Scenario['steps'][number]), ...(whenList ? { when: whenList as HypMode[] } : {}) });
   });
   if (problems.length) throw new ScenarioError(file, problems);
   return {

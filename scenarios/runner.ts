@@ -124,12 +124,13 @@ export function machineStats(m: Machine): Record<string, unknown> {
 
 export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   const mode: HypMode = opts.hyp ?? sc.machine.hyp;
-  const cfg: MachineConfig = { ...sc.machine, hyp: mode };
+  const cfg: MachineConfig = { ...sc.machine, hyp: mode === 'none' ? 'none' : 'pkvm', ...(mode === 'pkvm-v6' ? { policy: 'pkvm-v6' as const } : {}) };
+  if (mode === 'none') for (const k of ['policy', 'failure', 'weaken', 'allowAts'] as const) delete cfg[k];
   let m: Machine;
   let hyp: PkvmHyp | null = null;
   try {
     m = buildMachine(cfg);
-    if (mode === 'pkvm') hyp = bootHyp(m, cfg);
+    if (cfg.hyp === 'pkvm') hyp = bootHyp(m, cfg);
   } catch (e) {
     throw new ScenarioError(sc.file, [`machine: ${(e as Error).message}`]);
   }
@@ -139,7 +140,7 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   ctx.hyp = hyp;
   ctx.hypMode = mode;
   ctx.hypMemory = sc.machine.hypMemory ?? { ...HYP_MEMORY_DEFAULT };
-  const wantIsolation = mode === 'pkvm' || sc.steps.some((s) => s.op === 'isolation');
+  const wantIsolation = mode !== 'none' || sc.steps.some((s) => s.op === 'isolation');
   if (wantIsolation) oracleFor(ctx);
   if (sc.steps.some((s) => s.op === 'expectTrace')) {
     const trace: string[] = (ctx.trace = []);
@@ -149,7 +150,7 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   let ran = 0;
   for (let i = 0; i < n; i++) {
     const st = sc.steps[i]!;
-    if (st.when !== undefined && st.when !== mode) continue;
+    if (st.when !== undefined && !st.when.includes(mode)) continue;
     ctx.stepIndex = i;
     ctx.op = st.op;
     if (ctx.panic && !INSPECTION_OPS.has(st.op)) {

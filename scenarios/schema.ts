@@ -112,7 +112,7 @@ export const zScenarioFile = z
     description: z.string().optional(),
     machine: z.unknown().optional(),
     /** run the scenario under each of these hypervisors (default: the machine's own) */
-    variants: z.array(z.enum(['none', 'pkvm'])).min(1).optional(),
+    variants: z.array(z.enum(['none', 'pkvm', 'pkvm-v6'])).min(1).optional(),
     steps: z.array(z.unknown(), { error: '"steps" must be an array of step objects' }),
   })
   .strict();

@@ -140,4 +140,23 @@ export const expectTraceStep = defineStep({
   },
 });
 
-export const HYP_STEPS = [hypStep, expectPanicStep, expectViolationStep, isolationStep, expectSteStep, expectTraceStep];
+export const raceStep = defineStep({
+  op: 'race',
+  doc: 'a second host CPU: once the hypervisor has read host memory at `addr` `afterReads` times (default 1), the host writes `hex` there before the hypervisor\'s next read of it — a double fetch would see the new bytes',
+  schema: z.object({ op: z.literal('race'), addr: zAddr, hex: z.string().regex(/^([0-9a-fA-F]{2})+$/, { message: 'hex bytes' }), afterReads: zU32.default(1), comment: z.string().optional() }).strict(),
+  run(ctx, s) {
+    const hyp = needHyp(ctx);
+    if (!hyp) return;
+    const bytes = Uint8Array.from(s.hex.match(/../g)!.map((x) => parseInt(x, 16)));
+    let seen = 0;
+    hyp.hostMem.hook = (pa, n) => {
+      if (pa + n <= s.addr || pa >= s.addr + bytes.length) return;
+      if (seen++ === s.afterReads) {
+        ctx.machine.bus.writeBytes('host', s.addr, bytes);
+        hyp.hostMem.hook = null;
+      }
+    };
+  },
+});
+
+export const HYP_STEPS = [hypStep, expectPanicStep, expectViolationStep, isolationStep, expectSteStep, expectTraceStep, raceStep];

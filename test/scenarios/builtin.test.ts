@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { builtinNames, loadScenario } from '../../scenarios/loader.ts';
-import { runScenario } from '../../scenarios/runner.ts';
+import { builtinNames, loadScenario, loadScenarios } from '../../scenarios/loader.ts';
+import { runScenario, runVariants } from '../../scenarios/runner.ts';
 
 describe('built-in scenarios', () => {
   const names = builtinNames();
@@ -10,11 +10,15 @@ describe('built-in scenarios', () => {
   });
 
   for (const n of names) {
-    it(`${n} passes`, () => {
-      const r = runScenario(loadScenario(n));
-      expect(r.failed).toEqual([]);
-      expect(r.ok).toBe(true);
-    });
+    for (const sc of loadScenarios(n)) {
+      for (const mode of sc.variants) {
+        it(`${n === sc.name ? n : `${n}/${sc.name}`} passes${sc.variants.length > 1 || mode !== 'none' ? ` [hyp ${mode}]` : ''}`, () => {
+          const [r] = runVariants(sc, { hyp: mode });
+          expect(r!.failed).toEqual([]);
+          expect(r!.ok).toBe(true);
+        });
+      }
+    }
   }
 
   it('bare-bad-ste leaves C_BAD_STE records for SIDs 8, 9, 10 and C_BAD_STREAMID for 40', () => {
@@ -41,16 +45,20 @@ describe('built-in scenarios', () => {
 
   it('detects a wrong expectation in every built-in (each step really checks)', () => {
     for (const n of names) {
-      const sc = loadScenario(n);
-      // flip the first read (or memread) expectation and the run must fail
-      const i = sc.steps.findIndex((s) => (s.op === 'read' || s.op === 'memread') && s.expect !== undefined && s.expect !== 'abort');
+     const scs = loadScenarios(n);
+     for (const sc of scs) {
+      const mode = sc.variants[0]!;
+      // flip the first read (or memread) expectation that runs under the first variant, and the run must fail
+      const i = sc.steps.findIndex((s) => (s.op === 'read' || s.op === 'memread') && s.expect !== undefined && s.expect !== 'abort' && (!s.when || s.when.includes(mode)));
+      if (scs.length > 1 && i < 0) continue; // catalog members need not read anything
       expect(i, `${n} has a read or memread with an expectation`).toBeGreaterThanOrEqual(0);
       const flip = (s: (typeof sc.steps)[number]) =>
         s.op === 'read' ? { ...s, expect: (s.expect as bigint) ^ 1n, mask: undefined } : { ...s, expect: ((parseInt((s.expect as string).slice(0, 2), 16) ^ 1).toString(16).padStart(2, '0')) + (s.expect as string).slice(2) };
       const bad = { ...sc, steps: sc.steps.map((s, j) => (j === i ? flip(s) : s)) };
-      const r = runScenario(bad);
+      const r = runScenario(bad, { hyp: mode });
       expect(r.ok).toBe(false);
       expect(r.failed[0]!.step).toBe(i);
+     }
     }
   });
 
