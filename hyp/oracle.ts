@@ -29,6 +29,8 @@
  * - ATS: with CR0.ATSCHK=0 a Translated transaction is not checked at all, and with full ATS
  *   (EATS=0b01) its address is a PA: everything ('ats-translated'). Split-stage ATS is bounded
  *   by stage 2. The device's ATC entries are listed as 'atc' when Translated traffic passes.
+ * - HTTU (IDR0.HTTU != 0) with nesting: the SMMU's Access-flag updates of stage-1 descriptors
+ *   write wherever the host puts its stage-1 tables, i.e. any page stage 2 maps readable ('httu').
  *
  * Tables are enumerated with the hardware's own walker (`walk()` in hw/smmu/walk.ts), driven
  * over the whole input range, so descriptor formats, granules, concatenated stage-2 start
@@ -130,7 +132,7 @@ export interface OracleOptions {
 /** Every path name the oracle uses. */
 export const PATHS = [
   'gbpa-bypass', 'ste-bypass', 'ste-writable', 's1dss-bypass', 's1', 's1-table-writable', 'cd-writable',
-  's2', 'nested', 's2-table-writable', 'iotlb', 'atc', 'ats-translated', 'msi', 'event', 'priq',
+  's2', 'nested', 's2-table-writable', 'httu', 'iotlb', 'atc', 'ats-translated', 'msi', 'event', 'priq',
 ] as const;
 
 // ---- constants --------------------------------------------------------------------------------------
@@ -847,7 +849,13 @@ export class IsolationOracle {
     let asids: Set<number> | null = null;
     if (dec.s2) {
       const s2 = dec.s2cfg!;
-      this.addStage(ctx, r, dec.s1 ? 'nested' : 's2', s2, `${tag}, stage-2 tables at ${hex(s2.ttb)} (VMID ${dec.vmid})`, 's2-table-writable');
+      const sr = this.addStage(ctx, r, dec.s1 ? 'nested' : 's2', s2, `${tag}, stage-2 tables at ${hex(s2.ttb)} (VMID ${dec.vmid})`, 's2-table-writable');
+      if (dec.s1 && smmu.features.httu >= 1) {
+        // HTTU: the SMMU sets AF in the stage-1 descriptors it walks; the host chooses CD.HA and
+        // where its stage-1 tables are, and the model needs only stage-2 read permission on them
+        const det = r.detail('httu', `${tag}: IDR0.HTTU=${smmu.features.httu}: the SMMU sets the Access flag in stage-1 descriptors the host may place in any page stage 2 maps readable`);
+        for (let i = 0; i < sr.read.length; i++) r.add('httu', sr.read.b[i]!, sr.read.e[i]!, false, true, det);
+      }
     } else {
       asids = this.evalS1Only(ctx, dev, dec, r, tag);
     }
@@ -860,7 +868,7 @@ export class IsolationOracle {
     return why;
   }
 
-  private addStage(ctx: CheckCtx, r: Reach, path: string, cfg: StageCfg, detail: string, writablePath: string): void {
+  private addStage(ctx: CheckCtx, r: Reach, path: string, cfg: StageCfg, detail: string, writablePath: string): StageReach {
     const key = stageKey(cfg);
     let s = ctx.stages.get(key);
     if (!s) {
@@ -870,6 +878,7 @@ export class IsolationOracle {
     if (s.gaveUp !== null) r.everything(path, `${detail}: enumeration gave up (${s.gaveUp}); assuming everything`);
     if (s.writableTable >= 0) r.everything(writablePath, `${detail}: the table at ${hex(s.writableTable)} is in host-writable memory`);
     r.addStage(path, s, r.detail(path, detail));
+    return s;
   }
 
   /** Stage 1 only (Config=0b101): the tables of every CD a transaction can select. Returns the ASIDs those CDs use. */
@@ -1003,7 +1012,7 @@ export class IsolationOracle {
   /** IOTLB entries the device's STE can hit: its VMID's stage-2 entries, and its stage-1 or combined entries. */
   private addIotlb(ctx: CheckCtx, r: Reach, tag: string, dec: StreamDec, asids: Set<number> | null): void {
     const smmu = this.machine.smmu;
-    return;
+    if (!smmu.caching) return;
     let described = 0;
     const take = (stage: number, world: number): void => {
       for (const e of ctx.tlb(stage, world, dec.vmid)) {
