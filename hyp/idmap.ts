@@ -104,7 +104,16 @@ export class Idmap {
     if (!c.hostAccessChanged) return;
     const size = c.pages * PAGE;
     if (c.hostCanAccess) {
-      this.pgtable.mapRange(c.base, c.base, size, c.mmio ? MMIO_PROT : RAM_PROT);
+      if (c.mmio) this.pgtable.mapRange(c.base, c.base, size, MMIO_PROT);
+      else {
+        // memory stays page-granular, so any page of it can be donated again
+        let done = 0;
+        while (done < size) {
+          const n = this.pgtable.map(c.base + done, c.base + done, PAGE, (size - done) / PAGE, RAM_PROT);
+          if (n === 0) throw new Error(`idmap: cannot map 0x${(c.base + done).toString(16)}`);
+          done += n;
+        }
+      }
       this.mappedPages += c.pages;
       return; // a new mapping needs no invalidation (nothing was cached for it: it was unmapped)
     }

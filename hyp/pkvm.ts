@@ -240,6 +240,10 @@ export class PkvmHyp {
 
   reclaim(base: number, size: number, from: Exclude<Owner, 'host'> = 'hyp'): void {
     this.alive();
+    const hm = this.hypMemory;
+    for (const [b, n, what] of [[hm.base, hm.size, 'the hypervisor\'s own memory'], [this.mmio, SMMU_MMIO_SIZE, 'the SMMU registers']] as const) {
+      if (base < b + n && b < base + size) throw new OwnershipError('reclaim', Math.max(base, b), `${what} is never given back`);
+    }
     this.own.reclaim(base, size, from);
   }
 
@@ -426,9 +430,10 @@ export class PkvmHyp {
       if (rise(CMDQEN)) {
         const g = this.cmdq.geometry();
         const span = pageSpan(g.addr, g.bytes);
-        this.sharePin(span, 'queue-share', `host command queue 0x${g.addr.toString(16)} (${g.bytes} bytes)`);
-        undo.push(() => own.unpinAndUnshare(span.base, span.size));
-        this.shared.cmdq = span;
+        if (this.sharePin(span, 'queue-share', `host command queue 0x${g.addr.toString(16)} (${g.bytes} bytes)`)) {
+          undo.push(() => own.unpinAndUnshare(span.base, span.size));
+          this.shared.cmdq = span;
+        }
         this.cmdq.enable();
         undo.push(() => this.cmdq.disable());
       }
@@ -446,6 +451,7 @@ export class PkvmHyp {
           const bytes = 2 ** Math.min(get(w, Q_BASE.LOG2SIZE), max) * entry;
           const span = pageSpan(addr, bytes);
           if (!this.weak('queue-share')) {
+            if (!this.machine.mem.isRam(span.base, span.size)) this.refuse('queue-share', `host ${key === 'evtq' ? 'event' : 'PRI'} queue 0x${addr.toString(16)} is not memory`);
             try {
               own.share(span.base, span.size, 'hyp');
             } catch (e) {
@@ -465,9 +471,10 @@ export class PkvmHyp {
         const t = this.hostTable;
         const bytes = t.twoLevel ? 2 ** (t.log2size - t.split) * 8 : 2 ** t.log2size * 64;
         const span = pageSpan(t.base, bytes);
-        this.sharePin(span, 'queue-share', `host stream table 0x${t.base.toString(16)} (${bytes} bytes)`);
-        undo.push(() => own.unpinAndUnshare(span.base, span.size));
-        this.shared.table = span;
+        if (this.sharePin(span, 'queue-share', `host stream table 0x${t.base.toString(16)} (${bytes} bytes)`)) {
+          undo.push(() => own.unpinAndUnshare(span.base, span.size));
+          this.shared.table = span;
+        }
       }
       if (fall(SMMUEN)) this.unsharePin('table');
     } catch (x) {
@@ -489,14 +496,17 @@ export class PkvmHyp {
     bus.write32('hyp', this.mmio + OFF.CR0, hwV);
   }
 
-  private sharePin(span: Span, rule: RuleName, what: string): void {
-    if (this.weak(rule)) return;
+  /** Share and pin a host range the hypervisor will read; false when the rule is weakened (nothing shared). */
+  private sharePin(span: Span, rule: RuleName, what: string): boolean {
+    if (this.weak(rule)) return false;
+    if (!this.machine.mem.isRam(span.base, span.size)) this.refuse(rule, `${what} is not memory`);
     try {
       this.own.shareAndPin(span.base, span.size);
     } catch (e) {
       if (!(e instanceof OwnershipError)) throw e;
       this.refuse(rule, `${what} cannot be shared with the hypervisor: ${e.message}`);
     }
+    return true;
   }
 
   private unsharePin(key: 'cmdq' | 'table'): void {
@@ -548,6 +558,7 @@ export class PkvmHyp {
       }
       steAddr = l2ptr + (sid & (2 ** t.split - 1)) * 64;
       l2 = pageSpan(l2ptr, 2 ** (span - 1) * 64);
+      if (!this.machine.mem.isRam(l2.base, l2.size)) return this.refuseSte(sid, 'queue-share', `host L2 stream table 0x${l2ptr.toString(16)} for StreamID ${sid} is not memory`);
       if (!this.weak('queue-share')) {
         try {
           this.own.shareAndPin(l2.base, l2.size);
@@ -580,8 +591,7 @@ export class PkvmHyp {
     } finally {
       if (l2) this.own.unpinAndUnshare(l2.base, l2.size);
     }
-    this.installSte(sid, w);
-    return 'ok';
+    return this.installSte(sid, w);
   }
 
   private refuseSte(sid: number, rule: RuleName, why: string): 'reject' | 'log' {
@@ -593,13 +603,14 @@ export class PkvmHyp {
     return outcome;
   }
 
-  private installSte(sid: number, w: Uint32Array): void {
+  /** Install a sanitized STE; when the pool is exhausted the STE stays invalid (fail closed) and the failure outcome is returned. */
+  private installSte(sid: number, w: Uint32Array): 'ok' | 'reject' | 'log' {
     try {
       this.strtab.install(sid, w, (cmds) => this.shadowQ.issueAndSync(cmds));
+      return 'ok';
     } catch (e) {
       if (e instanceof PoolExhausted) {
-        this.failures.violate('queue-share', `StreamID ${sid}: ${e.message} (the STE stays invalid: fail closed)`);
-        return;
+        return this.failures.violate('queue-share', `StreamID ${sid}: ${e.message} (the STE stays invalid: fail closed)`);
       }
       if (e instanceof ShadowQueueError) this.failures.internal(`installing the STE of StreamID ${sid}: ${e.message}`);
       throw e;
