@@ -9,9 +9,10 @@
  * a clear timeout error, never a hang.
  */
 import type { MmioBus } from '../hw/bus.ts';
+import type { Field } from '../hw/bits.ts';
 import { OFF } from '../hw/smmu/regs.ts';
-import { encodeCommand, CMD_WORDS } from '../hw/smmu/commands.ts';
-import { qIndex, qInc, qEmpty, ptrMask } from '../hw/smmu/queue.ts';
+import * as commands from '../hw/smmu/commands.ts';
+import { qIndex, qEmpty, ptrMask } from '../hw/smmu/queue.ts';
 import { CERROR } from '../hw/smmu/cmdq.ts';
 import { layerLogger } from '../hw/log.ts';
 
@@ -21,8 +22,84 @@ const R_PROD = OFF.CMDQ_PROD;
 const R_CONS = OFF.CMDQ_CONS;
 const R_GERROR = OFF.GERROR;
 const R_GERRORN = OFF.GERRORN;
+const encodeCommand = commands.encodeCommand;
+const CMD_WORDS = commands.CMD_WORDS;
+/** the fields the hot paths encode directly (the shared command table's declarations, copied once) */
+const F = {
+  Opcode: commands.Opcode, ASID: commands.ASID, VMID: commands.VMID, NUM: commands.NUM, SCALE: commands.SCALE,
+  Leaf: commands.Leaf, TTL: commands.TTL, TG: commands.TG, Address: commands.VA, MSIAddress: commands.MSIAddress,
+} as const;
+const OP_TLBI_NH_VA = commands.OP.TLBI_NH_VA;
 /** Linux's CMD_SYNC without MSIs: CS=SEV, MSH=ISH, MSIAttr=0xF (0x0fc02046) — constant, encoded once */
 const SYNC_SEV = encodeCommand('CMD_SYNC', { CS: 2, MSH: 3, MSIAttr: 0xf });
+/** Linux's MSIPOLL CMD_SYNC with MSIAddress 0; the entry's own address is filled in per command */
+const SYNC_MSI = encodeCommand('CMD_SYNC', { CS: 1, MSH: 3, MSIAttr: 0xf, MSIData: 0, MSIAddress: 0 });
+
+/** 2^0 .. 2^64 (exact): a table instead of Math.pow on the hot path */
+const POW2: readonly number[] = Array.from({ length: 65 }, (_, i) => 2 ** i);
+
+/**
+ * Write a field of the command at word `off` of `w` from a number, exactly as encodeCommand's
+ * field setter (bits.ts `set`) does, without its name lookups.
+ */
+function putField(w: Uint32Array, off: number, f: Field, value: number): void {
+  const wo = off + f.word;
+  if (f.single) {
+    const m = (f.mask << f.shift) >>> 0;
+    w[wo] = ((w[wo]! & ~m) | (((value & f.mask) << f.shift) & m)) >>> 0;
+    return;
+  }
+  if (f.shift + f.width <= 64 && f.width <= 53) {
+    // two words: the low part fills w[wo] from f.shift up, the rest goes to the next word
+    const loBits = 32 - f.shift;
+    const loScale = POW2[loBits]!;
+    const loVal = value % loScale;
+    const hiBits = f.width - loBits;
+    const hiMask = hiBits >= 32 ? 0xffffffff : ((1 << hiBits) >>> 0) - 1;
+    const hiVal = Math.floor(value / loScale) % POW2[hiBits]!;
+    const loMaskShifted = (0xffffffff << f.shift) >>> 0;
+    w[wo] = ((w[wo]! & ~loMaskShifted) | ((loVal << f.shift) >>> 0)) >>> 0;
+    w[wo + 1] = ((w[wo + 1]! & ~hiMask) | (hiVal & hiMask)) >>> 0;
+    return;
+  }
+  let remaining = f.width;
+  let bit = f.lsb;
+  let v = value;
+  while (remaining > 0) {
+    const wi = off + (bit >>> 5);
+    const sh = bit & 31;
+    const take = Math.min(32 - sh, remaining);
+    const m = take === 32 ? 0xffffffff : ((1 << take) >>> 0) - 1;
+    const part = v % POW2[take]!;
+    w[wi] = ((w[wi]! & ~((m << sh) >>> 0)) | ((part & m) << sh)) >>> 0;
+    v = Math.floor(v / POW2[take]!);
+    remaining -= take;
+    bit += take;
+  }
+}
+
+/**
+ * Encode TLBI_NH_VA at word `off` of `out` (four words, overwritten): the same words as
+ * encodeCommand('TLBI_NH_VA', { ASID, VMID, NUM, SCALE, TG, TTL, Leaf, Address }), where the
+ * non-range form is NUM = SCALE = TG = TTL = 0.
+ */
+export function encodeTlbiNhVa(out: Uint32Array, off: number, asid: number, vmid: number, num: number, scale: number, tg: number, ttl: number, leaf: number, address: number): void {
+  out[off] = 0;
+  out[off + 1] = 0;
+  out[off + 2] = 0;
+  out[off + 3] = 0;
+  putField(out, off, F.Opcode, OP_TLBI_NH_VA);
+  putField(out, off, F.ASID, asid);
+  putField(out, off, F.VMID, vmid);
+  putField(out, off, F.NUM, num);
+  putField(out, off, F.SCALE, scale);
+  putField(out, off, F.TG, tg);
+  putField(out, off, F.TTL, ttl);
+  putField(out, off, F.Leaf, leaf);
+  putField(out, off, F.Address, address);
+}
+
+const NO_FIELDS: Readonly<Record<string, number>> = Object.freeze({});
 
 export type Command = readonly [name: string, fields?: Readonly<Record<string, number | bigint>>];
 
@@ -47,6 +124,11 @@ export class DriverCmdq {
   /** how many CONS reads before giving up on a CMD_SYNC */
   pollLimit = 10_000;
   private readonly mask: number;
+  /** index bits of a PROD/CONS value */
+  private readonly idxMask: number;
+  /** one command's bytes on their way to the queue, and its words (the same buffer) */
+  private readonly ent8 = new Uint8Array(CMD_WORDS * 4);
+  private readonly ent32 = new Uint32Array(this.ent8.buffer);
 
   constructor(
     private readonly bus: MmioBus,
@@ -57,20 +139,46 @@ export class DriverCmdq {
     private readonly actor = 'host',
   ) {
     this.mask = ptrMask(log2size);
+    this.idxMask = ((1 << log2size) >>> 0) - 1;
   }
 
   private entryAddr(ptr: number): number {
-    return this.base + qIndex(ptr, this.log2size) * 16;
+    return this.base + (ptr & this.idxMask) * 16;
   }
 
-  private write(ptr: number, w: Uint32Array): void {
-    this.bus.writeBytes(this.actor, this.entryAddr(ptr), new Uint8Array(w.buffer, w.byteOffset, CMD_WORDS * 4));
+  /** Write the command in words [off, off+4) of `w` at queue position `ptr` (a CPU memcpy of 16 bytes). */
+  private write(ptr: number, w: Uint32Array, off = 0): void {
+    const e = this.ent32;
+    e[0] = w[off]!;
+    e[1] = w[off + 1]!;
+    e[2] = w[off + 2]!;
+    e[3] = w[off + 3]!;
+    this.bus.writeBytes(this.actor, this.entryAddr(ptr), this.ent8);
   }
 
   /** The CMD_SYNC Linux builds: CS=SEV, or CS=IRQ aimed at the entry itself (MSIPOLL); MSH=ISH, MSIAttr=OIWB. */
   syncCommand(at: number): Uint32Array {
-    if (this.msiPoll) return encodeCommand('CMD_SYNC', { CS: 1, MSH: 3, MSIAttr: 0xf, MSIData: 0, MSIAddress: this.entryAddr(at) / 4 });
+    if (this.msiPoll) {
+      const w = SYNC_MSI.slice();
+      putField(w, 0, F.MSIAddress, this.entryAddr(at) / 4);
+      return w;
+    }
     return SYNC_SEV;
+  }
+
+  /** Write the CMD_SYNC for position `at` (syncCommand's words) without allocating. */
+  private writeSync(at: number): void {
+    if (!this.msiPoll) {
+      this.write(at, SYNC_SEV);
+      return;
+    }
+    const e = this.ent32;
+    e[0] = SYNC_MSI[0]!;
+    e[1] = SYNC_MSI[1]!;
+    e[2] = SYNC_MSI[2]!;
+    e[3] = SYNC_MSI[3]!;
+    putField(e, 0, F.MSIAddress, this.entryAddr(at) / 4);
+    this.bus.writeBytes(this.actor, this.entryAddr(at), this.ent8);
   }
 
   /**
@@ -79,18 +187,37 @@ export class DriverCmdq {
    */
   issue(cmds: readonly Command[], sync = true): void {
     let p = this.prod;
-    for (const [name, f] of cmds) {
-      this.write(p, encodeCommand(name, f ?? {}));
-      p = qInc(p, this.log2size);
+    for (let i = 0; i < cmds.length; i++) {
+      const c = cmds[i]!;
+      this.write(p, encodeCommand(c[0], c[1] ?? NO_FIELDS));
+      p = (p + 1) & this.mask;
     }
+    this.publish(p, cmds.length, sync);
+  }
+
+  /**
+   * Issue `n` commands already encoded in `words` (four words each, from word 0): the same
+   * queue writes as `issue` with those commands, without building them from names.
+   */
+  issueWords(words: Uint32Array, n: number, sync = true): void {
+    let p = this.prod;
+    for (let i = 0; i < n; i++) {
+      this.write(p, words, i * CMD_WORDS);
+      p = (p + 1) & this.mask;
+    }
+    this.publish(p, n, sync);
+  }
+
+  /** The end of a batch whose `n` commands are written up to `p`: the CMD_SYNC, the PROD write, the wait. */
+  private publish(p: number, n: number, sync: boolean): void {
     const syncAt = p;
     if (sync) {
-      this.write(p, this.syncCommand(p));
-      p = qInc(p, this.log2size);
+      this.writeSync(p);
+      p = (p + 1) & this.mask;
     }
     this.prod = p;
     this.stats.batches++;
-    this.stats.commands += cmds.length + (sync ? 1 : 0);
+    this.stats.commands += n + (sync ? 1 : 0);
     this.bus.write32(this.actor, this.mmio + R_PROD, p);
     if (sync) {
       this.stats.syncs++;
@@ -100,7 +227,7 @@ export class DriverCmdq {
 
   /** Wait until CONS has passed the CMD_SYNC at `at` (or, with MSIPOLL, its first word is 0). */
   private waitSync(at: number): void {
-    const target = qInc(at, this.log2size);
+    const target = (at + 1) & this.mask;
     for (let i = 0; i < this.pollLimit; i++) {
       if (this.msiPoll) {
         // MSIPOLL: the SMMU's MSI writes MSIData (0) over the entry's first word
@@ -123,8 +250,8 @@ export class DriverCmdq {
     if (cons === target) return true;
     // cons beyond target: the distance from at to cons is larger than 0 and no more than prod's
     const size = this.mask + 1;
-    const dist = (x: number) => (x - at + size) % size;
-    return dist(cons) > 0 && dist(cons) <= dist(this.prod & this.mask);
+    const d = (cons - at + size) % size;
+    return d > 0 && d <= ((this.prod & this.mask) - at + size) % size;
   }
 
   /** Linux's arm_smmu_cmdq_skip_err: fix the offending command and acknowledge GERROR.CMDQ_ERR. */
@@ -135,7 +262,7 @@ export class DriverCmdq {
     log.error({ cons: idx, err: names[err] ?? err }, 'CMDQ error');
     if (err === CERROR.ILL || err === CERROR.ATC_INV_SYNC) {
       // replace the command at CONS with a CMD_SYNC (an abort is retried as it stands)
-      this.write(idx, this.syncCommand(idx));
+      this.writeSync(idx);
     }
     this.bus.write32(this.actor, this.mmio + R_GERRORN, gerror);
     this.stats.errorsRecovered++;

@@ -10,10 +10,32 @@
 import type { ArmSmmuV3 } from './driver.ts';
 import { DriverError } from './driver.ts';
 import type { DomainManager, Domain, AttachOptions } from './domain.ts';
-import { IoPgtable, newGather, rangeInvCommands, type FlushOps, type IotlbGather, type Prot } from './io-pgtable.ts';
-import type { Command } from './cmdq.ts';
+import { IoPgtable, newGather, rangeInvCommands, rangeInvInto, newRangeInvBuf, type FlushOps, type IotlbGather, type Prot } from './io-pgtable.ts';
+import { encodeTlbiNhVa as encodeTlbiNhVaImported, type Command } from './cmdq.ts';
+
+// module-local aliases of what the map/unmap path calls (imported bindings are getters under the loader)
+const encodeTlbiNhVa = encodeTlbiNhVaImported;
+const rangeInv = rangeInvInto;
+
+/** iommu-dma's prot for each direction (DMA_TO_DEVICE → read, FROM_DEVICE → write, both → both; cacheable, no NOEXEC) */
+const PROT_TO_DEVICE: Prot = Object.freeze({ read: true, write: false, cache: true, exec: true });
+const PROT_FROM_DEVICE: Prot = Object.freeze({ read: false, write: true, cache: true, exec: true });
+const PROT_BIDIRECTIONAL: Prot = Object.freeze({ read: true, write: true, cache: true, exec: true });
 
 export type DmaDirection = 'to-device' | 'from-device' | 'bidirectional';
+
+/** a.splice(i, 0, v) without the array splice returns */
+function insertAt(a: number[], i: number, v: number): void {
+  a.push(v);
+  for (let j = a.length - 1; j > i; j--) a[j] = a[j - 1]!;
+  a[i] = v;
+}
+
+/** a.splice(i, 1) without the array splice returns */
+function removeAt(a: number[], i: number): void {
+  for (let j = i; j < a.length - 1; j++) a[j] = a[j + 1]!;
+  a.pop();
+}
 
 /**
  * Linux's IOVA allocator, simplified: size-aligned power-of-two ranges, allocated top-down.
@@ -21,7 +43,9 @@ export type DmaDirection = 'to-device' | 'from-device' | 'bidirectional';
  * top when nothing fits; freeing a range at or above that point moves it back up.
  */
 export class IovaAllocator {
-  private readonly used: Array<[number, number]> = []; // [start, end) sorted by start
+  // the allocated ranges [starts[i], ends[i]), sorted by start
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
   private cursor: number;
 
   constructor(readonly granule: number, readonly limit: number, readonly floor: number) {
@@ -29,23 +53,26 @@ export class IovaAllocator {
   }
 
   private search(bytes: number, top: number): number {
+    const starts = this.starts;
+    const ends = this.ends;
     let hi = top;
-    for (let i = this.used.length - 1; i >= -1; i--) {
-      if (i >= 0 && this.used[i]![0] >= hi) continue; // entirely above the search window
-      const lo = i >= 0 ? this.used[i]![1] : this.floor;
+    for (let i = starts.length - 1; i >= -1; i--) {
+      if (i >= 0 && starts[i]! >= hi) continue; // entirely above the search window
+      const lo = i >= 0 ? ends[i]! : this.floor;
       const start = Math.floor((Math.min(hi, top) - bytes) / bytes) * bytes;
       if (start >= lo && start + bytes <= hi) {
-        this.used.splice(i + 1, 0, [start, start + bytes]);
+        insertAt(starts, i + 1, start);
+        insertAt(ends, i + 1, start + bytes);
         return start;
       }
-      if (i >= 0) hi = this.used[i]![0];
+      if (i >= 0) hi = starts[i]!;
     }
     return -1;
   }
 
   alloc(size: number): number {
     const pages = Math.ceil(size / this.granule);
-    const bytes = 2 ** Math.ceil(Math.log2(pages)) * this.granule;
+    const bytes = (pages === 1 ? 1 : 2 ** Math.ceil(Math.log2(pages))) * this.granule;
     let start = this.search(bytes, this.cursor);
     if (start < 0) start = this.search(bytes, this.limit);
     if (start < 0) throw new DriverError(`IOVA space exhausted (${size} bytes)`);
@@ -54,11 +81,15 @@ export class IovaAllocator {
   }
 
   free(iova: number): number {
-    const i = this.used.findIndex(([s]) => s === iova);
-    if (i < 0) throw new DriverError(`freeing IOVA 0x${iova.toString(16)} that was not allocated`);
-    const [s, e] = this.used[i]!;
-    this.used.splice(i, 1);
-    if (s >= this.cursor) this.cursor = i < this.used.length ? this.used[i]![0] : this.limit;
+    const starts = this.starts;
+    let i = 0;
+    while (i < starts.length && starts[i] !== iova) i++;
+    if (i === starts.length) throw new DriverError(`freeing IOVA 0x${iova.toString(16)} that was not allocated`);
+    const s = starts[i]!;
+    const e = this.ends[i]!;
+    removeAt(starts, i);
+    removeAt(this.ends, i);
+    if (s >= this.cursor) this.cursor = i < starts.length ? starts[i]! : this.limit;
     return e - s;
   }
 }
@@ -73,6 +104,9 @@ export class DmaDomain {
   readonly pgtable: IoPgtable;
   readonly iovas: IovaAllocator;
   readonly domain: Domain;
+  /** the range TLBIs of one invalidation, and their encoded commands (four words each) */
+  private readonly rangeBuf = newRangeInvBuf();
+  private cmdWords = new Uint32Array(16 * 4);
 
   constructor(private readonly drv: ArmSmmuV3, dm: DomainManager) {
     const ft = drv.ft;
@@ -82,7 +116,7 @@ export class DmaDomain {
         drv.issue([['TLBI_NH_ASID', { ASID: self.domain.asid, VMID: 0 }]]);
       },
       tlbFlushWalk(iova, size, granule) {
-        drv.issue(self.invRange(iova, size, granule, false));
+        self.issueInvRange(iova, size, granule, false);
       },
       tlbAddPage(g, iova, granule) {
         // iommu_iotlb_gather_add_page: extend the gathered range (a disjoint range would flush first)
@@ -115,7 +149,36 @@ export class DmaDomain {
   /** iommu_iotlb_sync: one batch of invalidations and a CMD_SYNC. */
   sync(g: IotlbGather): void {
     if (g.pgsize === 0) return;
-    this.drv.issue(this.invRange(g.start, g.end - g.start + 1, g.pgsize, true));
+    this.issueInvRange(g.start, g.end - g.start + 1, g.pgsize, true);
+  }
+
+  /** Issue invRange's commands and a CMD_SYNC, encoded straight into a reused buffer. */
+  private issueInvRange(iova: number, size: number, granule: number, leaf: boolean): void {
+    const asid = this.domain.asid;
+    const lf = leaf ? 1 : 0;
+    let n = 0;
+    if (this.drv.ft.rangeInv) {
+      const b = this.rangeBuf;
+      n = rangeInv(b, iova, size, granule, leaf, this.pgtable.granule);
+      const w = this.words(n);
+      for (let i = 0; i < n; i++) encodeTlbiNhVa(w, i * 4, asid, 0, b.num[i]!, b.scale[i]!, b.tg, b.ttl, lf, Math.floor(b.addr[i]! / 4096));
+    } else {
+      for (let a = iova; a < iova + size; a += granule) {
+        encodeTlbiNhVa(this.words(n + 1), n * 4, asid, 0, 0, 0, 0, 0, lf, Math.floor(a / 4096));
+        n++;
+      }
+    }
+    this.drv.issueWords(this.cmdWords, n);
+  }
+
+  /** The command buffer, grown to hold at least `n` commands. */
+  private words(n: number): Uint32Array {
+    if (this.cmdWords.length < n * 4) {
+      const w = new Uint32Array(Math.max(n * 4, this.cmdWords.length * 2));
+      w.set(this.cmdWords);
+      this.cmdWords = w;
+    }
+    return this.cmdWords;
   }
 }
 
@@ -124,6 +187,8 @@ export class DmaApi {
   readonly mappings = new Map<string, DmaMapping>();
   maps = 0;
   unmaps = 0;
+  /** unmap's gather, reset for each call */
+  private readonly gather = newGather();
 
   constructor(private readonly drv: ArmSmmuV3, private readonly dm: DomainManager) {}
 
@@ -146,7 +211,7 @@ export class DmaApi {
 
   private prot(dir: DmaDirection): Prot {
     // iommu-dma: DMA_TO_DEVICE → read, FROM_DEVICE → write, both → both; data is cacheable, and no NOEXEC
-    return { read: dir !== 'from-device', write: dir !== 'to-device', cache: true, exec: true };
+    return dir === 'to-device' ? PROT_TO_DEVICE : dir === 'from-device' ? PROT_FROM_DEVICE : PROT_BIDIRECTIONAL;
   }
 
   /** dma_map_single: returns the IOVA the device must use for `pa`. */
@@ -168,7 +233,11 @@ export class DmaApi {
     const g = d.pgtable.granule;
     const base = iova - (iova % g);
     const len = Math.ceil((size + (iova % g)) / g) * g;
-    const gather = newGather();
+    const gather = this.gather; // iommu_iotlb_gather_init
+    gather.pgsize = 0;
+    gather.start = Number.MAX_SAFE_INTEGER;
+    gather.end = 0;
+    gather.queued = false;
     d.pgtable.unmapRange(base, len, gather);
     d.sync(gather);
     d.iovas.free(base);

@@ -338,4 +338,9 @@ export class ArmSmmuV3 {
   issue(cmds: readonly Command[], sync = true): void {
     this.cmdq.issue(cmds, sync);
   }
+
+  /** Issue `n` pre-encoded commands (four words each) with a trailing CMD_SYNC: see DriverCmdq.issueWords. */
+  issueWords(words: Uint32Array, n: number, sync = true): void {
+    this.cmdq.issueWords(words, n, sync);
+  }
 }

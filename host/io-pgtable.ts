@@ -177,9 +177,12 @@ const S2_MAX_CONCAT = 16;
 const SZ_4K = 0x1000;
 const SZ_16K = 0x4000;
 const SZ_64K = 0x10000;
+const PA48 = 2 ** 48;
 
 const log2 = (n: number): number => Math.round(Math.log2(n));
-const pow2 = (n: number): number => 2 ** n;
+/** 2^0 .. 2^64, exact: pow2 is on the walk and invalidation paths, where Math.pow is slow */
+const POW2: readonly number[] = Array.from({ length: 65 }, (_, i) => 2 ** i);
+const pow2 = (n: number): number => POW2[n] ?? 2 ** n;
 
 // ---- the page table --------------------------------------------------------------------------
 
@@ -206,6 +209,15 @@ export class IoPgtable {
   readonly s2?: S2PgtableCfg;
   private liveTables = 0;
   private freed = false;
+  // hot-path geometry, precomputed per level (index by level 0..3): the size one entry maps and
+  // the entries in a table at that level (pow2() is a Math.pow call: too slow for every walk step)
+  private readonly lvlSize: number[] = [];
+  private readonly lvlEntries: number[] = [];
+  /** 2^ias and 2^oas */
+  private readonly iasLimit: number;
+  private readonly oasLimit: number;
+  /** protToPte results, indexed by the six Prot flags as bits (read 1, write 2, exec 4, priv 8, mmio 16, cache 32) */
+  private readonly attrCache: Array<bigint | undefined> = new Array<bigint | undefined>(64).fill(undefined);
 
   constructor(cfg: PgtableCfg, private readonly mem: PgtableMem, private readonly allocator: PgtableAlloc, private readonly tlb: FlushOps) {
     this.fmt = cfg.fmt;
@@ -256,6 +268,12 @@ export class IoPgtable {
     this.levels = levels;
     this.startLevel = startLevel;
     this.pgdBits = pgdBits;
+    for (let l = 0; l < MAX_LEVELS; l++) {
+      this.lvlSize.push(pow2(this.levelShift(l)));
+      this.lvlEntries.push(pow2(l === startLevel ? pgdBits : this.bitsPerLevel));
+    }
+    this.iasLimit = pow2(this.ias);
+    this.oasLimit = pow2(this.oas);
 
     const sh = cfg.coherentWalk ? SH_IS : SH_OS;
     const rgn = cfg.coherentWalk ? RGN_WBWA : RGN_NC;
@@ -282,7 +300,7 @@ export class IoPgtable {
 
   /** Size one entry at `level` maps (the block or page size there). */
   blockSize(level: number): number {
-    return pow2(this.levelShift(level));
+    return this.lvlSize[level] ?? pow2(this.levelShift(level));
   }
 
   private tableBytes(level: number): number {
@@ -290,8 +308,7 @@ export class IoPgtable {
   }
 
   private index(iova: number, level: number): number {
-    const bits = level === this.startLevel ? this.pgdBits : this.bitsPerLevel;
-    return Math.floor(iova / pow2(this.levelShift(level))) % pow2(bits);
+    return Math.floor(iova / this.lvlSize[level]!) % this.lvlEntries[level]!;
   }
 
   /** Entries from index `idx` to the end of its (granule-sized) table: one concatenated table at the start level. */
@@ -308,6 +325,8 @@ export class IoPgtable {
   // ---- descriptors ----
 
   private paddrToPte(pa: number): bigint {
+    // the common case: a granule-aligned PA below 2^48 is its own descriptor address field
+    if (this.granule !== SZ_64K && pa >= 0 && pa < PA48 && pa % SZ_4K === 0) return BigInt(pa);
     const p = BigInt(pa);
     // 64 KB granule: PA[51:48] go into bits [15:12]
     if (this.granule === SZ_64K) return (p | (p >> 36n)) & ADDR_MASK;
@@ -326,6 +345,16 @@ export class IoPgtable {
 
   /** The attribute and permission bits of a leaf for `prot` (everything but the type and the address). */
   protToPte(prot: Prot): bigint {
+    // they depend only on the truth of prot's six flags: computed once per combination
+    const key = (prot.read ? 1 : 0) | (prot.write ? 2 : 0) | (prot.exec ? 4 : 0) | (prot.priv ? 8 : 0) | (prot.mmio ? 16 : 0) | (prot.cache ? 32 : 0);
+    const hit = this.attrCache[key];
+    if (hit !== undefined) return hit;
+    const pte = this.computeProtToPte(prot);
+    this.attrCache[key] = pte;
+    return pte;
+  }
+
+  private computeProtToPte(prot: Prot): bigint {
     let pte: bigint;
     if (this.fmt === 'ARM_64_LPAE_S1') {
       pte = PTE_NG;
@@ -397,8 +426,8 @@ export class IoPgtable {
     if (!this.pgsizeBitmap.includes(pgsize)) throw new IoPgtableError('EINVAL', `page size ${hex(pgsize)} is not in [${this.pgsizeBitmap.map(hex).join(', ')}]`);
     if (!Number.isInteger(pgcount) || pgcount < 0) throw new IoPgtableError('EINVAL', `page count ${pgcount}`);
     if (!prot.read && !prot.write) return 0; // no access: nothing to do
-    if (!Number.isInteger(iova) || iova < 0 || iova >= pow2(this.ias)) throw new IoPgtableError('ERANGE', `IOVA ${hex(iova)} is beyond the ${this.ias}-bit input size`);
-    if (!Number.isInteger(paddr) || paddr < 0 || paddr >= pow2(this.oas)) throw new IoPgtableError('ERANGE', `PA ${hex(paddr)} is beyond the ${this.oas}-bit output size`);
+    if (!Number.isInteger(iova) || iova < 0 || iova >= this.iasLimit) throw new IoPgtableError('ERANGE', `IOVA ${hex(iova)} is beyond the ${this.ias}-bit input size`);
+    if (!Number.isInteger(paddr) || paddr < 0 || paddr >= this.oasLimit) throw new IoPgtableError('ERANGE', `PA ${hex(paddr)} is beyond the ${this.oas}-bit output size`);
     if (iova % pgsize || paddr % pgsize) throw new IoPgtableError('EINVAL', `IOVA ${hex(iova)} / PA ${hex(paddr)} not aligned to ${hex(pgsize)}`);
     if (pgcount === 0) return 0;
     const attrs = this.protToPte(prot);
@@ -407,7 +436,7 @@ export class IoPgtable {
     for (let level = this.startLevel; level < MAX_LEVELS; level++) {
       const idx = this.index(iova, level);
       const ptep = table + idx * 8;
-      if (pgsize === this.blockSize(level)) {
+      if (pgsize === this.lvlSize[level]) {
         const n = Math.min(pgcount, this.maxEntries(idx));
         for (let i = 0; i < n; i++) {
           const old = this.mem.read64(ptep + i * 8);
@@ -416,8 +445,8 @@ export class IoPgtable {
           // a table where the block goes: unmap and free it first
           if (this.unmapAt(null, iova + i * pgsize, pgsize, 1, level, table) !== pgsize) throw new IoPgtableError('EINVAL', `cannot replace the table at ${hex(iova + i * pgsize)}`);
         }
-        const type = level === MAX_LEVELS - 1 ? TYPE_PAGE : TYPE_BLOCK;
-        for (let i = 0; i < n; i++) this.mem.write64(ptep + i * 8, attrs | type | this.paddrToPte(paddr + i * pgsize));
+        const leaf = attrs | (level === MAX_LEVELS - 1 ? TYPE_PAGE : TYPE_BLOCK);
+        for (let i = 0; i < n; i++) this.mem.write64(ptep + i * 8, leaf | this.paddrToPte(paddr + i * pgsize));
         return n * pgsize;
       }
       // no table can be allocated below the last level
@@ -440,7 +469,7 @@ export class IoPgtable {
   unmap(iova: number, pgsize: number, pgcount: number, gather: IotlbGather): number {
     this.checkLive();
     if (!this.pgsizeBitmap.includes(pgsize) || !Number.isInteger(pgcount) || pgcount < 1) return 0;
-    if (!Number.isInteger(iova) || iova < 0 || iova >= pow2(this.ias)) return 0;
+    if (!Number.isInteger(iova) || iova < 0 || iova >= this.iasLimit) return 0;
     return this.unmapAt(gather, iova, pgsize, pgcount, this.startLevel, this.root);
   }
 
@@ -450,7 +479,7 @@ export class IoPgtable {
     const ptep = table + idx * 8;
     const pte = this.mem.read64(ptep);
     if (pte === 0n) return 0;
-    if (size === this.blockSize(level)) {
+    if (size === this.lvlSize[level]) {
       const n = Math.min(pgcount, this.maxEntries(idx));
       let i = 0;
       for (; i < n; i++) {
@@ -481,7 +510,7 @@ export class IoPgtable {
 
   /** The leaf descriptor for `iova`: its level, value and address, or null. */
   lookup(iova: number): { level: number; pte: bigint; ptep: number } | null {
-    if (!Number.isInteger(iova) || iova < 0 || iova >= pow2(this.ias)) return null;
+    if (!Number.isInteger(iova) || iova < 0 || iova >= this.iasLimit) return null;
     let table = this.root;
     for (let level = this.startLevel; level < MAX_LEVELS; level++) {
       const ptep = table + this.index(iova, level) * 8;
@@ -513,7 +542,9 @@ export class IoPgtable {
     if (iova % min || paddr % min || size % min) throw new IoPgtableError('EINVAL', `IOVA ${hex(iova)}, PA ${hex(paddr)} or size ${hex(size)} not aligned to ${hex(min)}`);
     let done = 0;
     while (done < size) {
-      const { pgsize, count } = iommuPgsize(this.pgsizeBitmap, iova + done, paddr + done, size - done);
+      pgsizeInto(this.pgsizeBitmap, iova + done, paddr + done, size - done);
+      const pgsize = pg.pgsize;
+      const count = pg.count;
       let n: number;
       try {
         n = this.map(iova + done, paddr + done, pgsize, count, prot);
@@ -531,8 +562,8 @@ export class IoPgtable {
   unmapRange(iova: number, size: number, gather: IotlbGather): number {
     let done = 0;
     while (done < size) {
-      const { pgsize, count } = iommuPgsize(this.pgsizeBitmap, iova + done, iova + done, size - done);
-      const n = this.unmap(iova + done, pgsize, count, gather);
+      pgsizeInto(this.pgsizeBitmap, iova + done, iova + done, size - done);
+      const n = this.unmap(iova + done, pg.pgsize, pg.count, gather);
       if (n === 0) break;
       done += n;
     }
@@ -568,25 +599,49 @@ export function gatherAddRange(g: IotlbGather, iova: number, size: number): void
  * usable.
  */
 export function iommuPgsize(pgsizes: readonly number[], iova: number, paddr: number, size: number): { pgsize: number; count: number } {
+  pgsizeInto(pgsizes, iova, paddr, size);
+  return { pgsize: pg.pgsize, count: pg.count };
+}
+
+/** iommuPgsize's result for the IOMMU core's loops, reused (no allocation per call). */
+const pg = { pgsize: 0, count: 0 };
+
+/** iommuPgsize into `pg`. */
+function pgsizeInto(pgsizes: readonly number[], iova: number, paddr: number, size: number): void {
   const align = Math.min(alignOf(iova), alignOf(paddr));
-  const fit = pgsizes.filter((s) => s <= size && s <= align);
-  if (!fit.length) throw new IoPgtableError('EINVAL', `no page size for IOVA ${hex(iova)}, PA ${hex(paddr)}, size ${hex(size)}`);
-  const pgsize = Math.max(...fit);
+  // the largest size that fits
+  let pgsize = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < pgsizes.length; i++) {
+    const s = pgsizes[i]!;
+    if (s <= size && s <= align && s > pgsize) pgsize = s;
+  }
+  if (pgsize === Number.NEGATIVE_INFINITY) throw new IoPgtableError('EINVAL', `no page size for IOVA ${hex(iova)}, PA ${hex(paddr)}, size ${hex(size)}`);
   let count = Math.floor(size / pgsize);
-  const next = pgsizes.filter((s) => s > pgsize);
-  if (next.length) {
-    const pgsizeNext = Math.min(...next);
+  // the next larger size, if any
+  let pgsizeNext = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < pgsizes.length; i++) {
+    const s = pgsizes[i]!;
+    if (s > pgsize && s < pgsizeNext) pgsizeNext = s;
+  }
+  if (pgsizeNext !== Number.POSITIVE_INFINITY) {
     // a larger page is worth waiting for only if iova and paddr are alike within it
     if ((iova % pgsizeNext) === (paddr % pgsizeNext)) {
       const offset = pgsizeNext - (iova % pgsizeNext);
       if (offset + pgsizeNext <= size) count = Math.floor(offset / pgsize);
     }
   }
-  return { pgsize, count };
+  pg.pgsize = pgsize;
+  pg.count = count;
 }
 
+/** The largest power of two dividing `a` (infinite for 0). */
 function alignOf(a: number): number {
   if (a === 0) return Number.POSITIVE_INFINITY;
+  if (a > 0 && a <= 0xffffffff && Number.isInteger(a)) {
+    // a 32-bit value's lowest set bit, without the loop of float remainders
+    const lo = a >>> 0;
+    return (lo & -lo) >>> 0;
+  }
   let al = 1;
   while (a % (al * 2) === 0) al *= 2;
   return al;
@@ -616,24 +671,54 @@ const RANGE_NUM_MAX = 31;
  * (NUM+1) << SCALE pages: 5 bits of the remaining count at its lowest set bit.
  */
 export function rangeInvCommands(iova: number, size: number, granule: number, leaf: boolean, tableGranule: number): RangeInvCmd[] {
+  const b = newRangeInvBuf();
+  rangeInvInto(b, iova, size, granule, leaf, tableGranule);
   const out: RangeInvCmd[] = [];
-  if (size <= 0) return out;
+  for (let i = 0; i < b.n; i++) out.push({ addr: b.addr[i]!, tg: b.tg, ttl: b.ttl, num: b.num[i]!, scale: b.scale[i]! });
+  return out;
+}
+
+/** rangeInvCommands' result as reusable parallel arrays (`n` commands; TG and TTL are common to all). */
+export interface RangeInvBuf {
+  n: number;
+  tg: number;
+  ttl: number;
+  readonly addr: number[];
+  readonly num: number[];
+  readonly scale: number[];
+}
+
+export function newRangeInvBuf(): RangeInvBuf {
+  return { n: 0, tg: 0, ttl: 0, addr: [], num: [], scale: [] };
+}
+
+/** rangeInvCommands into `b`, reusing its arrays. Returns the number of commands. */
+export function rangeInvInto(b: RangeInvBuf, iova: number, size: number, granule: number, leaf: boolean, tableGranule: number): number {
+  b.n = 0;
+  if (size <= 0) return 0;
   const tg = log2(tableGranule);
   let numPages = Math.floor(size / pow2(tg));
   const tgEnc = (tg - 10) / 2;
   let ttl = 0;
   if (leaf) ttl = 4 - Math.floor((log2(granule) - 3) / (tg - 3));
   else if (numPages % 32 === 1) numPages++;
+  b.tg = tgEnc;
+  b.ttl = ttl;
   const end = iova + size;
   let addr = iova;
+  let n = 0;
   while (addr < end && numPages > 0) {
     const scale = lowestSetBit(numPages);
     const num = Math.floor(numPages / pow2(scale)) % (RANGE_NUM_MAX + 1);
-    out.push({ addr, tg: tgEnc, ttl, num: num - 1, scale });
+    b.addr[n] = addr;
+    b.num[n] = num - 1;
+    b.scale[n] = scale;
+    n++;
     addr += num * pow2(scale + tg);
     numPages -= num * pow2(scale);
   }
-  return out;
+  b.n = n;
+  return n;
 }
 
 function hex(n: number): string {

@@ -256,7 +256,8 @@ export class MmioBus {
         for (let i = 0; i < n; i++) this.write(actor, a + i, 1, BigInt(data[done + i]!));
       } else {
         try {
-          this.mem.writeBytes(pa, data.subarray(done, done + n));
+          // the whole buffer in one page (a descriptor or a command) goes as it is, without a view
+          this.mem.writeBytes(pa, n === data.length ? data : data.subarray(done, done + n));
         } catch (e) {
           if (e instanceof ExternalAbort) throw new CpuAbortError(actor, a, 'w', 'external abort (no RAM or device)');
           throw e;

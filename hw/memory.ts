@@ -173,7 +173,7 @@ export class PhysicalMemory {
       const a = addr + done;
       const off = a & 0xfff;
       const n = Math.min(PAGE_SIZE - off, data.length - done);
-      this.page(a, true).u8.set(data.subarray(done, done + n), off);
+      this.page(a, true).u8.set(n === data.length ? data : data.subarray(done, done + n), off);
       done += n;
     }
   }
