@@ -19,6 +19,13 @@ import type { HostMemory } from './hostmem.ts';
 import type { FailureLog } from './failure.ts';
 import type { RuleName } from './policy.ts';
 
+// Module-local aliases of imported bindings for the per-command loop (under the TypeScript
+// loader an imported binding is read through a getter on every access).
+const checkCmd = checkCommand;
+const V_FORWARD = FORWARD;
+const V_RESHADOW = RESHADOW;
+const maskOf = ptrMask;
+
 /** pKVM caps the host queue at 2^19 entries */
 export const HOST_CMDQ_MAX_SHIFT = 19;
 
@@ -138,20 +145,23 @@ export class HostCmdq {
   private process(): void {
     const env = this.env;
     const sq = env.shadow;
+    const hostMem = env.hostMem;
+    const stats = this.stats;
     const qs = this.log2;
-    const m = ptrMask(qs);
+    const m = maskOf(qs);
     const idxMask = 2 ** qs - 1;
+    const base = this.addr;
     const w = this.cmd;
     const c = this.check;
     const prod = this.prod;
     let cons = this.cons;
     const doubleFetch = env.weak('double-fetch');
     while (cons !== prod) {
-      if (sq.space() < 8 && !this.flush()) break;
-      const addr = this.addr + (cons & idxMask) * 16;
-      env.hostMem.copy(addr, w, 4);
-      const v = checkCommand(w, c);
-      if (v === RESHADOW) {
+      if (!sq.hasRoom(8) && !this.flush()) break;
+      const addr = base + (cons & idxMask) * 16;
+      hostMem.copy(addr, w, 4);
+      const v = checkCmd(w, c);
+      if (v === V_RESHADOW) {
         // the commands before it go first; a hardware error stops here, before the reshadow
         if (!this.flush()) break;
         if (env.reshadow(c.sid) === 'reject') {
@@ -160,24 +170,24 @@ export class HostCmdq {
           if (this.reject((cons - 1) & m)) break;
           continue;
         }
-      } else if (v !== FORWARD) {
+      } else if (v !== V_FORWARD) {
         const outcome = env.failures.violate(c.rule, c.reason);
         cons = (cons + 1) & m;
         this.cons = cons;
         if (outcome === 'reject') {
           if (this.reject((cons - 1) & m)) break;
         } else {
-          this.stats.dropped++;
+          stats.dropped++;
         }
         continue;
       }
-      if (doubleFetch) env.hostMem.copy(addr, w, 4); // the double-fetch weakening: forward a second read, unchecked
+      if (doubleFetch) hostMem.copy(addr, w, 4); // the double-fetch weakening: forward a second read, unchecked
       sq.append(w, cons);
-      this.stats.forwarded++;
+      stats.forwarded++;
       cons = (cons + 1) & m;
     }
     this.cons = cons;
-    this.stats.syncRewrites = c.syncRewrites;
+    stats.syncRewrites = c.syncRewrites;
     if (this.errHostPtr < 0) this.flush();
   }
 

@@ -89,7 +89,7 @@ export class PageOwnership {
 
   /** Pages not in the default state, merged into runs of equal state, by address. */
   ranges(): OwnedRange[] {
-    const pfns = [...this.pages.keys()].sort((a, b) => a - b);
+    const pfns = [...this.pages.keys()].filter((p) => this.pages.get(p) !== HOST_OWNED).sort((a, b) => a - b);
     const out: OwnedRange[] = [];
     for (const pfn of pfns) {
       const s = this.pages.get(pfn)!;
@@ -104,6 +104,7 @@ export class PageOwnership {
   summary(): Record<string, number> {
     const r: Record<string, number> = {};
     for (const s of this.pages.values()) {
+      if (s === HOST_OWNED) continue;
       const k = s.owner !== 'host' ? `${s.owner}-owned` : s.pins ? 'pinned' : s.sharedWith ? `shared-${s.sharedWith}` : 'host';
       r[k] = (r[k] ?? 0) + 1;
     }
@@ -206,8 +207,11 @@ export class PageOwnership {
   }
 
   private set(pfn: number, s: PageState): void {
-    if (s.owner === 'host' && !s.sharedWith && !s.pins && !s.mmio) this.pages.delete(pfn);
-    else this.pages.set(pfn, Object.freeze(s));
+    if (s.owner === 'host' && !s.sharedWith && !s.pins && !s.mmio) {
+      // back to the default: keep the key (deleting from a large Map and re-inserting is slow
+      // in V8, and a reshadow shares and unshares the same L2 pages every time)
+      if (this.pages.has(pfn)) this.pages.set(pfn, HOST_OWNED);
+    } else this.pages.set(pfn, Object.freeze(s));
   }
 }
 

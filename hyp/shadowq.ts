@@ -6,6 +6,11 @@
  *
  * Each slot remembers which host command (host queue pointer) it came from, so that a command
  * error the hardware reports on a shadow slot can be shown to the host at the right host slot.
+ *
+ * Hot path: appended commands are staged in a hyp-private copy of the ring and written to the
+ * queue's memory with one bulk copy per publish (the hardware reads slots only below its PROD,
+ * i.e. after the publish), and the free space is tracked as a lower bound refreshed from the
+ * hardware CONS at each publish, so appending a command costs no MMIO access.
  */
 import type { MmioBus } from '../hw/bus.ts';
 import { OFF, CMDQ_CONS } from '../hw/smmu/regs.ts';
@@ -42,11 +47,20 @@ export class ShadowQueue {
   stats = { host: 0, hyp: 0, published: 0, syncs: 0 };
   private pendingHost = 0;
   private pendingHyp = 0;
+  /** the ring's commands as the hypervisor wrote them (4 words a slot), and its bytes */
+  private readonly stage: Uint32Array;
+  private readonly stage8: Uint8Array;
+  /** queue pointer up to which the staged commands are in the queue's memory */
+  private written = 0;
+  /** free slots, a lower bound: exact after a publish, decremented by append (the hardware only frees slots) */
+  private room = 0;
 
   constructor(private readonly bus: MmioBus, private readonly mmio: number, readonly base: number, readonly log2size: number) {
     this.size = 2 ** log2size;
     this.mask = 2 * this.size - 1;
     this.slotHost = new Int32Array(this.size);
+    this.stage = new Uint32Array(this.size * 4);
+    this.stage8 = new Uint8Array(this.stage.buffer);
   }
 
   /** HW CMDQ_CONS (pointer and ERR). */
@@ -65,14 +79,42 @@ export class ShadowQueue {
     return this.size - used;
   }
 
+  /** Whether `n` slots are free (space() >= n), reading the hardware CONS only when the tracked lower bound is short. */
+  hasRoom(n: number): boolean {
+    if (this.room >= n) return true;
+    this.room = this.space();
+    return this.room >= n;
+  }
+
   /** Append one command (4 words) from host slot `hostPtr` (or HYP_SLOT). The caller has checked space. */
   append(w: Uint32Array, hostPtr: number): void {
     const idx = this.prod & (this.size - 1);
-    this.bus.writeWords('hyp', this.base + idx * 16, w, 4);
+    const s = this.stage;
+    const o = idx * 4;
+    s[o] = w[0]!;
+    s[o + 1] = w[1]!;
+    s[o + 2] = w[2]!;
+    s[o + 3] = w[3]!;
     this.slotHost[idx] = hostPtr;
     this.prod = (this.prod + 1) & this.mask;
+    this.room--;
     if (hostPtr === HYP_SLOT) this.pendingHyp++;
     else this.pendingHost++;
+  }
+
+  /** Write the commands appended since the last publish into the queue's memory (at most two bulk copies). */
+  private writeOut(): void {
+    if (this.written === this.prod) return;
+    const from = this.written & (this.size - 1);
+    const to = this.prod & (this.size - 1);
+    const s8 = this.stage8;
+    if (from < to) {
+      this.bus.writeBytes('hyp', this.base + from * 16, s8.subarray(from * 16, to * 16));
+    } else {
+      this.bus.writeBytes('hyp', this.base + from * 16, s8.subarray(from * 16));
+      if (to > 0) this.bus.writeBytes('hyp', this.base, s8.subarray(0, to * 16));
+    }
+    this.written = this.prod;
   }
 
   /**
@@ -80,9 +122,11 @@ export class ShadowQueue {
    * afterwards (with ERR). The caller checks for an error.
    */
   publish(): number {
+    this.writeOut();
     this.bus.write32('hyp', this.mmio + R_PROD, this.prod);
     this.stats.published++;
     const cons = this.hwCons();
+    this.room = this.size - ((this.prod - (cons & this.mask)) & this.mask);
     if ((cons & this.mask) === this.prod) {
       this.stats.host += this.pendingHost;
       this.stats.hyp += this.pendingHyp;
@@ -103,7 +147,7 @@ export class ShadowQueue {
    * the caller must then not complete whatever needed them.
    */
   issueAndSync(cmds: readonly Uint32Array[]): void {
-    if (this.space() < cmds.length + 1) throw new ShadowQueueError('no space for the hypervisor\'s commands');
+    if (!this.hasRoom(cmds.length + 1)) throw new ShadowQueueError('no space for the hypervisor\'s commands');
     for (const c of cmds) this.append(c, HYP_SLOT);
     this.append(SYNC, HYP_SLOT);
     this.stats.syncs++;
@@ -129,6 +173,8 @@ export class ShadowQueue {
   /** Reset after the host re-enables the queue (HW PROD=CONS=0 written by the hyp while CMDQEN=0). */
   reset(): void {
     this.prod = 0;
+    this.written = 0;
+    this.room = 0;
     this.pendingHost = 0;
     this.pendingHyp = 0;
   }

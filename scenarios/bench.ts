@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { Machine, SMMU_BASE } from '../hw/machine.ts';
 import { OFF } from '../hw/smmu/regs.ts';
-import { encodeCommand } from '../hw/smmu/commands.ts';
+import { encodeCommand, OP } from '../hw/smmu/commands.ts';
 import { newTxn, newTxnResult } from '../hw/smmu/smmu.ts';
 import { Testbed, LINUX_CD, S2_48 } from './testbed.ts';
 import { ArmSmmuV3 } from '../host/driver.ts';
@@ -37,12 +37,14 @@ function bareSmmu(qs: number): Machine {
   return m;
 }
 
+const SYNC_NONE = encodeCommand('CMD_SYNC', { CS: 0 });
+
 /** The hw.cmdq command mix at slot `i`: CFGI_STE (Leaf=1), TLBI_NH_VA (VMID 0), CMD_SYNC round-robin. */
 function mixCommand(i: number): Uint32Array {
   const k = i % 3;
   return k === 0 ? encodeCommand('CFGI_STE', { StreamID: i & 0xff, Leaf: 1 })
     : k === 1 ? tlbiCommand(i)
-    : encodeCommand('CMD_SYNC', { CS: 0 });
+    : SYNC_NONE;
 }
 
 function tlbiCommand(i: number): Uint32Array {
@@ -94,28 +96,35 @@ function hypHealthy(name: string, hyp: PkvmHyp): void {
 }
 
 /**
- * hyp.cmdq / hyp.cmdq.tlbi: host commands through pKVM's command-queue emulation, `batch`
- * commands per host CMDQ_PROD write: the trap, then per command a copy out of the host queue,
- * the policy check, and the shadow queue, drained by the hardware before the write returns.
- * Every CFGI_STE names a StreamID attached to an identity domain, so it reshadows a real STE.
+ * hyp.cmdq / hyp.cmdq.tlbi: host commands through pKVM's command-queue emulation, 64 commands
+ * per host CMDQ_PROD write: the trap, then per command a copy out of the host queue, the policy
+ * check and the shadow queue, drained by the hardware before the write returns. The host
+ * driver probes the SMMU through the traps and attaches every StreamID the CFGI_STEs name to an
+ * identity domain, so each CFGI_STE reshadows a real STE (host STE copy, sanitize, install with
+ * CFGI_STE + CMD_SYNC through the shadow queue).
  */
-function hypCmdq(name: string, cmd: (i: number) => Uint32Array, total: number, note: string): BenchResult {
+function hypCmdq(name: string, cmd: (i: number) => Uint32Array, warm: number, total: number, note: string): BenchResult {
   const { m, hyp, drv, dm } = hypBed();
   const d = dm.alloc('identity');
   for (let sid = 0; sid < 256; sid++) dm.attach(sid, d);
   const bus = m.bus;
-  const hi = bus.read64('host', SMMU_BASE + OFF.CMDQ_BASE);
-  const qs = Number(hi & 0x1fn);
-  const q = Number(hi & 0x00ff_ffff_ffff_ffe0n);
-  if (q !== drv.cmdq.base || qs !== drv.cmdq.log2size) throw new Error(`${name}: CMDQ_BASE reads 0x${hi.toString(16)}, the driver's queue is 0x${drv.cmdq.base.toString(16)}`);
+  // the host's queue, as the host sees it (CMDQ_BASE is emulated: the hardware has the shadow queue)
+  const cb = bus.read64('host', SMMU_BASE + OFF.CMDQ_BASE);
+  const qs = Number(cb & 0x1fn);
+  const q = Number(cb & 0x00ff_ffff_ffff_ffe0n);
+  if (q !== drv.cmdq.base || qs !== drv.cmdq.log2size) throw new Error(`${name}: host CMDQ_BASE reads 0x${cb.toString(16)}, the driver's queue is 0x${drv.cmdq.base.toString(16)}`);
   const entries = 2 ** qs;
-  for (let i = 0; i < entries; i++) bus.writeWords('host', q + i * 16, cmd(i), 4);
-  let cfgis = 0;
-  for (let i = 0; i < entries; i++) if (cmd(i)[0] === 0x03) cfgis++;
+  const opcode = new Uint8Array(entries);
+  for (let i = 0; i < entries; i++) {
+    const c = cmd(i);
+    bus.writeWords('host', q + i * 16, c, 4);
+    opcode[i] = c[0]! & 0xff;
+  }
   const batch = 64;
   const mask = 2 * entries - 1;
   const reg = SMMU_BASE + OFF.CMDQ_PROD;
-  let prod = drv.cmdq.prod;
+  const start = drv.cmdq.prod;
+  let prod = start;
   if (bus.read32('host', SMMU_BASE + OFF.CMDQ_CONS) !== prod) throw new Error(`${name}: the host queue is not idle`);
   const run = (n: number) => {
     for (let done = 0; done < n; done += batch) {
@@ -123,43 +132,69 @@ function hypCmdq(name: string, cmd: (i: number) => Uint32Array, total: number, n
       bus.write32('host', reg, prod);
     }
   };
-  const warm = Math.min(total >> 2, 1 << 16);
-  const f0 = hyp.hypStats().commandsForwarded;
-  const r0 = hyp.stats.reshadows;
+  const hw = m.smmu.cmdq.stats;
+  const st0 = hyp.hypStats();
+  const hw0 = { consumed: hw.consumed, errors: hw.errors, tlbi: hw.perOpcode[OP.TLBI_NH_VA]! };
   run(warm);
   const t0 = performance.now();
   run(total);
   const s = (performance.now() - t0) / 1000;
+  // nothing refused, every command forwarded, consumed by the hardware, and the host sees its queue drained
   hypHealthy(name, hyp);
-  const fwd = hyp.hypStats().commandsForwarded - f0;
-  if (fwd !== warm + total) throw new Error(`${name}: the hypervisor forwarded ${fwd} commands, expected ${warm + total}`);
+  const st = hyp.hypStats();
+  const n = warm + total;
+  const count = (op: number) => {
+    let k = 0;
+    for (let i = 0; i < n; i++) if (opcode[(start + i) & (entries - 1)] === op) k++;
+    return k;
+  };
+  const expectReshadows = count(OP.CFGI_STE);
+  const fwd = st.commandsForwarded - st0.commandsForwarded;
+  const reshadows = st.reshadows - st0.reshadows;
+  const hypCmds = st.hypCommands - st0.hypCommands;
+  const consumed = hw.consumed - hw0.consumed;
+  if (fwd !== n) throw new Error(`${name}: the hypervisor forwarded ${fwd} commands, expected ${n}`);
+  if (reshadows !== expectReshadows) throw new Error(`${name}: ${reshadows} reshadows, expected ${expectReshadows}`);
+  if (consumed !== fwd + hypCmds || hw.errors !== hw0.errors) throw new Error(`${name}: the hardware consumed ${consumed} commands (${hw.errors - hw0.errors} errors), expected ${fwd} host + ${hypCmds} hypervisor commands`);
+  const tlbis = hw.perOpcode[OP.TLBI_NH_VA]! - hw0.tlbi;
+  const expectTlbis = count(OP.TLBI_NH_VA);
+  if (tlbis !== expectTlbis) throw new Error(`${name}: the hardware executed ${tlbis} TLBI_NH_VA, expected ${expectTlbis}`);
   const cons = bus.read32('host', SMMU_BASE + OFF.CMDQ_CONS);
   if (cons !== prod) throw new Error(`${name}: host CMDQ_CONS 0x${cons.toString(16)} after PROD 0x${prod.toString(16)}`);
-  const reshadows = hyp.stats.reshadows - r0;
-  // the queue is consumed whole times over (warm + total are multiples of its size), so the CFGI count is exact
-  const expectReshadows = ((warm + total) / entries) * cfgis;
-  if ((warm + total) % entries === 0 && reshadows !== expectReshadows) throw new Error(`${name}: ${reshadows} reshadows, expected ${expectReshadows}`);
-  return { name, opsPerSec: Math.round(total / s), ops: total, seconds: +s.toFixed(3), note: `${note}; ${batch} commands per trapped host CMDQ_PROD write (${Math.round((reshadows * total) / (warm + total))} reshadows)` };
+  const perCmd = (x: number) => +(x / n).toFixed(3);
+  return {
+    name,
+    opsPerSec: Math.round(total / s),
+    ops: total,
+    seconds: +s.toFixed(3),
+    note: `${note}; ${batch} commands per trapped host CMDQ_PROD write; per host command: ${perCmd(reshadows)} reshadows, ${perCmd(hypCmds)} hypervisor commands`,
+  };
 }
 
-/** hyp.cmdq.linux: Linux's unmap under pKVM: a 4 KiB dma_map_single + dma_unmap_single, whose TLBI_NH_VA + CMD_SYNC is one PROD write. */
+/**
+ * hyp.cmdq.linux: host.map_unmap under pKVM, Linux's own unmap pattern: a 4 KiB dma_map_single
+ * (PTE write) + dma_unmap_single (PTE clear, then TLBI_NH_VA + CMD_SYNC published with one
+ * trapped CMDQ_PROD write, and the CMD_SYNC polled through trapped CMDQ_CONS reads).
+ */
 function hypCmdqLinux(): BenchResult {
   const { m, hyp, drv, dm } = hypBed();
   const dma = new DmaApi(drv, dm);
   dma.attachDefault(8);
+  const hw = m.smmu.cmdq.stats;
   const f0 = hyp.hypStats().commandsForwarded;
   const w0 = hyp.cmdq.stats.prodWrites;
-  const n = 100_000;
+  const t0 = hw.perOpcode[OP.TLBI_NH_VA]!;
+  const n = 200_000;
   const res = timeLoop('hyp.cmdq.linux', n, (i) => {
     const iova = dma.map(8, 0x4100_0000 + (i % 256) * 4096, 4096);
     dma.unmap(8, iova, 4096);
-  }, 'host.map_unmap under pKVM: PTE write, then PTE clear + TLBI_NH_VA + CMD_SYNC in one trapped CMDQ_PROD write (copy, check, shadow queue, hardware); unmaps per second');
+  }, 'host.map_unmap under pKVM: PTE write, then PTE clear + TLBI_NH_VA + CMD_SYNC in one trapped CMDQ_PROD write (trap, copy, check, shadow queue, hardware), CMD_SYNC polled through trapped CMDQ_CONS reads; unmaps per second');
   hypHealthy('hyp.cmdq.linux', hyp);
   const ops = n + Math.min(n, 20000);
   const per = (hyp.hypStats().commandsForwarded - f0) / ops;
   const writes = (hyp.cmdq.stats.prodWrites - w0) / ops;
-  if (per !== 2 || writes !== 1) throw new Error(`hyp.cmdq.linux: expected 2 commands in 1 PROD write per map+unmap, saw ${per} in ${writes}`);
-  void m;
+  const tlbis = (hw.perOpcode[OP.TLBI_NH_VA]! - t0) / ops;
+  if (per !== 2 || writes !== 1 || tlbis !== 1) throw new Error(`hyp.cmdq.linux: expected 2 commands (1 TLBI_NH_VA) in 1 PROD write per map+unmap, saw ${per} (${tlbis}) in ${writes}`);
   return res;
 }
 
@@ -244,8 +279,8 @@ function hostMapUnmap(): BenchResult {
 const BENCHES: Record<string, () => BenchResult> = {
   'host.map_unmap': hostMapUnmap,
   'hw.cmdq': hwCmdq,
-  'hyp.cmdq': () => hypCmdq('hyp.cmdq', mixCommand, 1 << 18, 'the hw.cmdq mix (CFGI_STE/TLBI_NH_VA/CMD_SYNC) under pKVM: trap, copy, check, shadow queue, hardware; each CFGI_STE reshadows its STE (host STE copy + sanitize + install with CFGI_STE + CMD_SYNC through the shadow queue)'),
-  'hyp.cmdq.tlbi': () => hypCmdq('hyp.cmdq.tlbi', (i) => (i & 1 ? encodeCommand('CMD_SYNC', { CS: 0 }) : tlbiCommand(i)), 1 << 20, 'TLBI_NH_VA/CMD_SYNC under pKVM (no reshadows): trap, copy, check, shadow queue, hardware'),
+  'hyp.cmdq': () => hypCmdq('hyp.cmdq', mixCommand, 4096, 1 << 16, 'the hw.cmdq mix (CFGI_STE Leaf=1 / TLBI_NH_VA VMID 0 / CMD_SYNC) under pKVM: trap, copy, check, shadow queue, hardware; every CFGI_STE also reshadows its STE (host STE copy + sanitize + install with CFGI_STE + CMD_SYNC through the shadow queue), real pKVM work the bare SMMU does not do'),
+  'hyp.cmdq.tlbi': () => hypCmdq('hyp.cmdq.tlbi', (i) => (i & 1 ? SYNC_NONE : tlbiCommand(i)), 1 << 18, 1 << 22, 'TLBI_NH_VA (VMID 0) / CMD_SYNC under pKVM, no reshadows: trap, then per command copy + check + shadow queue, hardware'),
   'hyp.cmdq.linux': hypCmdqLinux,
   'hw.translate.hit': () => translateBench('hw.translate.hit', s1Bed(true), 8, 0x4010_0010, 0, 2_000_000, 'stage-1 DMA translation that hits the IOTLB'),
   'hw.translate.s1walk': () => translateBench('hw.translate.s1walk', s1Bed(true), 8, 0x4010_0010, 4, 1_000_000, 'STE and CD from the configuration cache, IOTLB emptied before every DMA: a full 4-level stage-1 walk per DMA', true),
