@@ -22,18 +22,10 @@
 import { get, set } from '../hw/bits.ts';
 import { STE, CFG } from '../hw/smmu/ste.ts';
 import type { RuleName } from './policy.ts';
+import type { S2PgtableCfg } from '../host/io-pgtable.ts';
 
-/** The idmap's stage-2 configuration as the STE holds it. */
-export interface IdmapS2 {
-  tsz: number;
-  sl: number;
-  tg: number;
-  ps: number;
-  irgn: number;
-  orgn: number;
-  sh: number;
-  vttbr: number;
-}
+/** The idmap's stage-2 configuration as the STE holds it: io-pgtable's ARM_64_LPAE_S2 configuration. */
+export type IdmapS2 = S2PgtableCfg;
 
 export interface SteSanitizeEnv {
   weak: (r: RuleName) => boolean;
