@@ -142,6 +142,13 @@ export class PhysicalMemory {
 
   /** Read `n` consecutive 32-bit words into `out` (the structure fetch used by the SMMU). */
   readWords(addr: number, out: Uint32Array, n = out.length): void {
+    const off = addr & 0xfff;
+    if ((off & 3) === 0 && off + n * 4 <= PAGE_SIZE) {
+      // one page lookup for the whole run
+      const dv = this.page(addr, false).dv;
+      for (let i = 0; i < n; i++) out[i] = dv.getUint32(off + 4 * i, true);
+      return;
+    }
     let a = addr;
     for (let i = 0; i < n; i++, a += 4) out[i] = this.read32(a);
   }

@@ -109,9 +109,8 @@ export class PkvmHyp {
 
   // the hardware's features, from the mini-probe
   private hwIdr0 = 0;
-  private get hwIdr0w(): number[] {
-    return [this.hwIdr0];
-  }
+  /** IDR0.ATS of the hardware */
+  private hwAts = false;
   private sidBits = 0;
   private evtqMax = 0;
   private priqMax = 0;
@@ -167,6 +166,7 @@ export class PkvmHyp {
     const r = (off: number) => bus.read32('hyp', this.mmio + off);
     const idr0 = [r(OFF.IDR0)], idr1 = [r(OFF.IDR1)], idr3 = [r(OFF.IDR3)], idr5 = [r(OFF.IDR5)];
     this.hwIdr0 = idr0[0]!;
+    this.hwAts = get(idr0, IDR0.ATS) === 1;
     if (!get(idr0, IDR0.S1P) || !get(idr0, IDR0.S2P)) throw new HypBootError('the SMMU must implement stage 1 and stage 2 (nesting)');
     if (!get(idr0, IDR0.COHACC)) throw new HypBootError('non-coherent SMMUs are not supported (IDR0.COHACC=0)');
     if (get(idr0, IDR0.TTENDIAN) === 3) throw new HypBootError('the SMMU supports only big-endian tables');
@@ -492,7 +492,7 @@ export class PkvmHyp {
     this.hostCr0 = v;
     // with ATS in the hardware, Translated transactions must be checked against STE.EATS
     // (stronger than pKVM, which forwards CR0 as written)
-    const hwV = get(this.hwIdr0w, IDR0.ATS) && !this.weak('ats-check') ? (v | ATSCHK) >>> 0 : v;
+    const hwV = this.hwAts && !this.weak('ats-check') ? (v | ATSCHK) >>> 0 : v;
     bus.write32('hyp', this.mmio + OFF.CR0, hwV);
   }
 
