@@ -9,7 +9,7 @@
  * a clear timeout error, never a hang.
  */
 import type { MmioBus } from '../hw/bus.ts';
-import type { Field } from '../hw/bits.ts';
+import { set as setField } from '../hw/bits.ts';
 import { OFF } from '../hw/smmu/regs.ts';
 import * as commands from '../hw/smmu/commands.ts';
 import { qIndex, qEmpty, ptrMask } from '../hw/smmu/queue.ts';
@@ -35,48 +35,8 @@ const SYNC_SEV = encodeCommand('CMD_SYNC', { CS: 2, MSH: 3, MSIAttr: 0xf });
 /** Linux's MSIPOLL CMD_SYNC with MSIAddress 0; the entry's own address is filled in per command */
 const SYNC_MSI = encodeCommand('CMD_SYNC', { CS: 1, MSH: 3, MSIAttr: 0xf, MSIData: 0, MSIAddress: 0 });
 
-/** 2^0 .. 2^64 (exact): a table instead of Math.pow on the hot path */
-const POW2: readonly number[] = Array.from({ length: 65 }, (_, i) => 2 ** i);
-
-/**
- * Write a field of the command at word `off` of `w` from a number, exactly as encodeCommand's
- * field setter (bits.ts `set`) does, without its name lookups.
- */
-function putField(w: Uint32Array, off: number, f: Field, value: number): void {
-  const wo = off + f.word;
-  if (f.single) {
-    const m = (f.mask << f.shift) >>> 0;
-    w[wo] = ((w[wo]! & ~m) | (((value & f.mask) << f.shift) & m)) >>> 0;
-    return;
-  }
-  if (f.shift + f.width <= 64 && f.width <= 53) {
-    // two words: the low part fills w[wo] from f.shift up, the rest goes to the next word
-    const loBits = 32 - f.shift;
-    const loScale = POW2[loBits]!;
-    const loVal = value % loScale;
-    const hiBits = f.width - loBits;
-    const hiMask = hiBits >= 32 ? 0xffffffff : ((1 << hiBits) >>> 0) - 1;
-    const hiVal = Math.floor(value / loScale) % POW2[hiBits]!;
-    const loMaskShifted = (0xffffffff << f.shift) >>> 0;
-    w[wo] = ((w[wo]! & ~loMaskShifted) | ((loVal << f.shift) >>> 0)) >>> 0;
-    w[wo + 1] = ((w[wo + 1]! & ~hiMask) | (hiVal & hiMask)) >>> 0;
-    return;
-  }
-  let remaining = f.width;
-  let bit = f.lsb;
-  let v = value;
-  while (remaining > 0) {
-    const wi = off + (bit >>> 5);
-    const sh = bit & 31;
-    const take = Math.min(32 - sh, remaining);
-    const m = take === 32 ? 0xffffffff : ((1 << take) >>> 0) - 1;
-    const part = v % POW2[take]!;
-    w[wi] = ((w[wi]! & ~((m << sh) >>> 0)) | ((part & m) << sh)) >>> 0;
-    v = Math.floor(v / POW2[take]!);
-    remaining -= take;
-    bit += take;
-  }
-}
+/** bits.ts `set` (field writer, with a word offset), module-local for the hot path */
+const putField = setField;
 
 /**
  * Encode TLBI_NH_VA at word `off` of `out` (four words, overwritten): the same words as
@@ -88,15 +48,15 @@ export function encodeTlbiNhVa(out: Uint32Array, off: number, asid: number, vmid
   out[off + 1] = 0;
   out[off + 2] = 0;
   out[off + 3] = 0;
-  putField(out, off, F.Opcode, OP_TLBI_NH_VA);
-  putField(out, off, F.ASID, asid);
-  putField(out, off, F.VMID, vmid);
-  putField(out, off, F.NUM, num);
-  putField(out, off, F.SCALE, scale);
-  putField(out, off, F.TG, tg);
-  putField(out, off, F.TTL, ttl);
-  putField(out, off, F.Leaf, leaf);
-  putField(out, off, F.Address, address);
+  putField(out, F.Opcode, OP_TLBI_NH_VA, off);
+  putField(out, F.ASID, asid, off);
+  putField(out, F.VMID, vmid, off);
+  putField(out, F.NUM, num, off);
+  putField(out, F.SCALE, scale, off);
+  putField(out, F.TG, tg, off);
+  putField(out, F.TTL, ttl, off);
+  putField(out, F.Leaf, leaf, off);
+  putField(out, F.Address, address, off);
 }
 
 const NO_FIELDS: Readonly<Record<string, number>> = Object.freeze({});
@@ -160,7 +120,7 @@ export class DriverCmdq {
   syncCommand(at: number): Uint32Array {
     if (this.msiPoll) {
       const w = SYNC_MSI.slice();
-      putField(w, 0, F.MSIAddress, this.entryAddr(at) / 4);
+      putField(w, F.MSIAddress, this.entryAddr(at) / 4);
       return w;
     }
     return SYNC_SEV;
@@ -177,7 +137,7 @@ export class DriverCmdq {
     e[1] = SYNC_MSI[1]!;
     e[2] = SYNC_MSI[2]!;
     e[3] = SYNC_MSI[3]!;
-    putField(e, 0, F.MSIAddress, this.entryAddr(at) / 4);
+    putField(e, F.MSIAddress, this.entryAddr(at) / 4);
     this.bus.writeBytes(this.actor, this.entryAddr(at), this.ent8);
   }
 

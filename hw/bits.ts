@@ -81,36 +81,44 @@ export function getBig(w: ArrayLike<number>, f: Field): bigint {
 }
 
 /** Write a field from a number (exact up to 53 bits); bits above the field width are dropped. */
-export function set(w: { [i: number]: number; length: number }, f: Field, value: number): void {
+/** 2^0 .. 2^64 (exact): a table instead of exponentiation on the hot path */
+const POW2: readonly number[] = Array.from({ length: 65 }, (_, i) => 2 ** i);
+
+/**
+ * Write a field from a number (exact up to 53 bits). `off` is a word offset into `w`, for a
+ * structure that starts part-way through a buffer (a batch of commands).
+ */
+export function set(w: { [i: number]: number; length: number }, f: Field, value: number, off = 0): void {
+  const wo = off + f.word;
   if (f.single) {
     const m = (f.mask << f.shift) >>> 0;
-    w[f.word] = ((w[f.word]! & ~m) | (((value & f.mask) << f.shift) & m)) >>> 0;
+    w[wo] = ((w[wo]! & ~m) | (((value & f.mask) << f.shift) & m)) >>> 0;
     return;
   }
   if (f.shift + f.width <= 64 && f.width <= 53) {
-    // two words: the low part fills word[f.word] from f.shift up, the rest goes to the next word
+    // two words: the low part fills word[wo] from f.shift up, the rest goes to the next word
     const loBits = 32 - f.shift;
-    const loScale = 2 ** loBits;
+    const loScale = POW2[loBits]!;
     const loVal = value % loScale;
     const hiBits = f.width - loBits;
     const hiMask = hiBits >= 32 ? 0xffffffff : ((1 << hiBits) >>> 0) - 1;
-    const hiVal = Math.floor(value / loScale) % 2 ** hiBits;
-    const loMaskShifted = ((0xffffffff << f.shift) >>> 0);
-    w[f.word] = ((w[f.word]! & ~loMaskShifted) | ((loVal << f.shift) >>> 0)) >>> 0;
-    w[f.word + 1] = ((w[f.word + 1]! & ~hiMask) | (hiVal & hiMask)) >>> 0;
+    const hiVal = Math.floor(value / loScale) % POW2[hiBits]!;
+    const loMaskShifted = (0xffffffff << f.shift) >>> 0;
+    w[wo] = ((w[wo]! & ~loMaskShifted) | ((loVal << f.shift) >>> 0)) >>> 0;
+    w[wo + 1] = ((w[wo + 1]! & ~hiMask) | (hiVal & hiMask)) >>> 0;
     return;
   }
   let remaining = f.width;
   let bit = f.lsb;
   let v = value;
   while (remaining > 0) {
-    const wi = bit >>> 5;
+    const wi = off + (bit >>> 5);
     const sh = bit & 31;
     const take = Math.min(32 - sh, remaining);
     const m = take === 32 ? 0xffffffff : ((1 << take) >>> 0) - 1;
-    const part = v % 2 ** take;
+    const part = v % POW2[take]!;
     w[wi] = ((w[wi]! & ~((m << sh) >>> 0)) | ((part & m) << sh)) >>> 0;
-    v = Math.floor(v / 2 ** take);
+    v = Math.floor(v / POW2[take]!);
     remaining -= take;
     bit += take;
   }
