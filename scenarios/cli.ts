@@ -12,6 +12,8 @@ import type { Machine } from '../hw/machine.ts';
 import { builtinNames, loadScenarios, ScenarioError } from './loader.ts';
 import { runVariants, type RunResult } from './runner.ts';
 import { formatResult, formatSummary, table } from './report.ts';
+import { cliStatus } from './cli-status.ts';
+import { explainCommand } from './cli-explain.ts';
 
 const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
@@ -48,8 +50,12 @@ function printResults(rs: RunResult[], json: boolean): void {
   }
 }
 
+/** A command line yargs refused (already reported on stderr). */
+class UsageError extends Error {}
+
 export async function main(argv: string[]): Promise<number> {
   let code = 0;
+  cliStatus.code = 0;
   const parser = yargs(argv)
     .scriptName('smmulab')
     .usage('$0 <command> [options]\n\nAn Arm SMMUv3 simulator with a deprivileged hypervisor.')
@@ -128,7 +134,8 @@ export async function main(argv: string[]): Promise<number> {
         code = all.every((r) => r.ok) ? 0 : 1;
       },
     )
-    .demandCommand(1, 'name a command: run, list or demo (see --help)')
+    .command(explainCommand)
+    .demandCommand(1, 'name a command: run, list, demo or explain (see --help)')
     .strict()
     .recommendCommands()
     .help()
@@ -138,11 +145,15 @@ export async function main(argv: string[]): Promise<number> {
       if (err) throw err;
       process.stderr.write(`smmulab: ${msg}\n(see smmulab --help)\n`);
       code = 2;
+      cliStatus.code = 2;
+      // stop here: with exitProcess(false) yargs would otherwise still run the command's handler
+      throw new UsageError(msg);
     })
     .exitProcess(false);
   try {
     await parser.parseAsync();
   } catch (e) {
+    if (e instanceof UsageError) return 2;
     if (e instanceof ScenarioError) {
       process.stderr.write(`smmulab: ${e.message}\n`);
       return 2;
@@ -150,5 +161,5 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`smmulab: ${(e as Error).stack ?? e}\n`);
     return 2;
   }
-  return code;
+  return Math.max(code, cliStatus.code);
 }

@@ -140,7 +140,45 @@ const C = { ...CFG };
 export interface Explain {
   steps: string[];
   walk: WalkTraceStep[];
+  /**
+   * Optional (filled only when present): the notes and the stage-2 translations in the order
+   * they happened, each placed by the length of `walk` at that moment, so that an explainer
+   * can tell which stage-2 descriptor reads were done for which CD fetch or stage-1 table.
+   */
+  marks?: ExplainMark[];
+  /** the STE used, its decoded view, the CD used (and whether it came from the config cache) */
+  ste?: SteEntry;
+  dec?: StreamDec;
+  cd?: CdEntry;
+  cdCached?: boolean;
+  /** the stage-1 walk configuration chosen (TTB0 or TTB1) and the input address it walks */
+  s1?: StageCfg;
+  s1Input?: number;
+  /** the fault as record() was asked to report it (also when it is not recorded) */
+  fault?: { num: number; s2: number; cls: number; ipa: number; fetchAddr: number; recorded: boolean };
+  /** the event record built for the fault (8 words) and whether the event queue took it */
+  record?: Uint32Array;
+  recordWritten?: boolean;
 }
+
+/** One entry of Explain.marks. */
+export type ExplainMark =
+  | { kind: 'note'; at: number; text: string }
+  | {
+      kind: 's2';
+      /** walk[from..to) are this stage-2 translation's descriptor reads (none on an IOTLB hit) */
+      from: number;
+      to: number;
+      ipa: number;
+      /** what it translated: a CD/L1CD fetch, a stage-1 table (at stage-1 level `level`), or the final IPA */
+      purpose: 'cd' | 'tt' | 'in';
+      level: number;
+      tlbHit: boolean;
+      /** EVT number of its fault, 0 when it translated */
+      fault: number;
+      /** output PA (-1 on a fault) */
+      pa: number;
+    };
 
 export class Translator {
   readonly perStream = new Map<number, StreamStats>();
@@ -178,7 +216,16 @@ export class Translator {
   }
 
   private note(s: string): void {
-    this.explain?.steps.push(s);
+    const x = this.explain;
+    if (!x) return;
+    x.steps.push(s);
+    x.marks?.push({ kind: 'note', at: x.walk.length, text: s });
+  }
+
+  /** Explain only: a stage-2 translation that started at walk index `from` has finished. */
+  private markS2(from: number, ipa: number, purpose: 'cd' | 'tt' | 'in', level: number, f: number, o: WalkOut): void {
+    const x = this.explain!;
+    x.marks?.push({ kind: 's2', from, to: x.walk.length, ipa, purpose, level, tlbHit: this.lastS2Hit, fault: f, pa: f ? -1 : o.oa + (ipa % P2[o.pageShift]!) });
   }
 
   // ---- decoding ------------------------------------------------------------------------------
@@ -230,6 +277,7 @@ export class Translator {
     r.reason = reason;
     this.curStats.faults++;
     if (this.explain) this.note(`fault: ${reason}${doRecord ? '' : ' (not recorded)'}`);
+    if (this.explain) this.explain.fault = { num, s2, cls, ipa, fetchAddr, recorded: doRecord && !this.suppressEvents };
     if (!doRecord || this.suppressEvents) return;
     r.event = num;
     const e = this.ev;
@@ -253,7 +301,11 @@ export class Translator {
     } else if (num === E.F_BAD_ATS_TREQ) {
       putInputAddr(e, t);
     }
-    this.env.recordEventWords(e);
+    const written = this.env.recordEventWords(e);
+    if (this.explain) {
+      this.explain.record = e.slice();
+      this.explain.recordWritten = written;
+    }
   }
 
   private effPriv(t: Txn): boolean {
@@ -324,10 +376,12 @@ export class Translator {
 
   /** The reader for nested stage-1 walks: each table address is an IPA, translated by stage 2 (CLASS=TT). */
   private readonly nestedReader: DescReader = {
-    read: (addr, _level, out, desc) => {
+    read: (addr, level, out, desc) => {
       const dec = this.curDec;
       const o = this.s2sub;
+      const from = this.explain ? this.explain.walk.length : 0;
       const f = this.s2(dec, addr, PM.R_P, true, o);
+      if (this.explain) this.markS2(from, addr, 'tt', level, f, o);
       if (f) {
         out.fault = f;
         out.nestedS2 = true;
@@ -376,6 +430,7 @@ export class Translator {
       return r;
     }
     const ste = lk.ste! as SteWithDec;
+    if (this.explain) this.explain.ste = ste;
     if (this.explain) this.note(`STE for SID ${t.sid} at 0x${ste.addr.toString(16)}${lk.l1Addr >= 0 ? ` (via L1STD at 0x${lk.l1Addr.toString(16)})` : ''}${lk.cached ? ' [config cache hit]' : ''}: V=${ste.valid ? 1 : 0} Config=0b${ste.config.toString(2).padStart(3, '0')}`);
     if (ste.illegal !== null) {
       this.curDec = undefined as unknown as StreamDec;
@@ -390,6 +445,7 @@ export class Translator {
     }
     const dec = ste.dec ?? (ste.dec = this.decode(ste));
     this.curDec = dec;
+    if (this.explain) this.explain.dec = dec;
     // substream selection
     let useS1 = dec.s1;
     let ssid = 0;
@@ -433,7 +489,9 @@ export class Translator {
     const need = need_(t.write, this.effPriv(t), this.effInstr(t));
     const o = this.s2out;
     if (this.explain) this.note(`stage 2 (VMID ${dec.vmid}): IPA 0x${t.addr.toString(16)}`);
+    const from = this.explain ? this.explain.walk.length : 0;
     const f = this.s2(dec, t.addr, need, false, o);
+    if (this.explain) this.markS2(from, t.addr, 'in', -1, f, o);
     r.tlbHit = this.lastS2Hit;
     r.ipa = t.addr;
     if (f) {
@@ -472,6 +530,10 @@ export class Translator {
       return r;
     }
     const cd = lk.cd!;
+    if (this.explain) {
+      this.explain.cd = cd;
+      this.explain.cdCached = cached !== undefined;
+    }
     if (this.explain) this.note(`CD ${ssid} at ${dec.s2 ? 'IPA' : 'PA'} ${cd === null ? '?' : '0x' + cd.addr.toString(16)}: ASID ${cd.asid}${cd.illegal ? ` ILLEGAL (${cd.illegal})` : ''}`);
     if (cd.illegal !== null) {
       this.record(r, t, E.C_BAD_CD, 0, 0, 0, 0, true, `C_BAD_CD: ${cd.illegal}`);
@@ -514,6 +576,10 @@ export class Translator {
     // stage-1 walk
     const o = this.s1out;
     const trace = this.explain ? this.explain.walk : undefined;
+    if (this.explain) {
+      this.explain.s1 = tt;
+      this.explain.s1Input = va;
+    }
     const f = walkStage(tt, va, dec.s2 ? this.nestedReader : this.plainReader, o, trace);
     st.descReads += o.descReads;
     if (f) {
@@ -552,7 +618,9 @@ export class Translator {
     if (dec.s2) {
       const so = this.s2out;
       if (this.explain) this.note(`stage 2 (VMID ${dec.vmid}): IPA 0x${ipa.toString(16)}`);
+      const from = this.explain ? this.explain.walk.length : 0;
       const f2 = this.s2(dec, ipa, need, false, so);
+      if (this.explain) this.markS2(from, ipa, 'in', -1, f2, so);
       if (f2) {
         r.ipa = ipa;
         this.record(r, t, f2, 1, CLASS.IN, ipa, so.fetchAddr, dec.s2r, `stage-2 ${faultName(f2)} on the output IPA 0x${ipa.toString(16)}`);
@@ -597,7 +665,9 @@ export class Translator {
     let pa = addr;
     if (dec.s2) {
       const o = this.s2sub;
+      const from = this.explain ? this.explain.walk.length : 0;
       const f = this.s2(dec, addr, PM.R_P, true, o);
+      if (this.explain) this.markS2(from, addr, 'cd', -1, f, o);
       if (f) {
         o.fault = f;
         o.oa = addr;

@@ -58,7 +58,8 @@ export interface WalkTraceStep {
   /** PA read */
   pa: number;
   desc: bigint;
-  kind: 'table' | 'block' | 'page' | 'invalid' | 'abort';
+  /** 'range': no descriptor was read, the input is beyond the stage's input size (addr = the input, pa = -1) */
+  kind: 'table' | 'block' | 'page' | 'invalid' | 'abort' | 'range';
   /** the bits that decided the step, e.g. "type=0b11 table → 0x4008a000" */
   note: string;
 }
@@ -171,6 +172,7 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
   if (ia >= POW2[cfg.ias]!) {
     out.level = cfg.start;
     out.fault = E_TRANSLATION;
+    if (trace) trace.push({ stage: cfg.stage, level: cfg.start, addr: ia, pa: -1, desc: 0n, kind: 'range', note: `input 0x${ia.toString(16)} is beyond the ${cfg.ias}-bit input size` });
     return out.fault;
   }
   const iaLo = ia >>> 0;
@@ -195,7 +197,7 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
     if (pa === -2) return out.fault; // the reader reported a (stage-2) fault
     if (pa === -1) {
       out.fault = E_WALK_EABT; // the reader set out.fetchAddr to the PA it tried
-      if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa: dAddr, desc: 0n, kind: 'abort', note: 'external abort on the descriptor fetch' });
+      if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa: out.fetchAddr, desc: 0n, kind: 'abort', note: 'external abort on the descriptor fetch' });
       return out.fault;
     }
     out.descReads++;
