@@ -12,11 +12,11 @@
  * trap handler on the bus. The hypervisor does not enable the SMMU: the host's CR0 writes do.
  */
 import type { Machine } from '../hw/machine.ts';
-import { CpuAbortError, type DataAbort } from '../hw/bus.ts';
+import { CpuAbortError, TRAP, isGuestActor, type DataAbort } from '../hw/bus.ts';
 import { get, set, wordMask } from '../hw/bits.ts';
 import { OFF, IDR0, IDR1, IDR3, IDR5, CR1, GBPA, Q_BASE, STRTAB_BASE_CFG, SMMU_MMIO_SIZE, regNameAt } from '../hw/smmu/regs.ts';
 import { L1STD, STE_WORDS } from '../hw/smmu/ste.ts';
-import { encodeCommand } from '../hw/smmu/commands.ts';
+import { encodeCommand, OP } from '../hw/smmu/commands.ts';
 import { layerLogger } from '../hw/log.ts';
 import { PageOwnership, OwnershipError, PAGE, type Owner } from './ownership.ts';
 import { HypPool, PoolExhausted } from './pool.ts';
@@ -28,6 +28,9 @@ import { HostCmdq } from './cmdq.ts';
 import { sanitizeSte, abortSte, type SteSanitizeEnv } from './ste-sanitize.ts';
 import { emulatedAt } from './emul.ts';
 import { FailureLog, HypPanic } from './failure.ts';
+import { Guest, VSMMU_IPA, VSID_BITS, type GuestSpec } from './guest.ts';
+import { VSmmu } from './vsmmu.ts';
+import { E_S2, EVT } from '../hw/smmu/events.ts';
 import { makePolicy, RULE_NAMES, type HypPolicy, type RuleName } from './policy.ts';
 
 const log = layerLogger('hyp');
@@ -35,6 +38,7 @@ const log = layerLogger('hyp');
 /** The hypervisor's memory by default: the top 64 MiB of the default 1 GiB of RAM. */
 export const HYP_MEMORY_DEFAULT = { base: 0x7c00_0000, size: 0x0400_0000 } as const;
 
+const OP_SYNC = OP.CMD_SYNC;
 const SMMUEN = 1, PRIQEN = 2, EVTQEN = 4, CMDQEN = 8, ATSCHK = 16;
 const GERR_CMDQ = 1;
 /** shadow command queue: 2^12 commands (64 KiB), as pKVM's 2^4 pages of 4 KiB */
@@ -51,6 +55,18 @@ export const CR1_TEMPLATE = (() => {
   set(w, CR1.TABLE_IC, 1); set(w, CR1.TABLE_OC, 1); set(w, CR1.TABLE_SH, 3);
   return w[0]!;
 })();
+
+/** A guest could not be created or destroyed; nothing was changed (creation) or its memory was kept (teardown). */
+export class GuestError extends Error {
+  constructor(why: string) {
+    super(why);
+    this.name = 'GuestError';
+  }
+}
+
+/** The teardown phases, in order; a `between` hook runs after each (to show a DMA mid-teardown). */
+export const TEARDOWN_PHASES = ['stopped', 'ste-abort', 'tlbi', 'memory-returned'] as const;
+export type TeardownPhase = (typeof TEARDOWN_PHASES)[number];
 
 export class HypBootError extends Error {
   constructor(why: string) {
@@ -83,6 +99,8 @@ export interface HypStats {
   panics: Array<{ rule: string; reason: string }>;
   shadowPages: number;
   poolPages: number;
+  /** guest events the hypervisor kept (stage-2 faults and other non-forwarded records of guest devices) */
+  guestFaultsKept: number;
   idmapPages: number;
   ownership: Record<string, number>;
   transitions: Record<string, number>;
@@ -109,6 +127,16 @@ export class PkvmHyp {
 
   // the hardware's features, from the mini-probe
   private hwIdr0 = 0;
+  private hwIdr = { idr0: 0, idr1: 0, idr3: 0, idr5: 0, aidr: 0, iidr: 0 };
+  /** guests by name, and which guest each assigned pSID belongs to */
+  readonly guests = new Map<string, Guest>();
+  readonly vsmmus = new Map<string, VSmmu>();
+  readonly sidOwner = new Map<number, Guest>();
+  /** every guest created, in order (destroyed ones too), for reports */
+  readonly guestHistory: Guest[] = [];
+  private nextVmid = 1;
+  private freeVmids: number[] = [];
+  private guestFaultsKept = 0;
   /** IDR0.ATS of the hardware */
   private hwAts = false;
   private sidBits = 0;
@@ -166,6 +194,7 @@ export class PkvmHyp {
     const r = (off: number) => bus.read32('hyp', this.mmio + off);
     const idr0 = [r(OFF.IDR0)], idr1 = [r(OFF.IDR1)], idr3 = [r(OFF.IDR3)], idr5 = [r(OFF.IDR5)];
     this.hwIdr0 = idr0[0]!;
+    this.hwIdr = { idr0: idr0[0]!, idr1: idr1[0]!, idr3: idr3[0]!, idr5: idr5[0]!, aidr: r(OFF.AIDR), iidr: r(OFF.IIDR) };
     this.hwAts = get(idr0, IDR0.ATS) === 1;
     if (!get(idr0, IDR0.S1P) || !get(idr0, IDR0.S2P)) throw new HypBootError('the SMMU must implement stage 1 and stage 2 (nesting)');
     if (!get(idr0, IDR0.COHACC)) throw new HypBootError('non-coherent SMMUs are not supported (IDR0.COHACC=0)');
@@ -214,12 +243,18 @@ export class PkvmHyp {
     bus.installStage2(
       {
         translate: (actor, addr) => {
-          if (actor === 'host') return this.own.hostMay(addr) ? addr : -1;
-          return -1;
+          if (actor === 'host') return this.own.hostMay(addr) ? addr : TRAP;
+          if (isGuestActor(actor)) {
+            const g = this.guests.get(actor.slice(6));
+            if (!g || g.dying) return TRAP;
+            return g.ipaToPa(addr);
+          }
+          return TRAP;
         },
       },
       (a) => this.trap(a),
     );
+    this.machine.smmu.evtq.tap = (w) => this.routeEvent(w);
     this.booted = true;
     log.info({ policy: this.policy.name, failure: this.policy.failure, hypMemory: `0x${hm.base.toString(16)}+0x${hm.size.toString(16)}`, shadowStrtab: this.strtab.twoLevel ? '2-level' : 'linear', idmapPages: this.idmap.mappedPages }, 'pkvm: SMMU taken');
     return this;
@@ -287,6 +322,7 @@ export class PkvmHyp {
   trap(a: DataAbort): bigint {
     this.stats.traps++;
     this.alive();
+    if (isGuestActor(a.actor)) return this.guestTrap(a);
     const off = a.addr - this.mmio;
     if (a.actor === 'host' && off >= 0 && off < SMMU_MMIO_SIZE) {
       this.stats.mmioTraps++;
@@ -546,6 +582,9 @@ export class PkvmHyp {
     } else if (sid >= 2 ** this.sidBits) {
       return 'log';
     }
+    if (this.sidOwner.has(sid) && !this.weak('sid-owner')) {
+      return fail('sid-owner', `CFGI_STE StreamID ${sid}: the StreamID is assigned to guest ${this.sidOwner.get(sid)!.name}`);
+    }
     const w = this.ste;
     let steAddr: number;
     let l2: Span | null = null;
@@ -624,6 +663,172 @@ export class PkvmHyp {
     return out;
   }
 
+  // ---- guests (designs.md §3) ----------------------------------------------------------------
+
+  /**
+   * Build a guest: check everything first (nothing changes on a refusal), then quiesce its
+   * devices (abort STEs), take its memory from the host (the idmap unmaps it with TLBIs before
+   * the donation completes), build its stage-2 under a fresh VMID, and give it a vSMMU whose
+   * physical STEs follow GBPA (abort) until the guest enables it.
+   */
+  createGuest(spec: GuestSpec): Guest {
+    this.alive();
+    const { name, memory, devices } = spec;
+    if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new GuestError(`guest name "${name}" must be letters, digits, _ or -`);
+    if (this.guests.has(name)) throw new GuestError(`guest ${name} already exists`);
+    if (memory.base % PAGE || memory.size % PAGE || memory.size === 0) throw new GuestError(`guest ${name}: memory 0x${memory.base.toString(16)}+0x${memory.size.toString(16)} must be page aligned and not empty`);
+    if (!this.machine.mem.isRam(memory.base, memory.size)) throw new GuestError(`guest ${name}: memory 0x${memory.base.toString(16)}+0x${memory.size.toString(16)} is not RAM`);
+    if (devices.length === 0) throw new GuestError(`guest ${name}: assign at least one device`);
+    const vs = new Set<number>();
+    for (const d of devices) {
+      if (!Number.isInteger(d.vsid) || d.vsid < 0 || d.vsid >= 2 ** VSID_BITS) throw new GuestError(`guest ${name}: vSID ${d.vsid} is not a 16-bit StreamID`);
+      if (vs.has(d.vsid)) throw new GuestError(`guest ${name}: vSID ${d.vsid} is assigned twice`);
+      vs.add(d.vsid);
+      if (!Number.isInteger(d.psid) || d.psid < 0 || d.psid >= 2 ** this.sidBits) throw new GuestError(`guest ${name}: pSID ${d.psid} is beyond the SMMU's ${this.sidBits}-bit StreamIDs`);
+      const o = this.sidOwner.get(d.psid);
+      if (o) throw new GuestError(`guest ${name}: pSID ${d.psid} is already assigned to guest ${o.name}`);
+    }
+    if (new Set(devices.map((d) => d.psid)).size !== devices.length) throw new GuestError(`guest ${name}: a pSID is assigned twice`);
+    const vmidMax = get([this.hwIdr0], IDR0.VMID16) ? 0xffff : 0xff;
+    const vmid = this.freeVmids.pop() ?? this.nextVmid;
+    if (vmid > vmidMax) throw new GuestError(`guest ${name}: no VMID left`);
+    // the memory leaves the host first (refused, e.g. shared or pinned pages, changes nothing)
+    try {
+      this.own.donate(memory.base, memory.size, `guest:${name}`);
+    } catch (e) {
+      if (vmid !== this.nextVmid) this.freeVmids.push(vmid);
+      if (e instanceof OwnershipError) throw new GuestError(`guest ${name}: ${e.message}`);
+      throw e;
+    }
+    if (vmid === this.nextVmid) this.nextVmid++;
+    const g = new Guest(name, vmid, spec, this.machine.bus, this.pool);
+    this.guests.set(name, g);
+    this.guestHistory.push(g);
+    for (const d of devices) this.sidOwner.set(d.psid, g);
+    const v = new VSmmu(g, {
+      hwIdr: this.hwIdr,
+      allowAts: this.policy.allowAts,
+      budget: this.policy.guestCmdBudget,
+      installSte: (psid, w) => this.strtab.install(psid, w, (cmds) => this.guestIssue(g, cmds)),
+      issue: (cmds) => this.guestIssue(g, cmds),
+    });
+    this.vsmmus.set(name, v);
+    v.configureAll(false); // GBPA.ABORT=1 at reset: abort STEs, so the host's configuration is gone
+    log.info({ guest: name, vmid, memory: `0x${memory.base.toString(16)}+0x${memory.size.toString(16)}`, devices }, 'guest created');
+    return g;
+  }
+
+  /**
+   * Tear a guest down. Its vCPUs and vSMMU stop; each device gets an abort STE (CFGI_STE +
+   * CMD_SYNC); TLBI_S12_VMALL for its VMID + CMD_SYNC; only then is its stage-2 freed and its
+   * memory scrubbed and returned to the host. If an invalidation cannot complete, the memory is
+   * kept (GuestError) and the teardown can be retried. `between` runs after each phase.
+   */
+  destroyGuest(name: string, between?: (phase: TeardownPhase) => void): void {
+    this.alive();
+    const g = this.guests.get(name);
+    if (!g) throw new GuestError(`no guest named ${name}`);
+    const v = this.vsmmus.get(name)!;
+    g.dying = true;
+    v.stop();
+    const returnMemory = (): void => {
+      this.machine.bus.writeBytes('hyp', g.paBase, new Uint8Array(g.size));
+      this.own.reclaim(g.paBase, g.size, `guest:${name}`);
+    };
+    const early = this.weak('guest-teardown');
+    between?.('stopped');
+    if (early) {
+      // the weakened order: the memory goes back while the devices still translate through the guest's tables
+      returnMemory();
+      between?.('memory-returned');
+    }
+    const abort = new Uint32Array(STE_WORDS);
+    abortSte(abort);
+    try {
+      for (const psid of g.psidToVsid.keys()) this.strtab.install(psid, abort, (cmds) => this.shadowQ.issueAndSync(cmds));
+      between?.('ste-abort');
+      this.shadowQ.issueAndSync([encodeCommand('TLBI_S12_VMALL', { VMID: g.vmid })]);
+      between?.('tlbi');
+    } catch (e) {
+      if (e instanceof ShadowQueueError) throw new GuestError(`guest ${name}: teardown stopped, the invalidation did not complete (${e.message}); its memory is kept`);
+      throw e;
+    }
+    g.destroyS2();
+    if (!early) {
+      returnMemory();
+      between?.('memory-returned');
+    }
+    for (const psid of g.psidToVsid.keys()) this.sidOwner.delete(psid);
+    this.guests.delete(name);
+    this.vsmmus.delete(name);
+    this.freeVmids.push(g.vmid);
+    log.info({ guest: name, vmid: g.vmid }, 'guest destroyed');
+  }
+
+  /** Physical commands on a guest's behalf, with a CMD_SYNC, counted for it. */
+  private guestIssue(g: Guest, cmds: Uint32Array[]): void {
+    this.shadowQ.issueAndSync(cmds);
+    g.stats.physCommands += cmds.length + 1;
+    const ops = this.vsmmus.get(g.name)?.physOps;
+    if (ops) {
+      for (const c of cmds) ops[c[0]! & 0xff]!++;
+      ops[OP_SYNC]!++;
+    }
+  }
+
+  /** A guest vCPU access that trapped: its vSMMU, or a data abort. */
+  private guestTrap(a: DataAbort): bigint {
+    const name = a.actor.slice(6);
+    const g = this.guests.get(name);
+    const off = a.addr - VSMMU_IPA;
+    if (g && !g.dying && off >= 0 && off < SMMU_MMIO_SIZE) {
+      g.stats.traps++;
+      const v = this.vsmmus.get(name)!;
+      return a.dir === 'r' ? v.read(off, a.size) : (v.write(off, a.size, a.value), 0n);
+    }
+    if (g) g.stats.dataAborts++;
+    throw new CpuAbortError(a.actor, a.addr, a.dir, g ? (g.dying ? 'the guest is being destroyed' : 'stage-2 fault: the IPA is not mapped') : `no guest named ${name}`);
+  }
+
+  /**
+   * Every event record the SMMU generates passes here first. A record for a guest's device is
+   * the guest's if it is a stage-1 fault or a configuration error of its own making: it is
+   * copied into the guest's event queue with the vSID. Stage-2 faults stay here (counted).
+   */
+  private routeEvent(w: Uint32Array): void {
+    const g = this.sidOwner.get(w[1]!);
+    if (!g || g.dying) return;
+    const num = w[0]! & 0xff;
+    let guests = false;
+    switch (num) {
+      case EVT.F_TRANSLATION: case EVT.F_ADDR_SIZE: case EVT.F_ACCESS: case EVT.F_PERMISSION:
+        guests = get(w, E_S2) === 0;
+        break;
+      case EVT.C_BAD_STE: case EVT.C_BAD_CD: case EVT.C_BAD_SUBSTREAMID: case EVT.F_CD_FETCH:
+        guests = true;
+        break;
+    }
+    if (!guests) {
+      g.stats.s2Faults += num >= EVT.F_TRANSLATION && num <= EVT.F_PERMISSION ? 1 : 0;
+      this.guestFaultsKept++;
+      return;
+    }
+    this.vsmmus.get(g.name)!.forward(w, g.psidToVsid.get(w[1]!)!);
+  }
+
+  /** The ranges a device may not access when it differs from the host's: a guest's device may reach only its guest's memory. */
+  rangesForSid(sid: number): Array<{ base: number; size: number; owner: string; read: boolean; write: boolean }> | undefined {
+    const g = this.sidOwner.get(sid);
+    if (!g) return undefined;
+    const top = 2 ** 48;
+    const out: Array<{ base: number; size: number; owner: string; read: boolean; write: boolean }> = [];
+    const guestMem = this.own.state(g.paBase).owner === `guest:${g.name}`;
+    if (!guestMem) return [{ base: 0, size: top, owner: `not guest:${g.name}`, read: false, write: false }];
+    if (g.paBase > 0) out.push({ base: 0, size: g.paBase, owner: `not guest:${g.name}`, read: false, write: false });
+    out.push({ base: g.paBase + g.size, size: top - g.paBase - g.size, owner: `not guest:${g.name}`, read: false, write: false });
+    return out;
+  }
+
   // ---- reports -------------------------------------------------------------------------------
 
   /** Ranges the host (and its devices) may not access, for the isolation oracle. */
@@ -656,6 +861,7 @@ export class PkvmHyp {
       panics: this.failures.panic ? [{ ...this.failures.panic }] : [],
       shadowPages: (this.shadowQ ? (this.shadowQ.size * 16) / PAGE : 0) + (this.strtab?.pages ?? 0),
       poolPages: this.pool?.pagesInUse ?? 0,
+      guestFaultsKept: this.guestFaultsKept,
       idmapPages: this.idmap?.mappedPages ?? 0,
       ownership: this.own.summary(),
       transitions: { ...this.own.counts },

@@ -42,6 +42,8 @@ export const RULES = {
   'double-fetch': 'each host command or STE is copied once into hypervisor memory and checked on the copy',
   'reg-access': 'MMIO accesses must be to a register in the emulation table, with its size and direction',
   'cr1-template': 'CR1 is forced to the Linux template',
+  'sid-owner': 'a StreamID assigned to a guest is configured only through the guest\'s vSMMU: host CFGI_STEs for it are refused',
+  'guest-teardown': 'a guest\'s memory returns to the host only after its devices\' STEs are abort and TLBI_S12_VMALL + CMD_SYNC have completed',
 } as const;
 export type RuleName = keyof typeof RULES;
 export const RULE_NAMES = Object.keys(RULES) as RuleName[];
@@ -62,6 +64,8 @@ export interface HypPolicy {
   readonly steShadowing: 'cfgi' | 'trap-writes';
   /** how the host issues commands: trap-and-emulate (pKVM v4+) or paravirtual hypercalls (pKVM v1/v2) */
   readonly cmdq: 'trap' | 'pv';
+  /** guest commands the hypervisor consumes per vSMMU trap (the rest continue on the next trap) */
+  readonly guestCmdBudget: number;
 }
 
 export const POLICY_NAMES = ['pkvm', 'pkvm-v6'] as const;
@@ -72,7 +76,9 @@ export type PolicyName = (typeof POLICY_NAMES)[number];
  * `pkvm-v6`: the v6-era behaviour: the CMD_SYNC rewrite is lost (G1), MSI targets are
  * forwarded (G2) and EATS is copied (G3).
  */
-export function makePolicy(name: PolicyName, o: { failure?: FailurePolicy; weaken?: Iterable<RuleName>; allowAts?: boolean; steShadowing?: 'cfgi' | 'trap-writes'; cmdq?: 'trap' | 'pv' } = {}): HypPolicy {
+export function makePolicy(name: PolicyName, o: { failure?: FailurePolicy; weaken?: Iterable<RuleName>; allowAts?: boolean; steShadowing?: 'cfgi' | 'trap-writes'; cmdq?: 'trap' | 'pv'; guestCmdBudget?: number } = {}): HypPolicy {
+  const budget = o.guestCmdBudget ?? 256;
+  if (!Number.isInteger(budget) || budget < 1) throw new Error(`guestCmdBudget ${budget} must be a positive integer`);
   const weaken = new Set<RuleName>(o.weaken ?? []);
   if (name === 'pkvm-v6') for (const r of ['sync-msi', 'irq-cfg-msi', 'ste-eats', 'ste-strw', 'ats-check'] as const) weaken.add(r);
   return Object.freeze({
@@ -82,5 +88,6 @@ export function makePolicy(name: PolicyName, o: { failure?: FailurePolicy; weake
     allowAts: o.allowAts ?? false,
     steShadowing: o.steShadowing ?? 'cfgi',
     cmdq: o.cmdq ?? 'trap',
+    guestCmdBudget: budget,
   });
 }

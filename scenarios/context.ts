@@ -48,6 +48,10 @@ export class RunContext {
   /** a trace of what happened, in order (only when the scenario has an expectTrace step): "hw CMD_SYNC", "step 4 hyp donate: done" */
   trace: string[] | null = null;
   traceCursor = 0;
+  /** guest DMA translation chains (IOVA → IPA → PA) recorded by driver dma steps, for the JSON output */
+  readonly translations: Array<{ actor: string; device: string; sid: number; psid: number; access: string; iova: string; ipa: string | null; pa: string | null; fault?: string }> = [];
+  /** guest teardowns, phase by phase */
+  readonly teardowns: Array<{ guest: string; phases: Array<{ phase: string; dma?: string; isolation: boolean }> }> = [];
   /** the isolation oracle, watching SMMU-originated writes from the first step */
   oracle: IsolationOracle | null = null;
 

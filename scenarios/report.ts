@@ -42,6 +42,22 @@ export function formatResult(r: RunResult): string {
     lines.push(`isolation: ${r.isolation.ok ? 'holds' : `BREACHED (${r.isolation.breaches.length})`}`);
     for (const b of r.isolation.breaches.slice(0, 8)) lines.push(`  ${b.detail}`);
   }
+  if (r.guests?.length) {
+    lines.push('guests:');
+    lines.push(table(['guest', 'vmid', 'vSMMU traps', 'guest commands', 'physical commands', 'events injected', 'stage-2 faults kept', 'state'],
+      r.guests.map((g) => [g.name, g.vmid, g.traps, g.commands, String(g.stats.physCommands), g.eventsInjected, String(g.stats.s2Faults), g.alive ? 'running' : 'destroyed'])));
+  }
+  if (r.translations?.length) {
+    lines.push('DMA translations (IOVA → IPA → PA):');
+    lines.push(table(['actor', 'device', 'sid', 'pSID', 'access', 'IOVA', 'IPA', 'PA'],
+      r.translations.map((t) => [t.actor, t.device, t.sid, t.psid, t.access, t.iova, t.ipa ?? '-', t.pa ?? `fault: ${t.fault}`])));
+  }
+  if (r.teardowns?.length) {
+    for (const t of r.teardowns) {
+      lines.push(`teardown of ${t.guest}:`);
+      lines.push(table(['phase', 'DMA', 'isolation'], t.phases.map((p) => [p.phase, p.dma ?? '-', p.isolation ? 'holds' : 'BREACHED'])));
+    }
+  }
   if (r.failed.length) {
     lines.push(table(['step', 'op', 'expected', 'actual'], r.failed.map((f) => [f.step, f.op, show(f.expected), show(f.actual) + (f.message ? ` — ${f.message}` : '')])));
   }

@@ -18,6 +18,7 @@ import { HypPanic } from '../hyp/failure.ts';
 import { makePolicy, type RuleName } from '../hyp/policy.ts';
 import { isolationReport, oracleFor, type IsolationSummary } from './isolation.ts';
 import type { HypMode } from './loader.ts';
+import type { Guest } from '../hyp/guest.ts';
 
 const log = layerLogger('scenarios');
 
@@ -36,6 +37,26 @@ export interface RunResult {
   hyp?: HypStats;
   /** the isolation oracle at the end of the run (hyp "pkvm", or any run with an isolation step) */
   isolation?: IsolationSummary;
+  /** guests built during the run (hyp "pkvm" with guest steps) */
+  guests?: GuestSummary[];
+  /** DMA translation chains of driver dma steps: IOVA → IPA → PA (only when there were some) */
+  translations?: RunContext['translations'];
+  /** guest teardowns, phase by phase (only when there were some) */
+  teardowns?: RunContext['teardowns'];
+}
+
+export interface GuestSummary {
+  name: string;
+  vmid: number;
+  /** vSMMU register accesses trapped */
+  traps: number;
+  /** guest commands consumed */
+  commands: number;
+  /** event records written to the guest's event queue */
+  eventsInjected: number;
+  /** whether the guest still exists at the end of the run */
+  alive: boolean;
+  stats: Record<string, unknown>;
 }
 
 export interface RunOptions {
@@ -191,6 +212,18 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
     ...(mode !== 'none' || sc.variants.length > 1 ? { hypMode: mode } : {}),
     ...(hyp ? { hyp: hyp.hypStats() } : {}),
     ...(wantIsolation ? { isolation: isolationReport(ctx) } : {}),
+    ...(hyp?.guestHistory.length ? { guests: hyp.guestHistory.map((g) => guestSummary(ctx, g)) } : {}),
+    ...(ctx.translations.length ? { translations: ctx.translations } : {}),
+    ...(ctx.teardowns.length ? { teardowns: ctx.teardowns } : {}),
+  };
+}
+
+function guestSummary(ctx: RunContext, g: Guest): GuestSummary {
+  const v = ctx.hyp?.vsmmus.get(g.name);
+  return {
+    name: g.name, vmid: g.vmid, traps: g.stats.traps, commands: g.stats.commands, eventsInjected: g.stats.eventsInjected,
+    alive: ctx.hyp?.guests.get(g.name) === g,
+    stats: { ...g.stats, virqs: { ...g.stats.virqs }, ...(v ? v.stats() : {}) },
   };
 }
 

@@ -16,6 +16,18 @@ import type { SmmuFeatures } from './features.ts';
 
 export const CERROR = { NONE: 0, ILL: 1, ABT: 2, ATC_INV_SYNC: 3 } as const;
 
+/**
+ * Thrown by a target that cannot complete a command yet (an emulated SMMU whose CMD_SYNC must
+ * wait for a physical one): consumption stops with CONS pointing at the command, with no error,
+ * and the next kick retries it. The hardware model never throws it.
+ */
+export class CmdqWait extends Error {
+  constructor(why: string) {
+    super(why);
+    this.name = 'CmdqWait';
+  }
+}
+
 // Module-local aliases of imported bindings: under the TypeScript loader every access to an
 // imported binding is a getter call, which dominates a loop this tight.
 const TABLE = OPCODE_TABLE;
@@ -52,6 +64,8 @@ export interface CmdqStats {
   consumed: number;
   syncs: number;
   errors: number;
+  /** consumption stopped at a command the target could not complete yet (CmdqWait) */
+  waits: number;
   readonly perOpcode: Uint32Array;
 }
 
@@ -63,7 +77,7 @@ export class CommandQueue {
   cons = 0;
   /** CONS.ERR (valid while GERROR.CMDQ_ERR is active) */
   err = 0;
-  readonly stats: CmdqStats = { consumed: 0, syncs: 0, errors: 0, perOpcode: new Uint32Array(256) };
+  readonly stats: CmdqStats = { consumed: 0, syncs: 0, errors: 0, waits: 0, perOpcode: new Uint32Array(256) };
   /** optional per-command observer (traces, coverage); null on the hot path */
   onCommand: ((w: Uint32Array, cons: number) => void) | null = null;
   private readonly w = new Uint32Array(4);
@@ -71,10 +85,11 @@ export class CommandQueue {
   constructor(private readonly t: CmdqTarget) {}
 
   /**
-   * Consume commands from CONS up to PROD. `canRun` is CMDQEN=1 and CMDQ_ERR inactive.
-   * Returns the number of commands consumed.
+   * Consume commands from CONS up to PROD, at most `limit` of them (an emulated SMMU bounds its
+   * work per trap this way; the hardware has no limit). The caller checks CMDQEN=1 and that
+   * CMDQ_ERR is inactive. Returns the number of commands consumed.
    */
-  consume(): number {
+  consume(limit = Infinity): number {
     const qs = this.log2size;
     const m = maskOf(qs);
     const prod = this.prod & m;
@@ -83,25 +98,30 @@ export class CommandQueue {
     const t = this.t;
     const perOp = this.stats.perOpcode;
     let n = 0;
-    while (cons !== prod) {
-      const pa = this.base + indexOf(cons, qs) * BYTES;
-      if (!t.fetch(pa, w)) {
-        this.cons = cons;
-        this.stats.consumed += n;
-        this.fail(CERROR.ABT);
-        return n;
+    try {
+      while (cons !== prod && n < limit) {
+        const pa = this.base + indexOf(cons, qs) * BYTES;
+        if (!t.fetch(pa, w)) {
+          this.cons = cons;
+          this.stats.consumed += n;
+          this.fail(CERROR.ABT);
+          return n;
+        }
+        if (this.onCommand !== null) this.onCommand(w, cons);
+        const code = this.execute(w);
+        if (code !== CERROR.NONE) {
+          this.cons = cons;
+          this.stats.consumed += n;
+          this.fail(code);
+          return n;
+        }
+        perOp[w[0]! & 0xff]!++;
+        cons = incPtr(cons, qs);
+        n++;
       }
-      if (this.onCommand !== null) this.onCommand(w, cons);
-      const code = this.execute(w);
-      if (code !== CERROR.NONE) {
-        this.cons = cons;
-        this.stats.consumed += n;
-        this.fail(code);
-        return n;
-      }
-      perOp[w[0]! & 0xff]!++;
-      cons = incPtr(cons, qs);
-      n++;
+    } catch (e) {
+      if (!(e instanceof CmdqWait)) throw e;
+      this.stats.waits++;
     }
     this.cons = cons;
     this.stats.consumed += n;

@@ -15,7 +15,8 @@ export interface EvtqEnv {
   /** queue base PA (aligned) and log2 size (capped at IDR1.EVENTQS) */
   base(): number;
   log2size(): number;
-  writer: SmmuWriter;
+  /** where records are written (the SMMU's writer; an emulated SMMU passes its own) */
+  writer: Pick<SmmuWriter, 'record'>;
   abort(): void;
   irq(): void;
 }
@@ -33,6 +34,12 @@ export class EventQueue {
   readonly log: DecodedEvent[] = [];
   keepLog = true;
 
+  /**
+   * Sees every record the SMMU generates, before the queue's enable and space are checked (the
+   * hypervisor uses it to route its guests' faults); null on the hot path.
+   */
+  tap: ((words: Uint32Array) => void) | null = null;
+
   constructor(private readonly env: EvtqEnv) {}
 
   get overflowPresent(): boolean {
@@ -42,6 +49,7 @@ export class EventQueue {
   /** Record an event. Returns true when it was written to memory. */
   record(words: Uint32Array): boolean {
     if (words.length !== EVT_WORDS) throw new Error('an event record is 8 words');
+    if (this.tap !== null) this.tap(words);
     if (!this.env.enabled()) {
       this.dropped++;
       return false;

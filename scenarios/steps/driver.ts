@@ -6,7 +6,7 @@
  *   map        {sid, pa, size, dir?, as?, expectIova?}  dma_map_single; `as` names the mapping
  *   unmap      {sid, mapping | iova+size}               dma_unmap_single (TLBI + CMD_SYNC)
  *   dma        {sid, mapping, access, offset?, len?, hex?, expect?}  the device DMAs at the mapping's IOVA
- *   drainEvents {expect?:[type…]}                      the event handler drains the event queue
+ *   drainEvents {expect?:[type…], expectSids?:[sid…]}  the event handler drains the event queue
  *   issue      {commands:[{name,…}], sync?}            commands (fields as in the cmd step) through the driver's queue
  */
 import { z } from 'zod';
@@ -18,6 +18,9 @@ import { DomainManager } from '../../host/domain.ts';
 import { DmaApi } from '../../host/dma-api.ts';
 import { SMMU_BASE } from '../../hw/machine.ts';
 import type { Command } from '../../host/cmdq.ts';
+import { isGuestActor } from '../../hw/bus.ts';
+import { GuestKernel } from '../../guest/vm.ts';
+import { VSMMU_IPA } from '../../hyp/guest.ts';
 
 export interface HostKernel {
   drv: ArmSmmuV3;
@@ -47,7 +50,7 @@ const zDriver = z.discriminatedUnion('call', [
     call: z.literal('dma'), sid: zU32, mapping: z.string(), access: z.enum(['read', 'write']), offset: zU32.default(0), len: zU32.optional(),
     hex: zHex.optional(), expect: z.enum(['ok', 'fault']).optional(), expectHex: zHex.optional(),
   }).strict(),
-  z.object({ call: z.literal('drainEvents'), expect: z.array(z.string()).optional() }).strict(),
+  z.object({ call: z.literal('drainEvents'), expect: z.array(z.string()).optional(), expectSids: z.array(zU32).optional() }).strict(),
   z.object({ call: z.literal('issue'), commands: z.array(zCommand).min(1), sync: z.boolean().default(true), expectRecovered: zU32.optional() }).strict(),
 ]);
 
@@ -59,6 +62,13 @@ export const driverStep = defineStep({
     const actor = s.actor;
     switch (s.call) {
       case 'probe': {
+        if (isGuestActor(actor)) {
+          const g = ctx.hyp?.guests.get(actor.slice(6));
+          if (!g) throw new Error(`no guest named ${actor.slice(6)} (create it with a guest step)`);
+          const k = new GuestKernel(ctx.machine.bus, { actor, ram: { base: g.ipaBase, size: g.size }, smmu: VSMMU_IPA, streams: {} }, s.pages);
+          ctx.kernels.set(actor, { drv: k.drv, dm: k.dm, dma: k.dma, mappings: new Map() });
+          return;
+        }
         const drv = new ArmSmmuV3(ctx.machine.bus, { base: SMMU_BASE, pages: s.pages ?? HOST_PAGES, ...(s.bypass ? { bypass: true } : {}) }, actor);
         drv.probe();
         const dm = new DomainManager(drv);
@@ -91,11 +101,23 @@ export const driverStep = defineStep({
         const m = k.mappings.get(s.mapping) ?? ctx.unmapped.get(s.mapping);
         if (!m) throw new Error(`no mapping named "${s.mapping}"`);
         ctx.unmapped.set(s.mapping, m); // remembered, so a DMA after the unmap can still name it
-        const ep = ctx.endpointForSid(s.sid);
+        // a guest names its devices by vSID: the device behind it has the pSID
+        let psid = s.sid;
+        if (isGuestActor(actor)) {
+          const p = ctx.hyp?.guests.get(actor.slice(6))?.vsidToPsid.get(s.sid);
+          if (p === undefined) throw new Error(`${actor} has no device with vSID ${s.sid}`);
+          psid = p;
+        }
+        const ep = ctx.endpointForSid(psid);
         const len = s.len ?? (s.hex ? s.hex.length / 2 : 4);
         const out = s.access === 'write'
           ? ep.write(m.iova + s.offset, s.hex ? hexToBytes(s.hex) : new Uint8Array(len).map((_, i) => (0xa5 + i) & 0xff))
           : ep.read(m.iova + s.offset, len);
+        const hex = (n: number | undefined): string | null => (n === undefined ? null : '0x' + n.toString(16));
+        ctx.translations.push({
+          actor, device: ep.name, sid: s.sid, psid, access: s.access, iova: '0x' + (m.iova + s.offset).toString(16),
+          ipa: out.ok ? hex(out.ipa) : null, pa: out.ok ? hex(out.pa) : null, ...(out.ok ? {} : { fault: out.event ?? out.fault }),
+        });
         if (s.expect === 'ok' && !out.ok) ctx.fail('ok', `fault: ${out.fault}`);
         if (s.expect === 'fault' && out.ok) ctx.fail('fault', `ok at PA 0x${out.pa.toString(16)}`);
         if (s.expectHex !== undefined) {
@@ -105,8 +127,11 @@ export const driverStep = defineStep({
         return;
       }
       case 'drainEvents': {
-        const got = kernel(ctx, actor).drv.events.drain().map((e) => e.type);
+        const evs = kernel(ctx, actor).drv.events.drain();
+        const got = evs.map((e) => e.type);
         if (s.expect && JSON.stringify(got) !== JSON.stringify(s.expect)) ctx.fail(s.expect.join(', ') || 'no event', got.join(', ') || 'no event', 'events drained by the driver');
+        const sids = evs.map((e) => e.sid);
+        if (s.expectSids && JSON.stringify(sids) !== JSON.stringify(s.expectSids)) ctx.fail(s.expectSids.join(', ') || 'no event', sids.join(', ') || 'no event', 'StreamIDs of the events drained (a guest sees its vSIDs)');
         return;
       }
       case 'issue': {

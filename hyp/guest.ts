@@ -1,0 +1,138 @@
+/**
+ * A guest VM as the hypervisor keeps it: memory donated by the host and mapped at an IPA,
+ * the guest's stage-2 (one table, used both for the guest's CPU accesses on the bus and by
+ * the SMMU for its assigned devices, under the guest's VMID), and the StreamIDs assigned to it
+ * with their fixed vSID → pSID table (designs.md §3.5: fixed when the guest is built).
+ *
+ * Every hypervisor access to guest memory (the guest's command and event queues, its stream
+ * table) goes through `read`/`write`, which translate through the guest's stage-2: an IPA the
+ * guest does not own cannot be reached (designs.md §3.2, Xen's P2M-checked reads).
+ */
+import type { MmioBus } from '../hw/bus.ts';
+import { IoPgtable, newGather, type S2PgtableCfg } from '../host/io-pgtable.ts';
+import type { HypPool } from './pool.ts';
+import { PAGE } from './ownership.ts';
+
+/** Where a guest sees its RAM and its vSMMU: the `virt` layout, as the host sees the machine. */
+export const GUEST_RAM_IPA = 0x4000_0000;
+export const VSMMU_IPA = 0x0905_0000;
+/** vSIDs are 16 bits (IDR1.SIDSIZE=16 on the vSMMU) */
+export const VSID_BITS = 16;
+
+export interface GuestDevice {
+  /** the StreamID the guest uses (its DT/IORT names this) */
+  vsid: number;
+  /** the physical StreamID */
+  psid: number;
+}
+
+export interface GuestSpec {
+  name: string;
+  /** host memory donated to the guest (PA, page aligned) */
+  memory: { base: number; size: number };
+  /** IPA of the guest's RAM (default 0x4000_0000) */
+  ipaBase?: number;
+  devices: GuestDevice[];
+}
+
+export interface GuestStats {
+  /** vSMMU register accesses trapped */
+  traps: number;
+  /** guest commands consumed by the hypervisor */
+  commands: number;
+  /** physical commands the hypervisor issued for the guest */
+  physCommands: number;
+  /** guest PROD writes and continuations that hit the per-trap budget */
+  budgetStops: number;
+  /** event records written to the guest's event queue */
+  eventsInjected: number;
+  /** event records for the guest lost: queue disabled, full (overflow) or unwritable */
+  eventsLost: number;
+  /** stage-2 faults of the guest's devices, kept by the hypervisor */
+  s2Faults: number;
+  /** virtual interrupts raised: event queue, global error */
+  virqs: { eventq: number; gerror: number };
+  /** guest command errors (CONS.ERR with GERROR.CMDQ_ERR) */
+  cmdErrors: number;
+  /** guest STEs refused (C_BAD_STE) */
+  badSte: number;
+  /** CPU data aborts on guest accesses outside its RAM and vSMMU */
+  dataAborts: number;
+}
+
+const RAM_PROT = { read: true, write: true, cache: true } as const;
+
+export class Guest {
+  readonly actor: string;
+  readonly s2: IoPgtable;
+  readonly ipaBase: number;
+  readonly paBase: number;
+  readonly size: number;
+  readonly vsidToPsid = new Map<number, number>();
+  readonly psidToVsid = new Map<number, number>();
+  readonly stats: GuestStats = { traps: 0, commands: 0, physCommands: 0, budgetStops: 0, eventsInjected: 0, eventsLost: 0, s2Faults: 0, virqs: { eventq: 0, gerror: 0 }, cmdErrors: 0, badSte: 0, dataAborts: 0 };
+  /** set once teardown has begun: the guest's vCPUs and devices are stopped */
+  dying = false;
+
+  constructor(
+    readonly name: string,
+    readonly vmid: number,
+    spec: GuestSpec,
+    private readonly bus: MmioBus,
+    pool: HypPool,
+  ) {
+    this.actor = `guest:${name}`;
+    this.ipaBase = spec.ipaBase ?? GUEST_RAM_IPA;
+    this.paBase = spec.memory.base;
+    this.size = spec.memory.size;
+    for (const d of spec.devices) {
+      this.vsidToPsid.set(d.vsid, d.psid);
+      this.psidToVsid.set(d.psid, d.vsid);
+    }
+    this.s2 = new IoPgtable(
+      { fmt: 'ARM_64_LPAE_S2', pgsizeBitmap: [PAGE, 2 ** 21, 2 ** 30], ias: 48, oas: 48, coherentWalk: true },
+      { read64: (a) => bus.read64('hyp', a), write64: (a, v) => bus.write64('hyp', a, v) },
+      { alloc: (bytes) => pool.alloc(bytes, `guest ${name} stage-2 table`), free: (a, b) => pool.free(a, b) },
+      { tlbFlushAll: () => {}, tlbFlushWalk: () => {}, tlbAddPage: () => {} },
+    );
+    this.s2.mapRange(this.ipaBase, this.paBase, this.size, RAM_PROT);
+  }
+
+  get s2cfg(): S2PgtableCfg {
+    return this.s2.s2!;
+  }
+
+  /** The PA behind a guest IPA, or -1 when the guest's stage-2 does not map it. */
+  ipaToPa(ipa: number): number {
+    const off = ipa - this.ipaBase;
+    if (off < 0 || off >= this.size) return -1;
+    return this.paBase + off;
+  }
+
+  /** Does [pa, pa+len) lie in this guest's memory? */
+  ownsPa(pa: number, len = 1): boolean {
+    return pa >= this.paBase && pa + len <= this.paBase + this.size;
+  }
+
+  /** Read `n` words at an IPA through the guest's stage-2 (one page at most). False when not mapped. */
+  read(ipa: number, out: Uint32Array, n = out.length): boolean {
+    const pa = this.ipaToPa(ipa);
+    if (pa < 0 || this.ipaToPa(ipa + n * 4 - 1) < 0) return false;
+    this.bus.readWords('hyp', pa, out, n);
+    return true;
+  }
+
+  /** Write words at an IPA through the guest's stage-2. False when not mapped. */
+  write(ipa: number, words: Uint32Array, n = words.length): boolean {
+    const pa = this.ipaToPa(ipa);
+    if (pa < 0 || this.ipaToPa(ipa + n * 4 - 1) < 0) return false;
+    this.bus.writeWords('hyp', pa, words, n);
+    return true;
+  }
+
+  /** Unmap the whole stage-2 and free its tables (teardown, after the devices are quiesced). */
+  destroyS2(): void {
+    this.s2.unmapRange(this.ipaBase, this.size, newGather());
+    this.s2.free();
+  }
+}

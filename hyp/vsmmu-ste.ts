@@ -1,0 +1,83 @@
+/**
+ * Guest STE → physical STE (designs.md §3.4, made stronger than Xen's): the vSMMU advertises
+ * stage 1 only, so a guest STE is judged by SteIllegal() against the vSMMU's own features, and
+ * only its stage-1 fields are taken. The physical STE is the guest's stage 1 nested under the
+ * guest's stage-2 with the guest's VMID:
+ *
+ * | guest STE                       | physical STE                                      |
+ * |---------------------------------|---------------------------------------------------|
+ * | V=0                             | V=0 (transactions give C_BAD_STE, as on the vSMMU)|
+ * | ILLEGAL (Config 0b11x, bad S1…) | V=0, and C_BAD_STE to the guest (never a crash)   |
+ * | Config 0b000–0b011 (abort)      | abort                                             |
+ * | Config 0b100 (bypass)           | 0b110 stage 2 only, the guest's stage-2           |
+ * | Config 0b101 (stage 1)          | 0b111 nested: guest S1 + the guest's stage-2      |
+ *
+ * Taken from the guest: S1ContextPtr (an IPA), S1Fmt, S1CDMax, S1DSS, S1CIR/S1COR/S1CSH and
+ * MEV. Forced: STRW=NS-EL1, EATS=0, SHCFG "use incoming". The hypervisor's: S2VMID, the VTCR
+ * fields, S2TTB, S2AA64=1, S2PTW=1 (stage-1 walks must not reach Device memory) and S2R=1 (the
+ * hypervisor records the guest's stage-2 faults). Nothing else of the guest STE reaches the
+ * hardware.
+ */
+import { get, set } from '../hw/bits.ts';
+import { STE, CFG, steIllegal } from '../hw/smmu/ste.ts';
+import type { SmmuFeatures } from '../hw/smmu/features.ts';
+import type { S2PgtableCfg } from '../host/io-pgtable.ts';
+
+export interface NestEnv {
+  /** the vSMMU's features (what the guest was shown) */
+  features: SmmuFeatures;
+  s2: S2PgtableCfg;
+  vmid: number;
+}
+
+/** What became of a guest STE. */
+export type NestOutcome = 'invalid' | 'illegal' | 'abort' | 's2-only' | 'nested';
+
+const S1_FIELDS = [STE.S1ContextPtr, STE.S1Fmt, STE.S1CDMax, STE.S1DSS, STE.S1CIR, STE.S1COR, STE.S1CSH, STE.MEV];
+const SHCFG_INCOMING = 1;
+
+/**
+ * Build the physical STE for guest STE `g` into `out` (16 words). Returns the outcome and, when
+ * ILLEGAL, the reason in `why[0]`.
+ */
+export function nestSte(g: Uint32Array, out: Uint32Array, env: NestEnv, why: string[]): NestOutcome {
+  out.fill(0);
+  if (get(g, STE.V) === 0) return 'invalid';
+  const illegal = steIllegal(g, { features: env.features });
+  if (illegal !== null) {
+    why[0] = illegal;
+    return 'illegal';
+  }
+  set(out, STE.V, 1);
+  const config = get(g, STE.Config);
+  if ((config & 0b100) === 0) {
+    set(out, STE.Config, CFG.ABORT);
+    return 'abort';
+  }
+  const nested = config === CFG.S1_TRANS;
+  set(out, STE.Config, nested ? CFG.NESTED : CFG.S2_TRANS);
+  if (nested) for (const f of S1_FIELDS) set(out, f, get(g, f));
+  set(out, STE.SHCFG, SHCFG_INCOMING);
+  const s = env.s2;
+  set(out, STE.S2VMID, env.vmid);
+  set(out, STE.S2T0SZ, s.tsz);
+  set(out, STE.S2SL0, s.sl);
+  set(out, STE.S2IR0, s.irgn);
+  set(out, STE.S2OR0, s.orgn);
+  set(out, STE.S2SH0, s.sh);
+  set(out, STE.S2TG, s.tg);
+  set(out, STE.S2PS, s.ps);
+  set(out, STE.S2AA64, 1);
+  set(out, STE.S2PTW, 1);
+  set(out, STE.S2R, 1);
+  set(out, STE.S2TTB, s.vttbr / 16);
+  return nested ? 'nested' : 's2-only';
+}
+
+/** The physical STE for a guest device while its vSMMU is disabled: GBPA.ABORT → abort, else stage 2 only (bypass of the guest's stage 1). */
+export function disabledSte(abort: boolean, out: Uint32Array, env: NestEnv): NestOutcome {
+  const g = new Uint32Array(16);
+  set(g, STE.V, 1);
+  set(g, STE.Config, abort ? CFG.ABORT : CFG.BYPASS);
+  return nestSte(g, out, env, []);
+}
