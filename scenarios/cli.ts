@@ -13,6 +13,7 @@ import { builtinNames, loadScenarios, ScenarioError } from './loader.ts';
 import { runVariants, type RunResult } from './runner.ts';
 import { formatResult, formatSummary, table } from './report.ts';
 import { cliStatus } from './cli-status.ts';
+import { decodeCommand, encodeCommand } from './cli-decode.ts';
 import { explainCommand } from './cli-explain.ts';
 
 const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -134,8 +135,10 @@ export async function main(argv: string[]): Promise<number> {
         code = all.every((r) => r.ok) ? 0 : 1;
       },
     )
+    .command(decodeCommand)
+    .command(encodeCommand)
     .command(explainCommand)
-    .demandCommand(1, 'name a command: run, list, demo or explain (see --help)')
+    .demandCommand(1, 'name a command: run, list, demo, decode, encode or explain (see --help)')
     .strict()
     .recommendCommands()
     .help()

@@ -10,8 +10,8 @@ export const CMD_BYTES = 16;
 
 // Common fields (DW0)
 export const Opcode = dw(0, 'Opcode', 7, 0);
-export const SSec = dw(0, 'SSec', 10, 10);
-export const SSV = dw(0, 'SSV', 11, 11);
+export const SSec = dw(0, 'SSec', 10, 10, { values: { 0: 'Non-secure', 1: 'Secure (CERROR_ILL on the Non-secure queue)' } });
+export const SSV = dw(0, 'SSV', 11, 11, { values: { 0: 'no SubstreamID', 1: 'SubstreamID valid' } });
 export const SubstreamID = dw(0, 'SubstreamID', 31, 12);
 export const StreamID = dw(0, 'StreamID', 63, 32);
 // TLBI fields
@@ -20,20 +20,20 @@ export const NUM = dw(0, 'NUM', 16, 12);
 export const SCALE = dw(0, 'SCALE', 25, 20);
 export const VMID = dw(0, 'VMID', 47, 32);
 export const ASID = dw(0, 'ASID', 63, 48);
-export const Leaf = dw(1, 'Leaf', 0, 0);
-export const TTL128 = dw(1, 'TTL128', 7, 7);
-export const TTL = dw(1, 'TTL', 9, 8);
+export const Leaf = dw(1, 'Leaf', 0, 0, { values: { 0: 'also non-leaf entries (table walk / L1 descriptors)', 1: 'leaf entries only' } });
+export const TTL128 = dw(1, 'TTL128', 7, 7, { doc: 'TTL refers to 128-bit descriptors (D128)' });
+export const TTL = dw(1, 'TTL', 9, 8, { values: { 0: 'any level', 1: 'leaves at level 1', 2: 'leaves at level 2', 3: 'leaves at level 3' } });
 export const TG = dw(1, 'TG', 11, 10, { values: { 0: 'non-range', 1: '4KB', 2: '16KB', 3: '64KB' } });
-export const VA = dw(1, 'Address', 63, 12);
-export const IPA = dw(1, 'Address', 55, 12);
+export const VA = dw(1, 'Address', 63, 12, { doc: 'VA[63:12]' });
+export const IPA = dw(1, 'Address', 55, 12, { doc: 'IPA[55:12]' });
 // CFGI
-export const Range = dw(1, 'Range', 4, 0);
+export const Range = dw(1, 'Range', 4, 0, { doc: '2^(Range+1) StreamIDs; 31 means all (CFGI_ALL)' });
 // PREFETCH_ADDR
-export const PfSize = dw(1, 'Size', 4, 0);
-export const PfStride = dw(1, 'Stride', 9, 5);
+export const PfSize = dw(1, 'Size', 4, 0, { doc: '2^Size prefetches' });
+export const PfStride = dw(1, 'Stride', 9, 5, { doc: 'prefetches are 2^(12+Stride) bytes apart (RES0 in v3.0)' });
 // ATC_INV
 export const Global = dw(0, 'Global', 9, 9);
-export const AtcSize = dw(1, 'Size', 5, 0);
+export const AtcSize = dw(1, 'Size', 5, 0, { doc: 'span 4KB x 2^Size, aligned; 52 means everything' });
 // PRI_RESP
 export const PRGIndex = dw(1, 'PRGIndex', 8, 0);
 export const Resp = dw(1, 'Resp', 13, 12, { values: { 0: 'ResponseFailure', 1: 'InvalidRequest', 2: 'Success', 3: 'ILLEGAL' } });
@@ -44,7 +44,7 @@ export const STAG = dw(1, 'STAG', 15, 0);
 // CMD_SYNC
 export const CS = dw(0, 'CS', 13, 12, { values: { 0: 'SIG_NONE', 1: 'SIG_IRQ', 2: 'SIG_SEV', 3: 'ILLEGAL' } });
 export const MSH = dw(0, 'MSH', 23, 22, { values: { 0: 'Non-shareable', 1: 'reserved', 2: 'Outer Shareable', 3: 'Inner Shareable' } });
-export const MSIAttr = dw(0, 'MSIAttr', 27, 24);
+export const MSIAttr = dw(0, 'MSIAttr', 27, 24, { doc: 'MSI memory attributes (STE.MemAttr encoding)' });
 export const MSIData = dw(0, 'MSIData', 63, 32);
 export const MSIAddress = dw(1, 'MSIAddress', 55, 2);
 

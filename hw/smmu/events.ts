@@ -26,27 +26,27 @@ export function eventNumber(name: string): number | undefined {
 
 // DW0 (all events)
 export const EventNum = dw(0, 'EventNum', 7, 0);
-export const E_SSV = dw(0, 'SSV', 11, 11);
+export const E_SSV = dw(0, 'SSV', 11, 11, { values: { 0: 'no SubstreamID', 1: 'SubstreamID valid' } });
 export const E_SubstreamID = dw(0, 'SubstreamID', 31, 12);
 export const E_StreamID = dw(0, 'StreamID', 63, 32);
 // DW1 (translation-fault class)
-export const E_STAG = dw(1, 'STAG', 15, 0);
-export const E_Stall = dw(1, 'Stall', 31, 31);
+export const E_STAG = dw(1, 'STAG', 15, 0, { doc: 'stall tag for CMD_RESUME' });
+export const E_Stall = dw(1, 'Stall', 31, 31, { values: { 0: 'terminated', 1: 'stalled: resume or terminate it with STAG' } });
 export const E_PnU = dw(1, 'PnU', 33, 33, { values: { 0: 'unprivileged', 1: 'privileged' } });
 export const E_InD = dw(1, 'InD', 34, 34, { values: { 0: 'data', 1: 'instruction' } });
 export const E_RnW = dw(1, 'RnW', 35, 35, { values: { 0: 'write', 1: 'read' } });
 export const E_S2 = dw(1, 'S2', 39, 39, { values: { 0: 'stage 1', 1: 'stage 2' } });
 export const E_CLASS = dw(1, 'CLASS', 41, 40, { values: { 0: 'CD', 1: 'TT', 2: 'IN', 3: 'reserved' } });
-export const E_TTRnW = dw(1, 'TTRnW', 44, 44);
+export const E_TTRnW = dw(1, 'TTRnW', 44, 44, { values: { 0: 'descriptor write (HTTU update)', 1: 'descriptor read' } });
 // F_STE_FETCH / F_UUT
-export const E_Reason = dw(1, 'Reason', 15, 0);
+export const E_Reason = dw(1, 'Reason', 15, 0, { doc: 'IMPLEMENTATION DEFINED' });
 // F_BAD_ATS_TREQ
 export const E_Span = dw(1, 'Span', 3, 0);
 // DW2
 export const E_InputAddr = dw(2, 'InputAddr', 63, 0);
 // DW3
-export const E_IPA = dw(3, 'IPA', 55, 12);
-export const E_FetchAddr = dw(3, 'FetchAddr', 55, 3);
+export const E_IPA = dw(3, 'IPA', 55, 12, { doc: 'IPA of the faulting stage-2 input (valid when S2=1)' });
+export const E_FetchAddr = dw(3, 'FetchAddr', 55, 3, { doc: 'PA whose fetch aborted' });
 
 export const CLASS = { CD: 0, TT: 1, IN: 2 } as const;
 
