@@ -12,6 +12,7 @@ import { ArmSmmuV3 } from '../host/driver.ts';
 import { DomainManager } from '../host/domain.ts';
 import { DmaApi } from '../host/dma-api.ts';
 import { PkvmHyp } from '../hyp/pkvm.ts';
+import { guestCmdq } from './bench-guest.ts';
 
 interface BenchResult {
   name: string;
@@ -282,6 +283,7 @@ const BENCHES: Record<string, () => BenchResult> = {
   'hyp.cmdq': () => hypCmdq('hyp.cmdq', mixCommand, 4096, 1 << 16, 'the hw.cmdq mix (CFGI_STE Leaf=1 / TLBI_NH_VA VMID 0 / CMD_SYNC) under pKVM: trap, copy, check, shadow queue, hardware; every CFGI_STE also reshadows its STE (host STE copy + sanitize + install with CFGI_STE + CMD_SYNC through the shadow queue), real pKVM work the bare SMMU does not do'),
   'hyp.cmdq.tlbi': () => hypCmdq('hyp.cmdq.tlbi', (i) => (i & 1 ? SYNC_NONE : tlbiCommand(i)), 1 << 18, 1 << 22, 'TLBI_NH_VA (VMID 0) / CMD_SYNC under pKVM, no reshadows: trap, then per command copy + check + shadow queue, hardware'),
   'hyp.cmdq.linux': hypCmdqLinux,
+  'guest.cmdq': guestCmdq,
   'hw.translate.hit': () => translateBench('hw.translate.hit', s1Bed(true), 8, 0x4010_0010, 0, 2_000_000, 'stage-1 DMA translation that hits the IOTLB'),
   'hw.translate.s1walk': () => translateBench('hw.translate.s1walk', s1Bed(true), 8, 0x4010_0010, 4, 1_000_000, 'STE and CD from the configuration cache, IOTLB emptied before every DMA: a full 4-level stage-1 walk per DMA', true),
   'hw.translate.nestedwalk': () => translateBench('hw.translate.nestedwalk', nestedBed(true), 9, 0x4030_0010, 24, 300_000, 'STE and CD cached, IOTLB (stage-1+2 and stage-2 entries) emptied before every DMA: 4-level stage 1 nested in 4-level stage 2', true),
