@@ -35,6 +35,12 @@ interface AtcEntry {
 
 const TWO53 = 2 ** 53;
 
+/** Sees each DMA start and its outcome (traces); an endpoint's observer is null on the hot path. */
+export interface DmaObserver {
+  start(ep: DmaEndpoint, iova: number | bigint, len: number, write: boolean, translated: boolean): void;
+  end(ep: DmaEndpoint, out: DmaOutcome): void;
+}
+
 export class DmaEndpoint {
   dmas = 0;
   faults = 0;
@@ -43,6 +49,8 @@ export class DmaEndpoint {
   readonly atc = new Map<string, AtcEntry>();
   private readonly txn: Txn = newTxn();
   private readonly res: TxnResult = newTxnResult();
+  /** optional DMA observer (traces); null on the hot path */
+  observer: DmaObserver | null = null;
 
   constructor(readonly name: string, readonly sid: number, private readonly smmu: Smmu, private readonly mem: PhysicalMemory, readonly defaultSsid?: number) {
     smmu.registerAtc(sid, (ssid, addr, bytes) => this.invalidateAtc(ssid, addr, bytes));
@@ -74,6 +82,15 @@ export class DmaEndpoint {
 
   /** Run a DMA of `len` bytes; `data` for writes. */
   private run(iova: number | bigint, len: number, write: boolean, data: Uint8Array | undefined, o: DmaOptions, translated: boolean): DmaOutcome {
+    const ob = this.observer;
+    if (ob === null) return this.runDma(iova, len, write, data, o, translated);
+    ob.start(this, iova, len, write, translated);
+    const out = this.runDma(iova, len, write, data, o, translated);
+    ob.end(this, out);
+    return out;
+  }
+
+  private runDma(iova: number | bigint, len: number, write: boolean, data: Uint8Array | undefined, o: DmaOptions, translated: boolean): DmaOutcome {
     this.dmas++;
     const pas: number[] = [];
     let razwi = false;

@@ -67,6 +67,11 @@ export class HostCmdq {
   readonly stats: CmdqEmuStats = { forwarded: 0, rejected: 0, dropped: 0, syncRewrites: 0, prodWrites: 0, hwErrors: 0 };
   private readonly cmd = new Uint32Array(4);
   private readonly check: CmdCheck;
+  /**
+   * Optional observer of each host command's verdict (FORWARD, RESHADOW or REFUSE, with the
+   * check's rule/reason) and its host queue pointer, before it is acted on (traces); null on the hot path.
+   */
+  onVerdict: ((w: Uint32Array, verdict: number, c: Readonly<CmdCheck>, hostPtr: number) => void) | null = null;
 
   constructor(private readonly env: CmdqEmuEnv) {
     this.check = { weak: (r) => env.weak(r), sid: 0, rule: 'cfgi-leaf', reason: '', syncRewrites: 0 };
@@ -161,6 +166,7 @@ export class HostCmdq {
       const addr = base + (cons & idxMask) * 16;
       hostMem.copy(addr, w, 4);
       const v = checkCmd(w, c);
+      if (this.onVerdict !== null) this.onVerdict(w, v, c, cons);
       if (v === V_RESHADOW) {
         // the commands before it go first; a hardware error stops here, before the reshadow
         if (!this.flush()) break;

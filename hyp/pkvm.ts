@@ -254,7 +254,7 @@ export class PkvmHyp {
       },
       (a) => this.trap(a),
     );
-    this.machine.smmu.evtq.tap = (w) => this.routeEvent(w);
+    this.machine.smmu.evtq.taps.add((w) => this.routeEvent(w));
     this.booted = true;
     log.info({ policy: this.policy.name, failure: this.policy.failure, hypMemory: `0x${hm.base.toString(16)}+0x${hm.size.toString(16)}`, shadowStrtab: this.strtab.twoLevel ? '2-level' : 'linear', idmapPages: this.idmap.mappedPages }, 'pkvm: SMMU taken');
     return this;

@@ -15,6 +15,7 @@ import { formatResult, formatSummary, table } from './report.ts';
 import { cliStatus } from './cli-status.ts';
 import { decodeCommand, encodeCommand } from './cli-decode.ts';
 import { explainCommand } from './cli-explain.ts';
+import { writeTrace, type TraceRecorder } from './trace.ts';
 
 const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
@@ -70,12 +71,14 @@ export async function main(argv: string[]): Promise<number> {
           .positional('scenario', { type: 'string', demandOption: true, describe: 'built-in name (see `smmulab list`), a .json/.yaml file, or a folder of them (a catalog)' })
           .option('json', { type: 'boolean', default: false, describe: 'print one JSON object per run: {scenario, hypMode, ok, steps, skipped, failed, events, stats, hyp?, isolation?} (an array when there are several)' })
           .option('hyp', { choices: ['none', 'pkvm', 'pkvm-v6'] as const, describe: 'run under this hypervisor only (pkvm-v6: pKVM with the v6-era policy), instead of the scenario\'s variants' })
-          .option('mmio-log', { type: 'string', describe: 'write every CPU access that reaches the SMMU (or traps) to FILE as JSON lines' }),
+          .option('mmio-log', { type: 'string', describe: 'write every CPU access that reaches the SMMU (or traps) to FILE as JSON lines' })
+          .option('trace', { type: 'string', describe: 'write a timeline to FILE in Chrome Trace Event Format (open it in ui.perfetto.dev or chrome://tracing); one process per run' }),
       (a) => {
         const scs = loadScenarios(a.scenario);
         let mmio: WriteStream | undefined;
         if (a['mmio-log']) mmio = createWriteStream(a['mmio-log']);
         const rs: RunResult[] = [];
+        const recs: TraceRecorder[] = [];
         for (const sc of scs) {
           if (scs.length > 1) process.stderr.write(`run ${sc.name}...\n`);
           rs.push(
@@ -84,10 +87,21 @@ export async function main(argv: string[]): Promise<number> {
               onMachine: (m) => {
                 if (mmio) attachMmioLog(m, mmio);
               },
+              ...(a.trace ? { trace: (r: TraceRecorder) => recs.push(r) } : {}),
             }),
           );
         }
         mmio?.end();
+        if (a.trace) {
+          recs.forEach((r, i) => r.renumber(i + 1));
+          try {
+            writeTrace(a.trace, recs);
+          } catch (e) {
+            process.stderr.write(`--trace ${a.trace}: ${(e as Error).message}\n`);
+            code = 2;
+            return;
+          }
+        }
         printResults(rs, a.json);
         code = rs.every((r) => r.ok) ? 0 : 1;
       },

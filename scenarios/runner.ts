@@ -19,6 +19,7 @@ import { makePolicy, type RuleName } from '../hyp/policy.ts';
 import { isolationReport, oracleFor, type IsolationSummary } from './isolation.ts';
 import type { HypMode } from './loader.ts';
 import type { Guest } from '../hyp/guest.ts';
+import { attachTrace, type TraceRecorder } from './trace.ts';
 
 const log = layerLogger('scenarios');
 
@@ -66,6 +67,11 @@ export interface RunOptions {
   onMachine?: (m: Machine) => void;
   /** stop after this many steps (for explainers) */
   stopAfter?: number;
+  /**
+   * record a timeline (scenarios/trace.ts): a recorder is attached once the machine and its
+   * hypervisor are up, sees every step's boundaries, and is passed here before the first step
+   */
+  trace?: (rec: TraceRecorder) => void;
 }
 
 export function smmuOptions(cfg: MachineConfig): SmmuOptions {
@@ -167,6 +173,11 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
     const trace: string[] = (ctx.trace = []);
     m.smmu.cmdq.onCommand = (w) => trace.push(`hw ${opcodeName(w[0]! & 0xff)}`);
   }
+  let rec: TraceRecorder | null = null;
+  if (opts.trace) {
+    rec = attachTrace(m, hyp, { name: `${sc.name} [${mode}]` });
+    opts.trace(rec);
+  }
   const n = Math.min(sc.steps.length, opts.stopAfter ?? Infinity);
   let ran = 0;
   for (let i = 0; i < n; i++) {
@@ -181,10 +192,13 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
     ran++;
     const def = STEPS.get(st.op)!;
     ctx.trace?.push(`step ${i} ${st.op}${typeof st.call === 'string' ? ' ' + st.call : ''}: start`);
+    rec?.stepStart(i, `step ${i} ${st.op}${typeof st.call === 'string' ? ' ' + st.call : ''}`);
     try {
       def.run(ctx, st);
       ctx.trace?.push(`step ${i} ${st.op}${typeof st.call === 'string' ? ' ' + st.call : ''}: done`);
+      rec?.stepEnd();
     } catch (e) {
+      rec?.stepEnd(`${(e as Error).name}: ${(e as Error).message}`);
       if (e instanceof HypPanic || hyp?.panicked) {
         // the hypervisor stopped the machine; whether that was expected is decided at the end
         const p = hyp?.panicked ?? { rule: (e as HypPanic).rule, reason: (e as HypPanic).reason };
@@ -196,6 +210,7 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
       log.warn({ step: i, op: st.op, err: (e as Error).message }, 'step raised an exception');
     }
   }
+  rec?.detach();
   if (ctx.panic && !ctx.panicExpected) {
     ctx.stepIndex = ctx.panic.step;
     ctx.op = sc.steps[ctx.panic.step]?.op ?? '';

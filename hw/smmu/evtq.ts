@@ -7,6 +7,7 @@
 import { EVT_BYTES, EVT_WORDS, decodeEvent, type DecodedEvent } from './events.ts';
 import { qFull, qIndex, qInc, ptrMask } from './queue.ts';
 import type { SmmuWriter } from './msi.ts';
+import { Observers } from '../observers.ts';
 
 export const OVFLG = 0x8000_0000;
 
@@ -36,9 +37,10 @@ export class EventQueue {
 
   /**
    * Sees every record the SMMU generates, before the queue's enable and space are checked (the
-   * hypervisor uses it to route its guests' faults); null on the hot path.
+   * hypervisor uses it to route its guests' faults; traces watch it too). Inactive (one
+   * length check) on the hot path.
    */
-  tap: ((words: Uint32Array) => void) | null = null;
+  readonly taps = new Observers<Uint32Array>();
 
   constructor(private readonly env: EvtqEnv) {}
 
@@ -49,7 +51,7 @@ export class EventQueue {
   /** Record an event. Returns true when it was written to memory. */
   record(words: Uint32Array): boolean {
     if (words.length !== EVT_WORDS) throw new Error('an event record is 8 words');
-    if (this.tap !== null) this.tap(words);
+    if (this.taps.active) this.taps.notify(words);
     if (!this.env.enabled()) {
       this.dropped++;
       return false;
