@@ -275,6 +275,7 @@ export class PkvmHyp {
 
   reclaim(base: number, size: number, from: Exclude<Owner, 'host'> = 'hyp'): void {
     this.alive();
+    this.refuseGuestMemory('reclaim', base, from);
     const hm = this.hypMemory;
     for (const [b, n, what] of [[hm.base, hm.size, 'the hypervisor\'s own memory'], [this.mmio, SMMU_MMIO_SIZE, 'the SMMU registers']] as const) {
       if (base < b + n && b < base + size) throw new OwnershipError('reclaim', Math.max(base, b), `${what} is never given back`);
@@ -289,7 +290,13 @@ export class PkvmHyp {
 
   unshare(base: number, size: number, from: Exclude<Owner, 'host'> = 'hyp'): void {
     this.alive();
+    this.refuseGuestMemory('unshare', base, from);
     this.own.unshare(base, size, from);
+  }
+
+  /** A running guest's memory returns to the host only through destroyGuest (its stage-2 and devices still use it). */
+  private refuseGuestMemory(op: 'reclaim' | 'unshare', base: number, from: string): void {
+    if (from.startsWith('guest:') && this.guests.has(from.slice(6))) throw new OwnershipError(op, base, `${from} is running: its memory returns to the host only when the guest is destroyed`);
   }
 
   private alive(): void {
@@ -711,6 +718,7 @@ export class PkvmHyp {
       budget: this.policy.guestCmdBudget,
       installSte: (psid, w) => this.strtab.install(psid, w, (cmds) => this.guestIssue(g, cmds)),
       issue: (cmds) => this.guestIssue(g, cmds),
+      drained: () => this.shadowQ.drained(),
     });
     this.vsmmus.set(name, v);
     v.configureAll(false); // GBPA.ABORT=1 at reset: abort STEs, so the host's configuration is gone
@@ -804,7 +812,7 @@ export class PkvmHyp {
       case EVT.F_TRANSLATION: case EVT.F_ADDR_SIZE: case EVT.F_ACCESS: case EVT.F_PERMISSION:
         guests = get(w, E_S2) === 0;
         break;
-      case EVT.C_BAD_STE: case EVT.C_BAD_CD: case EVT.C_BAD_SUBSTREAMID: case EVT.F_CD_FETCH:
+      case EVT.C_BAD_STE: case EVT.C_BAD_CD: case EVT.C_BAD_SUBSTREAMID: case EVT.F_CD_FETCH: case EVT.F_STREAM_DISABLED:
         guests = true;
         break;
     }

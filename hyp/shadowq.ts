@@ -31,6 +31,8 @@ export const POISON = new Uint32Array(4);
 export const HYP_SLOT = -1;
 
 export class ShadowQueueError extends Error {
+  /** the commands were appended (and will run when the hardware restarts), as opposed to refused for lack of room */
+  queued = false;
   constructor(why: string) {
     super(`shadow command queue: ${why}`);
     this.name = 'ShadowQueueError';
@@ -154,7 +156,9 @@ export class ShadowQueue {
     const cons = this.publish();
     if (!this.drained(cons)) {
       const err = this.hwErr(cons);
-      throw new ShadowQueueError(err ? `the hardware stopped with CONS.ERR=${err}` : 'the hardware did not consume the queue (CMDQEN=0?)');
+      const e = new ShadowQueueError(err ? `the hardware stopped with CONS.ERR=${err}` : 'the hardware did not consume the queue (CMDQEN=0?)');
+      e.queued = true;
+      throw e;
     }
   }
 

@@ -32,6 +32,7 @@ import { ptrMask } from '../hw/smmu/queue.ts';
 import { OP, encodeCommand, VMID as VMID_F, opcodeName } from '../hw/smmu/commands.ts';
 import { EVT, EVT_WORDS, buildEvent, E_StreamID, decodeEvent, type DecodedEvent } from '../hw/smmu/events.ts';
 import { L1STD, STE_WORDS } from '../hw/smmu/ste.ts';
+import { strtabGeometry } from '../hw/smmu/strtab.ts';
 import type { AccessSize } from '../hw/bus.ts';
 import { ShadowQueueError } from './shadowq.ts';
 import { nestSte, disabledSte, type NestEnv, type NestOutcome } from './vsmmu-ste.ts';
@@ -59,6 +60,8 @@ export interface VSmmuHost {
   installSte(psid: number, w: Uint32Array): void;
   /** issue physical commands followed by a CMD_SYNC and wait (throws ShadowQueueError) */
   issue(cmds: Uint32Array[]): void;
+  /** whether the physical queue has consumed everything issued so far, with no error */
+  drained(): boolean;
 }
 
 /** The vSMMU's features: stage 1 only, from the hardware's ID registers. */
@@ -105,6 +108,8 @@ export class VSmmu implements CmdqTarget {
   /** commands remain after a budget stop: continue on the next trap */
   pending = false;
   private readonly staged: Uint32Array[] = [];
+  /** staged commands went into the physical queue, which stopped before completing them: a guest CMD_SYNC waits for it to drain */
+  private physPending = false;
   private readonly nestEnv: NestEnv;
   private readonly ev = new Uint32Array(EVT_WORDS);
   private readonly gste = new Uint32Array(STE_WORDS);
@@ -345,12 +350,21 @@ export class VSmmu implements CmdqTarget {
 
   /** Issue the physical commands staged so far, with one CMD_SYNC. False when the physical queue cannot complete. */
   private flushStaged(): boolean {
+    if (this.physPending) {
+      if (!this.host.drained()) return false;
+      this.physPending = false;
+    }
     if (this.staged.length === 0) return true;
     try {
       this.host.issue(this.staged);
     } catch (e) {
-      if (e instanceof ShadowQueueError) return false;
-      throw e;
+      if (!(e instanceof ShadowQueueError)) throw e;
+      // already in the physical queue: they run when it restarts, and are not issued again
+      if (e.queued) {
+        this.staged.length = 0;
+        this.physPending = true;
+      }
+      return false;
     }
     this.staged.length = 0;
     return true;
@@ -491,17 +505,18 @@ export class VSmmu implements CmdqTarget {
 
   /** Find the guest STE of `vsid` (linear or 2-level, through the guest's stage-2) into `gste`. */
   private readGuestSte(vsid: number, report: boolean): boolean {
-    const cfg = [this.strtabCfg];
-    const log2size = Math.min(get(cfg, STRTAB_BASE_CFG.LOG2SIZE), VSID_BITS);
-    const base = (this.strtabBase.hi & ADDR_HI_MASK) * 0x1_0000_0000 + ((this.strtabBase.lo & ~0x3f) >>> 0);
+    // the hardware's geometry rules: reserved SPLIT behaves as 6, the base is aligned to the table
+    const geo = strtabGeometry((this.strtabBase.hi & ADDR_HI_MASK) * 0x1_0000_0000 + ((this.strtabBase.lo & ~0x3f) >>> 0), this.strtabCfg, VSID_BITS, true);
+    const log2size = geo.log2size;
+    const base = geo.base;
     const bad = (num: number, values: Record<string, number>): false => {
       if (report) this.inject(buildEvent(this.ev, num, { StreamID: vsid, ...values }));
       return false;
     };
     if (vsid >= 2 ** log2size) return bad(EVT.C_BAD_STREAMID, {});
     let steIpa: number;
-    if (get(cfg, STRTAB_BASE_CFG.FMT) === 1) {
-      const split = get(cfg, STRTAB_BASE_CFG.SPLIT);
+    if (geo.fmt === 1) {
+      const split = geo.split;
       const l1Ipa = base + Math.floor(vsid / 2 ** split) * 8;
       if (!this.guest.read(l1Ipa, this.l1, 2)) return bad(EVT.F_STE_FETCH, { FetchAddr: Math.floor(l1Ipa / 8) });
       const span = get(this.l1, L1STD.Span);
