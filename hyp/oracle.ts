@@ -111,9 +111,22 @@ export interface ReachRun {
   path: string;
 }
 
+/**
+ * [fuzzer hook, scenarios/fuzz.ts] A cache of stage enumerations kept across checks. `get` may
+ * return the enumeration an earlier check made for the same stage configuration; `set` offers
+ * a new one. The caller decides which stages may be reused, and must drop an entry as soon as
+ * a table it walked, or the host's write access to one, may have changed.
+ */
+export interface StageMemo {
+  get(key: string, cfg: StageCfg): unknown;
+  set(key: string, cfg: StageCfg, reach: unknown): void;
+}
+
 export interface OracleOptions {
   /** breaches listed in a report (default 64; the rest are counted) */
   maxBreaches?: number;
+  /** [fuzzer hook] reuse stage enumerations across checks (default: every check enumerates afresh) */
+  stageMemo?: StageMemo;
   /**
    * Take structures in host-writable memory as they are now, instead of as the host could
    * rewrite them (default false: a host-writable STE/CD/table that is not bounded by a stage 2
@@ -593,12 +606,14 @@ export class IsolationOracle {
   private readonly budget: number;
   private readonly latent: boolean;
   private readonly cdScratch = new Uint32Array(CD_WORDS);
+  private readonly memo: StageMemo | null;
 
   constructor(readonly machine: Machine, readonly policy: IsolationPolicy, opts: OracleOptions = {}) {
     this.maxBreaches = opts.maxBreaches ?? 64;
     this.trustTables = opts.trustTableMemory ?? false;
     this.budget = opts.walkBudget ?? DEFAULT_BUDGET;
     this.latent = opts.latentSmmuWrites ?? false;
+    this.memo = opts.stageMemo ?? null;
   }
 
   /** Subscribe to SMMU-originated writes; a write landing on a range with write=false at that moment is a breach, kept until reset(). */
@@ -872,7 +887,11 @@ export class IsolationOracle {
     const key = stageKey(cfg);
     let s = ctx.stages.get(key);
     if (!s) {
-      s = enumerateStage(this.machine.mem, cfg, this.budget, (pa, bytes) => ctx.hostWritable(pa, bytes));
+      s = this.memo?.get(key, cfg) as StageReach | undefined;
+      if (!s) {
+        s = enumerateStage(this.machine.mem, cfg, this.budget, (pa, bytes) => ctx.hostWritable(pa, bytes));
+        this.memo?.set(key, cfg, s);
+      }
       ctx.stages.set(key, s);
     }
     if (s.gaveUp !== null) r.everything(path, `${detail}: enumeration gave up (${s.gaveUp}); assuming everything`);

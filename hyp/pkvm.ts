@@ -270,6 +270,7 @@ export class PkvmHyp {
   /** host → hyp/guest donation (pKVM's __pkvm_host_donate_*). Refused (OwnershipError or a failed invalidation) leaves nothing changed. */
   donate(base: number, size: number, to: Exclude<Owner, 'host'> = 'hyp'): void {
     this.alive();
+    if (!this.machine.mem.isRam(base, size)) throw new OwnershipError('donate', base, `0x${base.toString(16)}+0x${size.toString(16)} is not RAM: only memory can be donated`);
     this.own.donate(base, size, to);
   }
 
@@ -528,8 +529,18 @@ export class PkvmHyp {
     const bus = this.machine.bus;
     if (rise(SMMUEN) && this.needFlush) {
       // an idmap change happened while the queue was off: invalidate everything first
+      const hwOld = bus.read32('hyp', this.mmio + OFF.CR0);
       bus.write32('hyp', this.mmio + OFF.CR0, (v & ~SMMUEN & ~ATSCHK) >>> 0);
-      this.shadowQ.issueAndSync([encodeCommand('TLBI_NSNH_ALL', {})]);
+      try {
+        this.shadowQ.issueAndSync([encodeCommand('TLBI_NSNH_ALL', {})]);
+      } catch (e) {
+        if (!(e instanceof ShadowQueueError)) throw e;
+        // the invalidation cannot complete (the queue is stopped): SMMUEN stays off, nothing changes
+        bus.write32('hyp', this.mmio + OFF.CR0, hwOld);
+        for (const u of undo.reverse()) u();
+        this.failures.violate('donate-tlbi', `SMMUEN 0→1 refused: the stage-2 invalidation it needs did not complete (${e.message})`);
+        return;
+      }
       this.needFlush = false;
     }
     this.hostCr0 = v;

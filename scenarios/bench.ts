@@ -13,6 +13,7 @@ import { DomainManager } from '../host/domain.ts';
 import { DmaApi } from '../host/dma-api.ts';
 import { PkvmHyp } from '../hyp/pkvm.ts';
 import { guestCmdq } from './bench-guest.ts';
+import { benchFuzz } from './fuzz.ts';
 
 interface BenchResult {
   name: string;
@@ -288,6 +289,8 @@ const BENCHES: Record<string, () => BenchResult> = {
   'hw.translate.s1walk': () => translateBench('hw.translate.s1walk', s1Bed(true), 8, 0x4010_0010, 4, 1_000_000, 'STE and CD from the configuration cache, IOTLB emptied before every DMA: a full 4-level stage-1 walk per DMA', true),
   'hw.translate.nestedwalk': () => translateBench('hw.translate.nestedwalk', nestedBed(true), 9, 0x4030_0010, 24, 300_000, 'STE and CD cached, IOTLB (stage-1+2 and stage-2 entries) emptied before every DMA: 4-level stage 1 nested in 4-level stage 2', true),
   'hw.translate.s1walk.nocache': () => translateBench('hw.translate.s1walk.nocache', s1Bed(false), 8, 0x4010_0010, 4, 200_000, 'caching switched off: STE fetch + CD fetch + 4-level stage-1 walk per DMA'),
+  fuzz: () => benchFuzz(1),
+  'fuzz.workers2': () => benchFuzz(2),
 };
 
 const only = process.argv.slice(2);

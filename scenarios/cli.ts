@@ -15,6 +15,7 @@ import { formatResult, formatSummary, table } from './report.ts';
 import { cliStatus } from './cli-status.ts';
 import { decodeCommand, encodeCommand } from './cli-decode.ts';
 import { explainCommand } from './cli-explain.ts';
+import { fuzzCommand } from './cli-fuzz.ts';
 import { writeTrace, type TraceRecorder } from './trace.ts';
 
 const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -152,7 +153,8 @@ export async function main(argv: string[]): Promise<number> {
     .command(decodeCommand)
     .command(encodeCommand)
     .command(explainCommand)
-    .demandCommand(1, 'name a command: run, list, demo, decode, encode or explain (see --help)')
+    .command(fuzzCommand)
+    .demandCommand(1, 'name a command: run, list, demo, decode, encode, explain or fuzz (see --help)')
     .strict()
     .recommendCommands()
     .help()

@@ -1,0 +1,17 @@
+/**
+ * A fuzzing worker thread: runs one shard of a campaign (iterations index, index+count, ...)
+ * and posts its progress and its result to the parent (scenarios/fuzz.ts fuzzParallel).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { setLogLevel, type LogLevel } from '../hw/log.ts';
+import { fuzz, type WorkerJob, type WorkerMessage } from './fuzz.ts';
+
+const job = workerData as WorkerJob;
+const post = (m: WorkerMessage): void => parentPort!.postMessage(m);
+setLogLevel(job.logLevel as LogLevel);
+try {
+  const result = fuzz({ ...job.options, onProgress: (p) => post({ type: 'progress', p }) });
+  post({ type: 'done', result });
+} catch (e) {
+  post({ type: 'error', message: (e as Error).stack ?? String(e) });
+}
