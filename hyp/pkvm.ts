@@ -491,8 +491,10 @@ export class PkvmHyp {
         if (rise(bit)) {
           const b = this.machine.bus.read64('hyp', this.mmio + reg);
           const w = [Number(b & 0xffffffffn) >>> 0, Number(b >> 32n) >>> 0];
-          const addr = get(w, Q_BASE.ADDR) * 32;
           const bytes = 2 ** Math.min(get(w, Q_BASE.LOG2SIZE), max) * entry;
+          // the hardware aligns the base down to the queue size (as queueBase does): share what it will write
+          const raw = get(w, Q_BASE.ADDR) * 32;
+          const addr = raw - (raw % Math.max(bytes, 32));
           const span = pageSpan(addr, bytes);
           if (!this.weak('queue-share')) {
             if (!this.machine.mem.isRam(span.base, span.size)) this.refuse('queue-share', `host ${key === 'evtq' ? 'event' : 'PRI'} queue 0x${addr.toString(16)} is not memory`);
