@@ -30,6 +30,7 @@ import { emulatedAt } from './emul.ts';
 import { FailureLog, HypPanic } from './failure.ts';
 import { Guest, VSMMU_IPA, VSID_BITS, type GuestSpec } from './guest.ts';
 import { VSmmu } from './vsmmu.ts';
+import { queueBase } from '../hw/smmu/smmu.ts';
 import { E_S2, EVT } from '../hw/smmu/events.ts';
 import { makePolicy, RULE_NAMES, type HypPolicy, type RuleName } from './policy.ts';
 
@@ -491,10 +492,10 @@ export class PkvmHyp {
         if (rise(bit)) {
           const b = this.machine.bus.read64('hyp', this.mmio + reg);
           const w = [Number(b & 0xffffffffn) >>> 0, Number(b >> 32n) >>> 0];
-          const bytes = 2 ** Math.min(get(w, Q_BASE.LOG2SIZE), max) * entry;
-          // the hardware aligns the base down to the queue size (as queueBase does): share what it will write
-          const raw = get(w, Q_BASE.ADDR) * 32;
-          const addr = raw - (raw % Math.max(bytes, 32));
+          const log2 = Math.min(get(w, Q_BASE.LOG2SIZE), max);
+          const bytes = 2 ** log2 * entry;
+          // the base aligned down to the queue size, as the hardware uses it: share what it will write
+          const addr = queueBase({ lo: w[0]!, hi: w[1]! }, log2, entry);
           const span = pageSpan(addr, bytes);
           if (!this.weak('queue-share')) {
             if (!this.machine.mem.isRam(span.base, span.size)) this.refuse('queue-share', `host ${key === 'evtq' ? 'event' : 'PRI'} queue 0x${addr.toString(16)} is not memory`);

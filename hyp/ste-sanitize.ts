@@ -85,21 +85,28 @@ export function sanitizeSte(w: Uint32Array, env: SteSanitizeEnv): SteRefusal | n
   if (!env.weak('ste-eats')) set(w, STE.EATS, env.allowAts && get(w, STE.EATS) !== 0 ? EATS_SPLIT : 0);
   if (!env.weak('ste-s2-fields')) {
     for (let i = 4; i < 8; i++) w[i] = 0;
-    const s = env.s2;
-    set(w, STE.S2VMID, 0);
-    set(w, STE.S2T0SZ, s.tsz);
-    set(w, STE.S2SL0, s.sl);
-    set(w, STE.S2IR0, s.irgn);
-    set(w, STE.S2OR0, s.orgn);
-    set(w, STE.S2SH0, s.sh);
-    set(w, STE.S2TG, s.tg);
-    set(w, STE.S2PS, s.ps);
-    set(w, STE.S2AA64, 1);
-    set(w, STE.S2PTW, 1);
-    set(w, STE.S2R, 1);
-    set(w, STE.S2TTB, s.vttbr / 16);
+    setStage2(w, env.s2, 0);
   }
   return null;
+}
+
+/**
+ * The hypervisor's stage 2 in an STE: `vmid`, the VTCR fields and S2TTB of `s2`, AArch64 tables,
+ * S2PTW=1 (stage-1 walks must not reach Device memory) and S2R=1 (stage-2 faults are recorded).
+ */
+export function setStage2(w: Uint32Array, s2: S2PgtableCfg, vmid: number): void {
+  set(w, STE.S2VMID, vmid);
+  set(w, STE.S2T0SZ, s2.tsz);
+  set(w, STE.S2SL0, s2.sl);
+  set(w, STE.S2IR0, s2.irgn);
+  set(w, STE.S2OR0, s2.orgn);
+  set(w, STE.S2SH0, s2.sh);
+  set(w, STE.S2TG, s2.tg);
+  set(w, STE.S2PS, s2.ps);
+  set(w, STE.S2AA64, 1);
+  set(w, STE.S2PTW, 1);
+  set(w, STE.S2R, 1);
+  set(w, STE.S2TTB, s2.vttbr / 16);
 }
 
 /** A valid abort STE (Config 0b000), nothing else. */

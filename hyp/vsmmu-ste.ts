@@ -22,6 +22,7 @@ import { get, set } from '../hw/bits.ts';
 import { STE, CFG, steIllegal } from '../hw/smmu/ste.ts';
 import type { SmmuFeatures } from '../hw/smmu/features.ts';
 import type { S2PgtableCfg } from '../host/io-pgtable.ts';
+import { setStage2 } from './ste-sanitize.ts';
 
 export interface NestEnv {
   /** the vSMMU's features (what the guest was shown) */
@@ -58,19 +59,7 @@ export function nestSte(g: Uint32Array, out: Uint32Array, env: NestEnv, why: str
   set(out, STE.Config, nested ? CFG.NESTED : CFG.S2_TRANS);
   if (nested) for (const f of S1_FIELDS) set(out, f, get(g, f));
   set(out, STE.SHCFG, SHCFG_INCOMING);
-  const s = env.s2;
-  set(out, STE.S2VMID, env.vmid);
-  set(out, STE.S2T0SZ, s.tsz);
-  set(out, STE.S2SL0, s.sl);
-  set(out, STE.S2IR0, s.irgn);
-  set(out, STE.S2OR0, s.orgn);
-  set(out, STE.S2SH0, s.sh);
-  set(out, STE.S2TG, s.tg);
-  set(out, STE.S2PS, s.ps);
-  set(out, STE.S2AA64, 1);
-  set(out, STE.S2PTW, 1);
-  set(out, STE.S2R, 1);
-  set(out, STE.S2TTB, s.vttbr / 16);
+  setStage2(out, env.s2, env.vmid);
   return nested ? 'nested' : 's2-only';
 }
 

@@ -21,9 +21,9 @@
  */
 import { get, set, wordMask } from '../hw/bits.ts';
 import { OFF, IDR0, IDR1, IDR3, IDR5, CR0, CR2, IRQ_CTRL, STRTAB_BASE_CFG } from '../hw/smmu/regs.ts';
-import { idRegisters, type SmmuFeatures, type IdRegisters } from '../hw/smmu/features.ts';
+import { idRegisters, OAS_BITS, type SmmuFeatures, type IdRegisters } from '../hw/smmu/features.ts';
 import { CommandQueue, CmdqWait, type CmdqTarget } from '../hw/smmu/cmdq.ts';
-import { EventQueue } from '../hw/smmu/evtq.ts';
+import { EventQueue, OVFLG } from '../hw/smmu/evtq.ts';
 import { GlobalErrors, GERR } from '../hw/smmu/gerror.ts';
 import { Gbpa } from '../hw/smmu/gbpa.ts';
 import { GBPA } from '../hw/smmu/regs.ts';
@@ -43,7 +43,6 @@ const ADDR_HI_MASK = 0x00ffffff; // bits [55:32]
 const RWA_HI = 1 << 30; // bit 62
 const GBPA_ABORT = wordMask(GBPA.ABORT);
 const CFG_MASK = wordMask(STRTAB_BASE_CFG.LOG2SIZE) | wordMask(STRTAB_BASE_CFG.SPLIT) | wordMask(STRTAB_BASE_CFG.FMT);
-const EVT_OVFLG = 0x8000_0000;
 
 interface Reg64 {
   lo: number;
@@ -67,7 +66,7 @@ export interface VSmmuHost {
 /** The vSMMU's features: stage 1 only, from the hardware's ID registers. */
 export function guestFeatures(hw: VSmmuHost['hwIdr'], allowAts: boolean): SmmuFeatures {
   const i0 = [hw.idr0], i1 = [hw.idr1], i3 = [hw.idr3], i5 = [hw.idr5];
-  const oasBits = [32, 36, 40, 42, 44, 48, 52, 56][get(i5, IDR5.OAS)]!;
+  const oasBits = OAS_BITS[get(i5, IDR5.OAS)]!;
   return {
     s1p: true, s2p: false, ttf: 2, cohacc: get(i0, IDR0.COHACC) === 1, btm: false, httu: 0, dormhint: false, hyp: false,
     ats: allowAts && get(i0, IDR0.ATS) === 1, ns1ats: true, asid16: get(i0, IDR0.ASID16) === 1, msi: false, sev: get(i0, IDR0.SEV) === 1,
@@ -301,10 +300,10 @@ export class VSmmu implements CmdqTarget {
         return;
       case OFF.EVENTQ_PROD:
         if (!this.qDisabled(EVENTQEN)) return void this.ignored.guarded++;
-        this.evtq.prod = v & (0xfffff | EVT_OVFLG);
+        this.evtq.prod = v & (0xfffff | OVFLG);
         return;
       case OFF.EVENTQ_CONS:
-        this.evtq.cons = v & (0xfffff | EVT_OVFLG);
+        this.evtq.cons = v & (0xfffff | OVFLG);
         return;
     }
     this.ignored.undefinedOffset++;

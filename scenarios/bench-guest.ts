@@ -9,7 +9,7 @@
 import { performance } from 'node:perf_hooks';
 import { Machine, SMMU_BASE } from '../hw/machine.ts';
 import { OFF } from '../hw/smmu/regs.ts';
-import { encodeCommand } from '../hw/smmu/commands.ts';
+import { encodeCommand, OP } from '../hw/smmu/commands.ts';
 import { PkvmHyp } from '../hyp/pkvm.ts';
 import { ArmSmmuV3 } from '../host/driver.ts';
 import { GUEST_RAM_IPA, VSMMU_IPA } from '../hyp/guest.ts';
@@ -53,14 +53,14 @@ export function guestCmdq(): GuestBenchResult {
   };
   batch(64); // warm up
   const before = g.stats.commands;
-  const physBefore = v.physOps[0x46]!;
+  const physBefore = v.physOps[OP.CMD_SYNC]!;
   const N = 1024;
   const t0 = performance.now();
   batch(N);
   const s = (performance.now() - t0) / 1000;
   const cmds = g.stats.commands - before;
   if (cmds !== N * PAIRS * 2) throw new Error(`guest.cmdq: ${cmds} guest commands consumed, expected ${N * PAIRS * 2}`);
-  if (v.physOps[0x46]! - physBefore !== N * PAIRS) throw new Error('guest.cmdq: expected one physical CMD_SYNC per guest CMD_SYNC');
+  if (v.physOps[OP.CMD_SYNC]! - physBefore !== N * PAIRS) throw new Error('guest.cmdq: expected one physical CMD_SYNC per guest CMD_SYNC');
   return {
     name: 'guest.cmdq', opsPerSec: Math.round(cmds / s), ops: cmds, seconds: +s.toFixed(3),
     note: 'guest TLBI_NH_VA + CMD_SYNC commands per second through the vSMMU (64 pairs per trapped PROD write): read through the guest stage-2, the hardware queue logic, TLBI forwarded with the guest VMID, a physical CMD_SYNC per guest CMD_SYNC',
