@@ -68,6 +68,14 @@ export interface SmmuFeatures {
    * when they are non-zero. The architecture permits either; QEMU does not check.
    */
   checkRes0: boolean;
+  /**
+   * Model option (SMMUv3.0/v3.1 only): a write to a guarded register (a queue base while the
+   * queue is enabled, STRTAB_BASE while SMMUEN=1, an IRQ_CFG while its interrupt is enabled)
+   * is CONSTRAINED UNPREDICTABLE before v3.2: ignored, or the register takes the value and it
+   * may affect the SMMU. false (the default) ignores it, as v3.2 requires; true takes it, and
+   * the SMMU then uses the new value (queue and stream table bases are read at each use).
+   */
+  guardedWritesTakeEffect: boolean;
 }
 
 export const DEFAULT_FEATURES: Readonly<SmmuFeatures> = Object.freeze({
@@ -77,7 +85,7 @@ export const DEFAULT_FEATURES: Readonly<SmmuFeatures> = Object.freeze({
   attrTypesOvr: false, attrPermsOvr: false,
   had: true, xnx: true, stt: false, ril: true, bbml: 2, mpam: false,
   oas: 48, gran4k: true, gran16k: true, gran64k: true, vax: 0, stallMax: 0,
-  iidr: 0, archMinor: 2, checkRes0: false,
+  iidr: 0, archMinor: 2, checkRes0: false, guardedWritesTakeEffect: false,
 });
 
 export const OAS_ENCODING: Readonly<Record<number, number>> = { 32: 0, 36: 1, 40: 2, 42: 3, 44: 4, 48: 5, 52: 6, 56: 7 };
@@ -127,5 +135,6 @@ export function validateFeatures(ft: SmmuFeatures): string[] {
   if (!(ft.oas in OAS_ENCODING) || (ft.oas as number) === 56) errs.push(`oas ${ft.oas} must be one of 32, 36, 40, 42, 44, 48, 52`);
   if (!ft.gran4k && !ft.gran16k && !ft.gran64k) errs.push('at least one granule must be supported');
   if (ft.archMinor >= 2 && !ft.ril) errs.push('range invalidation (ril) is mandatory from SMMUv3.2 (archMinor >= 2)');
+  if (ft.archMinor >= 2 && ft.guardedWritesTakeEffect) errs.push('guardedWritesTakeEffect needs archMinor < 2: from SMMUv3.2 a write to a guarded register is IGNORED');
   return errs;
 }

@@ -5,7 +5,8 @@
  * Modelling choices where the architecture allows one (each is also named in the README):
  * - Updates complete immediately: CR0ACK and IRQ_CTRLACK follow a write at once, and
  *   GBPA.Update reads 0 right after a write with Update=1 (QEMU does the same).
- * - Guarded registers ignore writes while guarded, as from SMMUv3.2 (AIDR.ArchMinorRev=2).
+ * - Guarded registers ignore writes while guarded, as from SMMUv3.2 (AIDR.ArchMinorRev=2). A v3.0/v3.1
+ *   SMMU may instead let them take effect (`guardedWritesTakeEffect`, CONSTRAINED UNPREDICTABLE).
  * - A 64-bit access to a pair of 32-bit registers acts as two 32-bit accesses, low word first.
  *   8- and 16-bit accesses are RAZ/WI. So are undefined Page 0 offsets (RES0), the Page 0
  *   EVENTQ/PRIQ PROD/CONS aliases, and the Secure bank (S_IDR1.SECURE_IMPL=0).
@@ -122,7 +123,7 @@ export class Smmu implements MmioDevice, TranslateEnv {
   onIrq: ((line: keyof IrqCounts) => void) | null = null;
   onSev: (() => void) | null = null;
   /** accesses this model ignored (RAZ/WI), by reason, for diagnostics */
-  readonly ignored = { guarded: 0, readOnly: 0, size: 0, undefinedOffset: 0 };
+  readonly ignored = { guarded: 0, guardedTaken: 0, readOnly: 0, size: 0, undefinedOffset: 0 };
   readonly tlbiCounts = new Uint32Array(256);
 
   private readonly tlbiScratch = newScope();
@@ -417,45 +418,57 @@ export class Smmu implements MmioDevice, TranslateEnv {
     return ((this.cr0 | this.cr0ack) & bit) === 0;
   }
 
-  private guarded(offset: number): void {
+  /**
+   * A write to a register while it is guarded: IGNORED from SMMUv3.2. Before v3.2 it is
+   * CONSTRAINED UNPREDICTABLE (ignored, or the register takes the value and may affect the
+   * SMMU); `guardedWritesTakeEffect` picks the second, the one software must defend against.
+   * Returns whether the write is dropped.
+   */
+  private guardHolds(offset: number): boolean {
+    if (this.features.guardedWritesTakeEffect) {
+      this.ignored.guardedTaken++;
+      if (log.isLevelEnabled('debug')) log.debug({ reg: regNameAt(offset) }, 'write to a guarded register takes effect (pre-v3.2 CONSTRAINED UNPREDICTABLE)');
+      return false;
+    }
     this.ignored.guarded++;
     if (log.isLevelEnabled('debug')) log.debug({ reg: regNameAt(offset) }, 'write to a guarded register ignored');
+    return true;
   }
 
   private write64(offset: number, lo: number, hi: number): void {
     switch (offset) {
       case R.GERROR_IRQ_CFG0:
-        if (this.irqCtrl & 1) return this.guarded(offset);
+        if (this.irqCtrl & 1 && this.guardHolds(offset)) return;
         this.gerrorIrqCfg0.lo = (lo & ~3) >>> 0;
         this.gerrorIrqCfg0.hi = hi & ADDR_HI_MASK;
         return;
       case R.EVENTQ_IRQ_CFG0:
-        if (this.irqCtrl & 4) return this.guarded(offset);
+        if (this.irqCtrl & 4 && this.guardHolds(offset)) return;
         this.eventqIrqCfg0.lo = (lo & ~3) >>> 0;
         this.eventqIrqCfg0.hi = hi & ADDR_HI_MASK;
         return;
       case R.PRIQ_IRQ_CFG0:
         if (!this.features.pri) return;
-        if (this.irqCtrl & 2) return this.guarded(offset);
+        if (this.irqCtrl & 2 && this.guardHolds(offset)) return;
         this.priqIrqCfg0.lo = (lo & ~3) >>> 0;
         this.priqIrqCfg0.hi = hi & ADDR_HI_MASK;
         return;
       case R.STRTAB_BASE:
-        if (!this.smmuDisabled) return this.guarded(offset);
+        if (!this.smmuDisabled && this.guardHolds(offset)) return;
         this.strtabBase.lo = (lo & ~0x3f) >>> 0;
         this.strtabBase.hi = (hi & (ADDR_HI_MASK | RWA_HI)) >>> 0;
         return;
       case R.CMDQ_BASE:
-        if (!this.qDisabled(CMDQEN)) return this.guarded(offset);
+        if (!this.qDisabled(CMDQEN) && this.guardHolds(offset)) return;
         this.setQBase(this.cmdqBase, lo, hi);
         return;
       case R.EVENTQ_BASE:
-        if (!this.qDisabled(EVENTQEN)) return this.guarded(offset);
+        if (!this.qDisabled(EVENTQEN) && this.guardHolds(offset)) return;
         this.setQBase(this.eventqBase, lo, hi);
         return;
       case R.PRIQ_BASE:
         if (!this.features.pri) return;
-        if (!this.qDisabled(PRIQEN)) return this.guarded(offset);
+        if (!this.qDisabled(PRIQEN) && this.guardHolds(offset)) return;
         this.setQBase(this.priqBase, lo, hi);
         return;
     }
@@ -477,11 +490,11 @@ export class Smmu implements MmioDevice, TranslateEnv {
       case R.CR0:
         return this.writeCr0(v);
       case R.CR1:
-        if (!this.smmuDisabled) return this.guarded(offset);
+        if (!this.smmuDisabled && this.guardHolds(offset)) return;
         this.cr1 = v & CR1_MASK;
         return;
       case R.CR2: {
-        if (!this.smmuDisabled) return this.guarded(offset);
+        if (!this.smmuDisabled && this.guardHolds(offset)) return;
         let m = wordMask(CR2.RECINVSID) | wordMask(CR2.PTM);
         if (this.features.hyp) m |= wordMask(CR2.E2H);
         this.cr2 = v & m;
@@ -505,51 +518,51 @@ export class Smmu implements MmioDevice, TranslateEnv {
         return;
       }
       case R.GERROR_IRQ_CFG0: case R.GERROR_IRQ_CFG0 + 4:
-        if (this.irqCtrl & 1) return this.guarded(offset);
+        if (this.irqCtrl & 1 && this.guardHolds(offset)) return;
         return this.half(this.gerrorIrqCfg0, offset - R.GERROR_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
       case R.GERROR_IRQ_CFG1:
-        if (this.irqCtrl & 1) return this.guarded(offset);
+        if (this.irqCtrl & 1 && this.guardHolds(offset)) return;
         this.gerrorIrqCfg1 = v;
         return;
       case R.GERROR_IRQ_CFG2:
-        if (this.irqCtrl & 1) return this.guarded(offset);
+        if (this.irqCtrl & 1 && this.guardHolds(offset)) return;
         this.gerrorIrqCfg2 = v & 0x3f;
         return;
       case R.STRTAB_BASE: case R.STRTAB_BASE + 4:
-        if (!this.smmuDisabled) return this.guarded(offset);
+        if (!this.smmuDisabled && this.guardHolds(offset)) return;
         return this.half(this.strtabBase, offset - R.STRTAB_BASE, v, ~0x3f, ADDR_HI_MASK | RWA_HI);
       case R.STRTAB_BASE_CFG:
-        if (!this.smmuDisabled) return this.guarded(offset);
+        if (!this.smmuDisabled && this.guardHolds(offset)) return;
         this.strtabBaseCfg = v & (0x3f | (0x1f << 6) | (3 << 16));
         return;
       case R.CMDQ_BASE: case R.CMDQ_BASE + 4:
-        if (!this.qDisabled(CMDQEN)) return this.guarded(offset);
+        if (!this.qDisabled(CMDQEN) && this.guardHolds(offset)) return;
         return this.half(this.cmdqBase, offset - R.CMDQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
       case R.CMDQ_PROD:
         this.cmdq.prod = v & 0xfffff;
         this.kickCmdq();
         return;
       case R.CMDQ_CONS:
-        if (!this.qDisabled(CMDQEN)) return this.guarded(offset);
+        if (!this.qDisabled(CMDQEN) && this.guardHolds(offset)) return;
         this.cmdq.cons = v & 0xfffff;
         return;
       case R.EVENTQ_BASE: case R.EVENTQ_BASE + 4:
-        if (!this.qDisabled(EVENTQEN)) return this.guarded(offset);
+        if (!this.qDisabled(EVENTQEN) && this.guardHolds(offset)) return;
         return this.half(this.eventqBase, offset - R.EVENTQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
       case R.EVENTQ_IRQ_CFG0: case R.EVENTQ_IRQ_CFG0 + 4:
-        if (this.irqCtrl & 4) return this.guarded(offset);
+        if (this.irqCtrl & 4 && this.guardHolds(offset)) return;
         return this.half(this.eventqIrqCfg0, offset - R.EVENTQ_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
       case R.EVENTQ_IRQ_CFG1:
-        if (this.irqCtrl & 4) return this.guarded(offset);
+        if (this.irqCtrl & 4 && this.guardHolds(offset)) return;
         this.eventqIrqCfg1 = v;
         return;
       case R.EVENTQ_IRQ_CFG2:
-        if (this.irqCtrl & 4) return this.guarded(offset);
+        if (this.irqCtrl & 4 && this.guardHolds(offset)) return;
         this.eventqIrqCfg2 = v & 0x3f;
         return;
       case R.EVENTQ_PROD:
         // the SMMU owns PROD while the queue is enabled
-        if (!this.qDisabled(EVENTQEN)) return this.guarded(offset);
+        if (!this.qDisabled(EVENTQEN) && this.guardHolds(offset)) return;
         this.evtq.prod = v & (0xfffff | 0x8000_0000);
         return;
       case R.EVENTQ_CONS:
@@ -557,25 +570,25 @@ export class Smmu implements MmioDevice, TranslateEnv {
         return;
       case R.PRIQ_BASE: case R.PRIQ_BASE + 4:
         if (!this.features.pri) return;
-        if (!this.qDisabled(PRIQEN)) return this.guarded(offset);
+        if (!this.qDisabled(PRIQEN) && this.guardHolds(offset)) return;
         return this.half(this.priqBase, offset - R.PRIQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
       case R.PRIQ_IRQ_CFG0: case R.PRIQ_IRQ_CFG0 + 4:
         if (!this.features.pri) return;
-        if (this.irqCtrl & 2) return this.guarded(offset);
+        if (this.irqCtrl & 2 && this.guardHolds(offset)) return;
         return this.half(this.priqIrqCfg0, offset - R.PRIQ_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
       case R.PRIQ_IRQ_CFG1:
         if (!this.features.pri) return;
-        if (this.irqCtrl & 2) return this.guarded(offset);
+        if (this.irqCtrl & 2 && this.guardHolds(offset)) return;
         this.priqIrqCfg1 = v;
         return;
       case R.PRIQ_IRQ_CFG2:
         if (!this.features.pri) return;
-        if (this.irqCtrl & 2) return this.guarded(offset);
+        if (this.irqCtrl & 2 && this.guardHolds(offset)) return;
         this.priqIrqCfg2 = v & 0x3f;
         return;
       case R.PRIQ_PROD:
         if (!this.features.pri) return;
-        if (!this.qDisabled(PRIQEN)) return this.guarded(offset);
+        if (!this.qDisabled(PRIQEN) && this.guardHolds(offset)) return;
         this.priqProd = v & (0xfffff | 0x8000_0000);
         return;
       case R.PRIQ_CONS:
