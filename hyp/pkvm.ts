@@ -12,7 +12,7 @@
  * trap handler on the bus. The hypervisor does not enable the SMMU: the host's CR0 writes do.
  */
 import type { Machine } from '../hw/machine.ts';
-import { CpuAbortError, TRAP, isGuestActor, type DataAbort } from '../hw/bus.ts';
+import { CpuAbortError, TRAP, isGuestActor, type AccessSize, type DataAbort } from '../hw/bus.ts';
 import { get, set, wordMask } from '../hw/bits.ts';
 import { OFF, IDR0, IDR1, IDR3, IDR5, CR1, GBPA, Q_BASE, STRTAB_BASE_CFG, SMMU_MMIO_SIZE, regNameAt } from '../hw/smmu/regs.ts';
 import { L1STD, STE_WORDS } from '../hw/smmu/ste.ts';
@@ -76,8 +76,8 @@ export class HypBootError extends Error {
   }
 }
 
-/** thrown inside a register write to unwind after a refusal (reject/log); never escapes */
-class Refused extends Error {}
+/** thrown inside a register write to unwind after a refusal (reject/log); never escapes (a sentinel, not an Error: refusals are frequent and need no stack trace) */
+const REFUSED: unique symbol = Symbol('refused');
 
 export interface PkvmOptions {
   policy?: HypPolicy;
@@ -158,6 +158,8 @@ export class PkvmHyp {
   private steEnv!: SteSanitizeEnv;
   private readonly ste = new Uint32Array(STE_WORDS);
   private readonly l1 = new Uint32Array(2);
+  /** guests whose memory is back with the host (early only when guest-teardown is weakened) */
+  private readonly memoryReturned = new WeakSet<Guest>();
 
   stats = { traps: 0, mmioTraps: 0, memoryTraps: 0, reshadows: 0, refusedAccesses: 0 };
 
@@ -169,7 +171,7 @@ export class PkvmHyp {
     this.hypMemory = opts.hypMemory ?? { ...HYP_MEMORY_DEFAULT };
     this.mmio = machine.smmu.base;
     this.failures = new FailureLog(this.policy.failure, () => this.stats.traps);
-    this.hostMem = new HostMemory(machine.bus);
+    this.hostMem = new HostMemory(machine.bus, this.own);
   }
 
   weak(r: RuleName): boolean {
@@ -207,7 +209,10 @@ export class PkvmHyp {
     this.priqMax = get(idr1, IDR1.PRIQS);
     const ril = get(idr3, IDR3.RIL) === 1;
     const cmdqShift = Math.min(SHADOW_CMDQ_SHIFT, get(idr1, IDR1.CMDQS));
-    // 3. the shadow command queue
+    // 3. CR1: the attributes of the SMMU's own queue and table accesses (the hypervisor's
+    // shadow structures are Inner Shareable write-back); the host can never change it
+    bus.write32('hyp', this.mmio + OFF.CR1, CR1_TEMPLATE);
+    // the shadow command queue
     const sq = this.pool.alloc(2 ** cmdqShift * 16, 'shadow command queue');
     const qb = [0, 0];
     set(qb, Q_BASE.ADDR, sq / 32);
@@ -351,6 +356,8 @@ export class PkvmHyp {
   private readReg(off: number, size: number): bigint {
     const e = emulatedAt(off);
     if (!e || e.read === 'refuse' || e.width !== size) {
+      // the reg-access weakening: what the table does not allow is passed to the hardware as it is
+      if (this.weak('reg-access')) return this.machine.bus.read('hyp', this.mmio + off, size as AccessSize);
       this.refuseAccess(off, size, 'r', !e ? 'not in the emulation table' : e.width !== size ? `the register is ${e.width * 8}-bit` : 'not readable by the host');
       return 0n;
     }
@@ -385,6 +392,10 @@ export class PkvmHyp {
   private writeReg(off: number, size: number, value: bigint): void {
     const e = emulatedAt(off);
     if (!e || e.write === 'refuse' || e.width !== size) {
+      if (this.weak('reg-access')) {
+        this.machine.bus.write('hyp', this.mmio + off, size as AccessSize, value);
+        return;
+      }
       this.refuseAccess(off, size, 'w', !e ? 'not in the emulation table' : e.width !== size ? `the register is ${e.width * 8}-bit` : 'read-only to the host');
       return;
     }
@@ -402,6 +413,10 @@ export class PkvmHyp {
           this.writeCr0(v32);
           return;
         case 'cr1':
+          if (this.weak('cr1-template')) {
+            bus.write32('hyp', this.mmio + OFF.CR1, v32);
+            return;
+          }
           if (v32 !== CR1_TEMPLATE) this.refuse('cr1-template', `CR1=0x${v32.toString(16)} is not the template 0x${CR1_TEMPLATE.toString(16)}; the template is written`, false);
           bus.write32('hyp', this.mmio + OFF.CR1, CR1_TEMPLATE);
           return;
@@ -414,17 +429,25 @@ export class PkvmHyp {
           bus.write64('hyp', this.mmio + off, value);
           return;
         }
-        case 'strtab':
-          if (this.hostCr0 & SMMUEN && !this.weak('strtab-guard')) this.refuse('strtab-guard', `${e.name} written while SMMUEN=1`);
+        case 'strtab': {
+          const live = (this.hostCr0 & SMMUEN) !== 0;
+          if (live && !this.weak('strtab-guard')) this.refuse('strtab-guard', `${e.name} written while SMMUEN=1`);
           if (e.name === 'STRTAB_BASE') {
             this.strtabBaseLo = v32;
             this.strtabBaseHi = hi32;
           } else this.strtabCfg = v32;
+          // the strtab-guard weakening: the new table is used at once, as a guarded write that
+          // takes effect would be (the table shared at SMMUEN 0→1 stays the old one)
+          if (live) this.captureHostTable();
           return;
+        }
         case 'cmdq-base':
           if (this.cmdq.enabled && !this.weak('cmdq-guard')) this.refuse('cmdq-guard', 'CMDQ_BASE written while CMDQEN=1');
           this.cmdq.baseLo = v32;
           this.cmdq.baseHi = hi32;
+          // the cmdq-guard weakening: the new queue is used at once, as a guarded write that takes
+          // effect would be (the queue shared at CMDQEN 0→1 stays the old one)
+          if (this.cmdq.enabled) this.cmdq.enable();
           return;
         case 'cmdq-prod':
           this.cmdq.writeProd(v32);
@@ -442,7 +465,7 @@ export class PkvmHyp {
         }
       }
     } catch (x) {
-      if (x instanceof Refused) return;
+      if (x === REFUSED) return;
       throw x;
     }
   }
@@ -450,7 +473,7 @@ export class PkvmHyp {
   /** Record a violation; unwinds the register write (unless `unwind` is false). Under panic this throws HypPanic. */
   private refuse(rule: RuleName, reason: string, unwind = true): void {
     this.failures.violate(rule, reason);
-    if (unwind) throw new Refused();
+    if (unwind) throw REFUSED;
   }
 
   private writeGerrorn(v: number): void {
@@ -525,7 +548,7 @@ export class PkvmHyp {
       }
       if (fall(SMMUEN)) this.unsharePin('table');
     } catch (x) {
-      if (!(x instanceof Refused)) throw x;
+      if (x !== REFUSED) throw x;
       for (const u of undo.reverse()) u();
       return;
     }
@@ -710,6 +733,9 @@ export class PkvmHyp {
       if (o) throw new GuestError(`guest ${name}: pSID ${d.psid} is already assigned to guest ${o.name}`);
     }
     if (new Set(devices.map((d) => d.psid)).size !== devices.length) throw new GuestError(`guest ${name}: a pSID is assigned twice`);
+    // its devices are quiesced through the command queue: it must be running, without an error
+    const hwCr0 = this.machine.bus.read32('hyp', this.mmio + OFF.CR0);
+    if ((hwCr0 & CMDQEN) === 0 || this.shadowQ.hwErr() !== 0) throw new GuestError(`guest ${name}: the command queue is ${(hwCr0 & CMDQEN) === 0 ? 'disabled (CMDQEN=0)' : 'stopped on a command error the host has not acknowledged'}, so its devices could not be quiesced`);
     const vmidMax = get([this.hwIdr0], IDR0.VMID16) ? 0xffff : 0xff;
     const vmid = this.freeVmids.pop() ?? this.nextVmid;
     if (vmid > vmidMax) throw new GuestError(`guest ${name}: no VMID left`);
@@ -718,7 +744,7 @@ export class PkvmHyp {
       this.own.donate(memory.base, memory.size, `guest:${name}`);
     } catch (e) {
       if (vmid !== this.nextVmid) this.freeVmids.push(vmid);
-      if (e instanceof OwnershipError) throw new GuestError(`guest ${name}: ${e.message}`);
+      if (e instanceof OwnershipError || e instanceof ShadowQueueError) throw new GuestError(`guest ${name}: ${e.message}`);
       throw e;
     }
     if (vmid === this.nextVmid) this.nextVmid++;
@@ -733,6 +759,7 @@ export class PkvmHyp {
       installSte: (psid, w) => this.strtab.install(psid, w, (cmds) => this.guestIssue(g, cmds)),
       issue: (cmds) => this.guestIssue(g, cmds),
       drained: () => this.shadowQ.drained(),
+      weak: (r) => this.weak(r),
     });
     this.vsmmus.set(name, v);
     v.configureAll(false); // GBPA.ABORT=1 at reset: abort STEs, so the host's configuration is gone
@@ -754,8 +781,10 @@ export class PkvmHyp {
     g.dying = true;
     v.stop();
     const returnMemory = (): void => {
+      if (this.memoryReturned.has(g)) return; // (a retried teardown under the weakened order)
       this.machine.bus.writeBytes('hyp', g.paBase, new Uint8Array(g.size));
       this.own.reclaim(g.paBase, g.size, `guest:${name}`);
+      this.memoryReturned.add(g);
     };
     const early = this.weak('guest-teardown');
     between?.('stopped');
