@@ -7,6 +7,12 @@
  * Every hypervisor access to guest memory (the guest's command and event queues, its stream
  * table) goes through `read`/`write`, which translate through the guest's stage-2: an IPA the
  * guest does not own cannot be reached (designs.md §3.2, Xen's P2M-checked reads).
+ *
+ * Those two accessors are also the hook point the guest fuzzer uses (`watch`, like
+ * hyp/hostmem.ts's hook for host memory): it runs before every access with the PA it is about
+ * to touch, so a second vCPU can rewrite guest memory between two hypervisor reads of it (a
+ * race), and so a hypervisor access that would leave the guest's memory is seen before it
+ * happens.
  */
 import type { MmioBus } from '../hw/bus.ts';
 import { IoPgtable, newGather, type S2PgtableCfg } from '../host/io-pgtable.ts';
@@ -62,6 +68,13 @@ export interface GuestStats {
 
 const RAM_PROT = { read: true, write: true, cache: true } as const;
 
+/**
+ * Called before each hypervisor access to guest memory on the guest's behalf: the direction,
+ * the IPA, the PA it reaches (-1 when the stage-2 refuses it, and then nothing is accessed) and
+ * its length in bytes.
+ */
+export type GuestMemWatch = (dir: 'r' | 'w', ipa: number, pa: number, bytes: number) => void;
+
 export class Guest {
   readonly actor: string;
   readonly s2: IoPgtable;
@@ -73,6 +86,8 @@ export class Guest {
   readonly stats: GuestStats = { traps: 0, commands: 0, physCommands: 0, budgetStops: 0, eventsInjected: 0, eventsLost: 0, s2Faults: 0, virqs: { eventq: 0, gerror: 0 }, cmdErrors: 0, badSte: 0, dataAborts: 0 };
   /** set once teardown has begun: the guest's vCPUs and devices are stopped */
   dying = false;
+  /** see GuestMemWatch (null: no watcher, the hot path) */
+  watch: GuestMemWatch | null = null;
 
   constructor(
     readonly name: string,
@@ -114,18 +129,34 @@ export class Guest {
     return pa >= this.paBase && pa + len <= this.paBase + this.size;
   }
 
+  /**
+   * Where an access of `bytes` at `ipa` lands: through the stage-2 (-1 unless all of it is the
+   * guest's RAM), or with `unchecked` (the weakened `vsmmu-p2m` rule) by the linear offset
+   * alone, wherever that is (-1 only when it is not RAM at all).
+   */
+  private place(ipa: number, bytes: number, unchecked: boolean): number {
+    if (!unchecked) {
+      const pa = this.ipaToPa(ipa);
+      return pa < 0 || this.ipaToPa(ipa + bytes - 1) < 0 ? -1 : pa;
+    }
+    const pa = this.paBase + (ipa - this.ipaBase);
+    return pa >= 0 && this.bus.mem.isRam(pa, bytes) ? pa : -1;
+  }
+
   /** Read `n` words at an IPA through the guest's stage-2 (one page at most). False when not mapped. */
-  read(ipa: number, out: Uint32Array, n = out.length): boolean {
-    const pa = this.ipaToPa(ipa);
-    if (pa < 0 || this.ipaToPa(ipa + n * 4 - 1) < 0) return false;
+  read(ipa: number, out: Uint32Array, n = out.length, unchecked = false): boolean {
+    const pa = this.place(ipa, n * 4, unchecked);
+    if (this.watch !== null) this.watch('r', ipa, pa, n * 4);
+    if (pa < 0) return false;
     this.bus.readWords('hyp', pa, out, n);
     return true;
   }
 
   /** Write words at an IPA through the guest's stage-2. False when not mapped. */
-  write(ipa: number, words: Uint32Array, n = words.length): boolean {
-    const pa = this.ipaToPa(ipa);
-    if (pa < 0 || this.ipaToPa(ipa + n * 4 - 1) < 0) return false;
+  write(ipa: number, words: Uint32Array, n = words.length, unchecked = false): boolean {
+    const pa = this.place(ipa, n * 4, unchecked);
+    if (this.watch !== null) this.watch('w', ipa, pa, n * 4);
+    if (pa < 0) return false;
     this.bus.writeWords('hyp', pa, words, n);
     return true;
   }

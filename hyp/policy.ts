@@ -44,6 +44,13 @@ export const RULES = {
   'cr1-template': 'CR1 is forced to the Linux template',
   'sid-owner': 'a StreamID assigned to a guest is configured only through the guest\'s vSMMU: host CFGI_STEs for it are refused',
   'guest-teardown': 'a guest\'s memory returns to the host only after its devices\' STEs are abort and TLBI_S12_VMALL + CMD_SYNC have completed',
+  'vsid-owner': 'vSMMU: a vSID the guest does not own never reaches a physical STE or command; the guest gets C_BAD_STREAMID (weakened: vSID = pSID, as Xen\'s RFC)',
+  'vste-s1-only': 'vSMMU: only a guest STE\'s stage-1 fields are taken; Config nesting, stage-2 fields, VMID, STRW, EATS and overrides are the hypervisor\'s (weakened: the guest\'s non-zero ones are kept)',
+  'vste-legal': 'vSMMU: a guest STE ILLEGAL for the vSMMU\'s features (SteIllegal) gets V=0 and C_BAD_STE, never a physical STE',
+  'vtlbi-vmid': 'vSMMU: guest TLBI_NH_* carry the guest\'s VMID and TLBI_NSNH_ALL becomes TLBI_S12_VMALL(VMID) (weakened: forwarded as written)',
+  'vsmmu-p2m': 'vSMMU: its reads and writes of guest memory (queues, stream table, event records) go through the guest\'s stage-2 (weakened: IPA→PA by the linear offset, unchecked)',
+  'vcmd-budget': 'vSMMU: at most guestCmdBudget guest commands are consumed per trap, the rest on the next one (weakened: all of them, as Xen, X5)',
+  'vevt-vsid': 'vSMMU: event records forwarded to a guest carry the vSID, never the pSID',
 } as const;
 export type RuleName = keyof typeof RULES;
 export const RULE_NAMES = Object.keys(RULES) as RuleName[];

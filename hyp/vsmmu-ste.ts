@@ -17,9 +17,14 @@
  * fields, S2TTB, S2AA64=1, S2PTW=1 (stage-1 walks must not reach Device memory) and S2R=1 (the
  * hypervisor records the guest's stage-2 faults). Nothing else of the guest STE reaches the
  * hardware.
+ *
+ * Two named rules (hyp/policy.ts) can be weakened to show what they protect: `vste-legal`
+ * (weakened: the SteIllegal verdict is skipped) and `vste-s1-only` (weakened: every field of
+ * the guest STE other than V and Config that the guest set non-zero is kept over the
+ * hypervisor's value: its stage-2 fields, VMID, STRW, EATS and overrides).
  */
 import { get, set } from '../hw/bits.ts';
-import { STE, CFG, steIllegal } from '../hw/smmu/ste.ts';
+import { STE, STE_FIELDS, CFG, steIllegal } from '../hw/smmu/ste.ts';
 import type { SmmuFeatures } from '../hw/smmu/features.ts';
 import type { S2PgtableCfg } from '../host/io-pgtable.ts';
 import { setStage2 } from './ste-sanitize.ts';
@@ -29,12 +34,17 @@ export interface NestEnv {
   features: SmmuFeatures;
   s2: S2PgtableCfg;
   vmid: number;
+  /** weakened rules (absent: none) */
+  weak?: { legal: boolean; s1Only: boolean };
 }
 
 /** What became of a guest STE. */
 export type NestOutcome = 'invalid' | 'illegal' | 'abort' | 's2-only' | 'nested';
 
-const S1_FIELDS = [STE.S1ContextPtr, STE.S1Fmt, STE.S1CDMax, STE.S1DSS, STE.S1CIR, STE.S1COR, STE.S1CSH, STE.MEV];
+/** the guest STE's fields the physical STE takes (its stage 1) */
+export const S1_FIELDS = [STE.S1ContextPtr, STE.S1Fmt, STE.S1CDMax, STE.S1DSS, STE.S1CIR, STE.S1COR, STE.S1CSH, STE.MEV];
+/** the fields the weakened `vste-s1-only` lets through: all but V, Config and the stage-1 ones */
+const OTHER_FIELDS = STE_FIELDS.filter((f) => f !== STE.V && f !== STE.Config && !S1_FIELDS.includes(f));
 const SHCFG_INCOMING = 1;
 
 /**
@@ -44,7 +54,7 @@ const SHCFG_INCOMING = 1;
 export function nestSte(g: Uint32Array, out: Uint32Array, env: NestEnv, why: string[]): NestOutcome {
   out.fill(0);
   if (get(g, STE.V) === 0) return 'invalid';
-  const illegal = steIllegal(g, { features: env.features });
+  const illegal = env.weak?.legal ? null : steIllegal(g, { features: env.features });
   if (illegal !== null) {
     why[0] = illegal;
     return 'illegal';
@@ -60,6 +70,13 @@ export function nestSte(g: Uint32Array, out: Uint32Array, env: NestEnv, why: str
   if (nested) for (const f of S1_FIELDS) set(out, f, get(g, f));
   set(out, STE.SHCFG, SHCFG_INCOMING);
   setStage2(out, env.s2, env.vmid);
+  if (env.weak?.s1Only) {
+    // the weakened merge: what the guest wrote over the hypervisor's template
+    for (const f of OTHER_FIELDS) {
+      const v = get(g, f);
+      if (v !== 0) set(out, f, v);
+    }
+  }
   return nested ? 'nested' : 's2-only';
 }
 

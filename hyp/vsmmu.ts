@@ -18,6 +18,10 @@
  *   CMD_SYNC is reached (or at the end of the trap). A guest CMD_SYNC completes only after the
  *   physical one; if the physical queue cannot complete (the host wedged it), the guest's
  *   CMD_SYNC waits with CONS at it, and is retried on the next trap.
+ *
+ * Named rules (hyp/policy.ts), each of which the fuzzer can weaken (`--target guest`):
+ * `vsid-owner`, `vste-s1-only`, `vste-legal` (vsmmu-ste.ts), `vtlbi-vmid`, `vsmmu-p2m`,
+ * `vcmd-budget` and `vevt-vsid`. Weakened, each behaves as the rule's text says.
  */
 import { get, set, wordMask } from '../hw/bits.ts';
 import { OFF, IDR0, IDR1, IDR3, IDR5, CR0, CR2, IRQ_CTRL, STRTAB_BASE_CFG } from '../hw/smmu/regs.ts';
@@ -37,6 +41,7 @@ import type { AccessSize } from '../hw/bus.ts';
 import { ShadowQueueError } from './shadowq.ts';
 import { nestSte, disabledSte, type NestEnv, type NestOutcome } from './vsmmu-ste.ts';
 import { VSID_BITS, type Guest } from './guest.ts';
+import type { RuleName } from './policy.ts';
 
 const SMMUEN = wordMask(CR0.SMMUEN), EVENTQEN = wordMask(CR0.EVENTQEN), CMDQEN = wordMask(CR0.CMDQEN), ATSCHK = wordMask(CR0.ATSCHK);
 const ADDR_HI_MASK = 0x00ffffff; // bits [55:32]
@@ -61,6 +66,8 @@ export interface VSmmuHost {
   issue(cmds: Uint32Array[]): void;
   /** whether the physical queue has consumed everything issued so far, with no error */
   drained(): boolean;
+  /** the policy's weakened rules (absent: none is weakened) */
+  weak?: (rule: RuleName) => boolean;
 }
 
 /** The vSMMU's features: stage 1 only, from the hardware's ID registers. */
@@ -76,7 +83,7 @@ export function guestFeatures(hw: VSmmuHost['hwIdr'], allowAts: boolean): SmmuFe
     attrTypesOvr: false, attrPermsOvr: false,
     had: get(i3, IDR3.HAD) === 1, xnx: get(i3, IDR3.XNX) === 1, stt: false, ril: get(i3, IDR3.RIL) === 1, bbml: 0, mpam: false,
     oas: Math.min(oasBits, 48) as 48, gran4k: get(i5, IDR5.GRAN4K) === 1, gran16k: get(i5, IDR5.GRAN16K) === 1, gran64k: get(i5, IDR5.GRAN64K) === 1,
-    vax: 0, stallMax: 0, iidr: hw.iidr, archMinor: hw.aidr & 0xf, checkRes0: false,
+    vax: 0, stallMax: 0, iidr: hw.iidr, archMinor: hw.aidr & 0xf, checkRes0: false, guardedWritesTakeEffect: false,
   };
 }
 
@@ -114,11 +121,19 @@ export class VSmmu implements CmdqTarget {
   private readonly gste = new Uint32Array(STE_WORDS);
   private readonly pste = new Uint32Array(STE_WORDS);
   private readonly l1 = new Uint32Array(2);
+  /** the weakened rules, fixed with the policy */
+  private readonly wk: { vsidOwner: boolean; tlbiVmid: boolean; p2m: boolean; budget: boolean; evtVsid: boolean };
+  /** StreamIDs the hardware has (IDR1.SIDSIZE): the weakened vsid-owner's identity map stops there */
+  private readonly hwSids: number;
 
   constructor(readonly guest: Guest, private readonly host: VSmmuHost) {
     this.features = guestFeatures(host.hwIdr, host.allowAts);
     this.idr = idRegisters(this.features);
+    const weak = host.weak ?? ((): boolean => false);
+    this.wk = { vsidOwner: weak('vsid-owner'), tlbiVmid: weak('vtlbi-vmid'), p2m: weak('vsmmu-p2m'), budget: weak('vcmd-budget'), evtVsid: weak('vevt-vsid') };
+    this.hwSids = 2 ** get([host.hwIdr.idr1], IDR1.SIDSIZE);
     this.nestEnv = { features: this.features, s2: guest.s2cfg, vmid: guest.vmid };
+    if (weak('vste-legal') || weak('vste-s1-only')) this.nestEnv.weak = { legal: weak('vste-legal'), s1Only: weak('vste-s1-only') };
     // the reset value: ABORT=1 (IMPLEMENTATION DEFINED; a guest device does nothing until the guest says so)
     this.gbpa = new Gbpa(GBPA_ABORT);
     this.gerr = new GlobalErrors((bit) => {
@@ -130,7 +145,7 @@ export class VSmmu implements CmdqTarget {
       enabled: () => (this.cr0 & EVENTQEN) !== 0,
       base: () => queueBase(this.eventqBase, this.log2(this.eventqBase, this.features.eventqs), 32),
       log2size: () => this.log2(this.eventqBase, this.features.eventqs),
-      writer: { record: (_kind, ipa, words) => guest.write(ipa, words) },
+      writer: { record: (_kind, ipa, words) => guest.write(ipa, words, words.length, this.wk.p2m) },
       abort: () => this.gerr.activate(GERR.EVENTQ_ABT_ERR),
       irq: () => this.virq('eventq'),
     });
@@ -335,7 +350,7 @@ export class VSmmu implements CmdqTarget {
     const qs = this.log2(this.cmdqBase, this.features.cmdqs);
     this.cmdq.log2size = qs;
     this.cmdq.base = queueBase(this.cmdqBase, qs, 16);
-    const n = this.cmdq.consume(this.host.budget);
+    const n = this.cmdq.consume(this.wk.budget ? Infinity : this.host.budget);
     this.guest.stats.commands += n;
     const m = ptrMask(qs);
     this.pending = this.runnable && (this.cmdq.cons & m) !== (this.cmdq.prod & m);
@@ -380,7 +395,7 @@ export class VSmmu implements CmdqTarget {
   }
 
   fetch(ipa: number, out: Uint32Array): boolean {
-    return this.guest.read(ipa, out, 4);
+    return this.guest.read(ipa, out, 4, this.wk.p2m);
   }
 
   error(_code: number): void {
@@ -415,6 +430,11 @@ export class VSmmu implements CmdqTarget {
   }
 
   tlbi(op: number, w: Uint32Array): void {
+    if (this.wk.tlbiVmid) {
+      // the weakened rule: the guest's command goes to the hardware as the guest wrote it
+      this.stage(Uint32Array.from(w));
+      return;
+    }
     if (op === OP.TLBI_NSNH_ALL) {
       // everything the guest can see: stage 1 and stage 2 of its VMID
       this.stage(encodeCommand('TLBI_S12_VMALL', { VMID: this.guest.vmid }));
@@ -458,6 +478,8 @@ export class VSmmu implements CmdqTarget {
   private psidOrReport(vsid: number): number {
     const psid = this.guest.vsidToPsid.get(vsid);
     if (psid !== undefined) return psid;
+    // the weakened rule: a vSID the table does not hold is taken as a pSID (Xen's RFC: vSID = pSID)
+    if (this.wk.vsidOwner && vsid < this.hwSids) return vsid;
     this.inject(buildEvent(this.ev, EVT.C_BAD_STREAMID, { StreamID: vsid }));
     return -1;
   }
@@ -517,7 +539,7 @@ export class VSmmu implements CmdqTarget {
     if (geo.fmt === 1) {
       const split = geo.split;
       const l1Ipa = base + Math.floor(vsid / 2 ** split) * 8;
-      if (!this.guest.read(l1Ipa, this.l1, 2)) return bad(EVT.F_STE_FETCH, { FetchAddr: Math.floor(l1Ipa / 8) });
+      if (!this.guest.read(l1Ipa, this.l1, 2, this.wk.p2m)) return bad(EVT.F_STE_FETCH, { FetchAddr: Math.floor(l1Ipa / 8) });
       const span = get(this.l1, L1STD.Span);
       const low = vsid % 2 ** split;
       if (span === 0 || span > 11 || span > split + 1 || low >= 2 ** (span - 1)) return bad(EVT.C_BAD_STREAMID, {});
@@ -527,7 +549,7 @@ export class VSmmu implements CmdqTarget {
     } else {
       steIpa = base + vsid * 64;
     }
-    if (!this.guest.read(steIpa, this.gste, STE_WORDS)) return bad(EVT.F_STE_FETCH, { FetchAddr: Math.floor(steIpa / 8) });
+    if (!this.guest.read(steIpa, this.gste, STE_WORDS, this.wk.p2m)) return bad(EVT.F_STE_FETCH, { FetchAddr: Math.floor(steIpa / 8) });
     return true;
   }
 
@@ -546,7 +568,7 @@ export class VSmmu implements CmdqTarget {
   /** A physical event record for one of the guest's pSIDs: copy it with the vSID and inject it. */
   forward(words: Uint32Array, vsid: number): boolean {
     this.ev.set(words);
-    set(this.ev, E_StreamID, vsid);
+    if (!this.wk.evtVsid) set(this.ev, E_StreamID, vsid);
     return this.inject(this.ev);
   }
 

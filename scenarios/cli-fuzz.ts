@@ -1,5 +1,6 @@
 /**
- * `smmulab fuzz`: the malicious-host fuzzer (scenarios/fuzz.ts) from the command line.
+ * `smmulab fuzz`: the malicious-host fuzzer (scenarios/fuzz.ts), or with `--target guest` the
+ * malicious-guest one (scenarios/fuzz-guest.ts), from the command line.
  * Progress goes to stderr (one throttled line; no progress-bar library), the result to stdout:
  * a summary, or with --json one object. Exit 0: nothing found; 1: a breach, an unexpected
  * exception or a broken invariant (reproducers written to --out); 2: bad input.
@@ -9,6 +10,7 @@ import { resolve } from 'node:path';
 import { layerLogger, setLogLevel, type LogLevel } from '../hw/log.ts';
 import { RULE_NAMES, POLICY_NAMES, isRule, type RuleName, type PolicyName } from '../hyp/policy.ts';
 import { fuzzParallel, writeReproducers, coverageGaps, validateOptions, FuzzInputError, findingKey, type FuzzOptions, type FuzzResult, type FailureChoice } from './fuzz.ts';
+import { guestCoverageGaps, GUEST_RULES } from './fuzz-guest.ts';
 import { exitWith } from './cli-status.ts';
 
 interface FuzzArgs {
@@ -53,13 +55,25 @@ allows; every --check-every operations (when the state changed) and at the end o
 iteration, the full isolation oracle. A failure is shrunk to a minimal scenario in --out that
 \`smmulab run\` replays (it fails the last check until the hypervisor is fixed).
 
+With --target guest the attacker is a guest instead (two guests, g1 with two devices and g2
+with one, each driving the vSMMU the hypervisor gives it, their kernels probed and attached):
+MMIO of any size and offset to its vSMMU and elsewhere in its IPA space, writes to its own RAM
+(queue slots, STEs, L1 descriptors, CDs, stage-1 tables), commands of every opcode with vSIDs
+it owns and does not, floods and PROD jumps, DMA from its devices. Checked after every
+operation besides the above: a guest device's DMA only in its guest's memory, no hypervisor
+access outside a guest's RAM on its behalf, the physical STE of a guest's pSID always the
+guest's stage 1 nested under its stage-2 (its VMID and stage-2 fields), only that guest's
+pSIDs and VMID in the physical commands issued for it, the command budget per trap, vSIDs in
+its event records. The vSMMU's own rules (${GUEST_RULES.join(', ')}) are the ones
+--weaken matters for here.
+
 --json prints {seed, iterations, operations, commands, breaches, unexpectedExceptions,
 invariantViolations, panics, operationsPerSecond, coverage:{opcodes, registers, operations},
 reproducers, findings, ...}.`;
 
 export const fuzzCommand: CommandModule<object, FuzzArgs> = {
   command: 'fuzz',
-  describe: 'fuzz the hypervisor with a malicious host: seeded hostile operations, the isolation oracle after each, minimal reproducers for failures',
+  describe: 'fuzz the hypervisor with a malicious host (or --target guest, a malicious guest): seeded hostile operations, the isolation oracle after each, minimal reproducers for failures',
   builder: (y) =>
     y
       .option('seed', { type: 'number', default: 1, describe: 'campaign seed (a non-negative integer): the run is fully determined by it' })
@@ -67,7 +81,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       .option('time', { type: 'number', describe: 'run for this many seconds instead of a number of iterations' })
       .conflicts('iterations', 'time')
       .option('reset-every', { type: 'number', default: 1000, describe: 'iterations per fresh machine (a machine also ends at a panic or a failure)' })
-      .option('target', { choices: ['host', 'guest'] as const, default: 'host' as const, describe: 'the attacker: the host (built) or a guest (needs the guest API)' })
+      .option('target', { choices: ['host', 'guest'] as const, default: 'host' as const, describe: 'the attacker: the host, or a guest driving its vSMMU' })
       .option('policy', { choices: POLICY_NAMES, default: 'pkvm' as PolicyName, describe: 'hypervisor policy (pkvm-v6: the v6-era gaps; each machine weakens a random non-empty subset of them, so one gap does not hide another)' })
       .option('weaken', { type: 'string', array: true, default: [] as string[], describe: `switch off a sanitizer rule (repeatable or comma-separated): ${RULE_NAMES.join(', ')}` })
       .option('failure', { choices: ['mixed', 'panic', 'reject', 'log'] as const, default: 'mixed' as FailureChoice, describe: 'the hypervisor\'s failure policy; mixed draws one per machine (panic 5%, reject 50%, log 45%)' })
@@ -84,11 +98,6 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     for (const w of a.weaken.flatMap((x) => String(x).split(',')).map((x) => x.trim()).filter(Boolean)) {
       if (!isRule(w)) return bad(`--weaken ${w}: no such rule (rules: ${RULE_NAMES.join(', ')})`);
       weaken.push(w);
-    }
-    if (a.target === 'guest') {
-      process.stderr.write('smmulab fuzz: --target guest is not built yet: it needs the guest API (creating and destroying guests, their memory and devices, and the virtual SMMU a guest drives)\n');
-      exitWith(2);
-      return;
     }
     for (const [k, v, min] of [['workers', a.workers, 1], ['max-reproducers', a['max-reproducers'], 0], ['check-every', a['check-every'], 1]] as const) {
       if (!Number.isSafeInteger(v) || v < min) return bad(`--${k} must be an integer of at least ${min}, got ${v}`);
@@ -170,11 +179,12 @@ function jsonResult(r: FuzzResult): Record<string, unknown> {
 function summary(r: FuzzResult, o: FuzzOptions): string {
   const lines: string[] = [];
   const w = o.weaken?.length ? `, weakened: ${o.weaken.join(', ')}` : '';
-  lines.push(`smmulab fuzz --seed ${r.seed}: policy ${r.policy}${w}, failure policy ${r.failure}, ${r.workers} worker(s)`);
-  lines.push(`  ${r.iterations} iterations, ${r.operations} operations (${r.commands} host commands) in ${r.seconds.toFixed(1)} s: ${r.operationsPerSecond} operations/s with the oracle on`);
+  const guest = r.target === 'guest';
+  lines.push(`smmulab fuzz --seed ${r.seed}${guest ? ' --target guest' : ''}: policy ${r.policy}${w}, failure policy ${r.failure}, ${r.workers} worker(s)`);
+  lines.push(`  ${r.iterations} iterations, ${r.operations} operations (${r.commands} ${guest ? 'guest' : 'host'} commands) in ${r.seconds.toFixed(1)} s: ${r.operationsPerSecond} operations/s with the oracle on`);
   lines.push(`  breaches: ${r.breaches}   unexpected exceptions: ${r.unexpectedExceptions}   broken invariants: ${r.invariantViolations}   modeled panics: ${r.panics}${r.panics ? ` (${Object.entries(r.panicsByRule).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`);
-  const gaps = coverageGaps(r.coverage);
-  lines.push(`  coverage: ${Object.keys(r.coverage.opcodes).length} opcodes, ${Object.keys(r.coverage.registers).filter((k) => k !== 'other').length} trapped registers${gaps.registers.length ? `; registers never touched: ${gaps.registers.join(', ')}` : ''}${gaps.opcodes.length ? `; opcodes never used: ${gaps.opcodes.join(', ')}` : ''}`);
+  const gaps = guest ? guestCoverageGaps(r.coverage) : coverageGaps(r.coverage);
+  lines.push(`  coverage: ${Object.keys(r.coverage.opcodes).length} opcodes, ${Object.keys(r.coverage.registers).filter((k) => k !== 'other').length} ${guest ? 'vSMMU' : 'trapped'} registers${gaps.registers.length ? `; registers never touched: ${gaps.registers.join(', ')}` : ''}${gaps.opcodes.length ? `; opcodes never used: ${gaps.opcodes.join(', ')}` : ''}`);
   if (Object.keys(r.failuresBySignature).length) {
     lines.push('  failing iterations:');
     for (const [k, v] of Object.entries(r.failuresBySignature)) lines.push(`    ${String(v).padStart(6)}  ${k}`);
