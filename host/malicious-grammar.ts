@@ -136,6 +136,8 @@ export interface HostLayout {
   asids: readonly number[];
   /** the SMMU's StreamID width, as IDR1 shows it */
   sidBits: number;
+  /** memory the host keeps for a guest it may create (absent: it creates none), and the IPA the guest sees it at */
+  guest?: Span & { ipa: number };
 }
 
 const PAGE = 4096;
@@ -276,7 +278,7 @@ export function registerValue(r: Rng, L: HostLayout, reg: RegDef, cur: (name: st
     case 'CMDQ_CONS':
     case 'EVENTQ_PROD':
     case 'PRIQ_PROD':
-      return BigInt(r.chance(0.5) ? 0 : r.bits(20) | (r.chance(0.2) ? 0x8000_0000 : 0));
+      return BigInt(r.chance(0.5) ? 0 : (r.bits(20) | (r.chance(0.2) ? 0x8000_0000 : 0)) >>> 0);
     default:
       return BigInt(r.bits(reg.width * 8 > 32 ? 32 : reg.width * 8));
   }

@@ -37,7 +37,17 @@ export type HostileOp =
   | { op: 'cmd'; actor: 'host'; commands: CmdSpec[]; comment?: string }
   | { op: 'hyp'; call: 'donate' | 'reclaim' | 'share' | 'unshare'; addr: number; size: number; to: string; expect: 'ok' | 'refused'; comment?: string }
   | { op: 'dma'; sid: number; iova: bigint; access: 'read' | 'write'; len?: number; ats?: boolean; translated?: boolean; ssid?: number; ssv?: boolean; expect?: 'fault'; comment?: string }
-  | { op: 'race'; addr: number; hex: string; afterReads: number; comment?: string };
+  | { op: 'race'; addr: number; hex: string; afterReads: number; comment?: string }
+  | { op: 'guest'; call: 'create'; name: string; memory: { base: number; size: number }; devices: Array<{ device: string; vsid: number }>; boot: boolean; expect: 'ok' | 'refused'; comment?: string }
+  | { op: 'guest'; call: 'destroy'; name: string; dmaDuring?: { device: string; iova: number; access: 'read' | 'write' }; expect: 'ok' | 'refused'; comment?: string }
+  | GuestDriverOp;
+
+/** What the (benign) kernel of a guest the host created does, as the driver step with the guest's actor. */
+export type GuestDriverOp =
+  | { op: 'driver'; actor: `guest:${string}`; call: 'probe'; pages: { base: number; limit: number }; comment?: string }
+  | { op: 'driver'; actor: `guest:${string}`; call: 'attach'; sid: number; domain: 'dma'; comment?: string }
+  | { op: 'driver'; actor: `guest:${string}`; call: 'map'; sid: number; pa: number; size: number; dir: 'bidirectional'; as: string; comment?: string }
+  | { op: 'driver'; actor: `guest:${string}`; call: 'dma'; sid: number; mapping: string; access: 'read' | 'write'; offset: number; comment?: string };
 
 export type HostileKind = HostileOp['op'];
 
@@ -47,9 +57,18 @@ export interface HostProbe {
   reg(name: RegName): bigint | null;
   /** a host read of 8 bytes of memory, or null when it aborts */
   mem64(addr: number): bigint | null;
+  /**
+   * A guest the host created (the host knows what its own hypercalls returned): whether it
+   * exists, whether it still runs (not mid-teardown), whether its kernel has probed its vSMMU, the devices (name, pSID) the host gave
+   * it, and the IOVA of the guest's buffer once its kernel has mapped it.
+   */
+  guest(name: string): { devices: ReadonlyArray<{ device: string; psid: number }>; alive: boolean; probed: boolean; bufferIova: number | null } | null;
 }
 
 const PAGE = 4096;
+/** the devices a guest may be given (8 and 256 are the host driver's own), and the room its buffers keep below its kernel's pages */
+const GUEST_DEVICES = ['dev0', 'dev9', 'dev65535'];
+const GUEST_DATA = 0x4_0000;
 /** an MMIO window outside the SMMU where nothing answers (an external abort) */
 const NOWHERE_MMIO = 0x0800_0000;
 
@@ -90,9 +109,10 @@ export class Attacker {
       [1, () => this.raceL1()],
       [3, () => this.msiRedirect()],
       [3, () => this.staleTlb()],
-      [2, () => this.queueRedirect()],
+      [3, () => this.queueRedirect()],
       [o.raw ? 8 : 1, () => this.bringUp()],
       [2, () => this.cr0Dance()],
+      [L.guest ? 4 : 0, () => this.guestLife()],
     ];
     this.weights = this.table.map(([w]) => w);
     this.total = this.weights.reduce((a, b) => a + b, 0);
@@ -134,6 +154,20 @@ export class Attacker {
   private regWrite(name: RegName, value: bigint, size?: Size): HostileOp {
     const reg = regByName(name)!;
     return { op: 'write', actor: 'host', addr: this.L.smmu + reg.offset, size: size ?? reg.width, value };
+  }
+
+  /**
+   * A 64-bit register write, sometimes as two 32-bit halves, low then high, as a driver for a
+   * 32-bit platform does (lo_hi_writeq): the emulation table allows only the 64-bit access.
+   */
+  private wideWrite(name: RegName, value: bigint): HostileOp[] {
+    const reg = regByName(name)!;
+    if (reg.width !== 8 || !this.r.chance(0.15)) return [this.regWrite(name, value)];
+    const at = this.L.smmu + reg.offset;
+    return [
+      { op: 'write', actor: 'host', addr: at, size: 4, value: value & 0xffff_ffffn, comment: `${name} low half = 0x${(value & 0xffff_ffffn).toString(16)} (a 32-bit access)` },
+      { op: 'write', actor: 'host', addr: at + 4, size: 4, value: value >> 32n, comment: `${name} high half = 0x${(value >> 32n).toString(16)} (a 32-bit access)` },
+    ];
   }
 
   mmioWrite(): HostileOp {
@@ -250,8 +284,11 @@ export class Attacker {
 
   /** [7.1 #1–6] a crafted STE for a device, then CFGI_STE + CMD_SYNC, then (sometimes) a DMA from it. */
   steAndCfgi(): HostileOp[] {
+    return this.steAndCfgiFor(this.pickSid());
+  }
+
+  private steAndCfgiFor(sid: number): HostileOp[] {
     const r = this.r;
-    const sid = this.pickSid();
     const at = this.steAddr(sid) ?? targetAddress(r, this.L, 64);
     const w = steWords(r, this.L);
     const ops: HostileOp[] = [{ op: 'memwrite', actor: 'host', addr: at, hex: wordsToHex(w), comment: `host STE for StreamID ${sid} (V=${w[0]! & 1}, Config=0b${((w[0]! >>> 1) & 7).toString(2).padStart(3, '0')})` }];
@@ -417,8 +454,10 @@ export class Attacker {
   /** [7.1 #15–17, 21] a queue base moved (while enabled, or into protected memory), then traffic. */
   queueRedirect(): HostileOp[] {
     const r = this.r;
-    const reg = r.pick(['EVENTQ_BASE', 'CMDQ_BASE', 'PRIQ_BASE'] as const);
-    const ops: HostileOp[] = [this.regWrite(reg, registerValue(r, this.L, regByName(reg)!, this.cur))];
+    const reg = r.weighted<'EVENTQ_BASE' | 'CMDQ_BASE' | 'PRIQ_BASE'>([[3, 'EVENTQ_BASE'], [2, 'CMDQ_BASE'], [1, 'PRIQ_BASE']]);
+    const ops: HostileOp[] = this.wideWrite(reg, registerValue(r, this.L, regByName(reg)!, this.cur));
+    // a command or two read from the moved queue (a hypervisor that follows the move reads them there)
+    if (reg === 'CMDQ_BASE' && r.chance(0.5)) ops.push(this.commands());
     if (r.chance(0.4)) ops.push(this.regWrite('CR0', registerValue(r, this.L, regByName('CR0')!, this.cur)));
     ops.push(this.dmaFrom(this.pickSid(), r.bits(40)));
     return ops;
@@ -444,20 +483,72 @@ export class Attacker {
     const ops: HostileOp[] = [];
     if (r.chance(0.5)) ops.push(this.regWrite('CR0', BigInt(Number(this.cur('CR0') ?? 0n) & 0x4)));
     ops.push(
-      this.regWrite('STRTAB_BASE', (1n << 62n) | BigInt(l1)),
+      ...this.wideWrite('STRTAB_BASE', (1n << 62n) | BigInt(l1)),
       this.regWrite('STRTAB_BASE_CFG', BigInt(cfg[0]! >>> 0)),
       { op: 'memwrite', actor: 'host', addr: l1 + Math.floor(sid / 256) * 8, hex: wordsToHex(desc), comment: `L1 descriptor for StreamID ${sid}` },
       { op: 'memwrite', actor: 'host', addr: (twoLevel ? l2 + (sid % 256) * 64 : l1 + sid * 64), hex: wordsToHex(ste), comment: `STE for StreamID ${sid}` },
-      this.regWrite('CMDQ_BASE', (1n << 62n) | BigInt(cmdq) | BigInt(r.chance(0.8) ? 8 : r.bits(5))),
+      ...this.wideWrite('CMDQ_BASE', (1n << 62n) | BigInt(cmdq) | BigInt(r.chance(0.8) ? 8 : r.bits(5))),
       this.regWrite('CMDQ_PROD', 0n),
       this.regWrite('CMDQ_CONS', 0n),
-      this.regWrite('EVENTQ_BASE', (1n << 62n) | BigInt(evtq) | BigInt(r.chance(0.8) ? 8 : r.bits(5))),
+      ...this.wideWrite('EVENTQ_BASE', (1n << 62n) | BigInt(evtq) | BigInt(r.chance(0.8) ? 8 : r.bits(5))),
       this.regWrite('CR0', BigInt(0x8 | (r.chance(0.8) ? 0x4 : 0))),
       this.regWrite('CR0', BigInt(0x9 | (r.chance(0.8) ? 0x4 : 0) | (r.chance(0.3) ? 0x10 : 0))),
       { op: 'cmd', actor: 'host', commands: [{ name: 'CFGI_STE', StreamID: sid, Leaf: 1 }, { name: 'CMD_SYNC', CS: 2 }] },
       this.dmaFrom(sid),
     );
     return ops;
+  }
+
+  // ---- a guest the host creates and destroys (designs.md §3.5, §3.7) -----------------------
+
+  /**
+   * The life of a guest, one stage per iteration as the host sees it: create it with one or two
+   * of the machine's devices; its kernel probes its vSMMU, attaches a device and maps and DMAs
+   * a buffer (a benign guest); then the host turns on it: it reconfigures the guest's StreamID
+   * from its own stream table (sid-owner), or destroys the guest while the device keeps DMAing
+   * into the guest's buffer (guest-teardown: a DMA and an isolation check after every phase).
+   * Guest driver steps are issued only while the physical command queue runs (a guest whose
+   * commands the host has stopped cannot finish a CMD_SYNC: that is the host denying service).
+   */
+  guestLife(): HostileOp[] {
+    const r = this.r;
+    const L = this.L;
+    const span = L.guest!;
+    const name = 'g1';
+    const actor = `guest:${name}` as const;
+    const g = this.probe.guest(name);
+    if (!g) {
+      const devs = GUEST_DEVICES.filter(() => r.chance(0.5));
+      const devices = (devs.length ? devs : [r.pick(GUEST_DEVICES)]).slice(0, 2).map((device, vsid) => ({ device, vsid }));
+      return [{ op: 'guest', call: 'create', name, memory: { base: span.base, size: span.size }, devices, boot: false, expect: 'ok', comment: `the host creates guest ${name} with ${devices.map((d) => d.device).join(' and ')}` }];
+    }
+    const dev = g.devices[0]!;
+    const destroy = (): HostileOp => {
+      const iova = g.bufferIova;
+      return iova !== null && r.chance(0.9)
+        ? { op: 'guest', call: 'destroy', name, dmaDuring: { device: dev.device, iova, access: r.chance(0.7) ? 'write' : 'read' }, expect: 'ok', comment: `the host destroys ${name} while ${dev.device} keeps DMAing into the guest's buffer (a DMA and the oracle after every phase)` }
+        : { op: 'guest', call: 'destroy', name, expect: 'ok' };
+    };
+    const cr0 = this.probe.reg('CR0');
+    const g0 = this.probe.reg('GERROR');
+    const gn = this.probe.reg('GERRORN');
+    const queueRuns = cr0 !== null && (cr0 & 0x9n) === 0x9n && g0 !== null && gn !== null && ((g0 ^ gn) & 1n) === 0n;
+    if (!g.alive || !queueRuns || r.chance(0.1)) return [destroy()];
+    if (!g.probed) {
+      return [{ op: 'driver', actor, call: 'probe', pages: { base: span.ipa + GUEST_DATA, limit: span.ipa + span.size }, comment: `${name}'s kernel probes its vSMMU` }];
+    }
+    if (g.bufferIova === null) {
+      return [
+        { op: 'driver', actor, call: 'attach', sid: 0, domain: 'dma' },
+        { op: 'driver', actor, call: 'map', sid: 0, pa: span.ipa + PAGE, size: PAGE, dir: 'bidirectional', as: 'gbuf' },
+        { op: 'driver', actor, call: 'dma', sid: 0, mapping: 'gbuf', access: 'write', offset: 0, comment: `${dev.device} DMAs into ${name}'s buffer (its translation is now cached)` },
+      ];
+    }
+    return r.weighted<() => HostileOp[]>([
+      [4, () => [destroy()]],
+      [4, () => this.steAndCfgiFor(dev.psid)],
+      [2, () => [{ op: 'driver', actor, call: 'dma', sid: 0, mapping: 'gbuf', access: r.chance(0.5) ? 'write' : 'read', offset: 0 }]],
+    ])();
   }
 
   /** [7.1 #19, 22, 30] CR0 edges in odd orders, with an ownership change between. */

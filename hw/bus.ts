@@ -9,6 +9,9 @@
  */
 import { ExternalAbort, type PhysicalMemory } from './memory.ts';
 import { Observers } from './observers.ts';
+import { quietLimit } from './quiet-errors.ts';
+
+const quiet = quietLimit;
 
 /** `host`, `hyp`, or `guest:<name>` */
 export type Actor = string;
@@ -66,9 +69,12 @@ export interface BusAccessEvent {
 }
 export type BusObserver = (e: BusAccessEvent) => void;
 
+/** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
 export class CpuAbortError extends Error {
   constructor(readonly actor: Actor, readonly addr: number, readonly dir: Dir, why: string) {
+    const limit = quiet();
     super(`${actor}: data abort on ${dir === 'r' ? 'read' : 'write'} at 0x${addr.toString(16)}: ${why}`);
+    Error.stackTraceLimit = limit;
     this.name = 'CpuAbortError';
   }
 }

@@ -6,14 +6,21 @@
  * made it: the CPU (through the bus) or the SMMU (as F_*_FETCH / CERROR_ABT / *_ABT_ERR).
  */
 
+import { quietLimit } from './quiet-errors.ts';
+
+const quiet = quietLimit;
+
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 1 << PAGE_SHIFT;
 export const PA_BITS = 48;
 export const PA_LIMIT = 2 ** PA_BITS;
 
+/** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
 export class ExternalAbort extends Error {
   constructor(readonly addr: number, readonly what: string) {
+    const limit = quiet();
     super(`external abort: ${what} at 0x${addr.toString(16)}`);
+    Error.stackTraceLimit = limit;
     this.name = 'ExternalAbort';
   }
 }
@@ -31,6 +38,19 @@ interface Page {
 
 const ZERO_BYTES = new Uint8Array(PAGE_SIZE);
 const ZERO_PAGE: Page = { u8: ZERO_BYTES, dv: new DataView(ZERO_BYTES.buffer) };
+
+/** Whether a page-sized buffer is all zeros. */
+function allZero(b: Uint8Array): boolean {
+  if ((b.byteOffset & 3) === 0) {
+    const w = new Int32Array(b.buffer, b.byteOffset, PAGE_SIZE >>> 2);
+    let acc = 0;
+    for (let i = 0; i < PAGE_SIZE >>> 2; i += 4) acc |= w[i]! | w[i + 1]! | w[i + 2]! | w[i + 3]!;
+    return acc === 0;
+  }
+  let acc = 0;
+  for (let i = 0; i < PAGE_SIZE; i++) acc |= b[i]!;
+  return acc === 0;
+}
 
 export class PhysicalMemory {
   private readonly pages = new Map<number, Page>();
@@ -180,7 +200,9 @@ export class PhysicalMemory {
       const a = addr + done;
       const off = a & 0xfff;
       const n = Math.min(PAGE_SIZE - off, data.length - done);
-      this.page(a, true).u8.set(n === data.length ? data : data.subarray(done, done + n), off);
+      const part = n === data.length ? data : data.subarray(done, done + n);
+      // zeros over a whole unwritten page (a scrub) leave it unallocated: it reads as zero already
+      if (n !== PAGE_SIZE || this.pages.has(Math.floor(a / PAGE_SIZE)) || !allZero(part)) this.page(a, true).u8.set(part, off);
       done += n;
     }
   }

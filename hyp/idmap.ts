@@ -60,37 +60,34 @@ export class Idmap {
    */
   snapshot(regions: readonly IdmapRegion[], own: PageOwnership): void {
     for (const r of regions) {
-      if (r.mmio) {
-        // runs of host-accessible MMIO, as blocks
-        let start = -1;
-        for (let a = r.base; a <= r.base + r.size; a += PAGE) {
-          const ok = a < r.base + r.size && own.hostMay(a);
-          if (ok && start < 0) start = a;
-          if (!ok && start >= 0) {
-            this.pgtable.mapRange(start, start, a - start, MMIO_PROT);
-            this.mappedPages += (a - start) / PAGE;
-            start = -1;
+      const end = r.base + r.size;
+      // the pages the host may not access, in order: everything between them is host-accessible
+      // (visiting only these keeps a boot cheap: the MMIO region below RAM is a GiB of pages)
+      const holes = own.nonHostPfns(Math.ceil(r.base / PAGE), Math.ceil(end / PAGE));
+      let a = r.base;
+      for (let h = 0; h <= holes.length; h++) {
+        const stop = h < holes.length ? holes[h]! * PAGE : end;
+        if (stop > a) {
+          if (r.mmio) {
+            // a run of host-accessible MMIO, as blocks
+            this.pgtable.mapRange(a, a, stop - a, MMIO_PROT);
+            this.mappedPages += (stop - a) / PAGE;
+          } else {
+            // memory, page by page (at most 512 pages per call)
+            while (a < stop) {
+              const run = Math.min(512, Math.ceil((stop - a) / PAGE));
+              let done = 0;
+              while (done < run) {
+                const n = this.pgtable.map(a + done * PAGE, a + done * PAGE, PAGE, run - done, RAM_PROT);
+                if (n === 0) break;
+                done += n / PAGE;
+              }
+              this.mappedPages += run;
+              a += run * PAGE;
+            }
           }
         }
-        continue;
-      }
-      let a = r.base;
-      const end = r.base + r.size;
-      while (a < end) {
-        if (!own.hostMay(a)) {
-          a += PAGE;
-          continue;
-        }
-        let run = 1;
-        while (a + run * PAGE < end && run < 512 && own.hostMay(a + run * PAGE)) run++;
-        let done = 0;
-        while (done < run) {
-          const n = this.pgtable.map(a + done * PAGE, a + done * PAGE, PAGE, run - done, RAM_PROT);
-          if (n === 0) break;
-          done += n / PAGE;
-        }
-        this.mappedPages += run;
-        a += run * PAGE;
+        a = Math.max(a, stop + PAGE);
       }
     }
   }

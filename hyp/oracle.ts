@@ -48,9 +48,9 @@ import { queueBase, type Smmu } from '../hw/smmu/smmu.ts';
 import { STE, STE_WORDS, STE_BYTES, L1STD, CFG, EATS, steIllegal } from '../hw/smmu/ste.ts';
 import { CD, CD_WORDS, CD_BYTES, L1CD, cdIllegal, type CdCheckEnv } from '../hw/smmu/cd.ts';
 import { decodeCd, type CdEntry } from '../hw/smmu/cdtab.ts';
-import { walk, newWalkOut, levelShift, PERM, POW2, type StageCfg, type DescReader } from '../hw/smmu/walk.ts';
+import { walk, walkFrom, newWalkOut, levelShift, PERM, POW2, type StageCfg, type DescReader } from '../hw/smmu/walk.ts';
 import { STAGE, WORLD, ASID_GLOBAL, type TlbEntry } from '../hw/smmu/tlb.ts';
-import { EVT_BYTES } from '../hw/smmu/events.ts';
+import { EVT, EVT_BYTES } from '../hw/smmu/events.ts';
 import type { SteEntry } from '../hw/smmu/strtab.ts';
 import type { StreamDec } from '../hw/smmu/translate.ts';
 import type { SmmuWrite } from '../hw/smmu/msi.ts';
@@ -368,12 +368,77 @@ interface StageReach {
 
 // module-local aliases of the walker's exports (under the TypeScript loader an imported binding is a getter call)
 const walkFn = walk;
+const walkFromFn = walkFrom;
 const newWalkOutFn = newWalkOut;
+const F_WALK_EABT = EVT.F_WALK_EABT;
 const levelShiftOf = levelShift;
 const P2 = POW2;
 
 function stageKey(c: StageCfg): string {
-  return [c.stage, c.g, c.ias, c.start, c.ttb, c.oas, c.affd ? 1 : 0, c.ha ? 1 : 0, c.be ? 1 : 0, c.el2 ? 1 : 0, c.had ? 1 : 0, c.wxn ? 1 : 0, c.pan ? 1 : 0, c.xnx ? 1 : 0].join(':');
+  return `${c.stage}:${c.g}:${c.ias}:${c.start}:${c.ttb}:${c.oas}:${leafSig(c)}`;
+}
+
+/** What a last-level table's leaves depend on besides its descriptors (not where it sits). */
+function leafSig(c: StageCfg): string {
+  return `${c.affd ? 1 : 0}:${c.ha ? 1 : 0}:${c.be ? 1 : 0}:${c.el2 ? 1 : 0}:${c.had ? 1 : 0}:${c.wxn ? 1 : 0}:${c.pan ? 1 : 0}:${c.xnx ? 1 : 0}`;
+}
+
+/**
+ * What walking entries 1..N-1 of a last-level table produced: its leaves' output runs (as the
+ * enumeration coalesces them), its leaf count, for the table's exact contents, the stage's
+ * leafSig and granule/output size, and the hierarchical attributes the walk brought down.
+ */
+interface LeafTableEntry {
+  sig: string;
+  hattr: number;
+  words: Uint32Array;
+  /** [base, end, read | write << 1] per run */
+  runs: number[];
+  leaves: number;
+}
+
+/**
+ * Last-level tables already enumerated, by content: a table's leaves do not depend on where it
+ * is mounted, so an enumeration that meets the same table again (another check after a page
+ * changed owner, with all but one of the idmap's tables unchanged) replays them instead of
+ * walking its entries. Exact: a hit compares the whole table.
+ */
+export class LeafTableCache {
+  private readonly byHash = new Map<number, LeafTableEntry[]>();
+  private words = 0;
+
+  get(hash: number, sig: string, hattr: number, words: Uint32Array, n: number): LeafTableEntry | undefined {
+    const l = this.byHash.get(hash);
+    if (!l) return undefined;
+    for (const e of l) {
+      if (e.sig !== sig || e.hattr !== hattr || e.words.length !== n) continue;
+      let same = true;
+      for (let i = 0; i < n && same; i++) same = e.words[i] === words[i];
+      if (same) return e;
+    }
+    return undefined;
+  }
+
+  add(hash: number, e: LeafTableEntry): void {
+    if (this.words + e.words.length > LEAF_CACHE_WORDS) {
+      this.byHash.clear();
+      this.words = 0;
+    }
+    let l = this.byHash.get(hash);
+    if (!l) this.byHash.set(hash, (l = []));
+    l.push(e);
+    this.words += e.words.length;
+  }
+}
+
+/** table words kept (4 MiB) before the cache starts over */
+const LEAF_CACHE_WORDS = 1 << 20;
+
+/** FNV-1a over the first n words (as an int32). */
+function hashWords(w: Uint32Array, n: number): number {
+  let h = 0x811c9dc5 | 0;
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ w[i]!, 0x01000193);
+  return h;
 }
 
 /**
@@ -382,7 +447,7 @@ function stageKey(c: StageCfg): string {
  * level L, to the next entry at L; past a table already enumerated from another region, to the
  * end of the region it covers here.
  */
-function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTableWritable: (pa: number, bytes: number) => boolean): StageReach {
+function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTableWritable: (pa: number, bytes: number) => boolean, leafCache: LeafTableCache | null = null): StageReach {
   const res: StageReach = { read: new Runs(), write: new Runs(), gaveUp: null, writableTable: -1, leaves: 0, tables: 0 };
   const g = cfg.g;
   const start = cfg.start;
@@ -420,8 +485,11 @@ function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTa
   let curIa = 0;
   let skipLevel = -1;
   let hier = 0;
+  /** `hier` as it was when each level's descriptor was read (what a walk resumed at that level starts from) */
+  const hierAt = [0, 0, 0, 0];
   const reader: DescReader = {
     read(addr, level, out, desc) {
+      hierAt[level] = hier;
       let inRam = startInRam;
       if (level > start) {
         const table = addr - (addr % granBytes);
@@ -463,8 +531,16 @@ function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTa
 
   const out = newWalkOutFn();
   const walkStage = walkFn;
+  const walkStageFrom = walkFromFn;
   let ia = 0;
   let walks = 0;
+  // where the previous walk read its last descriptor: a walk of an input the same table
+  // translates reads the same descriptors down to it (memory does not change during an
+  // enumeration), so it starts there (most walks differ only in their last-level entry)
+  let resLevel = -1;
+  let resTable = 0;
+  let resHattr = 0;
+  let resHier = 0;
   // coalesce consecutive leaves with contiguous outputs and equal permissions before storing
   let runB = -1;
   let runE = -1;
@@ -476,16 +552,51 @@ function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTa
     if (runW) res.write.add(runB, runE, 0);
     runB = -1;
   };
+  /** one leaf (or a cached run of leaves) with output [oa, end), in input order */
+  const leaf = (oa: number, end: number, r: boolean, w: boolean): void => {
+    if (oa === runE && r === runR && w === runW && runB >= 0) runE = end;
+    else {
+      flush();
+      runB = oa;
+      runE = end;
+      runR = r;
+      runW = w;
+    }
+  };
+  // the last-level table cache: entries 1..N-1 of a last-level table (entry 0's walk found it)
+  // are replayed from the cache, or walked and recorded into it
+  const sig = leafCache !== null && start < 3 ? leafSig(cfg) : null;
+  const l3Entries = granBytes / 8;
+  const l3Region = regionSize[3]!;
+  const tableWords = sig !== null ? new Uint32Array(granBytes / 4) : null;
+  let recEnd = -1;
+  let recHash = 0;
+  let recHattr = 0;
+  let recRuns: number[] = [];
+  let recLeaves = 0;
   while (ia < limit) {
+    if (recEnd >= 0 && ia >= recEnd) {
+      // the recorded table's last entry is done
+      leafCache!.add(recHash, { sig: sig!, hattr: recHattr, words: tableWords!.slice(), runs: recRuns, leaves: recLeaves });
+      recEnd = -1;
+    }
     if (++walks > budget) {
       flush();
       res.gaveUp = `more than ${budget} descriptor walks`;
       return res;
     }
+    const resume = resLevel > start && Math.floor(ia / regionSize[resLevel]!) === Math.floor(curIa / regionSize[resLevel]!);
     curIa = ia;
     skipLevel = -1;
-    hier = 0;
-    const f = walkStage(cfg, ia, reader, out);
+    hier = resume ? resHier : 0;
+    const f = resume ? walkStageFrom(cfg, ia, resLevel, resTable, resHattr, reader, out) : walkStage(cfg, ia, reader, out);
+    if (f === F_WALK_EABT) resLevel = -1; // the last read aborted (or was a table enumerated elsewhere)
+    else {
+      resLevel = out.level;
+      resTable = out.table;
+      resHattr = out.hattr;
+      resHier = hierAt[resLevel]!;
+    }
     let step: number;
     if (f === 0) {
       res.leaves++;
@@ -496,20 +607,39 @@ function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTa
       const r = (out.perm & READ_PERMS) !== 0;
       const w = (out.perm & WRITE_PERMS) !== 0;
       if (r || w) {
-        if (oa === runE && r === runR && w === runW && runB >= 0) runE = end;
-        else {
-          flush();
-          runB = oa;
-          runE = end;
-          runR = r;
-          runW = w;
+        leaf(oa, end, r, w);
+        if (recEnd >= 0) {
+          const k = recRuns.length;
+          if (k > 0 && recRuns[k - 2] === oa && recRuns[k - 1] === (r ? 1 : 0) + (w ? 2 : 0)) recRuns[k - 2] = end;
+          else recRuns.push(oa, end, (r ? 1 : 0) + (w ? 2 : 0));
         }
       }
+      if (recEnd >= 0) recLeaves++;
       step = entrySize[out.level]!;
     } else if (skipLevel >= 0) {
       step = regionSize[skipLevel]!;
     } else {
       step = entrySize[out.level]!;
+    }
+    if (sig !== null && recEnd < 0 && f !== F_WALK_EABT && out.level === 3 && ia % l3Region === 0 && walks + l3Entries - 1 <= budget && mem.isRam(out.table, granBytes)) {
+      // entry 0 of a last-level table: the rest of it from the cache, or walked and recorded
+      mem.readWords(out.table, tableWords!);
+      const hash = hashWords(tableWords!, tableWords!.length);
+      const hit = leafCache!.get(hash, sig, out.hattr, tableWords!, tableWords!.length);
+      if (hit) {
+        const runs = hit.runs;
+        for (let i = 0; i < runs.length; i += 3) leaf(runs[i]!, runs[i + 1]!, (runs[i + 2]! & 1) !== 0, (runs[i + 2]! & 2) !== 0);
+        res.leaves += hit.leaves;
+        walks += l3Entries - 1;
+        // (as after walking its last entry: the next walk starts from the root)
+        ia += l3Region;
+        continue;
+      }
+      recEnd = ia + l3Region;
+      recHash = hash;
+      recHattr = out.hattr;
+      recRuns = [];
+      recLeaves = 0;
     }
     ia = ia - (ia % step) + step;
   }
@@ -607,6 +737,7 @@ export class IsolationOracle {
   private readonly latent: boolean;
   private readonly cdScratch = new Uint32Array(CD_WORDS);
   private readonly memo: StageMemo | null;
+  private readonly leafTables = new LeafTableCache();
 
   constructor(readonly machine: Machine, readonly policy: IsolationPolicy, opts: OracleOptions = {}) {
     this.maxBreaches = opts.maxBreaches ?? 64;
@@ -889,7 +1020,7 @@ export class IsolationOracle {
     if (!s) {
       s = this.memo?.get(key, cfg) as StageReach | undefined;
       if (!s) {
-        s = enumerateStage(this.machine.mem, cfg, this.budget, (pa, bytes) => ctx.hostWritable(pa, bytes));
+        s = enumerateStage(this.machine.mem, cfg, this.budget, (pa, bytes) => ctx.hostWritable(pa, bytes), this.leafTables);
         this.memo?.set(key, cfg, s);
       }
       ctx.stages.set(key, s);

@@ -15,6 +15,9 @@
  * unpin. Listeners (the host CPU stage-2 and the IOMMU idmap) run after a transition's checks
  * pass; a listener that vetoes (throws) undoes the transition, so nothing is left half done.
  */
+import { quietLimit } from '../hw/quiet-errors.ts';
+
+const quiet = quietLimit;
 
 export const PAGE = 4096;
 
@@ -34,9 +37,12 @@ const HOST_OWNED: PageState = Object.freeze({ owner: 'host', sharedWith: null, p
 
 export type Transition = 'donate' | 'reclaim' | 'share' | 'unshare' | 'pin' | 'unpin';
 
+/** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
 export class OwnershipError extends Error {
   constructor(readonly transition: Transition, readonly pa: number, readonly why: string) {
+    const limit = quiet();
     super(`${transition} refused at page 0x${pa.toString(16)}: ${why}`);
+    Error.stackTraceLimit = limit;
     this.name = 'OwnershipError';
   }
 }
@@ -87,15 +93,43 @@ export class PageOwnership {
     return s === undefined || s.owner === 'host';
   }
 
+  /**
+   * The page frames in [firstPfn, endPfn) the host may not access (owned away from it), in
+   * ascending order: the complement of `hostMay` over the range, without visiting every page.
+   */
+  nonHostPfns(firstPfn: number, endPfn: number): number[] {
+    const out: number[] = [];
+    for (const [pfn, s] of this.pages) if (pfn >= firstPfn && pfn < endPfn && s.owner !== 'host') out.push(pfn);
+    return out.sort((a, b) => a - b);
+  }
+
   /** Pages not in the default state, merged into runs of equal state, by address. */
   ranges(): OwnedRange[] {
-    const pfns = [...this.pages.keys()].filter((p) => this.pages.get(p) !== HOST_OWNED).sort((a, b) => a - b);
+    // pages are set a range at a time, so in insertion order they come in runs of consecutive
+    // frames sharing one state object: gather those runs, sort the runs (not the pages), then
+    // merge neighbours of equal state
+    const starts: number[] = [];
+    const lens: number[] = [];
+    const states: PageState[] = [];
+    let n = 0;
+    for (const [pfn, s] of this.pages) {
+      if (s === HOST_OWNED) continue;
+      if (n > 0 && states[n - 1] === s && starts[n - 1]! + lens[n - 1]! === pfn) lens[n - 1]!++;
+      else {
+        starts.push(pfn);
+        lens.push(1);
+        states.push(s);
+        n++;
+      }
+    }
+    const order = Array.from({ length: n }, (_, i) => i);
+    order.sort((a, b) => starts[a]! - starts[b]!);
     const out: OwnedRange[] = [];
-    for (const pfn of pfns) {
-      const s = this.pages.get(pfn)!;
+    for (const i of order) {
+      const base = starts[i]! * PAGE;
       const last = out[out.length - 1];
-      if (last && last.base + last.size === pfn * PAGE && sameState(last.state, s)) last.size += PAGE;
-      else out.push({ base: pfn * PAGE, size: PAGE, state: s });
+      if (last && last.base + last.size === base && sameState(last.state, states[i]!)) last.size += lens[i]! * PAGE;
+      else out.push({ base, size: lens[i]! * PAGE, state: states[i]! });
     }
     return out;
   }
@@ -186,7 +220,18 @@ export class PageOwnership {
       }
       before[i] = s;
     }
-    for (let i = 0; i < n; i++) this.set(first + i, next(before[i] ?? HOST_OWNED));
+    // `next` is a pure function of the state, and a run of pages usually shares one state object
+    // (the states are frozen): compute it once per distinct state, not once per page
+    let lastIn: PageState | null = null;
+    let lastOut: PageState = HOST_OWNED;
+    for (let i = 0; i < n; i++) {
+      const s = before[i] ?? HOST_OWNED;
+      if (s !== lastIn) {
+        lastIn = s;
+        lastOut = next(s);
+      }
+      this.set(first + i, lastOut);
+    }
     const mmio = (before[0] ?? HOST_OWNED).mmio;
     try {
       for (const l of this.listeners) l({ transition: t, base, pages: n, hostAccessChanged: accessChanges, hostCanAccess, mmio });
@@ -211,7 +256,7 @@ export class PageOwnership {
       // back to the default: keep the key (deleting from a large Map and re-inserting is slow
       // in V8, and a reshadow shares and unshares the same L2 pages every time)
       if (this.pages.has(pfn)) this.pages.set(pfn, HOST_OWNED);
-    } else this.pages.set(pfn, Object.freeze(s));
+    } else this.pages.set(pfn, Object.isFrozen(s) ? s : Object.freeze(s));
   }
 }
 

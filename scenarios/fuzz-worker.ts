@@ -4,13 +4,22 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { setLogLevel, type LogLevel } from '../hw/log.ts';
-import { fuzz, type WorkerJob, type WorkerMessage } from './fuzz.ts';
+import { fuzz, storeProgress, type WorkerJob, type WorkerMessage } from './fuzz.ts';
 
 const job = workerData as WorkerJob;
 const post = (m: WorkerMessage): void => parentPort!.postMessage(m);
 setLogLevel(job.logLevel as LogLevel);
+// the parent runs a shard itself, and reads this one's progress from shared memory meanwhile
+const shared = job.progress ? new Float64Array(job.progress) : null;
+const shard = job.options.shard?.index ?? 0;
 try {
-  const result = fuzz({ ...job.options, onProgress: (p) => post({ type: 'progress', p }) });
+  const result = fuzz({
+    ...job.options,
+    onProgress: (p) => {
+      if (shared) storeProgress(shared, shard, p);
+      post({ type: 'progress', p });
+    },
+  });
   post({ type: 'done', result });
 } catch (e) {
   post({ type: 'error', message: (e as Error).stack ?? String(e) });

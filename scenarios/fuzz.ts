@@ -33,11 +33,13 @@
  * broke): replaying the file fails that step, and passes once the hypervisor is fixed.
  */
 import { spawnSync } from 'node:child_process';
-import { Machine } from '../hw/machine.ts';
+import { Machine, SMMU_BASE } from '../hw/machine.ts';
 import { CpuAbortError } from '../hw/bus.ts';
+import { QUIET_ERRORS } from '../hw/quiet-errors.ts';
+import { layerLogger, setLogLevel, type LogLevel } from '../hw/log.ts';
 import { get, set } from '../hw/bits.ts';
 import { STE, STE_FIELDS, CFG } from '../hw/smmu/ste.ts';
-import { SMMU_MMIO_SIZE, regNameAt } from '../hw/smmu/regs.ts';
+import { SMMU_MMIO_SIZE, regNameAt, OFF } from '../hw/smmu/regs.ts';
 import { opcodeName, OPCODES } from '../hw/smmu/commands.ts';
 import type { DmaEndpoint, DmaOutcome } from '../hw/dma.ts';
 import { HypPanic } from '../hyp/failure.ts';
@@ -45,6 +47,8 @@ import { RULE_NAMES, isRule, type FailurePolicy, type RuleName, type PolicyName 
 import { sanitizeSte } from '../hyp/ste-sanitize.ts';
 import { checkCommand, REFUSE, type CmdCheck } from '../hyp/cmd-policy.ts';
 import { HYP_SLOT } from '../hyp/shadowq.ts';
+import { CR1_TEMPLATE } from '../hyp/pkvm.ts';
+import { GUEST_RAM_IPA } from '../hyp/guest.ts';
 import { EMULATION } from '../hyp/emul.ts';
 import { PATHS, IsolationOracle, type ProtectedRange } from '../hyp/oracle.ts';
 import { isolationPolicy } from './isolation.ts';
@@ -67,8 +71,10 @@ import { regByName } from '../hw/smmu/regs.ts';
  * the oracle's walk of it, cheap; every address the attacker aims at exists in it.
  */
 export const FUZZ_MACHINE = {
-  ram: { base: 0x4000_0000, size: 0x100_0000 },
+  ram: { base: 0x4000_0000, size: 0x140_0000 },
   hyp: { base: 0x40c0_0000, size: 0x40_0000 },
+  /** 4 MiB the host may give a guest (its kernel's queues take 2 MiB) */
+  guest: { base: 0x4100_0000, size: 0x40_0000 },
   driverPages: { base: 0x4000_0000, limit: 0x4080_0000 },
   scratch: { base: 0x4080_0000, size: 0x40_0000 },
   devices: [
@@ -254,10 +260,15 @@ export function planMachine(o: FuzzOptions, episode: number, firstIteration: num
     weaken = keep.length ? keep : [rng.pick(weaken)];
   }
   const raw = rng.chance(1 / 7);
-  return { episode, firstIteration, machine: machineConfig(failure, weaken, o.allowAts ?? false), failure, weaken, raw, prologue: raw ? [] : PROLOGUE };
+  // one machine in four has an SMMUv3.1 that lets guarded register writes take effect
+  const preV32 = rng.chance(1 / 4);
+  return { episode, firstIteration, machine: machineConfig(failure, weaken, o.allowAts ?? false, preV32), failure, weaken, raw, prologue: raw ? [] : PROLOGUE };
 }
 
-export function machineConfig(failure: FailurePolicy, weaken: readonly RuleName[], allowAts: boolean): MachineConfig {
+/** The fuzzing machine's configuration; `preV32`: an SMMUv3.1 whose guarded registers take writes (CONSTRAINED UNPREDICTABLE before v3.2). */
+export const PRE_V32_SMMU = { archMinor: 1, guardedWritesTakeEffect: true } as const;
+
+export function machineConfig(failure: FailurePolicy, weaken: readonly RuleName[], allowAts: boolean, preV32 = false): MachineConfig {
   const isV6 = weaken.length === V6_RULES.length && V6_RULES.every((r) => weaken.includes(r));
   return {
     hyp: 'pkvm',
@@ -269,6 +280,7 @@ export function machineConfig(failure: FailurePolicy, weaken: readonly RuleName[
     failure,
     ...(weaken.length && !isV6 ? { weaken: [...weaken] } : {}),
     ...(allowAts ? { allowAts } : {}),
+    ...(preV32 ? { smmu: { ...PRE_V32_SMMU } } : {}),
   };
 }
 
@@ -283,6 +295,8 @@ interface Detected {
   expectViolation?: RuleName;
   /** the DMA that landed on protected memory (index into the executed operations) */
   dmaOp?: number;
+  /** invariant:cr1: the reproducer ends by reading the hardware CR1 */
+  expectCr1?: boolean;
 }
 
 export interface ExecResult {
@@ -297,6 +311,8 @@ export interface ExecResult {
   opcodes: Record<string, number>;
   registers: Record<string, { read: number; write: number }>;
   kinds: Record<string, number>;
+  /** the exception found was built without a stack (QUIET_ERRORS): attribute it by a replay */
+  restack?: boolean;
 }
 
 interface ExecOptions {
@@ -306,10 +322,16 @@ interface ExecOptions {
   coverage: boolean;
 }
 
+const QUIET = QUIET_ERRORS;
 const EMUL_BY_OFFSET = new Map(EMULATION.map((e) => [e.offset, e.name]));
 const STRICT_WEAK = (): boolean => false;
 const PATH_RANK = new Map<string, number>(PATHS.map((p, i) => [p, i]));
 const PAGE = 4096;
+
+/** Whether an error carries stack frames (the expected classes are built without while QUIET_ERRORS is on). */
+function hasFrames(e: Error): boolean {
+  return (e.stack ?? '').includes('\n    at ');
+}
 
 function isHypFrame(e: Error): boolean {
   return /[/\\]hyp[/\\][a-z-]+\.ts/.test(e.stack ?? '');
@@ -334,6 +356,39 @@ function normalize(msg: string): string {
  * reproducer's only failing step is the one that shows the bug.
  */
 export function execute(plan: Plan, source: () => HostileOp[] | null, eo: ExecOptions, makeAttacker?: (L: HostLayout, probe: HostProbe, cmdqMaxShift: number) => void): ExecResult {
+  // the expected control-flow errors (a host data abort, a refused ownership call, ...) are
+  // built without stacks while the machine runs: most of their cost
+  const quiet = QUIET.on;
+  QUIET.on = true;
+  let res: ExecResult;
+  try {
+    res = executeQuietly(plan, source, eo, makeAttacker);
+  } finally {
+    QUIET.on = quiet;
+  }
+  if (res.restack) {
+    // one of them escaped as an unexpected exception: the same operations again, with stacks,
+    // say where it came from (a replay of a machine's operations is exact: shrinking relies on it)
+    delete res.restack;
+    const ops = res.executed.slice(0, res.foundAt + 1);
+    let given = false;
+    QUIET.on = false;
+    let again: ExecResult;
+    try {
+      again = executeQuietly(plan, () => {
+        if (given) return null;
+        given = true;
+        return ops;
+      }, { ...eo, coverage: false });
+    } finally {
+      QUIET.on = quiet;
+    }
+    if (res.found && again.found?.signature === res.found.signature) res.found.detail = again.found.detail;
+  }
+  return res;
+}
+
+function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOptions, makeAttacker?: (L: HostLayout, probe: HostProbe, cmdqMaxShift: number) => void): ExecResult {
   const res: ExecResult = { executed: [], found: null, foundAt: -1, panic: null, commands: 0, opcodes: {}, registers: {}, kinds: {} };
   const m = buildMachine(plan.machine);
   const hyp = bootHyp(m, plan.machine);
@@ -417,8 +472,13 @@ export function execute(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
   let dmaIndex = -1;
   const wrapEp = (ep: DmaEndpoint): void => {
     const watch = (out: DmaOutcome, access: string): DmaOutcome => {
-      if (out.ok && out.pa >= 0 && dmaLanded === null && !own.hostMay(out.pa)) {
-        dmaLanded = { kind: 'breach', signature: 'breach:dma-landed', detail: `a ${access} DMA from StreamID ${ep.sid} reached PA 0x${out.pa.toString(16)}, ${own.state(out.pa).owner} memory`, dmaOp: dmaIndex };
+      if (out.ok && out.pa >= 0 && dmaLanded === null) {
+        // a host device may reach host memory, a device the host gave a guest only that guest's
+        const guest = hyp.sidOwner.get(ep.sid);
+        const owner = own.state(out.pa).owner;
+        if (guest ? owner !== guest.actor : owner !== 'host') {
+          dmaLanded = { kind: 'breach', signature: 'breach:dma-landed', detail: `a ${access} DMA from StreamID ${ep.sid}${guest ? ` (guest ${guest.name}'s device)` : ''} reached PA 0x${out.pa.toString(16)}, ${owner} memory`, dmaOp: dmaIndex };
+        }
       }
       return out;
     };
@@ -441,6 +501,16 @@ export function execute(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
     for (const sid of dirtySids) {
       const sh = hyp.shadowSte(sid);
       if (get(sh, STE.V) === 0) continue;
+      const guest = hyp.sidOwner.get(sid);
+      if (guest) {
+        // a guest's device: abort, or translated under the guest's stage 2 (Config 0b11x, its VMID)
+        const cfg = get(sh, STE.Config);
+        dirtySids.delete(sid);
+        if (cfg !== 0 && ((cfg & 0b110) !== 0b110 || get(sh, STE.S2VMID) !== guest.vmid)) {
+          return { kind: 'invariant', signature: 'invariant:guest-ste', detail: `the shadow STE of StreamID ${sid}, guest ${guest.name}'s device, has Config=0b${cfg.toString(2)} S2VMID=${get(sh, STE.S2VMID)}: not the guest's stage 2 (VMID ${guest.vmid})`, expectSte: { sid, fields: { S2VMID: guest.vmid } } };
+        }
+        continue;
+      }
       const pre = Uint32Array.from(sh);
       if (get(pre, STE.Config) === CFG.NESTED) set(pre, STE.Config, CFG.S1_TRANS);
       const refusal = sanitizeSte(pre, { weak: STRICT_WEAK, allowAts: hyp.policy.allowAts, s2: hyp.idmap.s2 });
@@ -510,9 +580,13 @@ export function execute(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
     return { kind: 'breach', signature: `breach:${best.path}`, detail: `${r.total} breach(es); ${best.detail}` };
   };
 
+  // the hypervisor writes CR1 at boot and the host can never change it (cr1-template)
+  const cr1Invariant = (): Detected | null => m.smmu.cr1 === CR1_TEMPLATE ? null
+    : { kind: 'invariant', signature: 'invariant:cr1', detail: `the hardware CR1 is 0x${m.smmu.cr1.toString(16)}, not the hypervisor's template 0x${CR1_TEMPLATE.toString(16)} (the SMMU's queue and table accesses would use the host's cacheability and shareability)`, expectCr1: true };
+
   /** every check after one operation, strongest finding first */
   const afterOp = (force: boolean, opNo: number): Detected | null => {
-    const cheap = landed ?? dmaLanded ?? steInvariant() ?? badCmd;
+    const cheap = landed ?? dmaLanded ?? steInvariant() ?? badCmd ?? cr1Invariant();
     if (cheap || force || (opNo + 1) % eo.checkEvery === 0) {
       if (cheap || force || fingerprint()) {
         const b = fullCheck();
@@ -554,7 +628,7 @@ export function execute(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
   // ---- what the host knows and can read ------------------------------------------------------
   if (makeAttacker) {
     const k = ctx.kernels.get('host');
-    makeAttacker(hostLayout(k, m), hostProbe(m), m.smmu.features.cmdqs);
+    makeAttacker(hostLayout(k, m), hostProbe(m, ctx), m.smmu.features.cmdqs);
   }
 
   // ---- the hostile operations --------------------------------------------------------------
@@ -567,6 +641,7 @@ export function execute(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
       if (e instanceof HypPanic) break;
       const x = e as Error;
       res.found = { kind: 'exception', signature: `exception:${x.name}:${normalize(x.message)}`, detail: `${x.name}: ${x.message} (at ${origin(x)}, in a register read the host made to aim its next operation)` };
+      // (the probe's reads build their errors with stacks: hostProbe)
       res.foundAt = res.executed.length - 1;
       return res;
     }
@@ -602,11 +677,22 @@ export function execute(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
             detail: `${e.name}: ${e.message} (at ${origin(e)}${isHypFrame(e) ? ', through hypervisor code' : ''})`,
           };
           res.foundAt = idx;
+          if (!hasFrames(e)) res.restack = true;
           return res;
         }
       }
-      // what the step reported: a data abort the host took, a refused ownership call
-      const hypAbort = annotate(op, ctx.failures.splice(failuresBefore));
+      // what the step reported: a data abort the host took, a refused ownership call, a DMA or
+      // a breach between two phases of a guest's teardown
+      const reported = ctx.failures.splice(failuresBefore);
+      if (op.op === 'guest' && op.call === 'destroy') {
+        const mid = reported.find((f) => typeof f.expected === 'string' && (f.expected.startsWith('isolation holds after teardown') || f.expected.startsWith('no DMA outside')));
+        if (mid) {
+          res.found = { kind: 'breach', signature: 'breach:teardown', detail: `during the teardown of guest ${op.name}: expected ${String(mid.expected)}, got ${String(mid.actual)}` };
+          res.foundAt = idx;
+          return res;
+        }
+      }
+      const hypAbort = annotate(op, reported);
       if (hypAbort) {
         res.found = { kind: 'exception', signature: `exception:CpuAbortError:hyp`, detail: `the hypervisor's own access aborted inside a host ${op.op}: ${hypAbort}` };
         res.foundAt = idx;
@@ -649,6 +735,9 @@ function annotate(op: HostileOp, failures: ReadonlyArray<{ expected: unknown; ac
       else if (f.expected === 'refused' && f.actual === 'completed') op.expect = 'ok';
     } else if (op.op === 'dma') {
       if (f.expected === 'fault') delete op.expect;
+    } else if (op.op === 'guest') {
+      if ((f.expected === 'guest created' || f.expected === 'guest destroyed') && f.actual === 'refused') op.expect = 'refused';
+      else if (f.expected === 'refused') op.expect = 'ok';
     }
   }
   return null;
@@ -723,29 +812,47 @@ function hostLayout(k: HostKernel | undefined, m: Machine): HostLayout {
     structures,
     asids,
     sidBits: m.smmu.features.sidSize,
+    guest: { ...FUZZ_MACHINE.guest, ipa: GUEST_RAM_IPA },
   };
 }
 
 /** Host reads, as the attacker makes them to aim (side-effect free: registers through the trap, its own memory). */
-function hostProbe(m: Machine): HostProbe {
+function hostProbe(m: Machine, ctx: RunContext): HostProbe {
+  // an error escaping a probe is attributed by its stack (there is no operation to replay), so
+  // the probe's reads build theirs with stacks
   return {
     reg(name: RegName): bigint | null {
       const r = regByName(name);
       if (!r) return null;
+      const quiet = QUIET.on;
+      QUIET.on = false;
       try {
         return m.bus.read('host', m.smmu.base + r.offset, r.width);
       } catch (e) {
         if (e instanceof CpuAbortError) return null;
         throw e;
+      } finally {
+        QUIET.on = quiet;
       }
+    },
+    guest(name: string) {
+      const g = ctx.hyp?.guests.get(name);
+      if (!g) return null;
+      const k = ctx.kernels.get(g.actor);
+      const devices = [...g.vsidToPsid].map(([, psid]) => ({ device: [...m.devices.values()].find((d) => d.sid === psid)?.name ?? `psid${psid}`, psid }));
+      return { devices, alive: !g.dying, probed: k !== undefined, bufferIova: k?.mappings.get('gbuf')?.iova ?? null };
     },
     mem64(addr: number): bigint | null {
       if (!m.mem.isRam(addr, 8)) return null;
+      const quiet = QUIET.on;
+      QUIET.on = false;
       try {
         return m.bus.read64('host', addr);
       } catch (e) {
         if (e instanceof CpuAbortError) return null;
         throw e;
+      } finally {
+        QUIET.on = quiet;
       }
     },
   };
@@ -913,7 +1020,7 @@ export function shrink(plan0: Plan, ops0: readonly HostileOp[], signature: strin
 
 /** The same iteration under another set of weakened rules. */
 export function withWeaken(plan: Plan, weaken: RuleName[]): Plan {
-  return { ...plan, weaken, machine: machineConfig(plan.failure, weaken, plan.machine.allowAts ?? false) };
+  return { ...plan, weaken, machine: machineConfig(plan.failure, weaken, plan.machine.allowAts ?? false, plan.machine.smmu !== undefined) };
 }
 
 /**
@@ -952,6 +1059,7 @@ function finalSteps(d: Detected, panic: { rule: string; reason: string } | null)
   if (panic) out.push({ op: 'expectPanic', ...(isRule(panic.rule) ? { rule: panic.rule } : { reason: panic.reason.slice(0, 60) }), comment: 'the hypervisor panicked (a modeled outcome); the hardware state is what counts' });
   if (d.expectSte && Object.keys(d.expectSte.fields).length) out.push({ op: 'expectSte', sid: d.expectSte.sid, fields: d.expectSte.fields, comment: `fails: ${d.detail}` });
   if (d.expectViolation) out.push({ op: 'expectViolation', rule: d.expectViolation, comment: `fails: ${d.detail}` });
+  if (d.expectCr1) out.push({ op: 'read', actor: 'hyp', addr: hexs(SMMU_BASE + OFF.CR1), size: 4, expect: hexs(CR1_TEMPLATE), comment: `fails: ${d.detail}` });
   out.push({ op: 'isolation', expect: 'ok', comment: d.kind === 'breach' ? `fails: ${d.detail}` : 'isolation after the failure' });
   return out;
 }
@@ -977,10 +1085,12 @@ export function reproducerScenario(o: FuzzOptions, plan: Plan, ops: readonly Hos
     failure: m.failure,
     ...(m.weaken ? { weaken: m.weaken } : {}),
     ...(m.allowAts ? { allowAts: true } : {}),
+    ...(m.smmu ? { smmu: m.smmu } : {}),
   };
   const fails = found.kind === 'exception' ? `step ${prologue.length + ops.length - 1} (the ${ops.at(-1)?.op ?? 'last'} operation, which raises it)`
     : found.dmaOp !== undefined ? `step ${prologue.length + ops.length - 1} (the DMA, expected to fault)`
     : found.expectSte || found.expectViolation ? `the ${found.expectSte ? 'expectSte' : 'expectViolation'} step`
+    : found.expectCr1 ? 'the read of the hardware CR1' 
     : 'the last step (isolation: ok)';
   const cli = `smmulab fuzz --seed ${o.seed}${o.policy && o.policy !== 'pkvm' ? ` --policy ${o.policy}` : ''}${(o.weaken ?? []).map((w) => ` --weaken ${w}`).join('')}`;
   return {
@@ -1001,12 +1111,15 @@ export function replayReproducer(sc: Record<string, unknown>, signature: string,
     const path = signature.slice(7);
     if (path === 'dma-landed') reproduces = r.failed.some((f) => f.op === 'dma' && f.expected === 'fault');
     else if (path === 'cpu-write') reproduces = !r.ok;
+    else if (path === 'teardown') reproduces = r.failed.some((f) => f.op === 'guest');
     else reproduces = r.failed.some((f) => f.op === 'isolation') && (r.isolation?.breaches.some((b) => b.path === path) ?? false);
   } else if (signature.startsWith('exception:')) {
     const name = signature.split(':')[1]!;
     reproduces = r.failed.some((f) => (f.expected === 'step completes' && String(f.actual).startsWith(name)) || (name === 'CpuAbortError' && f.actual === 'abort' && (f.message ?? '').startsWith('hyp')));
   } else if (signature.startsWith('invariant:shadow-ste')) {
     reproduces = r.failed.some((f) => f.op === 'expectSte');
+  } else if (signature === 'invariant:cr1') {
+    reproduces = r.failed.some((f) => f.op === 'read');
   } else if (signature.startsWith('invariant:command')) {
     reproduces = r.failed.some((f) => f.op === 'expectViolation') && detail.length > 0;
   }
@@ -1025,14 +1138,17 @@ export function validateOptions(o: FuzzOptions): void {
   if (o.timeSec !== undefined && !(o.timeSec > 0)) throw new FuzzInputError(`--time must be a positive number of seconds, got ${o.timeSec}`);
   if (o.resetEvery !== undefined && (!Number.isSafeInteger(o.resetEvery) || o.resetEvery < 1)) throw new FuzzInputError(`--reset-every must be a positive integer, got ${o.resetEvery}`);
   for (const w of o.weaken ?? []) if (!isRule(w)) throw new FuzzInputError(`--weaken ${w}: no such rule (rules: ${RULE_NAMES.join(', ')})`);
-  if ((o.target ?? 'host') === 'guest') throw new FuzzInputError('--target guest is not built yet: it needs the guest API (guest VMs, their stage 2 and a virtual SMMU the guest drives)');
 }
 
 /**
  * Run a campaign (or one shard of it) in this thread. Iterations run in index order; every
  * distinct failure signature is shrunk once (its first iteration), up to `maxReproducers`.
  */
+// the malicious-guest campaign (scenarios/fuzz-guest.ts); `fuzz()` hands `target: 'guest'` to it
+import { fuzzGuest } from './fuzz-guest.ts';
+
 export function fuzz(o: FuzzOptions): FuzzResult {
+  if (o.target === 'guest') return fuzzGuest(o);
   validateOptions(o);
   const t0 = performance.now();
   const shard = o.shard ?? { index: 0, count: 1 };
@@ -1182,15 +1298,26 @@ export function coverageGaps(c: FuzzCoverage): { registers: string[]; opcodes: s
 export interface WorkerJob {
   options: Omit<FuzzOptions, 'onProgress' | 'stopWhen'>;
   logLevel: string;
+  /** every shard's progress (PROGRESS_FIELDS per shard, this one's at its shard index), read by the parent while it runs a shard itself */
+  progress?: SharedArrayBuffer;
+}
+
+/** The FuzzProgress counts a shard keeps in WorkerJob.progress. */
+export const PROGRESS_FIELDS = ['iterations', 'operations', 'findings', 'panics'] as const;
+
+/** Store one shard's progress in the shared progress array. */
+export function storeProgress(shared: Float64Array, shard: number, p: FuzzProgress): void {
+  for (let k = 0; k < PROGRESS_FIELDS.length; k++) shared[shard * PROGRESS_FIELDS.length + k] = p[PROGRESS_FIELDS[k]!];
 }
 
 export type WorkerMessage = { type: 'progress'; p: FuzzProgress } | { type: 'done'; result: FuzzResult } | { type: 'error'; message: string };
 
 /**
- * Run a campaign over `workers` worker threads: worker k runs episodes k, k+N, k+2N, ...
- * (each seeded from (seed, episode) alone), and the shard results are merged; the merged
- * result is the single-thread result for the same seed and iterations (only the timings
- * differ). With one worker the campaign runs in this thread.
+ * Run a campaign over `workers` threads: shard k runs episodes k, k+N, k+2N, ... (each seeded
+ * from (seed, episode) alone), and the shard results are merged; the merged result is the
+ * single-thread result for the same seed and iterations (only the timings differ). Shard 0
+ * runs in this thread (which would otherwise only wait, and has the modules loaded already: a
+ * worker thread spends about half a second loading them), shards 1..N-1 in worker threads.
  */
 export async function fuzzParallel(o: FuzzOptions, workers: number, logLevel = 'silent'): Promise<FuzzResult> {
   validateOptions(o);
@@ -1208,18 +1335,29 @@ export async function fuzzParallel(o: FuzzOptions, workers: number, logLevel = '
   // the worker registers the TypeScript loader itself, then loads the worker module
   const boot = `const { parentPort } = require('node:worker_threads'); import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); }).catch((e) => parentPort.postMessage({ type: 'error', message: String((e && e.stack) || e) }));`;
   const { onProgress, stopWhen: _stop, ...plain } = o;
-  const progress: FuzzProgress[] = [];
-  const parts = await Promise.all(
-    Array.from({ length: workers }, (_, index) => new Promise<FuzzResult>((resolve, reject) => {
-      const job: WorkerJob = { options: { ...plain, shard: { index, count: workers } }, logLevel };
+  // every shard's progress, shared with the workers: this thread reads it while it runs shard 0
+  const nf = PROGRESS_FIELDS.length;
+  const progressBuf = new SharedArrayBuffer(workers * nf * 8);
+  const progress = new Float64Array(progressBuf);
+  const report = (): void => {
+    if (!onProgress) return;
+    const sum = (k: number): number => {
+      let a = 0;
+      for (let i = 0; i < workers; i++) a += progress[i * nf + k]!;
+      return a;
+    };
+    onProgress({ iterations: sum(0), operations: sum(1), findings: sum(2), panics: sum(3), seconds: (performance.now() - t0) / 1000 });
+  };
+  const threads: Array<{ terminate(): Promise<number> }> = [];
+  const others = Promise.all(
+    Array.from({ length: workers - 1 }, (_, i) => i + 1).map((index) => new Promise<FuzzResult>((resolve, reject) => {
+      const job: WorkerJob = { options: { ...plain, shard: { index, count: workers } }, logLevel, progress: progressBuf };
       const w = new Worker(boot, { eval: true, workerData: job });
+      threads.push(w);
       w.on('message', (msg: WorkerMessage) => {
         if (msg.type === 'progress') {
-          progress[index] = msg.p;
-          if (onProgress) {
-            const sum = (k: keyof FuzzProgress): number => progress.reduce((a, p) => a + (p ? p[k] : 0), 0);
-            onProgress({ iterations: sum('iterations'), operations: sum('operations'), findings: sum('findings'), panics: sum('panics'), seconds: (performance.now() - t0) / 1000 });
-          }
+          storeProgress(progress, index, msg.p);
+          report();
         } else if (msg.type === 'done') {
           resolve(msg.result);
           void w.terminate();
@@ -1234,6 +1372,23 @@ export async function fuzzParallel(o: FuzzOptions, workers: number, logLevel = '
       });
     })),
   );
+  others.catch(() => {}); // (a worker failing while this thread runs its shard is reported below)
+  let own: FuzzResult;
+  // at the workers' log level, as they run theirs
+  const level = layerLogger('scenarios').level as LogLevel;
+  setLogLevel(logLevel as LogLevel);
+  try {
+    own = fuzz({ ...plain, shard: { index: 0, count: workers }, onProgress: (p) => {
+      storeProgress(progress, 0, p);
+      report();
+    } });
+  } catch (e) {
+    for (const w of threads) void w.terminate();
+    throw e;
+  } finally {
+    setLogLevel(level);
+  }
+  const parts = [own, ...(await others)];
   return mergeResults(o, parts, (performance.now() - t0) / 1000);
 }
 
@@ -1257,22 +1412,34 @@ export async function writeReproducers(r: FuzzResult, dir: string): Promise<stri
 
 // ---- benchmark -------------------------------------------------------------------------------
 
+/** Iterations of the campaigns the `fuzz.workers*` bench entries run through the CLI. */
+export const BENCH_CLI_ITERATIONS = 200_000;
+
 /**
  * `npm run bench` entries: operations per second of a campaign with the oracle on (the
- * default checks, no shrinking), in this thread or over worker threads (run through the CLI,
- * whose campaign timing includes starting the workers).
+ * default checks, no shrinking).
+ *  - `fuzz` (`cli` false): in this thread, at steady state: 20,000 iterations of seed 1 after
+ *    two 20,000-iteration campaigns (seeds 97 and 98) have warmed the JIT up. A fresh thread
+ *    runs its first 20,000 iterations at about half that speed, and the next at about three
+ *    quarters: TurboFan is still compiling (on a background thread) the several hundred
+ *    functions a campaign makes hot.
+ *  - `fuzz.workers<N>` (`cli` true): `smmulab fuzz --workers N` in a fresh process, a campaign
+ *    of BENCH_CLI_ITERATIONS, timed by the campaign itself: the workers' start-up and every
+ *    thread's JIT warm-up included.
  */
-export function benchFuzz(workers = 1): { name: string; opsPerSec: number; ops: number; seconds: number; note: string } {
-  const iterations = 20_000;
-  const note = `smmulab fuzz --seed 1 --iterations ${iterations} (machines of 1000 iterations), default policy, full oracle every 16 operations when the state changed and at the end of each machine, invariants after every operation; failures counted, not shrunk`;
-  if (workers <= 1) {
-    fuzz({ seed: 99, iterations: 1000, shrink: false, maxReproducers: 0 }); // warm up
+export function benchFuzz(workers = 1, cli = workers > 1): { name: string; opsPerSec: number; ops: number; seconds: number; note: string } {
+  const what = '(machines of 1000 iterations), default policy, full oracle every 16 operations when the state changed and at the end of each machine, invariants after every operation; failures counted, not shrunk';
+  if (!cli) {
+    const iterations = 20_000;
+    for (const seed of [97, 98]) fuzz({ seed, iterations, shrink: false, maxReproducers: 0 }); // warm up
     const r = fuzz({ seed: 1, iterations, shrink: false, maxReproducers: 0 });
-    return { name: 'fuzz', opsPerSec: r.operationsPerSecond, ops: r.operations, seconds: +r.seconds.toFixed(3), note: `${note}; 1 worker` };
+    return { name: 'fuzz', opsPerSec: r.operationsPerSecond, ops: r.operations, seconds: +r.seconds.toFixed(3), note: `smmulab fuzz --seed 1 --iterations ${iterations} ${what}; 1 thread, at steady state (after ${iterations}-iteration campaigns of seeds 97 and 98 have warmed the JIT up)` };
   }
+  const iterations = BENCH_CLI_ITERATIONS;
   const bin = new URL('./bin/smmulab.mjs', import.meta.url).pathname;
   const out = spawnSync(process.execPath, [bin, 'fuzz', '--seed', '1', '--iterations', String(iterations), '--workers', String(workers), '--json', '--no-shrink', '--max-reproducers', '0', '--log-level', 'silent'], { encoding: 'utf8' });
   if (out.status !== 0 && out.status !== 1) throw new Error(`bench fuzz --workers ${workers}: exit ${out.status}: ${out.stderr}`);
   const r = JSON.parse(out.stdout) as { operationsPerSecond: number; operations: number; seconds: number };
-  return { name: `fuzz.workers${workers}`, opsPerSec: r.operationsPerSecond, ops: r.operations, seconds: r.seconds, note: `${note}; ${workers} worker threads (their start-up included)` };
+  const threads = workers > 1 ? `the CLI's thread runs one shard and ${workers - 1} worker thread${workers > 2 ? 's' : ''} the others (start-up included)` : 'in the CLI\'s thread';
+  return { name: `fuzz.workers${workers}`, opsPerSec: r.operationsPerSecond, ops: r.operations, seconds: r.seconds, note: `smmulab fuzz --seed 1 --iterations ${iterations} --workers ${workers} ${what}; a fresh process: ${threads}, every thread's JIT warm-up included` };
 }

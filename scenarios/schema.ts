@@ -47,9 +47,22 @@ export const zHex = z
   .transform((s) => s.replace(/[\s_]/g, '').replace(/^0x/i, ''))
   .refine((s) => /^([0-9a-fA-F]{2})*$/.test(s), { message: 'expected hex bytes in memory order (an even number of hex digits)' });
 
+/** hex digit values by character code (-1: not a hex digit) */
+const HEX_DIGIT = new Int8Array(128).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX_DIGIT['0123456789abcdef'.charCodeAt(i)] = i;
+  HEX_DIGIT['0123456789ABCDEF'.charCodeAt(i)] = i;
+}
+
 export function hexToBytes(h: string): Uint8Array {
   const out = new Uint8Array(h.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(h.slice(2 * i, 2 * i + 2), 16);
+  const digit = HEX_DIGIT;
+  for (let i = 0; i < out.length; i++) {
+    const hi = digit[h.charCodeAt(2 * i)] ?? -1;
+    const lo = digit[h.charCodeAt(2 * i + 1)] ?? -1;
+    // (anything but two hex digits: as parseInt reads it)
+    out[i] = hi >= 0 && lo >= 0 ? (hi << 4) | lo : parseInt(h.slice(2 * i, 2 * i + 2), 16);
+  }
   return out;
 }
 export function bytesToHex(b: Uint8Array): string {

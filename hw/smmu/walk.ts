@@ -85,11 +85,22 @@ export interface WalkOut {
   descReads: number;
   /** set by a nested reader when the fault came from stage 2 while reading a stage-1 table */
   nestedS2: boolean;
+  /**
+   * The table the last descriptor was read from (at `level`), and the hierarchical attributes
+   * accumulated above it (HATTR_* bits): another input that this table translates walks the
+   * same way down to it, so its walk can start there (`walkFrom`).
+   */
+  table: number;
+  hattr: number;
 }
 
 export function newWalkOut(): WalkOut {
-  return { fault: 0, level: 0, oa: 0, pageShift: 12, perm: 0, attr: 0, global: false, afUpdate: -1, fetchAddr: 0, descReads: 0, nestedS2: false };
+  return { fault: 0, level: 0, oa: 0, pageShift: 12, perm: 0, attr: 0, global: false, afUpdate: -1, fetchAddr: 0, descReads: 0, nestedS2: false, table: 0, hattr: 0 };
 }
+
+/** WalkOut.hattr: APTable[1:0] in bits [1:0], XNTable in bit 2, PXNTable in bit 3 (stage 1) */
+const HATTR_XN = 4;
+const HATTR_PXN = 8;
 
 /**
  * Reads one descriptor. `addr` is the table entry address as the walk computed it (an IPA for
@@ -167,32 +178,51 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
   out.descReads = 0;
   out.nestedS2 = false;
   out.global = false;
-  const g = cfg.g;
-  const stride = g - 3;
   if (ia >= POW2[cfg.ias]!) {
     out.level = cfg.start;
     out.fault = E_TRANSLATION;
     if (trace) trace.push({ stage: cfg.stage, level: cfg.start, addr: ia, pa: -1, desc: 0n, kind: 'range', note: `input 0x${ia.toString(16)} is beyond the ${cfg.ias}-bit input size` });
     return out.fault;
   }
+  // table base: aligned to the start table size (concatenated tables included)
+  const startTableBytes = POW2[Math.max(cfg.ias - levelShift(cfg.g, cfg.start) + 3, 6)]!;
+  return walkLevels(cfg, ia, cfg.start, cfg.ttb - (cfg.ttb % startTableBytes), 0, reader, out, trace);
+}
+
+/**
+ * The rest of a walk of `ia` from `level`, whose table `table` an earlier walk reached with the
+ * hierarchical attributes `hattr` (that walk's out.table / out.hattr at out.level): the caller
+ * guarantees that `ia` is in range and is translated by that same table, and that memory has
+ * not changed since. The result is the whole walk's (only out.descReads counts fewer reads).
+ */
+export function walkFrom(cfg: StageCfg, ia: number, level: number, table: number, hattr: number, reader: DescReader, out: WalkOut): number {
+  out.fault = 0;
+  out.afUpdate = -1;
+  out.fetchAddr = 0;
+  out.descReads = 0;
+  out.nestedS2 = false;
+  out.global = false;
+  return walkLevels(cfg, ia, level, table, hattr, reader, out, undefined);
+}
+
+function walkLevels(cfg: StageCfg, ia: number, from: number, table: number, hattr: number, reader: DescReader, out: WalkOut, trace: WalkTraceStep[] | undefined): number {
+  const g = cfg.g;
+  const stride = g - 3;
   const iaLo = ia >>> 0;
   const iaHi = Math.floor(ia / TWO32);
-  // table base: aligned to the start table size (concatenated tables included)
-  const startShift = levelShift(g, cfg.start);
-  const startIdxBits = cfg.ias - startShift;
-  const startTableBytes = POW2[Math.max(startIdxBits + 3, 6)]!;
-  let table = cfg.ttb - (cfg.ttb % startTableBytes);
   // hierarchical attributes accumulated through table descriptors (stage 1)
-  let apTable = 0;
-  let xnTable = 0;
-  let pxnTable = 0;
+  let apTable = hattr & 3;
+  let xnTable = (hattr & HATTR_XN) >>> 2;
+  let pxnTable = (hattr & HATTR_PXN) >>> 3;
   const desc = DESC;
-  for (let level = cfg.start; level <= 3; level++) {
+  for (let level = from; level <= 3; level++) {
     const shift = levelShift(g, level);
-    const idxBits = level === cfg.start ? startIdxBits : stride;
+    const idxBits = level === cfg.start ? cfg.ias - shift : stride;
     const idx = field(iaLo, iaHi, shift, idxBits);
     const dAddr = table + idx * 8;
     out.level = level;
+    out.table = table;
+    out.hattr = apTable | (xnTable << 2) | (pxnTable << 3);
     const pa = reader.read(dAddr, level, out, desc);
     if (pa === -2) return out.fault; // the reader reported a (stage-2) fault
     if (pa === -1) {

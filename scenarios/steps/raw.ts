@@ -112,7 +112,11 @@ export const dmaStep = defineStep({
     let data: Uint8Array | undefined;
     if (s.access === 'write') {
       // without "hex", a write carries the bytes a5 a6 a7 ... so the data is recognisable in memory
-      data = s.hex !== undefined ? hexToBytes(s.hex) : new Uint8Array(len).map((_, i) => (0xa5 + i) & 0xff);
+      if (s.hex !== undefined) data = hexToBytes(s.hex);
+      else {
+        data = new Uint8Array(len);
+        for (let i = 0; i < len; i++) data[i] = (0xa5 + i) & 0xff;
+      }
     }
     const out = s.translated
       ? s.access === 'write' ? ep.writeTranslated(Number(iova), data!, opts) : ep.readTranslated(Number(iova), len, opts)

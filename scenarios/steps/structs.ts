@@ -163,12 +163,22 @@ export const cdStep = defineStep({
  * the driver's issue call.
  */
 export function commandValues(c: { name: string }): [string, Record<string, number | bigint>] {
-  const { name, ...fields } = c as { name: string } & Record<string, unknown>;
+  const fields = c as { name: string } & Record<string, unknown>;
+  const name = fields.name;
   const vals: Record<string, number | bigint> = {};
-  for (const [k, v] of Object.entries(fields)) {
+  for (const k of Object.keys(fields)) {
+    if (k === 'name') continue;
+    const v = fields[k];
+    const lk = k.toLowerCase();
+    const unit = lk === 'msiaddress' ? 4 : lk === 'address' ? 4096 : 1;
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) {
+      // a JSON number: exact as a number (encodeCommand sets it exactly as it would its BigInt)
+      vals[k] = unit === 1 ? v : Math.floor(v / unit);
+      continue;
+    }
     const b = parseBig(v);
     if (typeof b === 'string') throw new Error(`command ${name} field ${k}: ${b}`);
-    vals[k] = /^msiaddress$/i.test(k) ? b >> 2n : /^address$/i.test(k) ? b >> 12n : b;
+    vals[k] = unit === 4 ? b >> 2n : unit === 4096 ? b >> 12n : b;
   }
   return [name, vals];
 }
@@ -188,7 +198,7 @@ export const cmdStep = defineStep({
     for (const c of s.commands) {
       const [name, vals] = commandValues(c);
       const w = encodeCommand(name, vals);
-      bus.writeBytes(s.actor, base + qIndex(prod, qs) * 16, new Uint8Array(w.buffer.slice(0, CMD_WORDS * 4)));
+      bus.writeBytes(s.actor, base + qIndex(prod, qs) * 16, new Uint8Array(w.buffer, w.byteOffset, CMD_WORDS * 4));
       prod = qInc(prod, qs);
     }
     bus.write32(s.actor, SMMU_BASE + OFF.CMDQ_PROD, prod);
