@@ -252,6 +252,30 @@ export class MmioBus {
     for (let i = 0; i < n; i++) this.mem.write32(pa + 4 * i, words[i]!);
   }
 
+  /**
+   * `len` zero bytes at `addr`: writeBytes of a zero buffer (same stage-2 checks and traps), for
+   * scrubbing memory without allocating the buffer.
+   */
+  zeroBytes(actor: Actor, addr: number, len: number): void {
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const n = Math.min(4096 - (a & 0xfff), len - done);
+      const pa = this.resolve(actor, a, 'w', n);
+      if (pa === TRAP || this.deviceAt(pa)) {
+        for (let i = 0; i < n; i++) this.write(actor, a + i, 1, 0n);
+      } else {
+        try {
+          this.mem.zero(pa, n);
+        } catch (e) {
+          if (e instanceof ExternalAbort) throw new CpuAbortError(actor, a, 'w', 'external abort (no RAM or device)');
+          throw e;
+        }
+      }
+      done += n;
+    }
+  }
+
   writeBytes(actor: Actor, addr: number, data: Uint8Array): void {
     let done = 0;
     while (done < data.length) {

@@ -96,18 +96,30 @@ export class DmaEndpoint {
     let razwi = false;
     let ipa: number | undefined;
     let tlbHit = true;
-    const base = typeof iova === 'bigint' ? iova : BigInt(iova);
+    // addresses as numbers while they fit (iova + len ≤ 2^53), else as BigInt (64-bit IOVAs)
+    const num = typeof iova === 'number' && Number.isSafeInteger(iova) && iova >= 0 && iova + len <= TWO53 ? iova : -1;
+    const base = num >= 0 ? 0n : typeof iova === 'bigint' ? iova : BigInt(iova);
     for (let off = 0; off < len; ) {
-      const a = base + BigInt(off);
-      const lo = Number(a % 4096n);
+      let lo: number;
+      let addr: number | bigint;
+      /** the address modulo 2^53, for a fault report */
+      let low: number;
+      if (num >= 0) {
+        addr = low = num + off;
+        lo = low % 4096;
+      } else {
+        const a = base + BigInt(off);
+        lo = Number(a % 4096n);
+        addr = a < BigInt(TWO53) ? Number(a) : a;
+        low = Number(a % BigInt(TWO53));
+      }
       const n = Math.min(4096 - lo, len - off);
-      const addr = a < BigInt(TWO53) ? Number(a) : a;
       let r: TxnResult;
       if (o.ats && !translated) {
         const out = this.atcTranslate(addr, write, o);
         if (typeof out === 'string') {
           this.faults++;
-          return { ok: false, fault: out, iova: Number(a % BigInt(TWO53)) };
+          return { ok: false, fault: out, iova: low };
         }
         r = this.smmu.translated(this.setTxn(out, write, o), this.res);
       } else if (translated) {
@@ -115,7 +127,7 @@ export class DmaEndpoint {
       } else {
         r = this.smmu.translate(this.setTxn(addr, write, o), this.res);
       }
-      if (!r.ok && !r.razwi) return this.fail(r, Number(a % BigInt(TWO53)));
+      if (!r.ok && !r.razwi) return this.fail(r, low);
       if (r.razwi) razwi = true;
       if (off === 0 && r.ipa >= 0) ipa = r.ipa;
       if (!r.tlbHit) tlbHit = false;
@@ -126,7 +138,7 @@ export class DmaEndpoint {
       const out = write ? undefined : new Uint8Array(len);
       let off = 0;
       for (const pa of pas) {
-        const n = Math.min(4096 - Number((base + BigInt(off)) % 4096n), len - off);
+        const n = Math.min(4096 - (num >= 0 ? (num + off) % 4096 : Number((base + BigInt(off)) % 4096n)), len - off);
         if (pa >= 0) {
           if (write) this.mem.writeBytes(pa, data!.subarray(off, off + n));
           else out!.set(this.mem.readBytes(pa, n), off);
@@ -137,7 +149,7 @@ export class DmaEndpoint {
     } catch (e) {
       if (!(e instanceof ExternalAbort)) throw e;
       this.faults++;
-      return { ok: false, fault: `completer abort: no memory at PA 0x${e.addr.toString(16)}`, iova: Number(base % BigInt(TWO53)) };
+      return { ok: false, fault: `completer abort: no memory at PA 0x${e.addr.toString(16)}`, iova: num >= 0 ? num : Number(base % BigInt(TWO53)) };
     }
   }
 

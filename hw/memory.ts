@@ -207,6 +207,25 @@ export class PhysicalMemory {
     }
   }
 
+  /**
+   * Write `len` zero bytes at `addr` (a scrub): writeBytes of zeros without the buffer. Pages
+   * never written stay unallocated (they read as zero already); an aborting range changes nothing.
+   */
+  zero(addr: number, len: number): void {
+    for (let a = addr - (addr % PAGE_SIZE); a < addr + len; a += PAGE_SIZE) {
+      if (!this.isRam(Math.max(a, addr))) throw new ExternalAbort(Math.max(a, addr), 'write');
+    }
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const off = a & 0xfff;
+      const n = Math.min(PAGE_SIZE - off, len - done);
+      const p = this.pages.get(Math.floor(a / PAGE_SIZE));
+      if (p) p.u8.fill(0, off, off + n);
+      done += n;
+    }
+  }
+
   /** Generic sized read; 8-byte values come back as BigInt, smaller ones as BigInt too for uniformity. */
   read(addr: number, size: 1 | 2 | 4 | 8): bigint {
     switch (size) {

@@ -250,7 +250,8 @@ class Runs {
 interface PathReach {
   read: Runs;
   write: Runs;
-  details: string[];
+  /** detail texts, or functions making them (only a breach reports its run's detail) */
+  details: Array<string | (() => string)>;
   detailIdx: Map<string, number>;
 }
 
@@ -274,6 +275,13 @@ class Reach {
       r.detailIdx.set(text, i);
     }
     return i;
+  }
+
+  /** Register a detail text made only if a breach reports it; returns its index. */
+  lazyDetail(path: string, text: () => string): number {
+    const r = this.path(path);
+    r.details.push(text);
+    return r.details.length - 1;
   }
 
   add(path: string, base: number, end: number, read: boolean, write: boolean, det: number): void {
@@ -1169,10 +1177,14 @@ export class IsolationOracle {
         if (stage === STAGE.S1 && asids !== null && e.ctx.asid !== ASID_GLOBAL && !asids.has(e.ctx.asid)) continue;
         const perm = e.s1perm & e.s2perm;
         const size = 2 ** e.shift;
-        const text = described++ < TLB_DETAILS
-          ? `${tag}: IOTLB ${STAGE_NAME[stage]} entry (VMID ${e.ctx.vmid}${stage !== STAGE.S2 ? `, ASID ${e.ctx.asid === ASID_GLOBAL ? 'global' : e.ctx.asid}` : ''}) ${hex(e.ia)} → ${hex(e.oa)} (${sizeText(size)})`
-          : `${tag}: IOTLB entries of VMID ${dec.vmid}`;
-        r.add('iotlb', floorPg(e.oa), ceilPg(e.oa + size), (perm & READ_PERMS) !== 0, (perm & WRITE_PERMS) !== 0, r.detail('iotlb', text));
+        const read = (perm & READ_PERMS) !== 0;
+        const write = (perm & WRITE_PERMS) !== 0;
+        const nth = described++;
+        if (!read && !write) continue;
+        const det = nth < TLB_DETAILS
+          ? r.lazyDetail('iotlb', () => `${tag}: IOTLB ${STAGE_NAME[stage]} entry (VMID ${e.ctx.vmid}${stage !== STAGE.S2 ? `, ASID ${e.ctx.asid === ASID_GLOBAL ? 'global' : e.ctx.asid}` : ''}) ${hex(e.ia)} → ${hex(e.oa)} (${sizeText(size)})`)
+          : r.detail('iotlb', `${tag}: IOTLB entries of VMID ${dec.vmid}`);
+        r.add('iotlb', floorPg(e.oa), ceilPg(e.oa + size), read, write, det);
       }
     };
     if (dec.s2) {
@@ -1204,7 +1216,8 @@ export class IsolationOracle {
               last.bytes = Math.max(last.pa + last.bytes, z) - last.pa;
               continue;
             }
-            last = { kind: 'dma', device: dev.name, sid: dev.sid, pa: a, bytes: z - a, access, owner: pg.owner, path, detail: '', base: pr.details[runs.d[i]!]! };
+            const d = pr.details[runs.d[i]!]!;
+            last = { kind: 'dma', device: dev.name, sid: dev.sid, pa: a, bytes: z - a, access, owner: pg.owner, path, detail: '', base: typeof d === 'string' ? d : d() };
             found.push(last);
           }
         }

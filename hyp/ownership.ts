@@ -99,7 +99,9 @@ export class PageOwnership {
    */
   nonHostPfns(firstPfn: number, endPfn: number): number[] {
     const out: number[] = [];
-    for (const [pfn, s] of this.pages) if (pfn >= firstPfn && pfn < endPfn && s.owner !== 'host') out.push(pfn);
+    this.pages.forEach((s, pfn) => {
+      if (pfn >= firstPfn && pfn < endPfn && s.owner !== 'host') out.push(pfn);
+    });
     return out.sort((a, b) => a - b);
   }
 
@@ -112,8 +114,9 @@ export class PageOwnership {
     const lens: number[] = [];
     const states: PageState[] = [];
     let n = 0;
-    for (const [pfn, s] of this.pages) {
-      if (s === HOST_OWNED) continue;
+    // (forEach: no [key, value] array per page)
+    this.pages.forEach((s, pfn) => {
+      if (s === HOST_OWNED) return;
       if (n > 0 && states[n - 1] === s && starts[n - 1]! + lens[n - 1]! === pfn) lens[n - 1]!++;
       else {
         starts.push(pfn);
@@ -121,7 +124,7 @@ export class PageOwnership {
         states.push(s);
         n++;
       }
-    }
+    });
     const order = Array.from({ length: n }, (_, i) => i);
     order.sort((a, b) => starts[a]! - starts[b]!);
     const out: OwnedRange[] = [];

@@ -290,6 +290,7 @@ const BENCHES: Record<string, () => BenchResult> = {
   'hw.translate.nestedwalk': () => translateBench('hw.translate.nestedwalk', nestedBed(true), 9, 0x4030_0010, 24, 300_000, 'STE and CD cached, IOTLB (stage-1+2 and stage-2 entries) emptied before every DMA: 4-level stage 1 nested in 4-level stage 2', true),
   'hw.translate.s1walk.nocache': () => translateBench('hw.translate.s1walk.nocache', s1Bed(false), 8, 0x4010_0010, 4, 200_000, 'caching switched off: STE fetch + CD fetch + 4-level stage-1 walk per DMA'),
   fuzz: () => benchFuzz(1),
+  'fuzz.workers1': () => benchFuzz(1, true),
   'fuzz.workers2': () => benchFuzz(2),
 };
 

@@ -214,6 +214,7 @@ function walkLevels(cfg: StageCfg, ia: number, from: number, table: number, hatt
   let apTable = hattr & 3;
   let xnTable = (hattr & HATTR_XN) >>> 2;
   let pxnTable = (hattr & HATTR_PXN) >>> 3;
+  out.hattr = hattr;
   const desc = DESC;
   for (let level = from; level <= 3; level++) {
     const shift = levelShift(g, level);
@@ -222,7 +223,6 @@ function walkLevels(cfg: StageCfg, ia: number, from: number, table: number, hatt
     const dAddr = table + idx * 8;
     out.level = level;
     out.table = table;
-    out.hattr = apTable | (xnTable << 2) | (pxnTable << 3);
     const pa = reader.read(dAddr, level, out, desc);
     if (pa === -2) return out.fault; // the reader reported a (stage-2) fault
     if (pa === -1) {
@@ -256,6 +256,7 @@ function walkLevels(cfg: StageCfg, ia: number, from: number, table: number, hatt
         apTable |= (hi >>> 29) & 3; // bits [62:61]
         xnTable |= (hi >>> 28) & 1; // bit 60
         pxnTable |= (hi >>> 27) & 1; // bit 59
+        out.hattr = apTable | (xnTable << 2) | (pxnTable << 3);
       }
       if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: 'table', note: `type=0b11 table → next table at 0x${next.toString(16)}` });
       table = next;
