@@ -782,7 +782,7 @@ export class PkvmHyp {
     v.stop();
     const returnMemory = (): void => {
       if (this.memoryReturned.has(g)) return; // (a retried teardown under the weakened order)
-      this.machine.bus.writeBytes('hyp', g.paBase, new Uint8Array(g.size));
+      this.machine.bus.zeroBytes('hyp', g.paBase, g.size);
       this.own.reclaim(g.paBase, g.size, `guest:${name}`);
       this.memoryReturned.add(g);
     };
