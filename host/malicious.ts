@@ -110,6 +110,7 @@ export class Attacker {
       [3, () => this.msiRedirect()],
       [3, () => this.staleTlb()],
       [3, () => this.queueRedirect()],
+      [2, () => this.liveUnshare()],
       [o.raw ? 8 : 1, () => this.bringUp()],
       [2, () => this.cr0Dance()],
       [L.guest ? 4 : 0, () => this.guestLife()],
@@ -449,6 +450,30 @@ export class Attacker {
       this.ownership(m.pa, r.chance(0.8) ? 'donate' : r.pick(['share', 'reclaim', 'unshare'] as const)),
       this.dmaFrom(m.sid, m.iova),
     ];
+  }
+
+  /**
+   * [7.1 #17–18] a queue or table the SMMU uses taken back from the hypervisor while it is live
+   * (unshared), then given away (donated to the hypervisor or a guest), then traffic that makes
+   * the SMMU write or read it: a faulting DMA (an event record), commands, a reshadow.
+   */
+  liveUnshare(): HostileOp[] {
+    const r = this.r;
+    const live = this.L.structures.filter((s) => s.what === 'evtq' || s.what === 'cmdq' || s.what.startsWith('strtab'));
+    if (!live.length) return [this.ownership(undefined, 'unshare')];
+    const s = r.pick(live);
+    const at = s.base + r.int(Math.max(1, Math.floor(s.size / PAGE))) * PAGE;
+    const size = r.chance(0.7) ? PAGE : s.size;
+    const base = size === PAGE ? at : s.base;
+    const to = r.weighted<string>([[6, 'hyp'], [3, 'guest:g1'], [1, 'guest:g2']]);
+    const ops: HostileOp[] = [{ op: 'hyp', call: 'unshare', addr: base, size, to: 'hyp', expect: 'ok', comment: `the live ${s.what} taken back from the hypervisor` }];
+    if (r.chance(0.9)) ops.push({ op: 'hyp', call: 'donate', addr: base, size, to, expect: 'ok', comment: `the ${s.what} page given away while the SMMU uses it` });
+    ops.push(r.weighted<() => HostileOp>([
+      [4, () => this.dmaFrom(this.pickSid(), r.bits(40))],
+      [2, () => this.commands()],
+      [1, () => this.cfgi(this.pickSid())],
+    ])());
+    return ops;
   }
 
   /** [7.1 #15–17, 21] a queue base moved (while enabled, or into protected memory), then traffic. */

@@ -112,6 +112,9 @@ interface Span {
   size: number;
 }
 
+/** the host ranges the hypervisor shares while they are live */
+type SharedKey = 'cmdq' | 'table' | 'evtq' | 'priq';
+
 export class PkvmHyp {
   readonly own = new PageOwnership();
   readonly policy: HypPolicy;
@@ -151,7 +154,8 @@ export class PkvmHyp {
   private strtabCfg = 0;
   /** the host table geometry captured at SMMUEN 0→1 */
   private hostTable = { base: 0, twoLevel: false, split: 0, log2size: 0 };
-  private shared: { cmdq: Span | null; table: Span | null; evtq: Span | null; priq: Span | null } = { cmdq: null, table: null, evtq: null, priq: null };
+  /** host ranges shared with the hypervisor while the queue or table is live (pinned unless a weakened rule says not) */
+  private shared: Record<SharedKey, (Span & { pinned: boolean }) | null> = { cmdq: null, table: null, evtq: null, priq: null };
   /** an idmap change happened while the command queue was off: invalidate everything before SMMUEN goes on */
   private needFlush = false;
   private weakSet: ReadonlySet<RuleName>;
@@ -500,7 +504,7 @@ export class PkvmHyp {
         const span = pageSpan(g.addr, g.bytes);
         if (this.sharePin(span, 'queue-share', `host command queue 0x${g.addr.toString(16)} (${g.bytes} bytes)`)) {
           undo.push(() => own.unpinAndUnshare(span.base, span.size));
-          this.shared.cmdq = span;
+          this.shared.cmdq = { ...span, pinned: true };
         }
         this.cmdq.enable();
         undo.push(() => this.cmdq.disable());
@@ -510,8 +514,9 @@ export class PkvmHyp {
         this.unsharePin('cmdq');
         this.cmdq.disable();
       }
-      // the event and PRI queues: shared while enabled, never disabled
+      // the event and PRI queues: shared and pinned while enabled (the SMMU writes them), never disabled
       for (const [bit, key, reg, entry, max] of [[EVTQEN, 'evtq', OFF.EVENTQ_BASE, 32, this.evtqMax], [PRIQEN, 'priq', OFF.PRIQ_BASE, 16, this.priqMax]] as const) {
+        const what = `host ${key === 'evtq' ? 'event' : 'PRI'} queue`;
         if (rise(bit)) {
           const b = this.machine.bus.read64('hyp', this.mmio + reg);
           const w = [Number(b & 0xffffffffn) >>> 0, Number(b >> 32n) >>> 0];
@@ -520,19 +525,19 @@ export class PkvmHyp {
           // the base aligned down to the queue size, as the hardware uses it: share what it will write
           const addr = queueBase({ lo: w[0]!, hi: w[1]! }, log2, entry);
           const span = pageSpan(addr, bytes);
-          if (!this.weak('queue-share')) {
-            if (!this.machine.mem.isRam(span.base, span.size)) this.refuse('queue-share', `host ${key === 'evtq' ? 'event' : 'PRI'} queue 0x${addr.toString(16)} is not memory`);
-            try {
-              own.share(span.base, span.size, 'hyp');
-            } catch (e) {
-              if (!(e instanceof OwnershipError)) throw e;
-              this.refuse('queue-share', `host ${key === 'evtq' ? 'event' : 'PRI'} queue 0x${addr.toString(16)} cannot be shared: ${e.message}`);
-            }
-            undo.push(() => own.unshare(span.base, span.size, 'hyp'));
-            this.shared[key] = span;
+          // pinned, so the host can neither unshare the pages nor then donate them while the SMMU
+          // writes records there; weakened queue-pin only shares them, as pKVM v6 does (gap G6)
+          const pin = !this.weak('queue-pin');
+          if (this.sharePin(span, 'queue-share', `${what} 0x${addr.toString(16)} (${bytes} bytes)`, pin)) {
+            undo.push(() => this.release(span, pin));
+            this.shared[key] = { ...span, pinned: pin };
           }
         }
-        if (fall(bit) && !this.weak('queue-guard')) this.refuse('queue-guard', `${key === 'evtq' ? 'EVENTQEN' : 'PRIQEN'} 1→0 is not supported (its pages would be unshared while the SMMU may still write them)`);
+        if (fall(bit)) {
+          if (!this.weak('queue-guard')) this.refuse('queue-guard', `${key === 'evtq' ? 'EVENTQEN' : 'PRIQEN'} 1→0 is not supported (its pages would be unshared while the SMMU may still write them)`);
+          // weakened: disabling is allowed, and the pages are released with it
+          this.unsharePin(key);
+        }
       }
       // SMMUEN
       if (rise(SMMUEN)) {
@@ -543,7 +548,7 @@ export class PkvmHyp {
         const span = pageSpan(t.base, bytes);
         if (this.sharePin(span, 'queue-share', `host stream table 0x${t.base.toString(16)} (${bytes} bytes)`)) {
           undo.push(() => own.unpinAndUnshare(span.base, span.size));
-          this.shared.table = span;
+          this.shared.table = { ...span, pinned: true };
         }
       }
       if (fall(SMMUEN)) this.unsharePin('table');
@@ -576,12 +581,17 @@ export class PkvmHyp {
     bus.write32('hyp', this.mmio + OFF.CR0, hwV);
   }
 
-  /** Share and pin a host range the hypervisor will read; false when the rule is weakened (nothing shared). */
-  private sharePin(span: Span, rule: RuleName, what: string): boolean {
+  /**
+   * Share a host range the hypervisor reads or the SMMU uses, and pin it (unless `pin` is false)
+   * so the host cannot unshare it, and so neither donate nor reclaim it, while it is live; false
+   * when the rule is weakened (nothing shared).
+   */
+  private sharePin(span: Span, rule: RuleName, what: string, pin = true): boolean {
     if (this.weak(rule)) return false;
     if (!this.machine.mem.isRam(span.base, span.size)) this.refuse(rule, `${what} is not memory`);
     try {
-      this.own.shareAndPin(span.base, span.size);
+      if (pin) this.own.shareAndPin(span.base, span.size);
+      else this.own.share(span.base, span.size, 'hyp');
     } catch (e) {
       if (!(e instanceof OwnershipError)) throw e;
       this.refuse(rule, `${what} cannot be shared with the hypervisor: ${e.message}`);
@@ -589,10 +599,16 @@ export class PkvmHyp {
     return true;
   }
 
-  private unsharePin(key: 'cmdq' | 'table'): void {
+  /** Undo sharePin. */
+  private release(span: Span, pinned: boolean): void {
+    if (pinned) this.own.unpinAndUnshare(span.base, span.size);
+    else this.own.unshare(span.base, span.size, 'hyp');
+  }
+
+  private unsharePin(key: SharedKey): void {
     const s = this.shared[key];
     if (!s) return;
-    this.own.unpinAndUnshare(s.base, s.size);
+    this.release(s, s.pinned);
     this.shared[key] = null;
   }
 

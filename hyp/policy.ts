@@ -38,6 +38,7 @@ export const RULES = {
   'cmdq-guard': 'CMDQ_BASE/CONS writes only while CMDQEN=0',
   'queue-guard': 'EVENTQ/PRIQ_BASE writes only while disabled; disabling them is refused',
   'queue-share': 'host queues and tables must be host memory that the hypervisor can share and pin',
+  'queue-pin': 'the host event and PRI queues are pinned while enabled, like the command queue and stream table, so the host can neither unshare nor then donate a page the SMMU writes (weakened: only shared, as pKVM v6; gap G6)',
   'donate-tlbi': 'an idmap unmap is followed by TLBI_S2_IPA + TLBI_NH_ALL(VMID 0) + CMD_SYNC before the change completes',
   'double-fetch': 'each host command or STE is copied once into hypervisor memory and checked on the copy',
   'reg-access': 'MMIO accesses must be to a register in the emulation table, with its size and direction',
@@ -76,18 +77,24 @@ export interface HypPolicy {
 }
 
 export const POLICY_NAMES = ['pkvm', 'pkvm-v6'] as const;
+
+/**
+ * The rules the v6-era pKVM design does not have (designs.md §1.13): the CMD_SYNC rewrite is
+ * lost (G1), MSI targets are forwarded (G2), EATS is copied (G3), STRW is copied (G4), CR0.ATSCHK
+ * is as the host writes it, and the event and PRI queues are shared but not pinned (G6).
+ */
+export const V6_GAPS: readonly RuleName[] = ['sync-msi', 'irq-cfg-msi', 'ste-eats', 'ste-strw', 'ats-check', 'queue-pin'];
 export type PolicyName = (typeof POLICY_NAMES)[number];
 
 /**
- * `pkvm`: the hardened trap-and-emulate policy (pKVM's design with gaps G1–G4 closed).
- * `pkvm-v6`: the v6-era behaviour: the CMD_SYNC rewrite is lost (G1), MSI targets are
- * forwarded (G2) and EATS is copied (G3).
+ * `pkvm`: the hardened trap-and-emulate policy (pKVM's design with gaps G1–G4 and G6 closed).
+ * `pkvm-v6`: the v6-era behaviour, with the V6_GAPS rules weakened.
  */
 export function makePolicy(name: PolicyName, o: { failure?: FailurePolicy; weaken?: Iterable<RuleName>; allowAts?: boolean; steShadowing?: 'cfgi' | 'trap-writes'; cmdq?: 'trap' | 'pv'; guestCmdBudget?: number } = {}): HypPolicy {
   const budget = o.guestCmdBudget ?? 256;
   if (!Number.isInteger(budget) || budget < 1) throw new Error(`guestCmdBudget ${budget} must be a positive integer`);
   const weaken = new Set<RuleName>(o.weaken ?? []);
-  if (name === 'pkvm-v6') for (const r of ['sync-msi', 'irq-cfg-msi', 'ste-eats', 'ste-strw', 'ats-check'] as const) weaken.add(r);
+  if (name === 'pkvm-v6') for (const r of V6_GAPS) weaken.add(r);
   return Object.freeze({
     name: weaken.size && name === 'pkvm' ? `pkvm-weakened(${[...weaken].join(',')})` : name,
     failure: o.failure ?? 'panic',

@@ -43,7 +43,7 @@ import { SMMU_MMIO_SIZE, regNameAt, OFF } from '../hw/smmu/regs.ts';
 import { opcodeName, OPCODES } from '../hw/smmu/commands.ts';
 import type { DmaEndpoint, DmaOutcome } from '../hw/dma.ts';
 import { HypPanic } from '../hyp/failure.ts';
-import { RULE_NAMES, isRule, type FailurePolicy, type RuleName, type PolicyName } from '../hyp/policy.ts';
+import { RULE_NAMES, V6_GAPS, isRule, type FailurePolicy, type RuleName, type PolicyName } from '../hyp/policy.ts';
 import { sanitizeSte } from '../hyp/ste-sanitize.ts';
 import { checkCommand, REFUSE, type CmdCheck } from '../hyp/cmd-policy.ts';
 import { HYP_SLOT } from '../hyp/shadowq.ts';
@@ -110,7 +110,8 @@ function hexs(v: number | bigint): string {
   return '0x' + v.toString(16);
 }
 
-export const V6_RULES: readonly RuleName[] = ['sync-msi', 'irq-cfg-msi', 'ste-eats', 'ste-strw', 'ats-check'];
+/** the v6-era gaps (hyp/policy.ts) */
+export const V6_RULES = V6_GAPS;
 
 // ---- options and results ---------------------------------------------------------------------
 
