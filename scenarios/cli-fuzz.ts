@@ -4,6 +4,7 @@
  * Progress goes to stderr (one throttled line; no progress-bar library), the result to stdout:
  * a summary, or with --json one object. Exit 0: nothing found; 1: a breach, an unexpected
  * exception or a broken invariant (reproducers written to --out); 2: bad input.
+ * `--shard K/N` runs one shard of a campaign (cli-fuzz-merge.ts).
  */
 import type { CommandModule } from 'yargs';
 import { resolve } from 'node:path';
@@ -12,6 +13,7 @@ import { RULE_NAMES, POLICY_NAMES, isRule, type RuleName, type PolicyName } from
 import { fuzzParallel, writeReproducers, coverageGaps, validateOptions, FuzzInputError, findingKey, type FuzzOptions, type FuzzResult, type FailureChoice } from './fuzz.ts';
 import { guestCoverageGaps, GUEST_RULES } from './fuzz-guest.ts';
 import { exitWith } from './cli-status.ts';
+import { parseShard, shardIterations } from './cli-fuzz-merge.ts';
 
 interface FuzzArgs {
   seed: number;
@@ -29,6 +31,7 @@ interface FuzzArgs {
   shrink: boolean;
   'max-reproducers': number;
   'check-every': number;
+  shard?: string;
 }
 
 const EPILOG = `An operation is one hostile step of the host: one MMIO access (any register, size or offset,
@@ -69,7 +72,14 @@ its event records. The vSMMU's own rules (${GUEST_RULES.join(', ')}) are the one
 
 --json prints {seed, iterations, operations, commands, breaches, unexpectedExceptions,
 invariantViolations, panics, operationsPerSecond, coverage:{opcodes, registers, operations},
-reproducers, findings, ...}.`;
+reproducers, findings, ...}.
+
+Across machines: --shard K/N runs shard K of N of the campaign (1-based: K
+from 1 to N), the episodes whose index is K-1 modulo N. The N shards of one
+--seed and options, run anywhere (GNU parallel, a Kubernetes Indexed Job, a
+Slurm job array), are together exactly the unsharded campaign. --workers W
+splits a shard further among threads. --time cannot be sharded (each machine would run what
+it manages in the time).`;
 
 export const fuzzCommand: CommandModule<object, FuzzArgs> = {
   command: 'fuzz',
@@ -92,6 +102,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       .option('shrink', { type: 'boolean', default: true, describe: 'shrink failures to minimal reproducers (--no-shrink keeps them whole)' })
       .option('max-reproducers', { type: 'number', default: 8, describe: 'distinct failures shrunk and written' })
       .option('check-every', { type: 'number', default: 16, describe: 'full isolation oracle every N operations when the state changed (always at the end of an iteration)' })
+      .option('shard', { type: 'string', describe: 'run only shard K of N of the campaign (K from 1 to N: the episodes whose index is K-1 mod N), e.g. 2/8' })
       .epilog(EPILOG),
   handler: async (a) => {
     const weaken: RuleName[] = [];
@@ -101,6 +112,13 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     }
     for (const [k, v, min] of [['workers', a.workers, 1], ['max-reproducers', a['max-reproducers'], 0], ['check-every', a['check-every'], 1]] as const) {
       if (!Number.isSafeInteger(v) || v < min) return bad(`--${k} must be an integer of at least ${min}, got ${v}`);
+    }
+    let shard: FuzzOptions['shard'];
+    try {
+      if (a.shard !== undefined) shard = parseShard(a.shard, a.time !== undefined);
+    } catch (e) {
+      if (e instanceof FuzzInputError) return bad(e.message);
+      throw e;
     }
     const o: FuzzOptions = {
       seed: a.seed,
@@ -114,12 +132,16 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       shrink: a.shrink,
       maxReproducers: a['max-reproducers'],
       checkEvery: a['check-every'],
+      ...(shard ? { shard } : {}),
     };
     try {
       validateOptions(o);
     } catch (e) {
       if (e instanceof FuzzInputError) return bad(e.message);
       throw e;
+    }
+    if (shard && o.iterations !== undefined && shardIterations(o.iterations, o.resetEvery ?? 1000, shard) === 0) {
+      layerLogger('scenarios').warn(`--shard ${a.shard}: this shard has no episodes (the campaign has ${Math.ceil(o.iterations / (o.resetEvery ?? 1000))}: --iterations / --reset-every); it runs nothing`);
     }
     const tty = process.stderr.isTTY === true;
     let last = 0;
@@ -180,7 +202,7 @@ function summary(r: FuzzResult, o: FuzzOptions): string {
   const lines: string[] = [];
   const w = o.weaken?.length ? `, weakened: ${o.weaken.join(', ')}` : '';
   const guest = r.target === 'guest';
-  lines.push(`smmulab fuzz --seed ${r.seed}${guest ? ' --target guest' : ''}: policy ${r.policy}${w}, failure policy ${r.failure}, ${r.workers} worker(s)`);
+  lines.push(`smmulab fuzz --seed ${r.seed}${guest ? ' --target guest' : ''}${o.shard ? ` --shard ${o.shard.index + 1}/${o.shard.count}` : ''}: policy ${r.policy}${w}, failure policy ${r.failure}, ${r.workers} worker(s)`);
   lines.push(`  ${r.iterations} iterations, ${r.operations} operations (${r.commands} ${guest ? 'guest' : 'host'} commands) in ${r.seconds.toFixed(1)} s: ${r.operationsPerSecond} operations/s with the oracle on`);
   lines.push(`  breaches: ${r.breaches}   unexpected exceptions: ${r.unexpectedExceptions}   broken invariants: ${r.invariantViolations}   modeled panics: ${r.panics}${r.panics ? ` (${Object.entries(r.panicsByRule).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`);
   const gaps = guest ? guestCoverageGaps(r.coverage) : coverageGaps(r.coverage);
