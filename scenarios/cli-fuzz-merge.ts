@@ -12,7 +12,73 @@
  * (cli-fuzz.ts jsonResult) with `format`, `campaign` (the options that make the campaign what
  * it is), `shard` {k, n} and the findings' reproducer scenarios.
  */
-import { FuzzInputError } from './fuzz.ts';
+import type { PolicyName, RuleName } from '../hyp/policy.ts';
+import { FuzzInputError, type FailureChoice, type FuzzOptions } from './fuzz.ts';
+
+/** The `format` of a mergeable `smmulab fuzz --json` result. */
+export const RESULT_FORMAT = 'smmulab-fuzz-result/1';
+
+/** What makes two runs parts of one campaign: every option that changes what a run finds or prints. */
+export interface Campaign {
+  seed: number;
+  /** iterations of the whole campaign (null for a --time campaign) */
+  iterations: number | null;
+  /** --time in seconds (null for an --iterations campaign) */
+  time: number | null;
+  target: 'host' | 'guest';
+  policy: PolicyName;
+  weaken: RuleName[];
+  failure: FailureChoice;
+  allowAts: boolean;
+  resetEvery: number;
+  checkEvery: number;
+  shrink: boolean;
+  /** null: the fuzzer's default (the CLI has no option for it) */
+  shrinkBudget: number | null;
+  maxReproducers: number;
+}
+
+/** The campaign a run of these options belongs to (the fuzzer's defaults filled in). */
+export function campaignOf(o: FuzzOptions): Campaign {
+  return {
+    seed: o.seed,
+    iterations: o.timeSec !== undefined ? null : o.iterations ?? 2000,
+    time: o.timeSec ?? null,
+    target: o.target ?? 'host',
+    policy: o.policy ?? 'pkvm',
+    weaken: [...(o.weaken ?? [])],
+    failure: o.failure ?? 'mixed',
+    allowAts: o.allowAts ?? false,
+    resetEvery: o.resetEvery ?? 1000,
+    checkEvery: o.checkEvery ?? 16,
+    shrink: o.shrink ?? true,
+    shrinkBudget: o.shrinkBudget ?? null,
+    maxReproducers: o.maxReproducers ?? 8,
+  };
+}
+
+/** The options of an unsharded run of the campaign. */
+export function campaignOptions(c: Campaign): FuzzOptions {
+  return {
+    seed: c.seed,
+    ...(c.time !== null ? { timeSec: c.time } : { iterations: c.iterations ?? 2000 }),
+    target: c.target,
+    policy: c.policy,
+    weaken: c.weaken,
+    failure: c.failure,
+    allowAts: c.allowAts,
+    resetEvery: c.resetEvery,
+    checkEvery: c.checkEvery,
+    shrink: c.shrink,
+    ...(c.shrinkBudget !== null ? { shrinkBudget: c.shrinkBudget } : {}),
+    maxReproducers: c.maxReproducers,
+  };
+}
+
+/** The `shard` of a result: shard k of n, 1-based (FuzzOptions.shard is 0-based). */
+export function shardOf(o: FuzzOptions): { k: number; n: number } {
+  return { k: (o.shard?.index ?? 0) + 1, n: o.shard?.count ?? 1 };
+}
 
 /**
  * `--shard K/N` (1-based: 1 ≤ K ≤ N) as FuzzOptions.shard (0-based: {index: K−1, count: N});

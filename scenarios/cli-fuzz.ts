@@ -13,7 +13,7 @@ import { RULE_NAMES, POLICY_NAMES, isRule, type RuleName, type PolicyName } from
 import { fuzzParallel, writeReproducers, coverageGaps, validateOptions, FuzzInputError, findingKey, type FuzzOptions, type FuzzResult, type FailureChoice } from './fuzz.ts';
 import { guestCoverageGaps, GUEST_RULES } from './fuzz-guest.ts';
 import { exitWith } from './cli-status.ts';
-import { parseShard, shardIterations } from './cli-fuzz-merge.ts';
+import { parseShard, campaignOf, shardOf, shardIterations, RESULT_FORMAT } from './cli-fuzz-merge.ts';
 
 interface FuzzArgs {
   seed: number;
@@ -72,7 +72,8 @@ its event records. The vSMMU's own rules (${GUEST_RULES.join(', ')}) are the one
 
 --json prints {seed, iterations, operations, commands, breaches, unexpectedExceptions,
 invariantViolations, panics, operationsPerSecond, coverage:{opcodes, registers, operations},
-reproducers, findings, ...}.
+reproducers, findings (each with its reproducer scenario), format, campaign (the options that
+make the campaign: seed, iterations, target, policy, weaken, ...), shard:{k, n}, ...}.
 
 Across machines: --shard K/N runs shard K of N of the campaign (1-based: K
 from 1 to N), the episodes whose index is K-1 modulo N. The N shards of one
@@ -159,7 +160,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     const r = await fuzzParallel(o, a.workers, quiet);
     if (tty) process.stderr.write('\r\x1b[K');
     await writeReproducers(r, resolve(a.out));
-    if (a.json) process.stdout.write(JSON.stringify(jsonResult(r), null, 2) + '\n');
+    if (a.json) process.stdout.write(JSON.stringify(jsonResult(r, o), null, 2) + '\n');
     else process.stdout.write(summary(r, o) + '\n');
     exitWith(r.breaches + r.unexpectedExceptions + r.invariantViolations > 0 ? 1 : 0);
   },
@@ -170,8 +171,12 @@ function bad(msg: string): void {
   exitWith(2);
 }
 
-/** The --json object: the counts first, then coverage, reproducers and the findings without their scenarios. */
-function jsonResult(r: FuzzResult): Record<string, unknown> {
+/**
+ * The --json object: the counts first, then coverage, reproducers and the findings with their
+ * scenarios; then what merging shards needs besides (cli-fuzz-merge.ts): the format, the
+ * campaign's identity and the shard.
+ */
+function jsonResult(r: FuzzResult, o: FuzzOptions): Record<string, unknown> {
   return {
     seed: r.seed,
     iterations: r.iterations,
@@ -194,7 +199,10 @@ function jsonResult(r: FuzzResult): Record<string, unknown> {
     failuresBySignature: r.failuresBySignature,
     coverage: r.coverage,
     reproducers: r.reproducers,
-    findings: r.findings.map(({ scenario: _s, ...f }) => f),
+    findings: r.findings,
+    format: RESULT_FORMAT,
+    campaign: campaignOf(o),
+    shard: shardOf(o),
   };
 }
 
