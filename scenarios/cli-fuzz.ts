@@ -4,16 +4,17 @@
  * Progress goes to stderr (one throttled line; no progress-bar library), the result to stdout:
  * a summary, or with --json one object. Exit 0: nothing found; 1: a breach, an unexpected
  * exception or a broken invariant (reproducers written to --out); 2: bad input.
- * `--shard K/N` runs one shard of a campaign (cli-fuzz-merge.ts).
+ * `--shard K/N` runs one shard of a campaign; `smmulab fuzz merge` (cli-fuzz-merge.ts) merges
+ * the shards' --json results into what one unsharded run prints.
  */
-import type { CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import { resolve } from 'node:path';
 import { layerLogger, setLogLevel, type LogLevel } from '../hw/log.ts';
 import { RULE_NAMES, POLICY_NAMES, isRule, type RuleName, type PolicyName } from '../hyp/policy.ts';
 import { fuzzParallel, writeReproducers, coverageGaps, validateOptions, FuzzInputError, findingKey, type FuzzOptions, type FuzzResult, type FailureChoice } from './fuzz.ts';
 import { guestCoverageGaps, GUEST_RULES } from './fuzz-guest.ts';
 import { exitWith } from './cli-status.ts';
-import { parseShard, campaignOf, shardOf, shardIterations, RESULT_FORMAT } from './cli-fuzz-merge.ts';
+import { fuzzMergeCommand, parseShard, campaignOf, shardOf, shardIterations, RESULT_FORMAT } from './cli-fuzz-merge.ts';
 
 interface FuzzArgs {
   seed: number;
@@ -78,15 +79,25 @@ make the campaign: seed, iterations, target, policy, weaken, ...), shard:{k, n},
 Across machines: --shard K/N runs shard K of N of the campaign (1-based: K
 from 1 to N), the episodes whose index is K-1 modulo N. The N shards of one
 --seed and options, run anywhere (GNU parallel, a Kubernetes Indexed Job, a
-Slurm job array), are together exactly the unsharded campaign. --workers W
-splits a shard further among threads. --time cannot be sharded (each machine would run what
+Slurm job array) with --json, are together exactly the unsharded campaign:
+\`smmulab fuzz merge shard-*.json\` prints what one unsharded run prints and
+writes its reproducers (smmulab fuzz merge --help). --workers W splits a shard
+further among threads. --time cannot be sharded (each machine would run what
 it manages in the time).`;
+
+/** The options of `smmulab fuzz`: none is an option of `smmulab fuzz merge`. */
+const FUZZ_OPTIONS = ['seed', 'iterations', 'time', 'reset-every', 'target', 'policy', 'weaken', 'failure', 'allow-ats', 'workers', 'out', 'json', 'shrink', 'max-reproducers', 'check-every', 'shard'] as const;
+
+/** yargs's `global(keys, false)` (missing from its types): a subcommand does not inherit these options. */
+function notInSubcommands<T>(y: Argv<T>, keys: readonly string[]): Argv<T> {
+  return (y as unknown as { global(keys: readonly string[], global: boolean): Argv<T> }).global(keys, false);
+}
 
 export const fuzzCommand: CommandModule<object, FuzzArgs> = {
   command: 'fuzz',
   describe: 'fuzz the hypervisor with a malicious host (or --target guest, a malicious guest): seeded hostile operations, the isolation oracle after each, minimal reproducers for failures',
   builder: (y) =>
-    y
+    notInSubcommands(y, FUZZ_OPTIONS)
       .option('seed', { type: 'number', default: 1, describe: 'campaign seed (a non-negative integer): the run is fully determined by it' })
       .option('iterations', { type: 'number', describe: 'iterations (attacks) to run (default 2000)' })
       .option('time', { type: 'number', describe: 'run for this many seconds instead of a number of iterations' })
@@ -103,7 +114,8 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       .option('shrink', { type: 'boolean', default: true, describe: 'shrink failures to minimal reproducers (--no-shrink keeps them whole)' })
       .option('max-reproducers', { type: 'number', default: 8, describe: 'distinct failures shrunk and written' })
       .option('check-every', { type: 'number', default: 16, describe: 'full isolation oracle every N operations when the state changed (always at the end of an iteration)' })
-      .option('shard', { type: 'string', describe: 'run only shard K of N of the campaign (K from 1 to N: the episodes whose index is K-1 mod N), e.g. 2/8' })
+      .option('shard', { type: 'string', describe: 'run only shard K of N of the campaign (K from 1 to N: the episodes whose index is K-1 mod N), e.g. 2/8; merge the shards\' --json results with `smmulab fuzz merge`' })
+      .command(fuzzMergeCommand({ summary, json: jsonResult }))
       .epilog(EPILOG),
   handler: async (a) => {
     const weaken: RuleName[] = [];
@@ -173,7 +185,7 @@ function bad(msg: string): void {
 
 /**
  * The --json object: the counts first, then coverage, reproducers and the findings with their
- * scenarios; then what merging shards needs besides (cli-fuzz-merge.ts): the format, the
+ * scenarios; then what `smmulab fuzz merge` needs besides (cli-fuzz-merge.ts): the format, the
  * campaign's identity and the shard.
  */
 function jsonResult(r: FuzzResult, o: FuzzOptions): Record<string, unknown> {
