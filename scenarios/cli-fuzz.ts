@@ -4,14 +4,17 @@
  * Progress goes to stderr (one throttled line; no progress-bar library), the result to stdout:
  * a summary, or with --json one object. Exit 0: nothing found; 1: a breach, an unexpected
  * exception or a broken invariant (reproducers written to --out); 2: bad input.
+ * `--shard K/N` runs one shard of a campaign; `smmulab fuzz merge` (cli-fuzz-merge.ts) merges
+ * the shards' --json results into what one unsharded run prints.
  */
-import type { CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import { resolve } from 'node:path';
 import { layerLogger, setLogLevel, type LogLevel } from '../hw/log.ts';
 import { RULE_NAMES, POLICY_NAMES, isRule, type RuleName, type PolicyName } from '../hyp/policy.ts';
 import { fuzzParallel, writeReproducers, coverageGaps, validateOptions, FuzzInputError, findingKey, type FuzzOptions, type FuzzResult, type FailureChoice } from './fuzz.ts';
 import { guestCoverageGaps, GUEST_RULES } from './fuzz-guest.ts';
 import { exitWith } from './cli-status.ts';
+import { fuzzMergeCommand, parseShard, campaignOf, shardOf, shardIterations, RESULT_FORMAT } from './cli-fuzz-merge.ts';
 
 interface FuzzArgs {
   seed: number;
@@ -29,6 +32,7 @@ interface FuzzArgs {
   shrink: boolean;
   'max-reproducers': number;
   'check-every': number;
+  shard?: string;
 }
 
 const EPILOG = `An operation is one hostile step of the host: one MMIO access (any register, size or offset,
@@ -69,13 +73,31 @@ its event records. The vSMMU's own rules (${GUEST_RULES.join(', ')}) are the one
 
 --json prints {seed, iterations, operations, commands, breaches, unexpectedExceptions,
 invariantViolations, panics, operationsPerSecond, coverage:{opcodes, registers, operations},
-reproducers, findings, ...}.`;
+reproducers, findings (each with its reproducer scenario), format, campaign (the options that
+make the campaign: seed, iterations, target, policy, weaken, ...), shard:{k, n}, ...}.
+
+Across machines: --shard K/N runs shard K of N of the campaign (1-based: K
+from 1 to N), the episodes whose index is K-1 modulo N. The N shards of one
+--seed and options, run anywhere (GNU parallel, a Kubernetes Indexed Job, a
+Slurm job array) with --json, are together exactly the unsharded campaign:
+\`smmulab fuzz merge shard-*.json\` prints what one unsharded run prints and
+writes its reproducers (smmulab fuzz merge --help). --workers W splits a shard
+further among threads. --time cannot be sharded (each machine would run what
+it manages in the time).`;
+
+/** The options of `smmulab fuzz`: none is an option of `smmulab fuzz merge`. */
+const FUZZ_OPTIONS = ['seed', 'iterations', 'time', 'reset-every', 'target', 'policy', 'weaken', 'failure', 'allow-ats', 'workers', 'out', 'json', 'shrink', 'max-reproducers', 'check-every', 'shard'] as const;
+
+/** yargs's `global(keys, false)` (missing from its types): a subcommand does not inherit these options. */
+function notInSubcommands<T>(y: Argv<T>, keys: readonly string[]): Argv<T> {
+  return (y as unknown as { global(keys: readonly string[], global: boolean): Argv<T> }).global(keys, false);
+}
 
 export const fuzzCommand: CommandModule<object, FuzzArgs> = {
   command: 'fuzz',
   describe: 'fuzz the hypervisor with a malicious host (or --target guest, a malicious guest): seeded hostile operations, the isolation oracle after each, minimal reproducers for failures',
   builder: (y) =>
-    y
+    notInSubcommands(y, FUZZ_OPTIONS)
       .option('seed', { type: 'number', default: 1, describe: 'campaign seed (a non-negative integer): the run is fully determined by it' })
       .option('iterations', { type: 'number', describe: 'iterations (attacks) to run (default 2000)' })
       .option('time', { type: 'number', describe: 'run for this many seconds instead of a number of iterations' })
@@ -92,6 +114,8 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       .option('shrink', { type: 'boolean', default: true, describe: 'shrink failures to minimal reproducers (--no-shrink keeps them whole)' })
       .option('max-reproducers', { type: 'number', default: 8, describe: 'distinct failures shrunk and written' })
       .option('check-every', { type: 'number', default: 16, describe: 'full isolation oracle every N operations when the state changed (always at the end of an iteration)' })
+      .option('shard', { type: 'string', describe: 'run only shard K of N of the campaign (K from 1 to N: the episodes whose index is K-1 mod N), e.g. 2/8; merge the shards\' --json results with `smmulab fuzz merge`' })
+      .command(fuzzMergeCommand({ summary, json: jsonResult }))
       .epilog(EPILOG),
   handler: async (a) => {
     const weaken: RuleName[] = [];
@@ -101,6 +125,13 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     }
     for (const [k, v, min] of [['workers', a.workers, 1], ['max-reproducers', a['max-reproducers'], 0], ['check-every', a['check-every'], 1]] as const) {
       if (!Number.isSafeInteger(v) || v < min) return bad(`--${k} must be an integer of at least ${min}, got ${v}`);
+    }
+    let shard: FuzzOptions['shard'];
+    try {
+      if (a.shard !== undefined) shard = parseShard(a.shard, a.time !== undefined);
+    } catch (e) {
+      if (e instanceof FuzzInputError) return bad(e.message);
+      throw e;
     }
     const o: FuzzOptions = {
       seed: a.seed,
@@ -114,12 +145,16 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       shrink: a.shrink,
       maxReproducers: a['max-reproducers'],
       checkEvery: a['check-every'],
+      ...(shard ? { shard } : {}),
     };
     try {
       validateOptions(o);
     } catch (e) {
       if (e instanceof FuzzInputError) return bad(e.message);
       throw e;
+    }
+    if (shard && o.iterations !== undefined && shardIterations(o.iterations, o.resetEvery ?? 1000, shard) === 0) {
+      layerLogger('scenarios').warn(`--shard ${a.shard}: this shard has no episodes (the campaign has ${Math.ceil(o.iterations / (o.resetEvery ?? 1000))}: --iterations / --reset-every); it runs nothing`);
     }
     const tty = process.stderr.isTTY === true;
     let last = 0;
@@ -137,7 +172,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     const r = await fuzzParallel(o, a.workers, quiet);
     if (tty) process.stderr.write('\r\x1b[K');
     await writeReproducers(r, resolve(a.out));
-    if (a.json) process.stdout.write(JSON.stringify(jsonResult(r), null, 2) + '\n');
+    if (a.json) process.stdout.write(JSON.stringify(jsonResult(r, o), null, 2) + '\n');
     else process.stdout.write(summary(r, o) + '\n');
     exitWith(r.breaches + r.unexpectedExceptions + r.invariantViolations > 0 ? 1 : 0);
   },
@@ -148,8 +183,12 @@ function bad(msg: string): void {
   exitWith(2);
 }
 
-/** The --json object: the counts first, then coverage, reproducers and the findings without their scenarios. */
-function jsonResult(r: FuzzResult): Record<string, unknown> {
+/**
+ * The --json object: the counts first, then coverage, reproducers and the findings with their
+ * scenarios; then what `smmulab fuzz merge` needs besides (cli-fuzz-merge.ts): the format, the
+ * campaign's identity and the shard.
+ */
+function jsonResult(r: FuzzResult, o: FuzzOptions): Record<string, unknown> {
   return {
     seed: r.seed,
     iterations: r.iterations,
@@ -172,7 +211,10 @@ function jsonResult(r: FuzzResult): Record<string, unknown> {
     failuresBySignature: r.failuresBySignature,
     coverage: r.coverage,
     reproducers: r.reproducers,
-    findings: r.findings.map(({ scenario: _s, ...f }) => f),
+    findings: r.findings,
+    format: RESULT_FORMAT,
+    campaign: campaignOf(o),
+    shard: shardOf(o),
   };
 }
 
@@ -180,7 +222,7 @@ function summary(r: FuzzResult, o: FuzzOptions): string {
   const lines: string[] = [];
   const w = o.weaken?.length ? `, weakened: ${o.weaken.join(', ')}` : '';
   const guest = r.target === 'guest';
-  lines.push(`smmulab fuzz --seed ${r.seed}${guest ? ' --target guest' : ''}: policy ${r.policy}${w}, failure policy ${r.failure}, ${r.workers} worker(s)`);
+  lines.push(`smmulab fuzz --seed ${r.seed}${guest ? ' --target guest' : ''}${o.shard ? ` --shard ${o.shard.index + 1}/${o.shard.count}` : ''}: policy ${r.policy}${w}, failure policy ${r.failure}, ${r.workers} worker(s)`);
   lines.push(`  ${r.iterations} iterations, ${r.operations} operations (${r.commands} ${guest ? 'guest' : 'host'} commands) in ${r.seconds.toFixed(1)} s: ${r.operationsPerSecond} operations/s with the oracle on`);
   lines.push(`  breaches: ${r.breaches}   unexpected exceptions: ${r.unexpectedExceptions}   broken invariants: ${r.invariantViolations}   modeled panics: ${r.panics}${r.panics ? ` (${Object.entries(r.panicsByRule).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`);
   const gaps = guest ? guestCoverageGaps(r.coverage) : coverageGaps(r.coverage);

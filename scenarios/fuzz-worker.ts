@@ -11,7 +11,7 @@ const post = (m: WorkerMessage): void => parentPort!.postMessage(m);
 setLogLevel(job.logLevel as LogLevel);
 // the parent runs a shard itself, and reads this one's progress from shared memory meanwhile
 const shared = job.progress ? new Float64Array(job.progress) : null;
-const shard = job.options.shard?.index ?? 0;
+const shard = job.slot ?? job.options.shard?.index ?? 0;
 try {
   const result = fuzz({
     ...job.options,

@@ -1142,6 +1142,7 @@ export function validateOptions(o: FuzzOptions): void {
   if (o.timeSec !== undefined && !(o.timeSec > 0)) throw new FuzzInputError(`--time must be a positive number of seconds, got ${o.timeSec}`);
   if (o.resetEvery !== undefined && (!Number.isSafeInteger(o.resetEvery) || o.resetEvery < 1)) throw new FuzzInputError(`--reset-every must be a positive integer, got ${o.resetEvery}`);
   for (const w of o.weaken ?? []) if (!isRule(w)) throw new FuzzInputError(`--weaken ${w}: no such rule (rules: ${RULE_NAMES.join(', ')})`);
+  if (o.shard && !(Number.isSafeInteger(o.shard.count) && o.shard.count >= 1 && Number.isSafeInteger(o.shard.index) && o.shard.index >= 0 && o.shard.index < o.shard.count)) throw new FuzzInputError(`shard: index ${o.shard.index} of ${o.shard.count} (0-based) is not a shard`);
 }
 
 /**
@@ -1302,8 +1303,10 @@ export function coverageGaps(c: FuzzCoverage): { registers: string[]; opcodes: s
 export interface WorkerJob {
   options: Omit<FuzzOptions, 'onProgress' | 'stopWhen'>;
   logLevel: string;
-  /** every shard's progress (PROGRESS_FIELDS per shard, this one's at its shard index), read by the parent while it runs a shard itself */
+  /** every shard's progress (PROGRESS_FIELDS per shard, this one's at `slot`), read by the parent while it runs a shard itself */
   progress?: SharedArrayBuffer;
+  /** this worker's place in `progress` (its worker number; default: its shard index) */
+  slot?: number;
 }
 
 /** The FuzzProgress counts a shard keeps in WorkerJob.progress. */
@@ -1314,6 +1317,16 @@ export function storeProgress(shared: Float64Array, shard: number, p: FuzzProgre
   for (let k = 0; k < PROGRESS_FIELDS.length; k++) shared[shard * PROGRESS_FIELDS.length + k] = p[PROGRESS_FIELDS[k]!];
 }
 
+/**
+ * The episodes worker `w` of `workers` runs of shard `s` of a campaign (all of it when `s` is
+ * undefined): shard s runs episodes s.index + s.count·j, and worker w those with j ≡ w mod
+ * `workers`, so the workers' shards together are exactly s's.
+ */
+export function workerShard(s: { index: number; count: number } | undefined, w: number, workers: number): { index: number; count: number } {
+  const base = s ?? { index: 0, count: 1 };
+  return { index: base.index + base.count * w, count: base.count * workers };
+}
+
 export type WorkerMessage = { type: 'progress'; p: FuzzProgress } | { type: 'done'; result: FuzzResult } | { type: 'error'; message: string };
 
 /**
@@ -1322,6 +1335,7 @@ export type WorkerMessage = { type: 'progress'; p: FuzzProgress } | { type: 'don
  * single-thread result for the same seed and iterations (only the timings differ). Shard 0
  * runs in this thread (which would otherwise only wait, and has the modules loaded already: a
  * worker thread spends about half a second loading them), shards 1..N-1 in worker threads.
+ * With `o.shard` the workers split that shard's episodes among them (workerShard).
  */
 export async function fuzzParallel(o: FuzzOptions, workers: number, logLevel = 'silent'): Promise<FuzzResult> {
   validateOptions(o);
@@ -1371,7 +1385,7 @@ async function runShards(o: FuzzOptions, workers: number, logLevel: string, t0: 
   const threads: Array<{ terminate(): Promise<number> }> = [];
   const others = Promise.all(
     Array.from({ length: workers - 1 }, (_, i) => i + 1).map((index) => new Promise<FuzzResult>((resolve, reject) => {
-      const job: WorkerJob = { options: { ...plain, shard: { index, count: workers } }, logLevel, progress: progressBuf };
+      const job: WorkerJob = { options: { ...plain, shard: workerShard(o.shard, index, workers) }, logLevel, progress: progressBuf, slot: index };
       const w = new Worker(boot, { eval: true, workerData: job });
       threads.push(w);
       w.on('message', (msg: WorkerMessage) => {
@@ -1398,7 +1412,7 @@ async function runShards(o: FuzzOptions, workers: number, logLevel: string, t0: 
   const level = layerLogger('scenarios').level as LogLevel;
   setLogLevel(logLevel as LogLevel);
   try {
-    own = fuzz({ ...plain, shard: { index: 0, count: workers }, onProgress: (p) => {
+    own = fuzz({ ...plain, shard: workerShard(o.shard, 0, workers), onProgress: (p) => {
       storeProgress(progress, 0, p);
       report();
     } });
