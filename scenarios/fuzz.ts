@@ -1412,21 +1412,41 @@ async function runShards(o: FuzzOptions, workers: number, logLevel: string, t0: 
   return mergeResults(o, parts, (performance.now() - t0) / 1000);
 }
 
-/** Write each finding's reproducer into `dir` (created if needed); returns the paths. */
+/**
+ * Write each finding's reproducer into `dir` (created if needed, one level at a time); returns
+ * the paths. Each file is written whole or not at all (a temporary file renamed into place).
+ * A file that cannot be written (a full disk…) does not stop the others: `r.reproducers` lists
+ * those written, and then the error names every file that failed.
+ */
 export async function writeReproducers(r: FuzzResult, dir: string): Promise<string[]> {
-  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const { renameSync, rmSync, writeFileSync } = await import('node:fs');
   const { join } = await import('node:path');
+  const { makeDirs } = await import('./out-path.ts');
   const out: string[] = [];
+  r.reproducers = out;
   if (!r.findings.some((f) => f.scenario)) return out;
-  mkdirSync(dir, { recursive: true });
+  try {
+    makeDirs(dir);
+  } catch (e) {
+    throw new Error(`cannot create the folder ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+  const failed: string[] = [];
   for (const f of r.findings) {
     if (!f.scenario) continue;
     const file = join(dir, `${String(f.scenario.name)}.json`);
-    writeFileSync(file, JSON.stringify(f.scenario, null, 1) + '\n');
+    const tmp = `${file}.${process.pid}.tmp`;
+    try {
+      writeFileSync(tmp, JSON.stringify(f.scenario, null, 1) + '\n');
+      renameSync(tmp, file);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      failed.push(`cannot write ${file}: ${(e as Error).message}`);
+      continue;
+    }
     f.reproducer = file;
     out.push(file);
   }
-  r.reproducers = out;
+  if (failed.length) throw new Error(failed.join('; '));
   return out;
 }
 
