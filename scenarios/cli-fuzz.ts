@@ -3,7 +3,8 @@
  * malicious-guest one (scenarios/fuzz-guest.ts), from the command line.
  * Progress goes to stderr (one throttled line; no progress-bar library), the result to stdout:
  * a summary, or with --json one object. Exit 0: nothing found; 1: a breach, an unexpected
- * exception or a broken invariant (reproducers written to --out); 2: bad input.
+ * exception or a broken invariant (reproducers written to --out); 2: bad input, or the
+ * reproducers could not be written.
  */
 import type { CommandModule } from 'yargs';
 import { resolve } from 'node:path';
@@ -12,6 +13,7 @@ import { RULE_NAMES, POLICY_NAMES, isRule, type RuleName, type PolicyName } from
 import { fuzzParallel, writeReproducers, coverageGaps, validateOptions, FuzzInputError, findingKey, type FuzzOptions, type FuzzResult, type FailureChoice } from './fuzz.ts';
 import { guestCoverageGaps, GUEST_RULES } from './fuzz-guest.ts';
 import { exitWith } from './cli-status.ts';
+import { unwritableDir } from './out-path.ts';
 
 interface FuzzArgs {
   seed: number;
@@ -87,7 +89,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       .option('failure', { choices: ['mixed', 'panic', 'reject', 'log'] as const, default: 'mixed' as FailureChoice, describe: 'the hypervisor\'s failure policy; mixed draws one per machine (panic 5%, reject 50%, log 45%)' })
       .option('allow-ats', { type: 'boolean', default: false, describe: 'show ATS to the host (split-stage ATS allowed)' })
       .option('workers', { type: 'number', default: 1, describe: 'worker threads sharing the episodes (results merged: the same as one worker)' })
-      .option('out', { type: 'string', default: 'fuzz-reproducers', describe: 'folder for reproducer scenario files' })
+      .option('out', { type: 'string', default: 'fuzz-reproducers', describe: 'folder for reproducer scenario files (created if needed; checked before the campaign starts)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the result as one JSON object' })
       .option('shrink', { type: 'boolean', default: true, describe: 'shrink failures to minimal reproducers (--no-shrink keeps them whole)' })
       .option('max-reproducers', { type: 'number', default: 8, describe: 'distinct failures shrunk and written' })
@@ -121,6 +123,11 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       if (e instanceof FuzzInputError) return bad(e.message);
       throw e;
     }
+    const out = resolve(a.out);
+    if (o.maxReproducers! > 0) {
+      const why = unwritableDir(out);
+      if (why) return bad(`--out ${a.out}${a.out === out ? '' : ` (${out})`}: cannot write reproducers there: ${why}`);
+    }
     const tty = process.stderr.isTTY === true;
     let last = 0;
     o.onProgress = (p) => {
@@ -136,9 +143,19 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     setLogLevel(quiet);
     const r = await fuzzParallel(o, a.workers, quiet);
     if (tty) process.stderr.write('\r\x1b[K');
-    await writeReproducers(r, resolve(a.out));
+    let writeError: string | null = null;
+    try {
+      await writeReproducers(r, out);
+    } catch (e) {
+      writeError = (e as Error).message;
+    }
     if (a.json) process.stdout.write(JSON.stringify(jsonResult(r), null, 2) + '\n');
     else process.stdout.write(summary(r, o) + '\n');
+    if (writeError) {
+      const all = r.findings.filter((f) => f.scenario).length;
+      process.stderr.write(`smmulab fuzz: --out ${a.out}: ${all - r.reproducers.length} of the ${all} reproducers could not be written (the results above list the ones that were): ${writeError}\n`);
+      exitWith(2);
+    }
     exitWith(r.breaches + r.unexpectedExceptions + r.invariantViolations > 0 ? 1 : 0);
   },
 };

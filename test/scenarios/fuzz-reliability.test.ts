@@ -1,0 +1,108 @@
+/**
+ * A campaign never loses what it found (scenarios/cli-fuzz.ts, scenarios/fuzz.ts): an --out
+ * that cannot be written is refused before the campaign starts; reproducers that cannot be
+ * written at the end still leave the results printed. Everything runs in this process,
+ * through the CLI's main().
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../scenarios/cli.ts';
+import { makeDirs, unwritableDir } from '../../scenarios/out-path.ts';
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+  ms: number;
+}
+
+/**
+ * Run the CLI in this process, stdout and stderr captured. `onErr` sees every stderr write
+ * (progress lines among them) as it is made.
+ */
+async function cli(args: string[], onErr?: (s: string) => void): Promise<Run> {
+  let out = '';
+  let err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+    err += String(s);
+    onErr?.(String(s));
+    return true;
+  });
+  const t0 = performance.now();
+  try {
+    const code = await main([...args, '--log-level', 'silent']);
+    return { code, out, err, ms: performance.now() - t0 };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+const tmp = (): string => mkdtempSync(join(tmpdir(), 'smmulab-never-lost-'));
+const PROGRESS = /^fuzz: (\d+) iterations, \d+ operations \(\d+\/s\), (\d+) failing/m;
+/** long enough that a campaign that ran would not end within the test's timeout */
+const FOREVER = '10000000';
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('fuzz --out is checked before the campaign starts', () => {
+  const dir = tmp();
+  const file = join(dir, 'a-file');
+  writeFileSync(file, 'not a folder\n');
+
+  it.each([
+    ['an existing regular file', file, /exists and is not a folder/],
+    ['a path under a regular file', join(file, 'sub'), new RegExp(`${file} is not a folder`)],
+    ['a path under /proc', '/proc/x', /cannot create folders in \/proc \(ENOENT/],
+    ['a deeper path under /proc', '/proc/x/y/z', /cannot create folders in \/proc \(ENOENT/],
+  ])('%s: exit 2 at once, naming the path and why, nothing run', async (_what, out, why) => {
+    const r = await cli(['fuzz', '--iterations', FOREVER, '--out', out]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`smmulab fuzz: --out ${out}`);
+    expect(r.err).toMatch(why);
+    expect(r.err).not.toMatch(PROGRESS);
+    expect(r.out).toBe('');
+    expect(r.ms).toBeLessThan(5000);
+  });
+
+  it('a writable path passes, is not created by the check, and is created level by level when written', () => {
+    const fresh = join(dir, 'x', 'y', 'z');
+    expect(unwritableDir(fresh)).toBeNull();
+    expect(existsSync(join(dir, 'x'))).toBe(false);
+    expect(readdirSync(dir)).toEqual(['a-file']); // no probe left behind
+    makeDirs(fresh);
+    expect(existsSync(fresh)).toBe(true);
+    expect(unwritableDir(fresh)).toBeNull();
+    expect(readdirSync(fresh)).toEqual([]);
+    expect(() => makeDirs('/proc/x/y')).toThrow(/ENOENT/);
+    expect(() => makeDirs(join(file, 'sub'))).toThrow(/ENOTDIR|not a folder/);
+  });
+
+  it('with --max-reproducers 0 nothing is written, so --out is not checked', async () => {
+    const r = await cli(['fuzz', '--iterations', '5', '--reset-every', '5', '--max-reproducers', '0', '--json', '--out', '/proc/x']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out).iterations).toBe(5);
+  });
+});
+
+describe('reproducers that cannot be written at the end', () => {
+  it('leave the results printed, the others written, the error naming the file, exit 2', async () => {
+    const out = tmp();
+    // a folder where the first reproducer goes: renaming the file onto it fails
+    const blocked = join(out, 'fuzz-s3-i0-breach-ste-bypass.json');
+    mkdirSync(blocked);
+    const r = await cli(['fuzz', '--seed', '3', '--iterations', '3000', '--weaken', 'ste-config', '--json', '--out', out]);
+    expect(r.code).toBe(2);
+    const j = JSON.parse(r.out);
+    expect(j.breaches).toBeGreaterThan(0);
+    expect(j.findings.map((f: { signature: string }) => f.signature)).toEqual(['breach:ste-bypass', 'breach:cd-writable']);
+    expect(j.reproducers).toEqual([join(out, 'fuzz-s3-i2000-breach-cd-writable.json')]);
+    expect(JSON.parse(readFileSync(j.reproducers[0], 'utf8')).steps.length).toBeGreaterThan(0);
+    expect(r.err).toContain(`--out ${out}: 1 of the 2 reproducers could not be written`);
+    expect(r.err).toContain(`cannot write ${blocked}`);
+    expect(readdirSync(out).sort()).toEqual(['fuzz-s3-i0-breach-ste-bypass.json', 'fuzz-s3-i2000-breach-cd-writable.json']); // no temporary file left
+  });
+});
