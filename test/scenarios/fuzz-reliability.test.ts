@@ -1,14 +1,15 @@
 /**
  * A campaign never loses what it found (scenarios/cli-fuzz.ts, scenarios/fuzz.ts): an --out
  * that cannot be written is refused before the campaign starts; reproducers that cannot be
- * written at the end still leave the results printed. Everything runs in this process,
- * through the CLI's main().
+ * written at the end still leave the results printed; a stop flag ends a campaign between
+ * episodes. Everything runs in this process, through the CLI's main().
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../scenarios/cli.ts';
+import { campaign, fuzz, fuzzSliced } from '../../scenarios/fuzz.ts';
 import { makeDirs, unwritableDir } from '../../scenarios/out-path.ts';
 
 interface Run {
@@ -104,5 +105,33 @@ describe('reproducers that cannot be written at the end', () => {
     expect(r.err).toContain(`--out ${out}: 1 of the 2 reproducers could not be written`);
     expect(r.err).toContain(`cannot write ${blocked}`);
     expect(readdirSync(out).sort()).toEqual(['fuzz-s3-i0-breach-ste-bypass.json', 'fuzz-s3-i2000-breach-cd-writable.json']); // no temporary file left
+  });
+});
+
+describe('the stop flag (FuzzOptions.stop)', () => {
+  it('ends a campaign between episodes (host and guest); a campaign that ran to its end is not marked', async () => {
+    const stop = new Int32Array(new SharedArrayBuffer(4));
+    for (const [target, resetEvery] of [['host', 100], ['guest', 10]] as const) {
+      const o = { seed: 5, target, iterations: 4 * resetEvery, resetEvery, shrink: false, maxReproducers: 0, stop };
+      const whole = await fuzzSliced(o, 0);
+      expect(whole.interrupted).toBeUndefined();
+      expect(whole.iterations).toBe(4 * resetEvery);
+      // the same seed run at once by fuzz(): the same result
+      const { seconds: _a, operationsPerSecond: _b, ...sync } = fuzz(o);
+      const { seconds: _c, operationsPerSecond: _d, ...sliced } = whole;
+      expect(sliced).toEqual(sync);
+      // raised after the second episode: exactly two episodes ran
+      const g = campaign(o);
+      let episodes = 0;
+      let s = g.next();
+      for (; !s.done; s = g.next()) if (++episodes === 2) Atomics.store(stop, 0, 1);
+      expect(s.value.interrupted).toBe(true);
+      expect(s.value.iterations).toBe(2 * resetEvery);
+      // raised before it starts: nothing runs
+      const none = fuzz(o);
+      expect(none.interrupted).toBe(true);
+      expect(none.iterations).toBe(0);
+      Atomics.store(stop, 0, 0);
+    }
   });
 });
