@@ -4,7 +4,8 @@
  * Progress goes to stderr (one throttled line; no progress-bar library), the result to stdout:
  * a summary, or with --json one object. Exit 0: nothing found; 1: a breach, an unexpected
  * exception or a broken invariant (reproducers written to --out); 2: bad input, or the
- * reproducers could not be written.
+ * reproducers could not be written; 130: interrupted (SIGINT or SIGTERM), with the results of
+ * what ran printed and its reproducers written.
  */
 import type { CommandModule } from 'yargs';
 import { resolve } from 'node:path';
@@ -14,6 +15,9 @@ import { fuzzParallel, writeReproducers, coverageGaps, validateOptions, FuzzInpu
 import { guestCoverageGaps, GUEST_RULES } from './fuzz-guest.ts';
 import { exitWith } from './cli-status.ts';
 import { unwritableDir } from './out-path.ts';
+
+/** The signals that stop a campaign cleanly (exit status 130, the results so far printed). */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
 interface FuzzArgs {
   seed: number;
@@ -141,21 +145,42 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     const level = layerLogger('scenarios').level as LogLevel;
     const quiet: LogLevel = level === 'warn' ? 'error' : level;
     setLogLevel(quiet);
-    const r = await fuzzParallel(o, a.workers, quiet);
-    if (tty) process.stderr.write('\r\x1b[K');
+    // a signal only raises the stop flag, which every thread reads between episodes (the
+    // campaign runs in slices that let the event loop deliver it); the first one also puts the
+    // default action back, so that a second one quits at once
+    o.stop = new Int32Array(new SharedArrayBuffer(4));
+    let signal: string | null = null;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      signal = sig;
+      Atomics.store(o.stop!, 0, 1);
+      removeHandlers();
+      process.stderr.write(`${tty ? '\n' : ''}smmulab fuzz: ${sig}: stopping at the end of the current episode, then printing and writing what was found (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again quits at once, without results)\n`);
+    };
+    const removeHandlers = (): void => {
+      for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
+    };
+    for (const s of STOP_SIGNALS) process.on(s, onSignal);
+    let r: FuzzResult;
     let writeError: string | null = null;
     try {
-      await writeReproducers(r, out);
-    } catch (e) {
-      writeError = (e as Error).message;
+      r = await fuzzParallel(o, a.workers, quiet);
+      if (tty) process.stderr.write('\r\x1b[K');
+      try {
+        await writeReproducers(r, out);
+      } catch (e) {
+        writeError = (e as Error).message;
+      }
+    } finally {
+      removeHandlers();
     }
-    if (a.json) process.stdout.write(JSON.stringify(jsonResult(r), null, 2) + '\n');
-    else process.stdout.write(summary(r, o) + '\n');
+    if (a.json) process.stdout.write(JSON.stringify(jsonResult(r, signal), null, 2) + '\n');
+    else process.stdout.write(summary(r, o, signal) + '\n');
     if (writeError) {
       const all = r.findings.filter((f) => f.scenario).length;
       process.stderr.write(`smmulab fuzz: --out ${a.out}: ${all - r.reproducers.length} of the ${all} reproducers could not be written (the results above list the ones that were): ${writeError}\n`);
       exitWith(2);
     }
+    if (r.interrupted) exitWith(130);
     exitWith(r.breaches + r.unexpectedExceptions + r.invariantViolations > 0 ? 1 : 0);
   },
 };
@@ -166,8 +191,9 @@ function bad(msg: string): void {
 }
 
 /** The --json object: the counts first, then coverage, reproducers and the findings without their scenarios. */
-function jsonResult(r: FuzzResult): Record<string, unknown> {
+function jsonResult(r: FuzzResult, signal: string | null): Record<string, unknown> {
   return {
+    ...(r.interrupted ? { interrupted: true, signal } : {}),
     seed: r.seed,
     iterations: r.iterations,
     operations: r.operations,
@@ -193,11 +219,12 @@ function jsonResult(r: FuzzResult): Record<string, unknown> {
   };
 }
 
-function summary(r: FuzzResult, o: FuzzOptions): string {
+function summary(r: FuzzResult, o: FuzzOptions, signal: string | null): string {
   const lines: string[] = [];
   const w = o.weaken?.length ? `, weakened: ${o.weaken.join(', ')}` : '';
   const guest = r.target === 'guest';
   lines.push(`smmulab fuzz --seed ${r.seed}${guest ? ' --target guest' : ''}: policy ${r.policy}${w}, failure policy ${r.failure}, ${r.workers} worker(s)`);
+  if (r.interrupted) lines.push(`  INTERRUPTED${signal ? ` by ${signal}` : ''} after ${r.iterations} ${o.iterations !== undefined ? `of ${o.iterations} ` : ''}iterations (whole episodes): what follows is what they found`);
   lines.push(`  ${r.iterations} iterations, ${r.operations} operations (${r.commands} ${guest ? 'guest' : 'host'} commands) in ${r.seconds.toFixed(1)} s: ${r.operationsPerSecond} operations/s with the oracle on`);
   lines.push(`  breaches: ${r.breaches}   unexpected exceptions: ${r.unexpectedExceptions}   broken invariants: ${r.invariantViolations}   modeled panics: ${r.panics}${r.panics ? ` (${Object.entries(r.panicsByRule).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`);
   const gaps = guest ? guestCoverageGaps(r.coverage) : coverageGaps(r.coverage);

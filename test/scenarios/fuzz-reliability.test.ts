@@ -1,8 +1,9 @@
 /**
  * A campaign never loses what it found (scenarios/cli-fuzz.ts, scenarios/fuzz.ts): an --out
  * that cannot be written is refused before the campaign starts; reproducers that cannot be
- * written at the end still leave the results printed; a stop flag ends a campaign between
- * episodes. Everything runs in this process, through the CLI's main().
+ * written at the end still leave the results printed; SIGINT or SIGTERM stops the campaign
+ * cleanly with the results and reproducers of what ran (one thread or two, host or guest).
+ * Everything runs in this process, through the CLI's main().
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -32,6 +33,8 @@ async function cli(args: string[], onErr?: (s: string) => void): Promise<Run> {
     onErr?.(String(s));
     return true;
   });
+  const listeners = (): number[] => [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')];
+  const before = listeners();
   const t0 = performance.now();
   try {
     const code = await main([...args, '--log-level', 'silent']);
@@ -39,6 +42,8 @@ async function cli(args: string[], onErr?: (s: string) => void): Promise<Run> {
   } finally {
     o.mockRestore();
     e.mockRestore();
+    // whatever happened, the campaign's signal handlers are gone
+    expect(listeners()).toEqual(before);
   }
 }
 
@@ -134,4 +139,76 @@ describe('the stop flag (FuzzOptions.stop)', () => {
       Atomics.store(stop, 0, 0);
     }
   });
+});
+
+describe('SIGINT or SIGTERM stops a campaign with what it found', () => {
+  /**
+   * Start a long campaign and raise `signal` once the progress shows at least one failing
+   * iteration (the CLI's first progress line comes after the first machine's run).
+   */
+  async function interrupt(signal: 'SIGINT' | 'SIGTERM', args: string[]): Promise<Run & { out: string; dir: string }> {
+    const dir = tmp();
+    let raised = false;
+    const r = await cli(['fuzz', '--iterations', FOREVER, '--json', '--out', dir, ...args], (s) => {
+      const m = PROGRESS.exec(s);
+      if (!raised && m && Number(m[2]) > 0) {
+        raised = true;
+        // delivered when the campaign next lets the event loop run, as a real signal is
+        setTimeout(() => process.emit(signal, signal), 0);
+      }
+    });
+    expect(raised).toBe(true);
+    return { ...r, dir };
+  }
+
+  function expectPartial(r: Run & { dir: string }, signal: string, workers: number): void {
+    expect(r.code).toBe(130);
+    expect(r.err).toContain(`smmulab fuzz: ${signal}: stopping at the end of the current episode`);
+    const j = JSON.parse(r.out);
+    expect(j.interrupted).toBe(true);
+    expect(j.signal).toBe(signal);
+    expect(j.workers).toBe(workers);
+    expect(j.iterations).toBeGreaterThan(0);
+    expect(j.iterations).toBeLessThan(Number(FOREVER));
+    expect(j.findings.length).toBeGreaterThan(0);
+    // every finding so far has its reproducer, written (and shrunk: the first ones are one operation)
+    expect(j.reproducers).toHaveLength(j.findings.length);
+    expect(readdirSync(r.dir).sort()).toEqual(j.reproducers.map((p: string) => p.slice(r.dir.length + 1)).sort());
+    for (const f of j.findings) {
+      expect(f.reproducer).toBeDefined();
+      expect(f.minimalOperations).toBeLessThanOrEqual(f.operations);
+      expect(f.replay.reproduces).toBe(true);
+      expect(JSON.parse(readFileSync(f.reproducer, 'utf8')).name).toBe(f.reproducer.slice(r.dir.length + 1, -'.json'.length));
+    }
+  }
+
+  it('SIGINT, host target, one thread: exit 130, the JSON marked interrupted, its reproducers written', async () => {
+    const r = await interrupt('SIGINT', ['--seed', '3', '--weaken', 'ste-config']);
+    expectPartial(r, 'SIGINT', 1);
+    expect(JSON.parse(r.out).findings[0].signature).toBe('breach:ste-bypass');
+  });
+
+  it('SIGTERM, host target, two workers: the workers see the stop too and their results are merged', async () => {
+    const r = await interrupt('SIGTERM', ['--seed', '3', '--weaken', 'ste-config', '--workers', '2']);
+    expectPartial(r, 'SIGTERM', 2);
+  });
+
+  it('SIGINT, guest target: the summary says it was interrupted and after how many iterations', async () => {
+    const dir = tmp();
+    let raised = false;
+    const r = await cli(['fuzz', '--target', 'guest', '--seed', '1', '--weaken', 'vevt-vsid', '--iterations', FOREVER, '--reset-every', '100', '--out', dir], (s) => {
+      if (!raised && PROGRESS.test(s)) {
+        raised = true;
+        setTimeout(() => process.emit('SIGINT', 'SIGINT'), 0);
+      }
+    });
+    expect(r.code).toBe(130);
+    const m = /^ {2}INTERRUPTED by SIGINT after (\d+) of 10000000 iterations/m.exec(r.out);
+    expect(m).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThan(0);
+    expect(r.out).toMatch(new RegExp(`^ {2}${m![1]} iterations, \\d+ operations`, 'm'));
+    expect(r.out).toContain('reproducer: ');
+    expect(readdirSync(dir).length).toBeGreaterThan(0);
+  });
+
 });
