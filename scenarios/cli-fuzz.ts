@@ -8,6 +8,7 @@
  * what ran printed and its reproducers written.
  */
 import type { CommandModule } from 'yargs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { layerLogger, setLogLevel, type LogLevel } from '../hw/log.ts';
 import { RULE_NAMES, POLICY_NAMES, isRule, type RuleName, type PolicyName } from '../hyp/policy.ts';
@@ -15,6 +16,9 @@ import { fuzzParallel, writeReproducers, coverageGaps, validateOptions, FuzzInpu
 import { guestCoverageGaps, GUEST_RULES } from './fuzz-guest.ts';
 import { exitWith } from './cli-status.ts';
 import { unwritableDir } from './out-path.ts';
+
+/** More worker threads than this is refused: each takes about 50 MB and half a second to start. */
+export const MAX_WORKERS = 256;
 
 /** The signals that stop a campaign cleanly (exit status 130, the results so far printed). */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
@@ -92,7 +96,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       .option('weaken', { type: 'string', array: true, default: [] as string[], describe: `switch off a sanitizer rule (repeatable or comma-separated): ${RULE_NAMES.join(', ')}` })
       .option('failure', { choices: ['mixed', 'panic', 'reject', 'log'] as const, default: 'mixed' as FailureChoice, describe: 'the hypervisor\'s failure policy; mixed draws one per machine (panic 5%, reject 50%, log 45%)' })
       .option('allow-ats', { type: 'boolean', default: false, describe: 'show ATS to the host (split-stage ATS allowed)' })
-      .option('workers', { type: 'number', default: 1, describe: 'worker threads sharing the episodes (results merged: the same as one worker)' })
+      .option('workers', { type: 'number', default: 1, describe: `worker threads sharing the episodes (results merged: the same as one worker); at most ${MAX_WORKERS}, and cut down to the number of episodes (a thread takes about 50 MB; more than the CPUs only share them)` })
       .option('out', { type: 'string', default: 'fuzz-reproducers', describe: 'folder for reproducer scenario files (created if needed; checked before the campaign starts)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the result as one JSON object' })
       .option('shrink', { type: 'boolean', default: true, describe: 'shrink failures to minimal reproducers (--no-shrink keeps them whole)' })
@@ -127,10 +131,19 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       if (e instanceof FuzzInputError) return bad(e.message);
       throw e;
     }
+    if (a.workers > MAX_WORKERS) return bad(`--workers ${a.workers}: at most ${MAX_WORKERS} (each worker thread takes about 50 MB and half a second to start; this machine has ${availableParallelism()} CPUs)`);
     const out = resolve(a.out);
     if (o.maxReproducers! > 0) {
       const why = unwritableDir(out);
       if (why) return bad(`--out ${a.out}${a.out === out ? '' : ` (${out})`}: cannot write reproducers there: ${why}`);
+    }
+    let workers = a.workers;
+    if (o.iterations !== undefined) {
+      const episodes = Math.ceil(o.iterations / a['reset-every']);
+      if (workers > episodes) {
+        process.stderr.write(`smmulab fuzz: --workers ${workers} cut down to ${episodes}: the campaign has ${episodes} episode${episodes > 1 ? 's' : ''} (${o.iterations} iterations, --reset-every ${a['reset-every']}) and a worker runs whole episodes\n`);
+        workers = episodes;
+      }
     }
     const tty = process.stderr.isTTY === true;
     let last = 0;
@@ -163,7 +176,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     let r: FuzzResult;
     let writeError: string | null = null;
     try {
-      r = await fuzzParallel(o, a.workers, quiet);
+      r = await fuzzParallel(o, workers, quiet);
       if (tty) process.stderr.write('\r\x1b[K');
       try {
         await writeReproducers(r, out);

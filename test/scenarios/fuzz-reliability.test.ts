@@ -2,8 +2,9 @@
  * A campaign never loses what it found (scenarios/cli-fuzz.ts, scenarios/fuzz.ts): an --out
  * that cannot be written is refused before the campaign starts; reproducers that cannot be
  * written at the end still leave the results printed; SIGINT or SIGTERM stops the campaign
- * cleanly with the results and reproducers of what ran (one thread or two, host or guest).
- * Everything runs in this process, through the CLI's main().
+ * cleanly with the results and reproducers of what ran (one thread or two, host or guest);
+ * --workers is bounded and cut down to the episodes. Everything runs in this process,
+ * through the CLI's main().
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -211,4 +212,29 @@ describe('SIGINT or SIGTERM stops a campaign with what it found', () => {
     expect(readdirSync(dir).length).toBeGreaterThan(0);
   });
 
+});
+
+describe('fuzz --workers', () => {
+  it('an absurd number is refused before anything runs', async () => {
+    const r = await cli(['fuzz', '--workers', '1000000', '--iterations', FOREVER]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--workers 1000000: at most 256/);
+    expect(r.out).toBe('');
+    expect(r.err).not.toMatch(PROGRESS);
+  });
+
+  it('more workers than episodes are cut down to one per episode, said on stderr; the result is one worker\'s', async () => {
+    const args = ['fuzz', '--seed', '2', '--iterations', '200', '--reset-every', '100', '--json', '--no-shrink', '--max-reproducers', '0'];
+    const many = await cli([...args, '--workers', '64']);
+    expect(many.code).toBe(0);
+    expect(many.err).toContain('--workers 64 cut down to 2: the campaign has 2 episodes (200 iterations, --reset-every 100)');
+    const one = await cli([...args, '--workers', '1']);
+    expect(one.err).not.toContain('cut down');
+    const strip = (s: string): Record<string, unknown> => {
+      const { seconds: _s, operationsPerSecond: _o, workers, ...rest } = JSON.parse(s);
+      return { ...rest, workers };
+    };
+    expect(strip(many.out).workers).toBe(2);
+    expect({ ...strip(many.out), workers: 1 }).toEqual(strip(one.out));
+  });
 });
