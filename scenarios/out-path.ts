@@ -9,8 +9,8 @@
  * read permission bits: root writes through those, and a read-only mount or /proc refuses
  * whatever they say.
  */
-import { closeSync, mkdirSync, openSync, rmdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { closeSync, mkdirSync, openSync, realpathSync, rmdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 
 function why(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
@@ -83,4 +83,48 @@ export function makeDirs(dir: string): void {
     }
   }
   if (!statSync(abs).isDirectory()) throw new Error(`${abs} is not a folder`);
+}
+
+/**
+ * Why `file` cannot be written (its folder must exist; an existing file is overwritten), or
+ * null when it can. An existing file is opened for writing without truncating it; a missing
+ * one is created and removed again. The reason does not name `file` (the caller does).
+ */
+export function unwritableFile(file: string): string | null {
+  const abs = resolve(file);
+  const dir = dirname(abs);
+  let st: Stats | null;
+  try {
+    const d = statOrNull(dir);
+    if (!d) return `the folder ${dir} does not exist`;
+    if (!d.isDirectory()) return `${dir} is not a folder`;
+    st = statOrNull(abs);
+  } catch (e) {
+    return `cannot look at it (${why(e)})`;
+  }
+  if (st?.isDirectory()) return 'it is a folder';
+  try {
+    if (st) closeSync(openSync(abs, 'r+'));
+    else {
+      closeSync(openSync(abs, 'wx'));
+      unlinkSync(abs);
+    }
+  } catch (e) {
+    return `cannot write it (${why(e)})`;
+  }
+  return null;
+}
+
+/** The file a path names, symbolic links and `..` resolved as far as it exists (to tell two options naming one file). */
+export function canonicalPath(file: string): string {
+  const abs = resolve(file);
+  try {
+    return realpathSync(abs);
+  } catch {
+    try {
+      return join(realpathSync(dirname(abs)), basename(abs));
+    } catch {
+      return abs;
+    }
+  }
 }

@@ -3,16 +3,16 @@
  * that cannot be written is refused before the campaign starts; reproducers that cannot be
  * written at the end still leave the results printed; SIGINT or SIGTERM stops the campaign
  * cleanly with the results and reproducers of what ran (one thread or two, host or guest);
- * --workers is bounded and cut down to the episodes. Everything runs in this process,
- * through the CLI's main().
+ * --workers is bounded and cut down to the episodes; and `smmulab run` checks --trace and
+ * --mmio-log before running. Everything runs in this process, through the CLI's main().
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../scenarios/cli.ts';
 import { campaign, fuzz, fuzzSliced } from '../../scenarios/fuzz.ts';
-import { makeDirs, unwritableDir } from '../../scenarios/out-path.ts';
+import { makeDirs, unwritableDir, unwritableFile } from '../../scenarios/out-path.ts';
 
 interface Run {
   code: number;
@@ -236,5 +236,60 @@ describe('fuzz --workers', () => {
     };
     expect(strip(many.out).workers).toBe(2);
     expect({ ...strip(many.out), workers: 1 }).toEqual(strip(one.out));
+  });
+});
+
+describe('smmulab run --mmio-log and --trace are checked before running', () => {
+  const dir = tmp();
+  const file = join(dir, 'a-file');
+  writeFileSync(file, 'x\n');
+
+  it.each([
+    ['--mmio-log', '/proc/x', /cannot write it \(ENOENT/],
+    ['--mmio-log', join(file, 'sub'), new RegExp(`${file} is not a folder`)],
+    ['--mmio-log', dir, /it is a folder/],
+    ['--trace', '/proc/x', /cannot write it \(ENOENT/],
+    ['--trace', join(dir, 'no/such/dir/out.json'), /the folder .*no\/such\/dir does not exist/],
+  ])('%s %s: exit 2, naming it and why, nothing run', async (opt, path, why) => {
+    const r = await cli(['run', 'guest-nesting', opt, path]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`smmulab run: ${opt} ${path}`);
+    expect(r.err).toMatch(why);
+    expect(r.out).toBe('');
+  });
+
+  it('the same file for --trace and --mmio-log is refused (after resolving the path and links)', async () => {
+    const f = join(dir, 'same.json');
+    writeFileSync(f, '');
+    const link = join(dir, 'link.json');
+    symlinkSync(f, link);
+    for (const other of [join(dir, 'sub', '..', 'same.json'), link]) {
+      const r = await cli(['run', 'guest-nesting', '--trace', f, '--mmio-log', other]);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(`--trace and --mmio-log name the same file (${f})`);
+      expect(r.out).toBe('');
+    }
+    expect(readFileSync(f, 'utf8')).toBe('');
+  });
+
+  it.skipIf(!existsSync('/dev/full'))('a write that fails during the run (a full disk: /dev/full) still prints the results, exit 2 naming the file', async () => {
+    const r = await cli(['run', 'guest-nesting', '--mmio-log', '/dev/full']);
+    expect(r.code).toBe(2);
+    expect(r.out).toMatch(/^scenario guest-nesting \[hyp pkvm\]: ok /);
+    expect(r.err).toContain('smmulab run: --mmio-log /dev/full: ENOSPC');
+  });
+
+  it('writable files still get the log and the trace', async () => {
+    const log = join(dir, 'mmio.jsonl');
+    const trace = join(dir, 'trace.json');
+    const r = await cli(['run', 'guest-nesting', '--mmio-log', log, '--trace', trace]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/: ok /);
+    const lines = readFileSync(log, 'utf8').trim().split('\n');
+    expect(lines.length).toBeGreaterThan(10);
+    expect(JSON.parse(lines[0]!).actor).toBeDefined();
+    expect(JSON.parse(readFileSync(trace, 'utf8')).traceEvents.length).toBeGreaterThan(0);
+    expect(unwritableFile(log)).toBeNull();
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toHaveLength(lines.length); // the check does not truncate
   });
 });
