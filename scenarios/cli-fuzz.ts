@@ -79,7 +79,21 @@ its event records. The vSMMU's own rules (${GUEST_RULES.join(', ')}) are the one
 
 --json prints {seed, iterations, operations, commands, breaches, unexpectedExceptions,
 invariantViolations, panics, operationsPerSecond, coverage:{opcodes, registers, operations},
-reproducers, findings, ...}.`;
+reproducers, findings, ...}.
+
+--out is checked before the campaign starts (the nearest existing folder on its path must
+take a new file or folder): a path that cannot be written exits 2 at once, naming it and why.
+--workers is at most ${MAX_WORKERS}, and more workers than episodes (iterations / --reset-every,
+rounded up) are cut down to one per episode, said on stderr.
+
+Ctrl-C (SIGINT) or SIGTERM stops the campaign at the end of the episode each thread is in (a
+failure being shrunk then is shrunk to the end and kept): the summary, or the JSON with
+"interrupted": true and "signal", covers the iterations that ran, their reproducers are
+written, and the exit status is 130. A second Ctrl-C quits at once, without results.
+
+Exit status: 0 nothing found; 1 a breach, an unexpected exception or a broken invariant;
+2 bad input, or the reproducers could not be written (the results are printed all the same,
+and the error names the file); 130 interrupted (this wins over 1 and 2).`;
 
 export const fuzzCommand: CommandModule<object, FuzzArgs> = {
   command: 'fuzz',
