@@ -19,6 +19,7 @@ import { z } from 'zod';
 import { POLICY_NAMES, isRule, type PolicyName, type RuleName } from '../hyp/policy.ts';
 import { mergeResults, writeReproducers, FuzzInputError, type FailureChoice, type FuzzFinding, type FuzzOptions, type FuzzResult } from './fuzz.ts';
 import { exitWith } from './cli-status.ts';
+import { unwritableDir } from './out-path.ts';
 
 /** The `format` of a mergeable `smmulab fuzz --json` result. */
 export const RESULT_FORMAT = 'smmulab-fuzz-result/1';
@@ -315,7 +316,10 @@ split the campaign as one run with --workers N*W does).
 
 Exit 0: nothing found; 1: a breach, an unexpected exception or a broken
 invariant; 2: a file that cannot be read or is not a fuzz result, results of
-different campaigns, a shard missing or given twice (nothing is written then).`;
+different campaigns, a shard missing or given twice, an --out that cannot be
+written (nothing is written then; --out is checked before anything is), or
+reproducers that could not be written after all (the result is printed all
+the same).`;
 
 export function fuzzMergeCommand(print: ResultPrinters): CommandModule<object, MergeArgs> {
   return {
@@ -344,9 +348,23 @@ export function fuzzMergeCommand(print: ResultPrinters): CommandModule<object, M
         throw e;
       }
       const { result: r, options: o } = merged;
-      await writeReproducers(r, resolve(a.out));
+      const out = resolve(a.out);
+      if (r.findings.some((f) => f.scenario)) {
+        const why = unwritableDir(out);
+        if (why) return bad(`--out ${a.out}${a.out === out ? '' : ` (${out})`}: cannot write reproducers there: ${why}`);
+      }
+      let writeError: string | null = null;
+      try {
+        await writeReproducers(r, out);
+      } catch (e) {
+        writeError = (e as Error).message;
+      }
       if (a.json) process.stdout.write(JSON.stringify(print.json(r, o), null, 2) + '\n');
       else process.stdout.write(print.summary(r, o) + '\n');
+      if (writeError) {
+        const all = r.findings.filter((f) => f.scenario).length;
+        return bad(`--out ${a.out}: ${all - r.reproducers.length} of the ${all} reproducers could not be written (the results above list the ones that were): ${writeError}`);
+      }
       exitWith(r.breaches + r.unexpectedExceptions + r.invariantViolations > 0 ? 1 : 0);
     },
   };

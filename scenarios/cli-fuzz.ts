@@ -3,11 +3,14 @@
  * malicious-guest one (scenarios/fuzz-guest.ts), from the command line.
  * Progress goes to stderr (one throttled line; no progress-bar library), the result to stdout:
  * a summary, or with --json one object. Exit 0: nothing found; 1: a breach, an unexpected
- * exception or a broken invariant (reproducers written to --out); 2: bad input.
+ * exception or a broken invariant (reproducers written to --out); 2: bad input, or the
+ * reproducers could not be written; 130: interrupted (SIGINT or SIGTERM), with the results of
+ * what ran printed and its reproducers written.
  * `--shard K/N` runs one shard of a campaign; `smmulab fuzz merge` (cli-fuzz-merge.ts) merges
  * the shards' --json results into what one unsharded run prints.
  */
 import type { Argv, CommandModule } from 'yargs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { layerLogger, setLogLevel, type LogLevel } from '../hw/log.ts';
 import { RULE_NAMES, POLICY_NAMES, isRule, type RuleName, type PolicyName } from '../hyp/policy.ts';
@@ -15,6 +18,13 @@ import { fuzzParallel, writeReproducers, coverageGaps, validateOptions, FuzzInpu
 import { guestCoverageGaps, GUEST_RULES } from './fuzz-guest.ts';
 import { exitWith } from './cli-status.ts';
 import { fuzzMergeCommand, parseShard, campaignOf, shardOf, shardIterations, RESULT_FORMAT } from './cli-fuzz-merge.ts';
+import { unwritableDir } from './out-path.ts';
+
+/** More worker threads than this is refused: each takes about 50 MB and half a second to start. */
+export const MAX_WORKERS = 256;
+
+/** The signals that stop a campaign cleanly (exit status 130, the results so far printed). */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
 interface FuzzArgs {
   seed: number;
@@ -83,7 +93,21 @@ Slurm job array) with --json, are together exactly the unsharded campaign:
 \`smmulab fuzz merge shard-*.json\` prints what one unsharded run prints and
 writes its reproducers (smmulab fuzz merge --help). --workers W splits a shard
 further among threads. --time cannot be sharded (each machine would run what
-it manages in the time).`;
+it manages in the time).
+
+--out is checked before the campaign starts (the nearest existing folder on its path must
+take a new file or folder): a path that cannot be written exits 2 at once, naming it and why.
+--workers is at most ${MAX_WORKERS}, and more workers than episodes (iterations / --reset-every,
+rounded up) are cut down to one per episode, said on stderr.
+
+Ctrl-C (SIGINT) or SIGTERM stops the campaign at the end of the episode each thread is in (a
+failure being shrunk then is shrunk to the end and kept): the summary, or the JSON with
+"interrupted": true and "signal", covers the iterations that ran, their reproducers are
+written, and the exit status is 130. A second Ctrl-C quits at once, without results.
+
+Exit status: 0 nothing found; 1 a breach, an unexpected exception or a broken invariant;
+2 bad input, or the reproducers could not be written (the results are printed all the same,
+and the error names the file); 130 interrupted (this wins over 1 and 2).`;
 
 /** The options of `smmulab fuzz`: none is an option of `smmulab fuzz merge`. */
 const FUZZ_OPTIONS = ['seed', 'iterations', 'time', 'reset-every', 'target', 'policy', 'weaken', 'failure', 'allow-ats', 'workers', 'out', 'json', 'shrink', 'max-reproducers', 'check-every', 'shard'] as const;
@@ -108,8 +132,8 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       .option('weaken', { type: 'string', array: true, default: [] as string[], describe: `switch off a sanitizer rule (repeatable or comma-separated): ${RULE_NAMES.join(', ')}` })
       .option('failure', { choices: ['mixed', 'panic', 'reject', 'log'] as const, default: 'mixed' as FailureChoice, describe: 'the hypervisor\'s failure policy; mixed draws one per machine (panic 5%, reject 50%, log 45%)' })
       .option('allow-ats', { type: 'boolean', default: false, describe: 'show ATS to the host (split-stage ATS allowed)' })
-      .option('workers', { type: 'number', default: 1, describe: 'worker threads sharing the episodes (results merged: the same as one worker)' })
-      .option('out', { type: 'string', default: 'fuzz-reproducers', describe: 'folder for reproducer scenario files' })
+      .option('workers', { type: 'number', default: 1, describe: `worker threads sharing the episodes (results merged: the same as one worker); at most ${MAX_WORKERS}, and cut down to the number of episodes (a thread takes about 50 MB; more than the CPUs only share them)` })
+      .option('out', { type: 'string', default: 'fuzz-reproducers', describe: 'folder for reproducer scenario files (created if needed; checked before the campaign starts)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the result as one JSON object' })
       .option('shrink', { type: 'boolean', default: true, describe: 'shrink failures to minimal reproducers (--no-shrink keeps them whole)' })
       .option('max-reproducers', { type: 'number', default: 8, describe: 'distinct failures shrunk and written' })
@@ -156,6 +180,21 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     if (shard && o.iterations !== undefined && shardIterations(o.iterations, o.resetEvery ?? 1000, shard) === 0) {
       layerLogger('scenarios').warn(`--shard ${a.shard}: this shard has no episodes (the campaign has ${Math.ceil(o.iterations / (o.resetEvery ?? 1000))}: --iterations / --reset-every); it runs nothing`);
     }
+    if (a.workers > MAX_WORKERS) return bad(`--workers ${a.workers}: at most ${MAX_WORKERS} (each worker thread takes about 50 MB and half a second to start; this machine has ${availableParallelism()} CPUs)`);
+    const out = resolve(a.out);
+    if (o.maxReproducers! > 0) {
+      const why = unwritableDir(out);
+      if (why) return bad(`--out ${a.out}${a.out === out ? '' : ` (${out})`}: cannot write reproducers there: ${why}`);
+    }
+    let workers = a.workers;
+    if (o.iterations !== undefined) {
+      // the episodes this run has: the campaign's, or its shard's
+      const episodes = Math.ceil((shard ? shardIterations(o.iterations, a['reset-every'], shard) : o.iterations) / a['reset-every']);
+      if (workers > episodes) {
+        process.stderr.write(`smmulab fuzz: --workers ${workers} cut down to ${Math.max(episodes, 1)}: the ${shard ? 'shard' : 'campaign'} has ${episodes} episode${episodes === 1 ? '' : 's'} (${o.iterations} iterations${shard ? ` in all, --shard ${a.shard}` : ''}, --reset-every ${a['reset-every']}) and a worker runs whole episodes\n`);
+        workers = Math.max(episodes, 1);
+      }
+    }
     const tty = process.stderr.isTTY === true;
     let last = 0;
     o.onProgress = (p) => {
@@ -169,11 +208,42 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     const level = layerLogger('scenarios').level as LogLevel;
     const quiet: LogLevel = level === 'warn' ? 'error' : level;
     setLogLevel(quiet);
-    const r = await fuzzParallel(o, a.workers, quiet);
-    if (tty) process.stderr.write('\r\x1b[K');
-    await writeReproducers(r, resolve(a.out));
-    if (a.json) process.stdout.write(JSON.stringify(jsonResult(r, o), null, 2) + '\n');
-    else process.stdout.write(summary(r, o) + '\n');
+    // a signal only raises the stop flag, which every thread reads between episodes (the
+    // campaign runs in slices that let the event loop deliver it); the first one also puts the
+    // default action back, so that a second one quits at once
+    o.stop = new Int32Array(new SharedArrayBuffer(4));
+    let signal: string | null = null;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      signal = sig;
+      Atomics.store(o.stop!, 0, 1);
+      removeHandlers();
+      process.stderr.write(`${tty ? '\n' : ''}smmulab fuzz: ${sig}: stopping at the end of the current episode, then printing and writing what was found (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again quits at once, without results)\n`);
+    };
+    const removeHandlers = (): void => {
+      for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
+    };
+    for (const s of STOP_SIGNALS) process.on(s, onSignal);
+    let r: FuzzResult;
+    let writeError: string | null = null;
+    try {
+      r = await fuzzParallel(o, workers, quiet);
+      if (tty) process.stderr.write('\r\x1b[K');
+      try {
+        await writeReproducers(r, out);
+      } catch (e) {
+        writeError = (e as Error).message;
+      }
+    } finally {
+      removeHandlers();
+    }
+    if (a.json) process.stdout.write(JSON.stringify(jsonResult(r, o, signal), null, 2) + '\n');
+    else process.stdout.write(summary(r, o, signal) + '\n');
+    if (writeError) {
+      const all = r.findings.filter((f) => f.scenario).length;
+      process.stderr.write(`smmulab fuzz: --out ${a.out}: ${all - r.reproducers.length} of the ${all} reproducers could not be written (the results above list the ones that were): ${writeError}\n`);
+      exitWith(2);
+    }
+    if (r.interrupted) exitWith(130);
     exitWith(r.breaches + r.unexpectedExceptions + r.invariantViolations > 0 ? 1 : 0);
   },
 };
@@ -186,10 +256,11 @@ function bad(msg: string): void {
 /**
  * The --json object: the counts first, then coverage, reproducers and the findings with their
  * scenarios; then what `smmulab fuzz merge` needs besides (cli-fuzz-merge.ts): the format, the
- * campaign's identity and the shard.
+ * campaign's identity and the shard (and, when a signal stopped the run, `interrupted` first).
  */
-function jsonResult(r: FuzzResult, o: FuzzOptions): Record<string, unknown> {
+function jsonResult(r: FuzzResult, o: FuzzOptions, signal: string | null = null): Record<string, unknown> {
   return {
+    ...(r.interrupted ? { interrupted: true, signal } : {}),
     seed: r.seed,
     iterations: r.iterations,
     operations: r.operations,
@@ -218,11 +289,12 @@ function jsonResult(r: FuzzResult, o: FuzzOptions): Record<string, unknown> {
   };
 }
 
-function summary(r: FuzzResult, o: FuzzOptions): string {
+function summary(r: FuzzResult, o: FuzzOptions, signal: string | null = null): string {
   const lines: string[] = [];
   const w = o.weaken?.length ? `, weakened: ${o.weaken.join(', ')}` : '';
   const guest = r.target === 'guest';
   lines.push(`smmulab fuzz --seed ${r.seed}${guest ? ' --target guest' : ''}${o.shard ? ` --shard ${o.shard.index + 1}/${o.shard.count}` : ''}: policy ${r.policy}${w}, failure policy ${r.failure}, ${r.workers} worker(s)`);
+  if (r.interrupted) lines.push(`  INTERRUPTED${signal ? ` by ${signal}` : ''} after ${r.iterations} ${o.iterations !== undefined ? `of ${o.iterations} ` : ''}iterations (whole episodes): what follows is what they found`);
   lines.push(`  ${r.iterations} iterations, ${r.operations} operations (${r.commands} ${guest ? 'guest' : 'host'} commands) in ${r.seconds.toFixed(1)} s: ${r.operationsPerSecond} operations/s with the oracle on`);
   lines.push(`  breaches: ${r.breaches}   unexpected exceptions: ${r.unexpectedExceptions}   broken invariants: ${r.invariantViolations}   modeled panics: ${r.panics}${r.panics ? ` (${Object.entries(r.panicsByRule).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`);
   const gaps = guest ? guestCoverageGaps(r.coverage) : coverageGaps(r.coverage);

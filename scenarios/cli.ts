@@ -2,7 +2,8 @@
  * The smmulab CLI (yargs). Commands: run, list, demo. Every command has --help.
  * Exit codes: 0 success, 1 a scenario expectation failed, 2 bad input (arguments or files).
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, openSync, type WriteStream } from 'node:fs';
+import { resolve } from 'node:path';
 import yargs from 'yargs';
 import { setLogLevel, type LogLevel } from '../hw/log.ts';
 import { regNameAt } from '../hw/smmu/regs.ts';
@@ -17,6 +18,7 @@ import { decodeCommand, encodeCommand } from './cli-decode.ts';
 import { explainCommand } from './cli-explain.ts';
 import { fuzzCommand } from './cli-fuzz.ts';
 import { writeTrace, type TraceRecorder } from './trace.ts';
+import { canonicalPath, unwritableFile } from './out-path.ts';
 
 const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
@@ -72,12 +74,44 @@ export async function main(argv: string[]): Promise<number> {
           .positional('scenario', { type: 'string', demandOption: true, describe: 'built-in name (see `smmulab list`), a .json/.yaml file, or a folder of them (a catalog)' })
           .option('json', { type: 'boolean', default: false, describe: 'print one JSON object per run: {scenario, hypMode, ok, steps, skipped, failed, events, stats, hyp?, isolation?} (an array when there are several)' })
           .option('hyp', { choices: ['none', 'pkvm', 'pkvm-v6'] as const, describe: 'run under this hypervisor only (pkvm-v6: pKVM with the v6-era policy), instead of the scenario\'s variants' })
-          .option('mmio-log', { type: 'string', describe: 'write every CPU access that reaches the SMMU (or traps) to FILE as JSON lines' })
-          .option('trace', { type: 'string', describe: 'write a timeline to FILE in Chrome Trace Event Format (open it in ui.perfetto.dev or chrome://tracing); one process per run' }),
-      (a) => {
+          .option('mmio-log', { type: 'string', describe: 'write every CPU access that reaches the SMMU (or traps) to FILE as JSON lines (checked before the run: a FILE that cannot be written, or the --trace file, exits 2)' })
+          .option('trace', { type: 'string', describe: 'write a timeline to FILE in Chrome Trace Event Format (open it in ui.perfetto.dev or chrome://tracing); one process per run (checked before the run: a FILE that cannot be written exits 2)' }),
+      async (a) => {
         const scs = loadScenarios(a.scenario);
+        // the output files are checked before anything runs: a path that cannot be written
+        // fails here, not after the run (or, for --mmio-log, as an unhandled stream error)
+        for (const k of ['trace', 'mmio-log'] as const) {
+          const f = a[k];
+          if (f === undefined) continue;
+          const why = f === '' ? null : unwritableFile(f);
+          if (f === '' || why) {
+            process.stderr.write(f === '' ? `smmulab run: --${k} needs a file name\n` : `smmulab run: --${k} ${f}${f === resolve(f) ? '' : ` (${resolve(f)})`}: ${why}\n`);
+            code = 2;
+            return;
+          }
+        }
+        if (a.trace && a['mmio-log'] && canonicalPath(a.trace) === canonicalPath(a['mmio-log'])) {
+          process.stderr.write(`smmulab run: --trace and --mmio-log name the same file (${canonicalPath(a.trace)}): give each its own\n`);
+          code = 2;
+          return;
+        }
         let mmio: WriteStream | undefined;
-        if (a['mmio-log']) mmio = createWriteStream(a['mmio-log']);
+        let mmioError: Error | null = null;
+        if (a['mmio-log']) {
+          const path = resolve(a['mmio-log']);
+          let fd: number;
+          try {
+            fd = openSync(path, 'w');
+          } catch (e) {
+            process.stderr.write(`smmulab run: --mmio-log ${a['mmio-log']}: ${(e as Error).message}\n`);
+            code = 2;
+            return;
+          }
+          mmio = createWriteStream(path, { fd });
+          mmio.on('error', (e) => {
+            mmioError ??= e;
+          });
+        }
         const rs: RunResult[] = [];
         const recs: TraceRecorder[] = [];
         for (const sc of scs) {
@@ -92,7 +126,18 @@ export async function main(argv: string[]): Promise<number> {
             }),
           );
         }
-        mmio?.end();
+        if (mmio) {
+          const m = mmio;
+          await new Promise<void>((done) => {
+            if (m.destroyed) return done();
+            m.once('close', done);
+            m.end();
+          });
+          if (mmioError) {
+            process.stderr.write(`smmulab run: --mmio-log ${a['mmio-log']}: ${(mmioError as Error).message}\n`);
+            code = 2;
+          }
+        }
         if (a.trace) {
           recs.forEach((r, i) => r.renumber(i + 1));
           try {
@@ -104,7 +149,7 @@ export async function main(argv: string[]): Promise<number> {
           }
         }
         printResults(rs, a.json);
-        code = rs.every((r) => r.ok) ? 0 : 1;
+        code = Math.max(code, rs.every((r) => r.ok) ? 0 : 1);
       },
     )
     .command(

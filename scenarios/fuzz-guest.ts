@@ -65,7 +65,7 @@ import { parseScenarioText } from './loader.ts';
 import type { MachineConfig } from './schema.ts';
 import type { HostKernel } from './steps/driver.ts';
 import {
-  machineConfig, mergeCoverage, findingKey, stepJson, validateOptions, V6_RULES,
+  machineConfig, mergeCoverage, findingKey, stepJson, validateOptions, stopRequested, V6_RULES,
   type FuzzOptions, type FuzzResult, type FuzzFinding, type FuzzCoverage, type FindingKind, type FuzzProgress,
 } from './fuzz.ts';
 import type { HostileOp } from '../host/malicious.ts';
@@ -1060,6 +1060,15 @@ function makeFinding(o: FuzzOptions, plan: GuestPlan, exec: GuestExecResult, f: 
  * `target: 'guest'`, so `fuzzParallel` shards it over workers by episode as it does the host's.
  */
 export function fuzzGuest(o: FuzzOptions): FuzzResult {
+  const g = guestCampaign(o);
+  for (;;) {
+    const s = g.next();
+    if (s.done) return s.value;
+  }
+}
+
+/** A guest campaign (or one shard of it) that yields after each episode (scenarios/fuzz.ts campaign()). */
+export function* guestCampaign(o: FuzzOptions): Generator<void, FuzzResult, void> {
   validateOptions(o);
   const t0 = performance.now();
   const shard = o.shard ?? { index: 0, count: 1 };
@@ -1115,7 +1124,12 @@ export function fuzzGuest(o: FuzzOptions): FuzzResult {
   };
   for (let e = shard.index; e * K < limit; e += shard.count) {
     if (performance.now() >= deadline) break;
+    if (stopRequested(o)) {
+      res.interrupted = true;
+      break;
+    }
     if (runEpisode(o, e, limit, onRun)) break;
+    yield;
   }
   res.seconds = (performance.now() - t0) / 1000;
   res.operationsPerSecond = Math.round(res.operations / Math.max(res.seconds, 1e-9));

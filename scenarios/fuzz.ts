@@ -145,6 +145,11 @@ export interface FuzzOptions {
   stopWhen?: (f: FuzzFinding) => boolean;
   /** run only episodes index, index+count, ... */
   shard?: { index: number; count: number };
+  /**
+   * A stop flag: once element 0 is non-zero, the campaign stops before its next episode and
+   * its result is marked `interrupted` (on a SharedArrayBuffer, worker threads see it too)
+   */
+  stop?: Int32Array;
   onProgress?: (p: FuzzProgress) => void;
 }
 
@@ -227,6 +232,8 @@ export interface FuzzResult {
   /** one per distinct signature (the first iteration that showed it), shrunk */
   findings: FuzzFinding[];
   reproducers: string[];
+  /** set when the stop flag (FuzzOptions.stop) ended the campaign before all its episodes ran */
+  interrupted?: true;
 }
 
 export class FuzzInputError extends Error {}
@@ -1150,10 +1157,49 @@ export function validateOptions(o: FuzzOptions): void {
  * distinct failure signature is shrunk once (its first iteration), up to `maxReproducers`.
  */
 // the malicious-guest campaign (scenarios/fuzz-guest.ts); `fuzz()` hands `target: 'guest'` to it
-import { fuzzGuest } from './fuzz-guest.ts';
+import { fuzzGuest, guestCampaign } from './fuzz-guest.ts';
 
 export function fuzz(o: FuzzOptions): FuzzResult {
   if (o.target === 'guest') return fuzzGuest(o);
+  const g = hostCampaign(o);
+  for (;;) {
+    const s = g.next();
+    if (s.done) return s.value;
+  }
+}
+
+/** Whether a campaign's stop flag is up. */
+export function stopRequested(o: FuzzOptions): boolean {
+  return o.stop !== undefined && Atomics.load(o.stop, 0) !== 0;
+}
+
+/**
+ * A campaign (or one shard of it) that yields after each episode: `fuzz()` runs it to the end
+ * at once, `fuzzSliced()` lets the event loop run between slices of it.
+ */
+export function campaign(o: FuzzOptions): Generator<void, FuzzResult, void> {
+  return o.target === 'guest' ? guestCampaign(o) : hostCampaign(o);
+}
+
+/**
+ * Run a campaign in this thread in slices of about `sliceMs` (whole episodes), awaiting
+ * `setImmediate` between them: signal handlers, timers and worker messages run meanwhile, and
+ * a stop flag raised by them ends the campaign at the next episode.
+ */
+export async function fuzzSliced(o: FuzzOptions, sliceMs = 50): Promise<FuzzResult> {
+  const g = campaign(o);
+  let t = performance.now();
+  for (;;) {
+    const s = g.next();
+    if (s.done) return s.value;
+    if (performance.now() - t >= sliceMs) {
+      await new Promise<void>((r) => setImmediate(r));
+      t = performance.now();
+    }
+  }
+}
+
+function* hostCampaign(o: FuzzOptions): Generator<void, FuzzResult, void> {
   validateOptions(o);
   const t0 = performance.now();
   const shard = o.shard ?? { index: 0, count: 1 };
@@ -1202,7 +1248,12 @@ export function fuzz(o: FuzzOptions): FuzzResult {
   };
   for (let e = shard.index; e * K < limit; e += shard.count) {
     if (performance.now() >= deadline) break;
+    if (stopRequested(o)) {
+      res.interrupted = true;
+      break;
+    }
     if (runEpisode(o, e, limit, onRun)) break;
+    yield;
   }
   res.seconds = (performance.now() - t0) / 1000;
   res.operationsPerSecond = Math.round(res.operations / Math.max(res.seconds, 1e-9));
@@ -1274,6 +1325,8 @@ export function mergeResults(o: FuzzOptions, parts: FuzzResult[], seconds: numbe
   const all = parts.flatMap((p) => p.findings).sort((a, b) => a.iteration - b.iteration);
   for (const f of all) if (!res.findings.some((x) => findingKey(x.signature, x.needs) === findingKey(f.signature, f.needs))) res.findings.push(f);
   res.findings = res.findings.slice(0, o.maxReproducers ?? 8);
+  delete res.interrupted;
+  if (parts.some((p) => p.interrupted)) res.interrupted = true;
   res.seconds = seconds;
   res.operationsPerSecond = Math.round(res.operations / Math.max(seconds, 1e-9));
   res.coverage = sortCoverage(res.coverage);
@@ -1341,7 +1394,7 @@ export async function fuzzParallel(o: FuzzOptions, workers: number, logLevel = '
   validateOptions(o);
   const t0 = performance.now();
   if (workers <= 1) {
-    const r = fuzz(o);
+    const r = await fuzzSliced(o);
     return mergeResults(o, [r], r.seconds);
   }
   // Every thread warms its JIT up on its own: TurboFan compiles the several hundred functions a
@@ -1412,7 +1465,7 @@ async function runShards(o: FuzzOptions, workers: number, logLevel: string, t0: 
   const level = layerLogger('scenarios').level as LogLevel;
   setLogLevel(logLevel as LogLevel);
   try {
-    own = fuzz({ ...plain, shard: workerShard(o.shard, 0, workers), onProgress: (p) => {
+    own = await fuzzSliced({ ...plain, shard: workerShard(o.shard, 0, workers), onProgress: (p) => {
       storeProgress(progress, 0, p);
       report();
     } });
@@ -1426,21 +1479,41 @@ async function runShards(o: FuzzOptions, workers: number, logLevel: string, t0: 
   return mergeResults(o, parts, (performance.now() - t0) / 1000);
 }
 
-/** Write each finding's reproducer into `dir` (created if needed); returns the paths. */
+/**
+ * Write each finding's reproducer into `dir` (created if needed, one level at a time); returns
+ * the paths. Each file is written whole or not at all (a temporary file renamed into place).
+ * A file that cannot be written (a full disk…) does not stop the others: `r.reproducers` lists
+ * those written, and then the error names every file that failed.
+ */
 export async function writeReproducers(r: FuzzResult, dir: string): Promise<string[]> {
-  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const { renameSync, rmSync, writeFileSync } = await import('node:fs');
   const { join } = await import('node:path');
+  const { makeDirs } = await import('./out-path.ts');
   const out: string[] = [];
+  r.reproducers = out;
   if (!r.findings.some((f) => f.scenario)) return out;
-  mkdirSync(dir, { recursive: true });
+  try {
+    makeDirs(dir);
+  } catch (e) {
+    throw new Error(`cannot create the folder ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+  const failed: string[] = [];
   for (const f of r.findings) {
     if (!f.scenario) continue;
     const file = join(dir, `${String(f.scenario.name)}.json`);
-    writeFileSync(file, JSON.stringify(f.scenario, null, 1) + '\n');
+    const tmp = `${file}.${process.pid}.tmp`;
+    try {
+      writeFileSync(tmp, JSON.stringify(f.scenario, null, 1) + '\n');
+      renameSync(tmp, file);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      failed.push(`cannot write ${file}: ${(e as Error).message}`);
+      continue;
+    }
     f.reproducer = file;
     out.push(file);
   }
-  r.reproducers = out;
+  if (failed.length) throw new Error(failed.join('; '));
   return out;
 }
 

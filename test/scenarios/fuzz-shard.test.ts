@@ -163,6 +163,19 @@ for (const [target, campaign] of CAMPAIGNS) {
       expect(j).toEqual({ ...base.json, seconds: j.seconds, operationsPerSecond: j.operationsPerSecond });
       expect(files(base.out)).toEqual(base.files);
     });
+
+    it('merge checks --out before it merges or writes anything, as a run does', async () => {
+      const dir = tmp();
+      const file = join(dir, 'whole.json');
+      writeFileSync(file, JSON.stringify(base.json));
+      const blocker = join(dir, 'a-file');
+      writeFileSync(blocker, 'x');
+      const m = await smmulab('fuzz', 'merge', file, '--out', join(blocker, 'repro'));
+      expect(m.code).toBe(2);
+      expect(m.stdout).toBe('');
+      expect(m.stderr).toContain(`smmulab fuzz merge: --out ${join(blocker, 'repro')}: cannot write reproducers there`);
+      expect(readFileSync(blocker, 'utf8')).toBe('x');
+    });
   });
 }
 
