@@ -14,7 +14,7 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { setLogLevel } from '../hw/log.ts';
 import { RULE_NAMES, type RuleName } from '../hyp/policy.ts';
-import { fuzz, fuzzParallel, writeReproducers, findingKey, V6_RULES, type FuzzFinding, type FuzzOptions } from './fuzz.ts';
+import { fuzz, fuzzParallel, mergeResults, writeReproducers, findingKey, V6_RULES, type FuzzFinding, type FuzzOptions, type FuzzResult } from './fuzz.ts';
 import { GUEST_RULES } from './fuzz-guest.ts';
 
 const { values: a } = parseArgs({
@@ -65,7 +65,7 @@ if (parts.has('scale')) {
   ];
   for (const c of campaigns) {
     const iterations = Math.ceil(operations / OPS_PER_ITERATION[c.o.target!]);
-    const t = { ops: 0, iterations: 0, breaches: 0, exceptions: 0, invariants: 0, panics: 0, seconds: 0 };
+    const results: FuzzResult[] = [];
     for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
       const r = await fuzzParallel({ ...c.o, seed, iterations, onProgress: (p) => process.stderr.write(`\r  ${c.label} seed ${seed}: ${p.iterations} iterations, ${p.operations} operations\x1b[K`) }, workers, 'silent');
       process.stderr.write('\r\x1b[K');
@@ -74,15 +74,11 @@ if (parts.has('scale')) {
       log(`  ${c.label.padEnd(17)} seed ${String(seed).padStart(3)}: ${r.iterations} iterations, ${r.operations} operations${short ? ' (SHORT)' : ''}, ${r.operationsPerSecond}/s; breaches ${r.breaches}, exceptions ${r.unexpectedExceptions}, invariants ${r.invariantViolations}, panics ${r.panics}`);
       for (const f of r.findings) log(`    ${f.kind} ${f.signature} (iteration ${f.iteration}, ${f.minimalOperations} operations): ${f.reproducer}`);
       if (short || r.breaches + r.unexpectedExceptions + r.invariantViolations > 0) bad = true;
-      t.ops += r.operations;
-      t.iterations += r.iterations;
-      t.breaches += r.breaches;
-      t.exceptions += r.unexpectedExceptions;
-      t.invariants += r.invariantViolations;
-      t.panics += r.panics;
-      t.seconds += r.seconds;
+      results.push(r);
     }
-    log(`  ${c.label.padEnd(17)} total: ${seeds} seeds, ${t.iterations} iterations, ${t.ops} operations in ${t.seconds.toFixed(0)} s; breaches ${t.breaches}, exceptions ${t.exceptions}, invariants ${t.invariants}, panics ${t.panics}`);
+    // the counts add up as a campaign's shards do (the findings are listed per seed above)
+    const t = mergeResults({ ...c.o, seed: firstSeed }, results, results.reduce((a, r) => a + r.seconds, 0));
+    log(`  ${c.label.padEnd(17)} total: ${seeds} seeds, ${t.iterations} iterations, ${t.operations} operations in ${t.seconds.toFixed(0)} s; breaches ${t.breaches}, exceptions ${t.unexpectedExceptions}, invariants ${t.invariantViolations}, panics ${t.panics}`);
   }
 }
 
