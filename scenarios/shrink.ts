@@ -1,0 +1,156 @@
+/**
+ * The shrinking shared by the host and guest fuzzers (scenarios/fuzz.ts `shrink`,
+ * scenarios/fuzz-guest.ts `shrinkGuest`): a bounded minimizer of a failing list of operations
+ * that ends, when its budget allows, at a 1-minimal list (removing any one remaining item makes
+ * the test pass), and the simplification of operations' values.
+ *
+ * The test of a candidate list replays it on a fresh machine. Its cost grows with the list's
+ * length, so the long runs are cut first, cheaply, by removing chunks (ddmin's complements,
+ * from half the list down to two items, one pass per size, going on after each removal rather
+ * than starting over), and only then are single items removed, pass after pass, until a whole
+ * pass removes nothing: that last pass is the proof of 1-minimality.
+ *
+ * A test may answer with fewer items than it was given: a replay stops at the first failure,
+ * so what failed is the candidate's prefix up to it (the rest was never run). That prefix is
+ * what is kept.
+ */
+
+/** A shrink's budget of replays, shared by its phases. */
+export class Budget {
+  used = 0;
+  constructor(readonly limit: number) {}
+  get left(): number {
+    return this.limit - this.used;
+  }
+}
+
+/**
+ * A candidate's test: null when it does not fail as wanted, else what failed: the candidate
+ * itself or a prefix of it. The minimizer charges each call one unit of the budget; a test that
+ * replays more than once charges the others itself (`budget.used++`).
+ */
+export type ShrinkTest<T> = (candidate: readonly T[]) => readonly T[] | null;
+
+export interface MinimizeOptions {
+  /** the most budget one test may spend (default 1): no test starts with less left */
+  cost?: number;
+  /** before the chunks, the last item alone, the last two, four, ... (short, cheap replays; default false) */
+  suffixes?: boolean;
+  /** the chunk passes (default true); false: single removals only (a list already cut down) */
+  chunks?: boolean;
+}
+
+export interface Minimized<T> {
+  items: T[];
+  /** every remaining item was tried alone, on this very list, and none could go */
+  oneMinimal: boolean;
+}
+
+/**
+ * Shrink `items` (which fail `test`) to a list that still fails and, unless the budget ran out
+ * first, is 1-minimal. Deterministic: the same test answers give the same calls and result.
+ */
+export function minimize<T>(items: readonly T[], test: ShrinkTest<T>, budget: Budget, o: MinimizeOptions = {}): Minimized<T> {
+  const cost = Math.max(1, o.cost ?? 1);
+  let cur = items.slice();
+  const spent = (): Minimized<T> => ({ items: cur, oneMinimal: false });
+  /** the test's answer, or undefined when the budget does not allow one more */
+  const attempt = (cand: T[]): readonly T[] | null | undefined => {
+    if (budget.left < cost) return undefined;
+    budget.used++;
+    return test(cand);
+  };
+  const all = (): boolean => true;
+  /**
+   * One pass from the end over the items `among` picks out, leaving out `size` consecutive ones
+   * of them at a time (going on before each chunk left out): whether any was, undefined when
+   * the budget ran out.
+   */
+  const pass = (size: number, among: (item: T) => boolean): boolean | undefined => {
+    let removed = false;
+    for (let hi = Infinity; hi > 0;) {
+      const at: number[] = [];
+      cur.forEach((it, i) => among(it) && at.push(i));
+      hi = Math.min(hi, at.length);
+      const lo = Math.max(0, hi - size);
+      if (hi === 0 || (size > 1 && lo === 0 && hi === cur.length)) break; // (the whole list only one by one: the empty list)
+      const out = new Set(at.slice(lo, hi));
+      const r = attempt(cur.filter((_, i) => !out.has(i)));
+      if (r === undefined) return undefined;
+      if (r) {
+        cur = r.slice();
+        removed = true;
+      }
+      hi = lo;
+    }
+    return removed;
+  };
+  if (o.suffixes) {
+    for (let keep = 1; keep < cur.length; keep *= 2) {
+      const r = attempt(cur.slice(cur.length - keep));
+      if (r === undefined) return spent();
+      if (r) {
+        cur = r.slice();
+        break;
+      }
+    }
+  }
+  if (o.chunks ?? true) {
+    // chunks of half the list, a quarter, ... down to two items
+    for (let size = Math.ceil(cur.length / 2); size >= 2; size = Math.min(Math.ceil(size / 2), Math.ceil(cur.length / 2))) {
+      if (pass(size, all) === undefined) return spent();
+    }
+  }
+  // single items, to a fixpoint: a pass that removes nothing has tried each on the final list
+  for (let removed = true; removed;) {
+    const r = pass(1, all);
+    if (r === undefined) return spent();
+    removed = r;
+  }
+  return { items: cur, oneMinimal: true };
+}
+
+/** The operations whose values `simplifyValues` tries to make simpler (both fuzzers' `cmd` and `memwrite`). */
+export type Simplifiable = { op: string; commands?: readonly unknown[]; hex?: string };
+
+/**
+ * Simpler values, from the last operation back: fewer commands in a `cmd` step (each one left
+ * out in turn), zeroed 32-bit words in a `memwrite` (of at least two words, and at most
+ * `maxHex` hex digits). Each candidate that still fails is kept.
+ */
+export function simplifyValues<T extends Simplifiable>(ops: readonly T[], test: ShrinkTest<T>, budget: Budget, o: { cost?: number; maxHex?: number } = {}): { items: T[]; changed: boolean } {
+  const cost = Math.max(1, o.cost ?? 1);
+  const maxHex = o.maxHex ?? Infinity;
+  let cur = ops.slice();
+  let changed = false;
+  const attempt = (i: number, op: T): void => {
+    budget.used++;
+    const cand = cur.slice();
+    cand[i] = op;
+    const r = test(cand);
+    if (!r) return;
+    cur = r.slice();
+    changed = true;
+  };
+  for (let i = cur.length - 1; i >= 0 && budget.left >= cost; i--) {
+    const op0 = cur[i];
+    if (op0?.op === 'cmd' && (op0.commands?.length ?? 0) > 1) {
+      for (let j = op0.commands!.length - 1; j >= 0 && budget.left >= cost; j--) {
+        const op = cur[i];
+        const cmds = op?.commands;
+        if (!op || op.op !== 'cmd' || !cmds || cmds.length < 2 || j >= cmds.length) continue;
+        attempt(i, { ...op, commands: cmds.filter((_, k) => k !== j) });
+      }
+    } else if (op0?.op === 'memwrite' && (op0.hex?.length ?? 0) >= 16 && op0.hex!.length <= maxHex) {
+      for (let w = 0; budget.left >= cost; w++) {
+        const op = cur[i];
+        const hx = op?.hex;
+        if (!op || op.op !== 'memwrite' || hx === undefined || w * 8 >= hx.length) break;
+        const word = hx.slice(w * 8, w * 8 + 8);
+        if (/^0*$/.test(word)) continue;
+        attempt(i, { ...op, hex: hx.slice(0, w * 8) + '0'.repeat(word.length) + hx.slice(w * 8 + 8) });
+      }
+    }
+  }
+  return { items: cur, changed };
+}
