@@ -2,7 +2,8 @@
  * The shrinking shared by the host and guest fuzzers (scenarios/fuzz.ts `shrink`,
  * scenarios/fuzz-guest.ts `shrinkGuest`): a bounded minimizer of a failing list of operations
  * that ends, when its budget allows, at a 1-minimal list (removing any one remaining item makes
- * the test pass), and the simplification of operations' values.
+ * the test pass), the simplification of operations' values, and the shrink of one failure
+ * built from them.
  *
  * The test of a candidate list replays it on a fresh machine. Its cost grows with the list's
  * length, so the long runs are cut first, cheaply, by removing chunks (ddmin's complements,
@@ -153,4 +154,104 @@ export function simplifyValues<T extends Simplifiable>(ops: readonly T[], test: 
     }
   }
   return { items: cur, changed };
+}
+
+/** What shrinking needs to know of a fuzzer: plans `P` (a machine and its prologue), operations `T`, replays `R`. */
+export interface ShrinkSubject<P, T, R> {
+  /** a fresh machine from `plan`, its prologue, then `ops` until the first failure */
+  replay(plan: P, ops: readonly T[]): R;
+  /** the signature of the failure a replay found (undefined: none) */
+  signature(r: R): string | undefined;
+  /** the operations a replay ran, up to and including the one after which it failed */
+  failed(r: R): T[];
+  /** the plan with the weakened rules the failure needs restored; null when it needs none */
+  restored(plan: P): P | null;
+  /** the plan without prologue step `i`, or null when that step must stay */
+  dropStep(plan: P, i: number): P | null;
+  /** steps in the plan's prologue */
+  prologueLength(plan: P): number;
+  /** start with the suffixes (MinimizeOptions) */
+  suffixes?: boolean;
+  /** memory writes longer than this many hex digits keep their values */
+  maxHex?: number;
+}
+
+export interface ShrunkFailure<P, T, R> {
+  plan: P;
+  ops: T[];
+  /** the replay of the result; null when the failure did not reproduce from the operations alone */
+  exec: R | null;
+  /** replays spent (at most the budget) */
+  runs: number;
+  /** no single remaining operation can be removed (each was tried on the result); false: the budget ran out first */
+  oneMinimal: boolean;
+}
+
+/** Tests: sees every `shrinkFailure`, its subject (the replay it used) and its result. */
+export const SHRINK_OBSERVER: { fn: (<P, T, R>(s: ShrinkSubject<P, T, R>, signature: string, result: ShrunkFailure<P, T, R>) => void) | null } = { fn: null };
+
+/**
+ * Shrink one failure, in at most `budget` replays: the operations to a 1-minimal list
+ * (`minimize`), then simpler values and a shorter prologue, and single operations again when
+ * either changed anything (either can make an operation unneeded). A candidate is kept when a
+ * fresh replay of it fails with the same signature.
+ *
+ * A failure that needs weakened rules must still need them: with them restored its replay must
+ * not fail the same way. That is checked on every candidate that fails (a second replay).
+ */
+export function shrinkFailure<P, T extends Simplifiable, R>(s: ShrinkSubject<P, T, R>, plan0: P, ops0: readonly T[], signature: string, budget: number): ShrunkFailure<P, T, R> {
+  const result = shrinkOnce(s, plan0, ops0, signature, budget);
+  SHRINK_OBSERVER.fn?.(s, signature, result);
+  return result;
+}
+
+function shrinkOnce<P, T extends Simplifiable, R>(s: ShrinkSubject<P, T, R>, plan0: P, ops0: readonly T[], signature: string, budget: number): ShrunkFailure<P, T, R> {
+  const spend = new Budget(budget);
+  /** whether the failure is gone with the needed rules restored (charging that replay) */
+  const needsHold = (p: P, ops: readonly T[]): boolean => {
+    const fixed = s.restored(p);
+    if (!fixed) return true;
+    spend.used++;
+    return s.signature(s.replay(fixed, ops)) !== signature;
+  };
+  spend.used++;
+  const first = s.replay(plan0, ops0);
+  if (s.signature(first) !== signature || (spend.left > 0 && !needsHold(plan0, ops0))) return { plan: plan0, ops: ops0.slice(), exec: null, runs: spend.used, oneMinimal: false };
+
+  const cost = s.restored(plan0) ? 2 : 1;
+  let plan = plan0;
+  let best = first;
+  const test = (p: P, ops: readonly T[]): R | null => {
+    const r = s.replay(p, ops);
+    return s.signature(r) === signature && needsHold(p, ops) ? r : null;
+  };
+  const opsTest = (ops: readonly T[]): T[] | null => {
+    const r = test(plan, ops);
+    if (!r) return null;
+    best = r;
+    return s.failed(r);
+  };
+  const m = minimize(s.failed(first), opsTest, spend, { cost, suffixes: s.suffixes ?? false });
+  let oneMinimal = m.oneMinimal;
+  const values = simplifyValues(m.items, opsTest, spend, { cost, maxHex: s.maxHex });
+  let cur = values.items;
+  let changed = values.changed;
+  for (let i = s.prologueLength(plan) - 1; i >= 0 && spend.left >= cost; i--) {
+    const p2 = s.dropStep(plan, i);
+    if (!p2) continue;
+    spend.used++;
+    const r = test(p2, cur);
+    if (r) {
+      plan = p2;
+      best = r;
+      cur = s.failed(r);
+      changed = true;
+    }
+  }
+  if (changed) {
+    const again = minimize(cur, opsTest, spend, { cost, chunks: false });
+    cur = again.items;
+    oneMinimal = again.oneMinimal;
+  }
+  return { plan, ops: cur, exec: best, runs: spend.used, oneMinimal };
 }

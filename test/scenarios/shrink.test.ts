@@ -1,11 +1,15 @@
 /**
  * Shrinking (scenarios/shrink.ts): the generic minimizer against synthetic predicates (it finds
  * exactly the needed items of a monotone failure, is 1-minimal for any failure, keeps to its
- * budget, and is deterministic), and the simplification of values.
+ * budget, and is deterministic), the simplification of values, and the fuzzers' shrinks of real
+ * failures: from several seeds and weakened rules, host and guest, each reproducer still fails
+ * and fails no more with any one of its operations left out (replayed as the shrinker replays).
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Budget, minimize, simplifyValues, type ShrinkTest } from '../../scenarios/shrink.ts';
+import { Budget, minimize, simplifyValues, shrinkFailure, SHRINK_OBSERVER, type ShrinkSubject, type ShrunkFailure, type ShrinkTest } from '../../scenarios/shrink.ts';
+import { fuzz, type FuzzFinding, type FuzzOptions } from '../../scenarios/fuzz.ts';
+import type { RuleName } from '../../hyp/policy.ts';
 
 /** A random list of distinct items, and a random subset of it: the items a failure needs. */
 const listAndNeeded = fc.uniqueArray(fc.integer({ min: 0, max: 10_000 }), { maxLength: 60 }).chain((items) =>
@@ -119,4 +123,118 @@ describe('simplifyValues', () => {
     // a write longer than maxHex keeps its value
     expect(simplifyValues(ops, test, new Budget(100), { maxHex: 16 }).items[0]).toEqual(ops[0]);
   });
+});
+
+describe('shrinkFailure', () => {
+  // a synthetic fuzzer: a plan is whether the rule is weakened, with a prologue; an operation
+  // is a number. With the rule weakened, operations 1 and 3 together fail; a hypervisor bug
+  // fails the same way with the rule on too: 2 without 4
+  type Plan = { weak: boolean; prologue: number[] };
+  const subject = (log: string[] = []): ShrinkSubject<Plan, { op: string; id: number }, { sig?: string; ran: Array<{ op: string; id: number }> }> => ({
+    replay: (p, ops) => {
+      log.push(`${p.weak ? 'weak' : 'fixed'} ${p.prologue.join('')}|${ops.map((o) => o.id).join('')}`);
+      const ids = ops.map((o) => o.id);
+      const bug = (p.weak && ids.includes(1) && ids.includes(3)) || (ids.includes(2) && !ids.includes(4));
+      return { sig: bug && p.prologue.includes(0) ? 'breach:x' : undefined, ran: ops.slice() };
+    },
+    signature: (r) => r.sig,
+    failed: (r) => r.ran,
+    restored: (p) => (p.weak ? { ...p, weak: false } : null),
+    dropStep: (p, i) => (i >= 1 ? { ...p, prologue: p.prologue.filter((_, k) => k !== i) } : null),
+    prologueLength: (p) => p.prologue.length,
+  });
+  const ops = [1, 2, 3, 4].map((id) => ({ op: 'x', id }));
+
+  it('a failure that needs the weakened rule: the shortcut through the hypervisor bug is refused, the prologue shrunk', () => {
+    const log: string[] = [];
+    const r = shrinkFailure(subject(log), { weak: true, prologue: [0, 1, 2] }, ops, 'breach:x', 1000);
+    expect(r.ops.map((o) => o.id)).toEqual([1, 3]);
+    expect(r.plan).toEqual({ weak: true, prologue: [0] });
+    expect(r.oneMinimal).toBe(true);
+    expect(r.runs).toBe(log.length);
+    // the same again
+    expect(shrinkFailure(subject(), { weak: true, prologue: [0, 1, 2] }, ops, 'breach:x', 1000)).toEqual(r);
+  });
+
+  it('a budget too small to prove it: not 1-minimal, and never more replays than the budget', () => {
+    for (let budget = 0; budget < 40; budget++) {
+      const log: string[] = [];
+      const r = shrinkFailure(subject(log), { weak: true, prologue: [0, 1, 2] }, ops, 'breach:x', budget);
+      expect(log.length).toBe(r.runs);
+      expect(r.runs).toBeLessThanOrEqual(Math.max(budget, 1));
+      if (r.exec) expect(subject().signature(subject().replay(r.plan, r.ops))).toBe('breach:x');
+    }
+  });
+
+  it('a failure that does not reproduce from its operations: not shrunk', () => {
+    const r = shrinkFailure(subject(), { weak: true, prologue: [1] }, ops, 'breach:x', 100);
+    expect(r).toMatchObject({ exec: null, oneMinimal: false, ops });
+  });
+});
+
+// ---- the fuzzers' shrinks of real failures ---------------------------------------------------
+
+interface Seen {
+  subject: ShrinkSubject<unknown, unknown, unknown>;
+  signature: string;
+  result: ShrunkFailure<unknown, unknown, unknown>;
+}
+
+/** A campaign's findings, with the shrinks it made (their subjects: the replay the shrinker used). */
+function campaign(o: FuzzOptions): { findings: FuzzFinding[]; seen: Seen[] } {
+  const seen: Seen[] = [];
+  SHRINK_OBSERVER.fn = (subject, signature, result) => {
+    seen.push({ subject: subject as ShrinkSubject<unknown, unknown, unknown>, signature, result: result as ShrunkFailure<unknown, unknown, unknown> });
+  };
+  try {
+    return { findings: fuzz(o).findings, seen };
+  } finally {
+    SHRINK_OBSERVER.fn = null;
+  }
+}
+
+/** Whether `ops` on `plan` fail as the shrinker wants: the signature, and not with the needed rules restored. */
+function failsAsWanted(s: Seen, plan: unknown, ops: readonly unknown[]): boolean {
+  const { subject } = s;
+  if (subject.signature(subject.replay(plan, ops)) !== s.signature) return false;
+  const fixed = subject.restored(plan);
+  return !fixed || subject.signature(subject.replay(fixed, ops)) !== s.signature;
+}
+
+/** Seeds and weakened rules whose first findings come within a few hundred iterations. */
+const CASES: ReadonlyArray<[string, FuzzOptions]> = [
+  ['host queue-pin, seed 1', { seed: 1, weaken: ['queue-pin'] as RuleName[], iterations: 3000 }],
+  ['host donate-tlbi, seed 1', { seed: 1, weaken: ['donate-tlbi'] as RuleName[], iterations: 3000 }],
+  ['host ste-config, seed 3', { seed: 3, weaken: ['ste-config'] as RuleName[], iterations: 3000 }],
+  ['host ats-check, seed 1', { seed: 1, weaken: ['ats-check'] as RuleName[], allowAts: true, iterations: 3000 }],
+  ['guest vsid-owner, seed 2', { seed: 2, target: 'guest', weaken: ['vsid-owner'] as RuleName[], iterations: 3000 }],
+  ['guest vevt-vsid, seed 1', { seed: 1, target: 'guest', weaken: ['vevt-vsid'] as RuleName[], iterations: 3000 }],
+];
+
+describe('the fuzzers shrink to 1-minimal reproducers', () => {
+  for (const [name, o] of CASES) {
+    it(`${name}: the shrunk operations fail, and fail no more without any one of them`, () => {
+      const { findings, seen } = campaign({ ...o, maxReproducers: 2, stopAfterFindings: 2, shrinkBudget: 1000 });
+      expect(findings.length).toBeGreaterThan(0);
+      expect(seen.length).toBe(findings.length);
+      for (const [k, s] of seen.entries()) {
+        const f = findings[k]!;
+        const { plan, ops, runs, oneMinimal } = s.result;
+        expect(runs).toBeLessThanOrEqual(1000);
+        expect(f.signature).toBe(s.signature);
+        expect({ signature: f.signature, oneMinimal, minimal: f.minimalOperations, from: f.operations }).toMatchObject({ oneMinimal: true, minimal: ops.length });
+        expect(f.oneMinimal).toBe(true);
+        expect(failsAsWanted(s, plan, ops)).toBe(true);
+        for (let i = 0; i < ops.length; i++) expect(failsAsWanted(s, plan, ops.filter((_, j) => j !== i)), `${f.signature}: without operation ${i} of ${ops.length}`).toBe(false);
+        // and `smmulab run` replays the reproducer to the same failure
+        expect(f.replay?.reproduces, JSON.stringify(f.replay)).toBe(true);
+      }
+    }, 60_000);
+  }
+
+  it('the same seed, the same shrink', () => {
+    const o: FuzzOptions = { seed: 1, weaken: ['donate-tlbi'], iterations: 3000, maxReproducers: 1, stopAfterFindings: 1 };
+    const strip = (f: FuzzFinding) => ({ ...f, replay: undefined });
+    expect(fuzz(o).findings.map(strip)).toEqual(fuzz(o).findings.map(strip));
+  }, 60_000);
 });
