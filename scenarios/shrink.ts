@@ -19,7 +19,7 @@
 /** A shrink's budget of replays, shared by its phases. */
 export class Budget {
   used = 0;
-  constructor(readonly limit: number) {}
+  constructor(public limit: number) {}
   get left(): number {
     return this.limit - this.used;
   }
@@ -197,7 +197,10 @@ export const SHRINK_OBSERVER: { fn: (<P, T, R>(s: ShrinkSubject<P, T, R>, signat
  * fresh replay of it fails with the same signature.
  *
  * A failure that needs weakened rules must still need them: with them restored its replay must
- * not fail the same way. That is checked on every candidate that fails (a second replay).
+ * not fail the same way. That is checked once, on the result (a list from which no operation
+ * can go without losing the failure cannot lose one under the stricter test either); only when
+ * the result fails that check is the shrink done again from the start with the check on every
+ * kept candidate (two replays each).
  */
 export function shrinkFailure<P, T extends Simplifiable, R>(s: ShrinkSubject<P, T, R>, plan0: P, ops0: readonly T[], signature: string, budget: number): ShrunkFailure<P, T, R> {
   const result = shrinkOnce(s, plan0, ops0, signature, budget);
@@ -218,40 +221,52 @@ function shrinkOnce<P, T extends Simplifiable, R>(s: ShrinkSubject<P, T, R>, pla
   const first = s.replay(plan0, ops0);
   if (s.signature(first) !== signature || (spend.left > 0 && !needsHold(plan0, ops0))) return { plan: plan0, ops: ops0.slice(), exec: null, runs: spend.used, oneMinimal: false };
 
-  const cost = s.restored(plan0) ? 2 : 1;
-  let plan = plan0;
-  let best = first;
-  const test = (p: P, ops: readonly T[]): R | null => {
-    const r = s.replay(p, ops);
-    return s.signature(r) === signature && needsHold(p, ops) ? r : null;
-  };
-  const opsTest = (ops: readonly T[]): T[] | null => {
-    const r = test(plan, ops);
-    if (!r) return null;
-    best = r;
-    return s.failed(r);
-  };
-  const m = minimize(s.failed(first), opsTest, spend, { cost, suffixes: s.suffixes ?? false });
-  let oneMinimal = m.oneMinimal;
-  const values = simplifyValues(m.items, opsTest, spend, { cost, maxHex: s.maxHex });
-  let cur = values.items;
-  let changed = values.changed;
-  for (let i = s.prologueLength(plan) - 1; i >= 0 && spend.left >= cost; i--) {
-    const p2 = s.dropStep(plan, i);
-    if (!p2) continue;
-    spend.used++;
-    const r = test(p2, cur);
-    if (r) {
-      plan = p2;
+  const run = (eager: boolean): ShrunkFailure<P, T, R> => {
+    const cost = eager && s.restored(plan0) ? 2 : 1;
+    let plan = plan0;
+    let best = first;
+    const test = (p: P, ops: readonly T[]): R | null => {
+      const r = s.replay(p, ops);
+      return s.signature(r) === signature && (!eager || needsHold(p, ops)) ? r : null;
+    };
+    const opsTest = (ops: readonly T[]): T[] | null => {
+      const r = test(plan, ops);
+      if (!r) return null;
       best = r;
-      cur = s.failed(r);
-      changed = true;
+      return s.failed(r);
+    };
+    const m = minimize(s.failed(first), opsTest, spend, { cost, suffixes: s.suffixes ?? false });
+    let oneMinimal = m.oneMinimal;
+    const values = simplifyValues(m.items, opsTest, spend, { cost, maxHex: s.maxHex });
+    let cur = values.items;
+    let changed = values.changed;
+    for (let i = s.prologueLength(plan) - 1; i >= 0 && spend.left >= cost; i--) {
+      const p2 = s.dropStep(plan, i);
+      if (!p2) continue;
+      spend.used++;
+      const r = test(p2, cur);
+      if (r) {
+        plan = p2;
+        best = r;
+        cur = s.failed(r);
+        changed = true;
+      }
     }
-  }
-  if (changed) {
-    const again = minimize(cur, opsTest, spend, { cost, chunks: false });
-    cur = again.items;
-    oneMinimal = again.oneMinimal;
-  }
-  return { plan, ops: cur, exec: best, runs: spend.used, oneMinimal };
+    if (changed) {
+      const again = minimize(cur, opsTest, spend, { cost, chunks: false });
+      cur = again.items;
+      oneMinimal = again.oneMinimal;
+    }
+    return { plan, ops: cur, exec: best, runs: spend.used, oneMinimal };
+  };
+
+  if (!s.restored(plan0)) return run(true);
+  // (one replay kept for the check)
+  spend.limit--;
+  const lazy = run(false);
+  spend.limit++;
+  if (spend.left > 0 && needsHold(lazy.plan, lazy.ops)) return { ...lazy, runs: spend.used };
+  // the result is a failure of the hypervisor with the rules restored too (or could not be
+  // checked): again, checking every candidate
+  return run(true);
 }
