@@ -62,7 +62,7 @@ import { RunContext } from './context.ts';
 import { STEPS } from './steps/index.ts';
 import { buildMachine, bootHyp, runScenario } from './runner.ts';
 import { parseScenarioText } from './loader.ts';
-import { shrinkFailure, type ShrunkFailure } from './shrink.ts';
+import { opKind, shrinkFailure, type ShrunkFailure } from './shrink.ts';
 import type { MachineConfig } from './schema.ts';
 import type { HostKernel } from './steps/driver.ts';
 import {
@@ -839,6 +839,7 @@ export function shrinkGuest(plan0: GuestPlan, ops0: readonly GuestOp[], signatur
       const keep = (_: unknown, k: number): boolean => k !== i;
       return { ...p, prologueJson: p.prologueJson.filter(keep), prologue: p.prologue.filter(keep) };
     },
+    kindOf: opKind,
     prologueLength: (p) => p.prologueJson.length,
     suffixes: true,
     maxHex: 512,

@@ -61,7 +61,7 @@ import type { HostKernel } from './steps/driver.ts';
 import { Attacker, Rng, type HostileOp, type HostLayout, type HostProbe } from '../host/malicious.ts';
 import type { RegName } from '../hw/smmu/regs.ts';
 import { regByName } from '../hw/smmu/regs.ts';
-import { shrinkFailure, type ShrunkFailure } from './shrink.ts';
+import { opKind, shrinkFailure, type ShrunkFailure } from './shrink.ts';
 
 // ---- the fuzzing machine ---------------------------------------------------------------------
 
@@ -953,6 +953,7 @@ export function shrink(plan0: Plan, ops0: readonly HostileOp[], signature: strin
     failed: (r) => r.executed.slice(0, r.foundAt + 1),
     restored: (p) => (needs.length ? withWeaken(p, p.weaken.filter((w) => !needs.includes(w))) : null),
     dropStep: (p, i) => (i >= 1 ? { ...p, prologue: p.prologue.filter((_, k) => k !== i) } : null),
+    kindOf: opKind,
     prologueLength: (p) => p.prologue.length,
   }, plan0, ops0, signature, budget);
 }

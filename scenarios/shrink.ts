@@ -9,7 +9,9 @@
  * length, so the long runs are cut first, cheaply, by removing chunks (ddmin's complements,
  * from half the list down to two items, one pass per size, going on after each removal rather
  * than starting over), and only then are single items removed, pass after pass, until a whole
- * pass removes nothing: that last pass is the proof of 1-minimality.
+ * pass removes nothing: that last pass is the proof of 1-minimality. Items of one kind (writes
+ * to one register) are also left out two, four, ... at a time: writes that toggle a register
+ * back and forth can go only so.
  *
  * A test may answer with fewer items than it was given: a replay stops at the first failure,
  * so what failed is the candidate's prefix up to it (the rest was never run). That prefix is
@@ -32,13 +34,19 @@ export class Budget {
  */
 export type ShrinkTest<T> = (candidate: readonly T[]) => readonly T[] | null;
 
-export interface MinimizeOptions {
+export interface MinimizeOptions<T> {
   /** the most budget one test may spend (default 1): no test starts with less left */
   cost?: number;
   /** before the chunks, the last item alone, the last two, four, ... (short, cheap replays; default false) */
   suffixes?: boolean;
   /** the chunk passes (default true); false: single removals only (a list already cut down) */
   chunks?: boolean;
+  /**
+   * The kind of an item: items of one kind are also left out together, in chunks of 2, 4, ...
+   * consecutive ones of that kind (after the chunks, and after the single removals, which then
+   * run again): what can go only in pairs, as writes that toggle a register, does.
+   */
+  kindOf?: (item: T) => string;
 }
 
 export interface Minimized<T> {
@@ -51,7 +59,7 @@ export interface Minimized<T> {
  * Shrink `items` (which fail `test`) to a list that still fails and, unless the budget ran out
  * first, is 1-minimal. Deterministic: the same test answers give the same calls and result.
  */
-export function minimize<T>(items: readonly T[], test: ShrinkTest<T>, budget: Budget, o: MinimizeOptions = {}): Minimized<T> {
+export function minimize<T>(items: readonly T[], test: ShrinkTest<T>, budget: Budget, o: MinimizeOptions<T> = {}): Minimized<T> {
   const cost = Math.max(1, o.cost ?? 1);
   let cur = items.slice();
   const spent = (): Minimized<T> => ({ items: cur, oneMinimal: false });
@@ -86,6 +94,22 @@ export function minimize<T>(items: readonly T[], test: ShrinkTest<T>, budget: Bu
     }
     return removed;
   };
+  /** chunks of each kind's items, largest kind first: whether any was left out, undefined when the budget ran out */
+  const kinds = (kindOf: (item: T) => string): boolean | undefined => {
+    const count = new Map<string, number>();
+    for (const it of cur) count.set(kindOf(it), (count.get(kindOf(it)) ?? 0) + 1);
+    let removed = false;
+    // (a stable sort: kinds of one count in order of first appearance)
+    for (const k of [...count.keys()].sort((a, b) => count.get(b)! - count.get(a)!)) {
+      const n = cur.filter((it) => kindOf(it) === k).length;
+      for (let size = 2 ** Math.floor(Math.log2(Math.max(n, 1))); size >= 2; size /= 2) {
+        const r = pass(size, (it) => kindOf(it) === k);
+        if (r === undefined) return undefined;
+        removed ||= r;
+      }
+    }
+    return removed;
+  };
   if (o.suffixes) {
     for (let keep = 1; keep < cur.length; keep *= 2) {
       const r = attempt(cur.slice(cur.length - keep));
@@ -101,14 +125,31 @@ export function minimize<T>(items: readonly T[], test: ShrinkTest<T>, budget: Bu
     for (let size = Math.ceil(cur.length / 2); size >= 2; size = Math.min(Math.ceil(size / 2), Math.ceil(cur.length / 2))) {
       if (pass(size, all) === undefined) return spent();
     }
+    if (o.kindOf && kinds(o.kindOf) === undefined) return spent();
   }
-  // single items, to a fixpoint: a pass that removes nothing has tried each on the final list
-  for (let removed = true; removed;) {
-    const r = pass(1, all);
+  for (;;) {
+    // single items, to a fixpoint: a pass that removes nothing has tried each on the final list
+    for (let removed = true; removed;) {
+      const r = pass(1, all);
+      if (r === undefined) return spent();
+      removed = r;
+    }
+    if (!o.kindOf) return { items: cur, oneMinimal: true };
+    // items that can go only together with others of their kind (a register toggled back and
+    // forth); then the single removals again, to prove the shorter list 1-minimal
+    const r = kinds(o.kindOf);
     if (r === undefined) return spent();
-    removed = r;
+    if (!r) return { items: cur, oneMinimal: true };
   }
-  return { items: cur, oneMinimal: true };
+}
+
+/**
+ * The kind of a fuzzer's operation (for `kindOf`): its step, and the register or address an
+ * access goes to, the call a hypervisor or guest step makes, and the actor when not the host.
+ */
+export function opKind(op: { op: string; actor?: string; addr?: number; call?: string }): string {
+  const who = op.actor && op.actor !== 'host' ? ` ${op.actor}` : '';
+  return `${op.op}${who}${op.addr !== undefined && op.op !== 'race' ? ` 0x${op.addr.toString(16)}` : ''}${op.call ? ` ${op.call}` : ''}`;
 }
 
 /** The operations whose values `simplifyValues` tries to make simpler (both fuzzers' `cmd` and `memwrite`). */
@@ -172,6 +213,8 @@ export interface ShrinkSubject<P, T, R> {
   prologueLength(plan: P): number;
   /** start with the suffixes (MinimizeOptions) */
   suffixes?: boolean;
+  /** operations of a kind are also left out together (MinimizeOptions) */
+  kindOf?: (op: T) => string;
   /** memory writes longer than this many hex digits keep their values */
   maxHex?: number;
 }
@@ -235,7 +278,7 @@ function shrinkOnce<P, T extends Simplifiable, R>(s: ShrinkSubject<P, T, R>, pla
       best = r;
       return s.failed(r);
     };
-    const m = minimize(s.failed(first), opsTest, spend, { cost, suffixes: s.suffixes ?? false });
+    const m = minimize(s.failed(first), opsTest, spend, { cost, suffixes: s.suffixes ?? false, kindOf: s.kindOf });
     let oneMinimal = m.oneMinimal;
     const values = simplifyValues(m.items, opsTest, spend, { cost, maxHex: s.maxHex });
     let cur = values.items;
@@ -253,7 +296,7 @@ function shrinkOnce<P, T extends Simplifiable, R>(s: ShrinkSubject<P, T, R>, pla
       }
     }
     if (changed) {
-      const again = minimize(cur, opsTest, spend, { cost, chunks: false });
+      const again = minimize(cur, opsTest, spend, { cost, chunks: false, kindOf: s.kindOf });
       cur = again.items;
       oneMinimal = again.oneMinimal;
     }

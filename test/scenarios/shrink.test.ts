@@ -63,8 +63,8 @@ describe('minimize', () => {
   });
 
   it('any failure: what is left still fails and is 1-minimal, or the budget said so; never more calls than the budget', () => {
-    fc.assert(fc.property(listAndNeeded, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 400 }), fc.boolean(), ([items, needed], salt, limit, suffixes) => {
-      const o = { suffixes };
+    fc.assert(fc.property(listAndNeeded, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 400 }), fc.boolean(), fc.boolean(), ([items, needed], salt, limit, suffixes, byKind) => {
+      const o = { suffixes, ...(byKind ? { kindOf: (x: number) => String(x % 3) } : {}) };
       // not monotone: some supersets of the needed items pass, some subsets of a failing list fail
       const fails = (cand: readonly number[]): boolean => hasAll(cand, needed) && (cand.length === items.length || (hash(cand) + salt) % 3 !== 0);
       const c = counted<number>((cand) => (fails(cand) ? cand : null));
@@ -81,6 +81,27 @@ describe('minimize', () => {
       // deterministic
       expect(minimize(items, (cand) => (fails(cand) ? cand : null), new Budget(limit), o)).toEqual(m);
     }), { numRuns: 300 });
+  });
+
+  it('items that can go only in pairs (a register toggled back and forth) go, with their kind', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 40 }), (n) => {
+      // needed items (even) and, between them, writes that flip one bit (odd): the failure needs
+      // every even item and the bit as the whole list leaves it
+      const items = Array.from({ length: 2 * n }, (_, i) => i);
+      const bit = (xs: readonly number[]): number => xs.filter((x) => x % 2 === 1).length % 2;
+      const fails = (cand: readonly number[]): boolean => cand.filter((x) => x % 2 === 0).length === n && bit(cand) === bit(items);
+      const test = (cand: readonly number[]): readonly number[] | null => (fails(cand) ? cand : null);
+      const kindOf = (x: number): string => (x % 2 === 1 ? 'toggle' : 'other');
+      // without the kinds: each toggle alone flips the bit, and no chunk holds two toggles and no
+      // needed item, so every toggle stays (1-minimal all the same)
+      const plain = minimize(items, test, new Budget(100_000));
+      expect(plain).toEqual({ items, oneMinimal: true });
+      // with them, the toggles go two by two: the one the parity needs is left, if any
+      const m = minimize(items, test, new Budget(100_000), { kindOf });
+      expect(m.oneMinimal).toBe(true);
+      expect(fails(m.items)).toBe(true);
+      expect(m.items.filter((x) => x % 2 === 1).length).toBe(n % 2);
+    }), { numRuns: 40 });
   });
 
   it('a test that costs two (and charges the second itself) never takes the budget past its limit', () => {
