@@ -62,7 +62,7 @@ import { RunContext } from './context.ts';
 import { STEPS } from './steps/index.ts';
 import { buildMachine, bootHyp, runScenario } from './runner.ts';
 import { parseScenarioText } from './loader.ts';
-import { opKind, shrinkFailure, type ShrunkFailure } from './shrink.ts';
+import { opKind, SHRINK_BUDGET, shrinkFailure, type ShrunkFailure } from './shrink.ts';
 import type { MachineConfig } from './schema.ts';
 import type { HostKernel } from './steps/driver.ts';
 import {
@@ -963,7 +963,7 @@ function makeFinding(o: FuzzOptions, plan: GuestPlan, exec: GuestExecResult, f: 
   let found = f;
   let panic = exec.panic;
   if (o.shrink ?? true) {
-    const s = shrinkGuest(plan, ops, f.signature, o.shrinkBudget ?? 400, needs);
+    const s = shrinkGuest(plan, ops, f.signature, o.shrinkBudget ?? SHRINK_BUDGET, needs);
     sPlan = s.plan;
     ops = s.ops;
     if (s.exec) {

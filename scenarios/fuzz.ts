@@ -61,7 +61,7 @@ import type { HostKernel } from './steps/driver.ts';
 import { Attacker, Rng, type HostileOp, type HostLayout, type HostProbe } from '../host/malicious.ts';
 import type { RegName } from '../hw/smmu/regs.ts';
 import { regByName } from '../hw/smmu/regs.ts';
-import { opKind, shrinkFailure, type ShrunkFailure } from './shrink.ts';
+import { opKind, SHRINK_BUDGET, shrinkFailure, type ShrunkFailure } from './shrink.ts';
 
 // ---- the fuzzing machine ---------------------------------------------------------------------
 
@@ -137,8 +137,8 @@ export interface FuzzOptions {
   /** shrink failures (default true) */
   shrink?: boolean;
   /**
-   * replays one shrink may spend (default 400); a shrink that ends within it has a 1-minimal
-   * reproducer (FuzzFinding.oneMinimal)
+   * replays one shrink may spend (default SHRINK_BUDGET); a shrink that ends within it has a
+   * 1-minimal reproducer (FuzzFinding.oneMinimal)
    */
   shrinkBudget?: number;
   /** distinct failures shrunk and kept (default 8) */
@@ -1160,7 +1160,7 @@ function makeFinding(o: FuzzOptions, plan: Plan, exec: ExecResult, f: Detected, 
   let found = f;
   let panic = exec.panic;
   if (o.shrink ?? true) {
-    const s = shrink(plan, ops, f.signature, o.shrinkBudget ?? 400, needs);
+    const s = shrink(plan, ops, f.signature, o.shrinkBudget ?? SHRINK_BUDGET, needs);
     sPlan = s.plan;
     ops = s.ops;
     if (s.exec) {

@@ -18,6 +18,14 @@
  * what is kept.
  */
 
+/**
+ * The replays one failure's shrink may spend by default. Most failures are 1-minimal within a
+ * few hundred; a long run of a failure that rests on much state (a stream table and its caches,
+ * a command queue walked through errors) takes one to three thousand replays of hundreds of
+ * operations each: about a minute. 400, the budget before, left those at about 1,000 operations.
+ */
+export const SHRINK_BUDGET = 2000;
+
 /** A shrink's budget of replays, shared by its phases. */
 export class Budget {
   used = 0;
