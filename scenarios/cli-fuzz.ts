@@ -305,7 +305,7 @@ function summary(r: FuzzResult, o: FuzzOptions, signal: string | null = null): s
   }
   for (const f of r.findings) {
     lines.push(`  ${f.kind.toUpperCase()} ${findingKey(f.signature, f.needs)}`);
-    lines.push(`    iteration ${f.iteration} (failure policy ${f.failure}${f.weaken.length ? `, weakened ${f.weaken.join(', ')}` : ''}), after ${f.operations} operations; minimal: ${f.minimalOperations}`);
+    lines.push(`    iteration ${f.iteration} (failure policy ${f.failure}${f.weaken.length ? `, weakened ${f.weaken.join(', ')}` : ''}), after ${f.operations} operations; minimal: ${f.minimalOperations}${f.oneMinimal === undefined ? '' : f.oneMinimal ? ' (1-minimal)' : ' (budget spent, not proven 1-minimal)'}`);
     lines.push(`    ${f.detail}`);
     if (f.reproducer) lines.push(`    reproducer: ${f.reproducer} (smmulab run ${f.replay?.reproduces ? 'reproduces it' : 'DOES NOT reproduce it'})`);
   }

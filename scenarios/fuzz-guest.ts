@@ -62,6 +62,7 @@ import { RunContext } from './context.ts';
 import { STEPS } from './steps/index.ts';
 import { buildMachine, bootHyp, runScenario } from './runner.ts';
 import { parseScenarioText } from './loader.ts';
+import { opKind, SHRINK_BUDGET, shrinkFailure, type ShrunkFailure } from './shrink.ts';
 import type { MachineConfig } from './schema.ts';
 import type { HostKernel } from './steps/driver.ts';
 import {
@@ -823,97 +824,26 @@ function droppable(plan: GuestPlan, i: number): boolean {
 }
 
 /**
- * Delta debugging over the operations (chunks from the end, then single ones), then simpler
- * values (fewer commands in a cmd step, zeroed words in a memory write), then the prologue.
- * A candidate is kept when a fresh replay fails with the same signature (and, for a failure
- * that needs weakened rules, passes with them restored).
+ * Shrink a failure as the host fuzzer's `shrink` does (scenarios/shrink.ts `shrinkFailure`),
+ * starting with the last operations alone (then twice as many, ...: a failure usually needs
+ * only the last attack); memory writes of more than 64 words keep their values.
  */
-export function shrinkGuest(plan0: GuestPlan, ops0: readonly GuestOp[], signature: string, budget: number, needs: readonly RuleName[] = []): { plan: GuestPlan; ops: GuestOp[]; exec: GuestExecResult | null; runs: number } {
-  let runs = 0;
-  let plan = plan0;
-  const test = (p: GuestPlan, ops: readonly GuestOp[]): GuestExecResult | null => {
-    if (runs >= budget) return null;
-    runs++;
-    const r = replayOps(p, ops);
-    if (r.found?.signature !== signature) return null;
-    if (needs.length) {
-      runs++;
-      if (replayOps(withWeaken(p, p.weaken.filter((w) => !needs.includes(w))), ops).found?.signature === signature) return null;
-    }
-    return r;
-  };
-  let best = test(plan, ops0);
-  if (!best) return { plan, ops: ops0.slice(), exec: null, runs };
-  let cur = best.executed.slice(0, best.foundAt + 1);
-  const accept = (r: GuestExecResult): void => {
-    best = r;
-    cur = r.executed.slice(0, r.foundAt + 1);
-  };
-  // the last operations alone, then twice as many, ... (a failure usually needs only the last attack)
-  for (let keep = 1; keep < cur.length && runs < budget; keep *= 2) {
-    const r = test(plan, cur.slice(cur.length - keep));
-    if (r) {
-      accept(r);
-      break;
-    }
-  }
-  let n = 2;
-  while (cur.length >= 2 && runs < budget) {
-    const chunk = Math.ceil(cur.length / n);
-    let reduced = false;
-    for (let end = cur.length; end > 0 && runs < budget; end -= chunk) {
-      const start = Math.max(0, end - chunk);
-      const cand = [...cur.slice(0, start), ...cur.slice(end)];
-      if (!cand.length) continue;
-      const r = test(plan, cand);
-      if (r) {
-        accept(r);
-        n = Math.max(n - 1, 2);
-        reduced = true;
-        break;
-      }
-    }
-    if (!reduced) {
-      if (n >= cur.length) break;
-      n = Math.min(n * 2, cur.length);
-    }
-  }
-  for (let i = cur.length - 1; i >= 0 && runs < budget; i--) {
-    const op = cur[i];
-    if (!op) continue;
-    if (op.op === 'cmd' && op.commands.length > 1) {
-      for (let j = op.commands.length - 1; j >= 0 && runs < budget; j--) {
-        const c = cur[i];
-        if (!c || c.op !== 'cmd' || c.commands.length < 2 || j >= c.commands.length) continue;
-        const cand = cur.slice();
-        cand[i] = { ...c, commands: c.commands.filter((_, k) => k !== j) };
-        const r = test(plan, cand);
-        if (r) accept(r);
-      }
-    } else if (op.op === 'memwrite' && op.hex.length >= 16 && op.hex.length <= 512) {
-      for (let w = 0; runs < budget; w++) {
-        const c = cur[i];
-        if (!c || c.op !== 'memwrite' || w * 8 >= c.hex.length) break;
-        const word = c.hex.slice(w * 8, w * 8 + 8);
-        if (/^0*$/.test(word)) continue;
-        const cand = cur.slice();
-        cand[i] = { ...c, hex: c.hex.slice(0, w * 8) + '0'.repeat(word.length) + c.hex.slice(w * 8 + 8) };
-        const r = test(plan, cand);
-        if (r) accept(r);
-      }
-    }
-  }
-  for (let i = plan.prologueJson.length - 1; i >= 1 && runs < budget; i--) {
-    if (!droppable(plan, i)) continue;
-    const keep = (_: unknown, k: number): boolean => k !== i;
-    const p2 = { ...plan, prologueJson: plan.prologueJson.filter(keep), prologue: plan.prologue.filter(keep) };
-    const r = test(p2, cur);
-    if (r) {
-      plan = p2;
-      accept(r);
-    }
-  }
-  return { plan, ops: cur, exec: best, runs };
+export function shrinkGuest(plan0: GuestPlan, ops0: readonly GuestOp[], signature: string, budget: number, needs: readonly RuleName[] = []): ShrunkFailure<GuestPlan, GuestOp, GuestExecResult> {
+  return shrinkFailure<GuestPlan, GuestOp, GuestExecResult>({
+    replay: (p, ops) => replayOps(p, ops),
+    signature: (r) => r.found?.signature,
+    failed: (r) => r.executed.slice(0, r.foundAt + 1),
+    restored: (p) => (needs.length ? withWeaken(p, p.weaken.filter((w) => !needs.includes(w))) : null),
+    dropStep: (p, i) => {
+      if (!droppable(p, i)) return null;
+      const keep = (_: unknown, k: number): boolean => k !== i;
+      return { ...p, prologueJson: p.prologueJson.filter(keep), prologue: p.prologue.filter(keep) };
+    },
+    kindOf: opKind,
+    prologueLength: (p) => p.prologueJson.length,
+    suffixes: true,
+    maxHex: 512,
+  }, plan0, ops0, signature, budget);
 }
 
 /** Which weakened rules the failure needs (restoring any one of them makes it go away); empty for a failure of the hypervisor as it is. */
@@ -1033,7 +963,7 @@ function makeFinding(o: FuzzOptions, plan: GuestPlan, exec: GuestExecResult, f: 
   let found = f;
   let panic = exec.panic;
   if (o.shrink ?? true) {
-    const s = shrinkGuest(plan, ops, f.signature, o.shrinkBudget ?? 400, needs);
+    const s = shrinkGuest(plan, ops, f.signature, o.shrinkBudget ?? SHRINK_BUDGET, needs);
     sPlan = s.plan;
     ops = s.ops;
     if (s.exec) {
@@ -1041,6 +971,7 @@ function makeFinding(o: FuzzOptions, plan: GuestPlan, exec: GuestExecResult, f: 
       panic = s.exec.panic;
     } else finding.detail += ' (did not reproduce from its operations alone: not shrunk)';
     finding.shrinkRuns = s.runs;
+    finding.oneMinimal = s.oneMinimal;
     if (needs.length) finding.needs = blameGuest(sPlan, ops, f.signature);
   }
   finding.minimalOperations = ops.length;

@@ -61,6 +61,7 @@ import type { HostKernel } from './steps/driver.ts';
 import { Attacker, Rng, type HostileOp, type HostLayout, type HostProbe } from '../host/malicious.ts';
 import type { RegName } from '../hw/smmu/regs.ts';
 import { regByName } from '../hw/smmu/regs.ts';
+import { opKind, SHRINK_BUDGET, shrinkFailure, type ShrunkFailure } from './shrink.ts';
 
 // ---- the fuzzing machine ---------------------------------------------------------------------
 
@@ -135,7 +136,10 @@ export interface FuzzOptions {
   checkEvery?: number;
   /** shrink failures (default true) */
   shrink?: boolean;
-  /** predicate runs one shrink may spend (default 1000) */
+  /**
+   * replays one shrink may spend (default SHRINK_BUDGET); a shrink that ends within it has a
+   * 1-minimal reproducer (FuzzFinding.oneMinimal)
+   */
   shrinkBudget?: number;
   /** distinct failures shrunk and kept (default 8) */
   maxReproducers?: number;
@@ -184,7 +188,10 @@ export interface FuzzFinding {
   needs: RuleName[];
   /** after shrinking */
   minimalOperations?: number;
+  /** replays the shrink spent (at most the budget) */
   shrinkRuns?: number;
+  /** the shrink ended at a 1-minimal reproducer (removing any one of its operations makes it pass); false: its budget ran out first */
+  oneMinimal?: boolean;
   /** the reproducer scenario (JSON) */
   scenario?: Record<string, unknown>;
   /** its file, once written */
@@ -936,97 +943,26 @@ function replayOps(plan: Plan, ops: readonly HostileOp[]): ExecResult {
   }, { checkEvery: Number.MAX_SAFE_INTEGER, coverage: false });
 }
 
-export interface Shrunk {
-  plan: Plan;
-  ops: HostileOp[];
-  /** null when the failure did not reproduce from the operations alone */
-  exec: ExecResult | null;
-  runs: number;
-}
+export type Shrunk = ShrunkFailure<Plan, HostileOp, ExecResult>;
 
 /**
- * Delta debugging (ddmin's complement removal) over the operations, then single operations,
- * then simpler values (fewer commands in a cmd step, zeroed words in a memory write), then the
- * prologue. A candidate is kept when a fresh replay of it fails with the same signature.
+ * Shrink a failure (scenarios/shrink.ts `shrinkFailure`): chunks of operations then single
+ * ones, to a 1-minimal list; simpler values (fewer commands in a cmd step, zeroed words in a
+ * memory write) and the prologue (never the probe: everything after it assumes the driver), and
+ * single operations again when either changed anything. A candidate is kept when a fresh replay
+ * of it fails with the same signature; the result must pass with the rules in `needs` restored.
+ * At most `budget` replays in all.
  */
 export function shrink(plan0: Plan, ops0: readonly HostileOp[], signature: string, budget: number, needs: readonly RuleName[] = []): Shrunk {
-  let runs = 0;
-  let plan = plan0;
-  const test = (p: Plan, ops: readonly HostileOp[]): ExecResult | null => {
-    if (runs >= budget) return null;
-    runs++;
-    const r = replayOps(p, ops);
-    if (r.found?.signature !== signature) return null;
-    if (needs.length) {
-      // the failure must still need the weakened rules it was blamed on: with them restored, it is gone
-      runs++;
-      if (replayOps(withWeaken(p, p.weaken.filter((w) => !needs.includes(w))), ops).found?.signature === signature) return null;
-    }
-    return r;
-  };
-  let best = test(plan, ops0);
-  if (!best) return { plan, ops: ops0.slice(), exec: null, runs };
-  let cur = best.executed.slice(0, best.foundAt + 1);
-  const accept = (r: ExecResult): void => {
-    best = r;
-    cur = r.executed.slice(0, r.foundAt + 1);
-  };
-  // chunks, from the end (what comes last is most often not needed)
-  let n = 2;
-  while (cur.length >= 2 && runs < budget) {
-    const chunk = Math.ceil(cur.length / n);
-    let reduced = false;
-    for (let end = cur.length; end > 0 && runs < budget; end -= chunk) {
-      const start = Math.max(0, end - chunk);
-      const cand = [...cur.slice(0, start), ...cur.slice(end)];
-      if (!cand.length) continue;
-      const r = test(plan, cand);
-      if (r) {
-        accept(r);
-        n = Math.max(n - 1, 2);
-        reduced = true;
-        break;
-      }
-    }
-    if (!reduced) {
-      if (n >= cur.length) break;
-      n = Math.min(n * 2, cur.length);
-    }
-  }
-  // simpler values
-  for (let i = cur.length - 1; i >= 0 && runs < budget; i--) {
-    const op = cur[i]!;
-    if (op.op === 'cmd' && op.commands.length > 1) {
-      for (let j = op.commands.length - 1; j >= 0 && runs < budget; j--) {
-        const cmds = (cur[i] as typeof op).commands;
-        if (cmds.length < 2 || j >= cmds.length) continue;
-        const cand = cur.slice();
-        cand[i] = { ...op, commands: cmds.filter((_, k) => k !== j) };
-        const r = test(plan, cand);
-        if (r) accept(r);
-      }
-    } else if (op.op === 'memwrite' && op.hex.length >= 16) {
-      for (let w = 0; w * 8 < (cur[i] as typeof op).hex.length && runs < budget; w++) {
-        const hx = (cur[i] as typeof op).hex;
-        const word = hx.slice(w * 8, w * 8 + 8);
-        if (/^0*$/.test(word)) continue;
-        const cand = cur.slice();
-        cand[i] = { ...(cur[i] as typeof op), hex: hx.slice(0, w * 8) + '0'.repeat(word.length) + hx.slice(w * 8 + 8) };
-        const r = test(plan, cand);
-        if (r) accept(r);
-      }
-    }
-  }
-  // the prologue (never the probe: everything after it assumes the driver)
-  for (let i = plan.prologue.length - 1; i >= 1 && runs < budget; i--) {
-    const p2 = { ...plan, prologue: plan.prologue.filter((_, k) => k !== i) };
-    const r = test(p2, cur);
-    if (r) {
-      plan = p2;
-      accept(r);
-    }
-  }
-  return { plan, ops: cur, exec: best!, runs };
+  return shrinkFailure<Plan, HostileOp, ExecResult>({
+    replay: replayOps,
+    signature: (r) => r.found?.signature,
+    failed: (r) => r.executed.slice(0, r.foundAt + 1),
+    restored: (p) => (needs.length ? withWeaken(p, p.weaken.filter((w) => !needs.includes(w))) : null),
+    dropStep: (p, i) => (i >= 1 ? { ...p, prologue: p.prologue.filter((_, k) => k !== i) } : null),
+    kindOf: opKind,
+    prologueLength: (p) => p.prologue.length,
+  }, plan0, ops0, signature, budget);
 }
 
 /** The same iteration under another set of weakened rules. */
@@ -1276,7 +1212,7 @@ function makeFinding(o: FuzzOptions, plan: Plan, exec: ExecResult, f: Detected, 
   let found = f;
   let panic = exec.panic;
   if (o.shrink ?? true) {
-    const s = shrink(plan, ops, f.signature, o.shrinkBudget ?? 400, needs);
+    const s = shrink(plan, ops, f.signature, o.shrinkBudget ?? SHRINK_BUDGET, needs);
     sPlan = s.plan;
     ops = s.ops;
     if (s.exec) {
@@ -1284,6 +1220,7 @@ function makeFinding(o: FuzzOptions, plan: Plan, exec: ExecResult, f: Detected, 
       panic = s.exec.panic;
     } else finding.detail += ' (did not reproduce from its operations alone: not shrunk)';
     finding.shrinkRuns = s.runs;
+    finding.oneMinimal = s.oneMinimal;
   }
   if (needs.length && finding.shrinkRuns !== undefined) finding.needs = blame(sPlan, ops, f.signature);
   finding.minimalOperations = ops.length;
