@@ -19,6 +19,7 @@ import { guestCoverageGaps, GUEST_RULES } from './fuzz-guest.ts';
 import { exitWith } from './cli-status.ts';
 import { fuzzMergeCommand, parseShard, campaignOf, shardOf, shardIterations, RESULT_FORMAT } from './cli-fuzz-merge.ts';
 import { unwritableDir } from './out-path.ts';
+import { SHRINK_BUDGET } from './shrink.ts';
 
 /** More worker threads than this is refused: each takes about 50 MB and half a second to start. */
 export const MAX_WORKERS = 256;
@@ -41,6 +42,7 @@ interface FuzzArgs {
   json: boolean;
   shrink: boolean;
   'max-reproducers': number;
+  'shrink-budget'?: number;
   'check-every': number;
   shard?: string;
 }
@@ -110,7 +112,7 @@ Exit status: 0 nothing found; 1 a breach, an unexpected exception or a broken in
 and the error names the file); 130 interrupted (this wins over 1 and 2).`;
 
 /** The options of `smmulab fuzz`: none is an option of `smmulab fuzz merge`. */
-const FUZZ_OPTIONS = ['seed', 'iterations', 'time', 'reset-every', 'target', 'policy', 'weaken', 'failure', 'allow-ats', 'workers', 'out', 'json', 'shrink', 'max-reproducers', 'check-every', 'shard'] as const;
+const FUZZ_OPTIONS = ['seed', 'iterations', 'time', 'reset-every', 'target', 'policy', 'weaken', 'failure', 'allow-ats', 'workers', 'out', 'json', 'shrink', 'shrink-budget', 'max-reproducers', 'check-every', 'shard'] as const;
 
 /** yargs's `global(keys, false)` (missing from its types): a subcommand does not inherit these options. */
 function notInSubcommands<T>(y: Argv<T>, keys: readonly string[]): Argv<T> {
@@ -136,6 +138,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       .option('out', { type: 'string', default: 'fuzz-reproducers', describe: 'folder for reproducer scenario files (created if needed; checked before the campaign starts)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the result as one JSON object' })
       .option('shrink', { type: 'boolean', default: true, describe: 'shrink failures to minimal reproducers (--no-shrink keeps them whole)' })
+      .option('shrink-budget', { type: 'number', describe: `replays one failure's shrink may spend (default ${SHRINK_BUDGET}); a shrink that ends within it is 1-minimal: removing any one operation of the reproducer makes it pass` })
       .option('max-reproducers', { type: 'number', default: 8, describe: 'distinct failures shrunk and written' })
       .option('check-every', { type: 'number', default: 16, describe: 'full isolation oracle every N operations when the state changed (always at the end of an iteration)' })
       .option('shard', { type: 'string', describe: 'run only shard K of N of the campaign (K from 1 to N: the episodes whose index is K-1 mod N), e.g. 2/8; merge the shards\' --json results with `smmulab fuzz merge`' })
@@ -147,7 +150,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       if (!isRule(w)) return bad(`--weaken ${w}: no such rule (rules: ${RULE_NAMES.join(', ')})`);
       weaken.push(w);
     }
-    for (const [k, v, min] of [['workers', a.workers, 1], ['max-reproducers', a['max-reproducers'], 0], ['check-every', a['check-every'], 1]] as const) {
+    for (const [k, v, min] of [['workers', a.workers, 1], ['max-reproducers', a['max-reproducers'], 0], ['check-every', a['check-every'], 1], ['shrink-budget', a['shrink-budget'] ?? 1, 1]] as const) {
       if (!Number.isSafeInteger(v) || v < min) return bad(`--${k} must be an integer of at least ${min}, got ${v}`);
     }
     let shard: FuzzOptions['shard'];
@@ -168,6 +171,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       allowAts: a['allow-ats'],
       shrink: a.shrink,
       maxReproducers: a['max-reproducers'],
+      ...(a['shrink-budget'] !== undefined ? { shrinkBudget: a['shrink-budget'] } : {}),
       checkEvery: a['check-every'],
       ...(shard ? { shard } : {}),
     };

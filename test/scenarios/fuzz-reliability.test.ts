@@ -237,6 +237,30 @@ describe('fuzz --workers', () => {
     expect(strip(many.out).workers).toBe(2);
     expect({ ...strip(many.out), workers: 1 }).toEqual(strip(one.out));
   });
+
+  it('with --shard, the cap is the shard\'s own episodes', async () => {
+    const r = await cli(['fuzz', '--seed', '2', '--iterations', '300', '--reset-every', '100', '--shard', '2/3', '--workers', '8', '--json', '--no-shrink', '--max-reproducers', '0']);
+    expect(r.code).toBe(0);
+    expect(r.err).toContain('--workers 8 cut down to 1: the shard has 1 episode (300 iterations in all, --shard 2/3, --reset-every 100)');
+    expect(JSON.parse(r.out).iterations).toBe(100);
+  });
+});
+
+describe('fuzz --shrink-budget', () => {
+  it('bounds the replays of a shrink; the summary says whether the reproducer is 1-minimal', async () => {
+    const args = ['fuzz', '--seed', '1', '--iterations', '2200', '--weaken', 'queue-pin', '--max-reproducers', '1', '--out', tmp()];
+    const full = await cli(args);
+    expect(full.code).toBe(1);
+    expect(full.out).toMatch(/BREACH breach:event \[needs queue-pin\]\n.*minimal: 3 \(1-minimal\)/);
+    const cut = await cli([...args, '--shrink-budget', '20', '--json']);
+    const f = JSON.parse(cut.out).findings[0];
+    expect(f.shrinkRuns).toBeLessThanOrEqual(20);
+    expect(f.oneMinimal).toBe(false);
+    expect(f.minimalOperations).toBeGreaterThan(3);
+    const bad = await cli(['fuzz', '--shrink-budget', '0']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--shrink-budget must be an integer of at least 1, got 0');
+  });
 });
 
 describe('smmulab run --mmio-log and --trace are checked before running', () => {
