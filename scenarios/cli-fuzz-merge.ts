@@ -163,6 +163,7 @@ const ResultSchema = z.object({
     kind: z.enum(['breach', 'exception', 'invariant']),
     signature: z.string(),
     needs: rules,
+    key: z.string(),
     iteration: count,
     scenario: z.record(z.string(), z.unknown()),
   })),

@@ -955,7 +955,7 @@ export function replayGuestReproducer(sc: Record<string, unknown>, signature: st
 function makeFinding(o: FuzzOptions, plan: GuestPlan, exec: GuestExecResult, f: Detected, needs: RuleName[], iteration: number): FuzzFinding {
   const finding: FuzzFinding = {
     kind: f.kind, signature: f.signature, detail: f.detail, iteration, operations: exec.foundAt + 1,
-    policy: plan.machine.policy ?? 'pkvm', failure: plan.failure, weaken: plan.weaken, raw: plan.raw, needs,
+    policy: plan.machine.policy ?? 'pkvm', failure: plan.failure, weaken: plan.weaken, raw: plan.raw, needs, key: findingKey(f.signature, needs),
   };
   const original = exec.foundAt + 1;
   let sPlan = plan;
@@ -1036,7 +1036,7 @@ export function* guestCampaign(o: FuzzOptions): Generator<void, FuzzResult, void
       const needs = blameGuest(plan, exec.executed.slice(0, exec.foundAt + 1), f.signature);
       const key = findingKey(f.signature, needs);
       res.failuresBySignature[key] = (res.failuresBySignature[key] ?? 0) + 1;
-      if (!res.findings.some((x) => findingKey(x.signature, x.needs) === key) && res.findings.length < (o.maxReproducers ?? 8)) {
+      if (!res.findings.some((x) => x.key === key) && res.findings.length < (o.maxReproducers ?? 8)) {
         const finding = makeFinding(o, plan, exec, f, needs, run.lastIteration);
         res.findings.push(finding);
         if (o.stopWhen?.(finding)) stop = true;

@@ -186,6 +186,13 @@ export interface FuzzFinding {
    * pass); empty for a failure of the hypervisor as it is (with every rule on)
    */
   needs: RuleName[];
+  /**
+   * What tells this failure apart from the others, in a run and across its shards: its
+   * signature and the rules it was blamed on when found (findingKey), which is also its key in
+   * failuresBySignature. `needs` may narrow after shrinking; the key does not, so a later
+   * failure of the same key is never kept as a second finding.
+   */
+  key: string;
   /** after shrinking */
   minimalOperations?: number;
   /** replays the shrink spent (at most the budget) */
@@ -1166,7 +1173,7 @@ function* hostCampaign(o: FuzzOptions): Generator<void, FuzzResult, void> {
       const needs = blame(plan, exec.executed.slice(0, exec.foundAt + 1), f.signature);
       const key = findingKey(f.signature, needs);
       res.failuresBySignature[key] = (res.failuresBySignature[key] ?? 0) + 1;
-      if (!res.findings.some((x) => findingKey(x.signature, x.needs) === key) && res.findings.length < (o.maxReproducers ?? 8)) {
+      if (!res.findings.some((x) => x.key === key) && res.findings.length < (o.maxReproducers ?? 8)) {
         const finding = makeFinding(o, plan, exec, f, needs, run.lastIteration);
         res.findings.push(finding);
         if (o.stopWhen?.(finding)) stop = true;
@@ -1204,7 +1211,7 @@ export function findingKey(signature: string, needs: readonly string[]): string 
 function makeFinding(o: FuzzOptions, plan: Plan, exec: ExecResult, f: Detected, needs: RuleName[], iteration: number): FuzzFinding {
   const finding: FuzzFinding = {
     kind: f.kind, signature: f.signature, detail: f.detail, iteration, operations: exec.foundAt + 1,
-    policy: plan.machine.policy ?? 'pkvm', failure: plan.failure, weaken: plan.weaken, raw: plan.raw, needs,
+    policy: plan.machine.policy ?? 'pkvm', failure: plan.failure, weaken: plan.weaken, raw: plan.raw, needs, key: findingKey(f.signature, needs),
   };
   const original = exec.foundAt + 1;
   let sPlan = plan;
@@ -1260,7 +1267,7 @@ export function mergeResults(o: FuzzOptions, parts: FuzzResult[], seconds: numbe
     mergeCoverage(res.coverage, p.coverage);
   }
   const all = parts.flatMap((p) => p.findings).sort((a, b) => a.iteration - b.iteration);
-  for (const f of all) if (!res.findings.some((x) => findingKey(x.signature, x.needs) === findingKey(f.signature, f.needs))) res.findings.push(f);
+  for (const f of all) if (!res.findings.some((x) => x.key === f.key)) res.findings.push(f);
   res.findings = res.findings.slice(0, o.maxReproducers ?? 8);
   delete res.interrupted;
   if (parts.some((p) => p.interrupted)) res.interrupted = true;

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../scenarios/cli.ts';
-import { workerShard } from '../../scenarios/fuzz.ts';
+import { fuzz, mergeResults, workerShard, type FuzzFinding } from '../../scenarios/fuzz.ts';
 import { shardIterations } from '../../scenarios/cli-fuzz-merge.ts';
 
 interface Run {
@@ -314,5 +314,20 @@ describe('smmulab fuzz merge: refusals', () => {
   it('an option of fuzz runs', async () => {
     await refused('Unknown argument: seed', ...a, '--seed', '4');
     await refused('--iterations is an option of smmulab fuzz, not of fuzz merge', ...a, '--iterations', '60');
+  });
+});
+
+describe('mergeResults tells findings apart by their key at detection', () => {
+  it('a finding whose needs narrowed while shrinking is still the one finding of its key, in a run and across shards', () => {
+    const o = { seed: 4, iterations: 20, resetEvery: 10, shrink: false };
+    const [a, b] = [0, 1].map((index) => fuzz({ ...o, shard: { index, count: 2 } }));
+    const finding = (iteration: number, needs: FuzzFinding['needs'], key: string): FuzzFinding => ({
+      kind: 'breach', signature: 'breach:event', detail: '', iteration, operations: 1, policy: 'pkvm', failure: 'reject', weaken: ['queue-pin', 'queue-guard'], raw: false, needs, key,
+    });
+    // shard 0 found it first and its shrink narrowed needs to one rule; shard 1 found the same failure later, unshrunk
+    a!.findings = [finding(3, ['queue-pin'], 'breach:event [needs queue-pin+queue-guard]')];
+    b!.findings = [finding(12, ['queue-pin', 'queue-guard'], 'breach:event [needs queue-pin+queue-guard]'), finding(15, ['queue-guard'], 'breach:event [needs queue-guard]')];
+    const m = mergeResults(o, [b!, a!], 0);
+    expect(m.findings.map((f) => [f.iteration, f.key])).toEqual([[3, 'breach:event [needs queue-pin+queue-guard]'], [15, 'breach:event [needs queue-guard]']]);
   });
 });
