@@ -13,6 +13,9 @@
  * Linux recovery works under the hypervisor.
  */
 import { ptrMask } from '../hw/smmu/queue.ts';
+import { get } from '../hw/bits.ts';
+import { Q_BASE } from '../hw/smmu/regs.ts';
+import { queueBase } from '../hw/smmu/smmu.ts';
 import { checkCommand, FORWARD, RESHADOW, type CmdCheck } from './cmd-policy.ts';
 import { POISON, HYP_SLOT, type ShadowQueue } from './shadowq.ts';
 import type { HostMemory } from './hostmem.ts';
@@ -79,8 +82,9 @@ export class HostCmdq {
 
   /** CMDQ_BASE.ADDR and the size pKVM uses: 2^min(LOG2SIZE, 19) entries. */
   geometry(): { addr: number; log2: number; bytes: number } {
-    const log2 = Math.min(this.baseLo & 0x1f, HOST_CMDQ_MAX_SHIFT);
-    const addr = (this.baseHi & 0x00ffffff) * 0x1_0000_0000 + ((this.baseLo & ~0x1f) >>> 0);
+    const log2 = Math.min(get([this.baseLo], Q_BASE.LOG2SIZE), HOST_CMDQ_MAX_SHIFT);
+    // the base aligned down to the queue size, where the SMMU itself would read the queue
+    const addr = queueBase({ lo: this.baseLo, hi: this.baseHi }, log2, 16);
     return { addr, log2, bytes: 2 ** log2 * 16 };
   }
 

@@ -516,9 +516,26 @@ describe('CR0 edges with raw host MMIO (designs.md §1.4)', () => {
     });
   }
 
-  it('a host command queue in hyp memory cannot be enabled (queue-share, attack 15), nor one that runs into it', () => {
+  it('a host CMDQ_BASE not aligned to the queue size is read, shared and pinned where the SMMU would read it: aligned down', () => {
+    const b = bootHyp({ failure: 'reject' });
+    // a 256-entry (4 KiB) queue whose base is 0x100 past a 4 KiB boundary: the architecture ignores the low bits
+    rawCmdq(b.m, HOST_CMDQ + 0x100, 8);
+    hostW32(b.m, R.CR0, CMDQEN);
+    expect(hwR32(b.m, R.CR0) & CMDQEN).toBe(CMDQEN);
+    expectState(b, HOST_CMDQ, { owner: 'host', sharedWith: 'hyp', pins: 1 });
+    expect(b.hyp.own.state(HOST_CMDQ + PAGE).sharedWith).toBe(null);
+    // slot 0 is at the aligned base; a reader of the unaligned one would find a harmless CMD_SYNC
+    b.m.bus.writeWords('host', HOST_CMDQ, encodeCommand('TLBI_NH_ALL', { VMID: 0 }), 4);
+    b.m.bus.writeWords('host', HOST_CMDQ + 0x100, encodeCommand('CMD_SYNC', { CS: 0 }), 4);
+    const v0 = violations(b.hyp, 's2-tlbi');
+    hostW32(b.m, R.CMDQ_PROD, 1);
+    expect(violations(b.hyp, 's2-tlbi')).toBe(v0 + 1);
+  });
+
+  it('a host command queue in hyp memory cannot be enabled (queue-share, attack 15), aligned or not', () => {
     const b = bootHyp();
-    for (const [base, log2] of [[HYP_BASE + 0x10_0000, 8], [HYP_BASE - PAGE, 9]] as const) {
+    // the second is not aligned to its 4 KiB size: the SMMU would read it from HYP_BASE
+    for (const [base, log2] of [[HYP_BASE + 0x10_0000, 8], [HYP_BASE + 0x80, 8]] as const) {
       rawCmdq(b.m, base, log2);
       hostW32(b.m, R.CR0, CMDQEN);
       expect(hwR32(b.m, R.CR0) & CMDQEN).toBe(0);
