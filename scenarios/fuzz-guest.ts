@@ -51,7 +51,7 @@ import { queueBase } from '../hw/smmu/smmu.ts';
 import { qIndex, ptrMask } from '../hw/smmu/queue.ts';
 import type { DmaEndpoint, DmaOutcome } from '../hw/dma.ts';
 import { HypPanic } from '../hyp/failure.ts';
-import type { FailurePolicy, RuleName } from '../hyp/policy.ts';
+import { V6_GAPS, type FailurePolicy, type RuleName } from '../hyp/policy.ts';
 import { PATHS, IsolationOracle, type ProtectedRange } from '../hyp/oracle.ts';
 import { nestSte, S1_FIELDS, type NestEnv } from '../hyp/vsmmu-ste.ts';
 import { VSMMU_IPA, type Guest } from '../hyp/guest.ts';
@@ -66,7 +66,7 @@ import { opKind, SHRINK_BUDGET, shrinkFailure, type ShrunkFailure } from './shri
 import type { MachineConfig } from './schema.ts';
 import type { HostKernel } from './steps/driver.ts';
 import {
-  machineConfig, mergeCoverage, findingKey, stepJson, validateOptions, stopRequested, V6_RULES,
+  machineConfig, mergeCoverage, findingKey, stepJson, validateOptions, stopRequested,
   type FuzzOptions, type FuzzResult, type FuzzFinding, type FuzzCoverage, type FindingKind, type FuzzProgress,
 } from './fuzz.ts';
 import type { HostileOp } from '../host/malicious.ts';
@@ -154,7 +154,7 @@ export interface GuestPlan {
 
 /** the weakened rules: --weaken, and the v6-era gaps under --policy pkvm-v6 (host-side rules: they change nothing a guest reaches) */
 function baseWeaken(o: FuzzOptions): RuleName[] {
-  return [...new Set([...(o.weaken ?? []), ...((o.policy ?? 'pkvm') === 'pkvm-v6' ? V6_RULES : [])])];
+  return [...new Set([...(o.weaken ?? []), ...((o.policy ?? 'pkvm') === 'pkvm-v6' ? V6_GAPS : [])])];
 }
 
 export function planGuestMachine(o: FuzzOptions, episode: number, firstIteration: number, rng: Rng): GuestPlan {

@@ -111,8 +111,6 @@ function hexs(v: number | bigint): string {
   return '0x' + v.toString(16);
 }
 
-/** the v6-era gaps (hyp/policy.ts) */
-export const V6_RULES = V6_GAPS;
 
 // ---- options and results ---------------------------------------------------------------------
 
@@ -267,7 +265,7 @@ export interface Plan {
 
 function baseWeaken(o: FuzzOptions): RuleName[] {
   const s = new Set<RuleName>(o.weaken ?? []);
-  if ((o.policy ?? 'pkvm') === 'pkvm-v6') for (const r of V6_RULES) s.add(r);
+  if ((o.policy ?? 'pkvm') === 'pkvm-v6') for (const r of V6_GAPS) s.add(r);
   return RULE_NAMES.filter((r) => s.has(r));
 }
 
@@ -291,7 +289,7 @@ export function planMachine(o: FuzzOptions, episode: number, firstIteration: num
 export const PRE_V32_SMMU = { archMinor: 1, guardedWritesTakeEffect: true } as const;
 
 export function machineConfig(failure: FailurePolicy, weaken: readonly RuleName[], allowAts: boolean, preV32 = false): MachineConfig {
-  const isV6 = weaken.length === V6_RULES.length && V6_RULES.every((r) => weaken.includes(r));
+  const isV6 = weaken.length === V6_GAPS.length && V6_GAPS.every((r) => weaken.includes(r));
   return {
     hyp: 'pkvm',
     ramBase: FUZZ_MACHINE.ram.base,
