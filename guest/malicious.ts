@@ -27,8 +27,23 @@ import { regByName, OFF, type RegName } from '../hw/smmu/regs.ts';
 import { CFG, STE } from '../hw/smmu/ste.ts';
 import { get, set } from '../hw/bits.ts';
 import {
-  Rng, HOST_REGS, targetAddress, registerValue, prodStep, commandOf, opcodeDef, rawCommandWords, steWords, cdWords, l1Words,
-  ptDescriptor, wordsToHex, u64ToHex, hex, type HostLayout, type CmdSpec,
+  Rng,
+  HOST_REGS,
+  targetAddress,
+  registerValue,
+  prodStep,
+  commandOf,
+  opcodeDef,
+  rawCommandWords,
+  steWords,
+  cdWords,
+  l1Words,
+  ptDescriptor,
+  wordsToHex,
+  u64ToHex,
+  hex,
+  type HostLayout,
+  type CmdSpec,
 } from '../host/malicious-grammar.ts';
 import { encodeSpec } from '../host/malicious.ts';
 import { OPCODES } from '../hw/smmu/commands.ts';
@@ -39,11 +54,31 @@ export type Size = 1 | 2 | 4 | 8;
 
 /** One hostile guest operation: a scenario step in its validated form. */
 export type GuestOp =
-  | { op: 'write'; actor: string; addr: number; size: Size; value: bigint; expect?: 'abort'; comment?: string }
+  | {
+      op: 'write';
+      actor: string;
+      addr: number;
+      size: Size;
+      value: bigint;
+      expect?: 'abort';
+      comment?: string;
+    }
   | { op: 'read'; actor: string; addr: number; size: Size; expect?: 'abort'; comment?: string }
   | { op: 'memwrite'; actor: string; addr: number; hex: string; expect?: 'abort'; comment?: string }
   | { op: 'cmd'; actor: string; commands: CmdSpec[]; comment?: string }
-  | { op: 'dma'; sid: number; iova: bigint; access: 'read' | 'write'; len?: number; ats?: boolean; translated?: boolean; ssid?: number; ssv?: boolean; expect?: 'fault'; comment?: string }
+  | {
+      op: 'dma';
+      sid: number;
+      iova: bigint;
+      access: 'read' | 'write';
+      len?: number;
+      ats?: boolean;
+      translated?: boolean;
+      ssid?: number;
+      ssv?: boolean;
+      expect?: 'fault';
+      comment?: string;
+    }
   | { op: 'race'; actor: string; addr: number; hex: string; afterReads: number; comment?: string };
 
 export type GuestOpKind = GuestOp['op'];
@@ -128,8 +163,19 @@ export class GuestAttacker {
 
   /** The next hostile operation(s), from one guest. */
   next(): GuestOp[] {
-    this.g = this.guests.length === 1 ? this.guests[0]! : this.guests[this.r.weighted<number>([[7, 0], [3, 1]]) % this.guests.length]!;
-    const ops = [...this.heal(), ...this.table[this.r.index(this.weights, this.total)]![1]()].filter(stepable);
+    this.g =
+      this.guests.length === 1
+        ? this.guests[0]!
+        : this.guests[
+            this.r.weighted<number>([
+              [7, 0],
+              [3, 1],
+            ]) % this.guests.length
+          ]!;
+    const ops = [
+      ...this.heal(),
+      ...this.table[this.r.index(this.weights, this.total)]![1](),
+    ].filter(stepable);
     return ops.length ? ops : [this.mmioRead()];
   }
 
@@ -146,7 +192,13 @@ export class GuestAttacker {
     if (((g ^ n) & 1n) !== 0n && r.chance(0.7)) {
       const q = this.queue();
       const cons = Number(this.reg('CMDQ_CONS')) & (2 ** (q.qs + 1) - 1);
-      out.push({ op: 'memwrite', actor: this.actor, addr: this.slot(q, cons), hex: wordsToHex(encodeSpec({ name: 'CMD_SYNC', CS: 0 })), comment: 'the guest kernel skips the command at CONS (a CMD_SYNC in its place)' });
+      out.push({
+        op: 'memwrite',
+        actor: this.actor,
+        addr: this.slot(q, cons),
+        hex: wordsToHex(encodeSpec({ name: 'CMD_SYNC', CS: 0 })),
+        comment: 'the guest kernel skips the command at CONS (a CMD_SYNC in its place)',
+      });
       out.push(this.regWrite('GERRORN', g));
     }
     const cr0 = this.reg('CR0');
@@ -176,7 +228,13 @@ export class GuestAttacker {
   private regWrite(name: RegName, value: bigint, size?: Size): GuestOp {
     const reg = regByName(name)!;
     const sz = size ?? reg.width;
-    return { op: 'write', actor: this.actor, addr: this.L.smmu + reg.offset, size: sz, value: BigInt.asUintN(sz * 8, value) };
+    return {
+      op: 'write',
+      actor: this.actor,
+      addr: this.L.smmu + reg.offset,
+      size: sz,
+      value: BigInt.asUintN(sz * 8, value),
+    };
   }
 
   /** a vSID: its own mostly, else one it does not own, or a StreamID limit */
@@ -198,7 +256,9 @@ export class GuestAttacker {
   }
 
   private sync(): CmdSpec {
-    return this.r.chance(0.7) ? { name: 'CMD_SYNC', CS: this.r.pick([0, 2]) } : commandOf(this.r, this.L, opcodeDef('CMD_SYNC'));
+    return this.r.chance(0.7)
+      ? { name: 'CMD_SYNC', CS: this.r.pick([0, 2]) }
+      : commandOf(this.r, this.L, opcodeDef('CMD_SYNC'));
   }
 
   // ---- registers ---------------------------------------------------------------------------
@@ -212,8 +272,19 @@ export class GuestAttacker {
     const odd = r.int(20);
     if (odd === 0) size = r.pick([1, 2, 4, 8] as const);
     else if (odd === 1) addr += r.pick([1, 2, 4, 8]);
-    else if (odd === 2) addr = L.smmu + r.weighted<number>([[2, OFF.AIDR], [1, OFF.STATUSR], [1, OFF.AGBPA], [1, OFF.GATOS_CTRL], [1, 0x8000 + r.int(0x80) * 4], [1, r.int(0x20000 / 4) * 4]]);
-    else if (odd === 3) addr = r.chance(0.5) ? r.pick(ELSEWHERE) + r.int(0x100) * 4 : targetAddress(r, L, 4);
+    else if (odd === 2)
+      addr =
+        L.smmu +
+        r.weighted<number>([
+          [2, OFF.AIDR],
+          [1, OFF.STATUSR],
+          [1, OFF.AGBPA],
+          [1, OFF.GATOS_CTRL],
+          [1, 0x8000 + r.int(0x80) * 4],
+          [1, r.int(0x20000 / 4) * 4],
+        ]);
+    else if (odd === 3)
+      addr = r.chance(0.5) ? r.pick(ELSEWHERE) + r.int(0x100) * 4 : targetAddress(r, L, 4);
     const value = registerValue(r, L, reg, this.cur);
     return { op: 'write', actor: this.actor, addr, size, value: BigInt.asUintN(size * 8, value) };
   }
@@ -226,6 +297,7 @@ export class GuestAttacker {
     let size: Size = reg.width;
     if (r.chance(0.1)) size = r.pick([1, 2, 4, 8] as const);
     if (r.chance(0.05)) addr = L.smmu + r.int(0x20000 / 4) * 4;
+    // eslint-disable-next-line no-dupe-else-if -- each draw is a fresh random number
     else if (r.chance(0.05)) addr = r.pick(ELSEWHERE);
     return { op: 'read', actor: this.actor, addr, size };
   }
@@ -236,7 +308,11 @@ export class GuestAttacker {
   private queue(): { base: number; qs: number; prod: number } {
     const b = this.reg('CMDQ_BASE');
     const qs = Math.min(Number(b & 0x1fn), 19);
-    return { base: Number(b & 0x00ff_ffff_ffff_ffe0n), qs, prod: Number(this.reg('CMDQ_PROD')) & (2 ** (qs + 1) - 1) };
+    return {
+      base: Number(b & 0x00ff_ffff_ffff_ffe0n),
+      qs,
+      prod: Number(this.reg('CMDQ_PROD')) & (2 ** (qs + 1) - 1),
+    };
   }
 
   private slot(q: { base: number; qs: number }, prod: number): number {
@@ -253,11 +329,18 @@ export class GuestAttacker {
     const q = this.queue();
     const n = cmds.length;
     const contiguous = (q.prod & (2 ** q.qs - 1)) + n <= 2 ** q.qs;
-    if (contiguous && this.inRam(this.slot(q, q.prod), n * 16)) return [{ op: 'cmd', actor: this.actor, commands: cmds, ...(comment ? { comment } : {}) }];
+    if (contiguous && this.inRam(this.slot(q, q.prod), n * 16))
+      return [{ op: 'cmd', actor: this.actor, commands: cmds, ...(comment ? { comment } : {}) }];
     const ops: GuestOp[] = [];
     let p = q.prod;
     for (const c of cmds) {
-      ops.push({ op: 'memwrite', actor: this.actor, addr: this.slot(q, p), hex: wordsToHex(encodeSpec(c)), comment: `${c.name} at the guest's CMDQ_PROD slot` });
+      ops.push({
+        op: 'memwrite',
+        actor: this.actor,
+        addr: this.slot(q, p),
+        hex: wordsToHex(encodeSpec(c)),
+        comment: `${c.name} at the guest's CMDQ_PROD slot`,
+      });
       p = (p + 1) & (2 ** (q.qs + 1) - 1);
     }
     ops.push(this.regWrite('CMDQ_PROD', BigInt(p)));
@@ -266,7 +349,12 @@ export class GuestAttacker {
 
   commands(): GuestOp[] {
     const r = this.r;
-    const n = r.weighted<number>([[5, 1], [3, 2], [1, 4], [1, 8]]);
+    const n = r.weighted<number>([
+      [5, 1],
+      [3, 2],
+      [1, 4],
+      [1, 8],
+    ]);
     const cmds: CmdSpec[] = [];
     for (let i = 0; i < n; i++) cmds.push(this.command());
     if (r.chance(0.6)) cmds.push(this.sync());
@@ -278,7 +366,13 @@ export class GuestAttacker {
     const q = this.queue();
     const next = (q.prod + 1) & (2 ** (q.qs + 1) - 1);
     return [
-      { op: 'memwrite', actor: this.actor, addr: this.slot(q, q.prod), hex: wordsToHex(rawCommandWords(this.r)), comment: 'a raw command at the guest CMDQ_PROD slot' },
+      {
+        op: 'memwrite',
+        actor: this.actor,
+        addr: this.slot(q, q.prod),
+        hex: wordsToHex(rawCommandWords(this.r)),
+        comment: 'a raw command at the guest CMDQ_PROD slot',
+      },
       this.regWrite('CMDQ_PROD', BigInt(this.r.chance(0.8) ? next : prodStep(this.r, q.prod))),
     ];
   }
@@ -296,12 +390,25 @@ export class GuestAttacker {
   flood(): GuestOp[] {
     const r = this.r;
     const q = this.queue();
-    const n = r.weighted<number>([[3, r.range(20, 200)], [2, r.range(257, 512)], [4, r.range(600, 1500)], [1, r.range(2000, 4000)]]);
+    const n = r.weighted<number>([
+      [3, r.range(20, 200)],
+      [2, r.range(257, 512)],
+      [4, r.range(600, 1500)],
+      [1, r.range(2000, 4000)],
+    ]);
     // mostly commands the vSMMU takes (a flood of illegal ones stops at the first)
     const cmd = r.weighted<CmdSpec>([
       [2, { name: 'PREFETCH_CONFIG', StreamID: r.pick(this.L.sids) }],
       [2, { name: 'TLBI_NH_ASID', ASID: this.L.asids[0] ?? 1 }],
-      [1, { name: 'TLBI_NH_VA', ASID: this.L.asids[0] ?? 1, Address: hex(this.L.mappings[0]?.iova ?? 0x1000), Leaf: 1 }],
+      [
+        1,
+        {
+          name: 'TLBI_NH_VA',
+          ASID: this.L.asids[0] ?? 1,
+          Address: hex(this.L.mappings[0]?.iova ?? 0x1000),
+          Leaf: 1,
+        },
+      ],
       [1, { name: 'CFGI_CD', StreamID: r.pick(this.L.sids), SubstreamID: 0, Leaf: 1 }],
       [1, { name: 'CMD_SYNC', CS: 0 }],
       [1, this.command()],
@@ -311,13 +418,31 @@ export class GuestAttacker {
     if (r.chance(0.5)) {
       // a queue of its own, from scratch: every value fixed, whatever came before
       const base = this.L.scratch.base + 0x10000;
-      ops.push(this.regWrite('CR0', 0x5n), this.regWrite('CMDQ_BASE', (1n << 62n) | BigInt(base) | 12n), this.regWrite('CMDQ_PROD', 0n), this.regWrite('CMDQ_CONS', 0n));
+      ops.push(
+        this.regWrite('CR0', 0x5n),
+        this.regWrite('CMDQ_BASE', (1n << 62n) | BigInt(base) | 12n),
+        this.regWrite('CMDQ_PROD', 0n),
+        this.regWrite('CMDQ_CONS', 0n),
+      );
       for (let at = 0; at < Math.min(n, 4096); at += 256) {
         const run = Math.min(256, n - at);
-        ops.push({ op: 'memwrite', actor: this.actor, addr: base + at * 16, hex: one.repeat(run), comment: `${run} × ${cmd.name} in the guest's command queue` });
+        ops.push({
+          op: 'memwrite',
+          actor: this.actor,
+          addr: base + at * 16,
+          hex: one.repeat(run),
+          comment: `${run} × ${cmd.name} in the guest's command queue`,
+        });
       }
       ops.push(this.regWrite('CR0', 0xdn), this.regWrite('CMDQ_PROD', BigInt(Math.min(n, 4096))));
-      if (r.chance(0.5)) ops.push({ op: 'read', actor: this.actor, addr: this.L.smmu + OFF.CMDQ_CONS, size: 4, comment: 'the guest polls CONS (its next trap continues the batch)' });
+      if (r.chance(0.5))
+        ops.push({
+          op: 'read',
+          actor: this.actor,
+          addr: this.L.smmu + OFF.CMDQ_CONS,
+          size: 4,
+          comment: 'the guest polls CONS (its next trap continues the batch)',
+        });
       return ops;
     }
     const size = 2 ** q.qs;
@@ -327,19 +452,41 @@ export class GuestAttacker {
     while (left > 0) {
       const idx = p & (size - 1);
       const run = Math.min(left, size - idx, 256);
-      ops.push({ op: 'memwrite', actor: this.actor, addr: this.slot(q, p), hex: one.repeat(run), comment: `${run} × ${cmd.name} in the guest's command queue` });
+      ops.push({
+        op: 'memwrite',
+        actor: this.actor,
+        addr: this.slot(q, p),
+        hex: one.repeat(run),
+        comment: `${run} × ${cmd.name} in the guest's command queue`,
+      });
       p = (p + run) & (2 * size - 1);
       left -= run;
     }
     ops.push(this.regWrite('CMDQ_PROD', BigInt(r.chance(0.9) ? p : prodStep(r, q.prod))));
-    if (r.chance(0.5)) ops.push({ op: 'read', actor: this.actor, addr: this.L.smmu + OFF.CMDQ_CONS, size: 4, comment: 'the guest polls CONS (its next trap continues the batch)' });
+    if (r.chance(0.5))
+      ops.push({
+        op: 'read',
+        actor: this.actor,
+        addr: this.L.smmu + OFF.CMDQ_CONS,
+        size: 4,
+        comment: 'the guest polls CONS (its next trap continues the batch)',
+      });
     return ops;
   }
 
   /** [X6] a storm of TLBIs of every kind, VMIDs and ranges from the grammar. */
   tlbiStorm(): GuestOp[] {
     const r = this.r;
-    const names = ['TLBI_NH_ALL', 'TLBI_NH_ASID', 'TLBI_NH_VA', 'TLBI_NH_VAA', 'TLBI_NSNH_ALL', 'TLBI_S12_VMALL', 'TLBI_S2_IPA', 'TLBI_EL2_ALL'];
+    const names = [
+      'TLBI_NH_ALL',
+      'TLBI_NH_ASID',
+      'TLBI_NH_VA',
+      'TLBI_NH_VAA',
+      'TLBI_NSNH_ALL',
+      'TLBI_S12_VMALL',
+      'TLBI_S2_IPA',
+      'TLBI_EL2_ALL',
+    ];
     const cmds: CmdSpec[] = [];
     for (let i = r.range(4, 24); i > 0; i--) cmds.push(this.command(r.pick(names)));
     cmds.push(this.sync());
@@ -362,7 +509,10 @@ export class GuestAttacker {
   private l1Addr(vsid: number): number | null {
     const c = Number(this.reg('STRTAB_BASE_CFG'));
     if (((c >>> 16) & 3) !== 1) return null;
-    return Number(this.reg('STRTAB_BASE') & 0x00ff_ffff_ffff_ffc0n) + Math.floor(vsid / 2 ** ((c >>> 6) & 0x1f)) * 8;
+    return (
+      Number(this.reg('STRTAB_BASE') & 0x00ff_ffff_ffff_ffc0n) +
+      Math.floor(vsid / 2 ** ((c >>> 6) & 0x1f)) * 8
+    );
   }
 
   private cfgi(vsid: number): GuestOp[] {
@@ -376,7 +526,15 @@ export class GuestAttacker {
     const vsid = this.pickVsid();
     const at = this.steAddr(vsid) ?? targetAddress(r, this.L, 64);
     const w = steWords(r, this.L);
-    const ops: GuestOp[] = [{ op: 'memwrite', actor: this.actor, addr: at, hex: wordsToHex(w), comment: `guest STE for vSID ${vsid} (V=${w[0]! & 1}, Config=0b${((w[0]! >>> 1) & 7).toString(2).padStart(3, '0')})` }];
+    const ops: GuestOp[] = [
+      {
+        op: 'memwrite',
+        actor: this.actor,
+        addr: at,
+        hex: wordsToHex(w),
+        comment: `guest STE for vSID ${vsid} (V=${w[0]! & 1}, Config=0b${((w[0]! >>> 1) & 7).toString(2).padStart(3, '0')})`,
+      },
+    ];
     if (r.chance(0.85)) ops.push(...this.cfgi(vsid));
     if (r.chance(0.6)) ops.push(this.dmaFrom(this.psidFor(vsid)));
     return ops;
@@ -386,11 +544,29 @@ export class GuestAttacker {
   cdWrite(): GuestOp[] {
     const r = this.r;
     const cdTables = this.L.structures.filter((s) => s.what.startsWith('cd'));
-    const at = cdTables.length && r.chance(0.6) ? r.pick(cdTables).base + r.int(4) * 64 : targetAddress(r, this.L, 64);
-    const ops: GuestOp[] = [{ op: 'memwrite', actor: this.actor, addr: at, hex: wordsToHex(cdWords(r, this.L)), comment: 'a CD' }];
+    const at =
+      cdTables.length && r.chance(0.6)
+        ? r.pick(cdTables).base + r.int(4) * 64
+        : targetAddress(r, this.L, 64);
+    const ops: GuestOp[] = [
+      {
+        op: 'memwrite',
+        actor: this.actor,
+        addr: at,
+        hex: wordsToHex(cdWords(r, this.L)),
+        comment: 'a CD',
+      },
+    ];
     if (r.chance(0.7)) {
       const vsid = this.pickVsid();
-      ops.push(...this.submit([r.chance(0.5) ? { name: 'CFGI_CD', StreamID: vsid, SubstreamID: r.pick([0, 0, 1, 3]), Leaf: 1 } : { name: 'CFGI_CD_ALL', StreamID: vsid }, this.sync()]));
+      ops.push(
+        ...this.submit([
+          r.chance(0.5)
+            ? { name: 'CFGI_CD', StreamID: vsid, SubstreamID: r.pick([0, 0, 1, 3]), Leaf: 1 }
+            : { name: 'CFGI_CD_ALL', StreamID: vsid },
+          this.sync(),
+        ]),
+      );
     }
     if (r.chance(0.5)) ops.push(this.dma());
     return ops;
@@ -400,9 +576,16 @@ export class GuestAttacker {
   ptWrite(): GuestOp {
     const r = this.r;
     const tables = this.L.structures.filter((s) => s.what.startsWith('pgtable'));
-    const base = tables.length && r.chance(0.6) ? r.pick(tables).base : targetAddress(r, this.L, PAGE);
+    const base =
+      tables.length && r.chance(0.6) ? r.pick(tables).base : targetAddress(r, this.L, PAGE);
     const at = base - (base % PAGE) + r.int(512) * 8;
-    return { op: 'memwrite', actor: this.actor, addr: at, hex: u64ToHex(ptDescriptor(this.r, this.L)), comment: 'a stage-1 translation-table descriptor' };
+    return {
+      op: 'memwrite',
+      actor: this.actor,
+      addr: at,
+      hex: u64ToHex(ptDescriptor(this.r, this.L)),
+      comment: 'a stage-1 translation-table descriptor',
+    };
   }
 
   /** [X4] re-point an L1 stream table descriptor (anywhere, outside its RAM first), then CFGI_STE in its span. */
@@ -410,7 +593,15 @@ export class GuestAttacker {
     const r = this.r;
     const vsid = this.pickVsid();
     const at = this.l1Addr(vsid) ?? targetAddress(r, this.L, 8);
-    const ops: GuestOp[] = [{ op: 'memwrite', actor: this.actor, addr: at, hex: wordsToHex(l1Words(r, this.L)), comment: `L1 descriptor for vSID ${vsid}` }];
+    const ops: GuestOp[] = [
+      {
+        op: 'memwrite',
+        actor: this.actor,
+        addr: at,
+        hex: wordsToHex(l1Words(r, this.L)),
+        comment: `L1 descriptor for vSID ${vsid}`,
+      },
+    ];
     if (r.chance(0.8)) ops.push(...this.cfgi(vsid));
     return ops;
   }
@@ -419,7 +610,8 @@ export class GuestAttacker {
     const r = this.r;
     const len = r.pick([1, 4, 8, 16, 64, r.range(1, 256)]);
     let hx = '';
-    for (let i = 0; i < len; i++) hx += (r.chance(0.3) ? 0 : r.bits(8)).toString(16).padStart(2, '0');
+    for (let i = 0; i < len; i++)
+      hx += (r.chance(0.3) ? 0 : r.bits(8)).toString(16).padStart(2, '0');
     return { op: 'memwrite', actor: this.actor, addr: targetAddress(r, this.L), hex: hx };
   }
 
@@ -435,13 +627,30 @@ export class GuestAttacker {
     const r = this.r;
     const vsid = this.g.devices.find((d) => d.psid === psid)?.vsid;
     const maps = this.L.mappings.filter((m) => m.sid === vsid);
-    const a = iova ?? r.weighted<number>([
-      [5, maps.length ? r.pick(maps).iova + r.int(PAGE / 4) * 4 : 0x1000],
-      [3, targetAddress(r, this.L, 4)],
-      [1, r.bits(48)],
+    const a =
+      iova ??
+      r.weighted<number>([
+        [5, maps.length ? r.pick(maps).iova + r.int(PAGE / 4) * 4 : 0x1000],
+        [3, targetAddress(r, this.L, 4)],
+        [1, r.bits(48)],
+      ]);
+    const mode = r.weighted<number>([
+      [8, 0],
+      [1, 1],
+      [1, 2],
     ]);
-    const mode = r.weighted<number>([[8, 0], [1, 1], [1, 2]]);
-    const op: GuestOp = { op: 'dma', sid: psid, iova: BigInt(a), access: r.chance(0.5) ? 'write' : 'read', len: r.weighted<number>([[6, 4], [2, r.range(1, 64)], [1, PAGE + 8]]), comment: `the guest's device at vSID ${vsid} (pSID ${psid})` };
+    const op: GuestOp = {
+      op: 'dma',
+      sid: psid,
+      iova: BigInt(a),
+      access: r.chance(0.5) ? 'write' : 'read',
+      len: r.weighted<number>([
+        [6, 4],
+        [2, r.range(1, 64)],
+        [1, PAGE + 8],
+      ]),
+      comment: `the guest's device at vSID ${vsid} (pSID ${psid})`,
+    };
     if (mode === 1) op.ats = true;
     if (mode === 2) op.translated = true;
     if (r.chance(0.1)) {
@@ -463,11 +672,22 @@ export class GuestAttacker {
     const ops: GuestOp[] = [];
     const cr0 = Number(this.reg('CR0'));
     if (r.chance(0.7)) ops.push(this.regWrite('CR0', BigInt(cr0 & ~0x4)));
-    if (r.chance(0.8)) ops.push(this.regWrite('EVENTQ_BASE', registerValue(r, this.L, regByName('EVENTQ_BASE')!, this.cur)));
-    if (r.chance(0.3)) ops.push(this.regWrite('EVENTQ_PROD', BigInt((r.bits(20) | (r.chance(0.3) ? 0x8000_0000 : 0)) >>> 0)));
-    if (r.chance(0.3)) ops.push(this.regWrite('EVENTQ_CONS', BigInt(prodStep(r, Number(this.reg('EVENTQ_CONS'))))));
+    if (r.chance(0.8))
+      ops.push(
+        this.regWrite('EVENTQ_BASE', registerValue(r, this.L, regByName('EVENTQ_BASE')!, this.cur)),
+      );
+    if (r.chance(0.3))
+      ops.push(
+        this.regWrite(
+          'EVENTQ_PROD',
+          BigInt((r.bits(20) | (r.chance(0.3) ? 0x8000_0000 : 0)) >>> 0),
+        ),
+      );
+    if (r.chance(0.3))
+      ops.push(this.regWrite('EVENTQ_CONS', BigInt(prodStep(r, Number(this.reg('EVENTQ_CONS'))))));
     if (r.chance(0.7)) ops.push(this.regWrite('CR0', BigInt(cr0 | 0x4)));
-    for (let i = r.range(1, 4); i > 0; i--) ops.push(this.dmaFrom(r.pick(this.g.devices).psid, Math.floor(r.bits(40) / 4) * 4));
+    for (let i = r.range(1, 4); i > 0; i--)
+      ops.push(this.dmaFrom(r.pick(this.g.devices).psid, Math.floor(r.bits(40) / 4) * 4));
     return ops;
   }
 
@@ -492,15 +712,36 @@ export class GuestAttacker {
     ops.push(
       this.regWrite('STRTAB_BASE', (1n << 62n) | BigInt(l1)),
       this.regWrite('STRTAB_BASE_CFG', BigInt(cfg >>> 0)),
-      { op: 'memwrite', actor: this.actor, addr: l1 + Math.floor(vsid / 2 ** (twoLevel ? 8 : 0)) * (twoLevel ? 8 : 64), hex: twoLevel ? wordsToHex(desc) : wordsToHex(steWords(r, L)), comment: twoLevel ? `L1 descriptor for vSID ${vsid}` : `STE for vSID ${vsid}` },
-      { op: 'memwrite', actor: this.actor, addr: twoLevel ? l2 + (vsid % 256) * 64 : l1 + vsid * 64, hex: wordsToHex(steWords(r, L)), comment: `STE for vSID ${vsid}` },
-      this.regWrite('CMDQ_BASE', (1n << 62n) | BigInt(cmdq) | BigInt(r.chance(0.8) ? 7 : r.bits(5))),
+      {
+        op: 'memwrite',
+        actor: this.actor,
+        addr: l1 + Math.floor(vsid / 2 ** (twoLevel ? 8 : 0)) * (twoLevel ? 8 : 64),
+        hex: twoLevel ? wordsToHex(desc) : wordsToHex(steWords(r, L)),
+        comment: twoLevel ? `L1 descriptor for vSID ${vsid}` : `STE for vSID ${vsid}`,
+      },
+      {
+        op: 'memwrite',
+        actor: this.actor,
+        addr: twoLevel ? l2 + (vsid % 256) * 64 : l1 + vsid * 64,
+        hex: wordsToHex(steWords(r, L)),
+        comment: `STE for vSID ${vsid}`,
+      },
+      this.regWrite(
+        'CMDQ_BASE',
+        (1n << 62n) | BigInt(cmdq) | BigInt(r.chance(0.8) ? 7 : r.bits(5)),
+      ),
       this.regWrite('CMDQ_PROD', 0n),
       this.regWrite('CMDQ_CONS', 0n),
-      this.regWrite('EVENTQ_BASE', (1n << 62n) | BigInt(evtq) | BigInt(r.chance(0.8) ? 6 : r.bits(5))),
+      this.regWrite(
+        'EVENTQ_BASE',
+        (1n << 62n) | BigInt(evtq) | BigInt(r.chance(0.8) ? 6 : r.bits(5)),
+      ),
       this.regWrite('CR0', BigInt(0x8 | (r.chance(0.8) ? 0x4 : 0))),
       this.regWrite('CR0', BigInt(0x9 | (r.chance(0.8) ? 0x4 : 0))),
-      ...this.submit([{ name: 'CFGI_STE', StreamID: vsid, Leaf: 1 }, { name: 'CMD_SYNC', CS: 0 }]),
+      ...this.submit([
+        { name: 'CFGI_STE', StreamID: vsid, Leaf: 1 },
+        { name: 'CMD_SYNC', CS: 0 },
+      ]),
       this.dmaFrom(this.psidFor(vsid)),
     );
     return ops;
@@ -511,7 +752,11 @@ export class GuestAttacker {
     const r = this.r;
     const ops: GuestOp[] = [];
     for (let i = r.range(2, 4); i > 0; i--) {
-      ops.push(r.chance(0.7) ? this.regWrite('CR0', BigInt(r.bits(5))) : this.regWrite('GBPA', registerValue(r, this.L, regByName('GBPA')!, this.cur)));
+      ops.push(
+        r.chance(0.7)
+          ? this.regWrite('CR0', BigInt(r.bits(5)))
+          : this.regWrite('GBPA', registerValue(r, this.L, regByName('GBPA')!, this.cur)),
+      );
       if (r.chance(0.4)) ops.push(this.dma());
       if (r.chance(0.3)) ops.push(...this.commands());
     }
@@ -529,7 +774,16 @@ export class GuestAttacker {
       const w = steWords(r, this.L);
       set(w, STE.V, 1);
       set(w, STE.Config, CFG.S1_TRANS);
-      ops.push({ op: 'memwrite', actor: this.actor, addr: at, hex: wordsToHex(w), comment: `a stage-1 STE for vSID ${d.vsid} (${i ? 'again, no abort between' : 'first'})` }, ...this.cfgi(d.vsid));
+      ops.push(
+        {
+          op: 'memwrite',
+          actor: this.actor,
+          addr: at,
+          hex: wordsToHex(w),
+          comment: `a stage-1 STE for vSID ${d.vsid} (${i ? 'again, no abort between' : 'first'})`,
+        },
+        ...this.cfgi(d.vsid),
+      );
     }
     ops.push(this.dmaFrom(d.psid));
     return ops;
@@ -544,8 +798,19 @@ export class GuestAttacker {
     const psid = this.psidFor(m.sid);
     return [
       this.dmaFrom(psid, m.iova),
-      { op: 'memwrite', actor: this.actor, addr: cd.base, hex: wordsToHex(cdWords(r, this.L)), comment: `the CD of vSID ${m.sid}, rewritten after attach` },
-      ...this.submit([r.chance(0.7) ? { name: 'CFGI_CD', StreamID: m.sid, SubstreamID: 0, Leaf: r.chance(0.8) ? 1 : 0 } : { name: 'CFGI_CD_ALL', StreamID: m.sid }, this.sync()]),
+      {
+        op: 'memwrite',
+        actor: this.actor,
+        addr: cd.base,
+        hex: wordsToHex(cdWords(r, this.L)),
+        comment: `the CD of vSID ${m.sid}, rewritten after attach`,
+      },
+      ...this.submit([
+        r.chance(0.7)
+          ? { name: 'CFGI_CD', StreamID: m.sid, SubstreamID: 0, Leaf: r.chance(0.8) ? 1 : 0 }
+          : { name: 'CFGI_CD_ALL', StreamID: m.sid },
+        this.sync(),
+      ]),
       this.dmaFrom(psid, m.iova),
     ];
   }
@@ -569,10 +834,22 @@ export class GuestAttacker {
       const l2 = this.L.scratch.base + 0x20000;
       const desc = new Uint32Array(2);
       desc[0] = (l2 | (split + 1)) >>> 0;
-      ops.push({ op: 'memwrite', actor: this.actor, addr: base + Math.floor(vsid / 2 ** split) * 8, hex: wordsToHex(desc), comment: `an L1 descriptor for vSID ${vsid}'s span, at an L2 table of its own` });
+      ops.push({
+        op: 'memwrite',
+        actor: this.actor,
+        addr: base + Math.floor(vsid / 2 ** split) * 8,
+        hex: wordsToHex(desc),
+        comment: `an L1 descriptor for vSID ${vsid}'s span, at an L2 table of its own`,
+      });
       at = l2 + (vsid % 2 ** split) * 64;
     } else at = base + vsid * 64;
-    ops.push({ op: 'memwrite', actor: this.actor, addr: at, hex: wordsToHex(ste), comment: `a ${get(ste, STE.Config) === CFG.BYPASS ? 'bypass' : 'stage-1'} STE for vSID ${vsid}, which is not the guest's` });
+    ops.push({
+      op: 'memwrite',
+      actor: this.actor,
+      addr: at,
+      hex: wordsToHex(ste),
+      comment: `a ${get(ste, STE.Config) === CFG.BYPASS ? 'bypass' : 'stage-1'} STE for vSID ${vsid}, which is not the guest's`,
+    });
     ops.push(...this.cfgi(vsid));
     return ops;
   }
@@ -583,7 +860,10 @@ export class GuestAttacker {
     const d = r.pick(this.g.devices);
     return [
       this.regWrite('STRTAB_BASE', registerValue(r, this.L, regByName('STRTAB_BASE')!, this.cur)),
-      this.regWrite('STRTAB_BASE_CFG', registerValue(r, this.L, regByName('STRTAB_BASE_CFG')!, this.cur)),
+      this.regWrite(
+        'STRTAB_BASE_CFG',
+        registerValue(r, this.L, regByName('STRTAB_BASE_CFG')!, this.cur),
+      ),
       ...this.cfgi(d.vsid),
       this.dmaFrom(d.psid),
     ];
@@ -592,14 +872,31 @@ export class GuestAttacker {
   /** A second vCPU rewrites guest memory right after the hypervisor's first read of it: a command slot, an STE or an L1 descriptor. */
   race(): GuestOp[] {
     const r = this.r;
-    const afterReads = r.weighted<number>([[7, 1], [2, 0], [1, 2]]);
+    const afterReads = r.weighted<number>([
+      [7, 1],
+      [2, 0],
+      [1, 2],
+    ]);
     const kind = r.int(3);
     if (kind === 0) {
       const q = this.queue();
       const evil = this.command();
       return [
-        { op: 'race', actor: this.actor, addr: this.slot(q, q.prod), hex: wordsToHex(encodeSpec(evil)), afterReads, comment: `a second vCPU rewrites the next command slot into ${evil.name}` },
-        ...this.submit([r.pick<CmdSpec>([{ name: 'CMD_SYNC', CS: 0 }, { name: 'CFGI_STE', StreamID: r.pick(this.L.sids), Leaf: 1 }, { name: 'TLBI_NH_ASID', ASID: 1 }])]),
+        {
+          op: 'race',
+          actor: this.actor,
+          addr: this.slot(q, q.prod),
+          hex: wordsToHex(encodeSpec(evil)),
+          afterReads,
+          comment: `a second vCPU rewrites the next command slot into ${evil.name}`,
+        },
+        ...this.submit([
+          r.pick<CmdSpec>([
+            { name: 'CMD_SYNC', CS: 0 },
+            { name: 'CFGI_STE', StreamID: r.pick(this.L.sids), Leaf: 1 },
+            { name: 'TLBI_NH_ASID', ASID: 1 },
+          ]),
+        ]),
       ];
     }
     const d = r.pick(this.g.devices);
@@ -607,7 +904,14 @@ export class GuestAttacker {
     if (at === null) return this.steAndCfgi();
     const evil = kind === 1 ? steWords(r, this.L) : l1Words(r, this.L);
     return [
-      { op: 'race', actor: this.actor, addr: at, hex: wordsToHex(evil), afterReads, comment: `a second vCPU rewrites the ${kind === 1 ? 'STE' : 'L1 descriptor'} of vSID ${d.vsid} while the hypervisor reads it` },
+      {
+        op: 'race',
+        actor: this.actor,
+        addr: at,
+        hex: wordsToHex(evil),
+        afterReads,
+        comment: `a second vCPU rewrites the ${kind === 1 ? 'STE' : 'L1 descriptor'} of vSID ${d.vsid} while the hypervisor reads it`,
+      },
       ...this.cfgi(d.vsid),
       this.dmaFrom(d.psid),
     ];
@@ -619,4 +923,3 @@ function stepable(op: GuestOp): boolean {
   if ('addr' in op && !(Number.isSafeInteger(op.addr) && op.addr >= 0)) return false;
   return true;
 }
-

@@ -31,9 +31,17 @@ export class GuestKernel {
    * Boot the guest's SMMU driver (probe and reset the SMMU it was given). Its tables and queues come from the upper half of its RAM
    * (the lower half is left for the buffers a workload maps), unless `pages` says otherwise.
    */
-  constructor(bus: MmioBus, readonly dt: GuestDeviceTree, pages?: { base: number; limit: number }) {
+  constructor(
+    bus: MmioBus,
+    readonly dt: GuestDeviceTree,
+    pages?: { base: number; limit: number },
+  ) {
     const half = dt.ram.base + Math.floor(dt.ram.size / 2 / 4096) * 4096;
-    this.drv = new ArmSmmuV3(bus, { base: dt.smmu, pages: pages ?? { base: half, limit: dt.ram.base + dt.ram.size } }, dt.actor);
+    this.drv = new ArmSmmuV3(
+      bus,
+      { base: dt.smmu, pages: pages ?? { base: half, limit: dt.ram.base + dt.ram.size } },
+      dt.actor,
+    );
     this.drv.probe();
     this.dm = new DomainManager(this.drv);
     this.dma = new DmaApi(this.drv, this.dm);

@@ -26,14 +26,28 @@ const encodeCommand = commands.encodeCommand;
 const CMD_WORDS = commands.CMD_WORDS;
 /** the fields the hot paths encode directly (the shared command table's declarations, copied once) */
 const F = {
-  Opcode: commands.Opcode, ASID: commands.ASID, VMID: commands.VMID, NUM: commands.NUM, SCALE: commands.SCALE,
-  Leaf: commands.Leaf, TTL: commands.TTL, TG: commands.TG, Address: commands.VA, MSIAddress: commands.MSIAddress,
+  Opcode: commands.Opcode,
+  ASID: commands.ASID,
+  VMID: commands.VMID,
+  NUM: commands.NUM,
+  SCALE: commands.SCALE,
+  Leaf: commands.Leaf,
+  TTL: commands.TTL,
+  TG: commands.TG,
+  Address: commands.VA,
+  MSIAddress: commands.MSIAddress,
 } as const;
 const OP_TLBI_NH_VA = commands.OP.TLBI_NH_VA;
 /** Linux's CMD_SYNC without MSIs: CS=SEV, MSH=ISH, MSIAttr=0xF (0x0fc02046) — constant, encoded once */
 const SYNC_SEV = encodeCommand('CMD_SYNC', { CS: 2, MSH: 3, MSIAttr: 0xf });
 /** Linux's MSIPOLL CMD_SYNC with MSIAddress 0; the entry's own address is filled in per command */
-const SYNC_MSI = encodeCommand('CMD_SYNC', { CS: 1, MSH: 3, MSIAttr: 0xf, MSIData: 0, MSIAddress: 0 });
+const SYNC_MSI = encodeCommand('CMD_SYNC', {
+  CS: 1,
+  MSH: 3,
+  MSIAttr: 0xf,
+  MSIData: 0,
+  MSIAddress: 0,
+});
 
 /** bits.ts `set` (field writer, with a word offset), module-local for the hot path */
 const putField = setField;
@@ -43,7 +57,18 @@ const putField = setField;
  * encodeCommand('TLBI_NH_VA', { ASID, VMID, NUM, SCALE, TG, TTL, Leaf, Address }), where the
  * non-range form is NUM = SCALE = TG = TTL = 0.
  */
-export function encodeTlbiNhVa(out: Uint32Array, off: number, asid: number, vmid: number, num: number, scale: number, tg: number, ttl: number, leaf: number, address: number): void {
+export function encodeTlbiNhVa(
+  out: Uint32Array,
+  off: number,
+  asid: number,
+  vmid: number,
+  num: number,
+  scale: number,
+  tg: number,
+  ttl: number,
+  leaf: number,
+  address: number,
+): void {
   out[off] = 0;
   out[off + 1] = 0;
   out[off + 2] = 0;
@@ -80,7 +105,13 @@ export interface CmdqStats {
 
 export class DriverCmdq {
   prod = 0;
-  readonly stats: CmdqStats = { batches: 0, commands: 0, syncs: 0, errorsRecovered: 0, consPolls: 0 };
+  readonly stats: CmdqStats = {
+    batches: 0,
+    commands: 0,
+    syncs: 0,
+    errorsRecovered: 0,
+    consPolls: 0,
+  };
   /** how many CONS reads before giving up on a CMD_SYNC */
   pollLimit = 10_000;
   private readonly mask: number;
@@ -200,9 +231,12 @@ export class DriverCmdq {
       // not done: what the GERROR interrupt handler does
       const gerror = this.bus.read32(this.actor, this.mmio + R_GERROR);
       const gerrorn = this.bus.read32(this.actor, this.mmio + R_GERRORN);
-      if ((gerror ^ gerrorn) & 1) this.recover(this.bus.read32(this.actor, this.mmio + R_CONS), gerror);
+      if ((gerror ^ gerrorn) & 1)
+        this.recover(this.bus.read32(this.actor, this.mmio + R_CONS), gerror);
     }
-    throw new CmdqTimeout(`CONS did not pass the CMD_SYNC at index ${qIndex(at, this.log2size)} after ${this.pollLimit} polls`);
+    throw new CmdqTimeout(
+      `CONS did not pass the CMD_SYNC at index ${qIndex(at, this.log2size)} after ${this.pollLimit} polls`,
+    );
   }
 
   /** True when `cons` has moved past `at` (cons is between at+1 and prod, in wrap order). */

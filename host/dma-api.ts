@@ -10,7 +10,16 @@
 import type { ArmSmmuV3 } from './driver.ts';
 import { DriverError } from './driver.ts';
 import type { DomainManager, Domain, AttachOptions } from './domain.ts';
-import { IoPgtable, newGather, rangeInvCommands, rangeInvInto, newRangeInvBuf, type FlushOps, type IotlbGather, type Prot } from './io-pgtable.ts';
+import {
+  IoPgtable,
+  newGather,
+  rangeInvCommands,
+  rangeInvInto,
+  newRangeInvBuf,
+  type FlushOps,
+  type IotlbGather,
+  type Prot,
+} from './io-pgtable.ts';
 import { encodeTlbiNhVa as encodeTlbiNhVaImported, type Command } from './cmdq.ts';
 
 // module-local aliases of what the map/unmap path calls (imported bindings are getters under the loader)
@@ -20,7 +29,12 @@ const rangeInv = rangeInvInto;
 /** iommu-dma's prot for each direction (DMA_TO_DEVICE → read, FROM_DEVICE → write, both → both; cacheable, no NOEXEC) */
 const PROT_TO_DEVICE: Prot = Object.freeze({ read: true, write: false, cache: true, exec: true });
 const PROT_FROM_DEVICE: Prot = Object.freeze({ read: false, write: true, cache: true, exec: true });
-const PROT_BIDIRECTIONAL: Prot = Object.freeze({ read: true, write: true, cache: true, exec: true });
+const PROT_BIDIRECTIONAL: Prot = Object.freeze({
+  read: true,
+  write: true,
+  cache: true,
+  exec: true,
+});
 
 export type DmaDirection = 'to-device' | 'from-device' | 'bidirectional';
 
@@ -48,7 +62,11 @@ export class IovaAllocator {
   private readonly ends: number[] = [];
   private cursor: number;
 
-  constructor(readonly granule: number, readonly limit: number, readonly floor: number) {
+  constructor(
+    readonly granule: number,
+    readonly limit: number,
+    readonly floor: number,
+  ) {
     this.cursor = limit;
   }
 
@@ -84,7 +102,8 @@ export class IovaAllocator {
     const starts = this.starts;
     let i = 0;
     while (i < starts.length && starts[i] !== iova) i++;
-    if (i === starts.length) throw new DriverError(`freeing IOVA 0x${iova.toString(16)} that was not allocated`);
+    if (i === starts.length)
+      throw new DriverError(`freeing IOVA 0x${iova.toString(16)} that was not allocated`);
     const s = starts[i]!;
     const e = this.ends[i]!;
     removeAt(starts, i);
@@ -108,7 +127,10 @@ export class DmaDomain {
   private readonly rangeBuf = newRangeInvBuf();
   private cmdWords = new Uint32Array(16 * 4);
 
-  constructor(private readonly drv: ArmSmmuV3, dm: DomainManager) {
+  constructor(
+    private readonly drv: ArmSmmuV3,
+    dm: DomainManager,
+  ) {
     const ft = drv.ft;
     const self = this;
     const ops: FlushOps = {
@@ -125,9 +147,23 @@ export class DmaDomain {
         g.end = Math.max(g.end, iova + granule - 1);
       },
     };
-    const mem = { read64: (a: number) => drv.readMem64(a), write64: (a: number, v: bigint) => drv.writeMem64(a, v) };
+    const mem = {
+      read64: (a: number) => drv.readMem64(a),
+      write64: (a: number, v: bigint) => drv.writeMem64(a, v),
+    };
     const alloc = { alloc: (bytes: number, align: number) => drv.pages.alloc(bytes, align) };
-    this.pgtable = new IoPgtable({ fmt: 'ARM_64_LPAE_S1', pgsizeBitmap: ft.pgsizes, ias: 48, oas: ft.ias, coherentWalk: ft.coherent }, mem, alloc, ops);
+    this.pgtable = new IoPgtable(
+      {
+        fmt: 'ARM_64_LPAE_S1',
+        pgsizeBitmap: ft.pgsizes,
+        ias: 48,
+        oas: ft.ias,
+        coherentWalk: ft.coherent,
+      },
+      mem,
+      alloc,
+      ops,
+    );
     this.domain = dm.alloc('dma', { s1: this.pgtable.s1! });
     this.iovas = new IovaAllocator(this.pgtable.granule, 2 ** 32, this.pgtable.granule);
   }
@@ -136,13 +172,29 @@ export class DmaDomain {
   invRange(iova: number, size: number, granule: number, leaf: boolean): Command[] {
     const asid = this.domain.asid;
     if (this.drv.ft.rangeInv) {
-      return rangeInvCommands(iova, size, granule, leaf, this.pgtable.granule).map((c) => [
-        'TLBI_NH_VA',
-        { ASID: asid, VMID: 0, NUM: c.num, SCALE: c.scale, TG: c.tg, TTL: c.ttl, Leaf: leaf ? 1 : 0, Address: Math.floor(c.addr / 4096) },
-      ] as Command);
+      return rangeInvCommands(iova, size, granule, leaf, this.pgtable.granule).map(
+        (c) =>
+          [
+            'TLBI_NH_VA',
+            {
+              ASID: asid,
+              VMID: 0,
+              NUM: c.num,
+              SCALE: c.scale,
+              TG: c.tg,
+              TTL: c.ttl,
+              Leaf: leaf ? 1 : 0,
+              Address: Math.floor(c.addr / 4096),
+            },
+          ] as Command,
+      );
     }
     const cmds: Command[] = [];
-    for (let a = iova; a < iova + size; a += granule) cmds.push(['TLBI_NH_VA', { ASID: asid, VMID: 0, Leaf: leaf ? 1 : 0, Address: Math.floor(a / 4096) }]);
+    for (let a = iova; a < iova + size; a += granule)
+      cmds.push([
+        'TLBI_NH_VA',
+        { ASID: asid, VMID: 0, Leaf: leaf ? 1 : 0, Address: Math.floor(a / 4096) },
+      ]);
     return cmds;
   }
 
@@ -161,7 +213,19 @@ export class DmaDomain {
       const b = this.rangeBuf;
       n = rangeInv(b, iova, size, granule, leaf, this.pgtable.granule);
       const w = this.words(n);
-      for (let i = 0; i < n; i++) encodeTlbiNhVa(w, i * 4, asid, 0, b.num[i]!, b.scale[i]!, b.tg, b.ttl, lf, Math.floor(b.addr[i]! / 4096));
+      for (let i = 0; i < n; i++)
+        encodeTlbiNhVa(
+          w,
+          i * 4,
+          asid,
+          0,
+          b.num[i]!,
+          b.scale[i]!,
+          b.tg,
+          b.ttl,
+          lf,
+          Math.floor(b.addr[i]! / 4096),
+        );
     } else {
       for (let a = iova; a < iova + size; a += granule) {
         encodeTlbiNhVa(this.words(n + 1), n * 4, asid, 0, 0, 0, 0, 0, lf, Math.floor(a / 4096));
@@ -190,7 +254,10 @@ export class DmaApi {
   /** unmap's gather, reset for each call */
   private readonly gather = newGather();
 
-  constructor(private readonly drv: ArmSmmuV3, private readonly dm: DomainManager) {}
+  constructor(
+    private readonly drv: ArmSmmuV3,
+    private readonly dm: DomainManager,
+  ) {}
 
   /** Give `sid` a default DMA domain (as iommu_probe_device does) and attach it. */
   attachDefault(sid: number, o: AttachOptions = {}): DmaDomain {
@@ -211,7 +278,11 @@ export class DmaApi {
 
   private prot(dir: DmaDirection): Prot {
     // iommu-dma: DMA_TO_DEVICE → read, FROM_DEVICE → write, both → both; data is cacheable, and no NOEXEC
-    return dir === 'to-device' ? PROT_TO_DEVICE : dir === 'from-device' ? PROT_FROM_DEVICE : PROT_BIDIRECTIONAL;
+    return dir === 'to-device'
+      ? PROT_TO_DEVICE
+      : dir === 'from-device'
+        ? PROT_FROM_DEVICE
+        : PROT_BIDIRECTIONAL;
   }
 
   /** dma_map_single: returns the IOVA the device must use for `pa`. */

@@ -11,7 +11,16 @@
 import type { ArmSmmuV3 } from './driver.ts';
 import { DriverError } from './driver.ts';
 import { writeEntry, steWriterOps, cdWriterOps, S1DSS, ENTRY_WORDS } from './entry.ts';
-import { makeAbortSte, makeBypassSte, makeCdtableSte, makeS1Cd, makeS2Ste, S1FMT, type MasterOpts, type HostSmmuFeatures } from './ste-make.ts';
+import {
+  makeAbortSte,
+  makeBypassSte,
+  makeCdtableSte,
+  makeS1Cd,
+  makeS2Ste,
+  S1FMT,
+  type MasterOpts,
+  type HostSmmuFeatures,
+} from './ste-make.ts';
 import type { S1PgtableCfg, S2PgtableCfg } from './io-pgtable.ts';
 
 export type DomainType = 'blocked' | 'identity' | 'dma' | 's2';
@@ -24,7 +33,13 @@ export interface DomainPgtable {
 
 export class Domain {
   readonly sids = new Set<number>();
-  constructor(readonly type: DomainType, readonly id: number, readonly asid: number, readonly vmid: number, readonly pgtable: DomainPgtable | null) {}
+  constructor(
+    readonly type: DomainType,
+    readonly id: number,
+    readonly asid: number,
+    readonly vmid: number,
+    readonly pgtable: DomainPgtable | null,
+  ) {}
 }
 
 /** A master's CD table (Linux: arm_smmu_ctx_desc_cfg). */
@@ -47,13 +62,23 @@ export class DomainManager {
   private readonly attached = new Map<number, Domain>();
   private readonly hf: HostSmmuFeatures;
 
-  constructor(private readonly drv: ArmSmmuV3, attrTypesOvr = false) {
+  constructor(
+    private readonly drv: ArmSmmuV3,
+    attrTypesOvr = false,
+  ) {
     const ft = drv.ft;
-    this.hf = { attrTypesOvr, stalls: ft.stalls, stallForce: ft.stallForce, e2h: false, ats: ft.ats };
+    this.hf = {
+      attrTypesOvr,
+      stalls: ft.stalls,
+      stallForce: ft.stallForce,
+      e2h: false,
+      ats: ft.ats,
+    };
   }
 
   alloc(type: DomainType, pgtable: DomainPgtable | null = null): Domain {
-    if (type === 'dma' && !pgtable?.s1) throw new DriverError('a DMA domain needs a stage-1 page table');
+    if (type === 'dma' && !pgtable?.s1)
+      throw new DriverError('a DMA domain needs a stage-1 page table');
     if (type === 's2') {
       if (!this.drv.ft.transS2) throw new DriverError('stage-2 domains need IDR0.S2P');
       if (!pgtable?.s2) throw new DriverError('a stage-2 domain needs a stage-2 page table');
@@ -83,7 +108,8 @@ export class DomainManager {
       target,
       steWriterOps(
         () => this.drv.issue([['CFGI_STE', { StreamID: sid, Leaf: 1 }]]),
-        (q, lo, hi) => this.drv.writeMem64(addr + 8 * q, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)),
+        (q, lo, hi) =>
+          this.drv.writeMem64(addr + 8 * q, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)),
       ),
     );
   }
@@ -95,7 +121,8 @@ export class DomainManager {
       target,
       cdWriterOps(
         () => this.drv.issue([['CFGI_CD', { StreamID: sid, SubstreamID: ssid, Leaf: 1 }]]),
-        (q, lo, hi) => this.drv.writeMem64(addr + 8 * q, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)),
+        (q, lo, hi) =>
+          this.drv.writeMem64(addr + 8 * q, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)),
       ),
     );
   }
@@ -105,9 +132,14 @@ export class DomainManager {
     let t = this.cdTables.get(sid);
     if (t) return t;
     const bits = Math.min(o.ssidBits ?? 0, this.drv.ft.ssidBits);
-    if (bits > 10) throw new DriverError('2-level CD tables (more than 1024 PASIDs) are not built yet');
+    if (bits > 10)
+      throw new DriverError('2-level CD tables (more than 1024 PASIDs) are not built yet');
     const n = 2 ** bits;
-    t = { base: this.drv.pages.alloc(n * 64, Math.max(64, n * 64)), s1cdmax: bits, s1fmt: S1FMT.LINEAR };
+    t = {
+      base: this.drv.pages.alloc(n * 64, Math.max(64, n * 64)),
+      s1cdmax: bits,
+      s1fmt: S1FMT.LINEAR,
+    };
     this.cdTables.set(sid, t);
     return t;
   }
@@ -123,18 +155,33 @@ export class DomainManager {
    * CD-table STE with S1DSS=bypass, so traffic without a PASID keeps bypassing.
    */
   attachPasid(sid: number, ssid: number, d: Domain, o: AttachOptions = {}): void {
-    if (d.type !== 'dma') throw new DriverError('only stage-1 DMA domains can be attached to a PASID');
+    if (d.type !== 'dma')
+      throw new DriverError('only stage-1 DMA domains can be attached to a PASID');
     if (ssid === 0) throw new DriverError('PASID 0 is the RID (IOMMU_NO_PASID): use attach()');
     const drv = this.drv;
     drv.ensureL2(sid);
     const t = this.cdTable(sid, o);
-    if (ssid >= 2 ** t.s1cdmax) throw new DriverError(`PASID ${ssid} does not fit the CD table (S1CDMax=${t.s1cdmax})`);
+    if (ssid >= 2 ** t.s1cdmax)
+      throw new DriverError(`PASID ${ssid} does not fit the CD table (S1CDMax=${t.s1cdmax})`);
     const s1 = d.pgtable!.s1!;
     if (d.sids.size === 0) drv.issue([['TLBI_NH_ASID', { ASID: d.asid, VMID: 0 }]]);
-    const cd = makeS1Cd(this.hf, o, { asid: d.asid, tcr: { tsz: s1.tsz, tg: s1.tg, irgn: s1.irgn, orgn: s1.orgn, sh: s1.sh, ips: s1.ips }, ttbr: BigInt(s1.ttbr), mair: s1.mair });
+    const cd = makeS1Cd(this.hf, o, {
+      asid: d.asid,
+      tcr: { tsz: s1.tsz, tg: s1.tg, irgn: s1.irgn, orgn: s1.orgn, sh: s1.sh, ips: s1.ips },
+      ttbr: BigInt(s1.ttbr),
+      mair: s1.mair,
+    });
     this.writeCd(sid, ssid, this.cdAddr(t, ssid), cd);
     if (this.attached.get(sid)?.type !== 'dma') {
-      this.writeSte(sid, makeCdtableSte(this.hf, o, { dma: BigInt(t.base), s1cdmax: t.s1cdmax, s1fmt: t.s1fmt }, S1DSS.BYPASS));
+      this.writeSte(
+        sid,
+        makeCdtableSte(
+          this.hf,
+          o,
+          { dma: BigInt(t.base), s1cdmax: t.s1cdmax, s1fmt: t.s1fmt },
+          S1DSS.BYPASS,
+        ),
+      );
     }
     d.sids.add(sid);
   }
@@ -157,7 +204,15 @@ export class DomainManager {
         const s2 = d.pgtable!.s2!;
         target = makeS2Ste(this.hf, o, {
           vmid: d.vmid,
-          vtcr: { tsz: s2.tsz, sl: s2.sl, irgn: s2.irgn, orgn: s2.orgn, sh: s2.sh, tg: s2.tg, ps: s2.ps },
+          vtcr: {
+            tsz: s2.tsz,
+            sl: s2.sl,
+            irgn: s2.irgn,
+            orgn: s2.orgn,
+            sh: s2.sh,
+            tg: s2.tg,
+            ps: s2.ps,
+          },
           vttbr: BigInt(s2.vttbr),
         });
         break;
@@ -166,9 +221,19 @@ export class DomainManager {
         const s1 = d.pgtable!.s1!;
         const t = this.cdTable(sid, o);
         if (d.sids.size === 0) drv.issue([['TLBI_NH_ASID', { ASID: d.asid, VMID: 0 }]]); // flush_iotlb_all before first use
-        const cd = makeS1Cd(this.hf, o, { asid: d.asid, tcr: { tsz: s1.tsz, tg: s1.tg, irgn: s1.irgn, orgn: s1.orgn, sh: s1.sh, ips: s1.ips }, ttbr: BigInt(s1.ttbr), mair: s1.mair });
+        const cd = makeS1Cd(this.hf, o, {
+          asid: d.asid,
+          tcr: { tsz: s1.tsz, tg: s1.tg, irgn: s1.irgn, orgn: s1.orgn, sh: s1.sh, ips: s1.ips },
+          ttbr: BigInt(s1.ttbr),
+          mair: s1.mair,
+        });
         this.writeCd(sid, 0, this.cdAddr(t, 0), cd);
-        target = makeCdtableSte(this.hf, o, { dma: BigInt(t.base), s1cdmax: t.s1cdmax, s1fmt: t.s1fmt }, S1DSS.SSID0);
+        target = makeCdtableSte(
+          this.hf,
+          o,
+          { dma: BigInt(t.base), s1cdmax: t.s1cdmax, s1fmt: t.s1fmt },
+          S1DSS.SSID0,
+        );
         break;
       }
     }

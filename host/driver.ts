@@ -96,7 +96,11 @@ export class ArmSmmuV3 {
   ackPollLimit = 1000;
   probed = false;
 
-  constructor(private readonly bus: MmioBus, readonly opts: DriverOptions, private readonly actor = 'host') {
+  constructor(
+    private readonly bus: MmioBus,
+    readonly opts: DriverOptions,
+    private readonly actor = 'host',
+  ) {
     this.pages = new HostPages(bus, opts.pages.base, opts.pages.limit, actor);
   }
 
@@ -125,7 +129,9 @@ export class ArmSmmuV3 {
 
   private pollAck(off: number, want: number, what: string): void {
     for (let i = 0; i < this.ackPollLimit; i++) if (this.read32(off) === want) return;
-    throw new DriverError(`timeout waiting for ${what} (wanted 0x${want.toString(16)}, read 0x${this.read32(off).toString(16)})`);
+    throw new DriverError(
+      `timeout waiting for ${what} (wanted 0x${want.toString(16)}, read 0x${this.read32(off).toString(16)})`,
+    );
   }
 
   /** Write CR0 and wait for CR0ACK to match (arm_smmu_write_reg_sync). */
@@ -171,7 +177,8 @@ export class ArmSmmuV3 {
     if (get(r5, IDR5.GRAN64K)) pgsizes.push(1 << 16, 2 ** 29);
     if (get(r5, IDR5.GRAN16K)) pgsizes.push(1 << 14, 1 << 25);
     if (get(r5, IDR5.GRAN4K)) pgsizes.push(1 << 12, 1 << 21, 1 << 30);
-    if (get(r1, IDR1.TABLES_PRESET) || get(r1, IDR1.QUEUES_PRESET)) throw new DriverError('embedded implementation not supported');
+    if (get(r1, IDR1.TABLES_PRESET) || get(r1, IDR1.QUEUES_PRESET))
+      throw new DriverError('embedded implementation not supported');
     const ft: DriverFeatures = {
       twoLevelStrtab: get(r0, IDR0.ST_LEVEL) === 1 && sidBits > STRTAB_SPLIT,
       twoLevelCd: get(r0, IDR0.CD2L) === 1,
@@ -210,7 +217,13 @@ export class ArmSmmuV3 {
     if (ft.twoLevelStrtab) {
       const l1Entries = Math.min(2 ** (ft.sidBits - STRTAB_SPLIT), STRTAB_MAX_L1_ENTRIES);
       const log2size = Math.log2(l1Entries) + STRTAB_SPLIT;
-      this.strtab = { base: this.pages.alloc(l1Entries * STRTAB_L1_DESC_BYTES), log2size, fmt: 1, split: STRTAB_SPLIT, l1: new Array(l1Entries).fill(0) };
+      this.strtab = {
+        base: this.pages.alloc(l1Entries * STRTAB_L1_DESC_BYTES),
+        log2size,
+        fmt: 1,
+        split: STRTAB_SPLIT,
+        l1: new Array(l1Entries).fill(0),
+      };
     } else {
       const n = 2 ** ft.sidBits;
       const base = this.pages.alloc(n * 64);
@@ -258,9 +271,22 @@ export class ArmSmmuV3 {
     const ft = (this.ft = this.hwProbe());
     // arm_smmu_init_structures: queues, then the stream table
     const cmdqBase = this.pages.alloc(2 ** ft.cmdqShift * 16);
-    this.cmdq = new DriverCmdq(this.bus, this.opts.base, cmdqBase, ft.cmdqShift, ft.msi && ft.coherent, this.actor);
+    this.cmdq = new DriverCmdq(
+      this.bus,
+      this.opts.base,
+      cmdqBase,
+      ft.cmdqShift,
+      ft.msi && ft.coherent,
+      this.actor,
+    );
     this.evtq = { base: this.pages.alloc(2 ** ft.evtqShift * 32), shift: ft.evtqShift };
-    this.events = new EventDrain(this.bus, this.opts.base, this.evtq.base, this.evtq.shift, this.actor);
+    this.events = new EventDrain(
+      this.bus,
+      this.opts.base,
+      this.evtq.base,
+      this.evtq.shift,
+      this.actor,
+    );
     if (ft.pri) this.priq = { base: this.pages.alloc(2 ** ft.priqShift * 16), shift: ft.priqShift };
     this.initStrtab();
     this.reset();

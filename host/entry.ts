@@ -18,7 +18,8 @@ import { CD, CD_WORDS } from '../hw/smmu/cd.ts';
 export const ENTRY_WORDS = 16;
 export const ENTRY_QWORDS = 8;
 
-if (STE_WORDS !== ENTRY_WORDS || CD_WORDS !== ENTRY_WORDS) throw new Error('host/entry: STE and CD must be 16 words');
+if (STE_WORDS !== ENTRY_WORDS || CD_WORDS !== ENTRY_WORDS)
+  throw new Error('host/entry: STE and CD must be 16 words');
 
 /** STE.S1DSS encodings (reference §2.2). */
 export const S1DSS = { TERMINATE: 0, BYPASS: 1, SSID0: 2 } as const;
@@ -38,15 +39,38 @@ const STE_USED_V = mask(STE.V);
 const STE_USED_CONFIG = mask(STE.Config);
 /** Stage 1 translates (Config bit 0 with bit 2: 0b101, 0b111). */
 const STE_USED_S1 = mask(
-  STE.S1Fmt, STE.S1ContextPtr, STE.S1CDMax,
-  STE.S1DSS, STE.S1CIR, STE.S1COR, STE.S1CSH, STE.S1STALLD, STE.STRW, STE.EATS, STE.MEV,
+  STE.S1Fmt,
+  STE.S1ContextPtr,
+  STE.S1CDMax,
+  STE.S1DSS,
+  STE.S1CIR,
+  STE.S1COR,
+  STE.S1CSH,
+  STE.S1STALLD,
+  STE.STRW,
+  STE.EATS,
+  STE.MEV,
   STE.S2VMID,
 );
 /** Stage 2 translates (Config bit 1 with bit 2: 0b110, 0b111). */
 const STE_USED_S2 = mask(
-  STE.EATS, STE.SHCFG, STE.MEV, STE.S2FWB,
-  STE.S2VMID, STE.S2T0SZ, STE.S2SL0, STE.S2IR0, STE.S2OR0, STE.S2SH0, STE.S2TG, STE.S2PS,
-  STE.S2AA64, STE.S2ENDI, STE.S2PTW, STE.S2S, STE.S2R,
+  STE.EATS,
+  STE.SHCFG,
+  STE.MEV,
+  STE.S2FWB,
+  STE.S2VMID,
+  STE.S2T0SZ,
+  STE.S2SL0,
+  STE.S2IR0,
+  STE.S2OR0,
+  STE.S2SH0,
+  STE.S2TG,
+  STE.S2PS,
+  STE.S2AA64,
+  STE.S2ENDI,
+  STE.S2PTW,
+  STE.S2S,
+  STE.S2R,
   STE.S2TTB,
 );
 /** SHCFG applies to traffic that bypasses stage 1: Config=bypass, or S1DSS=bypass. */
@@ -95,7 +119,8 @@ export function steUpdateSafe(cur: ArrayLike<number>, target: ArrayLike<number>)
   const w = STE.EATS.word;
   const s1chk = ((cur[w]! | target[w]!) & EATS_S1CHK_BITS) !== 0;
   let s2s = false;
-  for (let i = 0; i < ENTRY_WORDS; i++) if (((cur[i]! | target[i]!) & S2S_MASK[i]!) !== 0) s2s = true;
+  for (let i = 0; i < ENTRY_WORDS; i++)
+    if (((cur[i]! | target[i]!) & S2S_MASK[i]!) !== 0) s2s = true;
   if (!s1chk && !s2s) safe[w] = (safe[w]! | EATS_TRANS_BITS) >>> 0;
   return safe;
 }
@@ -110,7 +135,8 @@ const CD_TTB0_GROUP = mask(CD.T0SZ, CD.TG0, CD.IR0, CD.OR0, CD.SH0, CD.TTB0);
 export function cdUsed(e: ArrayLike<number>): Uint32Array {
   if (get(e, CD.V) === 0) return Uint32Array.from(CD_USED_V);
   const used = new Uint32Array(ENTRY_WORDS).fill(0xffffffff);
-  if (get(e, CD.EPD0) === 1) for (let i = 0; i < ENTRY_WORDS; i++) used[i] = (used[i]! & ~CD_TTB0_GROUP[i]!) >>> 0;
+  if (get(e, CD.EPD0) === 1)
+    for (let i = 0; i < ENTRY_WORDS; i++) used[i] = (used[i]! & ~CD_TTB0_GROUP[i]!) >>> 0;
   return used;
 }
 
@@ -147,7 +173,11 @@ export interface EntryWriteResult {
 }
 
 /** Compute the unused-bits update and the set of qwords whose used bits still differ. */
-export function planEntryUpdate(cur: Uint32Array, target: Uint32Array, ops: Pick<EntryWriterOps, 'used' | 'updateSafe'>): EntryPlan {
+export function planEntryUpdate(
+  cur: Uint32Array,
+  target: Uint32Array,
+  ops: Pick<EntryWriterOps, 'used' | 'updateSafe'>,
+): EntryPlan {
   const curUsed = ops.used(cur);
   const tgtUsed = ops.used(target);
   const safe = ops.updateSafe ? ops.updateSafe(cur, target) : new Uint32Array(ENTRY_WORDS);
@@ -159,7 +189,7 @@ export function planEntryUpdate(cur: Uint32Array, target: Uint32Array, ops: Pick
     const s = safe[i]! & tgtUsed[i]! & curUsed[i]!;
     const keep = (curUsed[i]! & ~s) >>> 0;
     unusedUpdate[i] = ((cur[i]! & keep) | (target[i]! & ~keep)) >>> 0;
-    if (((unusedUpdate[i]! & tgtUsed[i]!) >>> 0) !== target[i]) diff |= 1 << (i >> 1);
+    if ((unusedUpdate[i]! & tgtUsed[i]!) >>> 0 !== target[i]) diff |= 1 << (i >> 1);
     if ((target[i]! & ~tgtUsed[i]!) !== 0) targetUnused |= 1 << (i >> 1);
   }
   return { diff, unusedUpdate, targetUnused };
@@ -183,8 +213,13 @@ function popcount8(x: number): number {
  * - none: the target is written as is (only ignored or update-safe bits differ), with one
  *   sync if that changed anything (none when the entry already equals the target).
  */
-export function writeEntry(cur: Uint32Array, target: Uint32Array, ops: EntryWriterOps): EntryWriteResult {
-  if (cur.length !== ENTRY_WORDS || target.length !== ENTRY_WORDS) throw new Error(`writeEntry: entries must be ${ENTRY_WORDS} words`);
+export function writeEntry(
+  cur: Uint32Array,
+  target: Uint32Array,
+  ops: EntryWriterOps,
+): EntryWriteResult {
+  if (cur.length !== ENTRY_WORDS || target.length !== ENTRY_WORDS)
+    throw new Error(`writeEntry: entries must be ${ENTRY_WORDS} words`);
   const tgt = Uint32Array.from(target); // the caller's target may alias memory the ops touch
   const plan = planEntryUpdate(cur, tgt, ops);
   let syncs = 0;
@@ -233,11 +268,17 @@ export function writeEntry(cur: Uint32Array, target: Uint32Array, ops: EntryWrit
 }
 
 /** Writer ops for an STE (used bits and update-safe bits), given the sync and write actions. */
-export function steWriterOps(sync: () => void, write: (qword: number, lo: number, hi: number) => void): EntryWriterOps {
+export function steWriterOps(
+  sync: () => void,
+  write: (qword: number, lo: number, hi: number) => void,
+): EntryWriterOps {
   return { used: steUsed, updateSafe: steUpdateSafe, sync, write };
 }
 
 /** Writer ops for a CD, given the sync and write actions. */
-export function cdWriterOps(sync: () => void, write: (qword: number, lo: number, hi: number) => void): EntryWriterOps {
+export function cdWriterOps(
+  sync: () => void,
+  write: (qword: number, lo: number, hi: number) => void,
+): EntryWriterOps {
   return { used: cdUsed, sync, write };
 }

@@ -17,7 +17,13 @@ export class EventDrain {
   readonly events: DecodedEvent[] = [];
   overflows = 0;
 
-  constructor(private readonly bus: MmioBus, private readonly mmio: number, readonly base: number, readonly log2size: number, private readonly actor = 'host') {}
+  constructor(
+    private readonly bus: MmioBus,
+    private readonly mmio: number,
+    readonly base: number,
+    readonly log2size: number,
+    private readonly actor = 'host',
+  ) {}
 
   /** Drain the queue; returns the records read this time. */
   drain(): DecodedEvent[] {
@@ -29,7 +35,11 @@ export class EventDrain {
     let cons = consReg & m;
     const w = new Uint32Array(EVT_WORDS);
     while (cons !== prod) {
-      const bytes = this.bus.readBytes(this.actor, this.base + qIndex(cons, this.log2size) * EVT_BYTES, EVT_BYTES);
+      const bytes = this.bus.readBytes(
+        this.actor,
+        this.base + qIndex(cons, this.log2size) * EVT_BYTES,
+        EVT_BYTES,
+      );
       new Uint8Array(w.buffer).set(bytes);
       const e = decodeEvent(w);
       got.push(e);
@@ -42,7 +52,8 @@ export class EventDrain {
       log.warn('EVTQ overflow detected -- events lost');
       ack = prodReg & OVF;
     }
-    if (got.length || ack !== (consReg & OVF)) this.bus.write32(this.actor, this.mmio + OFF.EVENTQ_CONS, (ack | cons) >>> 0);
+    if (got.length || ack !== (consReg & OVF))
+      this.bus.write32(this.actor, this.mmio + OFF.EVENTQ_CONS, (ack | cons) >>> 0);
     this.events.push(...got);
     return got;
   }

@@ -122,7 +122,10 @@ export type PgtableErrno = 'EEXIST' | 'EINVAL' | 'ERANGE';
 
 /** A refused request, with the errno Linux would return. */
 export class IoPgtableError extends Error {
-  constructor(readonly errno: PgtableErrno, message: string) {
+  constructor(
+    readonly errno: PgtableErrno,
+    message: string,
+  ) {
     super(`${errno}: ${message}`);
     this.name = 'IoPgtableError';
   }
@@ -217,14 +220,23 @@ export class IoPgtable {
   private readonly iasLimit: number;
   private readonly oasLimit: number;
   /** protToPte results, indexed by the six Prot flags as bits (read 1, write 2, exec 4, priv 8, mmio 16, cache 32) */
-  private readonly attrCache: Array<bigint | undefined> = new Array<bigint | undefined>(64).fill(undefined);
+  private readonly attrCache: Array<bigint | undefined> = new Array<bigint | undefined>(64).fill(
+    undefined,
+  );
 
-  constructor(cfg: PgtableCfg, private readonly mem: PgtableMem, private readonly allocator: PgtableAlloc, private readonly tlb: FlushOps) {
+  constructor(
+    cfg: PgtableCfg,
+    private readonly mem: PgtableMem,
+    private readonly allocator: PgtableAlloc,
+    private readonly tlb: FlushOps,
+  ) {
     this.fmt = cfg.fmt;
     this.coherentWalk = cfg.coherentWalk;
 
     // granule: PAGE_SIZE if offered, else the largest smaller size, else the smallest larger one
-    const sizes = [...new Set(cfg.pgsizeBitmap)].filter((s) => Number.isInteger(s) && s > 0 && Number.isInteger(Math.log2(s)));
+    const sizes = [...new Set(cfg.pgsizeBitmap)].filter(
+      (s) => Number.isInteger(s) && s > 0 && Number.isInteger(Math.log2(s)),
+    );
     sizes.sort((a, b) => a - b);
     const smaller = sizes.filter((s) => s < CPU_PAGE_SIZE);
     const larger = sizes.filter((s) => s > CPU_PAGE_SIZE);
@@ -235,26 +247,40 @@ export class IoPgtable {
     let pageSizes: number[];
     let maxAddrBits = 48;
     switch (granule) {
-      case SZ_4K: pageSizes = [SZ_4K, 2 ** 21, 2 ** 30]; break;
-      case SZ_16K: pageSizes = [SZ_16K, 2 ** 25]; break;
+      case SZ_4K:
+        pageSizes = [SZ_4K, 2 ** 21, 2 ** 30];
+        break;
+      case SZ_16K:
+        pageSizes = [SZ_16K, 2 ** 25];
+        break;
       case SZ_64K:
         maxAddrBits = 52;
         pageSizes = [SZ_64K, 2 ** 29];
         if (cfg.oas > 48) pageSizes.push(2 ** 42);
         break;
-      default: pageSizes = [];
+      default:
+        pageSizes = [];
     }
     this.pgsizeBitmap = sizes.filter((s) => pageSizes.includes(s));
-    if (!this.pgsizeBitmap.includes(granule)) throw new IoPgtableError('EINVAL', `no 4K/16K/64K granule in the page sizes [${cfg.pgsizeBitmap.map(hex).join(', ')}]`);
+    if (!this.pgsizeBitmap.includes(granule))
+      throw new IoPgtableError(
+        'EINVAL',
+        `no 4K/16K/64K granule in the page sizes [${cfg.pgsizeBitmap.map(hex).join(', ')}]`,
+      );
     this.ias = Math.min(cfg.ias, maxAddrBits);
     this.oas = Math.min(cfg.oas, maxAddrBits);
     this.granule = granule;
     this.pgShift = log2(granule);
     this.bitsPerLevel = this.pgShift - 3;
     const vaBits = this.ias - this.pgShift;
-    if (!Number.isInteger(this.ias) || vaBits <= 0) throw new IoPgtableError('EINVAL', `IAS ${cfg.ias} is too small for a ${granule / 1024} KB granule`);
+    if (!Number.isInteger(this.ias) || vaBits <= 0)
+      throw new IoPgtableError(
+        'EINVAL',
+        `IAS ${cfg.ias} is too small for a ${granule / 1024} KB granule`,
+      );
     const psEnc = PS_ENC[this.oas];
-    if (psEnc === undefined) throw new IoPgtableError('EINVAL', `OAS ${cfg.oas} has no IPS/PS encoding`);
+    if (psEnc === undefined)
+      throw new IoPgtableError('EINVAL', `OAS ${cfg.oas} has no IPS/PS encoding`);
 
     let levels = Math.ceil(vaBits / this.bitsPerLevel);
     let startLevel = MAX_LEVELS - levels;
@@ -281,7 +307,16 @@ export class IoPgtable {
     const tg = TG_ENC[this.pgShift]!;
     this.root = this.allocTable(this.tableBytes(startLevel));
     if (cfg.fmt === 'ARM_64_LPAE_S1') {
-      this.s1 = { tsz, tg, irgn: rgn, orgn: rgn, sh, ips: psEnc, mair: LINUX_MAIR, ttbr: this.root };
+      this.s1 = {
+        tsz,
+        tg,
+        irgn: rgn,
+        orgn: rgn,
+        sh,
+        ips: psEnc,
+        mair: LINUX_MAIR,
+        ttbr: this.root,
+      };
     } else if (cfg.fmt === 'ARM_64_LPAE_S2') {
       // S2SL0: 4K counts from level 2 (start = 2 - SL0), 16K/64K from level 3 (start = 3 - SL0)
       const sl = this.pgShift === 12 ? 2 - startLevel : 3 - startLevel;
@@ -340,13 +375,21 @@ export class IoPgtable {
   }
 
   private isLeaf(pte: bigint, level: number): boolean {
-    return level === MAX_LEVELS - 1 ? (pte & TYPE_MASK) === TYPE_PAGE : (pte & TYPE_MASK) === TYPE_BLOCK;
+    return level === MAX_LEVELS - 1
+      ? (pte & TYPE_MASK) === TYPE_PAGE
+      : (pte & TYPE_MASK) === TYPE_BLOCK;
   }
 
   /** The attribute and permission bits of a leaf for `prot` (everything but the type and the address). */
   protToPte(prot: Prot): bigint {
     // they depend only on the truth of prot's six flags: computed once per combination
-    const key = (prot.read ? 1 : 0) | (prot.write ? 2 : 0) | (prot.exec ? 4 : 0) | (prot.priv ? 8 : 0) | (prot.mmio ? 16 : 0) | (prot.cache ? 32 : 0);
+    const key =
+      (prot.read ? 1 : 0) |
+      (prot.write ? 2 : 0) |
+      (prot.exec ? 4 : 0) |
+      (prot.priv ? 8 : 0) |
+      (prot.mmio ? 16 : 0) |
+      (prot.cache ? 32 : 0);
     const hit = this.attrCache[key];
     if (hit !== undefined) return hit;
     const pte = this.computeProtToPte(prot);
@@ -367,7 +410,11 @@ export class IoPgtable {
       pte = 0n;
       if (prot.read) pte |= PTE_S2AP_READ;
       if (prot.write) pte |= PTE_S2AP_WRITE;
-      const memattr = prot.mmio ? S2_MEMATTR.DEVICE_nGnRE : prot.cache ? S2_MEMATTR.NORMAL_WB : S2_MEMATTR.NORMAL_NC;
+      const memattr = prot.mmio
+        ? S2_MEMATTR.DEVICE_nGnRE
+        : prot.cache
+          ? S2_MEMATTR.NORMAL_WB
+          : S2_MEMATTR.NORMAL_NC;
       pte |= BigInt(memattr) << 2n;
     }
     pte |= prot.cache ? PTE_SH_IS : PTE_SH_OS;
@@ -381,7 +428,10 @@ export class IoPgtable {
   private allocTable(bytes: number): number {
     const size = Math.max(bytes, CPU_PAGE_SIZE); // whole pages, naturally aligned, like alloc_pages()
     const addr = this.allocator.alloc(size, size);
-    if (addr % size !== 0) throw new Error(`io-pgtable: allocator returned 0x${addr.toString(16)}, not aligned to 0x${size.toString(16)}`);
+    if (addr % size !== 0)
+      throw new Error(
+        `io-pgtable: allocator returned 0x${addr.toString(16)}, not aligned to 0x${size.toString(16)}`,
+      );
     this.liveTables++;
     return addr;
   }
@@ -423,12 +473,29 @@ export class IoPgtable {
    */
   map(iova: number, paddr: number, pgsize: number, pgcount: number, prot: Prot): number {
     this.checkLive();
-    if (!this.pgsizeBitmap.includes(pgsize)) throw new IoPgtableError('EINVAL', `page size ${hex(pgsize)} is not in [${this.pgsizeBitmap.map(hex).join(', ')}]`);
-    if (!Number.isInteger(pgcount) || pgcount < 0) throw new IoPgtableError('EINVAL', `page count ${pgcount}`);
+    if (!this.pgsizeBitmap.includes(pgsize))
+      throw new IoPgtableError(
+        'EINVAL',
+        `page size ${hex(pgsize)} is not in [${this.pgsizeBitmap.map(hex).join(', ')}]`,
+      );
+    if (!Number.isInteger(pgcount) || pgcount < 0)
+      throw new IoPgtableError('EINVAL', `page count ${pgcount}`);
     if (!prot.read && !prot.write) return 0; // no access: nothing to do
-    if (!Number.isInteger(iova) || iova < 0 || iova >= this.iasLimit) throw new IoPgtableError('ERANGE', `IOVA ${hex(iova)} is beyond the ${this.ias}-bit input size`);
-    if (!Number.isInteger(paddr) || paddr < 0 || paddr >= this.oasLimit) throw new IoPgtableError('ERANGE', `PA ${hex(paddr)} is beyond the ${this.oas}-bit output size`);
-    if (iova % pgsize || paddr % pgsize) throw new IoPgtableError('EINVAL', `IOVA ${hex(iova)} / PA ${hex(paddr)} not aligned to ${hex(pgsize)}`);
+    if (!Number.isInteger(iova) || iova < 0 || iova >= this.iasLimit)
+      throw new IoPgtableError(
+        'ERANGE',
+        `IOVA ${hex(iova)} is beyond the ${this.ias}-bit input size`,
+      );
+    if (!Number.isInteger(paddr) || paddr < 0 || paddr >= this.oasLimit)
+      throw new IoPgtableError(
+        'ERANGE',
+        `PA ${hex(paddr)} is beyond the ${this.oas}-bit output size`,
+      );
+    if (iova % pgsize || paddr % pgsize)
+      throw new IoPgtableError(
+        'EINVAL',
+        `IOVA ${hex(iova)} / PA ${hex(paddr)} not aligned to ${hex(pgsize)}`,
+      );
     if (pgcount === 0) return 0;
     const attrs = this.protToPte(prot);
 
@@ -441,22 +508,35 @@ export class IoPgtable {
         for (let i = 0; i < n; i++) {
           const old = this.mem.read64(ptep + i * 8);
           if (old === 0n) continue;
-          if (this.isLeaf(old, level)) throw new IoPgtableError('EEXIST', `IOVA ${hex(iova + i * pgsize)} is already mapped (level ${level})`);
+          if (this.isLeaf(old, level))
+            throw new IoPgtableError(
+              'EEXIST',
+              `IOVA ${hex(iova + i * pgsize)} is already mapped (level ${level})`,
+            );
           // a table where the block goes: unmap and free it first
-          if (this.unmapAt(null, iova + i * pgsize, pgsize, 1, level, table) !== pgsize) throw new IoPgtableError('EINVAL', `cannot replace the table at ${hex(iova + i * pgsize)}`);
+          if (this.unmapAt(null, iova + i * pgsize, pgsize, 1, level, table) !== pgsize)
+            throw new IoPgtableError(
+              'EINVAL',
+              `cannot replace the table at ${hex(iova + i * pgsize)}`,
+            );
         }
         const leaf = attrs | (level === MAX_LEVELS - 1 ? TYPE_PAGE : TYPE_BLOCK);
-        for (let i = 0; i < n; i++) this.mem.write64(ptep + i * 8, leaf | this.paddrToPte(paddr + i * pgsize));
+        for (let i = 0; i < n; i++)
+          this.mem.write64(ptep + i * 8, leaf | this.paddrToPte(paddr + i * pgsize));
         return n * pgsize;
       }
       // no table can be allocated below the last level
       if (level >= MAX_LEVELS - 1) break;
       let pte = this.mem.read64(ptep);
       if (pte === 0n) pte = this.installTable(ptep);
-      if (this.isLeaf(pte, level)) throw new IoPgtableError('EEXIST', `IOVA ${hex(iova)} is inside a level-${level} block`);
+      if (this.isLeaf(pte, level))
+        throw new IoPgtableError('EEXIST', `IOVA ${hex(iova)} is inside a level-${level} block`);
       table = this.pteToPaddr(pte);
     }
-    throw new IoPgtableError('EINVAL', `page size ${hex(pgsize)} is not a block or page size below level ${this.startLevel}`);
+    throw new IoPgtableError(
+      'EINVAL',
+      `page size ${hex(pgsize)} is not a block or page size below level ${this.startLevel}`,
+    );
   }
 
   /**
@@ -473,7 +553,14 @@ export class IoPgtable {
     return this.unmapAt(gather, iova, pgsize, pgcount, this.startLevel, this.root);
   }
 
-  private unmapAt(gather: IotlbGather | null, iova: number, size: number, pgcount: number, level: number, table: number): number {
+  private unmapAt(
+    gather: IotlbGather | null,
+    iova: number,
+    size: number,
+    pgcount: number,
+    level: number,
+    table: number,
+  ): number {
     if (level >= MAX_LEVELS) return 0;
     const idx = this.index(iova, level);
     const ptep = table + idx * 8;
@@ -539,7 +626,11 @@ export class IoPgtable {
    */
   mapRange(iova: number, paddr: number, size: number, prot: Prot): number {
     const min = this.pgsizeBitmap[0]!;
-    if (iova % min || paddr % min || size % min) throw new IoPgtableError('EINVAL', `IOVA ${hex(iova)}, PA ${hex(paddr)} or size ${hex(size)} not aligned to ${hex(min)}`);
+    if (iova % min || paddr % min || size % min)
+      throw new IoPgtableError(
+        'EINVAL',
+        `IOVA ${hex(iova)}, PA ${hex(paddr)} or size ${hex(size)} not aligned to ${hex(min)}`,
+      );
     let done = 0;
     while (done < size) {
       pgsizeInto(this.pgsizeBitmap, iova + done, paddr + done, size - done);
@@ -598,7 +689,12 @@ export function gatherAddRange(g: IotlbGather, iova: number, size: number): void
  * and the alignment of iova|paddr, and how many of them to map before a larger size becomes
  * usable.
  */
-export function iommuPgsize(pgsizes: readonly number[], iova: number, paddr: number, size: number): { pgsize: number; count: number } {
+export function iommuPgsize(
+  pgsizes: readonly number[],
+  iova: number,
+  paddr: number,
+  size: number,
+): { pgsize: number; count: number } {
   pgsizeInto(pgsizes, iova, paddr, size);
   return { pgsize: pg.pgsize, count: pg.count };
 }
@@ -615,7 +711,11 @@ function pgsizeInto(pgsizes: readonly number[], iova: number, paddr: number, siz
     const s = pgsizes[i]!;
     if (s <= size && s <= align && s > pgsize) pgsize = s;
   }
-  if (pgsize === Number.NEGATIVE_INFINITY) throw new IoPgtableError('EINVAL', `no page size for IOVA ${hex(iova)}, PA ${hex(paddr)}, size ${hex(size)}`);
+  if (pgsize === Number.NEGATIVE_INFINITY)
+    throw new IoPgtableError(
+      'EINVAL',
+      `no page size for IOVA ${hex(iova)}, PA ${hex(paddr)}, size ${hex(size)}`,
+    );
   let count = Math.floor(size / pgsize);
   // the next larger size, if any
   let pgsizeNext = Number.POSITIVE_INFINITY;
@@ -625,7 +725,7 @@ function pgsizeInto(pgsizes: readonly number[], iova: number, paddr: number, siz
   }
   if (pgsizeNext !== Number.POSITIVE_INFINITY) {
     // a larger page is worth waiting for only if iova and paddr are alike within it
-    if ((iova % pgsizeNext) === (paddr % pgsizeNext)) {
+    if (iova % pgsizeNext === paddr % pgsizeNext) {
       const offset = pgsizeNext - (iova % pgsizeNext);
       if (offset + pgsizeNext <= size) count = Math.floor(offset / pgsize);
     }
@@ -670,11 +770,18 @@ const RANGE_NUM_MAX = 31;
  * NUM=SCALE=0 by rounding a count of 1 (mod 32) up to 2. Each command covers
  * (NUM+1) << SCALE pages: 5 bits of the remaining count at its lowest set bit.
  */
-export function rangeInvCommands(iova: number, size: number, granule: number, leaf: boolean, tableGranule: number): RangeInvCmd[] {
+export function rangeInvCommands(
+  iova: number,
+  size: number,
+  granule: number,
+  leaf: boolean,
+  tableGranule: number,
+): RangeInvCmd[] {
   const b = newRangeInvBuf();
   rangeInvInto(b, iova, size, granule, leaf, tableGranule);
   const out: RangeInvCmd[] = [];
-  for (let i = 0; i < b.n; i++) out.push({ addr: b.addr[i]!, tg: b.tg, ttl: b.ttl, num: b.num[i]!, scale: b.scale[i]! });
+  for (let i = 0; i < b.n; i++)
+    out.push({ addr: b.addr[i]!, tg: b.tg, ttl: b.ttl, num: b.num[i]!, scale: b.scale[i]! });
   return out;
 }
 
@@ -693,7 +800,14 @@ export function newRangeInvBuf(): RangeInvBuf {
 }
 
 /** rangeInvCommands into `b`, reusing its arrays. Returns the number of commands. */
-export function rangeInvInto(b: RangeInvBuf, iova: number, size: number, granule: number, leaf: boolean, tableGranule: number): number {
+export function rangeInvInto(
+  b: RangeInvBuf,
+  iova: number,
+  size: number,
+  granule: number,
+  leaf: boolean,
+  tableGranule: number,
+): number {
   b.n = 0;
   if (size <= 0) return 0;
   const tg = log2(tableGranule);

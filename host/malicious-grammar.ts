@@ -13,7 +13,18 @@ import { OPCODES, OPCODE_TABLE, type OpcodeDef } from '../hw/smmu/commands.ts';
 import { STE, STE_WORDS, CFG } from '../hw/smmu/ste.ts';
 import { CD, CD_WORDS } from '../hw/smmu/cd.ts';
 import { L1STD } from '../hw/smmu/ste.ts';
-import { CR0, CR1, CR2, GBPA, IRQ_CTRL, STRTAB_BASE_CFG, Q_BASE, REGISTERS, OFF, type RegDef } from '../hw/smmu/regs.ts';
+import {
+  CR0,
+  CR1,
+  CR2,
+  GBPA,
+  IRQ_CTRL,
+  STRTAB_BASE_CFG,
+  Q_BASE,
+  REGISTERS,
+  OFF,
+  type RegDef,
+} from '../hw/smmu/regs.ts';
 
 // ---- the random source -----------------------------------------------------------------------
 
@@ -105,7 +116,13 @@ export class Rng {
   /** a value for an n-bit field, biased to 0, 1, all-ones and the top bit */
   field(n: number): number {
     const max = 2 ** n - 1;
-    return this.weighted<number>([[3, 0], [2, 1 % (max + 1)], [2, max], [1, 2 ** (n - 1)], [8, this.bits(n)]]);
+    return this.weighted<number>([
+      [3, 0],
+      [2, 1 % (max + 1)],
+      [2, max],
+      [1, 2 ** (n - 1)],
+      [8, this.bits(n)],
+    ]);
   }
 }
 
@@ -155,7 +172,14 @@ export function targetAddress(r: Rng, L: HostLayout, align = 1): number {
   switch (r.index(TARGET_W, TARGET_T)) {
     case 0: {
       const k = r.int(10);
-      a = k === 0 ? L.hyp.base : k === 1 ? L.hyp.base + L.hyp.size - PAGE : k === 2 ? L.hyp.base + ((L.hyp.size / 2) & ~(PAGE - 1)) : inSpan(r, L.hyp);
+      a =
+        k === 0
+          ? L.hyp.base
+          : k === 1
+            ? L.hyp.base + L.hyp.size - PAGE
+            : k === 2
+              ? L.hyp.base + ((L.hyp.size / 2) & ~(PAGE - 1))
+              : inSpan(r, L.hyp);
       break;
     }
     case 1:
@@ -176,7 +200,14 @@ export function targetAddress(r: Rng, L: HostLayout, align = 1): number {
       a = L.smmu;
       break;
     default:
-      a = r.pick([0, L.ram.base - PAGE, L.ram.base + L.ram.size, L.ram.base + L.ram.size - PAGE, 2 ** 48 - PAGE, 2 ** 52 - PAGE]);
+      a = r.pick([
+        0,
+        L.ram.base - PAGE,
+        L.ram.base + L.ram.size,
+        L.ram.base + L.ram.size - PAGE,
+        2 ** 48 - PAGE,
+        2 ** 52 - PAGE,
+      ]);
   }
   const off = r.chance(0.15) ? r.int(PAGE) : 0;
   return Math.max(0, a + off - ((a + off) % align));
@@ -196,9 +227,19 @@ const cr0Bits = [CR0.SMMUEN, CR0.PRIQEN, CR0.EVENTQEN, CR0.CMDQEN, CR0.ATSCHK];
 /** A queue base (CMDQ/EVENTQ/PRIQ_BASE): address | LOG2SIZE | RA/WA. */
 function queueBase(r: Rng, L: HostLayout, cur: bigint | null): bigint {
   const w = [0, 0];
-  const addr = r.chance(0.2) && cur !== null ? Number(cur & 0x00ff_ffff_ffff_ffe0n) : targetAddress(r, L, 32);
+  const addr =
+    r.chance(0.2) && cur !== null ? Number(cur & 0x00ff_ffff_ffff_ffe0n) : targetAddress(r, L, 32);
   set(w, Q_BASE.ADDR, Math.floor(addr / 32));
-  set(w, Q_BASE.LOG2SIZE, r.weighted<number>([[3, r.range(0, 8)], [3, r.range(9, 19)], [2, 19], [1, r.range(20, 31)]]));
+  set(
+    w,
+    Q_BASE.LOG2SIZE,
+    r.weighted<number>([
+      [3, r.range(0, 8)],
+      [3, r.range(9, 19)],
+      [2, 19],
+      [1, r.range(20, 31)],
+    ]),
+  );
   set(w, Q_BASE.RWA, r.chance(0.8) ? 1 : 0);
   return (BigInt(w[1]!) << 32n) | BigInt(w[0]!);
 }
@@ -207,8 +248,14 @@ function queueBase(r: Rng, L: HostLayout, cur: bigint | null): bigint {
  * A value for a host write to register `reg`. `cur` gives the host's view of a register (for
  * values next to the current one: PROD steps, acknowledgements).
  */
-export function registerValue(r: Rng, L: HostLayout, reg: RegDef, cur: (name: string) => bigint | null): bigint {
-  if (r.chance(0.05)) return BigInt(r.bits(32)) | (reg.width === 8 && r.chance(0.5) ? BigInt(r.bits(32)) << 32n : 0n);
+export function registerValue(
+  r: Rng,
+  L: HostLayout,
+  reg: RegDef,
+  cur: (name: string) => bigint | null,
+): bigint {
+  if (r.chance(0.05))
+    return BigInt(r.bits(32)) | (reg.width === 8 && r.chance(0.5) ? BigInt(r.bits(32)) << 32n : 0n);
   const w = [0, 0];
   switch (reg.name) {
     case 'CR0': {
@@ -255,14 +302,34 @@ export function registerValue(r: Rng, L: HostLayout, reg: RegDef, cur: (name: st
     case 'PRIQ_IRQ_CFG1':
       return BigInt(r.bits(32));
     case 'STRTAB_BASE': {
-      const a = r.chance(0.3) ? Number((cur('STRTAB_BASE') ?? 0n) & 0x00ff_ffff_ffff_ffc0n) : targetAddress(r, L, 64);
+      const a = r.chance(0.3)
+        ? Number((cur('STRTAB_BASE') ?? 0n) & 0x00ff_ffff_ffff_ffc0n)
+        : targetAddress(r, L, 64);
       return (r.chance(0.8) ? 1n << 62n : 0n) | BigInt(a);
     }
     case 'STRTAB_BASE_CFG': {
       const twoLevel = r.chance(0.7);
       set(w, STRTAB_BASE_CFG.FMT, twoLevel ? 1 : r.pick([0, 2, 3]));
-      set(w, STRTAB_BASE_CFG.SPLIT, r.weighted<number>([[6, 8], [1, 6], [1, 10], [1, r.bits(5)]]));
-      set(w, STRTAB_BASE_CFG.LOG2SIZE, r.weighted<number>([[4, L.sidBits], [2, r.range(0, L.sidBits)], [1, L.sidBits + 1], [1, r.bits(6)]]));
+      set(
+        w,
+        STRTAB_BASE_CFG.SPLIT,
+        r.weighted<number>([
+          [6, 8],
+          [1, 6],
+          [1, 10],
+          [1, r.bits(5)],
+        ]),
+      );
+      set(
+        w,
+        STRTAB_BASE_CFG.LOG2SIZE,
+        r.weighted<number>([
+          [4, L.sidBits],
+          [2, r.range(0, L.sidBits)],
+          [1, L.sidBits + 1],
+          [1, r.bits(6)],
+        ]),
+      );
       return BigInt(w[0]!);
     }
     case 'CMDQ_BASE':
@@ -286,15 +353,17 @@ export function registerValue(r: Rng, L: HostLayout, reg: RegDef, cur: (name: st
 
 /** A queue index write next to `cur`: small steps, wrap-bit games, huge jumps, out-of-range values. */
 export function prodStep(r: Rng, cur: number): number {
-  return r.weighted<number>([
-    [4, (cur + r.range(1, 8)) & 0xfffff],
-    [2, cur ^ (1 << r.range(0, 19))],
-    [2, (cur + 2 ** r.range(10, 19)) & 0xfffff],
-    [1, (cur - r.range(1, 4)) & 0xfffff],
-    [1, r.bits(20)],
-    [1, r.bits(32)],
-    [1, cur],
-  ]) >>> 0;
+  return (
+    r.weighted<number>([
+      [4, (cur + r.range(1, 8)) & 0xfffff],
+      [2, cur ^ (1 << r.range(0, 19))],
+      [2, (cur + 2 ** r.range(10, 19)) & 0xfffff],
+      [1, (cur - r.range(1, 4)) & 0xfffff],
+      [1, r.bits(20)],
+      [1, r.bits(32)],
+      [1, cur],
+    ]) >>> 0
+  );
 }
 
 // ---- commands --------------------------------------------------------------------------------
@@ -305,9 +374,23 @@ export type CmdSpec = { name: string } & Record<string, number | string>;
 function fieldValue(r: Rng, L: HostLayout, def: OpcodeDef, f: Field): number | string {
   switch (f.name) {
     case 'StreamID':
-      return r.weighted<number>([[6, r.pick(L.sids)], [1, 0], [1, 255], [1, 256], [1, 2 ** L.sidBits - 1], [1, 2 ** L.sidBits], [1, 0xffffffff], [1, r.bits(32)]]);
+      return r.weighted<number>([
+        [6, r.pick(L.sids)],
+        [1, 0],
+        [1, 255],
+        [1, 256],
+        [1, 2 ** L.sidBits - 1],
+        [1, 2 ** L.sidBits],
+        [1, 0xffffffff],
+        [1, r.bits(32)],
+      ]);
     case 'SubstreamID':
-      return r.weighted<number>([[4, 0], [2, 1], [1, 3], [1, r.bits(20)]]);
+      return r.weighted<number>([
+        [4, 0],
+        [2, 1],
+        [1, 3],
+        [1, r.bits(20)],
+      ]);
     case 'SSec':
       return r.chance(0.1) ? 1 : 0;
     case 'SSV':
@@ -317,21 +400,40 @@ function fieldValue(r: Rng, L: HostLayout, def: OpcodeDef, f: Field): number | s
     case 'Range':
       return r.chance(0.5) ? 31 : r.range(0, 30);
     case 'VMID':
-      return r.weighted<number>([[6, 0], [1, 1], [1, 0xffff], [1, r.bits(16)]]);
+      return r.weighted<number>([
+        [6, 0],
+        [1, 1],
+        [1, 0xffff],
+        [1, r.bits(16)],
+      ]);
     case 'ASID':
-      return r.weighted<number>([[4, L.asids.length ? r.pick(L.asids) : 1], [2, 0], [1, 0xffff], [1, r.bits(16)]]);
+      return r.weighted<number>([
+        [4, L.asids.length ? r.pick(L.asids) : 1],
+        [2, 0],
+        [1, 0xffff],
+        [1, r.bits(16)],
+      ]);
     case 'Address': {
       // byte address, page aligned (the step shifts it into the field)
       const a = r.weighted<number>([
         [4, L.mappings.length ? r.pick(L.mappings).iova : 0x1000],
         [3, targetAddress(r, L, PAGE)],
         [1, 0],
-        [1, r.bits(def.name === 'TLBI_S2_IPA' || def.name === 'TLBI_S_S2_IPA' ? 44 : 48) * PAGE % 2 ** 52],
+        [
+          1,
+          (r.bits(def.name === 'TLBI_S2_IPA' || def.name === 'TLBI_S_S2_IPA' ? 44 : 48) * PAGE) %
+            2 ** 52,
+        ],
       ]);
       return hex(a - (a % PAGE));
     }
     case 'CS':
-      return r.weighted<number>([[2, 0], [4, 1], [2, 2], [1, 3]]);
+      return r.weighted<number>([
+        [2, 0],
+        [4, 1],
+        [2, 2],
+        [1, 3],
+      ]);
     case 'MSIAddress': {
       const a = r.chance(0.15) ? 0 : targetAddress(r, L, 4);
       return hex(a);
@@ -385,25 +487,88 @@ export function isReservedOpcode(op: number): boolean {
 export function steWords(r: Rng, L: HostLayout): Uint32Array {
   const w = new Uint32Array(STE_WORDS);
   set(w, STE.V, r.chance(0.92) ? 1 : 0);
-  const config = r.weighted<number>([[20, CFG.BYPASS], [30, CFG.S1_TRANS], [15, CFG.S2_TRANS], [10, CFG.NESTED], [10, CFG.ABORT], [8, r.range(1, 3)]]);
+  const config = r.weighted<number>([
+    [20, CFG.BYPASS],
+    [30, CFG.S1_TRANS],
+    [15, CFG.S2_TRANS],
+    [10, CFG.NESTED],
+    [10, CFG.ABORT],
+    [8, r.range(1, 3)],
+  ]);
   set(w, STE.Config, config);
   if (config === CFG.S1_TRANS || config === CFG.NESTED || r.chance(0.2)) {
     set(w, STE.S1ContextPtr, Math.floor(targetAddress(r, L, 64) / 64));
     set(w, STE.S1CDMax, r.chance(0.7) ? 0 : r.field(5));
     set(w, STE.S1Fmt, r.chance(0.7) ? 0 : r.bits(2));
-    set(w, STE.S1DSS, r.weighted<number>([[2, 0], [2, 1], [3, 2], [1, 3]]));
+    set(
+      w,
+      STE.S1DSS,
+      r.weighted<number>([
+        [2, 0],
+        [2, 1],
+        [3, 2],
+        [1, 3],
+      ]),
+    );
     set(w, STE.S1CIR, 1);
     set(w, STE.S1COR, 1);
     set(w, STE.S1CSH, 3);
   }
-  set(w, STE.EATS, r.weighted<number>([[6, 0], [3, 1], [2, 2], [1, 3]]));
-  set(w, STE.STRW, r.weighted<number>([[7, 0], [3, 2], [1, 1], [1, 3]]));
+  set(
+    w,
+    STE.EATS,
+    r.weighted<number>([
+      [6, 0],
+      [3, 1],
+      [2, 2],
+      [1, 3],
+    ]),
+  );
+  set(
+    w,
+    STE.STRW,
+    r.weighted<number>([
+      [7, 0],
+      [3, 2],
+      [1, 1],
+      [1, 3],
+    ]),
+  );
   if (r.chance(0.15)) {
-    for (const f of [STE.MTCFG, STE.MemAttr, STE.ALLOCCFG, STE.SHCFG, STE.PRIVCFG, STE.INSTCFG, STE.S1STALLD, STE.DCP, STE.MEV, STE.CONT]) set(w, f, r.field(f.width));
+    for (const f of [
+      STE.MTCFG,
+      STE.MemAttr,
+      STE.ALLOCCFG,
+      STE.SHCFG,
+      STE.PRIVCFG,
+      STE.INSTCFG,
+      STE.S1STALLD,
+      STE.DCP,
+      STE.MEV,
+      STE.CONT,
+    ])
+      set(w, f, r.field(f.width));
   }
   if (config === CFG.S2_TRANS || config === CFG.NESTED || r.chance(0.3)) {
-    set(w, STE.S2VMID, r.weighted<number>([[3, 0], [2, r.bits(16)], [1, 1]]));
-    set(w, STE.S2T0SZ, r.weighted<number>([[4, 16], [2, 24], [2, 32], [1, r.bits(6)]]));
+    set(
+      w,
+      STE.S2VMID,
+      r.weighted<number>([
+        [3, 0],
+        [2, r.bits(16)],
+        [1, 1],
+      ]),
+    );
+    set(
+      w,
+      STE.S2T0SZ,
+      r.weighted<number>([
+        [4, 16],
+        [2, 24],
+        [2, 32],
+        [1, r.bits(6)],
+      ]),
+    );
     set(w, STE.S2SL0, r.bits(2));
     set(w, STE.S2IR0, 1);
     set(w, STE.S2OR0, 1);
@@ -450,7 +615,16 @@ export function cdWords(r: Rng, L: HostLayout): Uint32Array {
 export function l1Words(r: Rng, L: HostLayout): Uint32Array {
   const w = new Uint32Array(2);
   set(w, L1STD.L2Ptr, Math.floor(targetAddress(r, L, 64) / 64));
-  set(w, L1STD.Span, r.weighted<number>([[5, 9], [2, 0], [1, 1], [1, r.bits(5)]]));
+  set(
+    w,
+    L1STD.Span,
+    r.weighted<number>([
+      [5, 9],
+      [2, 0],
+      [1, 1],
+      [1, r.bits(5)],
+    ]),
+  );
   return w;
 }
 
@@ -459,7 +633,11 @@ export function l1Words(r: Rng, L: HostLayout): Uint32Array {
  * in the hypervisor's memory first, any permissions and the Access flag mostly set.
  */
 export function ptDescriptor(r: Rng, L: HostLayout): bigint {
-  const type = r.weighted<number>([[1, 0], [3, 1], [4, 3]]);
+  const type = r.weighted<number>([
+    [1, 0],
+    [3, 1],
+    [4, 3],
+  ]);
   const oa = BigInt(targetAddress(r, L, PAGE));
   let d = oa | BigInt(type);
   if (type !== 0) {

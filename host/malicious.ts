@@ -21,8 +21,24 @@ import { CFG, STE } from '../hw/smmu/ste.ts';
 import { encodeCommand } from '../hw/smmu/commands.ts';
 import { set } from '../hw/bits.ts';
 import {
-  Rng, HOST_REGS, targetAddress, registerValue, prodStep, anyCommand, commandOf, opcodeDef, rawCommandWords, steWords, cdWords, l1Words,
-  ptDescriptor, wordsToHex, u64ToHex, hex, type HostLayout, type CmdSpec,
+  Rng,
+  HOST_REGS,
+  targetAddress,
+  registerValue,
+  prodStep,
+  anyCommand,
+  commandOf,
+  opcodeDef,
+  rawCommandWords,
+  steWords,
+  cdWords,
+  l1Words,
+  ptDescriptor,
+  wordsToHex,
+  u64ToHex,
+  hex,
+  type HostLayout,
+  type CmdSpec,
 } from './malicious-grammar.ts';
 
 export { Rng, type HostLayout, type CmdSpec } from './malicious-grammar.ts';
@@ -31,23 +47,99 @@ export type Size = 1 | 2 | 4 | 8;
 
 /** One hostile operation: a scenario step in its validated form. */
 export type HostileOp =
-  | { op: 'write'; actor: 'host'; addr: number; size: Size; value: bigint; expect?: 'abort'; comment?: string }
+  | {
+      op: 'write';
+      actor: 'host';
+      addr: number;
+      size: Size;
+      value: bigint;
+      expect?: 'abort';
+      comment?: string;
+    }
   | { op: 'read'; actor: 'host'; addr: number; size: Size; expect?: 'abort'; comment?: string }
   | { op: 'memwrite'; actor: 'host'; addr: number; hex: string; expect?: 'abort'; comment?: string }
   | { op: 'cmd'; actor: 'host'; commands: CmdSpec[]; comment?: string }
-  | { op: 'hyp'; call: 'donate' | 'reclaim' | 'share' | 'unshare'; addr: number; size: number; to: string; expect: 'ok' | 'refused'; comment?: string }
-  | { op: 'dma'; sid: number; iova: bigint; access: 'read' | 'write'; len?: number; ats?: boolean; translated?: boolean; ssid?: number; ssv?: boolean; expect?: 'fault'; comment?: string }
+  | {
+      op: 'hyp';
+      call: 'donate' | 'reclaim' | 'share' | 'unshare';
+      addr: number;
+      size: number;
+      to: string;
+      expect: 'ok' | 'refused';
+      comment?: string;
+    }
+  | {
+      op: 'dma';
+      sid: number;
+      iova: bigint;
+      access: 'read' | 'write';
+      len?: number;
+      ats?: boolean;
+      translated?: boolean;
+      ssid?: number;
+      ssv?: boolean;
+      expect?: 'fault';
+      comment?: string;
+    }
   | { op: 'race'; addr: number; hex: string; afterReads: number; comment?: string }
-  | { op: 'guest'; call: 'create'; name: string; memory: { base: number; size: number }; devices: Array<{ device: string; vsid: number }>; boot: boolean; expect: 'ok' | 'refused'; comment?: string }
-  | { op: 'guest'; call: 'destroy'; name: string; dmaDuring?: { device: string; iova: number; access: 'read' | 'write' }; expect: 'ok' | 'refused'; comment?: string }
+  | {
+      op: 'guest';
+      call: 'create';
+      name: string;
+      memory: { base: number; size: number };
+      devices: Array<{ device: string; vsid: number }>;
+      boot: boolean;
+      expect: 'ok' | 'refused';
+      comment?: string;
+    }
+  | {
+      op: 'guest';
+      call: 'destroy';
+      name: string;
+      dmaDuring?: { device: string; iova: number; access: 'read' | 'write' };
+      expect: 'ok' | 'refused';
+      comment?: string;
+    }
   | GuestDriverOp;
 
 /** What the (benign) kernel of a guest the host created does, as the driver step with the guest's actor. */
 export type GuestDriverOp =
-  | { op: 'driver'; actor: `guest:${string}`; call: 'probe'; pages: { base: number; limit: number }; comment?: string }
-  | { op: 'driver'; actor: `guest:${string}`; call: 'attach'; sid: number; domain: 'dma'; comment?: string }
-  | { op: 'driver'; actor: `guest:${string}`; call: 'map'; sid: number; pa: number; size: number; dir: 'bidirectional'; as: string; comment?: string }
-  | { op: 'driver'; actor: `guest:${string}`; call: 'dma'; sid: number; mapping: string; access: 'read' | 'write'; offset: number; comment?: string };
+  | {
+      op: 'driver';
+      actor: `guest:${string}`;
+      call: 'probe';
+      pages: { base: number; limit: number };
+      comment?: string;
+    }
+  | {
+      op: 'driver';
+      actor: `guest:${string}`;
+      call: 'attach';
+      sid: number;
+      domain: 'dma';
+      comment?: string;
+    }
+  | {
+      op: 'driver';
+      actor: `guest:${string}`;
+      call: 'map';
+      sid: number;
+      pa: number;
+      size: number;
+      dir: 'bidirectional';
+      as: string;
+      comment?: string;
+    }
+  | {
+      op: 'driver';
+      actor: `guest:${string}`;
+      call: 'dma';
+      sid: number;
+      mapping: string;
+      access: 'read' | 'write';
+      offset: number;
+      comment?: string;
+    };
 
 export type HostileKind = HostileOp['op'];
 
@@ -62,7 +154,12 @@ export interface HostProbe {
    * exists, whether it still runs (not mid-teardown), whether its kernel has probed its vSMMU, the devices (name, pSID) the host gave
    * it, and the IOVA of the guest's buffer once its kernel has mapped it.
    */
-  guest(name: string): { devices: ReadonlyArray<{ device: string; psid: number }>; alive: boolean; probed: boolean; bufferIova: number | null } | null;
+  guest(name: string): {
+    devices: ReadonlyArray<{ device: string; psid: number }>;
+    alive: boolean;
+    probed: boolean;
+    bufferIova: number | null;
+  } | null;
 }
 
 const PAGE = 4096;
@@ -135,9 +232,11 @@ export class Attacker {
     const out: HostileOp[] = [];
     const g = this.probe.reg('GERROR');
     const n = this.probe.reg('GERRORN');
-    if (g !== null && n !== null && ((g ^ n) & 1n) !== 0n && r.chance(0.7)) out.push(this.regWrite('GERRORN', g));
+    if (g !== null && n !== null && ((g ^ n) & 1n) !== 0n && r.chance(0.7))
+      out.push(this.regWrite('GERRORN', g));
     const cr0 = this.probe.reg('CR0');
-    if (cr0 !== null && (cr0 & 0xdn) !== 0xdn && r.chance(0.15)) out.push(this.regWrite('CR0', cr0 | 0xdn));
+    if (cr0 !== null && (cr0 & 0xdn) !== 0xdn && r.chance(0.15))
+      out.push(this.regWrite('CR0', cr0 | 0xdn));
     return out;
   }
 
@@ -154,7 +253,13 @@ export class Attacker {
 
   private regWrite(name: RegName, value: bigint, size?: Size): HostileOp {
     const reg = regByName(name)!;
-    return { op: 'write', actor: 'host', addr: this.L.smmu + reg.offset, size: size ?? reg.width, value };
+    return {
+      op: 'write',
+      actor: 'host',
+      addr: this.L.smmu + reg.offset,
+      size: size ?? reg.width,
+      value,
+    };
   }
 
   /**
@@ -166,8 +271,22 @@ export class Attacker {
     if (reg.width !== 8 || !this.r.chance(0.15)) return [this.regWrite(name, value)];
     const at = this.L.smmu + reg.offset;
     return [
-      { op: 'write', actor: 'host', addr: at, size: 4, value: value & 0xffff_ffffn, comment: `${name} low half = 0x${(value & 0xffff_ffffn).toString(16)} (a 32-bit access)` },
-      { op: 'write', actor: 'host', addr: at + 4, size: 4, value: value >> 32n, comment: `${name} high half = 0x${(value >> 32n).toString(16)} (a 32-bit access)` },
+      {
+        op: 'write',
+        actor: 'host',
+        addr: at,
+        size: 4,
+        value: value & 0xffff_ffffn,
+        comment: `${name} low half = 0x${(value & 0xffff_ffffn).toString(16)} (a 32-bit access)`,
+      },
+      {
+        op: 'write',
+        actor: 'host',
+        addr: at + 4,
+        size: 4,
+        value: value >> 32n,
+        comment: `${name} high half = 0x${(value >> 32n).toString(16)} (a 32-bit access)`,
+      },
     ];
   }
 
@@ -180,7 +299,18 @@ export class Attacker {
     const odd = r.int(20);
     if (odd === 0) size = r.pick([1, 2, 4, 8] as const);
     else if (odd === 1) addr += r.pick([1, 2, 4, 8]);
-    else if (odd === 2) addr = L.smmu + r.weighted<number>([[2, OFF.AIDR], [1, OFF.IDR2], [1, OFF.STATUSR], [1, OFF.AGBPA], [1, OFF.GATOS_CTRL], [1, 0x8000 + r.int(0x80) * 4], [1, r.int(0x20000 / 4) * 4]]);
+    else if (odd === 2)
+      addr =
+        L.smmu +
+        r.weighted<number>([
+          [2, OFF.AIDR],
+          [1, OFF.IDR2],
+          [1, OFF.STATUSR],
+          [1, OFF.AGBPA],
+          [1, OFF.GATOS_CTRL],
+          [1, 0x8000 + r.int(0x80) * 4],
+          [1, r.int(0x20000 / 4) * 4],
+        ]);
     else if (odd === 3) addr = NOWHERE_MMIO + r.int(0x100) * 4;
     const value = registerValue(r, L, reg, this.cur);
     return { op: 'write', actor: 'host', addr, size, value: BigInt.asUintN(size * 8, value) };
@@ -201,7 +331,12 @@ export class Attacker {
 
   commands(): HostileOp {
     const r = this.r;
-    const n = r.weighted<number>([[5, 1], [3, 2], [1, 4], [1, 8]]);
+    const n = r.weighted<number>([
+      [5, 1],
+      [3, 2],
+      [1, 4],
+      [1, 8],
+    ]);
     const cmds: CmdSpec[] = [];
     for (let i = 0; i < n; i++) cmds.push(anyCommand(r, this.L));
     if (r.chance(0.6)) cmds.push(this.sync());
@@ -209,7 +344,9 @@ export class Attacker {
   }
 
   private sync(): CmdSpec {
-    return this.r.chance(0.7) ? { name: 'CMD_SYNC', CS: 2 } : commandOf(this.r, this.L, opcodeDef('CMD_SYNC'));
+    return this.r.chance(0.7)
+      ? { name: 'CMD_SYNC', CS: 2 }
+      : commandOf(this.r, this.L, opcodeDef('CMD_SYNC'));
   }
 
   /** The host command queue as the host sees it: base, size and PROD. */
@@ -232,7 +369,13 @@ export class Attacker {
     const words = rawCommandWords(this.r);
     const next = (q.prod + 1) & (2 ** (q.qs + 1) - 1);
     return [
-      { op: 'memwrite', actor: 'host', addr: this.slot(q, q.prod), hex: wordsToHex(words), comment: 'a raw command at the host CMDQ_PROD slot' },
+      {
+        op: 'memwrite',
+        actor: 'host',
+        addr: this.slot(q, q.prod),
+        hex: wordsToHex(words),
+        comment: 'a raw command at the host CMDQ_PROD slot',
+      },
       this.regWrite('CMDQ_PROD', BigInt(this.r.chance(0.8) ? next : prodStep(this.r, q.prod))),
     ];
   }
@@ -275,12 +418,18 @@ export class Attacker {
 
   private pickSid(): number {
     const r = this.r;
-    return r.chance(0.85) ? r.pick(this.L.sids) : r.pick([0, 1, 255, 256, 2 ** this.L.sidBits - 1, r.int(2 ** this.L.sidBits)]);
+    return r.chance(0.85)
+      ? r.pick(this.L.sids)
+      : r.pick([0, 1, 255, 256, 2 ** this.L.sidBits - 1, r.int(2 ** this.L.sidBits)]);
   }
 
   private cfgi(sid: number): HostileOp {
     const leaf = this.r.chance(0.9) ? 1 : 0;
-    return { op: 'cmd', actor: 'host', commands: [{ name: 'CFGI_STE', StreamID: sid, Leaf: leaf }, this.sync()] };
+    return {
+      op: 'cmd',
+      actor: 'host',
+      commands: [{ name: 'CFGI_STE', StreamID: sid, Leaf: leaf }, this.sync()],
+    };
   }
 
   /** [7.1 #1–6] a crafted STE for a device, then CFGI_STE + CMD_SYNC, then (sometimes) a DMA from it. */
@@ -292,7 +441,15 @@ export class Attacker {
     const r = this.r;
     const at = this.steAddr(sid) ?? targetAddress(r, this.L, 64);
     const w = steWords(r, this.L);
-    const ops: HostileOp[] = [{ op: 'memwrite', actor: 'host', addr: at, hex: wordsToHex(w), comment: `host STE for StreamID ${sid} (V=${w[0]! & 1}, Config=0b${((w[0]! >>> 1) & 7).toString(2).padStart(3, '0')})` }];
+    const ops: HostileOp[] = [
+      {
+        op: 'memwrite',
+        actor: 'host',
+        addr: at,
+        hex: wordsToHex(w),
+        comment: `host STE for StreamID ${sid} (V=${w[0]! & 1}, Config=0b${((w[0]! >>> 1) & 7).toString(2).padStart(3, '0')})`,
+      },
+    ];
     if (r.chance(0.85)) ops.push(this.cfgi(sid));
     if (r.chance(0.5)) ops.push(this.dmaFrom(sid));
     return ops;
@@ -302,11 +459,31 @@ export class Attacker {
   cdWrite(): HostileOp[] {
     const r = this.r;
     const cdTables = this.L.structures.filter((s) => s.what.startsWith('cd'));
-    const at = cdTables.length && r.chance(0.5) ? r.pick(cdTables).base + r.int(4) * 64 : targetAddress(r, this.L, 64);
-    const ops: HostileOp[] = [{ op: 'memwrite', actor: 'host', addr: at, hex: wordsToHex(cdWords(r, this.L)), comment: 'a CD' }];
+    const at =
+      cdTables.length && r.chance(0.5)
+        ? r.pick(cdTables).base + r.int(4) * 64
+        : targetAddress(r, this.L, 64);
+    const ops: HostileOp[] = [
+      {
+        op: 'memwrite',
+        actor: 'host',
+        addr: at,
+        hex: wordsToHex(cdWords(r, this.L)),
+        comment: 'a CD',
+      },
+    ];
     if (r.chance(0.6)) {
       const sid = this.pickSid();
-      ops.push({ op: 'cmd', actor: 'host', commands: [r.chance(0.5) ? { name: 'CFGI_CD', StreamID: sid, SubstreamID: 0, Leaf: 1 } : { name: 'CFGI_CD_ALL', StreamID: sid }, this.sync()] });
+      ops.push({
+        op: 'cmd',
+        actor: 'host',
+        commands: [
+          r.chance(0.5)
+            ? { name: 'CFGI_CD', StreamID: sid, SubstreamID: 0, Leaf: 1 }
+            : { name: 'CFGI_CD_ALL', StreamID: sid },
+          this.sync(),
+        ],
+      });
     }
     return ops;
   }
@@ -315,9 +492,16 @@ export class Attacker {
   ptWrite(): HostileOp {
     const r = this.r;
     const tables = this.L.structures.filter((s) => s.what.startsWith('pgtable'));
-    const base = tables.length && r.chance(0.5) ? r.pick(tables).base : targetAddress(r, this.L, PAGE);
+    const base =
+      tables.length && r.chance(0.5) ? r.pick(tables).base : targetAddress(r, this.L, PAGE);
     const at = base - (base % PAGE) + r.int(512) * 8;
-    return { op: 'memwrite', actor: 'host', addr: at, hex: u64ToHex(ptDescriptor(r, this.L)), comment: 'a translation-table descriptor' };
+    return {
+      op: 'memwrite',
+      actor: 'host',
+      addr: at,
+      hex: u64ToHex(ptDescriptor(r, this.L)),
+      comment: 'a translation-table descriptor',
+    };
   }
 
   /** [7.1 #14] re-point an L1 stream table descriptor, then CFGI_STE in its span. */
@@ -325,7 +509,15 @@ export class Attacker {
     const r = this.r;
     const sid = this.pickSid();
     const at = this.l1Addr(sid) ?? targetAddress(r, this.L, 8);
-    const ops: HostileOp[] = [{ op: 'memwrite', actor: 'host', addr: at, hex: wordsToHex(l1Words(r, this.L)), comment: `L1 descriptor for StreamID ${sid}` }];
+    const ops: HostileOp[] = [
+      {
+        op: 'memwrite',
+        actor: 'host',
+        addr: at,
+        hex: wordsToHex(l1Words(r, this.L)),
+        comment: `L1 descriptor for StreamID ${sid}`,
+      },
+    ];
     if (r.chance(0.8)) ops.push(this.cfgi(sid));
     return ops;
   }
@@ -334,7 +526,8 @@ export class Attacker {
     const r = this.r;
     const len = r.pick([1, 4, 8, 16, 64, r.range(1, 256)]);
     let hx = '';
-    for (let i = 0; i < len; i++) hx += (r.chance(0.3) ? 0 : r.bits(8)).toString(16).padStart(2, '0');
+    for (let i = 0; i < len; i++)
+      hx += (r.chance(0.3) ? 0 : r.bits(8)).toString(16).padStart(2, '0');
     return { op: 'memwrite', actor: 'host', addr: targetAddress(r, this.L), hex: hx };
   }
 
@@ -342,24 +535,56 @@ export class Attacker {
 
   ownership(addr?: number, call?: 'donate' | 'reclaim' | 'share' | 'unshare'): HostileOp {
     const r = this.r;
-    const c = call ?? r.weighted<'donate' | 'reclaim' | 'share' | 'unshare'>([[40, 'donate'], [25, 'reclaim'], [20, 'share'], [15, 'unshare']]);
+    const c =
+      call ??
+      r.weighted<'donate' | 'reclaim' | 'share' | 'unshare'>([
+        [40, 'donate'],
+        [25, 'reclaim'],
+        [20, 'share'],
+        [15, 'unshare'],
+      ]);
     let a = addr ?? targetAddress(r, this.L, PAGE);
     if (addr === undefined && r.chance(0.05)) a += r.int(PAGE);
-    const size = r.weighted<number>([[7, PAGE], [2, 2 * PAGE], [1, 16 * PAGE], [1, r.range(1, 64) * PAGE]]);
-    const to = r.weighted<string>([[6, 'hyp'], [3, 'guest:g1'], [1, 'guest:g2']]);
+    const size = r.weighted<number>([
+      [7, PAGE],
+      [2, 2 * PAGE],
+      [1, 16 * PAGE],
+      [1, r.range(1, 64) * PAGE],
+    ]);
+    const to = r.weighted<string>([
+      [6, 'hyp'],
+      [3, 'guest:g1'],
+      [1, 'guest:g2'],
+    ]);
     return { op: 'hyp', call: c, addr: a, size, to, expect: 'ok' };
   }
 
   private dmaFrom(sid: number, iova?: number): HostileOp {
     const r = this.r;
     const maps = this.L.mappings.filter((m) => m.sid === sid);
-    const a = iova ?? r.weighted<number>([
-      [4, maps.length ? r.pick(maps).iova + r.int(PAGE / 4) * 4 : 0x1000],
-      [4, targetAddress(r, this.L, 4)],
-      [1, r.bits(48)],
+    const a =
+      iova ??
+      r.weighted<number>([
+        [4, maps.length ? r.pick(maps).iova + r.int(PAGE / 4) * 4 : 0x1000],
+        [4, targetAddress(r, this.L, 4)],
+        [1, r.bits(48)],
+      ]);
+    const mode = r.weighted<number>([
+      [8, 0],
+      [1, 1],
+      [1, 2],
     ]);
-    const mode = r.weighted<number>([[8, 0], [1, 1], [1, 2]]);
-    const op: HostileOp = { op: 'dma', sid, iova: BigInt(a), access: r.chance(0.5) ? 'write' : 'read', len: r.weighted<number>([[6, 4], [2, r.range(1, 64)], [1, PAGE + 8]]) };
+    const op: HostileOp = {
+      op: 'dma',
+      sid,
+      iova: BigInt(a),
+      access: r.chance(0.5) ? 'write' : 'read',
+      len: r.weighted<number>([
+        [6, 4],
+        [2, r.range(1, 64)],
+        [1, PAGE + 8],
+      ]),
+    };
     if (mode === 1) op.ats = true;
     if (mode === 2) op.translated = true;
     if (r.chance(0.1)) {
@@ -381,11 +606,30 @@ export class Attacker {
     const q = this.queue();
     if (!q) return [this.commands()];
     const evil: CmdSpec = r.chance(0.5)
-      ? { name: 'CMD_SYNC', CS: 1, MSIAddress: hex(targetAddress(r, this.L, 4)), MSIData: r.bits(32) }
+      ? {
+          name: 'CMD_SYNC',
+          CS: 1,
+          MSIAddress: hex(targetAddress(r, this.L, 4)),
+          MSIData: r.bits(32),
+        }
       : anyCommand(r, this.L);
-    const benign: CmdSpec = r.pick([{ name: 'CMD_SYNC', CS: 2 }, { name: 'CFGI_STE', StreamID: this.pickSid(), Leaf: 1 }, { name: 'TLBI_NH_ASID', ASID: 1, VMID: 0 }] as CmdSpec[]);
+    const benign: CmdSpec = r.pick([
+      { name: 'CMD_SYNC', CS: 2 },
+      { name: 'CFGI_STE', StreamID: this.pickSid(), Leaf: 1 },
+      { name: 'TLBI_NH_ASID', ASID: 1, VMID: 0 },
+    ] as CmdSpec[]);
     return [
-      { op: 'race', addr: this.slot(q, q.prod), hex: wordsToHex(encodeSpec(evil)), afterReads: r.weighted<number>([[7, 1], [2, 0], [1, 2]]), comment: `a second CPU rewrites the next command slot into ${evil.name}` },
+      {
+        op: 'race',
+        addr: this.slot(q, q.prod),
+        hex: wordsToHex(encodeSpec(evil)),
+        afterReads: r.weighted<number>([
+          [7, 1],
+          [2, 0],
+          [1, 2],
+        ]),
+        comment: `a second CPU rewrites the next command slot into ${evil.name}`,
+      },
       { op: 'cmd', actor: 'host', commands: [benign] },
     ];
   }
@@ -403,7 +647,17 @@ export class Attacker {
       set(evil, STE.Config, CFG.BYPASS);
     }
     return [
-      { op: 'race', addr: at, hex: wordsToHex(evil), afterReads: r.weighted<number>([[7, 1], [2, 0], [1, 2]]), comment: `a second CPU rewrites the STE of StreamID ${sid} while the hypervisor copies it` },
+      {
+        op: 'race',
+        addr: at,
+        hex: wordsToHex(evil),
+        afterReads: r.weighted<number>([
+          [7, 1],
+          [2, 0],
+          [1, 2],
+        ]),
+        comment: `a second CPU rewrites the STE of StreamID ${sid} while the hypervisor copies it`,
+      },
       this.cfgi(sid),
       this.dmaFrom(sid),
     ];
@@ -416,7 +670,17 @@ export class Attacker {
     const at = this.l1Addr(sid);
     if (at === null) return this.l1Write();
     return [
-      { op: 'race', addr: at, hex: wordsToHex(l1Words(r, this.L)), afterReads: r.weighted<number>([[6, 1], [3, 0], [1, 2]]), comment: `a second CPU rewrites the L1 descriptor of StreamID ${sid}` },
+      {
+        op: 'race',
+        addr: at,
+        hex: wordsToHex(l1Words(r, this.L)),
+        afterReads: r.weighted<number>([
+          [6, 1],
+          [3, 0],
+          [1, 2],
+        ]),
+        comment: `a second CPU rewrites the L1 descriptor of StreamID ${sid}`,
+      },
       this.cfgi(sid),
     ];
   }
@@ -436,7 +700,18 @@ export class Attacker {
       this.regWrite(`${line}_IRQ_CFG1` as RegName, BigInt(r.bits(32))),
     );
     if (r.chance(0.8)) ops.push(this.regWrite('IRQ_CTRL', 7n));
-    ops.push(r.chance(0.5) ? this.dmaFrom(this.pickSid(), r.bits(40)) : { op: 'cmd', actor: 'host', commands: [{ name: r.pick(['TLBI_EL3_ALL', 'TLBI_S_EL2_ALL', 'DPTI_ALL']) }, this.sync()] });
+    ops.push(
+      r.chance(0.5)
+        ? this.dmaFrom(this.pickSid(), r.bits(40))
+        : {
+            op: 'cmd',
+            actor: 'host',
+            commands: [
+              { name: r.pick(['TLBI_EL3_ALL', 'TLBI_S_EL2_ALL', 'DPTI_ALL']) },
+              this.sync(),
+            ],
+          },
+    );
     return ops;
   }
 
@@ -447,7 +722,10 @@ export class Attacker {
     if (!m) return [this.dma()];
     return [
       this.dmaFrom(m.sid, m.iova),
-      this.ownership(m.pa, r.chance(0.8) ? 'donate' : r.pick(['share', 'reclaim', 'unshare'] as const)),
+      this.ownership(
+        m.pa,
+        r.chance(0.8) ? 'donate' : r.pick(['share', 'reclaim', 'unshare'] as const),
+      ),
       this.dmaFrom(m.sid, m.iova),
     ];
   }
@@ -459,31 +737,66 @@ export class Attacker {
    */
   liveUnshare(): HostileOp[] {
     const r = this.r;
-    const live = this.L.structures.filter((s) => s.what === 'evtq' || s.what === 'cmdq' || s.what.startsWith('strtab'));
+    const live = this.L.structures.filter(
+      (s) => s.what === 'evtq' || s.what === 'cmdq' || s.what.startsWith('strtab'),
+    );
     if (!live.length) return [this.ownership(undefined, 'unshare')];
     const s = r.pick(live);
     const at = s.base + r.int(Math.max(1, Math.floor(s.size / PAGE))) * PAGE;
     const size = r.chance(0.7) ? PAGE : s.size;
     const base = size === PAGE ? at : s.base;
-    const to = r.weighted<string>([[6, 'hyp'], [3, 'guest:g1'], [1, 'guest:g2']]);
-    const ops: HostileOp[] = [{ op: 'hyp', call: 'unshare', addr: base, size, to: 'hyp', expect: 'ok', comment: `the live ${s.what} taken back from the hypervisor` }];
-    if (r.chance(0.9)) ops.push({ op: 'hyp', call: 'donate', addr: base, size, to, expect: 'ok', comment: `the ${s.what} page given away while the SMMU uses it` });
-    ops.push(r.weighted<() => HostileOp>([
-      [4, () => this.dmaFrom(this.pickSid(), r.bits(40))],
-      [2, () => this.commands()],
-      [1, () => this.cfgi(this.pickSid())],
-    ])());
+    const to = r.weighted<string>([
+      [6, 'hyp'],
+      [3, 'guest:g1'],
+      [1, 'guest:g2'],
+    ]);
+    const ops: HostileOp[] = [
+      {
+        op: 'hyp',
+        call: 'unshare',
+        addr: base,
+        size,
+        to: 'hyp',
+        expect: 'ok',
+        comment: `the live ${s.what} taken back from the hypervisor`,
+      },
+    ];
+    if (r.chance(0.9))
+      ops.push({
+        op: 'hyp',
+        call: 'donate',
+        addr: base,
+        size,
+        to,
+        expect: 'ok',
+        comment: `the ${s.what} page given away while the SMMU uses it`,
+      });
+    ops.push(
+      r.weighted<() => HostileOp>([
+        [4, () => this.dmaFrom(this.pickSid(), r.bits(40))],
+        [2, () => this.commands()],
+        [1, () => this.cfgi(this.pickSid())],
+      ])(),
+    );
     return ops;
   }
 
   /** [7.1 #15–17, 21] a queue base moved (while enabled, or into protected memory), then traffic. */
   queueRedirect(): HostileOp[] {
     const r = this.r;
-    const reg = r.weighted<'EVENTQ_BASE' | 'CMDQ_BASE' | 'PRIQ_BASE'>([[3, 'EVENTQ_BASE'], [2, 'CMDQ_BASE'], [1, 'PRIQ_BASE']]);
-    const ops: HostileOp[] = this.wideWrite(reg, registerValue(r, this.L, regByName(reg)!, this.cur));
+    const reg = r.weighted<'EVENTQ_BASE' | 'CMDQ_BASE' | 'PRIQ_BASE'>([
+      [3, 'EVENTQ_BASE'],
+      [2, 'CMDQ_BASE'],
+      [1, 'PRIQ_BASE'],
+    ]);
+    const ops: HostileOp[] = this.wideWrite(
+      reg,
+      registerValue(r, this.L, regByName(reg)!, this.cur),
+    );
     // a command or two read from the moved queue (a hypervisor that follows the move reads them there)
     if (reg === 'CMDQ_BASE' && r.chance(0.5)) ops.push(this.commands());
-    if (r.chance(0.4)) ops.push(this.regWrite('CR0', registerValue(r, this.L, regByName('CR0')!, this.cur)));
+    if (r.chance(0.4))
+      ops.push(this.regWrite('CR0', registerValue(r, this.L, regByName('CR0')!, this.cur)));
     ops.push(this.dmaFrom(this.pickSid(), r.bits(40)));
     return ops;
   }
@@ -498,7 +811,10 @@ export class Attacker {
     const sid = this.pickSid();
     const cfg = [0];
     const twoLevel = r.chance(0.85);
-    cfg[0] = ((twoLevel ? 1 : 0) << 16) | ((r.chance(0.85) ? 8 : r.bits(5)) << 6) | (r.chance(0.8) ? L.sidBits : r.bits(6));
+    cfg[0] =
+      ((twoLevel ? 1 : 0) << 16) |
+      ((r.chance(0.85) ? 8 : r.bits(5)) << 6) |
+      (r.chance(0.8) ? L.sidBits : r.bits(6));
     const desc = new Uint32Array(2);
     desc[0] = (l2 | 9) >>> 0;
     desc[1] = Math.floor(l2 / 2 ** 32);
@@ -510,15 +826,40 @@ export class Attacker {
     ops.push(
       ...this.wideWrite('STRTAB_BASE', (1n << 62n) | BigInt(l1)),
       this.regWrite('STRTAB_BASE_CFG', BigInt(cfg[0]! >>> 0)),
-      { op: 'memwrite', actor: 'host', addr: l1 + Math.floor(sid / 256) * 8, hex: wordsToHex(desc), comment: `L1 descriptor for StreamID ${sid}` },
-      { op: 'memwrite', actor: 'host', addr: (twoLevel ? l2 + (sid % 256) * 64 : l1 + sid * 64), hex: wordsToHex(ste), comment: `STE for StreamID ${sid}` },
-      ...this.wideWrite('CMDQ_BASE', (1n << 62n) | BigInt(cmdq) | BigInt(r.chance(0.8) ? 8 : r.bits(5))),
+      {
+        op: 'memwrite',
+        actor: 'host',
+        addr: l1 + Math.floor(sid / 256) * 8,
+        hex: wordsToHex(desc),
+        comment: `L1 descriptor for StreamID ${sid}`,
+      },
+      {
+        op: 'memwrite',
+        actor: 'host',
+        addr: twoLevel ? l2 + (sid % 256) * 64 : l1 + sid * 64,
+        hex: wordsToHex(ste),
+        comment: `STE for StreamID ${sid}`,
+      },
+      ...this.wideWrite(
+        'CMDQ_BASE',
+        (1n << 62n) | BigInt(cmdq) | BigInt(r.chance(0.8) ? 8 : r.bits(5)),
+      ),
       this.regWrite('CMDQ_PROD', 0n),
       this.regWrite('CMDQ_CONS', 0n),
-      ...this.wideWrite('EVENTQ_BASE', (1n << 62n) | BigInt(evtq) | BigInt(r.chance(0.8) ? 8 : r.bits(5))),
+      ...this.wideWrite(
+        'EVENTQ_BASE',
+        (1n << 62n) | BigInt(evtq) | BigInt(r.chance(0.8) ? 8 : r.bits(5)),
+      ),
       this.regWrite('CR0', BigInt(0x8 | (r.chance(0.8) ? 0x4 : 0))),
       this.regWrite('CR0', BigInt(0x9 | (r.chance(0.8) ? 0x4 : 0) | (r.chance(0.3) ? 0x10 : 0))),
-      { op: 'cmd', actor: 'host', commands: [{ name: 'CFGI_STE', StreamID: sid, Leaf: 1 }, { name: 'CMD_SYNC', CS: 2 }] },
+      {
+        op: 'cmd',
+        actor: 'host',
+        commands: [
+          { name: 'CFGI_STE', StreamID: sid, Leaf: 1 },
+          { name: 'CMD_SYNC', CS: 2 },
+        ],
+      },
       this.dmaFrom(sid),
     );
     return ops;
@@ -544,35 +885,99 @@ export class Attacker {
     const g = this.probe.guest(name);
     if (!g) {
       const devs = GUEST_DEVICES.filter(() => r.chance(0.5));
-      const devices = (devs.length ? devs : [r.pick(GUEST_DEVICES)]).slice(0, 2).map((device, vsid) => ({ device, vsid }));
-      return [{ op: 'guest', call: 'create', name, memory: { base: span.base, size: span.size }, devices, boot: false, expect: 'ok', comment: `the host creates guest ${name} with ${devices.map((d) => d.device).join(' and ')}` }];
+      const devices = (devs.length ? devs : [r.pick(GUEST_DEVICES)])
+        .slice(0, 2)
+        .map((device, vsid) => ({ device, vsid }));
+      return [
+        {
+          op: 'guest',
+          call: 'create',
+          name,
+          memory: { base: span.base, size: span.size },
+          devices,
+          boot: false,
+          expect: 'ok',
+          comment: `the host creates guest ${name} with ${devices.map((d) => d.device).join(' and ')}`,
+        },
+      ];
     }
     const dev = g.devices[0]!;
     const destroy = (): HostileOp => {
       const iova = g.bufferIova;
       return iova !== null && r.chance(0.9)
-        ? { op: 'guest', call: 'destroy', name, dmaDuring: { device: dev.device, iova, access: r.chance(0.7) ? 'write' : 'read' }, expect: 'ok', comment: `the host destroys ${name} while ${dev.device} keeps DMAing into the guest's buffer (a DMA and the oracle after every phase)` }
+        ? {
+            op: 'guest',
+            call: 'destroy',
+            name,
+            dmaDuring: { device: dev.device, iova, access: r.chance(0.7) ? 'write' : 'read' },
+            expect: 'ok',
+            comment: `the host destroys ${name} while ${dev.device} keeps DMAing into the guest's buffer (a DMA and the oracle after every phase)`,
+          }
         : { op: 'guest', call: 'destroy', name, expect: 'ok' };
     };
     const cr0 = this.probe.reg('CR0');
     const g0 = this.probe.reg('GERROR');
     const gn = this.probe.reg('GERRORN');
-    const queueRuns = cr0 !== null && (cr0 & 0x9n) === 0x9n && g0 !== null && gn !== null && ((g0 ^ gn) & 1n) === 0n;
+    const queueRuns =
+      cr0 !== null &&
+      (cr0 & 0x9n) === 0x9n &&
+      g0 !== null &&
+      gn !== null &&
+      ((g0 ^ gn) & 1n) === 0n;
     if (!g.alive || !queueRuns || r.chance(0.1)) return [destroy()];
     if (!g.probed) {
-      return [{ op: 'driver', actor, call: 'probe', pages: { base: span.ipa + GUEST_DATA, limit: span.ipa + span.size }, comment: `${name}'s kernel probes its vSMMU` }];
+      return [
+        {
+          op: 'driver',
+          actor,
+          call: 'probe',
+          pages: { base: span.ipa + GUEST_DATA, limit: span.ipa + span.size },
+          comment: `${name}'s kernel probes its vSMMU`,
+        },
+      ];
     }
     if (g.bufferIova === null) {
       return [
         { op: 'driver', actor, call: 'attach', sid: 0, domain: 'dma' },
-        { op: 'driver', actor, call: 'map', sid: 0, pa: span.ipa + PAGE, size: PAGE, dir: 'bidirectional', as: 'gbuf' },
-        { op: 'driver', actor, call: 'dma', sid: 0, mapping: 'gbuf', access: 'write', offset: 0, comment: `${dev.device} DMAs into ${name}'s buffer (its translation is now cached)` },
+        {
+          op: 'driver',
+          actor,
+          call: 'map',
+          sid: 0,
+          pa: span.ipa + PAGE,
+          size: PAGE,
+          dir: 'bidirectional',
+          as: 'gbuf',
+        },
+        {
+          op: 'driver',
+          actor,
+          call: 'dma',
+          sid: 0,
+          mapping: 'gbuf',
+          access: 'write',
+          offset: 0,
+          comment: `${dev.device} DMAs into ${name}'s buffer (its translation is now cached)`,
+        },
       ];
     }
     return r.weighted<() => HostileOp[]>([
       [4, () => [destroy()]],
       [4, () => this.steAndCfgiFor(dev.psid)],
-      [2, () => [{ op: 'driver', actor, call: 'dma', sid: 0, mapping: 'gbuf', access: r.chance(0.5) ? 'write' : 'read', offset: 0 }]],
+      [
+        2,
+        () => [
+          {
+            op: 'driver',
+            actor,
+            call: 'dma',
+            sid: 0,
+            mapping: 'gbuf',
+            access: r.chance(0.5) ? 'write' : 'read',
+            offset: 0,
+          },
+        ],
+      ],
     ])();
   }
 

@@ -50,7 +50,13 @@ export interface MasterOpts {
 
 /** The driver's feature view of a simulated SMMU (CR2.E2H is not used by the host driver). */
 export function hostFeaturesFrom(ft: Readonly<SmmuFeatures>): HostSmmuFeatures {
-  return { attrTypesOvr: ft.attrTypesOvr, stalls: ft.stallModel !== 1, stallForce: ft.stallModel === 2, e2h: false, ats: ft.ats };
+  return {
+    attrTypesOvr: ft.attrTypesOvr,
+    stalls: ft.stallModel !== 1,
+    stallForce: ft.stallModel === 2,
+    e2h: false,
+    ats: ft.ats,
+  };
 }
 
 const GENMASK_51_6 = ((1n << 52n) - 1n) & ~((1n << 6n) - 1n);
@@ -98,7 +104,12 @@ export interface CdTableInfo {
  * Inner Shareable, S1STALLD for a non-stalling master on a stall-capable SMMU, EATS=TRANS with
  * ATS, SHCFG=incoming when S1DSS=bypass, STRW NS-EL1 (S2VMID 0) or EL2 with E2H.
  */
-export function makeCdtableSte(ft: HostSmmuFeatures, master: MasterOpts, cdt: CdTableInfo, s1dss: number): Uint32Array {
+export function makeCdtableSte(
+  ft: HostSmmuFeatures,
+  master: MasterOpts,
+  cdt: CdTableInfo,
+  s1dss: number,
+): Uint32Array {
   const w = ste();
   set(w, STE.V, 1);
   set(w, STE.Config, CFG.S1_TRANS);
@@ -180,7 +191,14 @@ export function makeS2Ste(ft: HostSmmuFeatures, master: MasterOpts, s2: S2Config
  * from the stage-1 (cdtable) STE and Config=nested, the stage-1 STE's DW1 merged into DW1,
  * and MEV set (merge events, to limit the event rate a guest can cause).
  */
-export function makeNestedSte(ft: HostSmmuFeatures, master: MasterOpts, cdt: CdTableInfo, s1dss: number, s2: S2Config, s2Master: MasterOpts = master): Uint32Array {
+export function makeNestedSte(
+  ft: HostSmmuFeatures,
+  master: MasterOpts,
+  cdt: CdTableInfo,
+  s1dss: number,
+  s2: S2Config,
+  s2Master: MasterOpts = master,
+): Uint32Array {
   const w = makeS2Ste(ft, s2Master, s2);
   const s1 = makeCdtableSte(ft, master, cdt, s1dss);
   w[0] = s1[0]!;
@@ -270,7 +288,13 @@ export interface SvaMm {
  * walk fields ignored), and S and R cleared unless stalling is forced — same ASID, so the
  * writer can move between the two hitlessly.
  */
-export function makeSvaCd(ft: HostSmmuFeatures, master: MasterOpts, mm: SvaMm | null, asid: number, cpu: SvaCpu): Uint32Array {
+export function makeSvaCd(
+  ft: HostSmmuFeatures,
+  master: MasterOpts,
+  mm: SvaMm | null,
+  asid: number,
+  cpu: SvaCpu,
+): Uint32Array {
   const w = new Uint32Array(CD_WORDS);
   set(w, CD.EPD1, 1);
   set(w, CD.V, 1);

@@ -88,7 +88,12 @@ const POW2: readonly number[] = Array.from({ length: 65 }, (_, i) => 2 ** i);
  * Write a field from a number (exact up to 53 bits). `off` is a word offset into `w`, for a
  * structure that starts part-way through a buffer (a batch of commands).
  */
-export function set(w: { [i: number]: number; length: number }, f: Field, value: number, off = 0): void {
+export function set(
+  w: { [i: number]: number; length: number },
+  f: Field,
+  value: number,
+  off = 0,
+): void {
   const wo = off + f.word;
   if (f.single) {
     const m = (f.mask << f.shift) >>> 0;
@@ -163,7 +168,11 @@ export function definedMask(fields: readonly Field[], nwords: number): Uint32Arr
 }
 
 /** Build a structure from field values (numbers or BigInts). Unknown names throw. */
-export function build(layout: Readonly<Record<string, Field>>, nwords: number, values: Readonly<Record<string, number | bigint>>): Uint32Array {
+export function build(
+  layout: Readonly<Record<string, Field>>,
+  nwords: number,
+  values: Readonly<Record<string, number | bigint>>,
+): Uint32Array {
   const w = new Uint32Array(nwords);
   for (const [k, v] of Object.entries(values)) {
     const f = layout[k];
@@ -186,7 +195,8 @@ export function hex(v: number | bigint, pad = 0): string {
 /** Words (little-endian 32-bit) → 64-bit double-words as BigInts. */
 export function toDwords(w: ArrayLike<number>): bigint[] {
   const out: bigint[] = [];
-  for (let i = 0; i + 1 < w.length; i += 2) out.push((BigInt(w[i + 1]! >>> 0) << 32n) | BigInt(w[i]! >>> 0));
+  for (let i = 0; i + 1 < w.length; i += 2)
+    out.push((BigInt(w[i + 1]! >>> 0) << 32n) | BigInt(w[i]! >>> 0));
   return out;
 }
 

@@ -71,9 +71,16 @@ export type BusObserver = (e: BusAccessEvent) => void;
 
 /** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
 export class CpuAbortError extends Error {
-  constructor(readonly actor: Actor, readonly addr: number, readonly dir: Dir, why: string) {
+  constructor(
+    readonly actor: Actor,
+    readonly addr: number,
+    readonly dir: Dir,
+    why: string,
+  ) {
     const limit = quiet();
-    super(`${actor}: data abort on ${dir === 'r' ? 'read' : 'write'} at 0x${addr.toString(16)}: ${why}`);
+    super(
+      `${actor}: data abort on ${dir === 'r' ? 'read' : 'write'} at 0x${addr.toString(16)}: ${why}`,
+    );
     Error.stackTraceLimit = limit;
     this.name = 'CpuAbortError';
   }
@@ -92,9 +99,11 @@ export class MmioBus {
 
   attach(dev: MmioDevice): void {
     for (const d of this.devices) {
-      if (dev.base < d.base + d.size && d.base < dev.base + dev.size) throw new Error(`device ${dev.name} overlaps ${d.name}`);
+      if (dev.base < d.base + d.size && d.base < dev.base + dev.size)
+        throw new Error(`device ${dev.name} overlaps ${d.name}`);
     }
-    if (this.mem.isRam(dev.base, 1) || this.mem.isRam(dev.base + dev.size - 1, 1)) throw new Error(`device ${dev.name} overlaps RAM`);
+    if (this.mem.isRam(dev.base, 1) || this.mem.isRam(dev.base + dev.size - 1, 1))
+      throw new Error(`device ${dev.name} overlaps RAM`);
     this.devices.push(dev);
   }
 
@@ -133,10 +142,12 @@ export class MmioBus {
 
   private trap(actor: Actor, addr: number, size: AccessSize, dir: Dir, value: bigint): bigint {
     this.traps++;
-    if (!this.trapHandler) throw new CpuAbortError(actor, addr, dir, 'stage-2 trap with no handler');
+    if (!this.trapHandler)
+      throw new CpuAbortError(actor, addr, dir, 'stage-2 trap with no handler');
     const abort: DataAbort = { actor, addr, size, dir, value };
     // a trapped write is logged before the handler runs (it happened first); a read after (its value is the handler's)
-    if (dir === 'w' && this.observers.active) this.notify({ actor, dir, addr, size, value, trapped: true });
+    if (dir === 'w' && this.observers.active)
+      this.notify({ actor, dir, addr, size, value, trapped: true });
     const result = this.trapHandler(abort);
     if (dir === 'w') return value;
     const v = BigInt.asUintN(size * 8, result);
@@ -151,13 +162,24 @@ export class MmioBus {
     if (dev) {
       this.deviceAccesses++;
       const v = BigInt.asUintN(size * 8, dev.read(pa - dev.base, size, actor));
-      if (this.observers.active) this.notify({ actor, dir: 'r', addr, size, value: v, device: dev, offset: pa - dev.base, trapped: false });
+      if (this.observers.active)
+        this.notify({
+          actor,
+          dir: 'r',
+          addr,
+          size,
+          value: v,
+          device: dev,
+          offset: pa - dev.base,
+          trapped: false,
+        });
       return v;
     }
     try {
       return this.mem.read(pa, size);
     } catch (e) {
-      if (e instanceof ExternalAbort) throw new CpuAbortError(actor, addr, 'r', 'external abort (no RAM or device)');
+      if (e instanceof ExternalAbort)
+        throw new CpuAbortError(actor, addr, 'r', 'external abort (no RAM or device)');
       throw e;
     }
   }
@@ -172,14 +194,25 @@ export class MmioBus {
     const dev = this.deviceAt(pa);
     if (dev) {
       this.deviceAccesses++;
-      if (this.observers.active) this.notify({ actor, dir: 'w', addr, size, value: v, device: dev, offset: pa - dev.base, trapped: false });
+      if (this.observers.active)
+        this.notify({
+          actor,
+          dir: 'w',
+          addr,
+          size,
+          value: v,
+          device: dev,
+          offset: pa - dev.base,
+          trapped: false,
+        });
       dev.write(pa - dev.base, size, v, actor);
       return;
     }
     try {
       this.mem.write(pa, size, v);
     } catch (e) {
-      if (e instanceof ExternalAbort) throw new CpuAbortError(actor, addr, 'w', 'external abort (no RAM or device)');
+      if (e instanceof ExternalAbort)
+        throw new CpuAbortError(actor, addr, 'w', 'external abort (no RAM or device)');
       throw e;
     }
   }
@@ -214,7 +247,8 @@ export class MmioBus {
         try {
           out.set(this.mem.readBytes(pa, n), done);
         } catch (e) {
-          if (e instanceof ExternalAbort) throw new CpuAbortError(actor, a, 'r', 'external abort (no RAM or device)');
+          if (e instanceof ExternalAbort)
+            throw new CpuAbortError(actor, a, 'r', 'external abort (no RAM or device)');
           throw e;
         }
       }
@@ -230,14 +264,15 @@ export class MmioBus {
    */
   readWords(actor: Actor, addr: number, out: Uint32Array, n = out.length): void {
     const pa = this.resolve(actor, addr, 'r', n * 4);
-    if (pa === TRAP || this.deviceAt(pa) || ((addr & 0xfff) + n * 4 > 4096)) {
+    if (pa === TRAP || this.deviceAt(pa) || (addr & 0xfff) + n * 4 > 4096) {
       for (let i = 0; i < n; i++) out[i] = Number(this.read(actor, addr + 4 * i, 4));
       return;
     }
     try {
       this.mem.readWords(pa, out, n);
     } catch (e) {
-      if (e instanceof ExternalAbort) throw new CpuAbortError(actor, addr, 'r', 'external abort (no RAM or device)');
+      if (e instanceof ExternalAbort)
+        throw new CpuAbortError(actor, addr, 'r', 'external abort (no RAM or device)');
       throw e;
     }
   }
@@ -245,7 +280,12 @@ export class MmioBus {
   /** Write `n` 32-bit words from `words` without allocating; same rules as `readWords`. */
   writeWords(actor: Actor, addr: number, words: Uint32Array, n = words.length): void {
     const pa = this.resolve(actor, addr, 'w', n * 4);
-    if (pa === TRAP || this.deviceAt(pa) || ((addr & 0xfff) + n * 4 > 4096) || !this.mem.isRam(pa, n * 4)) {
+    if (
+      pa === TRAP ||
+      this.deviceAt(pa) ||
+      (addr & 0xfff) + n * 4 > 4096 ||
+      !this.mem.isRam(pa, n * 4)
+    ) {
       for (let i = 0; i < n; i++) this.write(actor, addr + 4 * i, 4, BigInt(words[i]!));
       return;
     }
@@ -268,7 +308,8 @@ export class MmioBus {
         try {
           this.mem.zero(pa, n);
         } catch (e) {
-          if (e instanceof ExternalAbort) throw new CpuAbortError(actor, a, 'w', 'external abort (no RAM or device)');
+          if (e instanceof ExternalAbort)
+            throw new CpuAbortError(actor, a, 'w', 'external abort (no RAM or device)');
           throw e;
         }
       }
@@ -289,7 +330,8 @@ export class MmioBus {
           // the whole buffer in one page (a descriptor or a command) goes as it is, without a view
           this.mem.writeBytes(pa, n === data.length ? data : data.subarray(done, done + n));
         } catch (e) {
-          if (e instanceof ExternalAbort) throw new CpuAbortError(actor, a, 'w', 'external abort (no RAM or device)');
+          if (e instanceof ExternalAbort)
+            throw new CpuAbortError(actor, a, 'w', 'external abort (no RAM or device)');
           throw e;
         }
       }

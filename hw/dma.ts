@@ -37,7 +37,13 @@ const TWO53 = 2 ** 53;
 
 /** Sees each DMA start and its outcome (traces); an endpoint's observer is null on the hot path. */
 export interface DmaObserver {
-  start(ep: DmaEndpoint, iova: number | bigint, len: number, write: boolean, translated: boolean): void;
+  start(
+    ep: DmaEndpoint,
+    iova: number | bigint,
+    len: number,
+    write: boolean,
+    translated: boolean,
+  ): void;
   end(ep: DmaEndpoint, out: DmaOutcome): void;
 }
 
@@ -52,7 +58,13 @@ export class DmaEndpoint {
   /** optional DMA observer (traces); null on the hot path */
   observer: DmaObserver | null = null;
 
-  constructor(readonly name: string, readonly sid: number, private readonly smmu: Smmu, private readonly mem: PhysicalMemory, readonly defaultSsid?: number) {
+  constructor(
+    readonly name: string,
+    readonly sid: number,
+    private readonly smmu: Smmu,
+    private readonly mem: PhysicalMemory,
+    readonly defaultSsid?: number,
+  ) {
     smmu.registerAtc(sid, (ssid, addr, bytes) => this.invalidateAtc(ssid, addr, bytes));
   }
 
@@ -81,7 +93,14 @@ export class DmaEndpoint {
   }
 
   /** Run a DMA of `len` bytes; `data` for writes. */
-  private run(iova: number | bigint, len: number, write: boolean, data: Uint8Array | undefined, o: DmaOptions, translated: boolean): DmaOutcome {
+  private run(
+    iova: number | bigint,
+    len: number,
+    write: boolean,
+    data: Uint8Array | undefined,
+    o: DmaOptions,
+    translated: boolean,
+  ): DmaOutcome {
     const ob = this.observer;
     if (ob === null) return this.runDma(iova, len, write, data, o, translated);
     ob.start(this, iova, len, write, translated);
@@ -90,16 +109,26 @@ export class DmaEndpoint {
     return out;
   }
 
-  private runDma(iova: number | bigint, len: number, write: boolean, data: Uint8Array | undefined, o: DmaOptions, translated: boolean): DmaOutcome {
+  private runDma(
+    iova: number | bigint,
+    len: number,
+    write: boolean,
+    data: Uint8Array | undefined,
+    o: DmaOptions,
+    translated: boolean,
+  ): DmaOutcome {
     this.dmas++;
     const pas: number[] = [];
     let razwi = false;
     let ipa: number | undefined;
     let tlbHit = true;
     // addresses as numbers while they fit (iova + len ≤ 2^53), else as BigInt (64-bit IOVAs)
-    const num = typeof iova === 'number' && Number.isSafeInteger(iova) && iova >= 0 && iova + len <= TWO53 ? iova : -1;
+    const num =
+      typeof iova === 'number' && Number.isSafeInteger(iova) && iova >= 0 && iova + len <= TWO53
+        ? iova
+        : -1;
     const base = num >= 0 ? 0n : typeof iova === 'bigint' ? iova : BigInt(iova);
-    for (let off = 0; off < len; ) {
+    for (let off = 0; off < len;) {
       let lo: number;
       let addr: number | bigint;
       /** the address modulo 2^53, for a fault report */
@@ -138,18 +167,32 @@ export class DmaEndpoint {
       const out = write ? undefined : new Uint8Array(len);
       let off = 0;
       for (const pa of pas) {
-        const n = Math.min(4096 - (num >= 0 ? (num + off) % 4096 : Number((base + BigInt(off)) % 4096n)), len - off);
+        const n = Math.min(
+          4096 - (num >= 0 ? (num + off) % 4096 : Number((base + BigInt(off)) % 4096n)),
+          len - off,
+        );
         if (pa >= 0) {
           if (write) this.mem.writeBytes(pa, data!.subarray(off, off + n));
           else out!.set(this.mem.readBytes(pa, n), off);
         }
         off += n;
       }
-      return { ok: true, pa: pas[0]!, ...(ipa !== undefined ? { ipa } : {}), ...(out ? { data: out } : {}), ...(razwi ? { razwi } : {}), tlbHit };
+      return {
+        ok: true,
+        pa: pas[0]!,
+        ...(ipa !== undefined ? { ipa } : {}),
+        ...(out ? { data: out } : {}),
+        ...(razwi ? { razwi } : {}),
+        tlbHit,
+      };
     } catch (e) {
       if (!(e instanceof ExternalAbort)) throw e;
       this.faults++;
-      return { ok: false, fault: `completer abort: no memory at PA 0x${e.addr.toString(16)}`, iova: num >= 0 ? num : Number(base % BigInt(TWO53)) };
+      return {
+        ok: false,
+        fault: `completer abort: no memory at PA 0x${e.addr.toString(16)}`,
+        iova: num >= 0 ? num : Number(base % BigInt(TWO53)),
+      };
     }
   }
 
@@ -181,7 +224,8 @@ export class DmaEndpoint {
       e = { out: resp.addr - (resp.addr % 4096), read: resp.read, write: resp.write };
       this.atc.set(key, e);
     }
-    if (write ? !e.write : !e.read) return `ATS translation grants no ${write ? 'write' : 'read'} permission`;
+    if (write ? !e.write : !e.read)
+      return `ATS translation grants no ${write ? 'write' : 'read'} permission`;
     return e.out + (a % 4096);
   }
 

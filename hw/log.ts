@@ -7,7 +7,10 @@ import { pino, type Logger, type Level } from 'pino';
 export type LogLevel = Level | 'silent';
 
 const root: Logger = pino(
-  { level: process.env.SMMULAB_LOG_LEVEL ?? (process.env.VITEST ? 'silent' : 'warn'), base: undefined },
+  {
+    level: process.env.SMMULAB_LOG_LEVEL ?? (process.env.VITEST ? 'silent' : 'warn'),
+    base: undefined,
+  },
   pino.destination({ dest: 2, sync: true }),
 );
 

@@ -44,7 +44,8 @@ export class Machine {
 
   addDevice(d: DeviceSpec): DmaEndpoint {
     if (this.devices.has(d.name)) throw new Error(`duplicate device name ${d.name}`);
-    if (!Number.isInteger(d.sid) || d.sid < 0 || d.sid >= 2 ** 32) throw new Error(`device ${d.name}: sid ${d.sid} is not a 32-bit StreamID`);
+    if (!Number.isInteger(d.sid) || d.sid < 0 || d.sid >= 2 ** 32)
+      throw new Error(`device ${d.name}: sid ${d.sid} is not a 32-bit StreamID`);
     const ep = new DmaEndpoint(d.name, d.sid, this.smmu, this.mem, d.ssid);
     this.devices.set(d.name, ep);
     return ep;

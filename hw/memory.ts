@@ -17,7 +17,10 @@ export const PA_LIMIT = 2 ** PA_BITS;
 
 /** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
 export class ExternalAbort extends Error {
-  constructor(readonly addr: number, readonly what: string) {
+  constructor(
+    readonly addr: number,
+    readonly what: string,
+  ) {
     const limit = quiet();
     super(`external abort: ${what} at 0x${addr.toString(16)}`);
     Error.stackTraceLimit = limit;
@@ -60,10 +63,13 @@ export class PhysicalMemory {
   private lastPage: Page = ZERO_PAGE;
 
   addRam(name: string, base: number, size: number): void {
-    if (base % PAGE_SIZE || size % PAGE_SIZE || size <= 0) throw new Error(`RAM region ${name}: base and size must be non-zero multiples of 4 KiB`);
-    if (base + size > PA_LIMIT) throw new Error(`RAM region ${name}: beyond the 48-bit physical address space`);
+    if (base % PAGE_SIZE || size % PAGE_SIZE || size <= 0)
+      throw new Error(`RAM region ${name}: base and size must be non-zero multiples of 4 KiB`);
+    if (base + size > PA_LIMIT)
+      throw new Error(`RAM region ${name}: beyond the 48-bit physical address space`);
     for (const r of this.regions) {
-      if (base < r.base + r.size && r.base < base + size) throw new Error(`RAM region ${name} overlaps ${r.name}`);
+      if (base < r.base + r.size && r.base < base + size)
+        throw new Error(`RAM region ${name} overlaps ${r.name}`);
     }
     this.regions.push({ name, base, size });
   }
@@ -116,7 +122,8 @@ export class PhysicalMemory {
     return this.page(addr, false).dv.getUint32(addr & 0xfff, true);
   }
   read64(addr: number): bigint {
-    if ((addr & 0xfff) > 0xff8) return BigInt(this.read32(addr)) | (BigInt(this.read32(addr + 4)) << 32n);
+    if ((addr & 0xfff) > 0xff8)
+      return BigInt(this.read32(addr)) | (BigInt(this.read32(addr + 4)) << 32n);
     return this.page(addr, false).dv.getBigUint64(addr & 0xfff, true);
   }
   write8(addr: number, v: number): void {
@@ -202,7 +209,8 @@ export class PhysicalMemory {
       const n = Math.min(PAGE_SIZE - off, data.length - done);
       const part = n === data.length ? data : data.subarray(done, done + n);
       // zeros over a whole unwritten page (a scrub) leave it unallocated: it reads as zero already
-      if (n !== PAGE_SIZE || this.pages.has(Math.floor(a / PAGE_SIZE)) || !allZero(part)) this.page(a, true).u8.set(part, off);
+      if (n !== PAGE_SIZE || this.pages.has(Math.floor(a / PAGE_SIZE)) || !allZero(part))
+        this.page(a, true).u8.set(part, off);
       done += n;
     }
   }
@@ -229,19 +237,27 @@ export class PhysicalMemory {
   /** Generic sized read; 8-byte values come back as BigInt, smaller ones as BigInt too for uniformity. */
   read(addr: number, size: 1 | 2 | 4 | 8): bigint {
     switch (size) {
-      case 1: return BigInt(this.read8(addr));
-      case 2: return BigInt(this.read16(addr));
-      case 4: return BigInt(this.read32(addr));
-      case 8: return this.read64(addr);
+      case 1:
+        return BigInt(this.read8(addr));
+      case 2:
+        return BigInt(this.read16(addr));
+      case 4:
+        return BigInt(this.read32(addr));
+      case 8:
+        return this.read64(addr);
     }
   }
 
   write(addr: number, size: 1 | 2 | 4 | 8, v: bigint): void {
     switch (size) {
-      case 1: return this.write8(addr, Number(v & 0xffn));
-      case 2: return this.write16(addr, Number(v & 0xffffn));
-      case 4: return this.write32(addr, Number(v & 0xffffffffn));
-      case 8: return this.write64(addr, v);
+      case 1:
+        return this.write8(addr, Number(v & 0xffn));
+      case 2:
+        return this.write16(addr, Number(v & 0xffffn));
+      case 4:
+        return this.write32(addr, Number(v & 0xffffffffn));
+      case 8:
+        return this.write64(addr, v);
     }
   }
 }

@@ -14,7 +14,16 @@
  * | CMD_SYNC                             | CS=IRQ rewritten to CS=SEV with no MSI (closes G1)       |
  * | everything else                      | forwarded (the hardware refuses what is illegal)         |
  */
-import { OP, CS as CS_F, MSIAddress as MSIADDR_F, MSIData as MSIDATA_F, VMID as VMID_F, Leaf as LEAF_F, Range as RANGE_F, StreamID as SID_F } from '../hw/smmu/commands.ts';
+import {
+  OP,
+  CS as CS_F,
+  MSIAddress as MSIADDR_F,
+  MSIData as MSIDATA_F,
+  VMID as VMID_F,
+  Leaf as LEAF_F,
+  Range as RANGE_F,
+  StreamID as SID_F,
+} from '../hw/smmu/commands.ts';
 import type { RuleName } from './policy.ts';
 
 /** verdicts */
@@ -38,17 +47,34 @@ export interface CmdCheck {
 
 // field positions, module-local for the hot path
 const C = {
-  CFGI_STE: OP.CFGI_STE, CFGI_STE_RANGE: OP.CFGI_STE_RANGE, TLBI_NH_ALL: OP.TLBI_NH_ALL, TLBI_NH_ASID: OP.TLBI_NH_ASID,
-  TLBI_NH_VA: OP.TLBI_NH_VA, TLBI_NH_VAA: OP.TLBI_NH_VAA, TLBI_EL2_ALL: OP.TLBI_EL2_ALL, TLBI_EL2_ASID: OP.TLBI_EL2_ASID,
-  TLBI_EL2_VA: OP.TLBI_EL2_VA, TLBI_EL2_VAA: OP.TLBI_EL2_VAA, TLBI_S12_VMALL: OP.TLBI_S12_VMALL, TLBI_S2_IPA: OP.TLBI_S2_IPA,
+  CFGI_STE: OP.CFGI_STE,
+  CFGI_STE_RANGE: OP.CFGI_STE_RANGE,
+  TLBI_NH_ALL: OP.TLBI_NH_ALL,
+  TLBI_NH_ASID: OP.TLBI_NH_ASID,
+  TLBI_NH_VA: OP.TLBI_NH_VA,
+  TLBI_NH_VAA: OP.TLBI_NH_VAA,
+  TLBI_EL2_ALL: OP.TLBI_EL2_ALL,
+  TLBI_EL2_ASID: OP.TLBI_EL2_ASID,
+  TLBI_EL2_VA: OP.TLBI_EL2_VA,
+  TLBI_EL2_VAA: OP.TLBI_EL2_VAA,
+  TLBI_S12_VMALL: OP.TLBI_S12_VMALL,
+  TLBI_S2_IPA: OP.TLBI_S2_IPA,
   CMD_SYNC: OP.CMD_SYNC,
 };
-const LEAF_W = LEAF_F.word, LEAF_S = LEAF_F.shift;
-const RANGE_W = RANGE_F.word, RANGE_S = RANGE_F.shift, RANGE_M = RANGE_F.mask;
-const VMID_W = VMID_F.word, VMID_S = VMID_F.shift, VMID_M = VMID_F.mask;
+const LEAF_W = LEAF_F.word,
+  LEAF_S = LEAF_F.shift;
+const RANGE_W = RANGE_F.word,
+  RANGE_S = RANGE_F.shift,
+  RANGE_M = RANGE_F.mask;
+const VMID_W = VMID_F.word,
+  VMID_S = VMID_F.shift,
+  VMID_M = VMID_F.mask;
 const SID_W = SID_F.word;
-const CS_W = CS_F.word, CS_S = CS_F.shift, CS_M = CS_F.mask;
-const CS_IRQ = 1, CS_SEV = 2;
+const CS_W = CS_F.word,
+  CS_S = CS_F.shift,
+  CS_M = CS_F.mask;
+const CS_IRQ = 1,
+  CS_SEV = 2;
 const MSIDATA_W = MSIDATA_F.word;
 const MSIADDR_LO_W = MSIADDR_F.word;
 
@@ -73,13 +99,25 @@ export function checkCommand(w: Uint32Array, c: CmdCheck): number {
       return RESHADOW;
     case C.CFGI_STE_RANGE: {
       const range = (w[RANGE_W]! >>> RANGE_S) & RANGE_M;
-      return range === 31 ? FORWARD : refuse(c, 'cfgi-all-range', `CFGI_STE_RANGE with Range=${range} (only 31, CFGI_ALL, is allowed)`);
+      return range === 31
+        ? FORWARD
+        : refuse(
+            c,
+            'cfgi-all-range',
+            `CFGI_STE_RANGE with Range=${range} (only 31, CFGI_ALL, is allowed)`,
+          );
     }
     case C.TLBI_NH_ASID:
     case C.TLBI_NH_VA:
     case C.TLBI_NH_VAA: {
       const vmid = (w[VMID_W]! >>> VMID_S) & VMID_M;
-      return vmid === 0 ? FORWARD : refuse(c, 'tlbi-vmid', `${op === C.TLBI_NH_ASID ? 'TLBI_NH_ASID' : op === C.TLBI_NH_VA ? 'TLBI_NH_VA' : 'TLBI_NH_VAA'} with VMID ${vmid} (the host's VMID is 0)`);
+      return vmid === 0
+        ? FORWARD
+        : refuse(
+            c,
+            'tlbi-vmid',
+            `${op === C.TLBI_NH_ASID ? 'TLBI_NH_ASID' : op === C.TLBI_NH_VA ? 'TLBI_NH_VA' : 'TLBI_NH_VAA'} with VMID ${vmid} (the host's VMID is 0)`,
+          );
     }
     case C.TLBI_NH_ALL:
       return refuse(c, 's2-tlbi', 'TLBI_NH_ALL (Linux never issues it)');
@@ -87,7 +125,11 @@ export function checkCommand(w: Uint32Array, c: CmdCheck): number {
     case C.TLBI_EL2_ASID:
     case C.TLBI_EL2_VA:
     case C.TLBI_EL2_VAA:
-      return refuse(c, 's2-tlbi', `TLBI_EL2_* (opcode 0x${op.toString(16)}): EL2 translation belongs to the hypervisor`);
+      return refuse(
+        c,
+        's2-tlbi',
+        `TLBI_EL2_* (opcode 0x${op.toString(16)}): EL2 translation belongs to the hypervisor`,
+      );
     case C.TLBI_S12_VMALL:
       return refuse(c, 's2-tlbi', 'TLBI_S12_VMALL: stage 2 belongs to the hypervisor');
     case C.TLBI_S2_IPA:

@@ -67,17 +67,32 @@ export class HostCmdq {
   cons = 0;
   /** while a command error is pending: the host slot it belongs to, else -1 */
   errHostPtr = -1;
-  readonly stats: CmdqEmuStats = { forwarded: 0, rejected: 0, dropped: 0, syncRewrites: 0, prodWrites: 0, hwErrors: 0 };
+  readonly stats: CmdqEmuStats = {
+    forwarded: 0,
+    rejected: 0,
+    dropped: 0,
+    syncRewrites: 0,
+    prodWrites: 0,
+    hwErrors: 0,
+  };
   private readonly cmd = new Uint32Array(4);
   private readonly check: CmdCheck;
   /**
    * Optional observer of each host command's verdict (FORWARD, RESHADOW or REFUSE, with the
    * check's rule/reason) and its host queue pointer, before it is acted on (traces); null on the hot path.
    */
-  onVerdict: ((w: Uint32Array, verdict: number, c: Readonly<CmdCheck>, hostPtr: number) => void) | null = null;
+  onVerdict:
+    ((w: Uint32Array, verdict: number, c: Readonly<CmdCheck>, hostPtr: number) => void) | null =
+    null;
 
   constructor(private readonly env: CmdqEmuEnv) {
-    this.check = { weak: (r) => env.weak(r), sid: 0, rule: 'cfgi-leaf', reason: '', syncRewrites: 0 };
+    this.check = {
+      weak: (r) => env.weak(r),
+      sid: 0,
+      rule: 'cfgi-leaf',
+      reason: '',
+      syncRewrites: 0,
+    };
   }
 
   /** CMDQ_BASE.ADDR and the size pKVM uses: 2^min(LOG2SIZE, 19) entries. */
@@ -146,7 +161,8 @@ export class HostCmdq {
   private noteHwError(hw: number): void {
     const p = this.env.shadow.errorHostPtr(hw);
     this.stats.hwErrors++;
-    if (p === HYP_SLOT) this.env.failures.internal('the hardware refused one of the hypervisor\'s own commands');
+    if (p === HYP_SLOT)
+      this.env.failures.internal("the hardware refused one of the hypervisor's own commands");
     this.errHostPtr = p;
   }
 

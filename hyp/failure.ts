@@ -7,7 +7,10 @@ import type { FailurePolicy, RuleName } from './policy.ts';
 
 /** The hypervisor has panicked: the machine is stopped. */
 export class HypPanic extends Error {
-  constructor(readonly rule: RuleName | 'internal', readonly reason: string) {
+  constructor(
+    readonly rule: RuleName | 'internal',
+    readonly reason: string,
+  ) {
     super(`hyp panic [${rule}]: ${reason}`);
     this.name = 'HypPanic';
   }
@@ -28,7 +31,10 @@ export class FailureLog {
   /** counts per rule */
   readonly byRule: Record<string, number> = {};
 
-  constructor(private readonly failure: FailurePolicy, private readonly trapCount: () => number) {}
+  constructor(
+    private readonly failure: FailurePolicy,
+    private readonly trapCount: () => number,
+  ) {}
 
   /**
    * Record a violation. Under `panic` this throws HypPanic (the caller never continues);

@@ -83,7 +83,19 @@ export class Guest {
   readonly size: number;
   readonly vsidToPsid = new Map<number, number>();
   readonly psidToVsid = new Map<number, number>();
-  readonly stats: GuestStats = { traps: 0, commands: 0, physCommands: 0, budgetStops: 0, eventsInjected: 0, eventsLost: 0, s2Faults: 0, virqs: { eventq: 0, gerror: 0 }, cmdErrors: 0, badSte: 0, dataAborts: 0 };
+  readonly stats: GuestStats = {
+    traps: 0,
+    commands: 0,
+    physCommands: 0,
+    budgetStops: 0,
+    eventsInjected: 0,
+    eventsLost: 0,
+    s2Faults: 0,
+    virqs: { eventq: 0, gerror: 0 },
+    cmdErrors: 0,
+    badSte: 0,
+    dataAborts: 0,
+  };
   /** set once teardown has begun: the guest's vCPUs and devices are stopped */
   dying = false;
   /** see GuestMemWatch (null: no watcher, the hot path) */
@@ -105,9 +117,18 @@ export class Guest {
       this.psidToVsid.set(d.psid, d.vsid);
     }
     this.s2 = new IoPgtable(
-      { fmt: 'ARM_64_LPAE_S2', pgsizeBitmap: [PAGE, 2 ** 21, 2 ** 30], ias: 48, oas: 48, coherentWalk: true },
+      {
+        fmt: 'ARM_64_LPAE_S2',
+        pgsizeBitmap: [PAGE, 2 ** 21, 2 ** 30],
+        ias: 48,
+        oas: 48,
+        coherentWalk: true,
+      },
       { read64: (a) => bus.read64('hyp', a), write64: (a, v) => bus.write64('hyp', a, v) },
-      { alloc: (bytes) => pool.alloc(bytes, `guest ${name} stage-2 table`), free: (a, b) => pool.free(a, b) },
+      {
+        alloc: (bytes) => pool.alloc(bytes, `guest ${name} stage-2 table`),
+        free: (a, b) => pool.free(a, b),
+      },
       { tlbFlushAll: () => {}, tlbFlushWalk: () => {}, tlbAddPage: () => {} },
     );
     this.s2.mapRange(this.ipaBase, this.paBase, this.size, RAM_PROT);

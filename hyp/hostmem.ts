@@ -17,7 +17,10 @@ export type HostReadHook = (pa: number, bytes: number) => void;
 
 /** The hypervisor read a host page that is not shared with it (a data abort at EL2 in pKVM). */
 export class HypAccessFault extends Error {
-  constructor(readonly pa: number, readonly why: string) {
+  constructor(
+    readonly pa: number,
+    readonly why: string,
+  ) {
     super(`hypervisor data abort reading host memory at 0x${pa.toString(16)}: ${why}`);
     this.name = 'HypAccessFault';
   }
@@ -61,6 +64,13 @@ export class HostMemory {
   private mapped(pa: number): void {
     const s = this.own.state(pa);
     if (s.owner === 'host' && s.sharedWith === 'hyp') return;
-    throw new HypAccessFault(pa, s.owner !== 'host' ? `the page is owned by ${s.owner}, not host memory` : s.sharedWith ? `the page is shared with ${s.sharedWith}, not with the hypervisor` : 'the page is not shared with the hypervisor');
+    throw new HypAccessFault(
+      pa,
+      s.owner !== 'host'
+        ? `the page is owned by ${s.owner}, not host memory`
+        : s.sharedWith
+          ? `the page is shared with ${s.sharedWith}, not with the hypervisor`
+          : 'the page is not shared with the hypervisor',
+    );
   }
 }

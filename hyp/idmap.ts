@@ -12,7 +12,13 @@
  */
 import type { MmioBus } from '../hw/bus.ts';
 import { encodeCommand } from '../hw/smmu/commands.ts';
-import { IoPgtable, newGather, rangeInvCommands, type Prot, type S2PgtableCfg } from '../host/io-pgtable.ts';
+import {
+  IoPgtable,
+  newGather,
+  rangeInvCommands,
+  type Prot,
+  type S2PgtableCfg,
+} from '../host/io-pgtable.ts';
 import type { HypPool } from './pool.ts';
 import { PAGE, type OwnershipChange, type PageOwnership } from './ownership.ts';
 
@@ -43,7 +49,13 @@ export class Idmap {
     private readonly ril: boolean,
   ) {
     this.pgtable = new IoPgtable(
-      { fmt: 'ARM_64_LPAE_S2', pgsizeBitmap: [PAGE, 2 ** 21, 2 ** 30], ias: 48, oas: 48, coherentWalk: true },
+      {
+        fmt: 'ARM_64_LPAE_S2',
+        pgsizeBitmap: [PAGE, 2 ** 21, 2 ** 30],
+        ias: 48,
+        oas: 48,
+        coherentWalk: true,
+      },
       { read64: (a) => bus.read64('hyp', a), write64: (a, v) => bus.write64('hyp', a, v) },
       { alloc: (bytes) => pool.alloc(bytes, 'idmap table'), free: (a, b) => pool.free(a, b) },
       { tlbFlushAll: () => {}, tlbFlushWalk: () => {}, tlbAddPage: () => {} },
@@ -78,7 +90,13 @@ export class Idmap {
               const run = Math.min(512, Math.ceil((stop - a) / PAGE));
               let done = 0;
               while (done < run) {
-                const n = this.pgtable.map(a + done * PAGE, a + done * PAGE, PAGE, run - done, RAM_PROT);
+                const n = this.pgtable.map(
+                  a + done * PAGE,
+                  a + done * PAGE,
+                  PAGE,
+                  run - done,
+                  RAM_PROT,
+                );
                 if (n === 0) break;
                 done += n / PAGE;
               }
@@ -106,7 +124,13 @@ export class Idmap {
         // memory stays page-granular, so any page of it can be donated again
         let done = 0;
         while (done < size) {
-          const n = this.pgtable.map(c.base + done, c.base + done, PAGE, (size - done) / PAGE, RAM_PROT);
+          const n = this.pgtable.map(
+            c.base + done,
+            c.base + done,
+            PAGE,
+            (size - done) / PAGE,
+            RAM_PROT,
+          );
           if (n === 0) throw new Error(`idmap: cannot map 0x${(c.base + done).toString(16)}`);
           done += n;
         }
@@ -118,7 +142,10 @@ export class Idmap {
     let done = 0;
     while (done < size) {
       const n = this.pgtable.unmap(c.base + done, PAGE, (size - done) / PAGE, g);
-      if (n === 0) throw new Error(`idmap: 0x${(c.base + done).toString(16)} is not mapped at page granularity`);
+      if (n === 0)
+        throw new Error(
+          `idmap: 0x${(c.base + done).toString(16)} is not mapped at page granularity`,
+        );
       done += n;
     }
     this.mappedPages -= c.pages;
@@ -134,10 +161,21 @@ export class Idmap {
     const cmds: Uint32Array[] = [];
     if (this.ril) {
       for (const r of rangeInvCommands(base, size, PAGE, true, PAGE)) {
-        cmds.push(encodeCommand('TLBI_S2_IPA', { VMID: 0, NUM: r.num, SCALE: r.scale, TG: r.tg, TTL: r.ttl, Leaf: 1, Address: r.addr / PAGE }));
+        cmds.push(
+          encodeCommand('TLBI_S2_IPA', {
+            VMID: 0,
+            NUM: r.num,
+            SCALE: r.scale,
+            TG: r.tg,
+            TTL: r.ttl,
+            Leaf: 1,
+            Address: r.addr / PAGE,
+          }),
+        );
       }
     } else {
-      for (let a = base; a < base + size; a += PAGE) cmds.push(encodeCommand('TLBI_S2_IPA', { VMID: 0, Leaf: 1, Address: a / PAGE }));
+      for (let a = base; a < base + size; a += PAGE)
+        cmds.push(encodeCommand('TLBI_S2_IPA', { VMID: 0, Leaf: 1, Address: a / PAGE }));
     }
     this.tlbiCommands += cmds.length + 1;
     return [cmds, [encodeCommand('TLBI_NH_ALL', { VMID: 0 })]];

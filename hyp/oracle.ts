@@ -48,7 +48,16 @@ import { queueBase, type Smmu } from '../hw/smmu/smmu.ts';
 import { STE, STE_WORDS, STE_BYTES, L1STD, CFG, EATS, steIllegal } from '../hw/smmu/ste.ts';
 import { CD, CD_WORDS, CD_BYTES, L1CD, cdIllegal, type CdCheckEnv } from '../hw/smmu/cd.ts';
 import { decodeCd, type CdEntry } from '../hw/smmu/cdtab.ts';
-import { walk, walkFrom, newWalkOut, levelShift, PERM, POW2, type StageCfg, type DescReader } from '../hw/smmu/walk.ts';
+import {
+  walk,
+  walkFrom,
+  newWalkOut,
+  levelShift,
+  PERM,
+  POW2,
+  type StageCfg,
+  type DescReader,
+} from '../hw/smmu/walk.ts';
 import { STAGE, WORLD, ASID_GLOBAL, type TlbEntry } from '../hw/smmu/tlb.ts';
 import { EVT, EVT_BYTES } from '../hw/smmu/events.ts';
 import type { SteEntry } from '../hw/smmu/strtab.ts';
@@ -144,8 +153,23 @@ export interface OracleOptions {
 
 /** Every path name the oracle uses. */
 export const PATHS = [
-  'gbpa-bypass', 'ste-bypass', 'ste-writable', 's1dss-bypass', 's1', 's1-table-writable', 'cd-writable',
-  's2', 'nested', 's2-table-writable', 'httu', 'iotlb', 'atc', 'ats-translated', 'msi', 'event', 'priq',
+  'gbpa-bypass',
+  'ste-bypass',
+  'ste-writable',
+  's1dss-bypass',
+  's1',
+  's1-table-writable',
+  'cd-writable',
+  's2',
+  'nested',
+  's2-table-writable',
+  'httu',
+  'iotlb',
+  'atc',
+  'ats-translated',
+  'msi',
+  'event',
+  'priq',
 ] as const;
 
 // ---- constants --------------------------------------------------------------------------------------
@@ -261,7 +285,11 @@ class Reach {
 
   private path(p: string): PathReach {
     let r = this.paths.get(p);
-    if (!r) this.paths.set(p, (r = { read: new Runs(), write: new Runs(), details: [], detailIdx: new Map() }));
+    if (!r)
+      this.paths.set(
+        p,
+        (r = { read: new Runs(), write: new Runs(), details: [], detailIdx: new Map() }),
+      );
     return r;
   }
 
@@ -314,15 +342,26 @@ interface NormRange {
 }
 
 function normalizeRanges(rs: readonly ProtectedRange[], who: string): NormRange[] {
-  const out: NormRange[] = rs.map((r) => ({ base: r.base, end: r.base + r.size, owner: r.owner, read: r.read, write: r.write }));
+  const out: NormRange[] = rs.map((r) => ({
+    base: r.base,
+    end: r.base + r.size,
+    owner: r.owner,
+    read: r.read,
+    write: r.write,
+  }));
   for (const r of out) {
     if (r.base % PG !== 0 || r.end % PG !== 0 || r.end <= r.base) {
-      throw new Error(`isolation policy (${who}): range ${hex(r.base)}+${hex(r.end - r.base)} owned by ${r.owner} is not a non-empty page-aligned range`);
+      throw new Error(
+        `isolation policy (${who}): range ${hex(r.base)}+${hex(r.end - r.base)} owned by ${r.owner} is not a non-empty page-aligned range`,
+      );
     }
   }
   out.sort((a, b) => a.base - b.base);
   for (let i = 1; i < out.length; i++) {
-    if (out[i]!.base < out[i - 1]!.end) throw new Error(`isolation policy (${who}): ranges at ${hex(out[i - 1]!.base)} and ${hex(out[i]!.base)} overlap`);
+    if (out[i]!.base < out[i - 1]!.end)
+      throw new Error(
+        `isolation policy (${who}): ranges at ${hex(out[i - 1]!.base)} and ${hex(out[i]!.base)} overlap`,
+      );
   }
   return out;
 }
@@ -415,7 +454,13 @@ export class LeafTableCache {
   private readonly byHash = new Map<number, LeafTableEntry[]>();
   private words = 0;
 
-  get(hash: number, sig: string, hattr: number, words: Uint32Array, n: number): LeafTableEntry | undefined {
+  get(
+    hash: number,
+    sig: string,
+    hattr: number,
+    words: Uint32Array,
+    n: number,
+  ): LeafTableEntry | undefined {
     const l = this.byHash.get(hash);
     if (!l) return undefined;
     for (const e of l) {
@@ -455,8 +500,21 @@ function hashWords(w: Uint32Array, n: number): number {
  * level L, to the next entry at L; past a table already enumerated from another region, to the
  * end of the region it covers here.
  */
-function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTableWritable: (pa: number, bytes: number) => boolean, leafCache: LeafTableCache | null = null): StageReach {
-  const res: StageReach = { read: new Runs(), write: new Runs(), gaveUp: null, writableTable: -1, leaves: 0, tables: 0 };
+function enumerateStage(
+  mem: PhysicalMemory,
+  cfg: StageCfg,
+  budget: number,
+  isTableWritable: (pa: number, bytes: number) => boolean,
+  leafCache: LeafTableCache | null = null,
+): StageReach {
+  const res: StageReach = {
+    read: new Runs(),
+    write: new Runs(),
+    gaveUp: null,
+    writableTable: -1,
+    leaves: 0,
+    tables: 0,
+  };
   const g = cfg.g;
   const start = cfg.start;
   if ((g !== 12 && g !== 14 && g !== 16) || start < 0 || start > 3 || cfg.ias > 52 || cfg.ias < 1) {
@@ -491,7 +549,7 @@ function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTa
   const lastRegion = [-1, -1, -1, -1];
   const lastInRam = [false, false, false, false];
   let curIa = 0;
-  let skipLevel = -1;
+  let skipLevel: number;
   let hier = 0;
   /** `hier` as it was when each level's descriptor was read (what a walk resumed at that level starts from) */
   const hierAt = [0, 0, 0, 0];
@@ -585,7 +643,13 @@ function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTa
   while (ia < limit) {
     if (recEnd >= 0 && ia >= recEnd) {
       // the recorded table's last entry is done
-      leafCache!.add(recHash, { sig: sig!, hattr: recHattr, words: tableWords!.slice(), runs: recRuns, leaves: recLeaves });
+      leafCache!.add(recHash, {
+        sig: sig!,
+        hattr: recHattr,
+        words: tableWords!.slice(),
+        runs: recRuns,
+        leaves: recLeaves,
+      });
       recEnd = -1;
     }
     if (++walks > budget) {
@@ -593,12 +657,17 @@ function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTa
       res.gaveUp = `more than ${budget} descriptor walks`;
       return res;
     }
-    const resume = resLevel > start && Math.floor(ia / regionSize[resLevel]!) === Math.floor(curIa / regionSize[resLevel]!);
+    const resume =
+      resLevel > start &&
+      Math.floor(ia / regionSize[resLevel]!) === Math.floor(curIa / regionSize[resLevel]!);
     curIa = ia;
     skipLevel = -1;
     hier = resume ? resHier : 0;
-    const f = resume ? walkStageFrom(cfg, ia, resLevel, resTable, resHattr, reader, out) : walkStage(cfg, ia, reader, out);
-    if (f === F_WALK_EABT) resLevel = -1; // the last read aborted (or was a table enumerated elsewhere)
+    const f = resume
+      ? walkStageFrom(cfg, ia, resLevel, resTable, resHattr, reader, out)
+      : walkStage(cfg, ia, reader, out);
+    if (f === F_WALK_EABT)
+      resLevel = -1; // the last read aborted (or was a table enumerated elsewhere)
     else {
       resLevel = out.level;
       resTable = out.table;
@@ -618,7 +687,8 @@ function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTa
         leaf(oa, end, r, w);
         if (recEnd >= 0) {
           const k = recRuns.length;
-          if (k > 0 && recRuns[k - 2] === oa && recRuns[k - 1] === (r ? 1 : 0) + (w ? 2 : 0)) recRuns[k - 2] = end;
+          if (k > 0 && recRuns[k - 2] === oa && recRuns[k - 1] === (r ? 1 : 0) + (w ? 2 : 0))
+            recRuns[k - 2] = end;
           else recRuns.push(oa, end, (r ? 1 : 0) + (w ? 2 : 0));
         }
       }
@@ -629,14 +699,23 @@ function enumerateStage(mem: PhysicalMemory, cfg: StageCfg, budget: number, isTa
     } else {
       step = entrySize[out.level]!;
     }
-    if (sig !== null && recEnd < 0 && f !== F_WALK_EABT && out.level === 3 && ia % l3Region === 0 && walks + l3Entries - 1 <= budget && mem.isRam(out.table, granBytes)) {
+    if (
+      sig !== null &&
+      recEnd < 0 &&
+      f !== F_WALK_EABT &&
+      out.level === 3 &&
+      ia % l3Region === 0 &&
+      walks + l3Entries - 1 <= budget &&
+      mem.isRam(out.table, granBytes)
+    ) {
       // entry 0 of a last-level table: the rest of it from the cache, or walked and recorded
       mem.readWords(out.table, tableWords!);
       const hash = hashWords(tableWords!, tableWords!.length);
       const hit = leafCache!.get(hash, sig, out.hattr, tableWords!, tableWords!.length);
       if (hit) {
         const runs = hit.runs;
-        for (let i = 0; i < runs.length; i += 3) leaf(runs[i]!, runs[i + 1]!, (runs[i + 2]! & 1) !== 0, (runs[i + 2]! & 2) !== 0);
+        for (let i = 0; i < runs.length; i += 3)
+          leaf(runs[i]!, runs[i + 1]!, (runs[i + 2]! & 1) !== 0, (runs[i + 2]! & 2) !== 0);
         res.leaves += hit.leaves;
         walks += l3Entries - 1;
         // (as after walking its last entry: the next walk starts from the root)
@@ -675,13 +754,17 @@ interface CdCaches {
 
 function strtabCaches(smmu: Smmu): StrtabCaches {
   const s = smmu.strtab as unknown as Partial<StrtabCaches>;
-  if (!(s.steCache instanceof Map) || !(s.l1Cache instanceof Map)) throw new Error('isolation oracle: cannot read the stream table caches (StreamTable.steCache / l1Cache)');
+  if (!(s.steCache instanceof Map) || !(s.l1Cache instanceof Map))
+    throw new Error(
+      'isolation oracle: cannot read the stream table caches (StreamTable.steCache / l1Cache)',
+    );
   return s as StrtabCaches;
 }
 
 function cdCaches(smmu: Smmu): CdCaches {
   const c = smmu.cds as unknown as Partial<CdCaches>;
-  if (!(c.cds instanceof Map) || !(c.l1 instanceof Map)) throw new Error('isolation oracle: cannot read the CD caches (CdCache.cds / l1)');
+  if (!(c.cds instanceof Map) || !(c.l1 instanceof Map))
+    throw new Error('isolation oracle: cannot read the CD caches (CdCache.cds / l1)');
   return c as CdCaches;
 }
 
@@ -693,7 +776,11 @@ class CheckCtx {
   private tlbIdx: Map<string, CtxTlbEntry[]> | null = null;
   readonly wp: WriteProtected;
 
-  constructor(readonly smmu: Smmu, readonly ranges: NormRange[], readonly trustTables: boolean) {
+  constructor(
+    readonly smmu: Smmu,
+    readonly ranges: NormRange[],
+    readonly trustTables: boolean,
+  ) {
     this.wp = new WriteProtected(ranges);
   }
 
@@ -722,7 +809,11 @@ interface SteCand {
   where: string;
 }
 
-const STAGE_NAME: Record<number, string> = { [STAGE.S1]: 'stage-1', [STAGE.S2]: 'stage-2', [STAGE.S12]: 'combined stage-1+2' };
+const STAGE_NAME: Record<number, string> = {
+  [STAGE.S1]: 'stage-1',
+  [STAGE.S2]: 'stage-2',
+  [STAGE.S12]: 'combined stage-1+2',
+};
 
 // ---- the oracle ------------------------------------------------------------------------------------------
 
@@ -747,7 +838,11 @@ export class IsolationOracle {
   private readonly memo: StageMemo | null;
   private readonly leafTables = new LeafTableCache();
 
-  constructor(readonly machine: Machine, readonly policy: IsolationPolicy, opts: OracleOptions = {}) {
+  constructor(
+    readonly machine: Machine,
+    readonly policy: IsolationPolicy,
+    opts: OracleOptions = {},
+  ) {
     this.maxBreaches = opts.maxBreaches ?? 64;
     this.trustTables = opts.trustTableMemory ?? false;
     this.budget = opts.walkBudget ?? DEFAULT_BUDGET;
@@ -786,7 +881,12 @@ export class IsolationOracle {
     if (this.latent) this.latentBreaches(ctx.ranges, all);
     for (const b of this.smmuBreaches) {
       all.push({
-        kind: 'smmu-write', pa: b.pa, bytes: b.end - b.pa, access: 'write', owner: b.owner, path: b.path,
+        kind: 'smmu-write',
+        pa: b.pa,
+        bytes: b.end - b.pa,
+        access: 'write',
+        owner: b.owner,
+        path: b.path,
         detail: b.writes > 1 ? `${b.detail} (${b.writes} writes to this run)` : b.detail,
       });
     }
@@ -820,7 +920,8 @@ export class IsolationOracle {
           last = null;
           continue;
         }
-        if (last && last.base + last.size === a && last.read === inR && last.write === inW) last.size = z - last.base;
+        if (last && last.base + last.size === a && last.read === inR && last.write === inW)
+          last.size = z - last.base;
         else out.push((last = { base: a, size: z - a, read: inR, write: inW, path }));
       }
     }
@@ -829,16 +930,32 @@ export class IsolationOracle {
   }
 
   /** Where the SMMU would write now if it had something to say: enabled queues and MSI addresses. */
-  smmuWriteTargets(): Array<{ path: 'event' | 'priq' | 'msi'; base: number; size: number; what: string }> {
+  smmuWriteTargets(): Array<{
+    path: 'event' | 'priq' | 'msi';
+    base: number;
+    size: number;
+    what: string;
+  }> {
     const s = this.machine.smmu;
-    const out: Array<{ path: 'event' | 'priq' | 'msi'; base: number; size: number; what: string }> = [];
+    const out: Array<{ path: 'event' | 'priq' | 'msi'; base: number; size: number; what: string }> =
+      [];
     if (s.cr0 & SMMU_EVENTQEN) {
       const qs = Math.min(s.eventqBase.lo & 0x1f, s.features.eventqs);
-      out.push({ path: 'event', base: queueBase(s.eventqBase, qs, EVT_BYTES), size: 2 ** qs * EVT_BYTES, what: 'event queue' });
+      out.push({
+        path: 'event',
+        base: queueBase(s.eventqBase, qs, EVT_BYTES),
+        size: 2 ** qs * EVT_BYTES,
+        what: 'event queue',
+      });
     }
     if (s.features.pri && s.cr0 & SMMU_PRIQEN) {
       const qs = Math.min(s.priqBase.lo & 0x1f, s.features.priqs);
-      out.push({ path: 'priq', base: queueBase(s.priqBase, qs, PRI_BYTES), size: 2 ** qs * PRI_BYTES, what: 'PRI queue' });
+      out.push({
+        path: 'priq',
+        base: queueBase(s.priqBase, qs, PRI_BYTES),
+        size: 2 ** qs * PRI_BYTES,
+        what: 'PRI queue',
+      });
     }
     if (s.features.msi) {
       const msi = (en: number, cfg0: { lo: number; hi: number }, what: string): void => {
@@ -863,12 +980,29 @@ export class IsolationOracle {
       const a = Math.max(w.pa, r.base);
       const z = Math.min(end, r.base + r.size);
       if (a >= z) continue;
-      const what = w.kind === 'event' ? 'event record' : w.kind === 'priq' ? 'PRI queue record' : `${w.source ?? 'an'} MSI`;
-      this.recordSmmuBreach(path, r.owner, floorPg(a), ceilPg(z), `SMMU ${what} write of ${w.len} bytes at ${hex(w.pa)} lands on ${r.owner} memory`);
+      const what =
+        w.kind === 'event'
+          ? 'event record'
+          : w.kind === 'priq'
+            ? 'PRI queue record'
+            : `${w.source ?? 'an'} MSI`;
+      this.recordSmmuBreach(
+        path,
+        r.owner,
+        floorPg(a),
+        ceilPg(z),
+        `SMMU ${what} write of ${w.len} bytes at ${hex(w.pa)} lands on ${r.owner} memory`,
+      );
     }
   }
 
-  private recordSmmuBreach(path: string, owner: string, pa: number, end: number, detail: string): void {
+  private recordSmmuBreach(
+    path: string,
+    owner: string,
+    pa: number,
+    end: number,
+    detail: string,
+  ): void {
     for (const b of this.smmuBreaches) {
       if (b.path === path && b.owner === owner && pa <= b.end && end >= b.pa) {
         b.pa = Math.min(b.pa, pa);
@@ -892,7 +1026,12 @@ export class IsolationOracle {
         const z = Math.min(t.base + t.size, r.end);
         if (a >= z) continue;
         out.push({
-          kind: 'smmu-write', pa: floorPg(a), bytes: ceilPg(z) - floorPg(a), access: 'write', owner: r.owner, path: t.path,
+          kind: 'smmu-write',
+          pa: floorPg(a),
+          bytes: ceilPg(z) - floorPg(a),
+          access: 'write',
+          owner: r.owner,
+          path: t.path,
           detail: `latent: the ${t.what} at ${hex(t.base)} (${sizeText(t.size)}) overlaps ${r.owner} memory`,
         });
       }
@@ -902,7 +1041,11 @@ export class IsolationOracle {
   // ---- DMA reach ------------------------------------------------------------------------------------------
 
   private context(): CheckCtx {
-    return new CheckCtx(this.machine.smmu, normalizeRanges(this.policy.protectedRanges(), 'protectedRanges'), this.trustTables);
+    return new CheckCtx(
+      this.machine.smmu,
+      normalizeRanges(this.policy.protectedRanges(), 'protectedRanges'),
+      this.trustTables,
+    );
   }
 
   private analyse(ctx: CheckCtx, dev: DmaEndpoint): Reach {
@@ -911,7 +1054,11 @@ export class IsolationOracle {
     const tag = `SID ${dev.sid} (${dev.name})`;
     if (!smmu.smmuEnabled()) {
       // GBPA decides untranslated traffic; Translated traffic is forbidden (F_TRANSL_FORBIDDEN)
-      if (!smmu.gbpa.abort) r.everything('gbpa-bypass', `${tag}: SMMUEN=0 and GBPA.ABORT=0: every transaction bypasses`);
+      if (!smmu.gbpa.abort)
+        r.everything(
+          'gbpa-bypass',
+          `${tag}: SMMUEN=0 and GBPA.ABORT=0: every transaction bypasses`,
+        );
       return r;
     }
     let atsPass: string | null = null;
@@ -926,7 +1073,10 @@ export class IsolationOracle {
     if (atsPass !== null) {
       // the ATC's translations are used as they are: they are PAs when Translated traffic passes unchecked
       for (const [key, e] of dev.atc) {
-        const det = r.detail('atc', `${tag}: ATC entry ${key} → ${hex(e.out)} (${e.read ? 'R' : ''}${e.write ? 'W' : ''}) is used as a PA`);
+        const det = r.detail(
+          'atc',
+          `${tag}: ATC entry ${key} → ${hex(e.out)} (${e.read ? 'R' : ''}${e.write ? 'W' : ''}) is used as a PA`,
+        );
         r.add('atc', e.out, e.out + PG, e.read, e.write, det);
       }
     }
@@ -958,11 +1108,16 @@ export class IsolationOracle {
       const c = caches?.l1Cache.get(l1idx);
       if (c !== undefined) descs.push({ desc: c, via: ` via the cached L1STD ${l1idx}` });
       if (mem.isRam(l1Addr, 8)) {
-        if (ctx.hostWritable(l1Addr, 8)) r.everything('ste-writable', `${tag}: the L1STD at ${hex(l1Addr)} is in host-writable memory`);
+        if (ctx.hostWritable(l1Addr, 8))
+          r.everything(
+            'ste-writable',
+            `${tag}: the L1STD at ${hex(l1Addr)} is in host-writable memory`,
+          );
         const w = new Uint32Array(2);
         mem.readWords(l1Addr, w);
         const desc = get(w, L1STD.L2Ptr) * 64 + get(w, L1STD.Span);
-        if (c === undefined || c !== desc) descs.push({ desc, via: ` via the L1STD at ${hex(l1Addr)}` });
+        if (c === undefined || c !== desc)
+          descs.push({ desc, via: ` via the L1STD at ${hex(l1Addr)}` });
       }
       const l2idx = sid % 2 ** geo.split;
       for (const { desc, via } of descs) {
@@ -975,12 +1130,22 @@ export class IsolationOracle {
     }
     for (const { addr, via } of steAddrs) {
       if (!mem.isRam(addr, STE_BYTES)) continue; // F_STE_FETCH
-      if (ctx.hostWritable(addr, STE_BYTES)) r.everything('ste-writable', `${tag}: the STE at ${hex(addr)}${via} is in host-writable memory`);
+      if (ctx.hostWritable(addr, STE_BYTES))
+        r.everything(
+          'ste-writable',
+          `${tag}: the STE at ${hex(addr)}${via} is in host-writable memory`,
+        );
       const words = new Uint32Array(STE_WORDS);
       mem.readWords(addr, words);
       if (cached && cached.addr === addr && cached.words.every((v, i) => v === words[i])) continue; // the same STE
       out.push({
-        entry: { addr, words, valid: get(words, STE.V) === 1, config: get(words, STE.Config), illegal: steIllegal(words, smmu) },
+        entry: {
+          addr,
+          words,
+          valid: get(words, STE.V) === 1,
+          config: get(words, STE.Config),
+          illegal: steIllegal(words, smmu),
+        },
         where: `STE at ${hex(addr)}${via}`,
       });
     }
@@ -988,7 +1153,13 @@ export class IsolationOracle {
   }
 
   /** Reach through one STE; returns why ATS Translated traffic passes as PAs, or null. */
-  private evalSte(ctx: CheckCtx, dev: DmaEndpoint, c: SteCand, r: Reach, devTag: string): string | null {
+  private evalSte(
+    ctx: CheckCtx,
+    dev: DmaEndpoint,
+    c: SteCand,
+    r: Reach,
+    devTag: string,
+  ): string | null {
     const smmu = this.machine.smmu;
     const e = c.entry;
     if (e.illegal !== null) return null; // V=0 or ILLEGAL: C_BAD_STE for every kind of transaction
@@ -1003,12 +1174,23 @@ export class IsolationOracle {
     let asids: Set<number> | null = null;
     if (dec.s2) {
       const s2 = dec.s2cfg!;
-      const sr = this.addStage(ctx, r, dec.s1 ? 'nested' : 's2', s2, `${tag}, stage-2 tables at ${hex(s2.ttb)} (VMID ${dec.vmid})`, 's2-table-writable');
+      const sr = this.addStage(
+        ctx,
+        r,
+        dec.s1 ? 'nested' : 's2',
+        s2,
+        `${tag}, stage-2 tables at ${hex(s2.ttb)} (VMID ${dec.vmid})`,
+        's2-table-writable',
+      );
       if (dec.s1 && smmu.features.httu >= 1) {
         // HTTU: the SMMU sets AF in the stage-1 descriptors it walks; the host chooses CD.HA and
         // where its stage-1 tables are, and the model needs only stage-2 read permission on them
-        const det = r.detail('httu', `${tag}: IDR0.HTTU=${smmu.features.httu}: the SMMU sets the Access flag in stage-1 descriptors the host may place in any page stage 2 maps readable`);
-        for (let i = 0; i < sr.read.length; i++) r.add('httu', sr.read.b[i]!, sr.read.e[i]!, false, true, det);
+        const det = r.detail(
+          'httu',
+          `${tag}: IDR0.HTTU=${smmu.features.httu}: the SMMU sets the Access flag in stage-1 descriptors the host may place in any page stage 2 maps readable`,
+        );
+        for (let i = 0; i < sr.read.length; i++)
+          r.add('httu', sr.read.b[i]!, sr.read.e[i]!, false, true, det);
       }
     } else {
       asids = this.evalS1Only(ctx, dev, dec, r, tag);
@@ -1022,25 +1204,49 @@ export class IsolationOracle {
     return why;
   }
 
-  private addStage(ctx: CheckCtx, r: Reach, path: string, cfg: StageCfg, detail: string, writablePath: string): StageReach {
+  private addStage(
+    ctx: CheckCtx,
+    r: Reach,
+    path: string,
+    cfg: StageCfg,
+    detail: string,
+    writablePath: string,
+  ): StageReach {
     const key = stageKey(cfg);
     let s = ctx.stages.get(key);
     if (!s) {
       s = this.memo?.get(key, cfg) as StageReach | undefined;
       if (!s) {
-        s = enumerateStage(this.machine.mem, cfg, this.budget, (pa, bytes) => ctx.hostWritable(pa, bytes), this.leafTables);
+        s = enumerateStage(
+          this.machine.mem,
+          cfg,
+          this.budget,
+          (pa, bytes) => ctx.hostWritable(pa, bytes),
+          this.leafTables,
+        );
         this.memo?.set(key, cfg, s);
       }
       ctx.stages.set(key, s);
     }
-    if (s.gaveUp !== null) r.everything(path, `${detail}: enumeration gave up (${s.gaveUp}); assuming everything`);
-    if (s.writableTable >= 0) r.everything(writablePath, `${detail}: the table at ${hex(s.writableTable)} is in host-writable memory`);
+    if (s.gaveUp !== null)
+      r.everything(path, `${detail}: enumeration gave up (${s.gaveUp}); assuming everything`);
+    if (s.writableTable >= 0)
+      r.everything(
+        writablePath,
+        `${detail}: the table at ${hex(s.writableTable)} is in host-writable memory`,
+      );
     r.addStage(path, s, r.detail(path, detail));
     return s;
   }
 
   /** Stage 1 only (Config=0b101): the tables of every CD a transaction can select. Returns the ASIDs those CDs use. */
-  private evalS1Only(ctx: CheckCtx, dev: DmaEndpoint, dec: StreamDec, r: Reach, tag: string): Set<number> {
+  private evalS1Only(
+    ctx: CheckCtx,
+    dev: DmaEndpoint,
+    dec: StreamDec,
+    r: Reach,
+    tag: string,
+  ): Set<number> {
     const smmu = this.machine.smmu;
     const ft = smmu.features;
     const sid = dev.sid;
@@ -1049,7 +1255,11 @@ export class IsolationOracle {
     // without a SubstreamID
     let cd0 = false;
     if (cdmax === 0 || s1dss === 2) cd0 = true;
-    else if (s1dss === 1) r.everything('s1dss-bypass', `${tag}, S1CDMax=${cdmax}, S1DSS=0b01: transactions without a SubstreamID bypass stage 1`);
+    else if (s1dss === 1)
+      r.everything(
+        's1dss-bypass',
+        `${tag}, S1CDMax=${cdmax}, S1DSS=0b01: transactions without a SubstreamID bypass stage 1`,
+      );
     // with a SubstreamID
     let ssLo = 0;
     let ssHi = 0;
@@ -1063,26 +1273,58 @@ export class IsolationOracle {
     if (first >= end) return asids;
 
     const el2 = dec.world === WORLD.NS_EL2;
-    const env: CdCheckEnv = { features: ft, s1stalld: dec.s1stalld, singleRange: dec.el2 && dec.world !== WORLD.NS_EL2_E2H, s2aa32: false };
+    const env: CdCheckEnv = {
+      features: ft,
+      s1stalld: dec.s1stalld,
+      singleRange: dec.el2 && dec.world !== WORLD.NS_EL2_E2H,
+      s2aa32: false,
+    };
     const cds: Array<{ cd: CdEntry; where: string }> = [];
     this.cdsInMemory(ctx, sid, dec, first, end, env, el2, cds, r, tag);
     if (smmu.caching) {
       const m = cdCaches(smmu).cds.get(sid);
-      if (m) for (const [ssid, cd] of m) if (ssid >= first && ssid < end) cds.push({ cd, where: `cached CD ${ssid} (fetched from ${hex(cd.addr)})` });
+      if (m)
+        for (const [ssid, cd] of m)
+          if (ssid >= first && ssid < end)
+            cds.push({ cd, where: `cached CD ${ssid} (fetched from ${hex(cd.addr)})` });
     }
     for (const { cd, where } of cds) {
       if (cd.illegal !== null) continue; // C_BAD_CD
       asids.add(el2 ? ASID_GLOBAL : ft.asid16 ? cd.asid : cd.asid & 0xff);
-      if (!cd.epd0) this.addStage(ctx, r, 's1', cd.tt0, `${tag}, ${where} TTB0 ${hex(cd.tt0.ttb)} (ASID ${cd.asid})`, 's1-table-writable');
-      if (!cd.epd1) this.addStage(ctx, r, 's1', cd.tt1, `${tag}, ${where} TTB1 ${hex(cd.tt1.ttb)} (ASID ${cd.asid})`, 's1-table-writable');
+      if (!cd.epd0)
+        this.addStage(
+          ctx,
+          r,
+          's1',
+          cd.tt0,
+          `${tag}, ${where} TTB0 ${hex(cd.tt0.ttb)} (ASID ${cd.asid})`,
+          's1-table-writable',
+        );
+      if (!cd.epd1)
+        this.addStage(
+          ctx,
+          r,
+          's1',
+          cd.tt1,
+          `${tag}, ${where} TTB1 ${hex(cd.tt1.ttb)} (ASID ${cd.asid})`,
+          's1-table-writable',
+        );
     }
     return asids;
   }
 
   /** The CDs in memory for SubstreamIDs [first, end), located as the SMMU locates them (linear or 2-level, cached L1CDs included). */
   private cdsInMemory(
-    ctx: CheckCtx, sid: number, dec: StreamDec, first: number, end: number, env: CdCheckEnv, el2: boolean,
-    out: Array<{ cd: CdEntry; where: string }>, r: Reach, tag: string,
+    ctx: CheckCtx,
+    sid: number,
+    dec: StreamDec,
+    first: number,
+    end: number,
+    env: CdCheckEnv,
+    el2: boolean,
+    out: Array<{ cd: CdEntry; where: string }>,
+    r: Reach,
+    tag: string,
   ): void {
     const smmu = this.machine.smmu;
     const mem = this.machine.mem;
@@ -1115,7 +1357,10 @@ export class IsolationOracle {
       const l1addr = l1base + l1idx * 8;
       if (mem.isRam(l1addr, 8)) {
         if (ctx.hostWritable(l1addr, 8)) {
-          r.everything('cd-writable', `${tag}: the L1CD at ${hex(l1addr)} is in host-writable memory`);
+          r.everything(
+            'cd-writable',
+            `${tag}: the L1CD at ${hex(l1addr)} is in host-writable memory`,
+          );
           continue;
         }
         mem.readWords(l1addr, w);
@@ -1137,8 +1382,15 @@ export class IsolationOracle {
 
   /** CDs at `base + ssid * 64` for ssid in [lo, hi). */
   private cdSlots(
-    ctx: CheckCtx, base: number, lo: number, hi: number, env: CdCheckEnv, el2: boolean,
-    out: Array<{ cd: CdEntry; where: string }>, r: Reach, tag: string,
+    ctx: CheckCtx,
+    base: number,
+    lo: number,
+    hi: number,
+    env: CdCheckEnv,
+    el2: boolean,
+    out: Array<{ cd: CdEntry; where: string }>,
+    r: Reach,
+    tag: string,
   ): void {
     const mem = this.machine.mem;
     const ft = this.machine.smmu.features;
@@ -1147,9 +1399,13 @@ export class IsolationOracle {
     if (ctx.hostWritable(a0, bytes)) {
       // partly outside RAM is fine: only slots in RAM can be written
       let inRam = false;
-      for (let a = floorPg(a0); a < a0 + bytes && !inRam; a += PG) inRam = mem.isRam(Math.max(a, a0), 1);
+      for (let a = floorPg(a0); a < a0 + bytes && !inRam; a += PG)
+        inRam = mem.isRam(Math.max(a, a0), 1);
       if (inRam) {
-        r.everything('cd-writable', `${tag}: CDs at ${hex(a0)}..${hex(a0 + bytes)} are in host-writable memory`);
+        r.everything(
+          'cd-writable',
+          `${tag}: CDs at ${hex(a0)}..${hex(a0 + bytes)} are in host-writable memory`,
+        );
         return;
       }
     }
@@ -1168,22 +1424,39 @@ export class IsolationOracle {
   }
 
   /** IOTLB entries the device's STE can hit: its VMID's stage-2 entries, and its stage-1 or combined entries. */
-  private addIotlb(ctx: CheckCtx, r: Reach, tag: string, dec: StreamDec, asids: Set<number> | null): void {
+  private addIotlb(
+    ctx: CheckCtx,
+    r: Reach,
+    tag: string,
+    dec: StreamDec,
+    asids: Set<number> | null,
+  ): void {
     const smmu = this.machine.smmu;
     if (!smmu.caching) return;
     let described = 0;
     const take = (stage: number, world: number): void => {
       for (const e of ctx.tlb(stage, world, dec.vmid)) {
-        if (stage === STAGE.S1 && asids !== null && e.ctx.asid !== ASID_GLOBAL && !asids.has(e.ctx.asid)) continue;
+        if (
+          stage === STAGE.S1 &&
+          asids !== null &&
+          e.ctx.asid !== ASID_GLOBAL &&
+          !asids.has(e.ctx.asid)
+        )
+          continue;
         const perm = e.s1perm & e.s2perm;
         const size = 2 ** e.shift;
         const read = (perm & READ_PERMS) !== 0;
         const write = (perm & WRITE_PERMS) !== 0;
         const nth = described++;
         if (!read && !write) continue;
-        const det = nth < TLB_DETAILS
-          ? r.lazyDetail('iotlb', () => `${tag}: IOTLB ${STAGE_NAME[stage]} entry (VMID ${e.ctx.vmid}${stage !== STAGE.S2 ? `, ASID ${e.ctx.asid === ASID_GLOBAL ? 'global' : e.ctx.asid}` : ''}) ${hex(e.ia)} → ${hex(e.oa)} (${sizeText(size)})`)
-          : r.detail('iotlb', `${tag}: IOTLB entries of VMID ${dec.vmid}`);
+        const det =
+          nth < TLB_DETAILS
+            ? r.lazyDetail(
+                'iotlb',
+                () =>
+                  `${tag}: IOTLB ${STAGE_NAME[stage]} entry (VMID ${e.ctx.vmid}${stage !== STAGE.S2 ? `, ASID ${e.ctx.asid === ASID_GLOBAL ? 'global' : e.ctx.asid}` : ''}) ${hex(e.ia)} → ${hex(e.oa)} (${sizeText(size)})`,
+              )
+            : r.detail('iotlb', `${tag}: IOTLB entries of VMID ${dec.vmid}`);
         r.add('iotlb', floorPg(e.oa), ceilPg(e.oa + size), read, write, det);
       }
     };
@@ -1196,7 +1469,12 @@ export class IsolationOracle {
   }
 
   /** Intersect one device's reach with its protected ranges, one breach per contiguous run per access/path/owner. */
-  private dmaBreaches(dev: DmaEndpoint, reach: Reach, ranges: readonly NormRange[], out: Breach[]): void {
+  private dmaBreaches(
+    dev: DmaEndpoint,
+    reach: Reach,
+    ranges: readonly NormRange[],
+    out: Breach[],
+  ): void {
     const found: Array<Breach & { base: string }> = [];
     for (const [path, pr] of reach.paths) {
       for (const access of ['read', 'write'] as const) {
@@ -1217,16 +1495,35 @@ export class IsolationOracle {
               continue;
             }
             const d = pr.details[runs.d[i]!]!;
-            last = { kind: 'dma', device: dev.name, sid: dev.sid, pa: a, bytes: z - a, access, owner: pg.owner, path, detail: '', base: typeof d === 'string' ? d : d() };
+            last = {
+              kind: 'dma',
+              device: dev.name,
+              sid: dev.sid,
+              pa: a,
+              bytes: z - a,
+              access,
+              owner: pg.owner,
+              path,
+              detail: '',
+              base: typeof d === 'string' ? d : d(),
+            };
             found.push(last);
           }
         }
       }
     }
-    found.sort((x, y) => x.pa - y.pa || (x.access < y.access ? -1 : x.access > y.access ? 1 : 0) || (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+    found.sort(
+      (x, y) =>
+        x.pa - y.pa ||
+        (x.access < y.access ? -1 : x.access > y.access ? 1 : 0) ||
+        (x.path < y.path ? -1 : x.path > y.path ? 1 : 0),
+    );
     for (const f of found) {
       const { base, ...b } = f;
-      const pages = b.bytes === PG ? `page ${hex(b.pa)}` : `pages ${hex(b.pa)}..${hex(b.pa + b.bytes)} (${sizeText(b.bytes)})`;
+      const pages =
+        b.bytes === PG
+          ? `page ${hex(b.pa)}`
+          : `pages ${hex(b.pa)}..${hex(b.pa + b.bytes)} (${sizeText(b.bytes)})`;
       b.detail = `${base} ${b.access === 'read' ? 'reads' : 'writes'} ${b.owner} ${pages}`;
       out.push(b);
     }

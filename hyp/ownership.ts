@@ -33,13 +33,22 @@ export interface PageState {
   readonly mmio: boolean;
 }
 
-const HOST_OWNED: PageState = Object.freeze({ owner: 'host', sharedWith: null, pins: 0, mmio: false });
+const HOST_OWNED: PageState = Object.freeze({
+  owner: 'host',
+  sharedWith: null,
+  pins: 0,
+  mmio: false,
+});
 
 export type Transition = 'donate' | 'reclaim' | 'share' | 'unshare' | 'pin' | 'unpin';
 
 /** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
 export class OwnershipError extends Error {
-  constructor(readonly transition: Transition, readonly pa: number, readonly why: string) {
+  constructor(
+    readonly transition: Transition,
+    readonly pa: number,
+    readonly why: string,
+  ) {
     const limit = quiet();
     super(`${transition} refused at page 0x${pa.toString(16)}: ${why}`);
     Error.stackTraceLimit = limit;
@@ -76,7 +85,14 @@ export class PageOwnership {
   private readonly pages = new Map<number, PageState>();
   private readonly listeners: OwnershipListener[] = [];
   /** transitions applied, by kind */
-  readonly counts: Record<Transition, number> = { donate: 0, reclaim: 0, share: 0, unshare: 0, pin: 0, unpin: 0 };
+  readonly counts: Record<Transition, number> = {
+    donate: 0,
+    reclaim: 0,
+    share: 0,
+    unshare: 0,
+    pin: 0,
+    unpin: 0,
+  };
   refused = 0;
 
   onChange(l: OwnershipListener): void {
@@ -131,7 +147,8 @@ export class PageOwnership {
     for (const i of order) {
       const base = starts[i]! * PAGE;
       const last = out[out.length - 1];
-      if (last && last.base + last.size === base && sameState(last.state, states[i]!)) last.size += lens[i]! * PAGE;
+      if (last && last.base + last.size === base && sameState(last.state, states[i]!))
+        last.size += lens[i]! * PAGE;
       else out.push({ base, size: lens[i]! * PAGE, state: states[i]! });
     }
     return out;
@@ -142,7 +159,14 @@ export class PageOwnership {
     const r: Record<string, number> = {};
     for (const s of this.pages.values()) {
       if (s === HOST_OWNED) continue;
-      const k = s.owner !== 'host' ? `${s.owner}-owned` : s.pins ? 'pinned' : s.sharedWith ? `shared-${s.sharedWith}` : 'host';
+      const k =
+        s.owner !== 'host'
+          ? `${s.owner}-owned`
+          : s.pins
+            ? 'pinned'
+            : s.sharedWith
+              ? `shared-${s.sharedWith}`
+              : 'host';
       r[k] = (r[k] ?? 0) + 1;
     }
     return r;
@@ -152,42 +176,91 @@ export class PageOwnership {
 
   /** host → `to`: the host loses access. Pages must be host-owned, not shared, not pinned. */
   donate(base: number, size: number, to: Exclude<Owner, 'host'>, o: { mmio?: boolean } = {}): void {
-    this.apply('donate', base, size, (s) => {
-      if (s.owner !== 'host') return `owned by ${s.owner}`;
-      if (s.sharedWith) return `shared with ${s.sharedWith}${s.pins ? ` and pinned ${s.pins}×` : ''}`;
-      return null;
-    }, (s) => ({ owner: to, sharedWith: null, pins: 0, mmio: o.mmio ?? s.mmio }), true, false);
+    this.apply(
+      'donate',
+      base,
+      size,
+      (s) => {
+        if (s.owner !== 'host') return `owned by ${s.owner}`;
+        if (s.sharedWith)
+          return `shared with ${s.sharedWith}${s.pins ? ` and pinned ${s.pins}×` : ''}`;
+        return null;
+      },
+      (s) => ({ owner: to, sharedWith: null, pins: 0, mmio: o.mmio ?? s.mmio }),
+      true,
+      false,
+    );
   }
 
   /** `from` → host: the pages come back to the host. */
   reclaim(base: number, size: number, from: Exclude<Owner, 'host'>): void {
-    this.apply('reclaim', base, size, (s) => (s.owner !== from ? `owned by ${s.owner}, not ${from}` : null), (s) => ({ owner: 'host', sharedWith: null, pins: 0, mmio: s.mmio }), true, true);
+    this.apply(
+      'reclaim',
+      base,
+      size,
+      (s) => (s.owner !== from ? `owned by ${s.owner}, not ${from}` : null),
+      (s) => ({ owner: 'host', sharedWith: null, pins: 0, mmio: s.mmio }),
+      true,
+      true,
+    );
   }
 
   /** host shares with `to`: the host keeps access. Pages must be host-owned and not yet shared. */
   share(base: number, size: number, to: Exclude<Owner, 'host'>): void {
-    this.apply('share', base, size, (s) => {
-      if (s.owner !== 'host') return `owned by ${s.owner}: only host-owned memory can be shared`;
-      if (s.sharedWith) return `already shared with ${s.sharedWith}`;
-      return null;
-    }, (s) => ({ ...s, sharedWith: to }), false, true);
+    this.apply(
+      'share',
+      base,
+      size,
+      (s) => {
+        if (s.owner !== 'host') return `owned by ${s.owner}: only host-owned memory can be shared`;
+        if (s.sharedWith) return `already shared with ${s.sharedWith}`;
+        return null;
+      },
+      (s) => ({ ...s, sharedWith: to }),
+      false,
+      true,
+    );
   }
 
   unshare(base: number, size: number, from: Exclude<Owner, 'host'>): void {
-    this.apply('unshare', base, size, (s) => {
-      if (s.owner !== 'host' || s.sharedWith !== from) return `not shared with ${from}`;
-      if (s.pins) return `pinned ${s.pins}×`;
-      return null;
-    }, (s) => ({ ...s, sharedWith: null }), false, true);
+    this.apply(
+      'unshare',
+      base,
+      size,
+      (s) => {
+        if (s.owner !== 'host' || s.sharedWith !== from) return `not shared with ${from}`;
+        if (s.pins) return `pinned ${s.pins}×`;
+        return null;
+      },
+      (s) => ({ ...s, sharedWith: null }),
+      false,
+      true,
+    );
   }
 
   /** The hyp pins a page the host shared with it, so it cannot be unshared while in use. */
   pin(base: number, size: number): void {
-    this.apply('pin', base, size, (s) => (s.owner !== 'host' || s.sharedWith !== 'hyp' ? 'not shared with the hyp' : null), (s) => ({ ...s, pins: s.pins + 1 }), false, true);
+    this.apply(
+      'pin',
+      base,
+      size,
+      (s) => (s.owner !== 'host' || s.sharedWith !== 'hyp' ? 'not shared with the hyp' : null),
+      (s) => ({ ...s, pins: s.pins + 1 }),
+      false,
+      true,
+    );
   }
 
   unpin(base: number, size: number): void {
-    this.apply('unpin', base, size, (s) => (s.pins === 0 ? 'not pinned' : null), (s) => ({ ...s, pins: s.pins - 1 }), false, true);
+    this.apply(
+      'unpin',
+      base,
+      size,
+      (s) => (s.pins === 0 ? 'not pinned' : null),
+      (s) => ({ ...s, pins: s.pins - 1 }),
+      false,
+      true,
+    );
   }
 
   /** share + pin as one step (pKVM's hyp_pin_shared_mem after a share) */
@@ -206,10 +279,28 @@ export class PageOwnership {
     this.unshare(base, size, 'hyp');
   }
 
-  private apply(t: Transition, base: number, size: number, check: (s: PageState) => string | null, next: (s: PageState) => PageState, accessChanges: boolean, hostCanAccess: boolean): void {
-    if (!Number.isSafeInteger(base) || !Number.isSafeInteger(size) || base % PAGE || size % PAGE || size <= 0) {
+  private apply(
+    t: Transition,
+    base: number,
+    size: number,
+    check: (s: PageState) => string | null,
+    next: (s: PageState) => PageState,
+    accessChanges: boolean,
+    hostCanAccess: boolean,
+  ): void {
+    if (
+      !Number.isSafeInteger(base) ||
+      !Number.isSafeInteger(size) ||
+      base % PAGE ||
+      size % PAGE ||
+      size <= 0
+    ) {
       this.refused++;
-      throw new OwnershipError(t, base, `range 0x${base.toString(16)}+0x${size.toString(16)} is not page aligned`);
+      throw new OwnershipError(
+        t,
+        base,
+        `range 0x${base.toString(16)}+0x${size.toString(16)} is not page aligned`,
+      );
     }
     const first = base / PAGE;
     const n = size / PAGE;
@@ -237,17 +328,26 @@ export class PageOwnership {
     }
     const mmio = (before[0] ?? HOST_OWNED).mmio;
     try {
-      for (const l of this.listeners) l({ transition: t, base, pages: n, hostAccessChanged: accessChanges, hostCanAccess, mmio });
+      for (const l of this.listeners)
+        l({ transition: t, base, pages: n, hostAccessChanged: accessChanges, hostCanAccess, mmio });
     } catch (e) {
       // a listener vetoed (e.g. the idmap could not be invalidated): undo, so nothing is half done
       for (let i = 0; i < n; i++) this.set(first + i, before[i] ?? HOST_OWNED);
-      if (accessChanges) for (const l of this.listeners) {
-        try {
-          l({ transition: t === 'donate' ? 'reclaim' : 'donate', base, pages: n, hostAccessChanged: true, hostCanAccess: !hostCanAccess, mmio });
-        } catch {
-          /* best effort: the original error is what matters */
+      if (accessChanges)
+        for (const l of this.listeners) {
+          try {
+            l({
+              transition: t === 'donate' ? 'reclaim' : 'donate',
+              base,
+              pages: n,
+              hostAccessChanged: true,
+              hostCanAccess: !hostCanAccess,
+              mmio,
+            });
+          } catch {
+            /* best effort: the original error is what matters */
+          }
         }
-      }
       this.refused++;
       throw e;
     }
@@ -264,5 +364,7 @@ export class PageOwnership {
 }
 
 function sameState(a: PageState, b: PageState): boolean {
-  return a.owner === b.owner && a.sharedWith === b.sharedWith && a.pins === b.pins && a.mmio === b.mmio;
+  return (
+    a.owner === b.owner && a.sharedWith === b.sharedWith && a.pins === b.pins && a.mmio === b.mmio
+  );
 }

@@ -14,7 +14,19 @@
 import type { Machine } from '../hw/machine.ts';
 import { CpuAbortError, TRAP, isGuestActor, type AccessSize, type DataAbort } from '../hw/bus.ts';
 import { get, set, wordMask } from '../hw/bits.ts';
-import { OFF, IDR0, IDR1, IDR3, IDR5, CR1, GBPA, Q_BASE, STRTAB_BASE_CFG, SMMU_MMIO_SIZE, regNameAt } from '../hw/smmu/regs.ts';
+import {
+  OFF,
+  IDR0,
+  IDR1,
+  IDR3,
+  IDR5,
+  CR1,
+  GBPA,
+  Q_BASE,
+  STRTAB_BASE_CFG,
+  SMMU_MMIO_SIZE,
+  regNameAt,
+} from '../hw/smmu/regs.ts';
 import { L1STD, STE_WORDS } from '../hw/smmu/ste.ts';
 import { encodeCommand, OP } from '../hw/smmu/commands.ts';
 import { layerLogger } from '../hw/log.ts';
@@ -40,20 +52,29 @@ const log = layerLogger('hyp');
 export const HYP_MEMORY_DEFAULT = { base: 0x7c00_0000, size: 0x0400_0000 } as const;
 
 const OP_SYNC = OP.CMD_SYNC;
-const SMMUEN = 1, PRIQEN = 2, EVTQEN = 4, CMDQEN = 8, ATSCHK = 16;
+const SMMUEN = 1,
+  PRIQEN = 2,
+  EVTQEN = 4,
+  CMDQEN = 8,
+  ATSCHK = 16;
 const GERR_CMDQ = 1;
 /** shadow command queue: 2^12 commands (64 KiB), as pKVM's 2^4 pages of 4 KiB */
 const SHADOW_CMDQ_SHIFT = 12;
 /** what the host must not see in IDR0 */
-const IDR0_HIDDEN = wordMask(IDR0.S2P) | wordMask(IDR0.VMID16) | wordMask(IDR0.MSI) | wordMask(IDR0.HYP);
+const IDR0_HIDDEN =
+  wordMask(IDR0.S2P) | wordMask(IDR0.VMID16) | wordMask(IDR0.MSI) | wordMask(IDR0.HYP);
 const IDR0_ATS = wordMask(IDR0.ATS);
 const GBPA_ABORT = wordMask(GBPA.ABORT);
 const GBPA_UPDATE = wordMask(GBPA.Update);
 /** Linux's CR1: queues and tables Inner Shareable, Write-Back (the template pKVM enforces) */
 export const CR1_TEMPLATE = (() => {
   const w = [0];
-  set(w, CR1.QUEUE_IC, 1); set(w, CR1.QUEUE_OC, 1); set(w, CR1.QUEUE_SH, 3);
-  set(w, CR1.TABLE_IC, 1); set(w, CR1.TABLE_OC, 1); set(w, CR1.TABLE_SH, 3);
+  set(w, CR1.QUEUE_IC, 1);
+  set(w, CR1.QUEUE_OC, 1);
+  set(w, CR1.QUEUE_SH, 3);
+  set(w, CR1.TABLE_IC, 1);
+  set(w, CR1.TABLE_OC, 1);
+  set(w, CR1.TABLE_SH, 3);
   return w[0]!;
 })();
 
@@ -155,7 +176,12 @@ export class PkvmHyp {
   /** the host table geometry captured at SMMUEN 0→1 */
   private hostTable = { base: 0, twoLevel: false, split: 0, log2size: 0 };
   /** host ranges shared with the hypervisor while the queue or table is live (pinned unless a weakened rule says not) */
-  private shared: Record<SharedKey, (Span & { pinned: boolean }) | null> = { cmdq: null, table: null, evtq: null, priq: null };
+  private shared: Record<SharedKey, (Span & { pinned: boolean }) | null> = {
+    cmdq: null,
+    table: null,
+    evtq: null,
+    priq: null,
+  };
   /** an idmap change happened while the command queue was off: invalidate everything before SMMUEN goes on */
   private needFlush = false;
   private weakSet: ReadonlySet<RuleName>;
@@ -167,10 +193,19 @@ export class PkvmHyp {
 
   stats = { traps: 0, mmioTraps: 0, memoryTraps: 0, reshadows: 0, refusedAccesses: 0 };
 
-  constructor(readonly machine: Machine, opts: PkvmOptions = {}) {
+  constructor(
+    readonly machine: Machine,
+    opts: PkvmOptions = {},
+  ) {
     this.policy = opts.policy ?? makePolicy('pkvm');
-    if (this.policy.steShadowing !== 'cfgi') throw new HypBootError(`STE shadowing by '${this.policy.steShadowing}' is not built yet (only 'cfgi', pKVM's)`);
-    if (this.policy.cmdq !== 'trap') throw new HypBootError(`command queue '${this.policy.cmdq}' (paravirtual hypercalls) is not built yet (only 'trap', pKVM v4+)`);
+    if (this.policy.steShadowing !== 'cfgi')
+      throw new HypBootError(
+        `STE shadowing by '${this.policy.steShadowing}' is not built yet (only 'cfgi', pKVM's)`,
+      );
+    if (this.policy.cmdq !== 'trap')
+      throw new HypBootError(
+        `command queue '${this.policy.cmdq}' (paravirtual hypercalls) is not built yet (only 'trap', pKVM v4+)`,
+      );
     this.weakSet = this.policy.weaken;
     this.hypMemory = opts.hypMemory ?? { ...HYP_MEMORY_DEFAULT };
     this.mmio = machine.smmu.base;
@@ -191,22 +226,42 @@ export class PkvmHyp {
   boot(): this {
     const { bus, mem } = this.machine;
     const hm = this.hypMemory;
-    if (hm.base % PAGE || hm.size % PAGE || hm.size < 64 * PAGE) throw new HypBootError(`hyp memory 0x${hm.base.toString(16)}+0x${hm.size.toString(16)} must be page aligned and at least 256 KiB`);
-    if (!mem.isRam(hm.base, hm.size)) throw new HypBootError(`hyp memory 0x${hm.base.toString(16)}–0x${(hm.base + hm.size - 1).toString(16)} is not inside RAM`);
+    if (hm.base % PAGE || hm.size % PAGE || hm.size < 64 * PAGE)
+      throw new HypBootError(
+        `hyp memory 0x${hm.base.toString(16)}+0x${hm.size.toString(16)} must be page aligned and at least 256 KiB`,
+      );
+    if (!mem.isRam(hm.base, hm.size))
+      throw new HypBootError(
+        `hyp memory 0x${hm.base.toString(16)}–0x${(hm.base + hm.size - 1).toString(16)} is not inside RAM`,
+      );
     // 1. take the hyp memory and the SMMU MMIO
     this.own.donate(hm.base, hm.size, 'hyp');
     this.own.donate(this.mmio, SMMU_MMIO_SIZE, 'hyp', { mmio: true });
     this.pool = new HypPool(bus, hm.base, hm.base + hm.size);
     // 2. mini-probe
     const r = (off: number) => bus.read32('hyp', this.mmio + off);
-    const idr0 = [r(OFF.IDR0)], idr1 = [r(OFF.IDR1)], idr3 = [r(OFF.IDR3)], idr5 = [r(OFF.IDR5)];
+    const idr0 = [r(OFF.IDR0)],
+      idr1 = [r(OFF.IDR1)],
+      idr3 = [r(OFF.IDR3)],
+      idr5 = [r(OFF.IDR5)];
     this.hwIdr0 = idr0[0]!;
-    this.hwIdr = { idr0: idr0[0]!, idr1: idr1[0]!, idr3: idr3[0]!, idr5: idr5[0]!, aidr: r(OFF.AIDR), iidr: r(OFF.IIDR) };
+    this.hwIdr = {
+      idr0: idr0[0]!,
+      idr1: idr1[0]!,
+      idr3: idr3[0]!,
+      idr5: idr5[0]!,
+      aidr: r(OFF.AIDR),
+      iidr: r(OFF.IIDR),
+    };
     this.hwAts = get(idr0, IDR0.ATS) === 1;
-    if (!get(idr0, IDR0.S1P) || !get(idr0, IDR0.S2P)) throw new HypBootError('the SMMU must implement stage 1 and stage 2 (nesting)');
-    if (!get(idr0, IDR0.COHACC)) throw new HypBootError('non-coherent SMMUs are not supported (IDR0.COHACC=0)');
-    if (get(idr0, IDR0.TTENDIAN) === 3) throw new HypBootError('the SMMU supports only big-endian tables');
-    if (get(idr1, IDR1.TABLES_PRESET) || get(idr1, IDR1.QUEUES_PRESET) || get(idr1, IDR1.REL)) throw new HypBootError('IDR1 TABLES_PRESET / QUEUES_PRESET / REL are not supported');
+    if (!get(idr0, IDR0.S1P) || !get(idr0, IDR0.S2P))
+      throw new HypBootError('the SMMU must implement stage 1 and stage 2 (nesting)');
+    if (!get(idr0, IDR0.COHACC))
+      throw new HypBootError('non-coherent SMMUs are not supported (IDR0.COHACC=0)');
+    if (get(idr0, IDR0.TTENDIAN) === 3)
+      throw new HypBootError('the SMMU supports only big-endian tables');
+    if (get(idr1, IDR1.TABLES_PRESET) || get(idr1, IDR1.QUEUES_PRESET) || get(idr1, IDR1.REL))
+      throw new HypBootError('IDR1 TABLES_PRESET / QUEUES_PRESET / REL are not supported');
     if (!get(idr5, IDR5.GRAN4K)) throw new HypBootError('the SMMU has no 4 KiB granule');
     this.sidBits = get(idr1, IDR1.SIDSIZE);
     this.evtqMax = get(idr1, IDR1.EVENTQS);
@@ -227,7 +282,12 @@ export class PkvmHyp {
     bus.write32('hyp', this.mmio + OFF.CMDQ_CONS, 0);
     this.shadowQ = new ShadowQueue(bus, this.mmio, sq, cmdqShift);
     // 4. the shadow stream table, at its maximum size
-    this.strtab = new ShadowStreamTable(bus, this.pool, this.sidBits, get(idr0, IDR0.ST_LEVEL) === 1);
+    this.strtab = new ShadowStreamTable(
+      bus,
+      this.pool,
+      this.sidBits,
+      get(idr0, IDR0.ST_LEVEL) === 1,
+    );
     this.strtab.programHw(this.mmio);
     // 5. GBPA.ABORT (wait Update=0, write Update|ABORT, wait Update=0)
     this.waitGbpa();
@@ -239,7 +299,9 @@ export class PkvmHyp {
     const lowRam = Math.min(...mem.ramRegions.map((g) => g.base));
     regions.push({ base: 0, size: lowRam, mmio: true });
     this.idmap.snapshot(regions, this.own);
-    this.own.onChange((c) => this.idmap.update(c, (cmds) => this.idmapFlush(cmds), this.weak('donate-tlbi')));
+    this.own.onChange((c) =>
+      this.idmap.update(c, (cmds) => this.idmapFlush(cmds), this.weak('donate-tlbi')),
+    );
     const s2 = this.idmap.s2;
     this.steEnv = { weak: (x) => this.weak(x), allowAts: this.policy.allowAts, s2 };
     // 7. the host command queue emulation, and the traps
@@ -266,12 +328,22 @@ export class PkvmHyp {
     );
     this.machine.smmu.evtq.taps.add((w) => this.routeEvent(w));
     this.booted = true;
-    log.info({ policy: this.policy.name, failure: this.policy.failure, hypMemory: `0x${hm.base.toString(16)}+0x${hm.size.toString(16)}`, shadowStrtab: this.strtab.twoLevel ? '2-level' : 'linear', idmapPages: this.idmap.mappedPages }, 'pkvm: SMMU taken');
+    log.info(
+      {
+        policy: this.policy.name,
+        failure: this.policy.failure,
+        hypMemory: `0x${hm.base.toString(16)}+0x${hm.size.toString(16)}`,
+        shadowStrtab: this.strtab.twoLevel ? '2-level' : 'linear',
+        idmapPages: this.idmap.mappedPages,
+      },
+      'pkvm: SMMU taken',
+    );
     return this;
   }
 
   private waitGbpa(): void {
-    for (let i = 0; i < 1000; i++) if ((this.machine.bus.read32('hyp', this.mmio + OFF.GBPA) & GBPA_UPDATE) === 0) return;
+    for (let i = 0; i < 1000; i++)
+      if ((this.machine.bus.read32('hyp', this.mmio + OFF.GBPA) & GBPA_UPDATE) === 0) return;
     throw new HypBootError('GBPA.Update never cleared');
   }
 
@@ -280,7 +352,12 @@ export class PkvmHyp {
   /** host → hyp/guest donation (pKVM's __pkvm_host_donate_*). Refused (OwnershipError or a failed invalidation) leaves nothing changed. */
   donate(base: number, size: number, to: Exclude<Owner, 'host'> = 'hyp'): void {
     this.alive();
-    if (!this.machine.mem.isRam(base, size)) throw new OwnershipError('donate', base, `0x${base.toString(16)}+0x${size.toString(16)} is not RAM: only memory can be donated`);
+    if (!this.machine.mem.isRam(base, size))
+      throw new OwnershipError(
+        'donate',
+        base,
+        `0x${base.toString(16)}+0x${size.toString(16)} is not RAM: only memory can be donated`,
+      );
     this.own.donate(base, size, to);
   }
 
@@ -288,8 +365,12 @@ export class PkvmHyp {
     this.alive();
     this.refuseGuestMemory('reclaim', base, from);
     const hm = this.hypMemory;
-    for (const [b, n, what] of [[hm.base, hm.size, 'the hypervisor\'s own memory'], [this.mmio, SMMU_MMIO_SIZE, 'the SMMU registers']] as const) {
-      if (base < b + n && b < base + size) throw new OwnershipError('reclaim', Math.max(base, b), `${what} is never given back`);
+    for (const [b, n, what] of [
+      [hm.base, hm.size, "the hypervisor's own memory"],
+      [this.mmio, SMMU_MMIO_SIZE, 'the SMMU registers'],
+    ] as const) {
+      if (base < b + n && b < base + size)
+        throw new OwnershipError('reclaim', Math.max(base, b), `${what} is never given back`);
     }
     this.own.reclaim(base, size, from);
   }
@@ -307,11 +388,20 @@ export class PkvmHyp {
 
   /** A running guest's memory returns to the host only through destroyGuest (its stage-2 and devices still use it). */
   private refuseGuestMemory(op: 'reclaim' | 'unshare', base: number, from: string): void {
-    if (from.startsWith('guest:') && this.guests.has(from.slice(6))) throw new OwnershipError(op, base, `${from} is running: its memory returns to the host only when the guest is destroyed`);
+    if (from.startsWith('guest:') && this.guests.has(from.slice(6)))
+      throw new OwnershipError(
+        op,
+        base,
+        `${from} is running: its memory returns to the host only when the guest is destroyed`,
+      );
   }
 
   private alive(): void {
-    if (this.failures.panic) throw new HypPanic(this.failures.panic.rule as RuleName, `the hypervisor has panicked: ${this.failures.panic.reason}`);
+    if (this.failures.panic)
+      throw new HypPanic(
+        this.failures.panic.rule as RuleName,
+        `the hypervisor has panicked: ${this.failures.panic.reason}`,
+      );
   }
 
   /** The idmap's TLB maintenance: the commands and a CMD_SYNC through the shadow queue, or a veto. */
@@ -324,13 +414,17 @@ export class PkvmHyp {
         this.needFlush = true;
         return;
       }
-      this.failures.violate('donate-tlbi', 'stage-2 invalidation impossible: CMDQEN=0 while SMMUEN=1');
+      this.failures.violate(
+        'donate-tlbi',
+        'stage-2 invalidation impossible: CMDQEN=0 while SMMUEN=1',
+      );
       throw new ShadowQueueError('the command queue is disabled');
     }
     try {
       this.shadowQ.issueAndSync(cmds);
     } catch (e) {
-      if (e instanceof ShadowQueueError) this.failures.violate('donate-tlbi', `stage-2 invalidation did not complete: ${e.message}`);
+      if (e instanceof ShadowQueueError)
+        this.failures.violate('donate-tlbi', `stage-2 invalidation did not complete: ${e.message}`);
       throw e;
     }
   }
@@ -348,21 +442,39 @@ export class PkvmHyp {
     }
     this.stats.memoryTraps++;
     const s = this.own.state(a.addr);
-    throw new CpuAbortError(a.actor, a.addr, a.dir, `stage-2 fault: the page is ${s.owner === 'host' ? 'not mapped' : `owned by ${s.owner}`}`);
+    throw new CpuAbortError(
+      a.actor,
+      a.addr,
+      a.dir,
+      `stage-2 fault: the page is ${s.owner === 'host' ? 'not mapped' : `owned by ${s.owner}`}`,
+    );
   }
 
   /** A refused register access: under reject/log the write is ignored and the read returns 0. */
   private refuseAccess(off: number, size: number, dir: 'r' | 'w', why: string): void {
     this.stats.refusedAccesses++;
-    this.failures.violate('reg-access', `host ${dir === 'r' ? 'read of' : 'write to'} ${regNameAt(off)} (offset 0x${off.toString(16)}, ${size} bytes): ${why}`);
+    this.failures.violate(
+      'reg-access',
+      `host ${dir === 'r' ? 'read of' : 'write to'} ${regNameAt(off)} (offset 0x${off.toString(16)}, ${size} bytes): ${why}`,
+    );
   }
 
   private readReg(off: number, size: number): bigint {
     const e = emulatedAt(off);
     if (!e || e.read === 'refuse' || e.width !== size) {
       // the reg-access weakening: what the table does not allow is passed to the hardware as it is
-      if (this.weak('reg-access')) return this.machine.bus.read('hyp', this.mmio + off, size as AccessSize);
-      this.refuseAccess(off, size, 'r', !e ? 'not in the emulation table' : e.width !== size ? `the register is ${e.width * 8}-bit` : 'not readable by the host');
+      if (this.weak('reg-access'))
+        return this.machine.bus.read('hyp', this.mmio + off, size as AccessSize);
+      this.refuseAccess(
+        off,
+        size,
+        'r',
+        !e
+          ? 'not in the emulation table'
+          : e.width !== size
+            ? `the register is ${e.width * 8}-bit`
+            : 'not readable by the host',
+      );
       return 0n;
     }
     const bus = this.machine.bus;
@@ -384,10 +496,14 @@ export class PkvmHyp {
         return BigInt(this.cmdq.readCons());
       case 'cached':
         switch (e.name) {
-          case 'STRTAB_BASE': return (BigInt(this.strtabBaseHi) << 32n) | BigInt(this.strtabBaseLo);
-          case 'STRTAB_BASE_CFG': return BigInt(this.strtabCfg);
-          case 'CMDQ_BASE': return (BigInt(this.cmdq.baseHi) << 32n) | BigInt(this.cmdq.baseLo);
-          case 'CMDQ_PROD': return BigInt(this.cmdq.prod);
+          case 'STRTAB_BASE':
+            return (BigInt(this.strtabBaseHi) << 32n) | BigInt(this.strtabBaseLo);
+          case 'STRTAB_BASE_CFG':
+            return BigInt(this.strtabCfg);
+          case 'CMDQ_BASE':
+            return (BigInt(this.cmdq.baseHi) << 32n) | BigInt(this.cmdq.baseLo);
+          case 'CMDQ_PROD':
+            return BigInt(this.cmdq.prod);
         }
     }
     return 0n;
@@ -400,7 +516,16 @@ export class PkvmHyp {
         this.machine.bus.write('hyp', this.mmio + off, size as AccessSize, value);
         return;
       }
-      this.refuseAccess(off, size, 'w', !e ? 'not in the emulation table' : e.width !== size ? `the register is ${e.width * 8}-bit` : 'read-only to the host');
+      this.refuseAccess(
+        off,
+        size,
+        'w',
+        !e
+          ? 'not in the emulation table'
+          : e.width !== size
+            ? `the register is ${e.width * 8}-bit`
+            : 'read-only to the host',
+      );
       return;
     }
     const bus = this.machine.bus;
@@ -421,7 +546,12 @@ export class PkvmHyp {
             bus.write32('hyp', this.mmio + OFF.CR1, v32);
             return;
           }
-          if (v32 !== CR1_TEMPLATE) this.refuse('cr1-template', `CR1=0x${v32.toString(16)} is not the template 0x${CR1_TEMPLATE.toString(16)}; the template is written`, false);
+          if (v32 !== CR1_TEMPLATE)
+            this.refuse(
+              'cr1-template',
+              `CR1=0x${v32.toString(16)} is not the template 0x${CR1_TEMPLATE.toString(16)}; the template is written`,
+              false,
+            );
           bus.write32('hyp', this.mmio + OFF.CR1, CR1_TEMPLATE);
           return;
         case 'gerrorn':
@@ -429,13 +559,18 @@ export class PkvmHyp {
           return;
         case 'irq-cfg0': {
           const addr = value & 0x00ff_ffff_ffff_fffcn;
-          if (addr !== 0n && !this.weak('irq-cfg-msi')) this.refuse('irq-cfg-msi', `${e.name} = 0x${value.toString(16)}: MSI targets are not allowed (the host sees IDR0.MSI=0)`);
+          if (addr !== 0n && !this.weak('irq-cfg-msi'))
+            this.refuse(
+              'irq-cfg-msi',
+              `${e.name} = 0x${value.toString(16)}: MSI targets are not allowed (the host sees IDR0.MSI=0)`,
+            );
           bus.write64('hyp', this.mmio + off, value);
           return;
         }
         case 'strtab': {
           const live = (this.hostCr0 & SMMUEN) !== 0;
-          if (live && !this.weak('strtab-guard')) this.refuse('strtab-guard', `${e.name} written while SMMUEN=1`);
+          if (live && !this.weak('strtab-guard'))
+            this.refuse('strtab-guard', `${e.name} written while SMMUEN=1`);
           if (e.name === 'STRTAB_BASE') {
             this.strtabBaseLo = v32;
             this.strtabBaseHi = hi32;
@@ -446,7 +581,8 @@ export class PkvmHyp {
           return;
         }
         case 'cmdq-base':
-          if (this.cmdq.enabled && !this.weak('cmdq-guard')) this.refuse('cmdq-guard', 'CMDQ_BASE written while CMDQEN=1');
+          if (this.cmdq.enabled && !this.weak('cmdq-guard'))
+            this.refuse('cmdq-guard', 'CMDQ_BASE written while CMDQEN=1');
           this.cmdq.baseLo = v32;
           this.cmdq.baseHi = hi32;
           // the cmdq-guard weakening: the new queue is used at once, as a guarded write that takes
@@ -457,13 +593,15 @@ export class PkvmHyp {
           this.cmdq.writeProd(v32);
           return;
         case 'cmdq-cons':
-          if (this.cmdq.enabled && !this.weak('cmdq-guard')) this.refuse('cmdq-guard', 'CMDQ_CONS written while CMDQEN=1');
+          if (this.cmdq.enabled && !this.weak('cmdq-guard'))
+            this.refuse('cmdq-guard', 'CMDQ_CONS written while CMDQEN=1');
           this.cmdq.cons = v32 & 0xfffff;
           return;
         case 'evtq-base':
         case 'priq-base': {
           const en = e.write === 'evtq-base' ? EVTQEN : PRIQEN;
-          if (this.hostCr0 & en && !this.weak('queue-guard')) this.refuse('queue-guard', `${e.name} written while the queue is enabled`);
+          if (this.hostCr0 & en && !this.weak('queue-guard'))
+            this.refuse('queue-guard', `${e.name} written while the queue is enabled`);
           bus.write64('hyp', this.mmio + off, value);
           return;
         }
@@ -483,7 +621,8 @@ export class PkvmHyp {
   private writeGerrorn(v: number): void {
     const bus = this.machine.bus;
     const hwErr = this.shadowQ.hwErr();
-    const acking = hwErr !== 0 && ((v ^ bus.read32('hyp', this.mmio + OFF.GERROR)) & GERR_CMDQ) === 0;
+    const acking =
+      hwErr !== 0 && ((v ^ bus.read32('hyp', this.mmio + OFF.GERROR)) & GERR_CMDQ) === 0;
     if (acking) this.cmdq.beforeErrorAck();
     bus.write32('hyp', this.mmio + OFF.GERRORN, v);
     if (acking) this.cmdq.afterErrorAck();
@@ -502,7 +641,13 @@ export class PkvmHyp {
       if (rise(CMDQEN)) {
         const g = this.cmdq.geometry();
         const span = pageSpan(g.addr, g.bytes);
-        if (this.sharePin(span, 'queue-share', `host command queue 0x${g.addr.toString(16)} (${g.bytes} bytes)`)) {
+        if (
+          this.sharePin(
+            span,
+            'queue-share',
+            `host command queue 0x${g.addr.toString(16)} (${g.bytes} bytes)`,
+          )
+        ) {
           undo.push(() => own.unpinAndUnshare(span.base, span.size));
           this.shared.cmdq = { ...span, pinned: true };
         }
@@ -510,12 +655,19 @@ export class PkvmHyp {
         undo.push(() => this.cmdq.disable());
       }
       if (fall(CMDQEN)) {
-        if (v & SMMUEN && !this.weak('cmdq-guard')) this.refuse('cmdq-guard', 'CMDQEN cleared while SMMUEN=1: the hypervisor could no longer invalidate');
+        if (v & SMMUEN && !this.weak('cmdq-guard'))
+          this.refuse(
+            'cmdq-guard',
+            'CMDQEN cleared while SMMUEN=1: the hypervisor could no longer invalidate',
+          );
         this.unsharePin('cmdq');
         this.cmdq.disable();
       }
       // the event and PRI queues: shared and pinned while enabled (the SMMU writes them), never disabled
-      for (const [bit, key, reg, entry, max] of [[EVTQEN, 'evtq', OFF.EVENTQ_BASE, 32, this.evtqMax], [PRIQEN, 'priq', OFF.PRIQ_BASE, 16, this.priqMax]] as const) {
+      for (const [bit, key, reg, entry, max] of [
+        [EVTQEN, 'evtq', OFF.EVENTQ_BASE, 32, this.evtqMax],
+        [PRIQEN, 'priq', OFF.PRIQ_BASE, 16, this.priqMax],
+      ] as const) {
         const what = `host ${key === 'evtq' ? 'event' : 'PRI'} queue`;
         if (rise(bit)) {
           const b = this.machine.bus.read64('hyp', this.mmio + reg);
@@ -528,25 +680,46 @@ export class PkvmHyp {
           // pinned, so the host can neither unshare the pages nor then donate them while the SMMU
           // writes records there; weakened queue-pin only shares them, as pKVM v6 does (gap G6)
           const pin = !this.weak('queue-pin');
-          if (this.sharePin(span, 'queue-share', `${what} 0x${addr.toString(16)} (${bytes} bytes)`, pin)) {
+          if (
+            this.sharePin(
+              span,
+              'queue-share',
+              `${what} 0x${addr.toString(16)} (${bytes} bytes)`,
+              pin,
+            )
+          ) {
             undo.push(() => this.release(span, pin));
             this.shared[key] = { ...span, pinned: pin };
           }
         }
         if (fall(bit)) {
-          if (!this.weak('queue-guard')) this.refuse('queue-guard', `${key === 'evtq' ? 'EVENTQEN' : 'PRIQEN'} 1→0 is not supported (its pages would be unshared while the SMMU may still write them)`);
+          if (!this.weak('queue-guard'))
+            this.refuse(
+              'queue-guard',
+              `${key === 'evtq' ? 'EVENTQEN' : 'PRIQEN'} 1→0 is not supported (its pages would be unshared while the SMMU may still write them)`,
+            );
           // weakened: disabling is allowed, and the pages are released with it
           this.unsharePin(key);
         }
       }
       // SMMUEN
       if (rise(SMMUEN)) {
-        if ((v & CMDQEN) === 0 && !this.weak('cmdq-guard')) this.refuse('cmdq-guard', 'SMMUEN set without CMDQEN: the hypervisor could not invalidate');
+        if ((v & CMDQEN) === 0 && !this.weak('cmdq-guard'))
+          this.refuse(
+            'cmdq-guard',
+            'SMMUEN set without CMDQEN: the hypervisor could not invalidate',
+          );
         this.captureHostTable();
         const t = this.hostTable;
         const bytes = t.twoLevel ? 2 ** (t.log2size - t.split) * 8 : 2 ** t.log2size * 64;
         const span = pageSpan(t.base, bytes);
-        if (this.sharePin(span, 'queue-share', `host stream table 0x${t.base.toString(16)} (${bytes} bytes)`)) {
+        if (
+          this.sharePin(
+            span,
+            'queue-share',
+            `host stream table 0x${t.base.toString(16)} (${bytes} bytes)`,
+          )
+        ) {
           undo.push(() => own.unpinAndUnshare(span.base, span.size));
           this.shared.table = { ...span, pinned: true };
         }
@@ -569,7 +742,10 @@ export class PkvmHyp {
         // the invalidation cannot complete (the queue is stopped): SMMUEN stays off, nothing changes
         bus.write32('hyp', this.mmio + OFF.CR0, hwOld);
         for (const u of undo.reverse()) u();
-        this.failures.violate('donate-tlbi', `SMMUEN 0→1 refused: the stage-2 invalidation it needs did not complete (${e.message})`);
+        this.failures.violate(
+          'donate-tlbi',
+          `SMMUEN 0→1 refused: the stage-2 invalidation it needs did not complete (${e.message})`,
+        );
         return;
       }
       this.needFlush = false;
@@ -618,15 +794,33 @@ export class PkvmHyp {
     const fmt = get(cfg, STRTAB_BASE_CFG.FMT);
     const log2size = get(cfg, STRTAB_BASE_CFG.LOG2SIZE);
     const split = get(cfg, STRTAB_BASE_CFG.SPLIT);
-    const base = (this.strtabBaseHi & 0x00ffffff) * 0x1_0000_0000 + ((this.strtabBaseLo & ~0x3f) >>> 0);
+    const base =
+      (this.strtabBaseHi & 0x00ffffff) * 0x1_0000_0000 + ((this.strtabBaseLo & ~0x3f) >>> 0);
     const twoLevel = fmt === 1;
     const sh = this.strtab;
     if (!this.weak('strtab-guard')) {
-      if (twoLevel !== sh.twoLevel) this.refuse('strtab-guard', `host stream table format ${twoLevel ? '2-level' : 'linear'} differs from the shadow's ${sh.twoLevel ? '2-level' : 'linear'}`);
-      if (twoLevel && (split !== LINUX_SPLIT || split >= log2size || log2size > sh.log2size)) this.refuse('strtab-guard', `host 2-level stream table SPLIT=${split} LOG2SIZE=${log2size}: needs SPLIT=${LINUX_SPLIT} < LOG2SIZE ≤ ${sh.log2size}`);
-      if (!twoLevel && log2size > this.sidBits) this.refuse('strtab-guard', `host linear stream table LOG2SIZE=${log2size} exceeds SIDSIZE ${this.sidBits}`);
+      if (twoLevel !== sh.twoLevel)
+        this.refuse(
+          'strtab-guard',
+          `host stream table format ${twoLevel ? '2-level' : 'linear'} differs from the shadow's ${sh.twoLevel ? '2-level' : 'linear'}`,
+        );
+      if (twoLevel && (split !== LINUX_SPLIT || split >= log2size || log2size > sh.log2size))
+        this.refuse(
+          'strtab-guard',
+          `host 2-level stream table SPLIT=${split} LOG2SIZE=${log2size}: needs SPLIT=${LINUX_SPLIT} < LOG2SIZE ≤ ${sh.log2size}`,
+        );
+      if (!twoLevel && log2size > this.sidBits)
+        this.refuse(
+          'strtab-guard',
+          `host linear stream table LOG2SIZE=${log2size} exceeds SIDSIZE ${this.sidBits}`,
+        );
     }
-    this.hostTable = { base, twoLevel, split: twoLevel ? split : 0, log2size: Math.min(log2size, this.sidBits) };
+    this.hostTable = {
+      base,
+      twoLevel,
+      split: twoLevel ? split : 0,
+      log2size: Math.min(log2size, this.sidBits),
+    };
   }
 
   // ---- STE shadowing (designs.md §1.7) -------------------------------------------------------
@@ -635,15 +829,24 @@ export class PkvmHyp {
   reshadow(sid: number): 'ok' | 'reject' | 'log' {
     this.stats.reshadows++;
     const t = this.hostTable;
-    const fail = (rule: RuleName, why: string): 'reject' | 'log' => this.failures.violate(rule, why);
+    const fail = (rule: RuleName, why: string): 'reject' | 'log' =>
+      this.failures.violate(rule, why);
     if (!this.weak('cfgi-sid')) {
-      if (!(this.hostCr0 & SMMUEN)) return fail('cfgi-sid', `CFGI_STE StreamID ${sid} while SMMUEN=0`);
-      if (sid >= 2 ** t.log2size || sid >= 2 ** this.sidBits) return fail('cfgi-sid', `CFGI_STE StreamID ${sid} beyond the stream table (2^${Math.min(t.log2size, this.sidBits)} StreamIDs)`);
+      if (!(this.hostCr0 & SMMUEN))
+        return fail('cfgi-sid', `CFGI_STE StreamID ${sid} while SMMUEN=0`);
+      if (sid >= 2 ** t.log2size || sid >= 2 ** this.sidBits)
+        return fail(
+          'cfgi-sid',
+          `CFGI_STE StreamID ${sid} beyond the stream table (2^${Math.min(t.log2size, this.sidBits)} StreamIDs)`,
+        );
     } else if (sid >= 2 ** this.sidBits) {
       return 'log';
     }
     if (this.sidOwner.has(sid) && !this.weak('sid-owner')) {
-      return fail('sid-owner', `CFGI_STE StreamID ${sid}: the StreamID is assigned to guest ${this.sidOwner.get(sid)!.name}`);
+      return fail(
+        'sid-owner',
+        `CFGI_STE StreamID ${sid}: the StreamID is assigned to guest ${this.sidOwner.get(sid)!.name}`,
+      );
     }
     const w = this.ste;
     let steAddr: number;
@@ -653,17 +856,30 @@ export class PkvmHyp {
       const span = get(this.l1, L1STD.Span);
       const l2ptr = get(this.l1, L1STD.L2Ptr) * 64;
       if (span === 0 || span > t.split + 1 || (sid & (2 ** t.split - 1)) >= 2 ** (span - 1)) {
-        return this.refuseSte(sid, 'cfgi-sid', `CFGI_STE StreamID ${sid}: the host L1 descriptor (Span=${span}) has no STE for it`);
+        return this.refuseSte(
+          sid,
+          'cfgi-sid',
+          `CFGI_STE StreamID ${sid}: the host L1 descriptor (Span=${span}) has no STE for it`,
+        );
       }
       steAddr = l2ptr + (sid & (2 ** t.split - 1)) * 64;
       l2 = pageSpan(l2ptr, 2 ** (span - 1) * 64);
-      if (!this.machine.mem.isRam(l2.base, l2.size)) return this.refuseSte(sid, 'queue-share', `host L2 stream table 0x${l2ptr.toString(16)} for StreamID ${sid} is not memory`);
+      if (!this.machine.mem.isRam(l2.base, l2.size))
+        return this.refuseSte(
+          sid,
+          'queue-share',
+          `host L2 stream table 0x${l2ptr.toString(16)} for StreamID ${sid} is not memory`,
+        );
       if (!this.weak('queue-share')) {
         try {
           this.own.shareAndPin(l2.base, l2.size);
         } catch (e) {
           if (!(e instanceof OwnershipError)) throw e;
-          return this.refuseSte(sid, 'queue-share', `host L2 stream table 0x${l2ptr.toString(16)} for StreamID ${sid} cannot be shared: ${e.message}`);
+          return this.refuseSte(
+            sid,
+            'queue-share',
+            `host L2 stream table 0x${l2ptr.toString(16)} for StreamID ${sid} cannot be shared: ${e.message}`,
+          );
         }
       } else l2 = null;
     } else {
@@ -709,9 +925,13 @@ export class PkvmHyp {
       return 'ok';
     } catch (e) {
       if (e instanceof PoolExhausted) {
-        return this.failures.violate('queue-share', `StreamID ${sid}: ${e.message} (the STE stays invalid: fail closed)`);
+        return this.failures.violate(
+          'queue-share',
+          `StreamID ${sid}: ${e.message} (the STE stays invalid: fail closed)`,
+        );
       }
-      if (e instanceof ShadowQueueError) this.failures.internal(`installing the STE of StreamID ${sid}: ${e.message}`);
+      if (e instanceof ShadowQueueError)
+        this.failures.internal(`installing the STE of StreamID ${sid}: ${e.message}`);
       throw e;
     }
   }
@@ -734,24 +954,42 @@ export class PkvmHyp {
   createGuest(spec: GuestSpec): Guest {
     this.alive();
     const { name, memory, devices } = spec;
-    if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new GuestError(`guest name "${name}" must be letters, digits, _ or -`);
+    if (!/^[A-Za-z0-9_-]+$/.test(name))
+      throw new GuestError(`guest name "${name}" must be letters, digits, _ or -`);
     if (this.guests.has(name)) throw new GuestError(`guest ${name} already exists`);
-    if (memory.base % PAGE || memory.size % PAGE || memory.size === 0) throw new GuestError(`guest ${name}: memory 0x${memory.base.toString(16)}+0x${memory.size.toString(16)} must be page aligned and not empty`);
-    if (!this.machine.mem.isRam(memory.base, memory.size)) throw new GuestError(`guest ${name}: memory 0x${memory.base.toString(16)}+0x${memory.size.toString(16)} is not RAM`);
+    if (memory.base % PAGE || memory.size % PAGE || memory.size === 0)
+      throw new GuestError(
+        `guest ${name}: memory 0x${memory.base.toString(16)}+0x${memory.size.toString(16)} must be page aligned and not empty`,
+      );
+    if (!this.machine.mem.isRam(memory.base, memory.size))
+      throw new GuestError(
+        `guest ${name}: memory 0x${memory.base.toString(16)}+0x${memory.size.toString(16)} is not RAM`,
+      );
     if (devices.length === 0) throw new GuestError(`guest ${name}: assign at least one device`);
     const vs = new Set<number>();
     for (const d of devices) {
-      if (!Number.isInteger(d.vsid) || d.vsid < 0 || d.vsid >= 2 ** VSID_BITS) throw new GuestError(`guest ${name}: vSID ${d.vsid} is not a 16-bit StreamID`);
+      if (!Number.isInteger(d.vsid) || d.vsid < 0 || d.vsid >= 2 ** VSID_BITS)
+        throw new GuestError(`guest ${name}: vSID ${d.vsid} is not a 16-bit StreamID`);
       if (vs.has(d.vsid)) throw new GuestError(`guest ${name}: vSID ${d.vsid} is assigned twice`);
       vs.add(d.vsid);
-      if (!Number.isInteger(d.psid) || d.psid < 0 || d.psid >= 2 ** this.sidBits) throw new GuestError(`guest ${name}: pSID ${d.psid} is beyond the SMMU's ${this.sidBits}-bit StreamIDs`);
+      if (!Number.isInteger(d.psid) || d.psid < 0 || d.psid >= 2 ** this.sidBits)
+        throw new GuestError(
+          `guest ${name}: pSID ${d.psid} is beyond the SMMU's ${this.sidBits}-bit StreamIDs`,
+        );
       const o = this.sidOwner.get(d.psid);
-      if (o) throw new GuestError(`guest ${name}: pSID ${d.psid} is already assigned to guest ${o.name}`);
+      if (o)
+        throw new GuestError(
+          `guest ${name}: pSID ${d.psid} is already assigned to guest ${o.name}`,
+        );
     }
-    if (new Set(devices.map((d) => d.psid)).size !== devices.length) throw new GuestError(`guest ${name}: a pSID is assigned twice`);
+    if (new Set(devices.map((d) => d.psid)).size !== devices.length)
+      throw new GuestError(`guest ${name}: a pSID is assigned twice`);
     // its devices are quiesced through the command queue: it must be running, without an error
     const hwCr0 = this.machine.bus.read32('hyp', this.mmio + OFF.CR0);
-    if ((hwCr0 & CMDQEN) === 0 || this.shadowQ.hwErr() !== 0) throw new GuestError(`guest ${name}: the command queue is ${(hwCr0 & CMDQEN) === 0 ? 'disabled (CMDQEN=0)' : 'stopped on a command error the host has not acknowledged'}, so its devices could not be quiesced`);
+    if ((hwCr0 & CMDQEN) === 0 || this.shadowQ.hwErr() !== 0)
+      throw new GuestError(
+        `guest ${name}: the command queue is ${(hwCr0 & CMDQEN) === 0 ? 'disabled (CMDQEN=0)' : 'stopped on a command error the host has not acknowledged'}, so its devices could not be quiesced`,
+      );
     const vmidMax = get([this.hwIdr0], IDR0.VMID16) ? 0xffff : 0xff;
     const vmid = this.freeVmids.pop() ?? this.nextVmid;
     if (vmid > vmidMax) throw new GuestError(`guest ${name}: no VMID left`);
@@ -760,7 +998,8 @@ export class PkvmHyp {
       this.own.donate(memory.base, memory.size, `guest:${name}`);
     } catch (e) {
       if (vmid !== this.nextVmid) this.freeVmids.push(vmid);
-      if (e instanceof OwnershipError || e instanceof ShadowQueueError) throw new GuestError(`guest ${name}: ${e.message}`);
+      if (e instanceof OwnershipError || e instanceof ShadowQueueError)
+        throw new GuestError(`guest ${name}: ${e.message}`);
       throw e;
     }
     if (vmid === this.nextVmid) this.nextVmid++;
@@ -779,7 +1018,15 @@ export class PkvmHyp {
     });
     this.vsmmus.set(name, v);
     v.configureAll(false); // GBPA.ABORT=1 at reset: abort STEs, so the host's configuration is gone
-    log.info({ guest: name, vmid, memory: `0x${memory.base.toString(16)}+0x${memory.size.toString(16)}`, devices }, 'guest created');
+    log.info(
+      {
+        guest: name,
+        vmid,
+        memory: `0x${memory.base.toString(16)}+0x${memory.size.toString(16)}`,
+        devices,
+      },
+      'guest created',
+    );
     return g;
   }
 
@@ -812,12 +1059,16 @@ export class PkvmHyp {
     const abort = new Uint32Array(STE_WORDS);
     abortSte(abort);
     try {
-      for (const psid of g.psidToVsid.keys()) this.strtab.install(psid, abort, (cmds) => this.shadowQ.issueAndSync(cmds));
+      for (const psid of g.psidToVsid.keys())
+        this.strtab.install(psid, abort, (cmds) => this.shadowQ.issueAndSync(cmds));
       between?.('ste-abort');
       this.shadowQ.issueAndSync([encodeCommand('TLBI_S12_VMALL', { VMID: g.vmid })]);
       between?.('tlbi');
     } catch (e) {
-      if (e instanceof ShadowQueueError) throw new GuestError(`guest ${name}: teardown stopped, the invalidation did not complete (${e.message}); its memory is kept`);
+      if (e instanceof ShadowQueueError)
+        throw new GuestError(
+          `guest ${name}: teardown stopped, the invalidation did not complete (${e.message}); its memory is kept`,
+        );
       throw e;
     }
     g.destroyS2();
@@ -854,7 +1105,16 @@ export class PkvmHyp {
       return a.dir === 'r' ? v.read(off, a.size) : (v.write(off, a.size, a.value), 0n);
     }
     if (g) g.stats.dataAborts++;
-    throw new CpuAbortError(a.actor, a.addr, a.dir, g ? (g.dying ? 'the guest is being destroyed' : 'stage-2 fault: the IPA is not mapped') : `no guest named ${name}`);
+    throw new CpuAbortError(
+      a.actor,
+      a.addr,
+      a.dir,
+      g
+        ? g.dying
+          ? 'the guest is being destroyed'
+          : 'stage-2 fault: the IPA is not mapped'
+        : `no guest named ${name}`,
+    );
   }
 
   /**
@@ -868,10 +1128,17 @@ export class PkvmHyp {
     const num = w[0]! & 0xff;
     let guests = false;
     switch (num) {
-      case EVT.F_TRANSLATION: case EVT.F_ADDR_SIZE: case EVT.F_ACCESS: case EVT.F_PERMISSION:
+      case EVT.F_TRANSLATION:
+      case EVT.F_ADDR_SIZE:
+      case EVT.F_ACCESS:
+      case EVT.F_PERMISSION:
         guests = get(w, E_S2) === 0;
         break;
-      case EVT.C_BAD_STE: case EVT.C_BAD_CD: case EVT.C_BAD_SUBSTREAMID: case EVT.F_CD_FETCH: case EVT.F_STREAM_DISABLED:
+      case EVT.C_BAD_STE:
+      case EVT.C_BAD_CD:
+      case EVT.C_BAD_SUBSTREAMID:
+      case EVT.F_CD_FETCH:
+      case EVT.F_STREAM_DISABLED:
         guests = true;
         break;
     }
@@ -884,28 +1151,56 @@ export class PkvmHyp {
   }
 
   /** The ranges a device may not access when it differs from the host's: a guest's device may reach only its guest's memory. */
-  rangesForSid(sid: number): Array<{ base: number; size: number; owner: string; read: boolean; write: boolean }> | undefined {
+  rangesForSid(
+    sid: number,
+  ):
+    | Array<{ base: number; size: number; owner: string; read: boolean; write: boolean }>
+    | undefined {
     const g = this.sidOwner.get(sid);
     if (!g) return undefined;
     const top = 2 ** 48;
-    const out: Array<{ base: number; size: number; owner: string; read: boolean; write: boolean }> = [];
+    const out: Array<{ base: number; size: number; owner: string; read: boolean; write: boolean }> =
+      [];
     const guestMem = this.own.state(g.paBase).owner === `guest:${g.name}`;
-    if (!guestMem) return [{ base: 0, size: top, owner: `not guest:${g.name}`, read: false, write: false }];
-    if (g.paBase > 0) out.push({ base: 0, size: g.paBase, owner: `not guest:${g.name}`, read: false, write: false });
-    out.push({ base: g.paBase + g.size, size: top - g.paBase - g.size, owner: `not guest:${g.name}`, read: false, write: false });
+    if (!guestMem)
+      return [{ base: 0, size: top, owner: `not guest:${g.name}`, read: false, write: false }];
+    if (g.paBase > 0)
+      out.push({
+        base: 0,
+        size: g.paBase,
+        owner: `not guest:${g.name}`,
+        read: false,
+        write: false,
+      });
+    out.push({
+      base: g.paBase + g.size,
+      size: top - g.paBase - g.size,
+      owner: `not guest:${g.name}`,
+      read: false,
+      write: false,
+    });
     return out;
   }
 
   // ---- reports -------------------------------------------------------------------------------
 
   /** Ranges the host (and its devices) may not access, for the isolation oracle. */
-  protectedRanges(): Array<{ base: number; size: number; owner: string; read: boolean; write: boolean }> {
-    const out: Array<{ base: number; size: number; owner: string; read: boolean; write: boolean }> = [];
+  protectedRanges(): Array<{
+    base: number;
+    size: number;
+    owner: string;
+    read: boolean;
+    write: boolean;
+  }> {
+    const out: Array<{ base: number; size: number; owner: string; read: boolean; write: boolean }> =
+      [];
     for (const r of this.own.ranges()) {
       if (r.state.owner === 'host') continue;
       const last = out[out.length - 1];
-      if (last && last.base + last.size === r.base && last.owner === r.state.owner) last.size += r.size;
-      else out.push({ base: r.base, size: r.size, owner: r.state.owner, read: false, write: false });
+      if (last && last.base + last.size === r.base && last.owner === r.state.owner)
+        last.size += r.size;
+      else
+        out.push({ base: r.base, size: r.size, owner: r.state.owner, read: false, write: false });
     }
     return out;
   }

@@ -26,31 +26,47 @@ export const RULES = {
   'cfgi-all-range': 'CFGI_STE_RANGE is allowed only with Range=31 (CFGI_ALL)',
   'cfgi-sid': 'CFGI_STE needs SMMUEN=1 and a StreamID inside the host and shadow tables',
   'tlbi-vmid': 'TLBI_NH_ASID/VA/VAA only with VMID 0 (the host VMID)',
-  's2-tlbi': 'TLBI_NH_ALL, TLBI_EL2_*, TLBI_S12_VMALL and TLBI_S2_IPA are the hypervisor\'s, not the host\'s',
-  'ste-config': 'host STE Config: abort stays abort, bypass becomes stage-2, S1 becomes nested; nested and reserved refused',
-  'ste-s2-fields': 'STE stage-2 fields and VMID are the idmap\'s (S2PTW, S2R forced)',
+  's2-tlbi':
+    "TLBI_NH_ALL, TLBI_EL2_*, TLBI_S12_VMALL and TLBI_S2_IPA are the hypervisor's, not the host's",
+  'ste-config':
+    'host STE Config: abort stays abort, bypass becomes stage-2, S1 becomes nested; nested and reserved refused',
+  'ste-s2-fields': "STE stage-2 fields and VMID are the idmap's (S2PTW, S2R forced)",
   'ste-eats': 'STE.EATS forced to no-ATS (or split-stage ATS when the policy allows ATS) (gap G3)',
   'ste-strw': 'STE.STRW must be NS-EL1 (EL2 regimes would escape stage 2) (gap G4)',
-  'ats-check': 'CR0.ATSCHK is forced to 1 in hardware when the SMMU implements ATS: with 0, ATS Translated transactions from any StreamID pass unchecked',
-  'sync-msi': 'CMD_SYNC CS=IRQ is rewritten to SEV with no MSI before it reaches the hardware (gap G1)',
+  'ats-check':
+    'CR0.ATSCHK is forced to 1 in hardware when the SMMU implements ATS: with 0, ATS Translated transactions from any StreamID pass unchecked',
+  'sync-msi':
+    'CMD_SYNC CS=IRQ is rewritten to SEV with no MSI before it reaches the hardware (gap G1)',
   'irq-cfg-msi': '*_IRQ_CFG0 MSI targets are refused unless 0 (gap G2)',
   'strtab-guard': 'STRTAB_BASE/CFG writes only while SMMUEN=0; geometry checked at enable',
   'cmdq-guard': 'CMDQ_BASE/CONS writes only while CMDQEN=0',
   'queue-guard': 'EVENTQ/PRIQ_BASE writes only while disabled; disabling them is refused',
   'queue-share': 'host queues and tables must be host memory that the hypervisor can share and pin',
-  'queue-pin': 'the host event and PRI queues are pinned while enabled, like the command queue and stream table, so the host can neither unshare nor then donate a page the SMMU writes (weakened: only shared, as pKVM v6; gap G6)',
-  'donate-tlbi': 'an idmap unmap is followed by TLBI_S2_IPA + TLBI_NH_ALL(VMID 0) + CMD_SYNC before the change completes',
-  'double-fetch': 'each host command or STE is copied once into hypervisor memory and checked on the copy',
-  'reg-access': 'MMIO accesses must be to a register in the emulation table, with its size and direction',
+  'queue-pin':
+    'the host event and PRI queues are pinned while enabled, like the command queue and stream table, so the host can neither unshare nor then donate a page the SMMU writes (weakened: only shared, as pKVM v6; gap G6)',
+  'donate-tlbi':
+    'an idmap unmap is followed by TLBI_S2_IPA + TLBI_NH_ALL(VMID 0) + CMD_SYNC before the change completes',
+  'double-fetch':
+    'each host command or STE is copied once into hypervisor memory and checked on the copy',
+  'reg-access':
+    'MMIO accesses must be to a register in the emulation table, with its size and direction',
   'cr1-template': 'CR1 is forced to the Linux template',
-  'sid-owner': 'a StreamID assigned to a guest is configured only through the guest\'s vSMMU: host CFGI_STEs for it are refused',
-  'guest-teardown': 'a guest\'s memory returns to the host only after its devices\' STEs are abort and TLBI_S12_VMALL + CMD_SYNC have completed',
-  'vsid-owner': 'vSMMU: a vSID the guest does not own never reaches a physical STE or command; the guest gets C_BAD_STREAMID (weakened: vSID = pSID, as Xen\'s RFC)',
-  'vste-s1-only': 'vSMMU: only a guest STE\'s stage-1 fields are taken; Config nesting, stage-2 fields, VMID, STRW, EATS and overrides are the hypervisor\'s (weakened: the guest\'s non-zero ones are kept)',
-  'vste-legal': 'vSMMU: a guest STE ILLEGAL for the vSMMU\'s features (SteIllegal) gets V=0 and C_BAD_STE, never a physical STE',
-  'vtlbi-vmid': 'vSMMU: guest TLBI_NH_* carry the guest\'s VMID and TLBI_NSNH_ALL becomes TLBI_S12_VMALL(VMID) (weakened: forwarded as written)',
-  'vsmmu-p2m': 'vSMMU: its reads and writes of guest memory (queues, stream table, event records) go through the guest\'s stage-2 (weakened: IPA→PA by the linear offset, unchecked)',
-  'vcmd-budget': 'vSMMU: at most guestCmdBudget guest commands are consumed per trap, the rest on the next one (weakened: all of them, as Xen, X5)',
+  'sid-owner':
+    "a StreamID assigned to a guest is configured only through the guest's vSMMU: host CFGI_STEs for it are refused",
+  'guest-teardown':
+    "a guest's memory returns to the host only after its devices' STEs are abort and TLBI_S12_VMALL + CMD_SYNC have completed",
+  'vsid-owner':
+    "vSMMU: a vSID the guest does not own never reaches a physical STE or command; the guest gets C_BAD_STREAMID (weakened: vSID = pSID, as Xen's RFC)",
+  'vste-s1-only':
+    "vSMMU: only a guest STE's stage-1 fields are taken; Config nesting, stage-2 fields, VMID, STRW, EATS and overrides are the hypervisor's (weakened: the guest's non-zero ones are kept)",
+  'vste-legal':
+    "vSMMU: a guest STE ILLEGAL for the vSMMU's features (SteIllegal) gets V=0 and C_BAD_STE, never a physical STE",
+  'vtlbi-vmid':
+    "vSMMU: guest TLBI_NH_* carry the guest's VMID and TLBI_NSNH_ALL becomes TLBI_S12_VMALL(VMID) (weakened: forwarded as written)",
+  'vsmmu-p2m':
+    "vSMMU: its reads and writes of guest memory (queues, stream table, event records) go through the guest's stage-2 (weakened: IPA→PA by the linear offset, unchecked)",
+  'vcmd-budget':
+    'vSMMU: at most guestCmdBudget guest commands are consumed per trap, the rest on the next one (weakened: all of them, as Xen, X5)',
   'vevt-vsid': 'vSMMU: event records forwarded to a guest carry the vSID, never the pSID',
 } as const;
 export type RuleName = keyof typeof RULES;
@@ -83,16 +99,34 @@ export const POLICY_NAMES = ['pkvm', 'pkvm-v6'] as const;
  * lost (G1), MSI targets are forwarded (G2), EATS is copied (G3), STRW is copied (G4), CR0.ATSCHK
  * is as the host writes it, and the event and PRI queues are shared but not pinned (G6).
  */
-export const V6_GAPS: readonly RuleName[] = ['sync-msi', 'irq-cfg-msi', 'ste-eats', 'ste-strw', 'ats-check', 'queue-pin'];
+export const V6_GAPS: readonly RuleName[] = [
+  'sync-msi',
+  'irq-cfg-msi',
+  'ste-eats',
+  'ste-strw',
+  'ats-check',
+  'queue-pin',
+];
 export type PolicyName = (typeof POLICY_NAMES)[number];
 
 /**
  * `pkvm`: the hardened trap-and-emulate policy (pKVM's design with gaps G1–G4 and G6 closed).
  * `pkvm-v6`: the v6-era behaviour, with the V6_GAPS rules weakened.
  */
-export function makePolicy(name: PolicyName, o: { failure?: FailurePolicy; weaken?: Iterable<RuleName>; allowAts?: boolean; steShadowing?: 'cfgi' | 'trap-writes'; cmdq?: 'trap' | 'pv'; guestCmdBudget?: number } = {}): HypPolicy {
+export function makePolicy(
+  name: PolicyName,
+  o: {
+    failure?: FailurePolicy;
+    weaken?: Iterable<RuleName>;
+    allowAts?: boolean;
+    steShadowing?: 'cfgi' | 'trap-writes';
+    cmdq?: 'trap' | 'pv';
+    guestCmdBudget?: number;
+  } = {},
+): HypPolicy {
   const budget = o.guestCmdBudget ?? 256;
-  if (!Number.isInteger(budget) || budget < 1) throw new Error(`guestCmdBudget ${budget} must be a positive integer`);
+  if (!Number.isInteger(budget) || budget < 1)
+    throw new Error(`guestCmdBudget ${budget} must be a positive integer`);
   const weaken = new Set<RuleName>(o.weaken ?? []);
   if (name === 'pkvm-v6') for (const r of V6_GAPS) weaken.add(r);
   return Object.freeze({

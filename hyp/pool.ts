@@ -21,7 +21,11 @@ export class HypPool {
   /** high-water mark */
   peakPages = 0;
 
-  constructor(private readonly bus: MmioBus, readonly base: number, readonly limit: number) {
+  constructor(
+    private readonly bus: MmioBus,
+    readonly base: number,
+    readonly limit: number,
+  ) {
     this.next = base;
   }
 

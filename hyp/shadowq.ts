@@ -63,7 +63,12 @@ export class ShadowQueue {
   /** free slots, a lower bound: exact after a publish, decremented by append (the hardware only frees slots) */
   private room = 0;
 
-  constructor(private readonly bus: MmioBus, private readonly mmio: number, readonly base: number, readonly log2size: number) {
+  constructor(
+    private readonly bus: MmioBus,
+    private readonly mmio: number,
+    readonly base: number,
+    readonly log2size: number,
+  ) {
     this.size = 2 ** log2size;
     this.mask = 2 * this.size - 1;
     this.slotHost = new Int32Array(this.size);
@@ -83,7 +88,7 @@ export class ShadowQueue {
 
   space(cons = this.hwCons()): number {
     const c = cons & this.mask;
-    const used = ((this.prod - c) & this.mask);
+    const used = (this.prod - c) & this.mask;
     return this.size - used;
   }
 
@@ -155,14 +160,19 @@ export class ShadowQueue {
    * the caller must then not complete whatever needed them.
    */
   issueAndSync(cmds: readonly Uint32Array[]): void {
-    if (!this.hasRoom(cmds.length + 1)) throw new ShadowQueueError('no space for the hypervisor\'s commands');
+    if (!this.hasRoom(cmds.length + 1))
+      throw new ShadowQueueError("no space for the hypervisor's commands");
     for (const c of cmds) this.append(c, HYP_SLOT);
     this.append(SYNC, HYP_SLOT);
     this.stats.syncs++;
     const cons = this.publish();
     if (!this.drained(cons)) {
       const err = this.hwErr(cons);
-      const e = new ShadowQueueError(err ? `the hardware stopped with CONS.ERR=${err}` : 'the hardware did not consume the queue (CMDQEN=0?)');
+      const e = new ShadowQueueError(
+        err
+          ? `the hardware stopped with CONS.ERR=${err}`
+          : 'the hardware did not consume the queue (CMDQEN=0?)',
+      );
       e.queued = true;
       throw e;
     }

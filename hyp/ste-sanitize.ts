@@ -64,9 +64,15 @@ export function sanitizeSte(w: Uint32Array, env: SteSanitizeEnv): SteRefusal | n
   let hwConfig = config;
   if (!env.weak('ste-config')) {
     switch (config) {
-      case CFG.BYPASS: hwConfig = CFG.S2_TRANS; break;
-      case CFG.S1_TRANS: hwConfig = CFG.NESTED; break;
-      case CFG.S2_TRANS: hwConfig = CFG.S2_TRANS; break;
+      case CFG.BYPASS:
+        hwConfig = CFG.S2_TRANS;
+        break;
+      case CFG.S1_TRANS:
+        hwConfig = CFG.NESTED;
+        break;
+      case CFG.S2_TRANS:
+        hwConfig = CFG.S2_TRANS;
+        break;
       case CFG.NESTED:
         refuse('ste-config', 'STE Config=0b111 (nested): stage 2 is not advertised to the host');
         break;
@@ -75,14 +81,16 @@ export function sanitizeSte(w: Uint32Array, env: SteSanitizeEnv): SteRefusal | n
     }
   }
   const strw = get(w, STE.STRW);
-  if (strw !== 0) refuse('ste-strw', `STE STRW=${strw}: only NS-EL1 (0) keeps the stream under stage 2`);
+  if (strw !== 0)
+    refuse('ste-strw', `STE STRW=${strw}: only NS-EL1 (0) keeps the stream under stage 2`);
   if (refusal) {
     abortSte(w);
     return refusal;
   }
   set(w, STE.Config, hwConfig);
   set(w, STE.SHCFG, SHCFG_INCOMING);
-  if (!env.weak('ste-eats')) set(w, STE.EATS, env.allowAts && get(w, STE.EATS) !== 0 ? EATS_SPLIT : 0);
+  if (!env.weak('ste-eats'))
+    set(w, STE.EATS, env.allowAts && get(w, STE.EATS) !== 0 ? EATS_SPLIT : 0);
   if (!env.weak('ste-s2-fields')) {
     for (let i = 4; i < 8; i++) w[i] = 0;
     setStage2(w, env.s2, 0);

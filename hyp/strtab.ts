@@ -32,7 +32,12 @@ export class ShadowStreamTable {
   private readonly cur = new Uint32Array(STE_WORDS);
   private readonly l1 = new Uint32Array(2);
 
-  constructor(private readonly bus: MmioBus, private readonly pool: HypPool, readonly sidBits: number, twoLevelSupported: boolean) {
+  constructor(
+    private readonly bus: MmioBus,
+    private readonly pool: HypPool,
+    readonly sidBits: number,
+    twoLevelSupported: boolean,
+  ) {
     this.twoLevel = twoLevelSupported && sidBits > LINUX_SPLIT;
     this.split = this.twoLevel ? LINUX_SPLIT : 0;
     this.log2size = sidBits;
@@ -47,7 +52,9 @@ export class ShadowStreamTable {
 
   /** pages of hyp memory the shadow table holds */
   get pages(): number {
-    const l1 = this.twoLevel ? Math.ceil((this.l1Entries * 8) / 4096) : Math.ceil((2 ** this.sidBits * STE_BYTES) / 4096);
+    const l1 = this.twoLevel
+      ? Math.ceil((this.l1Entries * 8) / 4096)
+      : Math.ceil((2 ** this.sidBits * STE_BYTES) / 4096);
     return l1 + this.l2.size * ((2 ** LINUX_SPLIT * STE_BYTES) / 4096);
   }
 

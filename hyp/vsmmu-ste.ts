@@ -42,16 +42,32 @@ export interface NestEnv {
 export type NestOutcome = 'invalid' | 'illegal' | 'abort' | 's2-only' | 'nested';
 
 /** the guest STE's fields the physical STE takes (its stage 1) */
-export const S1_FIELDS = [STE.S1ContextPtr, STE.S1Fmt, STE.S1CDMax, STE.S1DSS, STE.S1CIR, STE.S1COR, STE.S1CSH, STE.MEV];
+export const S1_FIELDS = [
+  STE.S1ContextPtr,
+  STE.S1Fmt,
+  STE.S1CDMax,
+  STE.S1DSS,
+  STE.S1CIR,
+  STE.S1COR,
+  STE.S1CSH,
+  STE.MEV,
+];
 /** the fields the weakened `vste-s1-only` lets through: all but V, Config and the stage-1 ones */
-const OTHER_FIELDS = STE_FIELDS.filter((f) => f !== STE.V && f !== STE.Config && !S1_FIELDS.includes(f));
+const OTHER_FIELDS = STE_FIELDS.filter(
+  (f) => f !== STE.V && f !== STE.Config && !S1_FIELDS.includes(f),
+);
 const SHCFG_INCOMING = 1;
 
 /**
  * Build the physical STE for guest STE `g` into `out` (16 words). Returns the outcome and, when
  * ILLEGAL, the reason in `why[0]`.
  */
-export function nestSte(g: Uint32Array, out: Uint32Array, env: NestEnv, why: string[]): NestOutcome {
+export function nestSte(
+  g: Uint32Array,
+  out: Uint32Array,
+  env: NestEnv,
+  why: string[],
+): NestOutcome {
   out.fill(0);
   if (get(g, STE.V) === 0) return 'invalid';
   const illegal = env.weak?.legal ? null : steIllegal(g, { features: env.features });

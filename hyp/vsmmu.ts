@@ -24,7 +24,17 @@
  * `vcmd-budget` and `vevt-vsid`. Weakened, each behaves as the rule's text says.
  */
 import { get, set, wordMask } from '../hw/bits.ts';
-import { OFF, IDR0, IDR1, IDR3, IDR5, CR0, CR2, IRQ_CTRL, STRTAB_BASE_CFG } from '../hw/smmu/regs.ts';
+import {
+  OFF,
+  IDR0,
+  IDR1,
+  IDR3,
+  IDR5,
+  CR0,
+  CR2,
+  IRQ_CTRL,
+  STRTAB_BASE_CFG,
+} from '../hw/smmu/regs.ts';
 import { idRegisters, OAS_BITS, type SmmuFeatures, type IdRegisters } from '../hw/smmu/features.ts';
 import { CommandQueue, CmdqWait, type CmdqTarget } from '../hw/smmu/cmdq.ts';
 import { EventQueue, OVFLG } from '../hw/smmu/evtq.ts';
@@ -34,7 +44,14 @@ import { GBPA } from '../hw/smmu/regs.ts';
 import { queueBase } from '../hw/smmu/smmu.ts';
 import { ptrMask } from '../hw/smmu/queue.ts';
 import { OP, encodeCommand, VMID as VMID_F, opcodeName } from '../hw/smmu/commands.ts';
-import { EVT, EVT_WORDS, buildEvent, E_StreamID, decodeEvent, type DecodedEvent } from '../hw/smmu/events.ts';
+import {
+  EVT,
+  EVT_WORDS,
+  buildEvent,
+  E_StreamID,
+  decodeEvent,
+  type DecodedEvent,
+} from '../hw/smmu/events.ts';
 import { L1STD, STE_WORDS } from '../hw/smmu/ste.ts';
 import { strtabGeometry } from '../hw/smmu/strtab.ts';
 import type { AccessSize } from '../hw/bus.ts';
@@ -43,11 +60,17 @@ import { nestSte, disabledSte, type NestEnv, type NestOutcome } from './vsmmu-st
 import { VSID_BITS, type Guest } from './guest.ts';
 import type { RuleName } from './policy.ts';
 
-const SMMUEN = wordMask(CR0.SMMUEN), EVENTQEN = wordMask(CR0.EVENTQEN), CMDQEN = wordMask(CR0.CMDQEN), ATSCHK = wordMask(CR0.ATSCHK);
+const SMMUEN = wordMask(CR0.SMMUEN),
+  EVENTQEN = wordMask(CR0.EVENTQEN),
+  CMDQEN = wordMask(CR0.CMDQEN),
+  ATSCHK = wordMask(CR0.ATSCHK);
 const ADDR_HI_MASK = 0x00ffffff; // bits [55:32]
 const RWA_HI = 1 << 30; // bit 62
 const GBPA_ABORT = wordMask(GBPA.ABORT);
-const CFG_MASK = wordMask(STRTAB_BASE_CFG.LOG2SIZE) | wordMask(STRTAB_BASE_CFG.SPLIT) | wordMask(STRTAB_BASE_CFG.FMT);
+const CFG_MASK =
+  wordMask(STRTAB_BASE_CFG.LOG2SIZE) |
+  wordMask(STRTAB_BASE_CFG.SPLIT) |
+  wordMask(STRTAB_BASE_CFG.FMT);
 
 interface Reg64 {
   lo: number;
@@ -72,18 +95,57 @@ export interface VSmmuHost {
 
 /** The vSMMU's features: stage 1 only, from the hardware's ID registers. */
 export function guestFeatures(hw: VSmmuHost['hwIdr'], allowAts: boolean): SmmuFeatures {
-  const i0 = [hw.idr0], i1 = [hw.idr1], i3 = [hw.idr3], i5 = [hw.idr5];
+  const i0 = [hw.idr0],
+    i1 = [hw.idr1],
+    i3 = [hw.idr3],
+    i5 = [hw.idr5];
   const oasBits = OAS_BITS[get(i5, IDR5.OAS)]!;
   return {
-    s1p: true, s2p: false, ttf: 2, cohacc: get(i0, IDR0.COHACC) === 1, btm: false, httu: 0, dormhint: false, hyp: false,
-    ats: allowAts && get(i0, IDR0.ATS) === 1, ns1ats: true, asid16: get(i0, IDR0.ASID16) === 1, msi: false, sev: get(i0, IDR0.SEV) === 1,
-    atos: false, pri: false, vmw: false, vmid16: false, cd2l: get(i0, IDR0.CD2L) === 1, ttendian: get(i0, IDR0.TTENDIAN) as 0 | 2 | 3,
-    stallModel: 1, termModel: get(i0, IDR0.TERM_MODEL) === 1, twoLevelStrtab: true, sidSize: VSID_BITS,
-    ssidSize: get(i1, IDR1.SSIDSIZE), cmdqs: Math.min(get(i1, IDR1.CMDQS), 19), eventqs: Math.min(get(i1, IDR1.EVENTQS), 19), priqs: 0,
-    attrTypesOvr: false, attrPermsOvr: false,
-    had: get(i3, IDR3.HAD) === 1, xnx: get(i3, IDR3.XNX) === 1, stt: false, ril: get(i3, IDR3.RIL) === 1, bbml: 0, mpam: false,
-    oas: Math.min(oasBits, 48) as 48, gran4k: get(i5, IDR5.GRAN4K) === 1, gran16k: get(i5, IDR5.GRAN16K) === 1, gran64k: get(i5, IDR5.GRAN64K) === 1,
-    vax: 0, stallMax: 0, iidr: hw.iidr, archMinor: hw.aidr & 0xf, checkRes0: false, guardedWritesTakeEffect: false,
+    s1p: true,
+    s2p: false,
+    ttf: 2,
+    cohacc: get(i0, IDR0.COHACC) === 1,
+    btm: false,
+    httu: 0,
+    dormhint: false,
+    hyp: false,
+    ats: allowAts && get(i0, IDR0.ATS) === 1,
+    ns1ats: true,
+    asid16: get(i0, IDR0.ASID16) === 1,
+    msi: false,
+    sev: get(i0, IDR0.SEV) === 1,
+    atos: false,
+    pri: false,
+    vmw: false,
+    vmid16: false,
+    cd2l: get(i0, IDR0.CD2L) === 1,
+    ttendian: get(i0, IDR0.TTENDIAN) as 0 | 2 | 3,
+    stallModel: 1,
+    termModel: get(i0, IDR0.TERM_MODEL) === 1,
+    twoLevelStrtab: true,
+    sidSize: VSID_BITS,
+    ssidSize: get(i1, IDR1.SSIDSIZE),
+    cmdqs: Math.min(get(i1, IDR1.CMDQS), 19),
+    eventqs: Math.min(get(i1, IDR1.EVENTQS), 19),
+    priqs: 0,
+    attrTypesOvr: false,
+    attrPermsOvr: false,
+    had: get(i3, IDR3.HAD) === 1,
+    xnx: get(i3, IDR3.XNX) === 1,
+    stt: false,
+    ril: get(i3, IDR3.RIL) === 1,
+    bbml: 0,
+    mpam: false,
+    oas: Math.min(oasBits, 48) as 48,
+    gran4k: get(i5, IDR5.GRAN4K) === 1,
+    gran16k: get(i5, IDR5.GRAN16K) === 1,
+    gran64k: get(i5, IDR5.GRAN64K) === 1,
+    vax: 0,
+    stallMax: 0,
+    iidr: hw.iidr,
+    archMinor: hw.aidr & 0xf,
+    checkRes0: false,
+    guardedWritesTakeEffect: false,
   };
 }
 
@@ -122,18 +184,34 @@ export class VSmmu implements CmdqTarget {
   private readonly pste = new Uint32Array(STE_WORDS);
   private readonly l1 = new Uint32Array(2);
   /** the weakened rules, fixed with the policy */
-  private readonly wk: { vsidOwner: boolean; tlbiVmid: boolean; p2m: boolean; budget: boolean; evtVsid: boolean };
+  private readonly wk: {
+    vsidOwner: boolean;
+    tlbiVmid: boolean;
+    p2m: boolean;
+    budget: boolean;
+    evtVsid: boolean;
+  };
   /** StreamIDs the hardware has (IDR1.SIDSIZE): the weakened vsid-owner's identity map stops there */
   private readonly hwSids: number;
 
-  constructor(readonly guest: Guest, private readonly host: VSmmuHost) {
+  constructor(
+    readonly guest: Guest,
+    private readonly host: VSmmuHost,
+  ) {
     this.features = guestFeatures(host.hwIdr, host.allowAts);
     this.idr = idRegisters(this.features);
     const weak = host.weak ?? ((): boolean => false);
-    this.wk = { vsidOwner: weak('vsid-owner'), tlbiVmid: weak('vtlbi-vmid'), p2m: weak('vsmmu-p2m'), budget: weak('vcmd-budget'), evtVsid: weak('vevt-vsid') };
+    this.wk = {
+      vsidOwner: weak('vsid-owner'),
+      tlbiVmid: weak('vtlbi-vmid'),
+      p2m: weak('vsmmu-p2m'),
+      budget: weak('vcmd-budget'),
+      evtVsid: weak('vevt-vsid'),
+    };
     this.hwSids = 2 ** get([host.hwIdr.idr1], IDR1.SIDSIZE);
     this.nestEnv = { features: this.features, s2: guest.s2cfg, vmid: guest.vmid };
-    if (weak('vste-legal') || weak('vste-s1-only')) this.nestEnv.weak = { legal: weak('vste-legal'), s1Only: weak('vste-s1-only') };
+    if (weak('vste-legal') || weak('vste-s1-only'))
+      this.nestEnv.weak = { legal: weak('vste-legal'), s1Only: weak('vste-s1-only') };
     // the reset value: ABORT=1 (IMPLEMENTATION DEFINED; a guest device does nothing until the guest says so)
     this.gbpa = new Gbpa(GBPA_ABORT);
     this.gerr = new GlobalErrors((bit) => {
@@ -157,7 +235,8 @@ export class VSmmu implements CmdqTarget {
   }
 
   private virq(line: 'eventq' | 'gerror'): void {
-    const en = line === 'gerror' ? wordMask(IRQ_CTRL.GERROR_IRQEN) : wordMask(IRQ_CTRL.EVENTQ_IRQEN);
+    const en =
+      line === 'gerror' ? wordMask(IRQ_CTRL.GERROR_IRQEN) : wordMask(IRQ_CTRL.EVENTQ_IRQEN);
     if (this.irqCtrl & en) this.guest.stats.virqs[line]++;
   }
 
@@ -166,7 +245,8 @@ export class VSmmu implements CmdqTarget {
   read(off: number, size: AccessSize): bigint {
     this.continueWork();
     this.flushStaged();
-    if (size === 8 && (off & 7) === 0) return (BigInt(this.read32(off + 4) >>> 0) << 32n) | BigInt(this.read32(off) >>> 0);
+    if (size === 8 && (off & 7) === 0)
+      return (BigInt(this.read32(off + 4) >>> 0) << 32n) | BigInt(this.read32(off) >>> 0);
     if (size !== 4 || off & 3) {
       this.ignored.size++;
       return 0n;
@@ -179,7 +259,8 @@ export class VSmmu implements CmdqTarget {
     if (size === 8 && (off & 7) === 0) {
       const lo = Number(value & 0xffffffffn) >>> 0;
       const hi = Number((value >> 32n) & 0xffffffffn) >>> 0;
-      if (off === OFF.STRTAB_BASE || off === OFF.CMDQ_BASE || off === OFF.EVENTQ_BASE) this.write64(off, lo, hi);
+      if (off === OFF.STRTAB_BASE || off === OFF.CMDQ_BASE || off === OFF.EVENTQ_BASE)
+        this.write64(off, lo, hi);
       else {
         this.write32(off, lo);
         this.write32(off + 4, hi);
@@ -194,34 +275,62 @@ export class VSmmu implements CmdqTarget {
 
   read32(off: number): number {
     switch (off) {
-      case OFF.IDR0: return this.idr.IDR0;
-      case OFF.IDR1: return this.idr.IDR1;
-      case OFF.IDR2: return this.idr.IDR2;
-      case OFF.IDR3: return this.idr.IDR3;
-      case OFF.IDR4: return this.idr.IDR4;
-      case OFF.IDR5: return this.idr.IDR5;
-      case OFF.IIDR: return this.idr.IIDR;
-      case OFF.AIDR: return this.idr.AIDR;
-      case OFF.CR0: return this.cr0;
-      case OFF.CR0ACK: return this.cr0ack;
-      case OFF.CR1: return this.cr1;
-      case OFF.CR2: return this.cr2;
-      case OFF.GBPA: return this.gbpa.read();
-      case OFF.IRQ_CTRL: return this.irqCtrl;
-      case OFF.IRQ_CTRLACK: return this.irqCtrl;
-      case OFF.GERROR: return this.gerr.gerror;
-      case OFF.GERRORN: return this.gerr.gerrorn;
-      case OFF.STRTAB_BASE: return this.strtabBase.lo;
-      case OFF.STRTAB_BASE + 4: return this.strtabBase.hi;
-      case OFF.STRTAB_BASE_CFG: return this.strtabCfg;
-      case OFF.CMDQ_BASE: return this.cmdqBase.lo;
-      case OFF.CMDQ_BASE + 4: return this.cmdqBase.hi;
-      case OFF.CMDQ_PROD: return this.cmdq.prod;
-      case OFF.CMDQ_CONS: return (this.cmdq.cons | (this.gerr.active(GERR.CMDQ_ERR) ? this.cmdq.err << 24 : 0)) >>> 0;
-      case OFF.EVENTQ_BASE: return this.eventqBase.lo;
-      case OFF.EVENTQ_BASE + 4: return this.eventqBase.hi;
-      case OFF.EVENTQ_PROD: return this.evtq.prod;
-      case OFF.EVENTQ_CONS: return this.evtq.cons;
+      case OFF.IDR0:
+        return this.idr.IDR0;
+      case OFF.IDR1:
+        return this.idr.IDR1;
+      case OFF.IDR2:
+        return this.idr.IDR2;
+      case OFF.IDR3:
+        return this.idr.IDR3;
+      case OFF.IDR4:
+        return this.idr.IDR4;
+      case OFF.IDR5:
+        return this.idr.IDR5;
+      case OFF.IIDR:
+        return this.idr.IIDR;
+      case OFF.AIDR:
+        return this.idr.AIDR;
+      case OFF.CR0:
+        return this.cr0;
+      case OFF.CR0ACK:
+        return this.cr0ack;
+      case OFF.CR1:
+        return this.cr1;
+      case OFF.CR2:
+        return this.cr2;
+      case OFF.GBPA:
+        return this.gbpa.read();
+      case OFF.IRQ_CTRL:
+        return this.irqCtrl;
+      case OFF.IRQ_CTRLACK:
+        return this.irqCtrl;
+      case OFF.GERROR:
+        return this.gerr.gerror;
+      case OFF.GERRORN:
+        return this.gerr.gerrorn;
+      case OFF.STRTAB_BASE:
+        return this.strtabBase.lo;
+      case OFF.STRTAB_BASE + 4:
+        return this.strtabBase.hi;
+      case OFF.STRTAB_BASE_CFG:
+        return this.strtabCfg;
+      case OFF.CMDQ_BASE:
+        return this.cmdqBase.lo;
+      case OFF.CMDQ_BASE + 4:
+        return this.cmdqBase.hi;
+      case OFF.CMDQ_PROD:
+        return this.cmdq.prod;
+      case OFF.CMDQ_CONS:
+        return (this.cmdq.cons | (this.gerr.active(GERR.CMDQ_ERR) ? this.cmdq.err << 24 : 0)) >>> 0;
+      case OFF.EVENTQ_BASE:
+        return this.eventqBase.lo;
+      case OFF.EVENTQ_BASE + 4:
+        return this.eventqBase.hi;
+      case OFF.EVENTQ_PROD:
+        return this.evtq.prod;
+      case OFF.EVENTQ_CONS:
+        return this.evtq.cons;
     }
     this.ignored.undefinedOffset++;
     return 0;
@@ -257,8 +366,18 @@ export class VSmmu implements CmdqTarget {
 
   write32(off: number, v: number): void {
     switch (off) {
-      case OFF.IDR0: case OFF.IDR1: case OFF.IDR2: case OFF.IDR3: case OFF.IDR4: case OFF.IDR5: case OFF.IIDR: case OFF.AIDR:
-      case OFF.CR0ACK: case OFF.STATUSR: case OFF.IRQ_CTRLACK: case OFF.GERROR:
+      case OFF.IDR0:
+      case OFF.IDR1:
+      case OFF.IDR2:
+      case OFF.IDR3:
+      case OFF.IDR4:
+      case OFF.IDR5:
+      case OFF.IIDR:
+      case OFF.AIDR:
+      case OFF.CR0ACK:
+      case OFF.STATUSR:
+      case OFF.IRQ_CTRLACK:
+      case OFF.GERROR:
         this.ignored.readOnly++;
         return;
       case OFF.CR0:
@@ -286,7 +405,8 @@ export class VSmmu implements CmdqTarget {
         if (wasErr && !this.gerr.active(GERR.CMDQ_ERR)) this.kick();
         return;
       }
-      case OFF.STRTAB_BASE: case OFF.STRTAB_BASE + 4:
+      case OFF.STRTAB_BASE:
+      case OFF.STRTAB_BASE + 4:
         if (!this.smmuDisabled) return void this.ignored.guarded++;
         if (off === OFF.STRTAB_BASE) this.strtabBase.lo = (v & ~0x3f) >>> 0;
         else this.strtabBase.hi = (v & (ADDR_HI_MASK | RWA_HI)) >>> 0;
@@ -295,7 +415,8 @@ export class VSmmu implements CmdqTarget {
         if (!this.smmuDisabled) return void this.ignored.guarded++;
         this.strtabCfg = (v & CFG_MASK) >>> 0;
         return;
-      case OFF.CMDQ_BASE: case OFF.CMDQ_BASE + 4:
+      case OFF.CMDQ_BASE:
+      case OFF.CMDQ_BASE + 4:
         if (!this.qDisabled(CMDQEN)) return void this.ignored.guarded++;
         if (off === OFF.CMDQ_BASE) this.cmdqBase.lo = v >>> 0;
         else this.cmdqBase.hi = (v & (ADDR_HI_MASK | RWA_HI)) >>> 0;
@@ -308,7 +429,8 @@ export class VSmmu implements CmdqTarget {
         if (!this.qDisabled(CMDQEN)) return void this.ignored.guarded++;
         this.cmdq.cons = v & 0xfffff;
         return;
-      case OFF.EVENTQ_BASE: case OFF.EVENTQ_BASE + 4:
+      case OFF.EVENTQ_BASE:
+      case OFF.EVENTQ_BASE + 4:
         if (!this.qDisabled(EVENTQEN)) return void this.ignored.guarded++;
         if (off === OFF.EVENTQ_BASE) this.eventqBase.lo = v >>> 0;
         else this.eventqBase.hi = (v & (ADDR_HI_MASK | RWA_HI)) >>> 0;
@@ -410,7 +532,8 @@ export class VSmmu implements CmdqTarget {
     // only the guest's own vSIDs in the range: bounded by its device count, not by 2^(Range+1)
     const n = 2 ** (Math.min(range, 31) + 1);
     const start = vsid - (vsid % n);
-    for (const v of this.guest.vsidToPsid.keys()) if (v >= start && v < start + n) this.configure(v, false);
+    for (const v of this.guest.vsidToPsid.keys())
+      if (v >= start && v < start + n) this.configure(v, false);
   }
 
   cfgiCd(vsid: number, ssid: number, leaf: boolean): void {
@@ -518,7 +641,8 @@ export class VSmmu implements CmdqTarget {
     try {
       this.host.installSte(psid, out);
     } catch (e) {
-      if (e instanceof ShadowQueueError) throw new CmdqWait(`installing the STE of pSID ${psid}: ${e.message}`);
+      if (e instanceof ShadowQueueError)
+        throw new CmdqWait(`installing the STE of pSID ${psid}: ${e.message}`);
       throw e;
     }
     this.config.set(vsid, outcome);
@@ -527,7 +651,12 @@ export class VSmmu implements CmdqTarget {
   /** Find the guest STE of `vsid` (linear or 2-level, through the guest's stage-2) into `gste`. */
   private readGuestSte(vsid: number, report: boolean): boolean {
     // the hardware's geometry rules: reserved SPLIT behaves as 6, the base is aligned to the table
-    const geo = strtabGeometry((this.strtabBase.hi & ADDR_HI_MASK) * 0x1_0000_0000 + ((this.strtabBase.lo & ~0x3f) >>> 0), this.strtabCfg, VSID_BITS, true);
+    const geo = strtabGeometry(
+      (this.strtabBase.hi & ADDR_HI_MASK) * 0x1_0000_0000 + ((this.strtabBase.lo & ~0x3f) >>> 0),
+      this.strtabCfg,
+      VSID_BITS,
+      true,
+    );
     const log2size = geo.log2size;
     const base = geo.base;
     const bad = (num: number, values: Record<string, number>): false => {
@@ -539,17 +668,20 @@ export class VSmmu implements CmdqTarget {
     if (geo.fmt === 1) {
       const split = geo.split;
       const l1Ipa = base + Math.floor(vsid / 2 ** split) * 8;
-      if (!this.guest.read(l1Ipa, this.l1, 2, this.wk.p2m)) return bad(EVT.F_STE_FETCH, { FetchAddr: Math.floor(l1Ipa / 8) });
+      if (!this.guest.read(l1Ipa, this.l1, 2, this.wk.p2m))
+        return bad(EVT.F_STE_FETCH, { FetchAddr: Math.floor(l1Ipa / 8) });
       const span = get(this.l1, L1STD.Span);
       const low = vsid % 2 ** split;
-      if (span === 0 || span > 11 || span > split + 1 || low >= 2 ** (span - 1)) return bad(EVT.C_BAD_STREAMID, {});
+      if (span === 0 || span > 11 || span > split + 1 || low >= 2 ** (span - 1))
+        return bad(EVT.C_BAD_STREAMID, {});
       const l2 = get(this.l1, L1STD.L2Ptr) * 64;
       const l2Bytes = 2 ** (span - 1) * 64;
       steIpa = l2 - (l2 % l2Bytes) + low * 64;
     } else {
       steIpa = base + vsid * 64;
     }
-    if (!this.guest.read(steIpa, this.gste, STE_WORDS, this.wk.p2m)) return bad(EVT.F_STE_FETCH, { FetchAddr: Math.floor(steIpa / 8) });
+    if (!this.guest.read(steIpa, this.gste, STE_WORDS, this.wk.p2m))
+      return bad(EVT.F_STE_FETCH, { FetchAddr: Math.floor(steIpa / 8) });
     return true;
   }
 
@@ -586,6 +718,9 @@ export class VSmmu implements CmdqTarget {
       });
       return o;
     };
-    return { commandsByOpcode: name(this.cmdq.stats.perOpcode), physicalByOpcode: name(this.physOps) };
+    return {
+      commandsByOpcode: name(this.cmdq.stats.perOpcode),
+      physicalByOpcode: name(this.physOps),
+    };
   }
 }

@@ -26,9 +26,21 @@ export interface GuestBenchResult {
 export function guestCmdq(): GuestBenchResult {
   const m = new Machine({ devices: [{ name: 'gpu', sid: 9 }] });
   const hyp = new PkvmHyp(m).boot();
-  new ArmSmmuV3(m.bus, { base: SMMU_BASE, pages: { base: 0x4400_0000, limit: 0x7800_0000 } }).probe();
-  const g = hyp.createGuest({ name: 'vm1', memory: { base: 0x6000_0000, size: 0x0100_0000 }, devices: [{ vsid: 0, psid: 9 }] });
-  const k = new GuestKernel(m.bus, { actor: g.actor, ram: { base: GUEST_RAM_IPA, size: g.size }, smmu: VSMMU_IPA, streams: { gpu: 0 } });
+  new ArmSmmuV3(m.bus, {
+    base: SMMU_BASE,
+    pages: { base: 0x4400_0000, limit: 0x7800_0000 },
+  }).probe();
+  const g = hyp.createGuest({
+    name: 'vm1',
+    memory: { base: 0x6000_0000, size: 0x0100_0000 },
+    devices: [{ vsid: 0, psid: 9 }],
+  });
+  const k = new GuestKernel(m.bus, {
+    actor: g.actor,
+    ram: { base: GUEST_RAM_IPA, size: g.size },
+    smmu: VSMMU_IPA,
+    streams: { gpu: 0 },
+  });
   k.dma.attachDefault(0, { ssidBits: 0 });
   const qs = k.drv.ft.cmdqShift;
   const qBase = k.drv.cmdq.base;
@@ -59,10 +71,15 @@ export function guestCmdq(): GuestBenchResult {
   batch(N);
   const s = (performance.now() - t0) / 1000;
   const cmds = g.stats.commands - before;
-  if (cmds !== N * PAIRS * 2) throw new Error(`guest.cmdq: ${cmds} guest commands consumed, expected ${N * PAIRS * 2}`);
-  if (v.physOps[OP.CMD_SYNC]! - physBefore !== N * PAIRS) throw new Error('guest.cmdq: expected one physical CMD_SYNC per guest CMD_SYNC');
+  if (cmds !== N * PAIRS * 2)
+    throw new Error(`guest.cmdq: ${cmds} guest commands consumed, expected ${N * PAIRS * 2}`);
+  if (v.physOps[OP.CMD_SYNC]! - physBefore !== N * PAIRS)
+    throw new Error('guest.cmdq: expected one physical CMD_SYNC per guest CMD_SYNC');
   return {
-    name: 'guest.cmdq', opsPerSec: Math.round(cmds / s), ops: cmds, seconds: +s.toFixed(3),
+    name: 'guest.cmdq',
+    opsPerSec: Math.round(cmds / s),
+    ops: cmds,
+    seconds: +s.toFixed(3),
     note: 'guest TLBI_NH_VA + CMD_SYNC commands per second through the vSMMU (64 pairs per trapped PROD write): read through the guest stage-2, the hardware queue logic, TLBI forwarded with the guest VMID, a physical CMD_SYNC per guest CMD_SYNC',
   };
 }

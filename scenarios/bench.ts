@@ -28,7 +28,8 @@ const RAM = 0x4000_0000;
 /** Bring up a bare SMMU with a linear stream table and a 2^qs-entry command queue. */
 function bareSmmu(qs: number): Machine {
   const m = new Machine();
-  const w = (off: number, v: number | bigint, size: 4 | 8 = 4) => m.bus.write('host', SMMU_BASE + off, size, BigInt(v));
+  const w = (off: number, v: number | bigint, size: 4 | 8 = 4) =>
+    m.bus.write('host', SMMU_BASE + off, size, BigInt(v));
   w(OFF.STRTAB_BASE, RAM + 0x10_0000, 8);
   w(OFF.STRTAB_BASE_CFG, 8); // linear, 256 SIDs
   w(OFF.CMDQ_BASE, BigInt(RAM + 0x100_0000) | BigInt(qs), 8);
@@ -44,13 +45,22 @@ const SYNC_NONE = encodeCommand('CMD_SYNC', { CS: 0 });
 /** The hw.cmdq command mix at slot `i`: CFGI_STE (Leaf=1), TLBI_NH_VA (VMID 0), CMD_SYNC round-robin. */
 function mixCommand(i: number): Uint32Array {
   const k = i % 3;
-  return k === 0 ? encodeCommand('CFGI_STE', { StreamID: i & 0xff, Leaf: 1 })
-    : k === 1 ? tlbiCommand(i)
-    : SYNC_NONE;
+  return k === 0
+    ? encodeCommand('CFGI_STE', { StreamID: i & 0xff, Leaf: 1 })
+    : k === 1
+      ? tlbiCommand(i)
+      : SYNC_NONE;
 }
 
 function tlbiCommand(i: number): Uint32Array {
-  return encodeCommand('TLBI_NH_VA', { ASID: 1, VMID: 0, Address: (0xffffd000 + (i & 0xff) * 0x1000) / 4096, TG: 1, TTL: 3, Leaf: 1 });
+  return encodeCommand('TLBI_NH_VA', {
+    ASID: 1,
+    VMID: 0,
+    Address: (0xffffd000 + (i & 0xff) * 0x1000) / 4096,
+    TG: 1,
+    TTL: 3,
+    Leaf: 1,
+  });
 }
 
 /** hw.cmdq: the bare SMMU consuming a host-written mix of CFGI_STE, TLBI_NH_VA and CMD_SYNC. */
@@ -75,8 +85,15 @@ function hwCmdq(): BenchResult {
   run(total);
   const s = (performance.now() - t0) / 1000;
   const consumed = m.smmu.cmdq.stats.consumed;
-  if (consumed !== total + (1 << 18)) throw new Error(`hw.cmdq consumed ${consumed}, expected ${total + (1 << 18)}`);
-  return { name: 'hw.cmdq', opsPerSec: Math.round(total / s), ops: total, seconds: +s.toFixed(3), note: 'CFGI_STE/TLBI_NH_VA/CMD_SYNC mix, 1024 commands per CMDQ_PROD write' };
+  if (consumed !== total + (1 << 18))
+    throw new Error(`hw.cmdq consumed ${consumed}, expected ${total + (1 << 18)}`);
+  return {
+    name: 'hw.cmdq',
+    opsPerSec: Math.round(total / s),
+    ops: total,
+    seconds: +s.toFixed(3),
+    note: 'CFGI_STE/TLBI_NH_VA/CMD_SYNC mix, 1024 commands per CMDQ_PROD write',
+  };
 }
 
 const HOST_PAGES = { base: 0x4400_0000, limit: 0x7800_0000 };
@@ -93,8 +110,15 @@ function hypBed(): { m: Machine; hyp: PkvmHyp; drv: ArmSmmuV3; dm: DomainManager
 /** Nothing refused, dropped or broken, no panic, no command error left for the host. */
 function hypHealthy(name: string, hyp: PkvmHyp): void {
   const st = hyp.hypStats();
-  const bad = st.commandsRejected + st.commandsDropped + hyp.cmdq.stats.hwErrors + hyp.failures.violations.length;
-  if (st.panics.length || bad) throw new Error(`${name}: the hypervisor refused something: ${JSON.stringify({ rejected: st.commandsRejected, dropped: st.commandsDropped, hwErrors: hyp.cmdq.stats.hwErrors, violations: st.violations, panics: st.panics })}`);
+  const bad =
+    st.commandsRejected +
+    st.commandsDropped +
+    hyp.cmdq.stats.hwErrors +
+    hyp.failures.violations.length;
+  if (st.panics.length || bad)
+    throw new Error(
+      `${name}: the hypervisor refused something: ${JSON.stringify({ rejected: st.commandsRejected, dropped: st.commandsDropped, hwErrors: hyp.cmdq.stats.hwErrors, violations: st.violations, panics: st.panics })}`,
+    );
 }
 
 /**
@@ -105,7 +129,13 @@ function hypHealthy(name: string, hyp: PkvmHyp): void {
  * identity domain, so each CFGI_STE reshadows a real STE (host STE copy, sanitize, install with
  * CFGI_STE + CMD_SYNC through the shadow queue).
  */
-function hypCmdq(name: string, cmd: (i: number) => Uint32Array, warm: number, total: number, note: string): BenchResult {
+function hypCmdq(
+  name: string,
+  cmd: (i: number) => Uint32Array,
+  warm: number,
+  total: number,
+  note: string,
+): BenchResult {
   const { m, hyp, drv, dm } = hypBed();
   const d = dm.alloc('identity');
   for (let sid = 0; sid < 256; sid++) dm.attach(sid, d);
@@ -114,7 +144,10 @@ function hypCmdq(name: string, cmd: (i: number) => Uint32Array, warm: number, to
   const cb = bus.read64('host', SMMU_BASE + OFF.CMDQ_BASE);
   const qs = Number(cb & 0x1fn);
   const q = Number(cb & 0x00ff_ffff_ffff_ffe0n);
-  if (q !== drv.cmdq.base || qs !== drv.cmdq.log2size) throw new Error(`${name}: host CMDQ_BASE reads 0x${cb.toString(16)}, the driver's queue is 0x${drv.cmdq.base.toString(16)}`);
+  if (q !== drv.cmdq.base || qs !== drv.cmdq.log2size)
+    throw new Error(
+      `${name}: host CMDQ_BASE reads 0x${cb.toString(16)}, the driver's queue is 0x${drv.cmdq.base.toString(16)}`,
+    );
   const entries = 2 ** qs;
   const opcode = new Uint8Array(entries);
   for (let i = 0; i < entries; i++) {
@@ -127,7 +160,8 @@ function hypCmdq(name: string, cmd: (i: number) => Uint32Array, warm: number, to
   const reg = SMMU_BASE + OFF.CMDQ_PROD;
   const start = drv.cmdq.prod;
   let prod = start;
-  if (bus.read32('host', SMMU_BASE + OFF.CMDQ_CONS) !== prod) throw new Error(`${name}: the host queue is not idle`);
+  if (bus.read32('host', SMMU_BASE + OFF.CMDQ_CONS) !== prod)
+    throw new Error(`${name}: the host queue is not idle`);
   const run = (n: number) => {
     for (let done = 0; done < n; done += batch) {
       prod = (prod + batch) & mask;
@@ -155,14 +189,23 @@ function hypCmdq(name: string, cmd: (i: number) => Uint32Array, warm: number, to
   const reshadows = st.reshadows - st0.reshadows;
   const hypCmds = st.hypCommands - st0.hypCommands;
   const consumed = hw.consumed - hw0.consumed;
-  if (fwd !== n) throw new Error(`${name}: the hypervisor forwarded ${fwd} commands, expected ${n}`);
-  if (reshadows !== expectReshadows) throw new Error(`${name}: ${reshadows} reshadows, expected ${expectReshadows}`);
-  if (consumed !== fwd + hypCmds || hw.errors !== hw0.errors) throw new Error(`${name}: the hardware consumed ${consumed} commands (${hw.errors - hw0.errors} errors), expected ${fwd} host + ${hypCmds} hypervisor commands`);
+  if (fwd !== n)
+    throw new Error(`${name}: the hypervisor forwarded ${fwd} commands, expected ${n}`);
+  if (reshadows !== expectReshadows)
+    throw new Error(`${name}: ${reshadows} reshadows, expected ${expectReshadows}`);
+  if (consumed !== fwd + hypCmds || hw.errors !== hw0.errors)
+    throw new Error(
+      `${name}: the hardware consumed ${consumed} commands (${hw.errors - hw0.errors} errors), expected ${fwd} host + ${hypCmds} hypervisor commands`,
+    );
   const tlbis = hw.perOpcode[OP.TLBI_NH_VA]! - hw0.tlbi;
   const expectTlbis = count(OP.TLBI_NH_VA);
-  if (tlbis !== expectTlbis) throw new Error(`${name}: the hardware executed ${tlbis} TLBI_NH_VA, expected ${expectTlbis}`);
+  if (tlbis !== expectTlbis)
+    throw new Error(`${name}: the hardware executed ${tlbis} TLBI_NH_VA, expected ${expectTlbis}`);
   const cons = bus.read32('host', SMMU_BASE + OFF.CMDQ_CONS);
-  if (cons !== prod) throw new Error(`${name}: host CMDQ_CONS 0x${cons.toString(16)} after PROD 0x${prod.toString(16)}`);
+  if (cons !== prod)
+    throw new Error(
+      `${name}: host CMDQ_CONS 0x${cons.toString(16)} after PROD 0x${prod.toString(16)}`,
+    );
   const perCmd = (x: number) => +(x / n).toFixed(3);
   return {
     name,
@@ -187,16 +230,24 @@ function hypCmdqLinux(): BenchResult {
   const w0 = hyp.cmdq.stats.prodWrites;
   const t0 = hw.perOpcode[OP.TLBI_NH_VA]!;
   const n = 200_000;
-  const res = timeLoop('hyp.cmdq.linux', n, (i) => {
-    const iova = dma.map(8, 0x4100_0000 + (i % 256) * 4096, 4096);
-    dma.unmap(8, iova, 4096);
-  }, 'host.map_unmap under pKVM: PTE write, then PTE clear + TLBI_NH_VA + CMD_SYNC in one trapped CMDQ_PROD write (trap, copy, check, shadow queue, hardware), CMD_SYNC polled through trapped CMDQ_CONS reads; unmaps per second');
+  const res = timeLoop(
+    'hyp.cmdq.linux',
+    n,
+    (i) => {
+      const iova = dma.map(8, 0x4100_0000 + (i % 256) * 4096, 4096);
+      dma.unmap(8, iova, 4096);
+    },
+    'host.map_unmap under pKVM: PTE write, then PTE clear + TLBI_NH_VA + CMD_SYNC in one trapped CMDQ_PROD write (trap, copy, check, shadow queue, hardware), CMD_SYNC polled through trapped CMDQ_CONS reads; unmaps per second',
+  );
   hypHealthy('hyp.cmdq.linux', hyp);
   const ops = n + Math.min(n, 20000);
   const per = (hyp.hypStats().commandsForwarded - f0) / ops;
   const writes = (hyp.cmdq.stats.prodWrites - w0) / ops;
   const tlbis = (hw.perOpcode[OP.TLBI_NH_VA]! - t0) / ops;
-  if (per !== 2 || writes !== 1 || tlbis !== 1) throw new Error(`hyp.cmdq.linux: expected 2 commands (1 TLBI_NH_VA) in 1 PROD write per map+unmap, saw ${per} (${tlbis}) in ${writes}`);
+  if (per !== 2 || writes !== 1 || tlbis !== 1)
+    throw new Error(
+      `hyp.cmdq.linux: expected 2 commands (1 TLBI_NH_VA) in 1 PROD write per map+unmap, saw ${per} (${tlbis}) in ${writes}`,
+    );
   return res;
 }
 
@@ -232,12 +283,31 @@ function nestedBed(caching: boolean): Testbed {
   tb.map(2, S2_ROOT, S1_ROOT, S1_ROOT, 0x1000, { pages: true });
   tb.map(2, S2_ROOT, 0x7800_0000, 0x7800_0000, 0x10000, { pages: true });
   tb.map(2, S2_ROOT, 0x8000_0000, 0x4030_0000, 4096, { pages: true });
-  tb.ste(9, { V: 1, Config: 7, S1ContextPtr: CD_ADDR, S1CIR: 1, S1COR: 1, S1CSH: 3, S2VMID: 1, S2TTB: S2_ROOT, ...S2_48 });
+  tb.ste(9, {
+    V: 1,
+    Config: 7,
+    S1ContextPtr: CD_ADDR,
+    S1CIR: 1,
+    S1COR: 1,
+    S1CSH: 3,
+    S2VMID: 1,
+    S2TTB: S2_ROOT,
+    ...S2_48,
+  });
   tb.cmd(['CFGI_ALL'], ['CMD_SYNC']);
   return tb;
 }
 
-function translateBench(name: string, tb: Testbed, sid: number, expectPa: number, expectReads: number | null, n: number, note: string, miss = false): BenchResult {
+function translateBench(
+  name: string,
+  tb: Testbed,
+  sid: number,
+  expectPa: number,
+  expectReads: number | null,
+  n: number,
+  note: string,
+  miss = false,
+): BenchResult {
   const tlb = tb.m.smmu.tlb;
   const t = newTxn();
   const r = newTxnResult();
@@ -250,13 +320,21 @@ function translateBench(name: string, tb: Testbed, sid: number, expectPa: number
   if (miss) tlb.clear();
   tb.m.smmu.translate(t, r);
   const reads = st.descReads - before;
-  if (expectReads !== null && reads !== expectReads) throw new Error(`${name}: expected ${expectReads} descriptor reads per DMA, saw ${reads}`);
-  const res = timeLoop(name, n, miss ? () => {
-    tlb.clear();
-    tb.m.smmu.translate(t, r);
-  } : () => {
-    tb.m.smmu.translate(t, r);
-  }, note + (expectReads !== null ? ` (${reads} descriptor reads each)` : ''));
+  if (expectReads !== null && reads !== expectReads)
+    throw new Error(`${name}: expected ${expectReads} descriptor reads per DMA, saw ${reads}`);
+  const res = timeLoop(
+    name,
+    n,
+    miss
+      ? () => {
+          tlb.clear();
+          tb.m.smmu.translate(t, r);
+        }
+      : () => {
+          tb.m.smmu.translate(t, r);
+        },
+    note + (expectReads !== null ? ` (${reads} descriptor reads each)` : ''),
+  );
   if (!r.ok) throw new Error(`${name}: a translation failed during the run`);
   return res;
 }
@@ -264,15 +342,23 @@ function translateBench(name: string, tb: Testbed, sid: number, expectPa: number
 /** host.map_unmap: dma_map_single + dma_unmap_single of one 4 KiB page, with its TLBI + CMD_SYNC. */
 function hostMapUnmap(): BenchResult {
   const m = new Machine({ devices: [{ name: 'nic', sid: 8 }] });
-  const drv = new ArmSmmuV3(m.bus, { base: SMMU_BASE, pages: { base: 0x4400_0000, limit: 0x7800_0000 } });
+  const drv = new ArmSmmuV3(m.bus, {
+    base: SMMU_BASE,
+    pages: { base: 0x4400_0000, limit: 0x7800_0000 },
+  });
   drv.probe();
   const dma = new DmaApi(drv, new DomainManager(drv));
   dma.attachDefault(8);
   const before = m.smmu.cmdq.stats.consumed;
-  const res = timeLoop('host.map_unmap', 200_000, (i) => {
-    const iova = dma.map(8, 0x4100_0000 + (i % 256) * 4096, 4096);
-    dma.unmap(8, iova, 4096);
-  }, 'one 4 KiB page: PTE write, then PTE clear + TLBI_NH_VA + CMD_SYNC through the MMIO bus');
+  const res = timeLoop(
+    'host.map_unmap',
+    200_000,
+    (i) => {
+      const iova = dma.map(8, 0x4100_0000 + (i % 256) * 4096, 4096);
+      dma.unmap(8, iova, 4096);
+    },
+    'one 4 KiB page: PTE write, then PTE clear + TLBI_NH_VA + CMD_SYNC through the MMIO bus',
+  );
   const per = (m.smmu.cmdq.stats.consumed - before) / (200_000 + 20_000);
   if (per !== 2) throw new Error(`host.map_unmap: expected 2 commands per map+unmap, saw ${per}`);
   return res;
@@ -281,14 +367,66 @@ function hostMapUnmap(): BenchResult {
 const BENCHES: Record<string, () => BenchResult> = {
   'host.map_unmap': hostMapUnmap,
   'hw.cmdq': hwCmdq,
-  'hyp.cmdq': () => hypCmdq('hyp.cmdq', mixCommand, 4096, 1 << 16, 'the hw.cmdq mix (CFGI_STE Leaf=1 / TLBI_NH_VA VMID 0 / CMD_SYNC) under pKVM: trap, copy, check, shadow queue, hardware; every CFGI_STE also reshadows its STE (host STE copy + sanitize + install with CFGI_STE + CMD_SYNC through the shadow queue), real pKVM work the bare SMMU does not do'),
-  'hyp.cmdq.tlbi': () => hypCmdq('hyp.cmdq.tlbi', (i) => (i & 1 ? SYNC_NONE : tlbiCommand(i)), 1 << 18, 1 << 22, 'TLBI_NH_VA (VMID 0) / CMD_SYNC under pKVM, no reshadows: trap, then per command copy + check + shadow queue, hardware'),
+  'hyp.cmdq': () =>
+    hypCmdq(
+      'hyp.cmdq',
+      mixCommand,
+      4096,
+      1 << 16,
+      'the hw.cmdq mix (CFGI_STE Leaf=1 / TLBI_NH_VA VMID 0 / CMD_SYNC) under pKVM: trap, copy, check, shadow queue, hardware; every CFGI_STE also reshadows its STE (host STE copy + sanitize + install with CFGI_STE + CMD_SYNC through the shadow queue), real pKVM work the bare SMMU does not do',
+    ),
+  'hyp.cmdq.tlbi': () =>
+    hypCmdq(
+      'hyp.cmdq.tlbi',
+      (i) => (i & 1 ? SYNC_NONE : tlbiCommand(i)),
+      1 << 18,
+      1 << 22,
+      'TLBI_NH_VA (VMID 0) / CMD_SYNC under pKVM, no reshadows: trap, then per command copy + check + shadow queue, hardware',
+    ),
   'hyp.cmdq.linux': hypCmdqLinux,
   'guest.cmdq': guestCmdq,
-  'hw.translate.hit': () => translateBench('hw.translate.hit', s1Bed(true), 8, 0x4010_0010, 0, 2_000_000, 'stage-1 DMA translation that hits the IOTLB'),
-  'hw.translate.s1walk': () => translateBench('hw.translate.s1walk', s1Bed(true), 8, 0x4010_0010, 4, 1_000_000, 'STE and CD from the configuration cache, IOTLB emptied before every DMA: a full 4-level stage-1 walk per DMA', true),
-  'hw.translate.nestedwalk': () => translateBench('hw.translate.nestedwalk', nestedBed(true), 9, 0x4030_0010, 24, 300_000, 'STE and CD cached, IOTLB (stage-1+2 and stage-2 entries) emptied before every DMA: 4-level stage 1 nested in 4-level stage 2', true),
-  'hw.translate.s1walk.nocache': () => translateBench('hw.translate.s1walk.nocache', s1Bed(false), 8, 0x4010_0010, 4, 200_000, 'caching switched off: STE fetch + CD fetch + 4-level stage-1 walk per DMA'),
+  'hw.translate.hit': () =>
+    translateBench(
+      'hw.translate.hit',
+      s1Bed(true),
+      8,
+      0x4010_0010,
+      0,
+      2_000_000,
+      'stage-1 DMA translation that hits the IOTLB',
+    ),
+  'hw.translate.s1walk': () =>
+    translateBench(
+      'hw.translate.s1walk',
+      s1Bed(true),
+      8,
+      0x4010_0010,
+      4,
+      1_000_000,
+      'STE and CD from the configuration cache, IOTLB emptied before every DMA: a full 4-level stage-1 walk per DMA',
+      true,
+    ),
+  'hw.translate.nestedwalk': () =>
+    translateBench(
+      'hw.translate.nestedwalk',
+      nestedBed(true),
+      9,
+      0x4030_0010,
+      24,
+      300_000,
+      'STE and CD cached, IOTLB (stage-1+2 and stage-2 entries) emptied before every DMA: 4-level stage 1 nested in 4-level stage 2',
+      true,
+    ),
+  'hw.translate.s1walk.nocache': () =>
+    translateBench(
+      'hw.translate.s1walk.nocache',
+      s1Bed(false),
+      8,
+      0x4010_0010,
+      4,
+      200_000,
+      'caching switched off: STE fetch + CD fetch + 4-level stage-1 walk per DMA',
+    ),
   fuzz: () => benchFuzz(1),
   'fuzz.workers1': () => benchFuzz(1, true),
   'fuzz.workers2': () => benchFuzz(2),

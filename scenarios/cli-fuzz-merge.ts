@@ -17,7 +17,15 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { POLICY_NAMES, isRule, type PolicyName, type RuleName } from '../hyp/policy.ts';
-import { mergeResults, writeReproducers, FuzzInputError, type FailureChoice, type FuzzFinding, type FuzzOptions, type FuzzResult } from './fuzz.ts';
+import {
+  mergeResults,
+  writeReproducers,
+  FuzzInputError,
+  type FailureChoice,
+  type FuzzFinding,
+  type FuzzOptions,
+  type FuzzResult,
+} from './fuzz.ts';
 import { exitWith } from './cli-status.ts';
 import { unwritableDir } from './out-path.ts';
 
@@ -48,7 +56,7 @@ export interface Campaign {
 export function campaignOf(o: FuzzOptions): Campaign {
   return {
     seed: o.seed,
-    iterations: o.timeSec !== undefined ? null : o.iterations ?? 2000,
+    iterations: o.timeSec !== undefined ? null : (o.iterations ?? 2000),
     time: o.timeSec ?? null,
     target: o.target ?? 'host',
     policy: o.policy ?? 'pkvm',
@@ -91,20 +99,33 @@ export function shardOf(o: FuzzOptions): { k: number; n: number } {
  * `timeBounded`: the campaign is a --time one, which has no shards.
  */
 export function parseShard(v: unknown, timeBounded: boolean): { index: number; count: number } {
-  if (Array.isArray(v)) throw new FuzzInputError(`--shard given ${v.length} times (${v.join(', ')}): give it once`);
+  if (Array.isArray(v))
+    throw new FuzzInputError(`--shard given ${v.length} times (${v.join(', ')}): give it once`);
   const s = String(v).trim();
   const m = /^(\d+)\/(\d+)$/.exec(s);
-  if (!m) throw new FuzzInputError(`--shard ${s}: expected K/N, two integers (shard K of N, 1 ≤ K ≤ N), e.g. --shard 2/8`);
+  if (!m)
+    throw new FuzzInputError(
+      `--shard ${s}: expected K/N, two integers (shard K of N, 1 ≤ K ≤ N), e.g. --shard 2/8`,
+    );
   const k = Number(m[1]);
   const n = Number(m[2]);
-  if (!Number.isSafeInteger(n) || n < 1) throw new FuzzInputError(`--shard ${s}: N (the number of shards) must be at least 1`);
-  if (!Number.isSafeInteger(k) || k < 1 || k > n) throw new FuzzInputError(`--shard ${s}: K must be from 1 to ${n} (shards are numbered from 1)`);
-  if (timeBounded) throw new FuzzInputError(`--shard ${s} with --time: a time-bounded campaign runs as many iterations as each machine manages, so its shards do not make up one campaign; give --iterations instead`);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new FuzzInputError(`--shard ${s}: N (the number of shards) must be at least 1`);
+  if (!Number.isSafeInteger(k) || k < 1 || k > n)
+    throw new FuzzInputError(`--shard ${s}: K must be from 1 to ${n} (shards are numbered from 1)`);
+  if (timeBounded)
+    throw new FuzzInputError(
+      `--shard ${s} with --time: a time-bounded campaign runs as many iterations as each machine manages, so its shards do not make up one campaign; give --iterations instead`,
+    );
   return { index: k - 1, count: n };
 }
 
 /** Iterations shard `shard` (0-based) of an --iterations campaign runs: its episodes, the last one possibly short. */
-export function shardIterations(iterations: number, resetEvery: number, shard: { index: number; count: number }): number {
+export function shardIterations(
+  iterations: number,
+  resetEvery: number,
+  shard: { index: number; count: number },
+): number {
   const episodes = Math.ceil(iterations / resetEvery);
   if (shard.index >= episodes) return 0;
   const mine = Math.floor((episodes - 1 - shard.index) / shard.count) + 1;
@@ -137,7 +158,9 @@ const CampaignSchema = z.strictObject({
 const ResultSchema = z.object({
   format: z.literal(RESULT_FORMAT),
   campaign: CampaignSchema,
-  shard: z.object({ k: z.number().int().positive(), n: z.number().int().positive() }).refine((s) => s.k <= s.n, { message: 'k must not exceed n' }),
+  shard: z
+    .object({ k: z.number().int().positive(), n: z.number().int().positive() })
+    .refine((s) => s.k <= s.n, { message: 'k must not exceed n' }),
   seed: count,
   iterations: count,
   operations: count,
@@ -157,16 +180,22 @@ const ResultSchema = z.object({
   workers: z.number().int().positive(),
   panicsByRule: counts,
   failuresBySignature: counts,
-  coverage: z.object({ opcodes: counts, registers: z.record(z.string(), z.object({ read: count, write: count })), operations: counts }),
+  coverage: z.object({
+    opcodes: counts,
+    registers: z.record(z.string(), z.object({ read: count, write: count })),
+    operations: counts,
+  }),
   reproducers: z.array(z.string()),
-  findings: z.array(z.looseObject({
-    kind: z.enum(['breach', 'exception', 'invariant']),
-    signature: z.string(),
-    needs: rules,
-    key: z.string(),
-    iteration: count,
-    scenario: z.record(z.string(), z.unknown()),
-  })),
+  findings: z.array(
+    z.looseObject({
+      kind: z.enum(['breach', 'exception', 'invariant']),
+      signature: z.string(),
+      needs: rules,
+      key: z.string(),
+      iteration: count,
+      scenario: z.record(z.string(), z.unknown()),
+    }),
+  ),
 });
 
 type ResultJson = z.infer<typeof ResultSchema>;
@@ -198,28 +227,54 @@ export function readShardResult(file: string): ShardResult {
 
 /** Check a parsed result (`file` names it in errors). */
 export function checkShardResult(file: string, raw: unknown): ShardResult {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new FuzzInputError(`${file}: not a smmulab fuzz --json result (not a JSON object)`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new FuzzInputError(`${file}: not a smmulab fuzz --json result (not a JSON object)`);
   const obj = raw as Record<string, unknown>;
   if (!('format' in obj)) {
-    if ('coverage' in obj && 'seed' in obj) throw new FuzzInputError(`${file}: a smmulab fuzz --json result without "format" and "campaign" (written before \`smmulab fuzz merge\` existed?): run the shard again`);
-    throw new FuzzInputError(`${file}: not a smmulab fuzz --json result (no "format": "${RESULT_FORMAT}")`);
+    if ('coverage' in obj && 'seed' in obj)
+      throw new FuzzInputError(
+        `${file}: a smmulab fuzz --json result without "format" and "campaign" (written before \`smmulab fuzz merge\` existed?): run the shard again`,
+      );
+    throw new FuzzInputError(
+      `${file}: not a smmulab fuzz --json result (no "format": "${RESULT_FORMAT}")`,
+    );
   }
-  if (obj.format !== RESULT_FORMAT) throw new FuzzInputError(`${file}: "format" is ${JSON.stringify(obj.format)}; this smmulab reads "${RESULT_FORMAT}"`);
+  if (obj.format !== RESULT_FORMAT)
+    throw new FuzzInputError(
+      `${file}: "format" is ${JSON.stringify(obj.format)}; this smmulab reads "${RESULT_FORMAT}"`,
+    );
   const parsed = ResultSchema.safeParse(raw);
   if (!parsed.success) {
-    const issues = parsed.error.issues.slice(0, 3).map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);
-    const more = parsed.error.issues.length > 3 ? ` (and ${parsed.error.issues.length - 3} more)` : '';
-    throw new FuzzInputError(`${file}: not a valid smmulab fuzz result: ${issues.join('; ')}${more}`);
+    const issues = parsed.error.issues
+      .slice(0, 3)
+      .map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);
+    const more =
+      parsed.error.issues.length > 3 ? ` (and ${parsed.error.issues.length - 3} more)` : '';
+    throw new FuzzInputError(
+      `${file}: not a valid smmulab fuzz result: ${issues.join('; ')}${more}`,
+    );
   }
   const j: ResultJson = parsed.data;
   const c = j.campaign as Campaign;
   for (const k of ['seed', 'target', 'policy', 'weaken', 'failure', 'resetEvery'] as const) {
-    if (JSON.stringify(j[k]) !== JSON.stringify(c[k])) throw new FuzzInputError(`${file}: its ${k} (${JSON.stringify(j[k])}) is not its campaign's (${JSON.stringify(c[k])})`);
+    if (JSON.stringify(j[k]) !== JSON.stringify(c[k]))
+      throw new FuzzInputError(
+        `${file}: its ${k} (${JSON.stringify(j[k])}) is not its campaign's (${JSON.stringify(c[k])})`,
+      );
   }
-  if (c.time !== null && j.shard.n > 1) throw new FuzzInputError(`${file}: shard ${j.shard.k}/${j.shard.n} of a --time campaign, which has no shards`);
+  if (c.time !== null && j.shard.n > 1)
+    throw new FuzzInputError(
+      `${file}: shard ${j.shard.k}/${j.shard.n} of a --time campaign, which has no shards`,
+    );
   if (c.iterations !== null) {
-    const want = shardIterations(c.iterations, c.resetEvery, { index: j.shard.k - 1, count: j.shard.n });
-    if (j.iterations !== want) throw new FuzzInputError(`${file}: shard ${j.shard.k}/${j.shard.n} ran ${j.iterations} iterations, but that shard of a ${c.iterations}-iteration campaign has ${want} (an interrupted or edited run?)`);
+    const want = shardIterations(c.iterations, c.resetEvery, {
+      index: j.shard.k - 1,
+      count: j.shard.n,
+    });
+    if (j.iterations !== want)
+      throw new FuzzInputError(
+        `${file}: shard ${j.shard.k}/${j.shard.n} ran ${j.iterations} iterations, but that shard of a ${c.iterations}-iteration campaign has ${want} (an interrupted or edited run?)`,
+      );
   }
   const result: FuzzResult = {
     seed: j.seed,
@@ -259,34 +314,64 @@ export function checkShardResult(file: string, raw: unknown): ShardResult {
  * `operationsPerSecond` is per shard-second; `workers` is the sum of the shards' (a run of N
  * shards with --workers W each is the campaign split as one run with --workers N·W splits it).
  */
-export function mergeShards(shards: readonly ShardResult[]): { result: FuzzResult; options: FuzzOptions } {
+export function mergeShards(shards: readonly ShardResult[]): {
+  result: FuzzResult;
+  options: FuzzOptions;
+} {
   if (!shards.length) throw new FuzzInputError('no results to merge');
   const first = shards[0]!;
   for (const s of shards.slice(1)) {
-    const diff = (Object.keys(first.campaign) as Array<keyof Campaign>).filter((k) => JSON.stringify(s.campaign[k]) !== JSON.stringify(first.campaign[k]));
+    const diff = (Object.keys(first.campaign) as Array<keyof Campaign>).filter(
+      (k) => JSON.stringify(s.campaign[k]) !== JSON.stringify(first.campaign[k]),
+    );
     if (diff.length) {
-      const what = diff.map((k) => `${k} ${JSON.stringify(s.campaign[k])} there, ${JSON.stringify(first.campaign[k])} here`).join('; ');
+      const what = diff
+        .map(
+          (k) =>
+            `${k} ${JSON.stringify(s.campaign[k])} there, ${JSON.stringify(first.campaign[k])} here`,
+        )
+        .join('; ');
       throw new FuzzInputError(`${s.file}: not the same campaign as ${first.file} (${what})`);
     }
   }
   const n = first.shard.n;
   const other = shards.find((s) => s.shard.n !== n);
-  if (other) throw new FuzzInputError(`${other.file} is shard ${other.shard.k}/${other.shard.n} but ${first.file} is shard ${first.shard.k}/${n}: the shards of a campaign are 1/N to N/N of one N`);
+  if (other)
+    throw new FuzzInputError(
+      `${other.file} is shard ${other.shard.k}/${other.shard.n} but ${first.file} is shard ${first.shard.k}/${n}: the shards of a campaign are 1/N to N/N of one N`,
+    );
   const byK = new Map<number, ShardResult>();
   for (const s of shards) {
     const seen = byK.get(s.shard.k);
-    if (seen) throw new FuzzInputError(seen.file === s.file ? `${s.file} is given twice` : `${seen.file} and ${s.file} are both shard ${s.shard.k}/${n}: give each shard once`);
+    if (seen)
+      throw new FuzzInputError(
+        seen.file === s.file
+          ? `${s.file} is given twice`
+          : `${seen.file} and ${s.file} are both shard ${s.shard.k}/${n}: give each shard once`,
+      );
     byK.set(s.shard.k, s);
   }
   const missing: number[] = [];
   for (let k = 1; k <= n; k++) if (!byK.has(k)) missing.push(k);
   if (missing.length) {
-    const shown = missing.length > 10 ? `${missing.slice(0, 10).map((k) => `${k}/${n}`).join(', ')} and ${missing.length - 10} more` : missing.map((k) => `${k}/${n}`).join(', ');
-    throw new FuzzInputError(`shard${missing.length > 1 ? 's' : ''} ${shown} of the campaign ${missing.length > 1 ? 'are' : 'is'} missing (${shards.length} of ${n} given)`);
+    const shown =
+      missing.length > 10
+        ? `${missing
+            .slice(0, 10)
+            .map((k) => `${k}/${n}`)
+            .join(', ')} and ${missing.length - 10} more`
+        : missing.map((k) => `${k}/${n}`).join(', ');
+    throw new FuzzInputError(
+      `shard${missing.length > 1 ? 's' : ''} ${shown} of the campaign ${missing.length > 1 ? 'are' : 'is'} missing (${shards.length} of ${n} given)`,
+    );
   }
   const options = campaignOptions(first.campaign);
   const parts = [...byK.entries()].sort(([a], [b]) => a - b).map(([, s]) => s.result);
-  const result = mergeResults(options, parts, parts.reduce((t, p) => t + p.seconds, 0));
+  const result = mergeResults(
+    options,
+    parts,
+    parts.reduce((t, p) => t + p.seconds, 0),
+  );
   result.workers = parts.reduce((t, p) => t + p.workers, 0);
   return { result, options };
 }
@@ -325,12 +410,26 @@ the same).`;
 export function fuzzMergeCommand(print: ResultPrinters): CommandModule<object, MergeArgs> {
   return {
     command: 'merge <files..>',
-    describe: 'merge the --json results of shards 1/N … N/N of one campaign (smmulab fuzz --shard K/N --json) into what one unsharded run prints; writes its reproducers',
+    describe:
+      'merge the --json results of shards 1/N … N/N of one campaign (smmulab fuzz --shard K/N --json) into what one unsharded run prints; writes its reproducers',
     builder: (y) =>
       y
-        .positional('files', { type: 'string', array: true, demandOption: true, describe: 'the shards\' --json results, in any order' })
-        .option('out', { type: 'string', default: 'fuzz-reproducers', describe: 'folder for the merged findings\' reproducer scenario files' })
-        .option('json', { type: 'boolean', default: false, describe: 'print the merged result as one JSON object (the --json of an unsharded run)' })
+        .positional('files', {
+          type: 'string',
+          array: true,
+          demandOption: true,
+          describe: "the shards' --json results, in any order",
+        })
+        .option('out', {
+          type: 'string',
+          default: 'fuzz-reproducers',
+          describe: "folder for the merged findings' reproducer scenario files",
+        })
+        .option('json', {
+          type: 'boolean',
+          default: false,
+          describe: 'print the merged result as one JSON object (the --json of an unsharded run)',
+        })
         // (yargs keeps the first key of the parent's .conflicts('iterations', 'time') known
         // here although it is not global: hidden, and refused below as strict mode would)
         .hide('iterations')
@@ -340,7 +439,10 @@ export function fuzzMergeCommand(print: ResultPrinters): CommandModule<object, M
         process.stderr.write(`smmulab fuzz merge: ${msg}\n`);
         exitWith(2);
       };
-      if ((a as { iterations?: unknown }).iterations !== undefined) return bad('--iterations is an option of smmulab fuzz, not of fuzz merge (the campaign is in the files)');
+      if ((a as { iterations?: unknown }).iterations !== undefined)
+        return bad(
+          '--iterations is an option of smmulab fuzz, not of fuzz merge (the campaign is in the files)',
+        );
       let merged: { result: FuzzResult; options: FuzzOptions };
       try {
         merged = mergeShards(a.files.map((f) => readShardResult(String(f))));
@@ -352,7 +454,10 @@ export function fuzzMergeCommand(print: ResultPrinters): CommandModule<object, M
       const out = resolve(a.out);
       if (r.findings.some((f) => f.scenario)) {
         const why = unwritableDir(out);
-        if (why) return bad(`--out ${a.out}${a.out === out ? '' : ` (${out})`}: cannot write reproducers there: ${why}`);
+        if (why)
+          return bad(
+            `--out ${a.out}${a.out === out ? '' : ` (${out})`}: cannot write reproducers there: ${why}`,
+          );
       }
       let writeError: string | null = null;
       try {
@@ -364,7 +469,9 @@ export function fuzzMergeCommand(print: ResultPrinters): CommandModule<object, M
       else process.stdout.write(print.summary(r, o) + '\n');
       if (writeError) {
         const all = r.findings.filter((f) => f.scenario).length;
-        return bad(`--out ${a.out}: ${all - r.reproducers.length} of the ${all} reproducers could not be written (the results above list the ones that were): ${writeError}`);
+        return bad(
+          `--out ${a.out}: ${all - r.reproducers.length} of the ${all} reproducers could not be written (the results above list the ones that were): ${writeError}`,
+        );
       }
       exitWith(r.breaches + r.unexpectedExceptions + r.invariantViolations > 0 ? 1 : 0);
     },

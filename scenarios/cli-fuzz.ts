@@ -14,10 +14,27 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { layerLogger, setLogLevel, type LogLevel } from '../hw/log.ts';
 import { RULE_NAMES, POLICY_NAMES, isRule, type RuleName, type PolicyName } from '../hyp/policy.ts';
-import { fuzzParallel, writeReproducers, coverageGaps, validateOptions, FuzzInputError, findingKey, type FuzzOptions, type FuzzResult, type FailureChoice } from './fuzz.ts';
+import {
+  fuzzParallel,
+  writeReproducers,
+  coverageGaps,
+  validateOptions,
+  FuzzInputError,
+  findingKey,
+  type FuzzOptions,
+  type FuzzResult,
+  type FailureChoice,
+} from './fuzz.ts';
 import { guestCoverageGaps, GUEST_RULES } from './fuzz-guest.ts';
 import { exitWith } from './cli-status.ts';
-import { fuzzMergeCommand, parseShard, campaignOf, shardOf, shardIterations, RESULT_FORMAT } from './cli-fuzz-merge.ts';
+import {
+  fuzzMergeCommand,
+  parseShard,
+  campaignOf,
+  shardOf,
+  shardIterations,
+  RESULT_FORMAT,
+} from './cli-fuzz-merge.ts';
 import { unwritableDir } from './out-path.ts';
 import { SHRINK_BUDGET } from './shrink.ts';
 
@@ -112,46 +129,147 @@ Exit status: 0 nothing found; 1 a breach, an unexpected exception or a broken in
 and the error names the file); 130 interrupted (this wins over 1 and 2).`;
 
 /** The options of `smmulab fuzz`: none is an option of `smmulab fuzz merge`. */
-const FUZZ_OPTIONS = ['seed', 'iterations', 'time', 'reset-every', 'target', 'policy', 'weaken', 'failure', 'allow-ats', 'workers', 'out', 'json', 'shrink', 'shrink-budget', 'max-reproducers', 'check-every', 'shard'] as const;
+const FUZZ_OPTIONS = [
+  'seed',
+  'iterations',
+  'time',
+  'reset-every',
+  'target',
+  'policy',
+  'weaken',
+  'failure',
+  'allow-ats',
+  'workers',
+  'out',
+  'json',
+  'shrink',
+  'shrink-budget',
+  'max-reproducers',
+  'check-every',
+  'shard',
+] as const;
 
 /** yargs's `global(keys, false)` (missing from its types): a subcommand does not inherit these options. */
 function notInSubcommands<T>(y: Argv<T>, keys: readonly string[]): Argv<T> {
-  return (y as unknown as { global(keys: readonly string[], global: boolean): Argv<T> }).global(keys, false);
+  return (y as unknown as { global(keys: readonly string[], global: boolean): Argv<T> }).global(
+    keys,
+    false,
+  );
 }
 
 export const fuzzCommand: CommandModule<object, FuzzArgs> = {
   command: 'fuzz',
-  describe: 'fuzz the hypervisor with a malicious host (or --target guest, a malicious guest): seeded hostile operations, the isolation oracle after each, minimal reproducers for failures',
+  describe:
+    'fuzz the hypervisor with a malicious host (or --target guest, a malicious guest): seeded hostile operations, the isolation oracle after each, minimal reproducers for failures',
   builder: (y) =>
     notInSubcommands(y, FUZZ_OPTIONS)
-      .option('seed', { type: 'number', default: 1, describe: 'campaign seed (a non-negative integer): the run is fully determined by it' })
-      .option('iterations', { type: 'number', describe: 'iterations (attacks) to run (default 2000)' })
-      .option('time', { type: 'number', describe: 'run for this many seconds instead of a number of iterations' })
+      .option('seed', {
+        type: 'number',
+        default: 1,
+        describe: 'campaign seed (a non-negative integer): the run is fully determined by it',
+      })
+      .option('iterations', {
+        type: 'number',
+        describe: 'iterations (attacks) to run (default 2000)',
+      })
+      .option('time', {
+        type: 'number',
+        describe: 'run for this many seconds instead of a number of iterations',
+      })
       .conflicts('iterations', 'time')
-      .option('reset-every', { type: 'number', default: 1000, describe: 'iterations per fresh machine (a machine also ends at a panic or a failure)' })
-      .option('target', { choices: ['host', 'guest'] as const, default: 'host' as const, describe: 'the attacker: the host, or a guest driving its vSMMU' })
-      .option('policy', { choices: POLICY_NAMES, default: 'pkvm' as PolicyName, describe: 'hypervisor policy (pkvm-v6: the v6-era gaps; each machine weakens a random non-empty subset of them, so one gap does not hide another)' })
-      .option('weaken', { type: 'string', array: true, default: [] as string[], describe: `switch off a sanitizer rule (repeatable or comma-separated): ${RULE_NAMES.join(', ')}` })
-      .option('failure', { choices: ['mixed', 'panic', 'reject', 'log'] as const, default: 'mixed' as FailureChoice, describe: 'the hypervisor\'s failure policy; mixed draws one per machine (panic 5%, reject 50%, log 45%)' })
-      .option('allow-ats', { type: 'boolean', default: false, describe: 'show ATS to the host (split-stage ATS allowed)' })
-      .option('workers', { type: 'number', default: 1, describe: `worker threads sharing the episodes (results merged: the same as one worker); at most ${MAX_WORKERS}, and cut down to the number of episodes (a thread takes about 50 MB; more than the CPUs only share them)` })
-      .option('out', { type: 'string', default: 'fuzz-reproducers', describe: 'folder for reproducer scenario files (created if needed; checked before the campaign starts)' })
-      .option('json', { type: 'boolean', default: false, describe: 'print the result as one JSON object' })
-      .option('shrink', { type: 'boolean', default: true, describe: 'shrink failures to minimal reproducers (--no-shrink keeps them whole)' })
-      .option('shrink-budget', { type: 'number', describe: `replays one failure's shrink may spend (default ${SHRINK_BUDGET}); a shrink that ends within it is 1-minimal: removing any one operation of the reproducer makes it pass` })
-      .option('max-reproducers', { type: 'number', default: 8, describe: 'distinct failures shrunk and written' })
-      .option('check-every', { type: 'number', default: 16, describe: 'full isolation oracle every N operations when the state changed (always at the end of an iteration)' })
-      .option('shard', { type: 'string', describe: 'run only shard K of N of the campaign (K from 1 to N: the episodes whose index is K-1 mod N), e.g. 2/8; merge the shards\' --json results with `smmulab fuzz merge`' })
+      .option('reset-every', {
+        type: 'number',
+        default: 1000,
+        describe: 'iterations per fresh machine (a machine also ends at a panic or a failure)',
+      })
+      .option('target', {
+        choices: ['host', 'guest'] as const,
+        default: 'host' as const,
+        describe: 'the attacker: the host, or a guest driving its vSMMU',
+      })
+      .option('policy', {
+        choices: POLICY_NAMES,
+        default: 'pkvm' as PolicyName,
+        describe:
+          'hypervisor policy (pkvm-v6: the v6-era gaps; each machine weakens a random non-empty subset of them, so one gap does not hide another)',
+      })
+      .option('weaken', {
+        type: 'string',
+        array: true,
+        default: [] as string[],
+        describe: `switch off a sanitizer rule (repeatable or comma-separated): ${RULE_NAMES.join(', ')}`,
+      })
+      .option('failure', {
+        choices: ['mixed', 'panic', 'reject', 'log'] as const,
+        default: 'mixed' as FailureChoice,
+        describe:
+          "the hypervisor's failure policy; mixed draws one per machine (panic 5%, reject 50%, log 45%)",
+      })
+      .option('allow-ats', {
+        type: 'boolean',
+        default: false,
+        describe: 'show ATS to the host (split-stage ATS allowed)',
+      })
+      .option('workers', {
+        type: 'number',
+        default: 1,
+        describe: `worker threads sharing the episodes (results merged: the same as one worker); at most ${MAX_WORKERS}, and cut down to the number of episodes (a thread takes about 50 MB; more than the CPUs only share them)`,
+      })
+      .option('out', {
+        type: 'string',
+        default: 'fuzz-reproducers',
+        describe:
+          'folder for reproducer scenario files (created if needed; checked before the campaign starts)',
+      })
+      .option('json', {
+        type: 'boolean',
+        default: false,
+        describe: 'print the result as one JSON object',
+      })
+      .option('shrink', {
+        type: 'boolean',
+        default: true,
+        describe: 'shrink failures to minimal reproducers (--no-shrink keeps them whole)',
+      })
+      .option('shrink-budget', {
+        type: 'number',
+        describe: `replays one failure's shrink may spend (default ${SHRINK_BUDGET}); a shrink that ends within it is 1-minimal: removing any one operation of the reproducer makes it pass`,
+      })
+      .option('max-reproducers', {
+        type: 'number',
+        default: 8,
+        describe: 'distinct failures shrunk and written',
+      })
+      .option('check-every', {
+        type: 'number',
+        default: 16,
+        describe:
+          'full isolation oracle every N operations when the state changed (always at the end of an iteration)',
+      })
+      .option('shard', {
+        type: 'string',
+        describe:
+          "run only shard K of N of the campaign (K from 1 to N: the episodes whose index is K-1 mod N), e.g. 2/8; merge the shards' --json results with `smmulab fuzz merge`",
+      })
       .command(fuzzMergeCommand({ summary, json: jsonResult }))
       .epilog(EPILOG),
   handler: async (a) => {
     const weaken: RuleName[] = [];
-    for (const w of a.weaken.flatMap((x) => String(x).split(',')).map((x) => x.trim()).filter(Boolean)) {
+    for (const w of a.weaken
+      .flatMap((x) => String(x).split(','))
+      .map((x) => x.trim())
+      .filter(Boolean)) {
       if (!isRule(w)) return bad(`--weaken ${w}: no such rule (rules: ${RULE_NAMES.join(', ')})`);
       weaken.push(w);
     }
-    for (const [k, v, min] of [['workers', a.workers, 1], ['max-reproducers', a['max-reproducers'], 0], ['check-every', a['check-every'], 1], ['shrink-budget', a['shrink-budget'] ?? 1, 1]] as const) {
-      if (!Number.isSafeInteger(v) || v < min) return bad(`--${k} must be an integer of at least ${min}, got ${v}`);
+    for (const [k, v, min] of [
+      ['workers', a.workers, 1],
+      ['max-reproducers', a['max-reproducers'], 0],
+      ['check-every', a['check-every'], 1],
+      ['shrink-budget', a['shrink-budget'] ?? 1, 1],
+    ] as const) {
+      if (!Number.isSafeInteger(v) || v < min)
+        return bad(`--${k} must be an integer of at least ${min}, got ${v}`);
     }
     let shard: FuzzOptions['shard'];
     try {
@@ -181,21 +299,38 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       if (e instanceof FuzzInputError) return bad(e.message);
       throw e;
     }
-    if (shard && o.iterations !== undefined && shardIterations(o.iterations, o.resetEvery ?? 1000, shard) === 0) {
-      layerLogger('scenarios').warn(`--shard ${a.shard}: this shard has no episodes (the campaign has ${Math.ceil(o.iterations / (o.resetEvery ?? 1000))}: --iterations / --reset-every); it runs nothing`);
+    if (
+      shard &&
+      o.iterations !== undefined &&
+      shardIterations(o.iterations, o.resetEvery ?? 1000, shard) === 0
+    ) {
+      layerLogger('scenarios').warn(
+        `--shard ${a.shard}: this shard has no episodes (the campaign has ${Math.ceil(o.iterations / (o.resetEvery ?? 1000))}: --iterations / --reset-every); it runs nothing`,
+      );
     }
-    if (a.workers > MAX_WORKERS) return bad(`--workers ${a.workers}: at most ${MAX_WORKERS} (each worker thread takes about 50 MB and half a second to start; this machine has ${availableParallelism()} CPUs)`);
+    if (a.workers > MAX_WORKERS)
+      return bad(
+        `--workers ${a.workers}: at most ${MAX_WORKERS} (each worker thread takes about 50 MB and half a second to start; this machine has ${availableParallelism()} CPUs)`,
+      );
     const out = resolve(a.out);
     if (o.maxReproducers! > 0) {
       const why = unwritableDir(out);
-      if (why) return bad(`--out ${a.out}${a.out === out ? '' : ` (${out})`}: cannot write reproducers there: ${why}`);
+      if (why)
+        return bad(
+          `--out ${a.out}${a.out === out ? '' : ` (${out})`}: cannot write reproducers there: ${why}`,
+        );
     }
     let workers = a.workers;
     if (o.iterations !== undefined) {
       // the episodes this run has: the campaign's, or its shard's
-      const episodes = Math.ceil((shard ? shardIterations(o.iterations, a['reset-every'], shard) : o.iterations) / a['reset-every']);
+      const episodes = Math.ceil(
+        (shard ? shardIterations(o.iterations, a['reset-every'], shard) : o.iterations) /
+          a['reset-every'],
+      );
       if (workers > episodes) {
-        process.stderr.write(`smmulab fuzz: --workers ${workers} cut down to ${Math.max(episodes, 1)}: the ${shard ? 'shard' : 'campaign'} has ${episodes} episode${episodes === 1 ? '' : 's'} (${o.iterations} iterations${shard ? ` in all, --shard ${a.shard}` : ''}, --reset-every ${a['reset-every']}) and a worker runs whole episodes\n`);
+        process.stderr.write(
+          `smmulab fuzz: --workers ${workers} cut down to ${Math.max(episodes, 1)}: the ${shard ? 'shard' : 'campaign'} has ${episodes} episode${episodes === 1 ? '' : 's'} (${o.iterations} iterations${shard ? ` in all, --shard ${a.shard}` : ''}, --reset-every ${a['reset-every']}) and a worker runs whole episodes\n`,
+        );
         workers = Math.max(episodes, 1);
       }
     }
@@ -221,7 +356,9 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       signal = sig;
       Atomics.store(o.stop!, 0, 1);
       removeHandlers();
-      process.stderr.write(`${tty ? '\n' : ''}smmulab fuzz: ${sig}: stopping at the end of the current episode, then printing and writing what was found (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again quits at once, without results)\n`);
+      process.stderr.write(
+        `${tty ? '\n' : ''}smmulab fuzz: ${sig}: stopping at the end of the current episode, then printing and writing what was found (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again quits at once, without results)\n`,
+      );
     };
     const removeHandlers = (): void => {
       for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
@@ -244,7 +381,9 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     else process.stdout.write(summary(r, o, signal) + '\n');
     if (writeError) {
       const all = r.findings.filter((f) => f.scenario).length;
-      process.stderr.write(`smmulab fuzz: --out ${a.out}: ${all - r.reproducers.length} of the ${all} reproducers could not be written (the results above list the ones that were): ${writeError}\n`);
+      process.stderr.write(
+        `smmulab fuzz: --out ${a.out}: ${all - r.reproducers.length} of the ${all} reproducers could not be written (the results above list the ones that were): ${writeError}\n`,
+      );
       exitWith(2);
     }
     if (r.interrupted) exitWith(130);
@@ -262,7 +401,11 @@ function bad(msg: string): void {
  * scenarios; then what `smmulab fuzz merge` needs besides (cli-fuzz-merge.ts): the format, the
  * campaign's identity and the shard (and, when a signal stopped the run, `interrupted` first).
  */
-function jsonResult(r: FuzzResult, o: FuzzOptions, signal: string | null = null): Record<string, unknown> {
+function jsonResult(
+  r: FuzzResult,
+  o: FuzzOptions,
+  signal: string | null = null,
+): Record<string, unknown> {
   return {
     ...(r.interrupted ? { interrupted: true, signal } : {}),
     seed: r.seed,
@@ -297,21 +440,44 @@ function summary(r: FuzzResult, o: FuzzOptions, signal: string | null = null): s
   const lines: string[] = [];
   const w = o.weaken?.length ? `, weakened: ${o.weaken.join(', ')}` : '';
   const guest = r.target === 'guest';
-  lines.push(`smmulab fuzz --seed ${r.seed}${guest ? ' --target guest' : ''}${o.shard ? ` --shard ${o.shard.index + 1}/${o.shard.count}` : ''}: policy ${r.policy}${w}, failure policy ${r.failure}, ${r.workers} worker(s)`);
-  if (r.interrupted) lines.push(`  INTERRUPTED${signal ? ` by ${signal}` : ''} after ${r.iterations} ${o.iterations !== undefined ? `of ${o.iterations} ` : ''}iterations (whole episodes): what follows is what they found`);
-  lines.push(`  ${r.iterations} iterations, ${r.operations} operations (${r.commands} ${guest ? 'guest' : 'host'} commands) in ${r.seconds.toFixed(1)} s: ${r.operationsPerSecond} operations/s with the oracle on`);
-  lines.push(`  breaches: ${r.breaches}   unexpected exceptions: ${r.unexpectedExceptions}   broken invariants: ${r.invariantViolations}   modeled panics: ${r.panics}${r.panics ? ` (${Object.entries(r.panicsByRule).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`);
+  lines.push(
+    `smmulab fuzz --seed ${r.seed}${guest ? ' --target guest' : ''}${o.shard ? ` --shard ${o.shard.index + 1}/${o.shard.count}` : ''}: policy ${r.policy}${w}, failure policy ${r.failure}, ${r.workers} worker(s)`,
+  );
+  if (r.interrupted)
+    lines.push(
+      `  INTERRUPTED${signal ? ` by ${signal}` : ''} after ${r.iterations} ${o.iterations !== undefined ? `of ${o.iterations} ` : ''}iterations (whole episodes): what follows is what they found`,
+    );
+  lines.push(
+    `  ${r.iterations} iterations, ${r.operations} operations (${r.commands} ${guest ? 'guest' : 'host'} commands) in ${r.seconds.toFixed(1)} s: ${r.operationsPerSecond} operations/s with the oracle on`,
+  );
+  lines.push(
+    `  breaches: ${r.breaches}   unexpected exceptions: ${r.unexpectedExceptions}   broken invariants: ${r.invariantViolations}   modeled panics: ${r.panics}${
+      r.panics
+        ? ` (${Object.entries(r.panicsByRule)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')})`
+        : ''
+    }`,
+  );
   const gaps = guest ? guestCoverageGaps(r.coverage) : coverageGaps(r.coverage);
-  lines.push(`  coverage: ${Object.keys(r.coverage.opcodes).length} opcodes, ${Object.keys(r.coverage.registers).filter((k) => k !== 'other').length} ${guest ? 'vSMMU' : 'trapped'} registers${gaps.registers.length ? `; registers never touched: ${gaps.registers.join(', ')}` : ''}${gaps.opcodes.length ? `; opcodes never used: ${gaps.opcodes.join(', ')}` : ''}`);
+  lines.push(
+    `  coverage: ${Object.keys(r.coverage.opcodes).length} opcodes, ${Object.keys(r.coverage.registers).filter((k) => k !== 'other').length} ${guest ? 'vSMMU' : 'trapped'} registers${gaps.registers.length ? `; registers never touched: ${gaps.registers.join(', ')}` : ''}${gaps.opcodes.length ? `; opcodes never used: ${gaps.opcodes.join(', ')}` : ''}`,
+  );
   if (Object.keys(r.failuresBySignature).length) {
     lines.push('  failing iterations:');
-    for (const [k, v] of Object.entries(r.failuresBySignature)) lines.push(`    ${String(v).padStart(6)}  ${k}`);
+    for (const [k, v] of Object.entries(r.failuresBySignature))
+      lines.push(`    ${String(v).padStart(6)}  ${k}`);
   }
   for (const f of r.findings) {
     lines.push(`  ${f.kind.toUpperCase()} ${findingKey(f.signature, f.needs)}`);
-    lines.push(`    iteration ${f.iteration} (failure policy ${f.failure}${f.weaken.length ? `, weakened ${f.weaken.join(', ')}` : ''}), after ${f.operations} operations; minimal: ${f.minimalOperations}${f.oneMinimal === undefined ? '' : f.oneMinimal ? ' (1-minimal)' : ' (budget spent, not proven 1-minimal)'}`);
+    lines.push(
+      `    iteration ${f.iteration} (failure policy ${f.failure}${f.weaken.length ? `, weakened ${f.weaken.join(', ')}` : ''}), after ${f.operations} operations; minimal: ${f.minimalOperations}${f.oneMinimal === undefined ? '' : f.oneMinimal ? ' (1-minimal)' : ' (budget spent, not proven 1-minimal)'}`,
+    );
     lines.push(`    ${f.detail}`);
-    if (f.reproducer) lines.push(`    reproducer: ${f.reproducer} (smmulab run ${f.replay?.reproduces ? 'reproduces it' : 'DOES NOT reproduce it'})`);
+    if (f.reproducer)
+      lines.push(
+        `    reproducer: ${f.reproducer} (smmulab run ${f.replay?.reproduces ? 'reproduces it' : 'DOES NOT reproduce it'})`,
+      );
   }
   if (!r.findings.length) lines.push('  no breach, no unexpected exception, no broken invariant');
   return lines.join('\n');

@@ -64,18 +64,44 @@ export async function main(argv: string[]): Promise<number> {
   const parser = yargs(argv)
     .scriptName('smmulab')
     .usage('$0 <command> [options]\n\nAn Arm SMMUv3 simulator with a deprivileged hypervisor.')
-    .option('log-level', { choices: LOG_LEVELS, default: 'warn' as LogLevel, describe: 'pino log level (logs go to stderr)' })
+    .option('log-level', {
+      choices: LOG_LEVELS,
+      default: 'warn' as LogLevel,
+      describe: 'pino log level (logs go to stderr)',
+    })
     .middleware((a) => setLogLevel(a['log-level'] as LogLevel))
     .command(
       'run <scenario>',
       'run a built-in scenario (by name) or a scenario file (JSON or YAML); exits 0 only if every expectation holds',
       (y) =>
         y
-          .positional('scenario', { type: 'string', demandOption: true, describe: 'built-in name (see `smmulab list`), a .json/.yaml file, or a folder of them (a catalog)' })
-          .option('json', { type: 'boolean', default: false, describe: 'print one JSON object per run: {scenario, hypMode, ok, steps, skipped, failed, events, stats, hyp?, isolation?} (an array when there are several)' })
-          .option('hyp', { choices: ['none', 'pkvm', 'pkvm-v6'] as const, describe: 'run under this hypervisor only (pkvm-v6: pKVM with the v6-era policy), instead of the scenario\'s variants' })
-          .option('mmio-log', { type: 'string', describe: 'write every CPU access that reaches the SMMU (or traps) to FILE as JSON lines (checked before the run: a FILE that cannot be written, or the --trace file, exits 2)' })
-          .option('trace', { type: 'string', describe: 'write a timeline to FILE in Chrome Trace Event Format (open it in ui.perfetto.dev or chrome://tracing); one process per run (checked before the run: a FILE that cannot be written exits 2)' }),
+          .positional('scenario', {
+            type: 'string',
+            demandOption: true,
+            describe:
+              'built-in name (see `smmulab list`), a .json/.yaml file, or a folder of them (a catalog)',
+          })
+          .option('json', {
+            type: 'boolean',
+            default: false,
+            describe:
+              'print one JSON object per run: {scenario, hypMode, ok, steps, skipped, failed, events, stats, hyp?, isolation?} (an array when there are several)',
+          })
+          .option('hyp', {
+            choices: ['none', 'pkvm', 'pkvm-v6'] as const,
+            describe:
+              "run under this hypervisor only (pkvm-v6: pKVM with the v6-era policy), instead of the scenario's variants",
+          })
+          .option('mmio-log', {
+            type: 'string',
+            describe:
+              'write every CPU access that reaches the SMMU (or traps) to FILE as JSON lines (checked before the run: a FILE that cannot be written, or the --trace file, exits 2)',
+          })
+          .option('trace', {
+            type: 'string',
+            describe:
+              'write a timeline to FILE in Chrome Trace Event Format (open it in ui.perfetto.dev or chrome://tracing); one process per run (checked before the run: a FILE that cannot be written exits 2)',
+          }),
       async (a) => {
         const scs = loadScenarios(a.scenario);
         // the output files are checked before anything runs: a path that cannot be written
@@ -85,13 +111,19 @@ export async function main(argv: string[]): Promise<number> {
           if (f === undefined) continue;
           const why = f === '' ? null : unwritableFile(f);
           if (f === '' || why) {
-            process.stderr.write(f === '' ? `smmulab run: --${k} needs a file name\n` : `smmulab run: --${k} ${f}${f === resolve(f) ? '' : ` (${resolve(f)})`}: ${why}\n`);
+            process.stderr.write(
+              f === ''
+                ? `smmulab run: --${k} needs a file name\n`
+                : `smmulab run: --${k} ${f}${f === resolve(f) ? '' : ` (${resolve(f)})`}: ${why}\n`,
+            );
             code = 2;
             return;
           }
         }
         if (a.trace && a['mmio-log'] && canonicalPath(a.trace) === canonicalPath(a['mmio-log'])) {
-          process.stderr.write(`smmulab run: --trace and --mmio-log name the same file (${canonicalPath(a.trace)}): give each its own\n`);
+          process.stderr.write(
+            `smmulab run: --trace and --mmio-log name the same file (${canonicalPath(a.trace)}): give each its own\n`,
+          );
           code = 2;
           return;
         }
@@ -103,7 +135,9 @@ export async function main(argv: string[]): Promise<number> {
           try {
             fd = openSync(path, 'w');
           } catch (e) {
-            process.stderr.write(`smmulab run: --mmio-log ${a['mmio-log']}: ${(e as Error).message}\n`);
+            process.stderr.write(
+              `smmulab run: --mmio-log ${a['mmio-log']}: ${(e as Error).message}\n`,
+            );
             code = 2;
             return;
           }
@@ -134,7 +168,9 @@ export async function main(argv: string[]): Promise<number> {
             m.end();
           });
           if (mmioError) {
-            process.stderr.write(`smmulab run: --mmio-log ${a['mmio-log']}: ${(mmioError as Error).message}\n`);
+            process.stderr.write(
+              `smmulab run: --mmio-log ${a['mmio-log']}: ${(mmioError as Error).message}\n`,
+            );
             code = 2;
           }
         }
@@ -159,10 +195,23 @@ export async function main(argv: string[]): Promise<number> {
       (a) => {
         const rows = builtinNames().map((n) => {
           const scs = loadScenarios(n);
-          return { name: n, description: scs.length > 1 ? `catalog of ${scs.length} scenarios: ${scs.map((x) => x.name).join(', ')}` : scs[0]!.description };
+          return {
+            name: n,
+            description:
+              scs.length > 1
+                ? `catalog of ${scs.length} scenarios: ${scs.map((x) => x.name).join(', ')}`
+                : scs[0]!.description,
+          };
         });
         if (a.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
-        else process.stdout.write(table(['scenario', 'description'], rows.map((r) => [r.name, r.description]), [null, 90]) + '\n');
+        else
+          process.stdout.write(
+            table(
+              ['scenario', 'description'],
+              rows.map((r) => [r.name, r.description]),
+              [null, 90],
+            ) + '\n',
+          );
       },
     )
     .command(
@@ -183,14 +232,20 @@ export async function main(argv: string[]): Promise<number> {
         if (a.json) {
           process.stdout.write(JSON.stringify(all, null, 2) + '\n');
         } else {
-          process.stdout.write('smmulab demonstration: every built-in scenario on the simulated machine\n');
+          process.stdout.write(
+            'smmulab demonstration: every built-in scenario on the simulated machine\n',
+          );
           process.stdout.write(formatSummary(results) + '\n');
           for (const c of catalogs) {
-            process.stdout.write(`\ncatalog ${c.name}: ${c.rs.filter((r) => r.ok).length}/${c.rs.length} runs as expected\n`);
+            process.stdout.write(
+              `\ncatalog ${c.name}: ${c.rs.filter((r) => r.ok).length}/${c.rs.length} runs as expected\n`,
+            );
             process.stdout.write(formatSummary(c.rs) + '\n');
           }
           for (const r of all.filter((x) => !x.ok)) process.stdout.write(formatResult(r) + '\n');
-          process.stdout.write('Run one with `npx smmulab run <scenario>` (add --json for the full result), list them with `npx smmulab list`.\n');
+          process.stdout.write(
+            'Run one with `npx smmulab run <scenario>` (add --json for the full result), list them with `npx smmulab list`.\n',
+          );
         }
         code = all.every((r) => r.ok) ? 0 : 1;
       },
@@ -199,7 +254,10 @@ export async function main(argv: string[]): Promise<number> {
     .command(encodeCommand)
     .command(explainCommand)
     .command(fuzzCommand)
-    .demandCommand(1, 'name a command: run, list, demo, decode, encode, explain or fuzz (see --help)')
+    .demandCommand(
+      1,
+      'name a command: run, list, demo, decode, encode, explain or fuzz (see --help)',
+    )
     .strict()
     .recommendCommands()
     .help()

@@ -49,16 +49,35 @@ export class RunContext {
   trace: string[] | null = null;
   traceCursor = 0;
   /** guest DMA translation chains (IOVA → IPA → PA) recorded by driver dma steps, for the JSON output */
-  readonly translations: Array<{ actor: string; device: string; sid: number; psid: number; access: string; iova: string; ipa: string | null; pa: string | null; fault?: string }> = [];
+  readonly translations: Array<{
+    actor: string;
+    device: string;
+    sid: number;
+    psid: number;
+    access: string;
+    iova: string;
+    ipa: string | null;
+    pa: string | null;
+    fault?: string;
+  }> = [];
   /** guest teardowns, phase by phase */
-  readonly teardowns: Array<{ guest: string; phases: Array<{ phase: string; dma?: string; isolation: boolean }> }> = [];
+  readonly teardowns: Array<{
+    guest: string;
+    phases: Array<{ phase: string; dma?: string; isolation: boolean }>;
+  }> = [];
   /** the isolation oracle, watching SMMU-originated writes from the first step */
   oracle: IsolationOracle | null = null;
 
   constructor(readonly machine: Machine) {}
 
   fail(expected: unknown, actual: unknown, message?: string): void {
-    this.failures.push({ step: this.stepIndex, op: this.op, expected, actual, ...(message ? { message } : {}) });
+    this.failures.push({
+      step: this.stepIndex,
+      op: this.op,
+      expected,
+      actual,
+      ...(message ? { message } : {}),
+    });
   }
 
   /** The DMA endpoint for a StreamID: a declared device, or an implicit one named `sid<N>`. */

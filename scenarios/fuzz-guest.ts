@@ -66,14 +66,38 @@ import { opKind, SHRINK_BUDGET, shrinkFailure, type ShrunkFailure } from './shri
 import type { MachineConfig } from './schema.ts';
 import type { HostKernel } from './steps/driver.ts';
 import {
-  machineConfig, mergeCoverage, findingKey, stepJson, validateOptions, stopRequested,
-  type FuzzOptions, type FuzzResult, type FuzzFinding, type FuzzCoverage, type FindingKind, type FuzzProgress,
+  machineConfig,
+  mergeCoverage,
+  findingKey,
+  stepJson,
+  validateOptions,
+  stopRequested,
+  type FuzzOptions,
+  type FuzzResult,
+  type FuzzFinding,
+  type FuzzCoverage,
+  type FindingKind,
+  type FuzzProgress,
 } from './fuzz.ts';
 import type { HostileOp } from '../host/malicious.ts';
-import { GuestAttacker, Rng, type GuestOp, type GuestView, type GuestProbe } from '../guest/malicious.ts';
+import {
+  GuestAttacker,
+  Rng,
+  type GuestOp,
+  type GuestView,
+  type GuestProbe,
+} from '../guest/malicious.ts';
 
 /** The vSMMU's named rules: the ones `--target guest` exists to test. */
-export const GUEST_RULES: readonly RuleName[] = ['vsid-owner', 'vste-s1-only', 'vste-legal', 'vtlbi-vmid', 'vsmmu-p2m', 'vcmd-budget', 'vevt-vsid'];
+export const GUEST_RULES: readonly RuleName[] = [
+  'vsid-owner',
+  'vste-s1-only',
+  'vste-legal',
+  'vtlbi-vmid',
+  'vsmmu-p2m',
+  'vcmd-budget',
+  'vevt-vsid',
+];
 
 // ---- the machine -----------------------------------------------------------------------------
 
@@ -87,13 +111,30 @@ export const GUEST_FUZZ = {
     ramBase: 0x4000_0000,
     ramSize: 0x100_0000,
     hypMemory: { base: 0x40c0_0000, size: 0x40_0000 },
-    devices: [{ name: 'dev0', sid: 0 }, { name: 'dev8', sid: 8 }, { name: 'dev9', sid: 9 }, { name: 'dev256', sid: 256 }, { name: 'dev65535', sid: 0xffff }],
+    devices: [
+      { name: 'dev0', sid: 0 },
+      { name: 'dev8', sid: 8 },
+      { name: 'dev9', sid: 9 },
+      { name: 'dev256', sid: 256 },
+      { name: 'dev65535', sid: 0xffff },
+    ],
   },
   hostPages: { base: 0x4000_0000, limit: 0x4040_0000 },
   hostBuffer: 0x4030_0000,
   guests: [
-    { name: 'g1', memory: { base: 0x4040_0000, size: 0x40_0000 }, devices: [{ device: 'dev9', vsid: 0 }, { device: 'dev256', vsid: 1 }] },
-    { name: 'g2', memory: { base: 0x4080_0000, size: 0x40_0000 }, devices: [{ device: 'dev65535', vsid: 0 }] },
+    {
+      name: 'g1',
+      memory: { base: 0x4040_0000, size: 0x40_0000 },
+      devices: [
+        { device: 'dev9', vsid: 0 },
+        { device: 'dev256', vsid: 1 },
+      ],
+    },
+    {
+      name: 'g2',
+      memory: { base: 0x4080_0000, size: 0x40_0000 },
+      devices: [{ device: 'dev65535', vsid: 0 }],
+    },
   ],
   /** the guest kernel's own pages (IPA): its queues and tables */
   guestPages: { base: 0x4010_0000, limit: 0x4040_0000 },
@@ -110,21 +151,52 @@ function hexs(v: number | bigint): string {
 /** The prologue of a machine: the host's driver, then each guest built, booted and attached (JSON, as a scenario holds it). */
 export function guestPrologue(twoGuests: boolean, raw: boolean): Record<string, unknown>[] {
   const out: Record<string, unknown>[] = [
-    { op: 'driver', call: 'probe', pages: { base: hexs(GUEST_FUZZ.hostPages.base), limit: hexs(GUEST_FUZZ.hostPages.limit) }, comment: 'the host driver probes (every SMMU access traps into the hypervisor)' },
+    {
+      op: 'driver',
+      call: 'probe',
+      pages: { base: hexs(GUEST_FUZZ.hostPages.base), limit: hexs(GUEST_FUZZ.hostPages.limit) },
+      comment: 'the host driver probes (every SMMU access traps into the hypervisor)',
+    },
     { op: 'driver', call: 'attach', sid: 8, domain: 'dma' },
     { op: 'driver', call: 'map', sid: 8, pa: hexs(GUEST_FUZZ.hostBuffer), size: 0x2000, as: 'm8' },
   ];
   for (const g of GUEST_FUZZ.guests.slice(0, twoGuests ? 2 : 1)) {
     const actor = `guest:${g.name}`;
     out.push({
-      op: 'guest', call: 'create', name: g.name, memory: { base: hexs(g.memory.base), size: hexs(g.memory.size) }, devices: g.devices.map((d) => ({ ...d })), boot: false,
+      op: 'guest',
+      call: 'create',
+      name: g.name,
+      memory: { base: hexs(g.memory.base), size: hexs(g.memory.size) },
+      devices: g.devices.map((d) => ({ ...d })),
+      boot: false,
       comment: `the host donates 4 MiB at PA ${hexs(g.memory.base)} to ${g.name} (IPA 0x40000000), with ${g.devices.map((d) => `${d.device} as vSID ${d.vsid}`).join(', ')}`,
     });
     if (raw) continue;
-    out.push({ op: 'driver', actor, call: 'probe', pages: { base: hexs(GUEST_FUZZ.guestPages.base), limit: hexs(GUEST_FUZZ.guestPages.limit) }, comment: `${g.name}'s kernel probes its vSMMU` });
+    out.push({
+      op: 'driver',
+      actor,
+      call: 'probe',
+      pages: { base: hexs(GUEST_FUZZ.guestPages.base), limit: hexs(GUEST_FUZZ.guestPages.limit) },
+      comment: `${g.name}'s kernel probes its vSMMU`,
+    });
     g.devices.forEach((d, i) => {
-      out.push({ op: 'driver', actor, call: 'attach', sid: d.vsid, domain: 'dma', ...(i === 1 ? { ssidBits: 2 } : {}) });
-      out.push({ op: 'driver', actor, call: 'map', sid: d.vsid, pa: hexs(0x4000_1000 + i * 0x4000), size: 0x2000, as: `${g.name}-b${d.vsid}` });
+      out.push({
+        op: 'driver',
+        actor,
+        call: 'attach',
+        sid: d.vsid,
+        domain: 'dma',
+        ...(i === 1 ? { ssidBits: 2 } : {}),
+      });
+      out.push({
+        op: 'driver',
+        actor,
+        call: 'map',
+        sid: d.vsid,
+        pa: hexs(0x4000_1000 + i * 0x4000),
+        size: 0x2000,
+        as: `${g.name}-b${d.vsid}`,
+      });
     });
   }
   return out;
@@ -137,7 +209,9 @@ function parseStep(json: Record<string, unknown>): Step {
 }
 
 /** The race step takes a guest actor (a second vCPU rewriting guest memory between hypervisor reads). */
-const GUEST_RACES = STEPS.get('race')?.schema.safeParse({ op: 'race', actor: 'guest:g1', addr: 0, hex: '00' }).success === true;
+const GUEST_RACES =
+  STEPS.get('race')?.schema.safeParse({ op: 'race', actor: 'guest:g1', addr: 0, hex: '00' })
+    .success === true;
 
 export interface GuestPlan {
   episode: number;
@@ -154,12 +228,26 @@ export interface GuestPlan {
 
 /** the weakened rules: --weaken, and the v6-era gaps under --policy pkvm-v6 (host-side rules: they change nothing a guest reaches) */
 function baseWeaken(o: FuzzOptions): RuleName[] {
-  return [...new Set([...(o.weaken ?? []), ...((o.policy ?? 'pkvm') === 'pkvm-v6' ? V6_GAPS : [])])];
+  return [
+    ...new Set([...(o.weaken ?? []), ...((o.policy ?? 'pkvm') === 'pkvm-v6' ? V6_GAPS : [])]),
+  ];
 }
 
-export function planGuestMachine(o: FuzzOptions, episode: number, firstIteration: number, rng: Rng): GuestPlan {
+export function planGuestMachine(
+  o: FuzzOptions,
+  episode: number,
+  firstIteration: number,
+  rng: Rng,
+): GuestPlan {
   const choice = o.failure ?? 'mixed';
-  const failure: FailurePolicy = choice === 'mixed' ? rng.weighted<FailurePolicy>([[5, 'panic'], [50, 'reject'], [45, 'log']]) : choice;
+  const failure: FailurePolicy =
+    choice === 'mixed'
+      ? rng.weighted<FailurePolicy>([
+          [5, 'panic'],
+          [50, 'reject'],
+          [45, 'log'],
+        ])
+      : choice;
   let weaken = baseWeaken(o);
   if (weaken.length > 1) {
     const keep = weaken.filter(() => rng.chance(0.5));
@@ -168,17 +256,41 @@ export function planGuestMachine(o: FuzzOptions, episode: number, firstIteration
   const raw = rng.chance(1 / 7);
   const twoGuests = rng.chance(3 / 4);
   const prologueJson = guestPrologue(twoGuests, raw);
-  return { episode, firstIteration, machine: guestMachineConfig(failure, weaken, o.allowAts ?? false), failure, weaken, raw, twoGuests, prologueJson, prologue: prologueJson.map(parseStep) };
+  return {
+    episode,
+    firstIteration,
+    machine: guestMachineConfig(failure, weaken, o.allowAts ?? false),
+    failure,
+    weaken,
+    raw,
+    twoGuests,
+    prologueJson,
+    prologue: prologueJson.map(parseStep),
+  };
 }
 
 /** The host fuzzer's machine configuration (policy, failure, weakened rules), on this file's layout. */
-function guestMachineConfig(failure: FailurePolicy, weaken: readonly RuleName[], allowAts: boolean): MachineConfig {
+function guestMachineConfig(
+  failure: FailurePolicy,
+  weaken: readonly RuleName[],
+  allowAts: boolean,
+): MachineConfig {
   const L = GUEST_FUZZ.machine;
-  return { ...machineConfig(failure, weaken, allowAts), ramBase: L.ramBase, ramSize: L.ramSize, hypMemory: { ...L.hypMemory }, devices: L.devices.map((d) => ({ ...d })) };
+  return {
+    ...machineConfig(failure, weaken, allowAts),
+    ramBase: L.ramBase,
+    ramSize: L.ramSize,
+    hypMemory: { ...L.hypMemory },
+    devices: L.devices.map((d) => ({ ...d })),
+  };
 }
 
 function withWeaken(plan: GuestPlan, weaken: RuleName[]): GuestPlan {
-  return { ...plan, weaken, machine: guestMachineConfig(plan.failure, weaken, plan.machine.allowAts ?? false) };
+  return {
+    ...plan,
+    weaken,
+    machine: guestMachineConfig(plan.failure, weaken, plan.machine.allowAts ?? false),
+  };
 }
 
 // ---- the executor ----------------------------------------------------------------------------
@@ -225,10 +337,27 @@ const PAGE = 4096;
 const EVT_SID_MASK = 0xffff_ffff_0000_0000n;
 /** VMID's position in the first doubleword of a TLBI command (bits [47:32]) */
 const VMID_MASK64 = 0xffffn << 32n;
-const ALLOWED_PHYS = new Set<number>([OP.CFGI_STE, OP.CFGI_CD, OP.CFGI_CD_ALL, OP.ATC_INV, OP.TLBI_NH_ALL, OP.TLBI_NH_ASID, OP.TLBI_NH_VA, OP.TLBI_NH_VAA, OP.TLBI_S12_VMALL, OP.CMD_SYNC]);
+const ALLOWED_PHYS = new Set<number>([
+  OP.CFGI_STE,
+  OP.CFGI_CD,
+  OP.CFGI_CD_ALL,
+  OP.ATC_INV,
+  OP.TLBI_NH_ALL,
+  OP.TLBI_NH_ASID,
+  OP.TLBI_NH_VA,
+  OP.TLBI_NH_VAA,
+  OP.TLBI_S12_VMALL,
+  OP.CMD_SYNC,
+]);
 /** (CFGI_STE comes with an STE install, which the install check judges by its effect) */
 const SID_OPS = new Set<number>([OP.CFGI_CD, OP.CFGI_CD_ALL, OP.ATC_INV]);
-const VMID_OPS = new Set<number>([OP.TLBI_NH_ALL, OP.TLBI_NH_ASID, OP.TLBI_NH_VA, OP.TLBI_NH_VAA, OP.TLBI_S12_VMALL]);
+const VMID_OPS = new Set<number>([
+  OP.TLBI_NH_ALL,
+  OP.TLBI_NH_ASID,
+  OP.TLBI_NH_VA,
+  OP.TLBI_NH_VAA,
+  OP.TLBI_S12_VMALL,
+]);
 const STE_CHECKED = STE_FIELDS.filter((f) => f.name !== 'IMPLEMENTATION_DEFINED');
 
 /** Where an exception came from: the first frame in the project's own code. */
@@ -238,10 +367,14 @@ function origin(e: Error): string {
 }
 
 function normalize(msg: string): string {
-  return msg.replace(/0x[0-9a-f]+/gi, '#').replace(/\d+/g, '#').slice(0, 120);
+  return msg
+    .replace(/0x[0-9a-f]+/gi, '#')
+    .replace(/\d+/g, '#')
+    .slice(0, 120);
 }
 
-const bytesHex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+const bytesHex = (b: Uint8Array): string =>
+  Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 
 /**
  * The physical STE the unweakened vSMMU would install for a guest STE with this STE's
@@ -255,14 +388,27 @@ export function expectedNesting(phys: Uint32Array, env: NestEnv): Uint32Array {
   const g = new Uint32Array(STE_WORDS);
   set(g, STE.V, 1);
   const c = get(phys, STE.Config);
-  set(g, STE.Config, c === CFG.NESTED ? CFG.S1_TRANS : c === CFG.S2_TRANS ? CFG.BYPASS : c === CFG.ABORT ? CFG.ABORT : CFG.BYPASS);
+  set(
+    g,
+    STE.Config,
+    c === CFG.NESTED
+      ? CFG.S1_TRANS
+      : c === CFG.S2_TRANS
+        ? CFG.BYPASS
+        : c === CFG.ABORT
+          ? CFG.ABORT
+          : CFG.BYPASS,
+  );
   if (c === CFG.NESTED) for (const f of S1_FIELDS) set(g, f, get(phys, f));
   nestSte(g, out, { features: env.features, s2: env.s2, vmid: env.vmid }, []);
   return out;
 }
 
 /** The differing fields of two STEs, as expectSte wants them (the `want` side), and the first one. */
-function steDiff(got: Uint32Array, want: Uint32Array): { fields: Record<string, number | string>; first: string } {
+function steDiff(
+  got: Uint32Array,
+  want: Uint32Array,
+): { fields: Record<string, number | string>; first: string } {
   // V=0 is the whole story when it is wanted (nothing else of an invalid STE matters)
   if (get(want, STE.V) === 0 && get(got, STE.V) === 1) return { fields: { V: 0 }, first: 'V' };
   const fields: Record<string, number | string> = {};
@@ -270,7 +416,8 @@ function steDiff(got: Uint32Array, want: Uint32Array): { fields: Record<string, 
   for (const f of STE_CHECKED) {
     const w = get(want, f);
     if (get(got, f) !== w) {
-      fields[f.name] = f.name === 'S2TTB' ? hexs(w * 16) : f.name === 'S1ContextPtr' ? hexs(w * 64) : w;
+      fields[f.name] =
+        f.name === 'S2TTB' ? hexs(w * 16) : f.name === 'S1ContextPtr' ? hexs(w * 64) : w;
       if (!first) first = f.name;
     }
   }
@@ -282,8 +429,22 @@ function steDiff(got: Uint32Array, want: Uint32Array): { fields: Record<string, 
  * `source` until it runs dry, a failure is found or the hypervisor panics. Operations run as
  * the scenario steps themselves, their `expect` set to what happened (an aborted access).
  */
-export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo: ExecOptions, makeAttacker?: (views: GuestView[]) => void): GuestExecResult {
-  const res: GuestExecResult = { executed: [], found: null, foundAt: -1, panic: null, commands: 0, opcodes: {}, registers: {}, kinds: {} };
+export function executeGuest(
+  plan: GuestPlan,
+  source: () => GuestOp[] | null,
+  eo: ExecOptions,
+  makeAttacker?: (views: GuestView[]) => void,
+): GuestExecResult {
+  const res: GuestExecResult = {
+    executed: [],
+    found: null,
+    foundAt: -1,
+    panic: null,
+    commands: 0,
+    opcodes: {},
+    registers: {},
+    kinds: {},
+  };
   const m = buildMachine(plan.machine);
   const hyp = bootHyp(m, plan.machine);
   const ctx = new RunContext(m);
@@ -313,7 +474,14 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
   let acting: Guest | null = null;
   let cheap: Detected | null = null;
   /** one operation may break several things: keep the most telling (a breach, then what the hardware was given, then the rest) */
-  const rank = (d: Detected): number => (d.kind === 'breach' ? 0 : d.signature.startsWith('invariant:guest-ste') ? 1 : d.signature.startsWith('invariant:guest-command') ? 2 : 3);
+  const rank = (d: Detected): number =>
+    d.kind === 'breach'
+      ? 0
+      : d.signature.startsWith('invariant:guest-ste')
+        ? 1
+        : d.signature.startsWith('invariant:guest-command')
+          ? 2
+          : 3;
   const flag = (d: Detected): void => {
     if (cheap === null || rank(d) < rank(cheap)) cheap = d;
   };
@@ -325,7 +493,11 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
     for (let a = w.pa - (w.pa % PAGE); a < w.pa + w.len; a += PAGE) {
       if (!own.hostMay(a)) {
         const path = w.kind === 'event' ? 'event' : w.kind === 'priq' ? 'priq' : 'msi';
-        flag({ kind: 'breach', signature: `breach:${path}`, detail: `SMMU ${w.kind} write of ${w.len} bytes at 0x${w.pa.toString(16)} landed on ${own.state(a).owner} memory` });
+        flag({
+          kind: 'breach',
+          signature: `breach:${path}`,
+          detail: `SMMU ${w.kind} write of ${w.len} bytes at 0x${w.pa.toString(16)} landed on ${own.state(a).owner} memory`,
+        });
         return;
       }
     }
@@ -337,15 +509,22 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
       if (out.ok && out.pa >= 0) {
         const g = hyp.sidOwner.get(ep.sid);
         const ok = g ? own.state(out.pa).owner === g.actor : own.hostMay(out.pa);
-        if (!ok) flag({ kind: 'breach', signature: 'breach:dma-landed', detail: `a ${access} DMA from StreamID ${ep.sid} (${g ? `${g.actor}'s device` : 'a host device'}) reached PA 0x${out.pa.toString(16)}, ${own.state(out.pa).owner} memory` });
+        if (!ok)
+          flag({
+            kind: 'breach',
+            signature: 'breach:dma-landed',
+            detail: `a ${access} DMA from StreamID ${ep.sid} (${g ? `${g.actor}'s device` : 'a host device'}) reached PA 0x${out.pa.toString(16)}, ${own.state(out.pa).owner} memory`,
+          });
       }
       return out;
     };
     const { read, write, readTranslated, writeTranslated } = ep;
     ep.read = (iova, len, o) => watch(read.call(ep, iova, len, o), 'read');
     ep.write = (iova, data, o) => watch(write.call(ep, iova, data, o), 'write');
-    ep.readTranslated = (addr, len, o) => watch(readTranslated.call(ep, addr, len, o), 'Translated read');
-    ep.writeTranslated = (addr, data, o) => watch(writeTranslated.call(ep, addr, data, o), 'Translated write');
+    ep.readTranslated = (addr, len, o) =>
+      watch(readTranslated.call(ep, addr, len, o), 'Translated read');
+    ep.writeTranslated = (addr, data, o) =>
+      watch(writeTranslated.call(ep, addr, data, o), 'Translated write');
   };
   for (const ep of m.devices.values()) wrapEp(ep);
   const origEndpoint = ctx.endpointForSid;
@@ -369,7 +548,21 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
     dirty.add(sid);
     if (g && before) {
       const d = steDiff(hyp.shadowSte(sid), before);
-      if (d.first) flag({ kind: 'invariant', signature: 'invariant:guest-ste:foreign-psid', detail: `an operation of ${g.actor} changed the physical STE of pSID ${sid}, which is ${hyp.sidOwner.get(sid)?.actor ?? 'the host'}'s (${Object.keys(d.fields).join(', ')})`, checks: [{ op: 'expectSte', sid, fields: d.fields, comment: `pSID ${sid} is not ${g.name}'s: its STE must be as it was` }], psids: [sid] });
+      if (d.first)
+        flag({
+          kind: 'invariant',
+          signature: 'invariant:guest-ste:foreign-psid',
+          detail: `an operation of ${g.actor} changed the physical STE of pSID ${sid}, which is ${hyp.sidOwner.get(sid)?.actor ?? 'the host'}'s (${Object.keys(d.fields).join(', ')})`,
+          checks: [
+            {
+              op: 'expectSte',
+              sid,
+              fields: d.fields,
+              comment: `pSID ${sid} is not ${g.name}'s: its STE must be as it was`,
+            },
+          ],
+          psids: [sid],
+        });
     }
   };
 
@@ -393,13 +586,37 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
         const name = opcodeName(op);
         const at = `the physical command-queue slot 0x${slot.toString(16)}`;
         if (!ALLOWED_PHYS.has(op)) {
-          flag({ kind: 'invariant', signature: `invariant:guest-command:${name}`, detail: `${g.actor}'s vSMMU issued a physical ${name} (${at}); a guest gets only CFGI/ATC_INV of its pSIDs, TLBI_NH_*/TLBI_S12_VMALL of its VMID and CMD_SYNC`, slots: [slot] });
+          flag({
+            kind: 'invariant',
+            signature: `invariant:guest-command:${name}`,
+            detail: `${g.actor}'s vSMMU issued a physical ${name} (${at}); a guest gets only CFGI/ATC_INV of its pSIDs, TLBI_NH_*/TLBI_S12_VMALL of its VMID and CMD_SYNC`,
+            slots: [slot],
+          });
         } else if (SID_OPS.has(op) && !g.psidToVsid.has(c[1]!)) {
-          flag({ kind: 'invariant', signature: 'invariant:guest-command:foreign-sid', detail: `${g.actor}'s vSMMU issued a physical ${name} for StreamID ${c[1]}, which is not one of its pSIDs (${at})`, slots: [slot], psids: [c[1]!] });
+          flag({
+            kind: 'invariant',
+            signature: 'invariant:guest-command:foreign-sid',
+            detail: `${g.actor}'s vSMMU issued a physical ${name} for StreamID ${c[1]}, which is not one of its pSIDs (${at})`,
+            slots: [slot],
+            psids: [c[1]!],
+          });
         } else if (VMID_OPS.has(op) && get(c, VMID_F) !== g.vmid) {
           flag({
-            kind: 'invariant', signature: 'invariant:guest-command:vmid', detail: `${g.actor}'s vSMMU issued a physical ${name} with VMID ${get(c, VMID_F)}, not its VMID ${g.vmid} (${at})`, slots: [slot],
-            checks: [{ op: 'read', actor: 'hyp', addr: hexs(slot), size: 8, mask: hexs(VMID_MASK64), expect: hexs(BigInt(g.vmid) << 32n), comment: `the physical ${name} issued for ${g.name}'s TLBI (${at}): its VMID must be ${g.name}'s, ${g.vmid}` }],
+            kind: 'invariant',
+            signature: 'invariant:guest-command:vmid',
+            detail: `${g.actor}'s vSMMU issued a physical ${name} with VMID ${get(c, VMID_F)}, not its VMID ${g.vmid} (${at})`,
+            slots: [slot],
+            checks: [
+              {
+                op: 'read',
+                actor: 'hyp',
+                addr: hexs(slot),
+                size: 8,
+                mask: hexs(VMID_MASK64),
+                expect: hexs(BigInt(g.vmid) << 32n),
+                comment: `the physical ${name} issued for ${g.name}'s TLBI (${at}): its VMID must be ${g.name}'s, ${g.vmid}`,
+              },
+            ],
           });
         }
       });
@@ -420,7 +637,21 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
         const what = `the hypervisor ${dir === 'w' ? 'wrote' : 'read'} ${bytes} bytes at PA 0x${pa.toString(16)} (${own.state(pa).owner} memory) for ${g.actor}'s IPA 0x${ipa.toString(16)}`;
         if (dir === 'w') {
           const orig = m.mem.readBytes(pa, bytes);
-          flag({ kind: 'breach', signature: 'breach:hyp-write', detail: what, checks: [{ op: 'memread', actor: 'hyp', addr: hexs(pa), len: bytes, expect: bytesHex(orig), comment: `${own.state(pa).owner} memory at PA 0x${pa.toString(16)} must not hold a record of ${g.name}'s` }] });
+          flag({
+            kind: 'breach',
+            signature: 'breach:hyp-write',
+            detail: what,
+            checks: [
+              {
+                op: 'memread',
+                actor: 'hyp',
+                addr: hexs(pa),
+                len: bytes,
+                expect: bytesHex(orig),
+                comment: `${own.state(pa).owner} memory at PA 0x${pa.toString(16)} must not hold a record of ${g.name}'s`,
+              },
+            ],
+          });
         } else flag({ kind: 'breach', signature: 'breach:hyp-read', detail: what });
       };
       // commands consumed per trap: the trap's own batch and one continuation, a budget each
@@ -435,7 +666,12 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
       const trapped = <T>(f: () => T): T => {
         inTrap = 0;
         const out = f();
-        if (inTrap > 2 * budget) flag({ kind: 'invariant', signature: 'invariant:guest-work', detail: `one trap of ${g.actor} made the vSMMU consume ${inTrap} of its commands (at most ${2 * budget}: a budget of ${budget} for the trap's own batch and one for the continuation)` });
+        if (inTrap > 2 * budget)
+          flag({
+            kind: 'invariant',
+            signature: 'invariant:guest-work',
+            detail: `one trap of ${g.actor} made the vSMMU consume ${inTrap} of its commands (at most ${2 * budget}: a budget of ${budget} for the trap's own batch and one for the continuation)`,
+          });
         return out;
       };
       const { read: vRead, write: vWrite } = v;
@@ -450,8 +686,24 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
         if (ok && (words[0]! & 0xff) !== EVT.C_BAD_STREAMID && !g.vsidToPsid.has(sid)) {
           const vsid = g.psidToVsid.get(sid);
           flag({
-            kind: 'invariant', signature: 'invariant:guest-event-sid', detail: `${g.actor}'s event queue got a record for StreamID ${sid}, which is not one of its vSIDs${vsid !== undefined ? ` (it is the pSID behind its vSID ${vsid})` : ''}`,
-            ...(vsid !== undefined ? { checks: [{ op: 'read', actor: g.actor, addr: hexs(ipa), size: 8, mask: hexs(EVT_SID_MASK), expect: hexs(BigInt(vsid) << 32n), comment: `${g.name} reads its event record: the StreamID must be its vSID ${vsid}, not the pSID ${sid}` }] } : {}),
+            kind: 'invariant',
+            signature: 'invariant:guest-event-sid',
+            detail: `${g.actor}'s event queue got a record for StreamID ${sid}, which is not one of its vSIDs${vsid !== undefined ? ` (it is the pSID behind its vSID ${vsid})` : ''}`,
+            ...(vsid !== undefined
+              ? {
+                  checks: [
+                    {
+                      op: 'read',
+                      actor: g.actor,
+                      addr: hexs(ipa),
+                      size: 8,
+                      mask: hexs(EVT_SID_MASK),
+                      expect: hexs(BigInt(vsid) << 32n),
+                      comment: `${g.name} reads its event record: the StreamID must be its vSID ${vsid}, not the pSID ${sid}`,
+                    },
+                  ],
+                }
+              : {}),
           });
         }
         return ok;
@@ -471,9 +723,27 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
       dirty.delete(psid);
       if (d.first) {
         return {
-          kind: 'invariant', signature: `invariant:guest-ste:${d.first}`,
-          detail: `the physical STE of ${g.actor}'s pSID ${psid} is not the nesting of a legal guest STE under its stage-2: ${Object.entries(d.fields).map(([k, w]) => `${k}=${get(sh, STE_FIELDS.find((f) => f.name === k)!)} (want ${w})`).join(', ')}`,
-          checks: [{ op: 'expectSte', sid: psid, fields: d.fields, comment: `${g.name}'s pSID ${psid}: only the guest's stage-1 fields under the hypervisor's stage-2` }],
+          kind: 'invariant',
+          signature: `invariant:guest-ste:${d.first}`,
+          detail: `the physical STE of ${g.actor}'s pSID ${psid} is not the nesting of a legal guest STE under its stage-2: ${Object.entries(
+            d.fields,
+          )
+            .map(
+              ([k, w]) =>
+                `${k}=${get(
+                  sh,
+                  STE_FIELDS.find((f) => f.name === k)!,
+                )} (want ${w})`,
+            )
+            .join(', ')}`,
+          checks: [
+            {
+              op: 'expectSte',
+              sid: psid,
+              fields: d.fields,
+              comment: `${g.name}'s pSID ${psid}: only the guest's stage-1 fields under the hypervisor's stage-2`,
+            },
+          ],
           psids: [psid],
         };
       }
@@ -487,7 +757,16 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
     let dmas = 0;
     for (const d of m.devices.values()) dmas += d.dmas + d.atsRequests + d.atc.size;
     const s = m.smmu;
-    const now = [s.cr0, s.gbpa.value, installs, owners(), smmuWrites, dmas, s.strtab.fetches, m.devices.size];
+    const now = [
+      s.cr0,
+      s.gbpa.value,
+      installs,
+      owners(),
+      smmuWrites,
+      dmas,
+      s.strtab.fetches,
+      m.devices.size,
+    ];
     let changed = now.length !== fp.length;
     for (let i = 0; i < now.length && !changed; i++) changed = now[i] !== fp[i];
     if (changed) {
@@ -501,8 +780,14 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
     const r = oracle.check();
     if (r.ok) return null;
     let best = r.breaches[0]!;
-    for (const b of r.breaches) if ((PATH_RANK.get(b.path) ?? 99) < (PATH_RANK.get(best.path) ?? 99)) best = b;
-    return { kind: 'breach', signature: `breach:${best.path}`, detail: `${r.total} breach(es); ${best.detail}`, checks: [{ op: 'isolation', expect: 'ok', comment: `fails: ${best.detail}` }] };
+    for (const b of r.breaches)
+      if ((PATH_RANK.get(b.path) ?? 99) < (PATH_RANK.get(best.path) ?? 99)) best = b;
+    return {
+      kind: 'breach',
+      signature: `breach:${best.path}`,
+      detail: `${r.total} breach(es); ${best.detail}`,
+      checks: [{ op: 'isolation', expect: 'ok', comment: `fails: ${best.detail}` }],
+    };
   };
 
   const afterOp = (force: boolean, opNo: number): Detected | null => {
@@ -545,7 +830,10 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
   dirty.clear();
   fingerprint();
 
-  if (makeAttacker) makeAttacker([...hyp.guests.values()].map((g) => guestView(g, hyp, m, ctx.kernels.get(g.actor), plan.raw)));
+  if (makeAttacker)
+    makeAttacker(
+      [...hyp.guests.values()].map((g) => guestView(g, hyp, m, ctx.kernels.get(g.actor), plan.raw)),
+    );
 
   // ---- the hostile operations --------------------------------------------------------------
   let n = 0;
@@ -555,7 +843,11 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
       batch = source();
     } catch (e) {
       const x = e as Error;
-      res.found = { kind: 'exception', signature: `exception:${x.name}:${normalize(x.message)}`, detail: `${x.name}: ${x.message} (at ${origin(x)}, while the guest aimed its next operation)` };
+      res.found = {
+        kind: 'exception',
+        signature: `exception:${x.name}:${normalize(x.message)}`,
+        detail: `${x.name}: ${x.message} (at ${origin(x)}, while the guest aimed its next operation)`,
+      };
       res.foundAt = res.executed.length - 1;
       return res;
     }
@@ -582,33 +874,62 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
       n++;
       if (thrown !== null || hyp.panicked) {
         if (thrown instanceof HypPanic || hyp.panicked) {
-          res.panic = hyp.panicked ?? { rule: (thrown as HypPanic).rule, reason: (thrown as HypPanic).reason };
+          res.panic = hyp.panicked ?? {
+            rule: (thrown as HypPanic).rule,
+            reason: (thrown as HypPanic).reason,
+          };
           res.found = afterOp(true, idx);
           res.foundAt = idx;
           return res;
         }
         const e = thrown as Error;
         if (!(e instanceof CpuAbortError && e.actor.startsWith('guest:'))) {
-          res.found = { kind: 'exception', signature: `exception:${e.name}:${normalize(e.message)}`, detail: `${e.name}: ${e.message} (at ${origin(e)})` };
+          res.found = {
+            kind: 'exception',
+            signature: `exception:${e.name}:${normalize(e.message)}`,
+            detail: `${e.name}: ${e.message} (at ${origin(e)})`,
+          };
           res.foundAt = idx;
           return res;
         }
       }
       const hypAbort = annotate(op, ctx.failures.splice(failuresBefore));
       if (hypAbort) {
-        res.found = { kind: 'exception', signature: 'exception:CpuAbortError:hyp', detail: `the hypervisor's own access aborted inside a guest ${op.op}: ${hypAbort}` };
+        res.found = {
+          kind: 'exception',
+          signature: 'exception:CpuAbortError:hyp',
+          detail: `the hypervisor's own access aborted inside a guest ${op.op}: ${hypAbort}`,
+        };
         res.foundAt = idx;
         return res;
       }
       if (g && (op.op === 'write' || op.op === 'memwrite') && op.expect !== 'abort') {
         const bad = guestWriteLanded(op, g, hyp);
-        if (bad) flag({ kind: 'breach', signature: 'breach:cpu-write', detail: bad, lastOpExpect: 'abort' });
+        if (bad)
+          flag({
+            kind: 'breach',
+            signature: 'breach:cpu-write',
+            detail: bad,
+            lastOpExpect: 'abort',
+          });
       }
       if (g && !physErr && m.smmu.gerror.active(GERR.CMDQ_ERR)) {
         const cons = m.smmu.cmdq.err;
         flag({
-          kind: 'invariant', signature: 'invariant:guest-command:hw-error', detail: `a physical command issued for ${g.actor} stopped the hardware command queue (CONS.ERR=${cons}): the guest can stall the host's and every guest's invalidations`,
-          checks: [{ op: 'read', actor: 'hyp', addr: hexs(m.smmu.base + OFF.GERROR), size: 4, mask: '0x1', expect: hexs(m.smmu.gerror.gerrorn & 1), comment: 'the hardware GERROR.CMDQ_ERR must not be active after a guest operation' }],
+          kind: 'invariant',
+          signature: 'invariant:guest-command:hw-error',
+          detail: `a physical command issued for ${g.actor} stopped the hardware command queue (CONS.ERR=${cons}): the guest can stall the host's and every guest's invalidations`,
+          checks: [
+            {
+              op: 'read',
+              actor: 'hyp',
+              addr: hexs(m.smmu.base + OFF.GERROR),
+              size: 4,
+              mask: '0x1',
+              expect: hexs(m.smmu.gerror.gerrorn & 1),
+              comment: 'the hardware GERROR.CMDQ_ERR must not be active after a guest operation',
+            },
+          ],
         });
       }
       const f = afterOp(false, n - 1);
@@ -625,7 +946,10 @@ export function executeGuest(plan: GuestPlan, source: () => GuestOp[] | null, eo
 }
 
 /** Set an operation's expectation to what happened. Returns the message when the hypervisor itself took the data abort. */
-function annotate(op: GuestOp, failures: ReadonlyArray<{ expected: unknown; actual: unknown; message?: string }>): string | null {
+function annotate(
+  op: GuestOp,
+  failures: ReadonlyArray<{ expected: unknown; actual: unknown; message?: string }>,
+): string | null {
   for (const f of failures) {
     if (op.op === 'write' || op.op === 'read' || op.op === 'memwrite') {
       if (f.expected === 'completed' && f.actual === 'abort') {
@@ -640,13 +964,18 @@ function annotate(op: GuestOp, failures: ReadonlyArray<{ expected: unknown; actu
 }
 
 /** A guest CPU write that completed must have stayed in the guest's RAM (or trapped to its vSMMU). */
-function guestWriteLanded(op: GuestOp & { op: 'write' | 'memwrite' }, g: Guest, hyp: PkvmHyp): string | null {
+function guestWriteLanded(
+  op: GuestOp & { op: 'write' | 'memwrite' },
+  g: Guest,
+  hyp: PkvmHyp,
+): string | null {
   const len = op.op === 'write' ? op.size : op.hex.length / 2;
   const off = op.addr - VSMMU_IPA;
   if (off >= 0 && off + len <= SMMU_MMIO_SIZE) return null;
   for (let a = op.addr - (op.addr % PAGE); a < op.addr + len; a += PAGE) {
     const pa = g.ipaToPa(a);
-    if (pa < 0 || hyp.own.state(pa).owner !== g.actor) return `a ${g.actor} CPU write of ${len} bytes at IPA 0x${op.addr.toString(16)} completed outside its RAM (IPA page 0x${a.toString(16)})`;
+    if (pa < 0 || hyp.own.state(pa).owner !== g.actor)
+      return `a ${g.actor} CPU write of ${len} bytes at IPA 0x${op.addr.toString(16)} completed outside its RAM (IPA page 0x${a.toString(16)})`;
   }
   return null;
 }
@@ -659,7 +988,11 @@ function cover(res: GuestExecResult, op: GuestOp): void {
   };
   if (op.op === 'cmd') {
     for (const c of op.commands) count(c.name);
-  } else if (op.op === 'memwrite' && op.comment && (op.comment.startsWith('a raw command') || / × |at the guest's CMDQ_PROD slot/.test(op.comment))) {
+  } else if (
+    op.op === 'memwrite' &&
+    op.comment &&
+    (op.comment.startsWith('a raw command') || / × |at the guest's CMDQ_PROD slot/.test(op.comment))
+  ) {
     const opc = parseInt(op.hex.slice(0, 2), 16);
     const name = opcodeName(opc).startsWith('RESERVED') ? 'RESERVED' : opcodeName(opc);
     count(name, op.comment.includes(' × ') ? op.hex.length / 32 : 1);
@@ -675,8 +1008,32 @@ function cover(res: GuestExecResult, op: GuestOp): void {
 
 /** The registers the vSMMU implements (others are RAZ/WI, counted as "other"), by offset; 64-bit ones by either half. */
 export const VSMMU_REGISTERS: readonly RegName[] = [
-  'IDR0', 'IDR1', 'IDR2', 'IDR3', 'IDR4', 'IDR5', 'IIDR', 'AIDR', 'CR0', 'CR0ACK', 'CR1', 'CR2', 'STATUSR', 'GBPA', 'IRQ_CTRL', 'IRQ_CTRLACK',
-  'GERROR', 'GERRORN', 'STRTAB_BASE', 'STRTAB_BASE_CFG', 'CMDQ_BASE', 'CMDQ_PROD', 'CMDQ_CONS', 'EVENTQ_BASE', 'EVENTQ_PROD', 'EVENTQ_CONS',
+  'IDR0',
+  'IDR1',
+  'IDR2',
+  'IDR3',
+  'IDR4',
+  'IDR5',
+  'IIDR',
+  'AIDR',
+  'CR0',
+  'CR0ACK',
+  'CR1',
+  'CR2',
+  'STATUSR',
+  'GBPA',
+  'IRQ_CTRL',
+  'IRQ_CTRLACK',
+  'GERROR',
+  'GERRORN',
+  'STRTAB_BASE',
+  'STRTAB_BASE_CFG',
+  'CMDQ_BASE',
+  'CMDQ_PROD',
+  'CMDQ_CONS',
+  'EVENTQ_BASE',
+  'EVENTQ_PROD',
+  'EVENTQ_CONS',
 ];
 const VSMMU_REG_BY_OFFSET = new Map<number, string>();
 for (const name of VSMMU_REGISTERS) {
@@ -687,13 +1044,21 @@ for (const name of VSMMU_REGISTERS) {
 
 /** The vSMMU registers no operation touched, and the opcodes no guest command used. */
 export function guestCoverageGaps(c: FuzzCoverage): { registers: string[]; opcodes: string[] } {
-  const registers = VSMMU_REGISTERS.filter((n) => !c.registers[n] || c.registers[n]!.read + c.registers[n]!.write === 0);
+  const registers = VSMMU_REGISTERS.filter(
+    (n) => !c.registers[n] || c.registers[n]!.read + c.registers[n]!.write === 0,
+  );
   const opcodes = OPCODES.map((d) => d.name as string).filter((n) => !c.opcodes[n]);
   return { registers, opcodes };
 }
 
 /** A guest as its attacker sees it, from its kernel's structures and the vSMMU (side-effect free). */
-function guestView(g: Guest, hyp: PkvmHyp, m: Machine, k: HostKernel | undefined, raw: boolean): GuestView {
+function guestView(
+  g: Guest,
+  hyp: PkvmHyp,
+  m: Machine,
+  k: HostKernel | undefined,
+  raw: boolean,
+): GuestView {
   const v: VSmmu = hyp.vsmmus.get(g.name)!;
   const structures: Array<{ what: string; base: number; size: number }> = [];
   const mappings: Array<{ sid: number; iova: number; pa: number; size: number }> = [];
@@ -703,8 +1068,13 @@ function guestView(g: Guest, hyp: PkvmHyp, m: Machine, k: HostKernel | undefined
     const d = k.drv;
     structures.push({ what: 'cmdq', base: d.cmdq.base, size: 2 ** d.cmdq.log2size * 16 });
     structures.push({ what: 'evtq', base: d.evtq.base, size: 2 ** d.evtq.shift * 32 });
-    structures.push({ what: 'strtab-l1', base: d.strtab.base, size: Math.max(PAGE, d.strtab.l1.length * 8) });
-    for (const l2 of d.strtab.l1) if (l2) structures.push({ what: 'strtab-l2', base: l2, size: 256 * 64 });
+    structures.push({
+      what: 'strtab-l1',
+      base: d.strtab.base,
+      size: Math.max(PAGE, d.strtab.l1.length * 8),
+    });
+    for (const l2 of d.strtab.l1)
+      if (l2) structures.push({ what: 'strtab-l2', base: l2, size: 256 * 64 });
     for (const [, mp] of k.mappings) mappings.push({ ...mp });
     for (const vsid of vsids) {
       try {
@@ -713,18 +1083,26 @@ function guestView(g: Guest, hyp: PkvmHyp, m: Machine, k: HostKernel | undefined
         const s1 = dd.domain.pgtable?.s1;
         if (s1) structures.push({ what: `pgtable-${vsid}`, base: s1.ttbr, size: PAGE });
         const w0 = m.mem.read64(g.ipaToPa(d.steAddr(vsid)));
-        structures.push({ what: `cd-${vsid}`, base: Number(w0 & 0x00ff_ffff_ffff_ffc0n), size: 256 });
+        structures.push({
+          what: `cd-${vsid}`,
+          base: Number(w0 & 0x00ff_ffff_ffff_ffc0n),
+          size: 256,
+        });
       } catch {
         /* not attached */
       }
     }
   }
   const others = [...hyp.guests.values()].filter((o) => o !== g);
-  const foreign = [...new Set([
-    ...others.flatMap((o) => [...o.vsidToPsid.keys(), ...o.psidToVsid.keys()]),
-    ...g.psidToVsid.keys(),
-    ...GUEST_FUZZ.machine.devices.map((d) => d.sid).filter((s) => !hyp.sidOwner.has(s)),
-  ])].filter((s) => !g.vsidToPsid.has(s)).sort((a, b) => a - b);
+  const foreign = [
+    ...new Set([
+      ...others.flatMap((o) => [...o.vsidToPsid.keys(), ...o.psidToVsid.keys()]),
+      ...g.psidToVsid.keys(),
+      ...GUEST_FUZZ.machine.devices.map((d) => d.sid).filter((s) => !hyp.sidOwner.has(s)),
+    ]),
+  ]
+    .filter((s) => !g.vsidToPsid.has(s))
+    .sort((a, b) => a - b);
   const probe: GuestProbe = {
     reg(name: RegName): bigint {
       const r = regByName(name)!;
@@ -765,7 +1143,12 @@ interface GuestRun {
   lastIteration: number;
 }
 
-function runEpisode(o: FuzzOptions, e: number, limit: number, onRun: (r: GuestRun) => boolean): boolean {
+function runEpisode(
+  o: FuzzOptions,
+  e: number,
+  limit: number,
+  onRun: (r: GuestRun) => boolean,
+): boolean {
   const K = o.resetEvery ?? 1000;
   const rng = new Rng(o.seed, e);
   const last = Math.min((e + 1) * K, limit);
@@ -810,11 +1193,15 @@ export function sampleGuestOperations(o: FuzzOptions, iterations: number): Guest
 
 function replayOps(plan: GuestPlan, ops: readonly GuestOp[], keep = false): GuestExecResult {
   let given = false;
-  return executeGuest(plan, () => {
-    if (given) return null;
-    given = true;
-    return ops as GuestOp[];
-  }, { checkEvery: Number.MAX_SAFE_INTEGER, coverage: false, keep });
+  return executeGuest(
+    plan,
+    () => {
+      if (given) return null;
+      given = true;
+      return ops as GuestOp[];
+    },
+    { checkEvery: Number.MAX_SAFE_INTEGER, coverage: false, keep },
+  );
 }
 
 /** The steps of the prologue a shrink may drop: not the host's probe, not g1's creation. */
@@ -828,30 +1215,65 @@ function droppable(plan: GuestPlan, i: number): boolean {
  * starting with the last operations alone (then twice as many, ...: a failure usually needs
  * only the last attack); memory writes of more than 64 words keep their values.
  */
-export function shrinkGuest(plan0: GuestPlan, ops0: readonly GuestOp[], signature: string, budget: number, needs: readonly RuleName[] = []): ShrunkFailure<GuestPlan, GuestOp, GuestExecResult> {
-  return shrinkFailure<GuestPlan, GuestOp, GuestExecResult>({
-    replay: (p, ops) => replayOps(p, ops),
-    signature: (r) => r.found?.signature,
-    failed: (r) => r.executed.slice(0, r.foundAt + 1),
-    restored: (p) => (needs.length ? withWeaken(p, p.weaken.filter((w) => !needs.includes(w))) : null),
-    dropStep: (p, i) => {
-      if (!droppable(p, i)) return null;
-      const keep = (_: unknown, k: number): boolean => k !== i;
-      return { ...p, prologueJson: p.prologueJson.filter(keep), prologue: p.prologue.filter(keep) };
+export function shrinkGuest(
+  plan0: GuestPlan,
+  ops0: readonly GuestOp[],
+  signature: string,
+  budget: number,
+  needs: readonly RuleName[] = [],
+): ShrunkFailure<GuestPlan, GuestOp, GuestExecResult> {
+  return shrinkFailure<GuestPlan, GuestOp, GuestExecResult>(
+    {
+      replay: (p, ops) => replayOps(p, ops),
+      signature: (r) => r.found?.signature,
+      failed: (r) => r.executed.slice(0, r.foundAt + 1),
+      restored: (p) =>
+        needs.length
+          ? withWeaken(
+              p,
+              p.weaken.filter((w) => !needs.includes(w)),
+            )
+          : null,
+      dropStep: (p, i) => {
+        if (!droppable(p, i)) return null;
+        const keep = (_: unknown, k: number): boolean => k !== i;
+        return {
+          ...p,
+          prologueJson: p.prologueJson.filter(keep),
+          prologue: p.prologue.filter(keep),
+        };
+      },
+      kindOf: opKind,
+      prologueLength: (p) => p.prologueJson.length,
+      suffixes: true,
+      maxHex: 512,
     },
-    kindOf: opKind,
-    prologueLength: (p) => p.prologueJson.length,
-    suffixes: true,
-    maxHex: 512,
-  }, plan0, ops0, signature, budget);
+    plan0,
+    ops0,
+    signature,
+    budget,
+  );
 }
 
 /** Which weakened rules the failure needs (restoring any one of them makes it go away); empty for a failure of the hypervisor as it is. */
-export function blameGuest(plan: GuestPlan, ops: readonly GuestOp[], signature: string): RuleName[] {
+export function blameGuest(
+  plan: GuestPlan,
+  ops: readonly GuestOp[],
+  signature: string,
+): RuleName[] {
   if (!plan.weaken.length) return [];
   if (replayOps(withWeaken(plan, []), ops).found?.signature === signature) return [];
   if (plan.weaken.length === 1) return [...plan.weaken];
-  const needs = plan.weaken.filter((r) => replayOps(withWeaken(plan, plan.weaken.filter((w) => w !== r)), ops).found?.signature !== signature);
+  const needs = plan.weaken.filter(
+    (r) =>
+      replayOps(
+        withWeaken(
+          plan,
+          plan.weaken.filter((w) => w !== r),
+        ),
+        ops,
+      ).found?.signature !== signature,
+  );
   return needs.length ? needs : [...plan.weaken];
 }
 
@@ -862,14 +1284,27 @@ export function blameGuest(plan: GuestPlan, ops: readonly GuestOp[], signature: 
  * physical STEs of the guests' (and the flagged) pSIDs, and the flagged physical command slots,
  * run after the operations; the expected values are those of a replay with `needs` restored.
  */
-function differentialChecks(plan: GuestPlan, ops: readonly GuestOp[], d: Detected, needs: readonly RuleName[]): Probe[] {
+function differentialChecks(
+  plan: GuestPlan,
+  ops: readonly GuestOp[],
+  d: Detected,
+  needs: readonly RuleName[],
+): Probe[] {
   const reads = (hyp: PkvmHyp): Array<{ actor: string; addr: number; size: 4 | 8 }> => {
     const out: Array<{ actor: string; addr: number; size: 4 | 8 }> = [];
-    for (const g of hyp.guests.values()) for (const r of ['CMDQ_CONS', 'GERROR', 'EVENTQ_PROD', 'CR0'] as const) out.push({ actor: g.actor, addr: VSMMU_IPA + regByName(r)!.offset, size: 4 });
-    for (const s of d.slots ?? []) out.push({ actor: 'hyp', addr: s, size: 8 }, { actor: 'hyp', addr: s + 8, size: 8 });
+    for (const g of hyp.guests.values())
+      for (const r of ['CMDQ_CONS', 'GERROR', 'EVENTQ_PROD', 'CR0'] as const)
+        out.push({ actor: g.actor, addr: VSMMU_IPA + regByName(r)!.offset, size: 4 });
+    for (const s of d.slots ?? [])
+      out.push({ actor: 'hyp', addr: s, size: 8 }, { actor: 'hyp', addr: s + 8, size: 8 });
     return out;
   };
-  const observe = (p: GuestPlan): { reads: Array<{ actor: string; addr: number; size: 4 | 8; value: bigint | 'abort' }>; stes: Map<number, Uint32Array> } | null => {
+  const observe = (
+    p: GuestPlan,
+  ): {
+    reads: Array<{ actor: string; addr: number; size: 4 | 8; value: bigint | 'abort' }>;
+    stes: Map<number, Uint32Array>;
+  } | null => {
     const r = replayOps(p, ops, true);
     if (!r.machine) return null;
     const { m, hyp } = r.machine;
@@ -882,28 +1317,59 @@ function differentialChecks(plan: GuestPlan, ops: readonly GuestOp[], d: Detecte
       }
     });
     const stes = new Map<number, Uint32Array>();
-    for (const psid of new Set([...hyp.sidOwner.keys(), ...(d.psids ?? [])])) stes.set(psid, hyp.shadowSte(psid));
+    for (const psid of new Set([...hyp.sidOwner.keys(), ...(d.psids ?? [])]))
+      stes.set(psid, hyp.shadowSte(psid));
     return { reads: values, stes };
   };
-  const fixed = observe(withWeaken(plan, plan.weaken.filter((w) => !needs.includes(w))));
+  const fixed = observe(
+    withWeaken(
+      plan,
+      plan.weaken.filter((w) => !needs.includes(w)),
+    ),
+  );
   const broken = observe(plan);
   if (!fixed || !broken) return [];
   const out: Probe[] = [];
   fixed.reads.forEach((x, i) => {
     const differs = broken.reads[i]?.value !== x.value;
-    const what = x.actor === 'hyp' ? `the physical command-queue slot 0x${x.addr.toString(16)}` : `${x.actor}'s ${regNameAt(x.addr - VSMMU_IPA)}`;
-    out.push({ op: 'read', actor: x.actor, addr: hexs(x.addr), size: x.size, expect: x.value === 'abort' ? 'abort' : hexs(x.value), comment: `${what}${differs ? ` (fails: ${hexs(broken.reads[i]!.value === 'abort' ? 0 : broken.reads[i]!.value as bigint)} here, ${x.value === 'abort' ? 'abort' : hexs(x.value)} with ${needs.join(', ')} on)` : ''}` });
+    const what =
+      x.actor === 'hyp'
+        ? `the physical command-queue slot 0x${x.addr.toString(16)}`
+        : `${x.actor}'s ${regNameAt(x.addr - VSMMU_IPA)}`;
+    out.push({
+      op: 'read',
+      actor: x.actor,
+      addr: hexs(x.addr),
+      size: x.size,
+      expect: x.value === 'abort' ? 'abort' : hexs(x.value),
+      comment: `${what}${differs ? ` (fails: ${hexs(broken.reads[i]!.value === 'abort' ? 0 : (broken.reads[i]!.value as bigint))} here, ${x.value === 'abort' ? 'abort' : hexs(x.value)} with ${needs.join(', ')} on)` : ''}`,
+    });
   });
   for (const [psid, want] of fixed.stes) {
     const got = broken.stes.get(psid);
     if (!got) continue;
     const diff = steDiff(got, want);
-    if (diff.first) out.push({ op: 'expectSte', sid: psid, fields: diff.fields, comment: `the physical STE of pSID ${psid}, as with ${needs.join(', ')} on` });
+    if (diff.first)
+      out.push({
+        op: 'expectSte',
+        sid: psid,
+        fields: diff.fields,
+        comment: `the physical STE of pSID ${psid}, as with ${needs.join(', ')} on`,
+      });
   }
   return out;
 }
 
-function reproducerScenario(o: FuzzOptions, plan: GuestPlan, ops: readonly GuestOp[], found: Detected, panic: { rule: string; reason: string } | null, needs: readonly RuleName[], original: number, iteration: number): Record<string, unknown> {
+function reproducerScenario(
+  o: FuzzOptions,
+  plan: GuestPlan,
+  ops: readonly GuestOp[],
+  found: Detected,
+  panic: { rule: string; reason: string } | null,
+  needs: readonly RuleName[],
+  original: number,
+  iteration: number,
+): Record<string, unknown> {
   const steps = ops.map((op, i) => {
     const j = stepJson(op as unknown as HostileOp);
     if (i === ops.length - 1 && found.lastOpExpect) {
@@ -913,19 +1379,36 @@ function reproducerScenario(o: FuzzOptions, plan: GuestPlan, ops: readonly Guest
     return j;
   });
   let checks = found.checks ?? [];
-  if (!checks.length && !found.lastOpExpect && found.kind !== 'exception' && needs.length) checks = differentialChecks(plan, ops, found, needs);
+  if (!checks.length && !found.lastOpExpect && found.kind !== 'exception' && needs.length)
+    checks = differentialChecks(plan, ops, found, needs);
   const tail: Record<string, unknown>[] = [];
-  if (panic) tail.push({ op: 'expectPanic', reason: panic.reason.slice(0, 60), comment: 'the hypervisor panicked (a modeled outcome)' });
+  if (panic)
+    tail.push({
+      op: 'expectPanic',
+      reason: panic.reason.slice(0, 60),
+      comment: 'the hypervisor panicked (a modeled outcome)',
+    });
   tail.push(...checks);
-  if (!checks.some((c) => c.op === 'isolation')) tail.push({ op: 'isolation', expect: 'ok', comment: 'isolation after the failure' });
+  if (!checks.some((c) => c.op === 'isolation'))
+    tail.push({ op: 'isolation', expect: 'ok', comment: 'isolation after the failure' });
   const m = plan.machine;
   const machine: Record<string, unknown> = {
-    hyp: 'pkvm', ramBase: hexs(m.ramBase!), ramSize: hexs(m.ramSize!), hypMemory: { base: hexs(m.hypMemory!.base), size: hexs(m.hypMemory!.size) },
-    devices: m.devices, policy: m.policy, failure: m.failure, ...(m.weaken ? { weaken: m.weaken } : {}), ...(m.allowAts ? { allowAts: true } : {}),
+    hyp: 'pkvm',
+    ramBase: hexs(m.ramBase!),
+    ramSize: hexs(m.ramSize!),
+    hypMemory: { base: hexs(m.hypMemory!.base), size: hexs(m.hypMemory!.size) },
+    devices: m.devices,
+    policy: m.policy,
+    failure: m.failure,
+    ...(m.weaken ? { weaken: m.weaken } : {}),
+    ...(m.allowAts ? { allowAts: true } : {}),
   };
   const cli = `smmulab fuzz --target guest --seed ${o.seed}${(o.weaken ?? []).map((w) => ` --weaken ${w}`).join('')}`;
   return {
-    name: `fuzz-guest-s${o.seed}-i${iteration}-${found.signature.replace(/[^a-z0-9]+/gi, '-').replace(/-+$/, '').slice(0, 60)}`,
+    name: `fuzz-guest-s${o.seed}-i${iteration}-${found.signature
+      .replace(/[^a-z0-9]+/gi, '-')
+      .replace(/-+$/, '')
+      .slice(0, 60)}`,
     description: `${cli}, iteration ${iteration} (a machine started at iteration ${plan.firstIteration}): ${found.kind} ${found.signature}: ${found.detail}. Shrunk from ${original} to ${ops.length} hostile guest operations${plan.raw ? ' (the guest kernels did not probe)' : ''}. Replaying it fails ${found.kind === 'exception' ? 'the last operation' : found.lastOpExpect ? 'the last operation (expected to abort)' : 'a step after the operations'}; it passes once the hypervisor is fixed.`,
     machine,
     steps: [...plan.prologueJson, ...steps, ...tail],
@@ -937,25 +1420,61 @@ function reproducerScenario(o: FuzzOptions, plan: GuestPlan, ops: readonly Guest
  * when it fails at step `lastOp` (its last operation) or after it, where its checks are (and,
  * for an oracle breach, with the same path; for an exception, with the same exception).
  */
-export function replayGuestReproducer(sc: Record<string, unknown>, signature: string, lastOp: number): { reproduces: boolean; failures: string[] } {
+export function replayGuestReproducer(
+  sc: Record<string, unknown>,
+  signature: string,
+  lastOp: number,
+): { reproduces: boolean; failures: string[] } {
   const parsed = parseScenarioText(JSON.stringify(sc), `${String(sc.name)}.json`);
   const r = runScenario(parsed);
-  const failures = r.failed.map((f) => `step ${f.step} ${f.op}: expected ${JSON.stringify(f.expected)}, got ${JSON.stringify(f.actual)}${f.message ? ` (${f.message})` : ''}`);
+  const failures = r.failed.map(
+    (f) =>
+      `step ${f.step} ${f.op}: expected ${JSON.stringify(f.expected)}, got ${JSON.stringify(f.actual)}${f.message ? ` (${f.message})` : ''}`,
+  );
   let reproduces = r.failed.some((f) => f.step >= lastOp);
-  if (signature.startsWith('breach:') && !['breach:dma-landed', 'breach:cpu-write', 'breach:hyp-write', 'breach:hyp-read'].includes(signature)) {
+  if (
+    signature.startsWith('breach:') &&
+    !['breach:dma-landed', 'breach:cpu-write', 'breach:hyp-write', 'breach:hyp-read'].includes(
+      signature,
+    )
+  ) {
     const path = signature.slice(7);
-    reproduces = r.failed.some((f) => f.op === 'isolation') && (r.isolation?.breaches.some((b) => b.path === path) ?? false);
+    reproduces =
+      r.failed.some((f) => f.op === 'isolation') &&
+      (r.isolation?.breaches.some((b) => b.path === path) ?? false);
   } else if (signature.startsWith('exception:')) {
     const name = signature.split(':')[1]!;
-    reproduces = r.failed.some((f) => (f.expected === 'step completes' && String(f.actual).startsWith(name)) || (name === 'CpuAbortError' && f.actual === 'abort' && !(f.message ?? '').startsWith('guest:')));
+    reproduces = r.failed.some(
+      (f) =>
+        (f.expected === 'step completes' && String(f.actual).startsWith(name)) ||
+        (name === 'CpuAbortError' &&
+          f.actual === 'abort' &&
+          !(f.message ?? '').startsWith('guest:')),
+    );
   }
   return { reproduces, failures };
 }
 
-function makeFinding(o: FuzzOptions, plan: GuestPlan, exec: GuestExecResult, f: Detected, needs: RuleName[], iteration: number): FuzzFinding {
+function makeFinding(
+  o: FuzzOptions,
+  plan: GuestPlan,
+  exec: GuestExecResult,
+  f: Detected,
+  needs: RuleName[],
+  iteration: number,
+): FuzzFinding {
   const finding: FuzzFinding = {
-    kind: f.kind, signature: f.signature, detail: f.detail, iteration, operations: exec.foundAt + 1,
-    policy: plan.machine.policy ?? 'pkvm', failure: plan.failure, weaken: plan.weaken, raw: plan.raw, needs, key: findingKey(f.signature, needs),
+    kind: f.kind,
+    signature: f.signature,
+    detail: f.detail,
+    iteration,
+    operations: exec.foundAt + 1,
+    policy: plan.machine.policy ?? 'pkvm',
+    failure: plan.failure,
+    weaken: plan.weaken,
+    raw: plan.raw,
+    needs,
+    key: findingKey(f.signature, needs),
   };
   const original = exec.foundAt + 1;
   let sPlan = plan;
@@ -975,11 +1494,27 @@ function makeFinding(o: FuzzOptions, plan: GuestPlan, exec: GuestExecResult, f: 
     if (needs.length) finding.needs = blameGuest(sPlan, ops, f.signature);
   }
   finding.minimalOperations = ops.length;
-  finding.scenario = reproducerScenario(o, sPlan, ops, found, panic, finding.needs, original, iteration);
+  finding.scenario = reproducerScenario(
+    o,
+    sPlan,
+    ops,
+    found,
+    panic,
+    finding.needs,
+    original,
+    iteration,
+  );
   try {
-    finding.replay = replayGuestReproducer(finding.scenario, f.signature, sPlan.prologueJson.length + ops.length - 1);
+    finding.replay = replayGuestReproducer(
+      finding.scenario,
+      f.signature,
+      sPlan.prologueJson.length + ops.length - 1,
+    );
   } catch (e) {
-    finding.replay = { reproduces: false, failures: [`the reproducer does not load or run: ${(e as Error).message}`] };
+    finding.replay = {
+      reproduces: false,
+      failures: [`the reproducer does not load or run: ${(e as Error).message}`],
+    };
   }
   return finding;
 }
@@ -1004,12 +1539,31 @@ export function* guestCampaign(o: FuzzOptions): Generator<void, FuzzResult, void
   const t0 = performance.now();
   const shard = o.shard ?? { index: 0, count: 1 };
   const K = o.resetEvery ?? 1000;
-  const limit = o.timeSec !== undefined ? Infinity : o.iterations ?? 2000;
+  const limit = o.timeSec !== undefined ? Infinity : (o.iterations ?? 2000);
   const deadline = o.timeSec !== undefined ? t0 + o.timeSec * 1000 : Infinity;
   const res: FuzzResult = {
-    seed: o.seed, iterations: 0, operations: 0, commands: 0, machines: 0, breaches: 0, unexpectedExceptions: 0, invariantViolations: 0, panics: 0,
-    operationsPerSecond: 0, seconds: 0, target: 'guest', policy: o.policy ?? 'pkvm', weaken: [...(o.weaken ?? [])], failure: o.failure ?? 'mixed',
-    resetEvery: K, workers: 1, panicsByRule: {}, failuresBySignature: {}, coverage: { opcodes: {}, registers: {}, operations: {} }, findings: [], reproducers: [],
+    seed: o.seed,
+    iterations: 0,
+    operations: 0,
+    commands: 0,
+    machines: 0,
+    breaches: 0,
+    unexpectedExceptions: 0,
+    invariantViolations: 0,
+    panics: 0,
+    operationsPerSecond: 0,
+    seconds: 0,
+    target: 'guest',
+    policy: o.policy ?? 'pkvm',
+    weaken: [...(o.weaken ?? [])],
+    failure: o.failure ?? 'mixed',
+    resetEvery: K,
+    workers: 1,
+    panicsByRule: {},
+    failuresBySignature: {},
+    coverage: { opcodes: {}, registers: {}, operations: {} },
+    findings: [],
+    reproducers: [],
   };
   let lastProgress = t0;
   let failing = 0;
@@ -1019,7 +1573,11 @@ export function* guestCampaign(o: FuzzOptions): Generator<void, FuzzResult, void
     res.iterations += run.iterations;
     res.operations += exec.executed.length;
     res.commands += exec.commands;
-    mergeCoverage(res.coverage, { opcodes: exec.opcodes, registers: exec.registers, operations: exec.kinds });
+    mergeCoverage(res.coverage, {
+      opcodes: exec.opcodes,
+      registers: exec.registers,
+      operations: exec.kinds,
+    });
     const f = exec.found;
     let stop = false;
     if (exec.invalid) {
@@ -1036,7 +1594,10 @@ export function* guestCampaign(o: FuzzOptions): Generator<void, FuzzResult, void
       const needs = blameGuest(plan, exec.executed.slice(0, exec.foundAt + 1), f.signature);
       const key = findingKey(f.signature, needs);
       res.failuresBySignature[key] = (res.failuresBySignature[key] ?? 0) + 1;
-      if (!res.findings.some((x) => x.key === key) && res.findings.length < (o.maxReproducers ?? 8)) {
+      if (
+        !res.findings.some((x) => x.key === key) &&
+        res.findings.length < (o.maxReproducers ?? 8)
+      ) {
         const finding = makeFinding(o, plan, exec, f, needs, run.lastIteration);
         res.findings.push(finding);
         if (o.stopWhen?.(finding)) stop = true;
@@ -1048,7 +1609,13 @@ export function* guestCampaign(o: FuzzOptions): Generator<void, FuzzResult, void
     const now = performance.now();
     if (o.onProgress && now - lastProgress > 500) {
       lastProgress = now;
-      const p: FuzzProgress = { iterations: res.iterations, operations: res.operations, findings: failing, panics: res.panics, seconds: (now - t0) / 1000 };
+      const p: FuzzProgress = {
+        iterations: res.iterations,
+        operations: res.operations,
+        findings: failing,
+        panics: res.panics,
+        seconds: (now - t0) / 1000,
+      };
       o.onProgress(p);
     }
     return stop || (o.stopAfterFindings !== undefined && failing >= o.stopAfterFindings);

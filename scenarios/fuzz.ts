@@ -43,7 +43,14 @@ import { SMMU_MMIO_SIZE, regNameAt, OFF } from '../hw/smmu/regs.ts';
 import { opcodeName, OPCODES } from '../hw/smmu/commands.ts';
 import type { DmaEndpoint, DmaOutcome } from '../hw/dma.ts';
 import { HypPanic } from '../hyp/failure.ts';
-import { RULE_NAMES, V6_GAPS, isRule, type FailurePolicy, type RuleName, type PolicyName } from '../hyp/policy.ts';
+import {
+  RULE_NAMES,
+  V6_GAPS,
+  isRule,
+  type FailurePolicy,
+  type RuleName,
+  type PolicyName,
+} from '../hyp/policy.ts';
 import { sanitizeSte } from '../hyp/ste-sanitize.ts';
 import { checkCommand, REFUSE, type CmdCheck } from '../hyp/cmd-policy.ts';
 import { HYP_SLOT } from '../hyp/shadowq.ts';
@@ -58,7 +65,13 @@ import { buildMachine, bootHyp, runScenario } from './runner.ts';
 import { parseScenarioText } from './loader.ts';
 import type { MachineConfig } from './schema.ts';
 import type { HostKernel } from './steps/driver.ts';
-import { Attacker, Rng, type HostileOp, type HostLayout, type HostProbe } from '../host/malicious.ts';
+import {
+  Attacker,
+  Rng,
+  type HostileOp,
+  type HostLayout,
+  type HostProbe,
+} from '../host/malicious.ts';
 import type { RegName } from '../hw/smmu/regs.ts';
 import { regByName } from '../hw/smmu/regs.ts';
 import { opKind, SHRINK_BUDGET, shrinkFailure, type ShrunkFailure } from './shrink.ts';
@@ -89,12 +102,34 @@ export const FUZZ_MACHINE = {
 
 /** The Linux-like bring-up before the hostile operations: probe, three attached devices, two DMA mappings. */
 export const PROLOGUE_JSON: ReadonlyArray<Record<string, unknown>> = [
-  { op: 'driver', call: 'probe', pages: { base: hexs(FUZZ_MACHINE.driverPages.base), limit: hexs(FUZZ_MACHINE.driverPages.limit) }, comment: 'the Linux-like driver probes (every SMMU access traps into the hypervisor)' },
+  {
+    op: 'driver',
+    call: 'probe',
+    pages: {
+      base: hexs(FUZZ_MACHINE.driverPages.base),
+      limit: hexs(FUZZ_MACHINE.driverPages.limit),
+    },
+    comment: 'the Linux-like driver probes (every SMMU access traps into the hypervisor)',
+  },
   { op: 'driver', call: 'attach', sid: 8, domain: 'dma' },
   { op: 'driver', call: 'attach', sid: 9, domain: 'identity' },
   { op: 'driver', call: 'attach', sid: 256, domain: 'dma', ssidBits: 2 },
-  { op: 'driver', call: 'map', sid: 8, pa: hexs(FUZZ_MACHINE.scratch.base + 0x30_0000), size: 0x2000, as: 'm8' },
-  { op: 'driver', call: 'map', sid: 256, pa: hexs(FUZZ_MACHINE.scratch.base + 0x31_0000), size: 0x1000, as: 'm256' },
+  {
+    op: 'driver',
+    call: 'map',
+    sid: 8,
+    pa: hexs(FUZZ_MACHINE.scratch.base + 0x30_0000),
+    size: 0x2000,
+    as: 'm8',
+  },
+  {
+    op: 'driver',
+    call: 'map',
+    sid: 256,
+    pa: hexs(FUZZ_MACHINE.scratch.base + 0x31_0000),
+    size: 0x1000,
+    as: 'm256',
+  },
 ];
 
 type Step = { op: string; [k: string]: unknown };
@@ -110,7 +145,6 @@ const PROLOGUE: readonly Step[] = PROLOGUE_JSON.map(parseStep);
 function hexs(v: number | bigint): string {
   return '0x' + v.toString(16);
 }
-
 
 // ---- options and results ---------------------------------------------------------------------
 
@@ -270,9 +304,21 @@ function baseWeaken(o: FuzzOptions): RuleName[] {
 }
 
 /** A machine and its hypervisor, drawn from the episode's random stream. */
-export function planMachine(o: FuzzOptions, episode: number, firstIteration: number, rng: Rng): Plan {
+export function planMachine(
+  o: FuzzOptions,
+  episode: number,
+  firstIteration: number,
+  rng: Rng,
+): Plan {
   const choice = o.failure ?? 'mixed';
-  const failure: FailurePolicy = choice === 'mixed' ? rng.weighted<FailurePolicy>([[5, 'panic'], [50, 'reject'], [45, 'log']]) : choice;
+  const failure: FailurePolicy =
+    choice === 'mixed'
+      ? rng.weighted<FailurePolicy>([
+          [5, 'panic'],
+          [50, 'reject'],
+          [45, 'log'],
+        ])
+      : choice;
   let weaken = baseWeaken(o);
   if (weaken.length > 1) {
     // several weakened rules: each machine keeps a random non-empty subset, so one gap does not hide the others
@@ -282,13 +328,26 @@ export function planMachine(o: FuzzOptions, episode: number, firstIteration: num
   const raw = rng.chance(1 / 7);
   // one machine in four has an SMMUv3.1 that lets guarded register writes take effect
   const preV32 = rng.chance(1 / 4);
-  return { episode, firstIteration, machine: machineConfig(failure, weaken, o.allowAts ?? false, preV32), failure, weaken, raw, prologue: raw ? [] : PROLOGUE };
+  return {
+    episode,
+    firstIteration,
+    machine: machineConfig(failure, weaken, o.allowAts ?? false, preV32),
+    failure,
+    weaken,
+    raw,
+    prologue: raw ? [] : PROLOGUE,
+  };
 }
 
 /** The fuzzing machine's configuration; `preV32`: an SMMUv3.1 whose guarded registers take writes (CONSTRAINED UNPREDICTABLE before v3.2). */
 export const PRE_V32_SMMU = { archMinor: 1, guardedWritesTakeEffect: true } as const;
 
-export function machineConfig(failure: FailurePolicy, weaken: readonly RuleName[], allowAts: boolean, preV32 = false): MachineConfig {
+export function machineConfig(
+  failure: FailurePolicy,
+  weaken: readonly RuleName[],
+  allowAts: boolean,
+  preV32 = false,
+): MachineConfig {
   const isV6 = weaken.length === V6_GAPS.length && V6_GAPS.every((r) => weaken.includes(r));
   return {
     hyp: 'pkvm',
@@ -367,7 +426,10 @@ function origin(e: Error): string {
 
 /** An exception message with its numbers taken out, so that one bug has one signature. */
 function normalize(msg: string): string {
-  return msg.replace(/0x[0-9a-f]+/gi, '#').replace(/\d+/g, '#').slice(0, 120);
+  return msg
+    .replace(/0x[0-9a-f]+/gi, '#')
+    .replace(/\d+/g, '#')
+    .slice(0, 120);
 }
 
 /**
@@ -377,7 +439,12 @@ function normalize(msg: string): string {
  * `expect` is set to what happened (an aborted access, a refused ownership call), so that the
  * reproducer's only failing step is the one that shows the bug.
  */
-export function execute(plan: Plan, source: () => HostileOp[] | null, eo: ExecOptions, makeAttacker?: (L: HostLayout, probe: HostProbe, cmdqMaxShift: number) => void): ExecResult {
+export function execute(
+  plan: Plan,
+  source: () => HostileOp[] | null,
+  eo: ExecOptions,
+  makeAttacker?: (L: HostLayout, probe: HostProbe, cmdqMaxShift: number) => void,
+): ExecResult {
   // the expected control-flow errors (a host data abort, a refused ownership call, ...) are
   // built without stacks while the machine runs: most of their cost
   const quiet = QUIET.on;
@@ -397,21 +464,40 @@ export function execute(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
     QUIET.on = false;
     let again: ExecResult;
     try {
-      again = executeQuietly(plan, () => {
-        if (given) return null;
-        given = true;
-        return ops;
-      }, { ...eo, coverage: false });
+      again = executeQuietly(
+        plan,
+        () => {
+          if (given) return null;
+          given = true;
+          return ops;
+        },
+        { ...eo, coverage: false },
+      );
     } finally {
       QUIET.on = quiet;
     }
-    if (res.found && again.found?.signature === res.found.signature) res.found.detail = again.found.detail;
+    if (res.found && again.found?.signature === res.found.signature)
+      res.found.detail = again.found.detail;
   }
   return res;
 }
 
-function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOptions, makeAttacker?: (L: HostLayout, probe: HostProbe, cmdqMaxShift: number) => void): ExecResult {
-  const res: ExecResult = { executed: [], found: null, foundAt: -1, panic: null, commands: 0, opcodes: {}, registers: {}, kinds: {} };
+function executeQuietly(
+  plan: Plan,
+  source: () => HostileOp[] | null,
+  eo: ExecOptions,
+  makeAttacker?: (L: HostLayout, probe: HostProbe, cmdqMaxShift: number) => void,
+): ExecResult {
+  const res: ExecResult = {
+    executed: [],
+    found: null,
+    foundAt: -1,
+    panic: null,
+    commands: 0,
+    opcodes: {},
+    registers: {},
+    kinds: {},
+  };
   const m = buildMachine(plan.machine);
   const hyp = bootHyp(m, plan.machine);
   const ctx = new RunContext(m);
@@ -431,25 +517,30 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
   let memoAt = -1;
   let memo: { key: string; reach: unknown } | null = null;
   const policy = isolationPolicy(ctx);
-  const oracle = new IsolationOracle(m, {
-    ...policy,
-    protectedRanges: () => {
-      if (owners() !== rangesAt) {
-        rangesAt = owners();
-        ranges = policy.protectedRanges();
-      }
-      return ranges;
-    },
-  }, {
-    stageMemo: {
-      get: (key) => (memo !== null && memo.key === key && memoAt === owners() ? memo.reach : undefined),
-      set: (key, cfg, reach) => {
-        if (cfg.stage !== 2 || cfg.ttb !== idmapRoot) return;
-        memo = { key, reach };
-        memoAt = owners();
+  const oracle = new IsolationOracle(
+    m,
+    {
+      ...policy,
+      protectedRanges: () => {
+        if (owners() !== rangesAt) {
+          rangesAt = owners();
+          ranges = policy.protectedRanges();
+        }
+        return ranges;
       },
     },
-  });
+    {
+      stageMemo: {
+        get: (key) =>
+          memo !== null && memo.key === key && memoAt === owners() ? memo.reach : undefined,
+        set: (key, cfg, reach) => {
+          if (cfg.stage !== 2 || cfg.ttb !== idmapRoot) return;
+          memo = { key, reach };
+          memoAt = owners();
+        },
+      },
+    },
+  );
   oracle.attach();
   ctx.oracle = oracle;
 
@@ -462,7 +553,11 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
     for (let a = w.pa - (w.pa % PAGE); a < w.pa + w.len; a += PAGE) {
       if (!own.hostMay(a)) {
         const path = w.kind === 'event' ? 'event' : w.kind === 'priq' ? 'priq' : 'msi';
-        landed = { kind: 'breach', signature: `breach:${path}`, detail: `SMMU ${w.kind} write of ${w.len} bytes at 0x${w.pa.toString(16)} landed on ${own.state(a).owner} memory` };
+        landed = {
+          kind: 'breach',
+          signature: `breach:${path}`,
+          detail: `SMMU ${w.kind} write of ${w.len} bytes at 0x${w.pa.toString(16)} landed on ${own.state(a).owner} memory`,
+        };
         return;
       }
     }
@@ -474,7 +569,13 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
     return origReshadow.call(hyp, sid);
   };
   let badCmd: Detected | null = null;
-  const strict: CmdCheck = { weak: STRICT_WEAK, sid: 0, rule: 'cfgi-leaf', reason: '', syncRewrites: 0 };
+  const strict: CmdCheck = {
+    weak: STRICT_WEAK,
+    sid: 0,
+    rule: 'cfgi-leaf',
+    reason: '',
+    syncRewrites: 0,
+  };
   const cmdCopy = new Uint32Array(4);
   {
     // every host command the hypervisor puts in the shadow queue must pass the unweakened policy
@@ -485,8 +586,21 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
         cmdCopy.set(w.subarray(0, 4));
         const before = strict.syncRewrites;
         const v = checkCommand(cmdCopy, strict);
-        if (v === REFUSE) badCmd = { kind: 'invariant', signature: `invariant:command:${strict.rule}`, detail: `the hypervisor forwarded a host ${opcodeName(w[0]! & 0xff)} to the hardware that the ${strict.rule} rule refuses: ${strict.reason}`, expectViolation: strict.rule };
-        else if (strict.syncRewrites !== before) badCmd = { kind: 'invariant', signature: 'invariant:command:sync-msi', detail: 'the hypervisor forwarded a host CMD_SYNC with CS=IRQ (an MSI the host aims) to the hardware', expectViolation: 'sync-msi' };
+        if (v === REFUSE)
+          badCmd = {
+            kind: 'invariant',
+            signature: `invariant:command:${strict.rule}`,
+            detail: `the hypervisor forwarded a host ${opcodeName(w[0]! & 0xff)} to the hardware that the ${strict.rule} rule refuses: ${strict.reason}`,
+            expectViolation: strict.rule,
+          };
+        else if (strict.syncRewrites !== before)
+          badCmd = {
+            kind: 'invariant',
+            signature: 'invariant:command:sync-msi',
+            detail:
+              'the hypervisor forwarded a host CMD_SYNC with CS=IRQ (an MSI the host aims) to the hardware',
+            expectViolation: 'sync-msi',
+          };
       }
       origAppend.call(sq, w, hostPtr);
     };
@@ -500,7 +614,12 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
         const guest = hyp.sidOwner.get(ep.sid);
         const owner = own.state(out.pa).owner;
         if (guest ? owner !== guest.actor : owner !== 'host') {
-          dmaLanded = { kind: 'breach', signature: 'breach:dma-landed', detail: `a ${access} DMA from StreamID ${ep.sid}${guest ? ` (guest ${guest.name}'s device)` : ''} reached PA 0x${out.pa.toString(16)}, ${owner} memory`, dmaOp: dmaIndex };
+          dmaLanded = {
+            kind: 'breach',
+            signature: 'breach:dma-landed',
+            detail: `a ${access} DMA from StreamID ${ep.sid}${guest ? ` (guest ${guest.name}'s device)` : ''} reached PA 0x${out.pa.toString(16)}, ${owner} memory`,
+            dmaOp: dmaIndex,
+          };
         }
       }
       return out;
@@ -508,8 +627,10 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
     const { read, write, readTranslated, writeTranslated } = ep;
     ep.read = (iova, len, o) => watch(read.call(ep, iova, len, o), 'read');
     ep.write = (iova, data, o) => watch(write.call(ep, iova, data, o), 'write');
-    ep.readTranslated = (addr, len, o) => watch(readTranslated.call(ep, addr, len, o), 'Translated read');
-    ep.writeTranslated = (addr, data, o) => watch(writeTranslated.call(ep, addr, data, o), 'Translated write');
+    ep.readTranslated = (addr, len, o) =>
+      watch(readTranslated.call(ep, addr, len, o), 'Translated read');
+    ep.writeTranslated = (addr, data, o) =>
+      watch(writeTranslated.call(ep, addr, data, o), 'Translated write');
   };
   for (const ep of m.devices.values()) wrapEp(ep);
   const origEndpoint = ctx.endpointForSid;
@@ -530,13 +651,22 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
         const cfg = get(sh, STE.Config);
         dirtySids.delete(sid);
         if (cfg !== 0 && ((cfg & 0b110) !== 0b110 || get(sh, STE.S2VMID) !== guest.vmid)) {
-          return { kind: 'invariant', signature: 'invariant:guest-ste', detail: `the shadow STE of StreamID ${sid}, guest ${guest.name}'s device, has Config=0b${cfg.toString(2)} S2VMID=${get(sh, STE.S2VMID)}: not the guest's stage 2 (VMID ${guest.vmid})`, expectSte: { sid, fields: { S2VMID: guest.vmid } } };
+          return {
+            kind: 'invariant',
+            signature: 'invariant:guest-ste',
+            detail: `the shadow STE of StreamID ${sid}, guest ${guest.name}'s device, has Config=0b${cfg.toString(2)} S2VMID=${get(sh, STE.S2VMID)}: not the guest's stage 2 (VMID ${guest.vmid})`,
+            expectSte: { sid, fields: { S2VMID: guest.vmid } },
+          };
         }
         continue;
       }
       const pre = Uint32Array.from(sh);
       if (get(pre, STE.Config) === CFG.NESTED) set(pre, STE.Config, CFG.S1_TRANS);
-      const refusal = sanitizeSte(pre, { weak: STRICT_WEAK, allowAts: hyp.policy.allowAts, s2: hyp.idmap.s2 });
+      const refusal = sanitizeSte(pre, {
+        weak: STRICT_WEAK,
+        allowAts: hyp.policy.allowAts,
+        s2: hyp.idmap.s2,
+      });
       if (get(sh, STE.Config) === CFG.NESTED) set(pre, STE.Config, CFG.NESTED);
       const fields: Record<string, number> = {};
       let first = '';
@@ -559,8 +689,21 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
       dirtySids.delete(sid);
       if (first) {
         return {
-          kind: 'invariant', signature: `invariant:shadow-ste:${first}`,
-          detail: `the shadow STE of StreamID ${sid} is not a sanitized STE: ${refusal ? `the sanitizer refuses it (${refusal.rule}: ${refusal.reason})` : Object.entries(fields).map(([k, v]) => `${k}=${get(sh, STE_FIELDS.find((f) => f.name === k)!)} (sanitized: ${v})`).join(', ') || first}`,
+          kind: 'invariant',
+          signature: `invariant:shadow-ste:${first}`,
+          detail: `the shadow STE of StreamID ${sid} is not a sanitized STE: ${
+            refusal
+              ? `the sanitizer refuses it (${refusal.rule}: ${refusal.reason})`
+              : Object.entries(fields)
+                  .map(
+                    ([k, v]) =>
+                      `${k}=${get(
+                        sh,
+                        STE_FIELDS.find((f) => f.name === k)!,
+                      )} (sanitized: ${v})`,
+                  )
+                  .join(', ') || first
+          }`,
           expectSte: { sid, fields },
         };
       }
@@ -583,8 +726,25 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
     // hypervisor installs, a configuration fetched into the cache, an ATC filled, a device
     // appearing, the SMMU writing memory (TLB fills and invalidations only follow the tables)
     const now = [
-      s.cr0, s.gbpa.value, s.irqCtrl, s.eventqBase.lo, s.eventqBase.hi, s.priqBase.lo, s.priqBase.hi, g.base, g.log2size, g.fmt, g.split,
-      s.strtab.fetches, s.httuWrites, dmas, atc, m.devices.size, owners(), hyp.stats.reshadows, smmuWrites,
+      s.cr0,
+      s.gbpa.value,
+      s.irqCtrl,
+      s.eventqBase.lo,
+      s.eventqBase.hi,
+      s.priqBase.lo,
+      s.priqBase.hi,
+      g.base,
+      g.log2size,
+      g.fmt,
+      g.split,
+      s.strtab.fetches,
+      s.httuWrites,
+      dmas,
+      atc,
+      m.devices.size,
+      owners(),
+      hyp.stats.reshadows,
+      smmuWrites,
     ];
     let changed = now.length !== fp.length;
     for (let i = 0; i < now.length && !changed; i++) changed = now[i] !== fp[i];
@@ -599,13 +759,25 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
     const r = oracle.check();
     if (r.ok) return null;
     let best = r.breaches[0]!;
-    for (const b of r.breaches) if ((PATH_RANK.get(b.path) ?? 99) < (PATH_RANK.get(best.path) ?? 99)) best = b;
-    return { kind: 'breach', signature: `breach:${best.path}`, detail: `${r.total} breach(es); ${best.detail}` };
+    for (const b of r.breaches)
+      if ((PATH_RANK.get(b.path) ?? 99) < (PATH_RANK.get(best.path) ?? 99)) best = b;
+    return {
+      kind: 'breach',
+      signature: `breach:${best.path}`,
+      detail: `${r.total} breach(es); ${best.detail}`,
+    };
   };
 
   // the hypervisor writes CR1 at boot and the host can never change it (cr1-template)
-  const cr1Invariant = (): Detected | null => m.smmu.cr1 === CR1_TEMPLATE ? null
-    : { kind: 'invariant', signature: 'invariant:cr1', detail: `the hardware CR1 is 0x${m.smmu.cr1.toString(16)}, not the hypervisor's template 0x${CR1_TEMPLATE.toString(16)} (the SMMU's queue and table accesses would use the host's cacheability and shareability)`, expectCr1: true };
+  const cr1Invariant = (): Detected | null =>
+    m.smmu.cr1 === CR1_TEMPLATE
+      ? null
+      : {
+          kind: 'invariant',
+          signature: 'invariant:cr1',
+          detail: `the hardware CR1 is 0x${m.smmu.cr1.toString(16)}, not the hypervisor's template 0x${CR1_TEMPLATE.toString(16)} (the SMMU's queue and table accesses would use the host's cacheability and shareability)`,
+          expectCr1: true,
+        };
 
   /** every check after one operation, strongest finding first */
   const afterOp = (force: boolean, opNo: number): Detected | null => {
@@ -614,7 +786,8 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
       if (cheap || force || fingerprint()) {
         const b = fullCheck();
         if (b) {
-          if (cheap && cheap.signature !== b.signature) b.detail += ` (first seen as: ${cheap.detail})`;
+          if (cheap && cheap.signature !== b.signature)
+            b.detail += ` (first seen as: ${cheap.detail})`;
           return cheap && cheap.signature === 'breach:dma-landed' ? cheap : b;
         }
       }
@@ -663,7 +836,11 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
     } catch (e) {
       if (e instanceof HypPanic) break;
       const x = e as Error;
-      res.found = { kind: 'exception', signature: `exception:${x.name}:${normalize(x.message)}`, detail: `${x.name}: ${x.message} (at ${origin(x)}, in a register read the host made to aim its next operation)` };
+      res.found = {
+        kind: 'exception',
+        signature: `exception:${x.name}:${normalize(x.message)}`,
+        detail: `${x.name}: ${x.message} (at ${origin(x)}, in a register read the host made to aim its next operation)`,
+      };
       // (the probe's reads build their errors with stacks: hostProbe)
       res.foundAt = res.executed.length - 1;
       return res;
@@ -687,7 +864,10 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
       n++;
       if (thrown !== null || hyp.panicked) {
         if (thrown instanceof HypPanic || hyp.panicked) {
-          res.panic = hyp.panicked ?? { rule: (thrown as HypPanic).rule, reason: (thrown as HypPanic).reason };
+          res.panic = hyp.panicked ?? {
+            rule: (thrown as HypPanic).rule,
+            reason: (thrown as HypPanic).reason,
+          };
           res.found = afterOp(true, idx);
           res.foundAt = idx;
           return res;
@@ -706,18 +886,32 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
       }
       // what the step reported: a data abort the host took, a refused ownership call, a DMA or
       // a breach between two phases of a guest's teardown
-      const reported = ctx.failures.length > failuresBefore ? ctx.failures.splice(failuresBefore) : NO_REPORTS;
+      const reported =
+        ctx.failures.length > failuresBefore ? ctx.failures.splice(failuresBefore) : NO_REPORTS;
       if (op.op === 'guest' && op.call === 'destroy') {
-        const mid = reported.find((f) => typeof f.expected === 'string' && (f.expected.startsWith('isolation holds after teardown') || f.expected.startsWith('no DMA outside')));
+        const mid = reported.find(
+          (f) =>
+            typeof f.expected === 'string' &&
+            (f.expected.startsWith('isolation holds after teardown') ||
+              f.expected.startsWith('no DMA outside')),
+        );
         if (mid) {
-          res.found = { kind: 'breach', signature: 'breach:teardown', detail: `during the teardown of guest ${op.name}: expected ${String(mid.expected)}, got ${String(mid.actual)}` };
+          res.found = {
+            kind: 'breach',
+            signature: 'breach:teardown',
+            detail: `during the teardown of guest ${op.name}: expected ${String(mid.expected)}, got ${String(mid.actual)}`,
+          };
           res.foundAt = idx;
           return res;
         }
       }
       const hypAbort = annotate(op, reported);
       if (hypAbort) {
-        res.found = { kind: 'exception', signature: `exception:CpuAbortError:hyp`, detail: `the hypervisor's own access aborted inside a host ${op.op}: ${hypAbort}` };
+        res.found = {
+          kind: 'exception',
+          signature: `exception:CpuAbortError:hyp`,
+          detail: `the hypervisor's own access aborted inside a host ${op.op}: ${hypAbort}`,
+        };
         res.foundAt = idx;
         return res;
       }
@@ -746,7 +940,10 @@ function executeQuietly(plan: Plan, source: () => HostileOp[] | null, eo: ExecOp
  * Set an operation's expectation to what happened, from the failures its step recorded.
  * Returns the message when the hypervisor itself took the data abort (a bug, not the host's).
  */
-function annotate(op: HostileOp, failures: ReadonlyArray<{ expected: unknown; actual: unknown; message?: string }>): string | null {
+function annotate(
+  op: HostileOp,
+  failures: ReadonlyArray<{ expected: unknown; actual: unknown; message?: string }>,
+): string | null {
   for (const f of failures) {
     if (op.op === 'write' || op.op === 'read' || op.op === 'memwrite') {
       if (f.expected === 'completed' && f.actual === 'abort') {
@@ -759,19 +956,28 @@ function annotate(op: HostileOp, failures: ReadonlyArray<{ expected: unknown; ac
     } else if (op.op === 'dma') {
       if (f.expected === 'fault') delete op.expect;
     } else if (op.op === 'guest') {
-      if ((f.expected === 'guest created' || f.expected === 'guest destroyed') && f.actual === 'refused') op.expect = 'refused';
+      if (
+        (f.expected === 'guest created' || f.expected === 'guest destroyed') &&
+        f.actual === 'refused'
+      )
+        op.expect = 'refused';
       else if (f.expected === 'refused') op.expect = 'ok';
     }
   }
   return null;
 }
 
-function hostWriteLanded(op: HostileOp & { op: 'write' | 'memwrite' }, hostMay: (a: number) => boolean, m: Machine): string | null {
+function hostWriteLanded(
+  op: HostileOp & { op: 'write' | 'memwrite' },
+  hostMay: (a: number) => boolean,
+  m: Machine,
+): string | null {
   if (op.expect === 'abort') return null;
   const len = op.op === 'write' ? op.size : op.hex.length / 2;
   if (!m.mem.isRam(op.addr, 1)) return null;
   for (let a = op.addr - (op.addr % PAGE); a < op.addr + len; a += PAGE) {
-    if (m.mem.isRam(a, 1) && !hostMay(a)) return `a host CPU write of ${len} bytes at 0x${op.addr.toString(16)} completed on a page the host may not write (0x${a.toString(16)})`;
+    if (m.mem.isRam(a, 1) && !hostMay(a))
+      return `a host CPU write of ${len} bytes at 0x${op.addr.toString(16)} completed on a page the host may not write (0x${a.toString(16)})`;
   }
   return null;
 }
@@ -807,8 +1013,13 @@ function hostLayout(k: HostKernel | undefined, m: Machine): HostLayout {
     const d = k.drv;
     structures.push({ what: 'cmdq', base: d.cmdq.base, size: 2 ** d.cmdq.log2size * 16 });
     structures.push({ what: 'evtq', base: d.evtq.base, size: 2 ** d.evtq.shift * 32 });
-    structures.push({ what: 'strtab-l1', base: d.strtab.base, size: Math.max(PAGE, d.strtab.l1.length * 8) });
-    for (const l2 of d.strtab.l1) if (l2) structures.push({ what: 'strtab-l2', base: l2, size: 256 * 64 });
+    structures.push({
+      what: 'strtab-l1',
+      base: d.strtab.base,
+      size: Math.max(PAGE, d.strtab.l1.length * 8),
+    });
+    for (const l2 of d.strtab.l1)
+      if (l2) structures.push({ what: 'strtab-l2', base: l2, size: 256 * 64 });
     for (const [, mp] of k.mappings) mappings.push({ ...mp });
     for (const sid of [8, 256]) {
       try {
@@ -819,7 +1030,11 @@ function hostLayout(k: HostKernel | undefined, m: Machine): HostLayout {
         // the CD table the host STE points at
         const steAt = d.steAddr(sid);
         const w0 = m.mem.read64(steAt);
-        structures.push({ what: `cd-${sid}`, base: Number(w0 & 0x00ff_ffff_ffff_ffc0n), size: 256 });
+        structures.push({
+          what: `cd-${sid}`,
+          base: Number(w0 & 0x00ff_ffff_ffff_ffc0n),
+          size: 256,
+        });
       } catch {
         /* not attached */
       }
@@ -862,8 +1077,16 @@ function hostProbe(m: Machine, ctx: RunContext): HostProbe {
       const g = ctx.hyp?.guests.get(name);
       if (!g) return null;
       const k = ctx.kernels.get(g.actor);
-      const devices = [...g.vsidToPsid].map(([, psid]) => ({ device: [...m.devices.values()].find((d) => d.sid === psid)?.name ?? `psid${psid}`, psid }));
-      return { devices, alive: !g.dying, probed: k !== undefined, bufferIova: k?.mappings.get('gbuf')?.iova ?? null };
+      const devices = [...g.vsidToPsid].map(([, psid]) => ({
+        device: [...m.devices.values()].find((d) => d.sid === psid)?.name ?? `psid${psid}`,
+        psid,
+      }));
+      return {
+        devices,
+        alive: !g.dying,
+        probed: k !== undefined,
+        bufferIova: k?.mappings.get('gbuf')?.iova ?? null,
+      };
     },
     mem64(addr: number): bigint | null {
       if (!m.mem.isRam(addr, 8)) return null;
@@ -895,7 +1118,12 @@ interface MachineRun {
  * Episode `e`: iterations [eK, (e+1)K) (bounded by `limit`) on fresh machines, one random
  * stream drawn from (seed, e). Each machine's run is handed to `onRun`; returning true stops.
  */
-function runEpisode(o: FuzzOptions, e: number, limit: number, onRun: (r: MachineRun) => boolean): boolean {
+function runEpisode(
+  o: FuzzOptions,
+  e: number,
+  limit: number,
+  onRun: (r: MachineRun) => boolean,
+): boolean {
   const K = o.resetEvery ?? 1000;
   const rng = new Rng(o.seed, e);
   const last = Math.min((e + 1) * K, limit);
@@ -941,11 +1169,15 @@ export function sampleOperations(o: FuzzOptions, iterations: number): HostileOp[
 /** Replay a fixed list of operations on a fresh machine (a shrink candidate). */
 function replayOps(plan: Plan, ops: readonly HostileOp[]): ExecResult {
   let given = false;
-  return execute(plan, () => {
-    if (given) return null;
-    given = true;
-    return ops as HostileOp[];
-  }, { checkEvery: Number.MAX_SAFE_INTEGER, coverage: false });
+  return execute(
+    plan,
+    () => {
+      if (given) return null;
+      given = true;
+      return ops as HostileOp[];
+    },
+    { checkEvery: Number.MAX_SAFE_INTEGER, coverage: false },
+  );
 }
 
 export type Shrunk = ShrunkFailure<Plan, HostileOp, ExecResult>;
@@ -958,21 +1190,49 @@ export type Shrunk = ShrunkFailure<Plan, HostileOp, ExecResult>;
  * of it fails with the same signature; the result must pass with the rules in `needs` restored.
  * At most `budget` replays in all.
  */
-export function shrink(plan0: Plan, ops0: readonly HostileOp[], signature: string, budget: number, needs: readonly RuleName[] = []): Shrunk {
-  return shrinkFailure<Plan, HostileOp, ExecResult>({
-    replay: replayOps,
-    signature: (r) => r.found?.signature,
-    failed: (r) => r.executed.slice(0, r.foundAt + 1),
-    restored: (p) => (needs.length ? withWeaken(p, p.weaken.filter((w) => !needs.includes(w))) : null),
-    dropStep: (p, i) => (i >= 1 ? { ...p, prologue: p.prologue.filter((_, k) => k !== i) } : null),
-    kindOf: opKind,
-    prologueLength: (p) => p.prologue.length,
-  }, plan0, ops0, signature, budget);
+export function shrink(
+  plan0: Plan,
+  ops0: readonly HostileOp[],
+  signature: string,
+  budget: number,
+  needs: readonly RuleName[] = [],
+): Shrunk {
+  return shrinkFailure<Plan, HostileOp, ExecResult>(
+    {
+      replay: replayOps,
+      signature: (r) => r.found?.signature,
+      failed: (r) => r.executed.slice(0, r.foundAt + 1),
+      restored: (p) =>
+        needs.length
+          ? withWeaken(
+              p,
+              p.weaken.filter((w) => !needs.includes(w)),
+            )
+          : null,
+      dropStep: (p, i) =>
+        i >= 1 ? { ...p, prologue: p.prologue.filter((_, k) => k !== i) } : null,
+      kindOf: opKind,
+      prologueLength: (p) => p.prologue.length,
+    },
+    plan0,
+    ops0,
+    signature,
+    budget,
+  );
 }
 
 /** The same iteration under another set of weakened rules. */
 export function withWeaken(plan: Plan, weaken: RuleName[]): Plan {
-  return { ...plan, weaken, machine: machineConfig(plan.failure, weaken, plan.machine.allowAts ?? false, plan.machine.smmu !== undefined) };
+  return {
+    ...plan,
+    weaken,
+    machine: machineConfig(
+      plan.failure,
+      weaken,
+      plan.machine.allowAts ?? false,
+      plan.machine.smmu !== undefined,
+    ),
+  };
 }
 
 /**
@@ -984,7 +1244,16 @@ export function blame(plan: Plan, ops: readonly HostileOp[], signature: string):
   if (!plan.weaken.length) return [];
   if (replayOps(withWeaken(plan, []), ops).found?.signature === signature) return [];
   if (plan.weaken.length === 1) return [...plan.weaken];
-  const needs = plan.weaken.filter((r) => replayOps(withWeaken(plan, plan.weaken.filter((w) => w !== r)), ops).found?.signature !== signature);
+  const needs = plan.weaken.filter(
+    (r) =>
+      replayOps(
+        withWeaken(
+          plan,
+          plan.weaken.filter((w) => w !== r),
+        ),
+        ops,
+      ).found?.signature !== signature,
+  );
   return needs.length ? needs : [...plan.weaken];
 }
 
@@ -996,27 +1265,64 @@ export function stepJson(op: HostileOp): Record<string, unknown> {
   for (const [k, v] of Object.entries(op)) {
     if (v === undefined) continue;
     if (typeof v === 'bigint') out[k] = hexs(v);
-    else if ((k === 'addr' || (k === 'size' && op.op === 'hyp')) && typeof v === 'number') out[k] = hexs(v);
+    else if ((k === 'addr' || (k === 'size' && op.op === 'hyp')) && typeof v === 'number')
+      out[k] = hexs(v);
     else out[k] = v;
   }
   if ((op.op === 'write' || op.op === 'read') && !op.comment) {
     const off = op.addr - 0x0905_0000;
-    if (off >= 0 && off < SMMU_MMIO_SIZE) out.comment = `${regNameAt(off)}${op.op === 'write' ? ` = 0x${op.value.toString(16)}` : ''}${op.size !== (regByName(regNameAt(off))?.width ?? op.size) ? ` (${op.size}-byte access)` : ''}`;
+    if (off >= 0 && off < SMMU_MMIO_SIZE)
+      out.comment = `${regNameAt(off)}${op.op === 'write' ? ` = 0x${op.value.toString(16)}` : ''}${op.size !== (regByName(regNameAt(off))?.width ?? op.size) ? ` (${op.size}-byte access)` : ''}`;
   }
   return out;
 }
 
-function finalSteps(d: Detected, panic: { rule: string; reason: string } | null): Record<string, unknown>[] {
+function finalSteps(
+  d: Detected,
+  panic: { rule: string; reason: string } | null,
+): Record<string, unknown>[] {
   const out: Record<string, unknown>[] = [];
-  if (panic) out.push({ op: 'expectPanic', ...(isRule(panic.rule) ? { rule: panic.rule } : { reason: panic.reason.slice(0, 60) }), comment: 'the hypervisor panicked (a modeled outcome); the hardware state is what counts' });
-  if (d.expectSte && Object.keys(d.expectSte.fields).length) out.push({ op: 'expectSte', sid: d.expectSte.sid, fields: d.expectSte.fields, comment: `fails: ${d.detail}` });
-  if (d.expectViolation) out.push({ op: 'expectViolation', rule: d.expectViolation, comment: `fails: ${d.detail}` });
-  if (d.expectCr1) out.push({ op: 'read', actor: 'hyp', addr: hexs(SMMU_BASE + OFF.CR1), size: 4, expect: hexs(CR1_TEMPLATE), comment: `fails: ${d.detail}` });
-  out.push({ op: 'isolation', expect: 'ok', comment: d.kind === 'breach' ? `fails: ${d.detail}` : 'isolation after the failure' });
+  if (panic)
+    out.push({
+      op: 'expectPanic',
+      ...(isRule(panic.rule) ? { rule: panic.rule } : { reason: panic.reason.slice(0, 60) }),
+      comment: 'the hypervisor panicked (a modeled outcome); the hardware state is what counts',
+    });
+  if (d.expectSte && Object.keys(d.expectSte.fields).length)
+    out.push({
+      op: 'expectSte',
+      sid: d.expectSte.sid,
+      fields: d.expectSte.fields,
+      comment: `fails: ${d.detail}`,
+    });
+  if (d.expectViolation)
+    out.push({ op: 'expectViolation', rule: d.expectViolation, comment: `fails: ${d.detail}` });
+  if (d.expectCr1)
+    out.push({
+      op: 'read',
+      actor: 'hyp',
+      addr: hexs(SMMU_BASE + OFF.CR1),
+      size: 4,
+      expect: hexs(CR1_TEMPLATE),
+      comment: `fails: ${d.detail}`,
+    });
+  out.push({
+    op: 'isolation',
+    expect: 'ok',
+    comment: d.kind === 'breach' ? `fails: ${d.detail}` : 'isolation after the failure',
+  });
   return out;
 }
 
-export function reproducerScenario(o: FuzzOptions, plan: Plan, ops: readonly HostileOp[], found: Detected, panic: { rule: string; reason: string } | null, original: number, iteration: number): Record<string, unknown> {
+export function reproducerScenario(
+  o: FuzzOptions,
+  plan: Plan,
+  ops: readonly HostileOp[],
+  found: Detected,
+  panic: { rule: string; reason: string } | null,
+  original: number,
+  iteration: number,
+): Record<string, unknown> {
   const steps = ops.map((op, i) => {
     const j = stepJson(op);
     if (found.dmaOp !== undefined && i === ops.length - 1 && op.op === 'dma') {
@@ -1039,14 +1345,22 @@ export function reproducerScenario(o: FuzzOptions, plan: Plan, ops: readonly Hos
     ...(m.allowAts ? { allowAts: true } : {}),
     ...(m.smmu ? { smmu: m.smmu } : {}),
   };
-  const fails = found.kind === 'exception' ? `step ${prologue.length + ops.length - 1} (the ${ops.at(-1)?.op ?? 'last'} operation, which raises it)`
-    : found.dmaOp !== undefined ? `step ${prologue.length + ops.length - 1} (the DMA, expected to fault)`
-    : found.expectSte || found.expectViolation ? `the ${found.expectSte ? 'expectSte' : 'expectViolation'} step`
-    : found.expectCr1 ? 'the read of the hardware CR1' 
-    : 'the last step (isolation: ok)';
+  const fails =
+    found.kind === 'exception'
+      ? `step ${prologue.length + ops.length - 1} (the ${ops.at(-1)?.op ?? 'last'} operation, which raises it)`
+      : found.dmaOp !== undefined
+        ? `step ${prologue.length + ops.length - 1} (the DMA, expected to fault)`
+        : found.expectSte || found.expectViolation
+          ? `the ${found.expectSte ? 'expectSte' : 'expectViolation'} step`
+          : found.expectCr1
+            ? 'the read of the hardware CR1'
+            : 'the last step (isolation: ok)';
   const cli = `smmulab fuzz --seed ${o.seed}${o.policy && o.policy !== 'pkvm' ? ` --policy ${o.policy}` : ''}${(o.weaken ?? []).map((w) => ` --weaken ${w}`).join('')}`;
   return {
-    name: `fuzz-s${o.seed}-i${iteration}-${found.signature.replace(/[^a-z0-9]+/gi, '-').replace(/-+$/, '').slice(0, 60)}`,
+    name: `fuzz-s${o.seed}-i${iteration}-${found.signature
+      .replace(/[^a-z0-9]+/gi, '-')
+      .replace(/-+$/, '')
+      .slice(0, 60)}`,
     description: `${cli}, iteration ${iteration} (a machine started at iteration ${plan.firstIteration}): ${found.kind} ${found.signature}: ${found.detail}. Shrunk from ${original} to ${ops.length} hostile operations${plan.raw ? ' (no driver probe)' : ''}. Replaying it fails ${fails}; it passes once the hypervisor is fixed.`,
     machine,
     steps: [...prologue, ...steps, ...finalSteps(found, panic)],
@@ -1054,20 +1368,35 @@ export function reproducerScenario(o: FuzzOptions, plan: Plan, ops: readonly Hos
 }
 
 /** Replay a reproducer the way `smmulab run` does (JSON text → loader → runner). */
-export function replayReproducer(sc: Record<string, unknown>, signature: string, detail: string): { reproduces: boolean; failures: string[] } {
+export function replayReproducer(
+  sc: Record<string, unknown>,
+  signature: string,
+  detail: string,
+): { reproduces: boolean; failures: string[] } {
   const parsed = parseScenarioText(JSON.stringify(sc), `${String(sc.name)}.json`);
   const r = runScenario(parsed);
-  const failures = r.failed.map((f) => `step ${f.step} ${f.op}: expected ${JSON.stringify(f.expected)}, got ${JSON.stringify(f.actual)}${f.message ? ` (${f.message})` : ''}`);
+  const failures = r.failed.map(
+    (f) =>
+      `step ${f.step} ${f.op}: expected ${JSON.stringify(f.expected)}, got ${JSON.stringify(f.actual)}${f.message ? ` (${f.message})` : ''}`,
+  );
   let reproduces = false;
   if (signature.startsWith('breach:')) {
     const path = signature.slice(7);
-    if (path === 'dma-landed') reproduces = r.failed.some((f) => f.op === 'dma' && f.expected === 'fault');
+    if (path === 'dma-landed')
+      reproduces = r.failed.some((f) => f.op === 'dma' && f.expected === 'fault');
     else if (path === 'cpu-write') reproduces = !r.ok;
     else if (path === 'teardown') reproduces = r.failed.some((f) => f.op === 'guest');
-    else reproduces = r.failed.some((f) => f.op === 'isolation') && (r.isolation?.breaches.some((b) => b.path === path) ?? false);
+    else
+      reproduces =
+        r.failed.some((f) => f.op === 'isolation') &&
+        (r.isolation?.breaches.some((b) => b.path === path) ?? false);
   } else if (signature.startsWith('exception:')) {
     const name = signature.split(':')[1]!;
-    reproduces = r.failed.some((f) => (f.expected === 'step completes' && String(f.actual).startsWith(name)) || (name === 'CpuAbortError' && f.actual === 'abort' && (f.message ?? '').startsWith('hyp')));
+    reproduces = r.failed.some(
+      (f) =>
+        (f.expected === 'step completes' && String(f.actual).startsWith(name)) ||
+        (name === 'CpuAbortError' && f.actual === 'abort' && (f.message ?? '').startsWith('hyp')),
+    );
   } else if (signature.startsWith('invariant:shadow-ste')) {
     reproduces = r.failed.some((f) => f.op === 'expectSte');
   } else if (signature === 'invariant:cr1') {
@@ -1085,12 +1414,30 @@ function emptyCoverage(): FuzzCoverage {
 }
 
 export function validateOptions(o: FuzzOptions): void {
-  if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new FuzzInputError(`--seed must be a non-negative integer, got ${o.seed}`);
-  if (o.iterations !== undefined && (!Number.isSafeInteger(o.iterations) || o.iterations < 1)) throw new FuzzInputError(`--iterations must be a positive integer, got ${o.iterations}`);
-  if (o.timeSec !== undefined && !(o.timeSec > 0)) throw new FuzzInputError(`--time must be a positive number of seconds, got ${o.timeSec}`);
-  if (o.resetEvery !== undefined && (!Number.isSafeInteger(o.resetEvery) || o.resetEvery < 1)) throw new FuzzInputError(`--reset-every must be a positive integer, got ${o.resetEvery}`);
-  for (const w of o.weaken ?? []) if (!isRule(w)) throw new FuzzInputError(`--weaken ${w}: no such rule (rules: ${RULE_NAMES.join(', ')})`);
-  if (o.shard && !(Number.isSafeInteger(o.shard.count) && o.shard.count >= 1 && Number.isSafeInteger(o.shard.index) && o.shard.index >= 0 && o.shard.index < o.shard.count)) throw new FuzzInputError(`shard: index ${o.shard.index} of ${o.shard.count} (0-based) is not a shard`);
+  if (!Number.isSafeInteger(o.seed) || o.seed < 0)
+    throw new FuzzInputError(`--seed must be a non-negative integer, got ${o.seed}`);
+  if (o.iterations !== undefined && (!Number.isSafeInteger(o.iterations) || o.iterations < 1))
+    throw new FuzzInputError(`--iterations must be a positive integer, got ${o.iterations}`);
+  if (o.timeSec !== undefined && !(o.timeSec > 0))
+    throw new FuzzInputError(`--time must be a positive number of seconds, got ${o.timeSec}`);
+  if (o.resetEvery !== undefined && (!Number.isSafeInteger(o.resetEvery) || o.resetEvery < 1))
+    throw new FuzzInputError(`--reset-every must be a positive integer, got ${o.resetEvery}`);
+  for (const w of o.weaken ?? [])
+    if (!isRule(w))
+      throw new FuzzInputError(`--weaken ${w}: no such rule (rules: ${RULE_NAMES.join(', ')})`);
+  if (
+    o.shard &&
+    !(
+      Number.isSafeInteger(o.shard.count) &&
+      o.shard.count >= 1 &&
+      Number.isSafeInteger(o.shard.index) &&
+      o.shard.index >= 0 &&
+      o.shard.index < o.shard.count
+    )
+  )
+    throw new FuzzInputError(
+      `shard: index ${o.shard.index} of ${o.shard.count} (0-based) is not a shard`,
+    );
 }
 
 /**
@@ -1145,12 +1492,31 @@ function* hostCampaign(o: FuzzOptions): Generator<void, FuzzResult, void> {
   const t0 = performance.now();
   const shard = o.shard ?? { index: 0, count: 1 };
   const K = o.resetEvery ?? 1000;
-  const limit = o.timeSec !== undefined ? Infinity : o.iterations ?? 2000;
+  const limit = o.timeSec !== undefined ? Infinity : (o.iterations ?? 2000);
   const deadline = o.timeSec !== undefined ? t0 + o.timeSec * 1000 : Infinity;
   const res: FuzzResult = {
-    seed: o.seed, iterations: 0, operations: 0, commands: 0, machines: 0, breaches: 0, unexpectedExceptions: 0, invariantViolations: 0, panics: 0,
-    operationsPerSecond: 0, seconds: 0, target: o.target ?? 'host', policy: o.policy ?? 'pkvm', weaken: [...(o.weaken ?? [])], failure: o.failure ?? 'mixed',
-    resetEvery: K, workers: 1, panicsByRule: {}, failuresBySignature: {}, coverage: emptyCoverage(), findings: [], reproducers: [],
+    seed: o.seed,
+    iterations: 0,
+    operations: 0,
+    commands: 0,
+    machines: 0,
+    breaches: 0,
+    unexpectedExceptions: 0,
+    invariantViolations: 0,
+    panics: 0,
+    operationsPerSecond: 0,
+    seconds: 0,
+    target: o.target ?? 'host',
+    policy: o.policy ?? 'pkvm',
+    weaken: [...(o.weaken ?? [])],
+    failure: o.failure ?? 'mixed',
+    resetEvery: K,
+    workers: 1,
+    panicsByRule: {},
+    failuresBySignature: {},
+    coverage: emptyCoverage(),
+    findings: [],
+    reproducers: [],
   };
   let lastProgress = t0;
   let failing = 0;
@@ -1160,7 +1526,11 @@ function* hostCampaign(o: FuzzOptions): Generator<void, FuzzResult, void> {
     res.iterations += run.iterations;
     res.operations += exec.executed.length;
     res.commands += exec.commands;
-    mergeCoverage(res.coverage, { opcodes: exec.opcodes, registers: exec.registers, operations: exec.kinds });
+    mergeCoverage(res.coverage, {
+      opcodes: exec.opcodes,
+      registers: exec.registers,
+      operations: exec.kinds,
+    });
     const f = exec.found;
     let stop = false;
     if (f) {
@@ -1171,7 +1541,10 @@ function* hostCampaign(o: FuzzOptions): Generator<void, FuzzResult, void> {
       const needs = blame(plan, exec.executed.slice(0, exec.foundAt + 1), f.signature);
       const key = findingKey(f.signature, needs);
       res.failuresBySignature[key] = (res.failuresBySignature[key] ?? 0) + 1;
-      if (!res.findings.some((x) => x.key === key) && res.findings.length < (o.maxReproducers ?? 8)) {
+      if (
+        !res.findings.some((x) => x.key === key) &&
+        res.findings.length < (o.maxReproducers ?? 8)
+      ) {
         const finding = makeFinding(o, plan, exec, f, needs, run.lastIteration);
         res.findings.push(finding);
         if (o.stopWhen?.(finding)) stop = true;
@@ -1183,7 +1556,13 @@ function* hostCampaign(o: FuzzOptions): Generator<void, FuzzResult, void> {
     const now = performance.now();
     if (o.onProgress && now - lastProgress > 500) {
       lastProgress = now;
-      o.onProgress({ iterations: res.iterations, operations: res.operations, findings: failing, panics: res.panics, seconds: (now - t0) / 1000 });
+      o.onProgress({
+        iterations: res.iterations,
+        operations: res.operations,
+        findings: failing,
+        panics: res.panics,
+        seconds: (now - t0) / 1000,
+      });
     }
     return stop || (o.stopAfterFindings !== undefined && failing >= o.stopAfterFindings);
   };
@@ -1206,10 +1585,26 @@ export function findingKey(signature: string, needs: readonly string[]): string 
   return needs.length ? `${signature} [needs ${needs.join('+')}]` : signature;
 }
 
-function makeFinding(o: FuzzOptions, plan: Plan, exec: ExecResult, f: Detected, needs: RuleName[], iteration: number): FuzzFinding {
+function makeFinding(
+  o: FuzzOptions,
+  plan: Plan,
+  exec: ExecResult,
+  f: Detected,
+  needs: RuleName[],
+  iteration: number,
+): FuzzFinding {
   const finding: FuzzFinding = {
-    kind: f.kind, signature: f.signature, detail: f.detail, iteration, operations: exec.foundAt + 1,
-    policy: plan.machine.policy ?? 'pkvm', failure: plan.failure, weaken: plan.weaken, raw: plan.raw, needs, key: findingKey(f.signature, needs),
+    kind: f.kind,
+    signature: f.signature,
+    detail: f.detail,
+    iteration,
+    operations: exec.foundAt + 1,
+    policy: plan.machine.policy ?? 'pkvm',
+    failure: plan.failure,
+    weaken: plan.weaken,
+    raw: plan.raw,
+    needs,
+    key: findingKey(f.signature, needs),
   };
   const original = exec.foundAt + 1;
   let sPlan = plan;
@@ -1227,20 +1622,25 @@ function makeFinding(o: FuzzOptions, plan: Plan, exec: ExecResult, f: Detected, 
     finding.shrinkRuns = s.runs;
     finding.oneMinimal = s.oneMinimal;
   }
-  if (needs.length && finding.shrinkRuns !== undefined) finding.needs = blame(sPlan, ops, f.signature);
+  if (needs.length && finding.shrinkRuns !== undefined)
+    finding.needs = blame(sPlan, ops, f.signature);
   finding.minimalOperations = ops.length;
   finding.scenario = reproducerScenario(o, sPlan, ops, found, panic, original, iteration);
   try {
     finding.replay = replayReproducer(finding.scenario, f.signature, found.detail);
   } catch (e) {
-    finding.replay = { reproduces: false, failures: [`the reproducer does not load or run: ${(e as Error).message}`] };
+    finding.replay = {
+      reproduces: false,
+      failures: [`the reproducer does not load or run: ${(e as Error).message}`],
+    };
   }
   return finding;
 }
 
 export function mergeCoverage(into: FuzzCoverage, c: FuzzCoverage): void {
   for (const [k, v] of Object.entries(c.opcodes)) into.opcodes[k] = (into.opcodes[k] ?? 0) + v;
-  for (const [k, v] of Object.entries(c.operations)) into.operations[k] = (into.operations[k] ?? 0) + v;
+  for (const [k, v] of Object.entries(c.operations))
+    into.operations[k] = (into.operations[k] ?? 0) + v;
   for (const [k, v] of Object.entries(c.registers)) {
     const e = (into.registers[k] ??= { read: 0, write: 0 });
     e.read += v.read;
@@ -1250,7 +1650,23 @@ export function mergeCoverage(into: FuzzCoverage, c: FuzzCoverage): void {
 
 /** Merge shard results: counts add up, findings keep the first iteration of each signature. */
 export function mergeResults(o: FuzzOptions, parts: FuzzResult[], seconds: number): FuzzResult {
-  const res: FuzzResult = { ...parts[0]!, iterations: 0, operations: 0, commands: 0, machines: 0, breaches: 0, unexpectedExceptions: 0, invariantViolations: 0, panics: 0, panicsByRule: {}, failuresBySignature: {}, coverage: emptyCoverage(), findings: [], reproducers: [], workers: parts.length };
+  const res: FuzzResult = {
+    ...parts[0]!,
+    iterations: 0,
+    operations: 0,
+    commands: 0,
+    machines: 0,
+    breaches: 0,
+    unexpectedExceptions: 0,
+    invariantViolations: 0,
+    panics: 0,
+    panicsByRule: {},
+    failuresBySignature: {},
+    coverage: emptyCoverage(),
+    findings: [],
+    reproducers: [],
+    workers: parts.length,
+  };
   for (const p of parts) {
     res.iterations += p.iterations;
     res.operations += p.operations;
@@ -1260,8 +1676,10 @@ export function mergeResults(o: FuzzOptions, parts: FuzzResult[], seconds: numbe
     res.unexpectedExceptions += p.unexpectedExceptions;
     res.invariantViolations += p.invariantViolations;
     res.panics += p.panics;
-    for (const [k, v] of Object.entries(p.panicsByRule)) res.panicsByRule[k] = (res.panicsByRule[k] ?? 0) + v;
-    for (const [k, v] of Object.entries(p.failuresBySignature)) res.failuresBySignature[k] = (res.failuresBySignature[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(p.panicsByRule))
+      res.panicsByRule[k] = (res.panicsByRule[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(p.failuresBySignature))
+      res.failuresBySignature[k] = (res.failuresBySignature[k] ?? 0) + v;
     mergeCoverage(res.coverage, p.coverage);
   }
   const all = parts.flatMap((p) => p.findings).sort((a, b) => a.iteration - b.iteration);
@@ -1282,12 +1700,18 @@ function sortKeys<T>(o: Record<string, T>): Record<string, T> {
 }
 
 function sortCoverage(c: FuzzCoverage): FuzzCoverage {
-  return { opcodes: sortKeys(c.opcodes), registers: sortKeys(c.registers), operations: sortKeys(c.operations) };
+  return {
+    opcodes: sortKeys(c.opcodes),
+    registers: sortKeys(c.registers),
+    operations: sortKeys(c.operations),
+  };
 }
 
 /** The registers of the emulation table no operation touched, and the opcodes no command used. */
 export function coverageGaps(c: FuzzCoverage): { registers: string[]; opcodes: string[] } {
-  const registers = EMULATION.map((e) => e.name).filter((n) => !c.registers[n] || c.registers[n]!.read + c.registers[n]!.write === 0);
+  const registers = EMULATION.map((e) => e.name).filter(
+    (n) => !c.registers[n] || c.registers[n]!.read + c.registers[n]!.write === 0,
+  );
   const opcodes = OPCODES.map((d) => d.name as string).filter((n) => !c.opcodes[n]);
   return { registers, opcodes };
 }
@@ -1309,7 +1733,8 @@ export const PROGRESS_FIELDS = ['iterations', 'operations', 'findings', 'panics'
 
 /** Store one shard's progress in the shared progress array. */
 export function storeProgress(shared: Float64Array, shard: number, p: FuzzProgress): void {
-  for (let k = 0; k < PROGRESS_FIELDS.length; k++) shared[shard * PROGRESS_FIELDS.length + k] = p[PROGRESS_FIELDS[k]!];
+  for (let k = 0; k < PROGRESS_FIELDS.length; k++)
+    shared[shard * PROGRESS_FIELDS.length + k] = p[PROGRESS_FIELDS[k]!];
 }
 
 /**
@@ -1317,12 +1742,19 @@ export function storeProgress(shared: Float64Array, shard: number, p: FuzzProgre
  * undefined): shard s runs episodes s.index + s.count·j, and worker w those with j ≡ w mod
  * `workers`, so the workers' shards together are exactly s's.
  */
-export function workerShard(s: { index: number; count: number } | undefined, w: number, workers: number): { index: number; count: number } {
+export function workerShard(
+  s: { index: number; count: number } | undefined,
+  w: number,
+  workers: number,
+): { index: number; count: number } {
   const base = s ?? { index: 0, count: 1 };
   return { index: base.index + base.count * w, count: base.count * workers };
 }
 
-export type WorkerMessage = { type: 'progress'; p: FuzzProgress } | { type: 'done'; result: FuzzResult } | { type: 'error'; message: string };
+export type WorkerMessage =
+  | { type: 'progress'; p: FuzzProgress }
+  | { type: 'done'; result: FuzzResult }
+  | { type: 'error'; message: string };
 
 /**
  * Run a campaign over `workers` threads: shard k runs episodes k, k+N, k+2N, ... (each seeded
@@ -1332,7 +1764,11 @@ export type WorkerMessage = { type: 'progress'; p: FuzzProgress } | { type: 'don
  * worker thread spends about half a second loading them), shards 1..N-1 in worker threads.
  * With `o.shard` the workers split that shard's episodes among them (workerShard).
  */
-export async function fuzzParallel(o: FuzzOptions, workers: number, logLevel = 'silent'): Promise<FuzzResult> {
+export async function fuzzParallel(
+  o: FuzzOptions,
+  workers: number,
+  logLevel = 'silent',
+): Promise<FuzzResult> {
   validateOptions(o);
   const t0 = performance.now();
   if (workers <= 1) {
@@ -1354,12 +1790,21 @@ export async function fuzzParallel(o: FuzzOptions, workers: number, logLevel = '
   }
 }
 
-async function runShards(o: FuzzOptions, workers: number, logLevel: string, t0: number): Promise<FuzzResult> {
+async function runShards(
+  o: FuzzOptions,
+  workers: number,
+  logLevel: string,
+  t0: number,
+): Promise<FuzzResult> {
   const { Worker } = await import('node:worker_threads');
   const { createRequire } = await import('node:module');
   const { pathToFileURL } = await import('node:url');
   // tsx's ESM API (the package resolves to its CommonJS build from here; the ESM one sits beside it)
-  const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+  const tsxApi = pathToFileURL(
+    createRequire(import.meta.url)
+      .resolve('tsx/esm/api')
+      .replace(/\.cjs$/, '.mjs'),
+  ).href;
   const entry = new URL('./fuzz-worker.ts', import.meta.url).href;
   // the worker registers the TypeScript loader itself, then loads the worker module
   const boot = `const { parentPort } = require('node:worker_threads'); import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); }).catch((e) => parentPort.postMessage({ type: 'error', message: String((e && e.stack) || e) }));`;
@@ -1375,31 +1820,45 @@ async function runShards(o: FuzzOptions, workers: number, logLevel: string, t0: 
       for (let i = 0; i < workers; i++) a += progress[i * nf + k]!;
       return a;
     };
-    onProgress({ iterations: sum(0), operations: sum(1), findings: sum(2), panics: sum(3), seconds: (performance.now() - t0) / 1000 });
+    onProgress({
+      iterations: sum(0),
+      operations: sum(1),
+      findings: sum(2),
+      panics: sum(3),
+      seconds: (performance.now() - t0) / 1000,
+    });
   };
   const threads: Array<{ terminate(): Promise<number> }> = [];
   const others = Promise.all(
-    Array.from({ length: workers - 1 }, (_, i) => i + 1).map((index) => new Promise<FuzzResult>((resolve, reject) => {
-      const job: WorkerJob = { options: { ...plain, shard: workerShard(o.shard, index, workers) }, logLevel, progress: progressBuf, slot: index };
-      const w = new Worker(boot, { eval: true, workerData: job });
-      threads.push(w);
-      w.on('message', (msg: WorkerMessage) => {
-        if (msg.type === 'progress') {
-          storeProgress(progress, index, msg.p);
-          report();
-        } else if (msg.type === 'done') {
-          resolve(msg.result);
-          void w.terminate();
-        } else {
-          reject(new Error(`fuzz worker ${index}: ${msg.message}`));
-          void w.terminate();
-        }
-      });
-      w.on('error', (e) => reject(e));
-      w.on('exit', (code) => {
-        if (code !== 0) reject(new Error(`fuzz worker ${index} exited with code ${code}`));
-      });
-    })),
+    Array.from({ length: workers - 1 }, (_, i) => i + 1).map(
+      (index) =>
+        new Promise<FuzzResult>((resolve, reject) => {
+          const job: WorkerJob = {
+            options: { ...plain, shard: workerShard(o.shard, index, workers) },
+            logLevel,
+            progress: progressBuf,
+            slot: index,
+          };
+          const w = new Worker(boot, { eval: true, workerData: job });
+          threads.push(w);
+          w.on('message', (msg: WorkerMessage) => {
+            if (msg.type === 'progress') {
+              storeProgress(progress, index, msg.p);
+              report();
+            } else if (msg.type === 'done') {
+              resolve(msg.result);
+              void w.terminate();
+            } else {
+              reject(new Error(`fuzz worker ${index}: ${msg.message}`));
+              void w.terminate();
+            }
+          });
+          w.on('error', (e) => reject(e));
+          w.on('exit', (code) => {
+            if (code !== 0) reject(new Error(`fuzz worker ${index} exited with code ${code}`));
+          });
+        }),
+    ),
   );
   others.catch(() => {}); // (a worker failing while this thread runs its shard is reported below)
   let own: FuzzResult;
@@ -1407,10 +1866,14 @@ async function runShards(o: FuzzOptions, workers: number, logLevel: string, t0: 
   const level = layerLogger('scenarios').level as LogLevel;
   setLogLevel(logLevel as LogLevel);
   try {
-    own = await fuzzSliced({ ...plain, shard: workerShard(o.shard, 0, workers), onProgress: (p) => {
-      storeProgress(progress, 0, p);
-      report();
-    } });
+    own = await fuzzSliced({
+      ...plain,
+      shard: workerShard(o.shard, 0, workers),
+      onProgress: (p) => {
+        storeProgress(progress, 0, p);
+        report();
+      },
+    });
   } catch (e) {
     for (const w of threads) void w.terminate();
     throw e;
@@ -1476,19 +1939,62 @@ export const BENCH_CLI_ITERATIONS = 200_000;
  *    of BENCH_CLI_ITERATIONS, timed by the campaign itself: the workers' start-up and every
  *    thread's JIT warm-up included.
  */
-export function benchFuzz(workers = 1, cli = workers > 1): { name: string; opsPerSec: number; ops: number; seconds: number; note: string } {
-  const what = '(machines of 1000 iterations), default policy, full oracle every 16 operations when the state changed and at the end of each machine, invariants after every operation; failures counted, not shrunk';
+export function benchFuzz(
+  workers = 1,
+  cli = workers > 1,
+): { name: string; opsPerSec: number; ops: number; seconds: number; note: string } {
+  const what =
+    '(machines of 1000 iterations), default policy, full oracle every 16 operations when the state changed and at the end of each machine, invariants after every operation; failures counted, not shrunk';
   if (!cli) {
     const iterations = 20_000;
     for (const seed of [97, 98]) fuzz({ seed, iterations, shrink: false, maxReproducers: 0 }); // warm up
     const r = fuzz({ seed: 1, iterations, shrink: false, maxReproducers: 0 });
-    return { name: 'fuzz', opsPerSec: r.operationsPerSecond, ops: r.operations, seconds: +r.seconds.toFixed(3), note: `smmulab fuzz --seed 1 --iterations ${iterations} ${what}; 1 thread, at steady state (after ${iterations}-iteration campaigns of seeds 97 and 98 have warmed the JIT up)` };
+    return {
+      name: 'fuzz',
+      opsPerSec: r.operationsPerSecond,
+      ops: r.operations,
+      seconds: +r.seconds.toFixed(3),
+      note: `smmulab fuzz --seed 1 --iterations ${iterations} ${what}; 1 thread, at steady state (after ${iterations}-iteration campaigns of seeds 97 and 98 have warmed the JIT up)`,
+    };
   }
   const iterations = BENCH_CLI_ITERATIONS;
   const bin = new URL('./bin/smmulab.mjs', import.meta.url).pathname;
-  const out = spawnSync(process.execPath, [bin, 'fuzz', '--seed', '1', '--iterations', String(iterations), '--workers', String(workers), '--json', '--no-shrink', '--max-reproducers', '0', '--log-level', 'silent'], { encoding: 'utf8' });
-  if (out.status !== 0 && out.status !== 1) throw new Error(`bench fuzz --workers ${workers}: exit ${out.status}: ${out.stderr}`);
-  const r = JSON.parse(out.stdout) as { operationsPerSecond: number; operations: number; seconds: number };
-  const threads = workers > 1 ? `the CLI's thread runs one shard and ${workers - 1} worker thread${workers > 2 ? 's' : ''} the others (start-up included)` : 'in the CLI\'s thread';
-  return { name: `fuzz.workers${workers}`, opsPerSec: r.operationsPerSecond, ops: r.operations, seconds: r.seconds, note: `smmulab fuzz --seed 1 --iterations ${iterations} --workers ${workers} ${what}; a fresh process: ${threads}, every thread's JIT warm-up included` };
+  const out = spawnSync(
+    process.execPath,
+    [
+      bin,
+      'fuzz',
+      '--seed',
+      '1',
+      '--iterations',
+      String(iterations),
+      '--workers',
+      String(workers),
+      '--json',
+      '--no-shrink',
+      '--max-reproducers',
+      '0',
+      '--log-level',
+      'silent',
+    ],
+    { encoding: 'utf8' },
+  );
+  if (out.status !== 0 && out.status !== 1)
+    throw new Error(`bench fuzz --workers ${workers}: exit ${out.status}: ${out.stderr}`);
+  const r = JSON.parse(out.stdout) as {
+    operationsPerSecond: number;
+    operations: number;
+    seconds: number;
+  };
+  const threads =
+    workers > 1
+      ? `the CLI's thread runs one shard and ${workers - 1} worker thread${workers > 2 ? 's' : ''} the others (start-up included)`
+      : "in the CLI's thread";
+  return {
+    name: `fuzz.workers${workers}`,
+    opsPerSec: r.operationsPerSecond,
+    ops: r.operations,
+    seconds: r.seconds,
+    note: `smmulab fuzz --seed 1 --iterations ${iterations} --workers ${workers} ${what}; a fresh process: ${threads}, every thread's JIT warm-up included`,
+  };
 }

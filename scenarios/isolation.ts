@@ -14,7 +14,18 @@ export interface IsolationSummary {
 
 export function isolationPolicy(ctx: RunContext): IsolationPolicy {
   return {
-    protectedRanges: () => (ctx.hyp ? ctx.hyp.protectedRanges() : [{ base: ctx.hypMemory.base, size: ctx.hypMemory.size, owner: 'hyp', read: false, write: false }]),
+    protectedRanges: () =>
+      ctx.hyp
+        ? ctx.hyp.protectedRanges()
+        : [
+            {
+              base: ctx.hypMemory.base,
+              size: ctx.hypMemory.size,
+              owner: 'hyp',
+              read: false,
+              write: false,
+            },
+          ],
     // a device assigned to a guest may reach only that guest's memory
     rangesFor: (name) => {
       const dev = ctx.machine.devices.get(name);

@@ -27,7 +27,10 @@ export type HypMode = 'none' | 'pkvm' | 'pkvm-v6';
 export const HYP_MODES: readonly HypMode[] = ['none', 'pkvm', 'pkvm-v6'];
 
 export class ScenarioError extends Error {
-  constructor(readonly file: string, readonly problems: string[]) {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
     super(`${file}: invalid scenario\n  ${problems.join('\n  ')}`);
     this.name = 'ScenarioError';
   }
@@ -55,10 +58,16 @@ function scenarioFilesIn(dir: string): string[] {
  */
 export function loadScenarios(nameOrPath: string): Scenario[] {
   const builtinDir = join(BUILTIN_DIR, nameOrPath);
-  const dir = existsSync(builtinDir) && statSync(builtinDir).isDirectory() ? builtinDir : existsSync(nameOrPath) && statSync(nameOrPath).isDirectory() ? resolve(nameOrPath) : null;
+  const dir =
+    existsSync(builtinDir) && statSync(builtinDir).isDirectory()
+      ? builtinDir
+      : existsSync(nameOrPath) && statSync(nameOrPath).isDirectory()
+        ? resolve(nameOrPath)
+        : null;
   if (dir) {
     const files = scenarioFilesIn(dir);
-    if (!files.length) throw new ScenarioError(dir, ['the folder holds no .json/.yaml scenario files']);
+    if (!files.length)
+      throw new ScenarioError(dir, ['the folder holds no .json/.yaml scenario files']);
     return files.map((f) => parseScenarioText(readText(f), f));
   }
   return [loadScenario(nameOrPath)];
@@ -80,7 +89,9 @@ export function resolveScenario(nameOrFile: string): string {
   }
   const p = resolve(nameOrFile);
   if (existsSync(p)) return p;
-  throw new ScenarioError(nameOrFile, [`no built-in scenario of that name and no such file (built-ins: ${builtinNames().join(', ')})`]);
+  throw new ScenarioError(nameOrFile, [
+    `no built-in scenario of that name and no such file (built-ins: ${builtinNames().join(', ')})`,
+  ]);
 }
 
 export function parseScenarioText(text: string, file: string): Scenario {
@@ -88,7 +99,9 @@ export function parseScenarioText(text: string, file: string): Scenario {
   try {
     raw = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
   } catch (e) {
-    throw new ScenarioError(file, [`not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}`]);
+    throw new ScenarioError(file, [
+      `not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}`,
+    ]);
   }
   const problems: string[] = [];
   const top = zScenarioFile.safeParse(raw);
@@ -104,16 +117,25 @@ export function parseScenarioText(text: string, file: string): Scenario {
     }
     const def = STEPS.get(op);
     if (!def) {
-      problems.push(`step ${i}: field "op": unknown op "${op}" (known: ${[...STEPS.keys()].join(', ')})`);
+      problems.push(
+        `step ${i}: field "op": unknown op "${op}" (known: ${[...STEPS.keys()].join(', ')})`,
+      );
       return;
     }
     // `when` (any step): run the step only under that hypervisor (or any of a list)
     const { when, ...rest } = st as { when?: unknown };
     const whenList = when === undefined ? undefined : Array.isArray(when) ? when : [when];
-    if (whenList && (!whenList.length || whenList.some((x) => !HYP_MODES.includes(x as HypMode)))) problems.push(`step ${i} (op "${op}"): field "when": must be one of ${HYP_MODES.map((m) => `"${m}"`).join(', ')} or a list of them`);
+    if (whenList && (!whenList.length || whenList.some((x) => !HYP_MODES.includes(x as HypMode))))
+      problems.push(
+        `step ${i} (op "${op}"): field "when": must be one of ${HYP_MODES.map((m) => `"${m}"`).join(', ')} or a list of them`,
+      );
     const r = def.schema.safeParse(rest);
     if (!r.success) problems.push(...formatIssues(r.error.issues, `step ${i} (op "${op}"): `));
-    else steps.push({ ...(r.data as Scenario['steps'][number]), ...(whenList ? { when: whenList as HypMode[] } : {}) });
+    else
+      steps.push({
+        ...(r.data as Scenario['steps'][number]),
+        ...(whenList ? { when: whenList as HypMode[] } : {}),
+      });
   });
   if (problems.length) throw new ScenarioError(file, problems);
   return {
@@ -128,6 +150,7 @@ export function parseScenarioText(text: string, file: string): Scenario {
 
 export function loadScenario(nameOrFile: string): Scenario {
   const file = resolveScenario(nameOrFile);
-  if (statSync(file).isDirectory()) throw new ScenarioError(file, ['is a folder (a catalog): load it with loadScenarios']);
+  if (statSync(file).isDirectory())
+    throw new ScenarioError(file, ['is a folder (a catalog): load it with loadScenarios']);
   return parseScenarioText(readText(file), file);
 }

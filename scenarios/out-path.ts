@@ -9,12 +9,23 @@
  * read permission bits: root writes through those, and a read-only mount or /proc refuses
  * whatever they say.
  */
-import { closeSync, mkdirSync, openSync, realpathSync, rmdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  realpathSync,
+  rmdirSync,
+  statSync,
+  unlinkSync,
+  type Stats,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 function why(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
-  return err.code ? `${err.code}: ${err.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '')}` : String(err.message ?? e);
+  return err.code
+    ? `${err.code}: ${err.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '')}`
+    : String(err.message ?? e);
 }
 
 /** stat, or null when nothing is there (ENOENT, or a regular file where a folder should be: ENOTDIR). */
@@ -51,7 +62,8 @@ export function unwritableDir(dir: string): string | null {
   } catch (e) {
     return `cannot look at ${p} (${why(e)})`;
   }
-  if (!st.isDirectory()) return p === abs ? 'it exists and is not a folder' : `${p} is not a folder`;
+  if (!st.isDirectory())
+    return p === abs ? 'it exists and is not a folder' : `${p} is not a folder`;
   const probe = join(p, probeName());
   try {
     if (p === abs) {
@@ -62,7 +74,9 @@ export function unwritableDir(dir: string): string | null {
       rmdirSync(probe);
     }
   } catch (e) {
-    return p === abs ? `cannot create files in it (${why(e)})` : `cannot create folders in ${p} (${why(e)})`;
+    return p === abs
+      ? `cannot create files in it (${why(e)})`
+      : `cannot create folders in ${p} (${why(e)})`;
   }
   return null;
 }

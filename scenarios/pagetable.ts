@@ -39,16 +39,29 @@ export interface PtAttrs {
 }
 
 export class TableAllocator {
-  constructor(public next: number, readonly limit: number) {}
+  constructor(
+    public next: number,
+    readonly limit: number,
+  ) {}
   alloc(bytes: number): number {
     const a = this.next + ((bytes - (this.next % bytes)) % bytes);
-    if (a + bytes > this.limit) throw new Error(`page-table pool exhausted at 0x${a.toString(16)} (limit 0x${this.limit.toString(16)})`);
+    if (a + bytes > this.limit)
+      throw new Error(
+        `page-table pool exhausted at 0x${a.toString(16)} (limit 0x${this.limit.toString(16)})`,
+      );
     this.next = a + bytes;
     return a;
   }
 }
 
-export function geometry(stage: 1 | 2, granule: number, ias: number, root: number, oas: number, startLevel?: number): PtGeometry {
+export function geometry(
+  stage: 1 | 2,
+  granule: number,
+  ias: number,
+  root: number,
+  oas: number,
+  startLevel?: number,
+): PtGeometry {
   const g = Math.log2(granule);
   if (![12, 14, 16].includes(g)) throw new Error(`granule ${granule} must be 4096, 16384 or 65536`);
   const start = startLevel ?? s1StartLevel(g, ias);
@@ -58,7 +71,11 @@ export function geometry(stage: 1 | 2, granule: number, ias: number, root: numbe
 const TWO32 = 0x1_0000_0000;
 
 function leafDesc(geo: PtGeometry, level: number, oa: number, p: PtPerm, a: PtAttrs): bigint {
-  let lo = (level === 3 ? 3 : 1) | ((a.attr & (geo.stage === 1 ? 7 : 15)) << 2) | ((a.sh & 3) << 8) | ((a.af ? 1 : 0) << 10);
+  let lo =
+    (level === 3 ? 3 : 1) |
+    ((a.attr & (geo.stage === 1 ? 7 : 15)) << 2) |
+    ((a.sh & 3) << 8) |
+    ((a.af ? 1 : 0) << 10);
   let hi = 0;
   if (geo.stage === 1) {
     // AP[2:1]: bit 7 read-only, bit 6 unprivileged
@@ -71,7 +88,7 @@ function leafDesc(geo: PtGeometry, level: number, oa: number, p: PtPerm, a: PtAt
   if (a.contiguous) hi |= 1 << 20;
   const shift = levelShift(geo.g, level);
   const oaField = oa - (oa % 2 ** shift);
-  lo |= oaField % TWO32 >>> 0;
+  lo |= (oaField % TWO32) >>> 0;
   hi |= Math.floor(oaField / TWO32) & 0xffff;
   if (geo.g === 16 && geo.oas === 52) lo |= Math.floor(oaField / 2 ** 48) << 12;
   return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
@@ -88,14 +105,29 @@ function entryAddr(geo: PtGeometry, table: number, level: number, va: number): n
 }
 
 function tableBytes(geo: PtGeometry, level: number): number {
-  return level === geo.start ? Math.max(8, 2 ** (geo.ias - levelShift(geo.g, level) + 3)) : 2 ** geo.g;
+  return level === geo.start
+    ? Math.max(8, 2 ** (geo.ias - levelShift(geo.g, level) + 3))
+    : 2 ** geo.g;
 }
 
 /** Map [va, va+size) → pa. Uses the largest blocks allowed by alignment unless `pagesOnly`. Returns descriptors written. */
-export function ptMap(mem: PtMemory, alloc: TableAllocator, geo: PtGeometry, va: number, pa: number, size: number, p: PtPerm, a: PtAttrs, pagesOnly = false, level?: number): number {
+export function ptMap(
+  mem: PtMemory,
+  alloc: TableAllocator,
+  geo: PtGeometry,
+  va: number,
+  pa: number,
+  size: number,
+  p: PtPerm,
+  a: PtAttrs,
+  pagesOnly = false,
+  level?: number,
+): number {
   const gsz = 2 ** geo.g;
-  if (va % gsz || pa % gsz || size % gsz || size <= 0) throw new Error(`iova, pa and size must be multiples of the ${gsz}-byte granule`);
-  if (va + size > 2 ** geo.ias) throw new Error(`iova range ends beyond the ${geo.ias}-bit input size`);
+  if (va % gsz || pa % gsz || size % gsz || size <= 0)
+    throw new Error(`iova, pa and size must be multiples of the ${gsz}-byte granule`);
+  if (va + size > 2 ** geo.ias)
+    throw new Error(`iova range ends beyond the ${geo.ias}-bit input size`);
   let n = 0;
   let off = 0;
   while (off < size) {
@@ -113,9 +145,11 @@ export function ptMap(mem: PtMemory, alloc: TableAllocator, geo: PtGeometry, va:
         }
       }
     }
-    if (leaf < geo.start || (leaf < 3 && !blockAllowed(geo.g, leaf, geo.oas))) throw new Error(`no block mapping is possible at level ${leaf} with a ${gsz}-byte granule`);
+    if (leaf < geo.start || (leaf < 3 && !blockAllowed(geo.g, leaf, geo.oas)))
+      throw new Error(`no block mapping is possible at level ${leaf} with a ${gsz}-byte granule`);
     const bsz = 2 ** levelShift(geo.g, leaf);
-    if (v % bsz || o % bsz) throw new Error(`a level-${leaf} mapping needs iova and pa aligned to 0x${bsz.toString(16)}`);
+    if (v % bsz || o % bsz)
+      throw new Error(`a level-${leaf} mapping needs iova and pa aligned to 0x${bsz.toString(16)}`);
     let table = geo.root - (geo.root % Math.max(64, tableBytes(geo, geo.start)));
     for (let l = geo.start; l < leaf; l++) {
       const ea = entryAddr(geo, table, l, v);
@@ -123,7 +157,8 @@ export function ptMap(mem: PtMemory, alloc: TableAllocator, geo: PtGeometry, va:
       if ((d & 3n) === 3n) {
         table = Number(d & 0x0000_ffff_ffff_f000n) - (Number(d & 0x0000_ffff_ffff_f000n) % gsz);
       } else {
-        if ((d & 1n) === 1n) throw new Error(`0x${v.toString(16)} is already mapped by a block at level ${l}`);
+        if ((d & 1n) === 1n)
+          throw new Error(`0x${v.toString(16)} is already mapped by a block at level ${l}`);
         const next = alloc.alloc(gsz);
         mem.zero(next, gsz);
         mem.write64(ea, tableDesc(next));
@@ -133,8 +168,13 @@ export function ptMap(mem: PtMemory, alloc: TableAllocator, geo: PtGeometry, va:
     }
     if (a.contiguous) {
       const run = 2 ** contigBits(geo.g, leaf);
-      if (Math.floor(v / bsz) % run !== 0 || size - off < run * bsz) throw new Error(`a contiguous run needs ${run} aligned entries`);
-      for (let i = 0; i < run; i++) mem.write64(entryAddr(geo, table, leaf, v + i * bsz), leafDesc(geo, leaf, o + i * bsz, p, a));
+      if (Math.floor(v / bsz) % run !== 0 || size - off < run * bsz)
+        throw new Error(`a contiguous run needs ${run} aligned entries`);
+      for (let i = 0; i < run; i++)
+        mem.write64(
+          entryAddr(geo, table, leaf, v + i * bsz),
+          leafDesc(geo, leaf, o + i * bsz, p, a),
+        );
       n += run;
       off += run * bsz;
       continue;

@@ -86,7 +86,12 @@ export function smmuOptions(cfg: MachineConfig): SmmuOptions {
     else if (k === 'caching') caching = v as boolean;
     else (features as Record<string, unknown>)[k] = v;
   }
-  return { features, idr, ...(gbpaReset !== undefined ? { gbpaReset } : {}), ...(caching !== undefined ? { caching } : {}) };
+  return {
+    features,
+    idr,
+    ...(gbpaReset !== undefined ? { gbpaReset } : {}),
+    ...(caching !== undefined ? { caching } : {}),
+  };
 }
 
 export function buildMachine(cfg: MachineConfig): Machine {
@@ -94,7 +99,11 @@ export function buildMachine(cfg: MachineConfig): Machine {
     ...(cfg.ramBase !== undefined ? { ramBase: cfg.ramBase } : {}),
     ...(cfg.ramSize !== undefined ? { ramSize: cfg.ramSize } : {}),
     smmu: smmuOptions(cfg),
-    devices: cfg.devices.map((d) => ({ name: d.name, sid: d.sid, ...(d.ssid !== undefined ? { ssid: d.ssid } : {}) })),
+    devices: cfg.devices.map((d) => ({
+      name: d.name,
+      sid: d.sid,
+      ...(d.ssid !== undefined ? { ssid: d.ssid } : {}),
+    })),
   });
 }
 
@@ -109,7 +118,15 @@ export function bootHyp(m: Machine, cfg: MachineConfig): PkvmHyp {
 }
 
 /** Ops that only look (they still run after a hypervisor panic stopped the machine). */
-const INSPECTION_OPS = new Set(['expectPanic', 'expectViolation', 'isolation', 'expectEvent', 'expectNoEvent', 'expectSte', 'expectTrace']);
+const INSPECTION_OPS = new Set([
+  'expectPanic',
+  'expectViolation',
+  'isolation',
+  'expectEvent',
+  'expectNoEvent',
+  'expectSte',
+  'expectTrace',
+]);
 
 export function machineStats(m: Machine): Record<string, unknown> {
   const s = m.smmu;
@@ -134,10 +151,23 @@ export function machineStats(m: Machine): Record<string, unknown> {
     msis: s.msis,
     sevs: s.sevs,
     wiredIrqs: { ...s.irqs },
-    configCache: { steHits: s.strtab.hits, steMisses: s.strtab.misses, fetches: s.strtab.fetches, cdHits: s.cds.hits, cdMisses: s.cds.misses },
-    iotlb: { entries: s.tlb.size, inserts: s.tlb.inserts, invalidateCommands: s.tlb.inv.commands, entriesInvalidated: s.tlb.inv.invalidated },
+    configCache: {
+      steHits: s.strtab.hits,
+      steMisses: s.strtab.misses,
+      fetches: s.strtab.fetches,
+      cdHits: s.cds.hits,
+      cdMisses: s.cds.misses,
+    },
+    iotlb: {
+      entries: s.tlb.size,
+      inserts: s.tlb.inserts,
+      invalidateCommands: s.tlb.inv.commands,
+      entriesInvalidated: s.tlb.inv.invalidated,
+    },
     streams: Object.fromEntries(
-      [...s.translator.perStream].sort(([a], [b]) => a - b).map(([sid, st]) => [sid, { ...st, invalidated: s.tlb.invalidatedBySid.get(sid) ?? 0 }]),
+      [...s.translator.perStream]
+        .sort(([a], [b]) => a - b)
+        .map(([sid, st]) => [sid, { ...st, invalidated: s.tlb.invalidatedBySid.get(sid) ?? 0 }]),
     ),
     atcInvalidations: s.atcInvs,
     httuWrites: s.httuWrites,
@@ -151,8 +181,13 @@ export function machineStats(m: Machine): Record<string, unknown> {
 
 export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   const mode: HypMode = opts.hyp ?? sc.machine.hyp;
-  const cfg: MachineConfig = { ...sc.machine, hyp: mode === 'none' ? 'none' : 'pkvm', ...(mode === 'pkvm-v6' ? { policy: 'pkvm-v6' as const } : {}) };
-  if (mode === 'none') for (const k of ['policy', 'failure', 'weaken', 'allowAts'] as const) delete cfg[k];
+  const cfg: MachineConfig = {
+    ...sc.machine,
+    hyp: mode === 'none' ? 'none' : 'pkvm',
+    ...(mode === 'pkvm-v6' ? { policy: 'pkvm-v6' as const } : {}),
+  };
+  if (mode === 'none')
+    for (const k of ['policy', 'failure', 'weaken', 'allowAts'] as const) delete cfg[k];
   let m: Machine;
   let hyp: PkvmHyp | null = null;
   try {
@@ -195,7 +230,9 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
     rec?.stepStart(i, `step ${i} ${st.op}${typeof st.call === 'string' ? ' ' + st.call : ''}`);
     try {
       def.run(ctx, st);
-      ctx.trace?.push(`step ${i} ${st.op}${typeof st.call === 'string' ? ' ' + st.call : ''}: done`);
+      ctx.trace?.push(
+        `step ${i} ${st.op}${typeof st.call === 'string' ? ' ' + st.call : ''}: done`,
+      );
       rec?.stepEnd();
     } catch (e) {
       rec?.stepEnd(`${(e as Error).name}: ${(e as Error).message}`);
@@ -214,7 +251,11 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   if (ctx.panic && !ctx.panicExpected) {
     ctx.stepIndex = ctx.panic.step;
     ctx.op = sc.steps[ctx.panic.step]?.op ?? '';
-    ctx.fail('no hypervisor panic', `hyp panic [${ctx.panic.rule}]: ${ctx.panic.reason}`, 'the hypervisor panicked and no expectPanic step expects it');
+    ctx.fail(
+      'no hypervisor panic',
+      `hyp panic [${ctx.panic.rule}]: ${ctx.panic.reason}`,
+      'the hypervisor panicked and no expectPanic step expects it',
+    );
   }
   return {
     scenario: sc.name,
@@ -227,7 +268,9 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
     ...(mode !== 'none' || sc.variants.length > 1 ? { hypMode: mode } : {}),
     ...(hyp ? { hyp: hyp.hypStats() } : {}),
     ...(wantIsolation ? { isolation: isolationReport(ctx) } : {}),
-    ...(hyp?.guestHistory.length ? { guests: hyp.guestHistory.map((g) => guestSummary(ctx, g)) } : {}),
+    ...(hyp?.guestHistory.length
+      ? { guests: hyp.guestHistory.map((g) => guestSummary(ctx, g)) }
+      : {}),
     ...(ctx.translations.length ? { translations: ctx.translations } : {}),
     ...(ctx.teardowns.length ? { teardowns: ctx.teardowns } : {}),
   };
@@ -236,7 +279,11 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
 function guestSummary(ctx: RunContext, g: Guest): GuestSummary {
   const v = ctx.hyp?.vsmmus.get(g.name);
   return {
-    name: g.name, vmid: g.vmid, traps: g.stats.traps, commands: g.stats.commands, eventsInjected: g.stats.eventsInjected,
+    name: g.name,
+    vmid: g.vmid,
+    traps: g.stats.traps,
+    commands: g.stats.commands,
+    eventsInjected: g.stats.eventsInjected,
     alive: ctx.hyp?.guests.get(g.name) === g,
     stats: { ...g.stats, virqs: { ...g.stats.virqs }, ...(v ? v.stats() : {}) },
   };

@@ -9,7 +9,8 @@ import { POLICY_NAMES, RULE_NAMES, isRule } from '../hyp/policy.ts';
 /** Parse a number-like scenario value to a BigInt, or return an error message. */
 export function parseBig(v: unknown): bigint | string {
   if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v) || v < 0) return `expected a non-negative integer, got ${v} (write values above 2^53 as "0x…" strings)`;
+    if (!Number.isSafeInteger(v) || v < 0)
+      return `expected a non-negative integer, got ${v} (write values above 2^53 as "0x…" strings)`;
     return BigInt(v);
   }
   if (typeof v === 'string') {
@@ -29,7 +30,10 @@ function numberLike(max: bigint, what: string) {
       return z.NEVER;
     }
     if (r > max) {
-      ctx.addIssue({ code: 'custom', message: `${String(v)} is larger than the ${what} limit 0x${max.toString(16)}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `${String(v)} is larger than the ${what} limit 0x${max.toString(16)}`,
+      });
       return z.NEVER;
     }
     return r;
@@ -41,11 +45,15 @@ export const zAddr = numberLike(2n ** 53n - 1n, 'address').transform((b) => Numb
 /** A 64-bit value, kept as a BigInt. */
 export const zU64 = numberLike(2n ** 64n - 1n, '64-bit');
 export const zU32 = numberLike(2n ** 32n - 1n, '32-bit').transform((b) => Number(b));
-export const zSize = z.union([z.literal(1), z.literal(2), z.literal(4), z.literal(8)], { error: 'size must be 1, 2, 4 or 8' });
+export const zSize = z.union([z.literal(1), z.literal(2), z.literal(4), z.literal(8)], {
+  error: 'size must be 1, 2, 4 or 8',
+});
 export const zHex = z
   .string()
   .transform((s) => s.replace(/[\s_]/g, '').replace(/^0x/i, ''))
-  .refine((s) => /^([0-9a-fA-F]{2})*$/.test(s), { message: 'expected hex bytes in memory order (an even number of hex digits)' });
+  .refine((s) => /^([0-9a-fA-F]{2})*$/.test(s), {
+    message: 'expected hex bytes in memory order (an even number of hex digits)',
+  });
 
 /** hex digit values by character code (-1: not a hex digit) */
 const HEX_DIGIT = new Int8Array(128).fill(-1);
@@ -69,7 +77,9 @@ export function bytesToHex(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
 
-export const zActor = z.string().regex(/^(host|hyp|guest:[A-Za-z0-9_.-]+)$/, { message: 'actor must be "host", "hyp" or "guest:<name>"' });
+export const zActor = z.string().regex(/^(host|hyp|guest:[A-Za-z0-9_.-]+)$/, {
+  message: 'actor must be "host", "hyp" or "guest:<name>"',
+});
 
 // ---- machine ------------------------------------------------------------------------------
 
@@ -79,7 +89,8 @@ for (const k of featureKeys) {
   const d = DEFAULT_FEATURES[k];
   featureShape[k] = (typeof d === 'boolean' ? z.boolean() : zU32).optional();
 }
-for (const r of ['IDR0', 'IDR1', 'IDR2', 'IDR3', 'IDR4', 'IDR5', 'IIDR', 'AIDR']) featureShape[r] = zU32.optional();
+for (const r of ['IDR0', 'IDR1', 'IDR2', 'IDR3', 'IDR4', 'IDR5', 'IIDR', 'AIDR'])
+  featureShape[r] = zU32.optional();
 featureShape.gbpaReset = zU32.optional();
 featureShape.caching = z.boolean().optional();
 
@@ -105,14 +116,23 @@ export const zMachine = z
     /** hypervisor policy (hyp "pkvm" only) */
     policy: z.enum(POLICY_NAMES).optional(),
     failure: z.enum(['panic', 'reject', 'log']).optional(),
-    weaken: z.array(z.string().refine(isRule, { message: `unknown rule (rules: ${RULE_NAMES.join(', ')})` })).optional(),
+    weaken: z
+      .array(
+        z.string().refine(isRule, { message: `unknown rule (rules: ${RULE_NAMES.join(', ')})` }),
+      )
+      .optional(),
     allowAts: z.boolean().optional(),
   })
   .strict()
   .superRefine((m, ctx) => {
     if (m.hyp === 'none') {
       for (const k of ['policy', 'failure', 'weaken', 'allowAts'] as const) {
-        if (m[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: `"${k}" needs "hyp": "pkvm" (there is no hypervisor)` });
+        if (m[k] !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: [k],
+            message: `"${k}" needs "hyp": "pkvm" (there is no hypervisor)`,
+          });
       }
     }
   });
@@ -125,7 +145,10 @@ export const zScenarioFile = z
     description: z.string().optional(),
     machine: z.unknown().optional(),
     /** run the scenario under each of these hypervisors (default: the machine's own) */
-    variants: z.array(z.enum(['none', 'pkvm', 'pkvm-v6'])).min(1).optional(),
+    variants: z
+      .array(z.enum(['none', 'pkvm', 'pkvm-v6']))
+      .min(1)
+      .optional(),
     steps: z.array(z.unknown(), { error: '"steps" must be an array of step objects' }),
   })
   .strict();
@@ -136,8 +159,16 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], prefix: string
     if (i.path[0] === 'steps' && typeof i.path[1] === 'number') {
       return formatIssues([{ ...i, path: i.path.slice(2) }], `${prefix}step ${i.path[1]}: `)[0]!;
     }
-    const path = i.path.length ? i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') : '';
-    const msg = i.code === 'unrecognized_keys' ? `unknown field(s) ${(i as { keys: string[] }).keys.map((k) => `"${k}"`).join(', ')}` : i.message;
+    const path = i.path.length
+      ? i.path
+          .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
+          .join('')
+          .replace(/^\./, '')
+      : '';
+    const msg =
+      i.code === 'unrecognized_keys'
+        ? `unknown field(s) ${(i as { keys: string[] }).keys.map((k) => `"${k}"`).join(', ')}`
+        : i.message;
     return `${prefix}${path ? `field "${path}": ` : ''}${msg}`;
   });
 }

@@ -67,7 +67,12 @@ export interface Minimized<T> {
  * Shrink `items` (which fail `test`) to a list that still fails and, unless the budget ran out
  * first, is 1-minimal. Deterministic: the same test answers give the same calls and result.
  */
-export function minimize<T>(items: readonly T[], test: ShrinkTest<T>, budget: Budget, o: MinimizeOptions<T> = {}): Minimized<T> {
+export function minimize<T>(
+  items: readonly T[],
+  test: ShrinkTest<T>,
+  budget: Budget,
+  o: MinimizeOptions<T> = {},
+): Minimized<T> {
   const cost = Math.max(1, o.cost ?? 1);
   let cur = items.slice();
   const spent = (): Minimized<T> => ({ items: cur, oneMinimal: false });
@@ -130,7 +135,11 @@ export function minimize<T>(items: readonly T[], test: ShrinkTest<T>, budget: Bu
   }
   if (o.chunks ?? true) {
     // chunks of half the list, a quarter, ... down to two items
-    for (let size = Math.ceil(cur.length / 2); size >= 2; size = Math.min(Math.ceil(size / 2), Math.ceil(cur.length / 2))) {
+    for (
+      let size = Math.ceil(cur.length / 2);
+      size >= 2;
+      size = Math.min(Math.ceil(size / 2), Math.ceil(cur.length / 2))
+    ) {
       if (pass(size, all) === undefined) return spent();
     }
     if (o.kindOf && kinds(o.kindOf) === undefined) return spent();
@@ -168,7 +177,12 @@ export type Simplifiable = { op: string; commands?: readonly unknown[]; hex?: st
  * out in turn), zeroed 32-bit words in a `memwrite` (of at least two words, and at most
  * `maxHex` hex digits). Each candidate that still fails is kept.
  */
-export function simplifyValues<T extends Simplifiable>(ops: readonly T[], test: ShrinkTest<T>, budget: Budget, o: { cost?: number; maxHex?: number } = {}): { items: T[]; changed: boolean } {
+export function simplifyValues<T extends Simplifiable>(
+  ops: readonly T[],
+  test: ShrinkTest<T>,
+  budget: Budget,
+  o: { cost?: number; maxHex?: number } = {},
+): { items: T[]; changed: boolean } {
   const cost = Math.max(1, o.cost ?? 1);
   const maxHex = o.maxHex ?? Infinity;
   let cur = ops.slice();
@@ -191,14 +205,21 @@ export function simplifyValues<T extends Simplifiable>(ops: readonly T[], test: 
         if (!op || op.op !== 'cmd' || !cmds || cmds.length < 2 || j >= cmds.length) continue;
         attempt(i, { ...op, commands: cmds.filter((_, k) => k !== j) });
       }
-    } else if (op0?.op === 'memwrite' && (op0.hex?.length ?? 0) >= 16 && op0.hex!.length <= maxHex) {
+    } else if (
+      op0?.op === 'memwrite' &&
+      (op0.hex?.length ?? 0) >= 16 &&
+      op0.hex!.length <= maxHex
+    ) {
       for (let w = 0; budget.left >= cost; w++) {
         const op = cur[i];
         const hx = op?.hex;
         if (!op || op.op !== 'memwrite' || hx === undefined || w * 8 >= hx.length) break;
         const word = hx.slice(w * 8, w * 8 + 8);
         if (/^0*$/.test(word)) continue;
-        attempt(i, { ...op, hex: hx.slice(0, w * 8) + '0'.repeat(word.length) + hx.slice(w * 8 + 8) });
+        attempt(i, {
+          ...op,
+          hex: hx.slice(0, w * 8) + '0'.repeat(word.length) + hx.slice(w * 8 + 8),
+        });
       }
     }
   }
@@ -239,7 +260,15 @@ export interface ShrunkFailure<P, T, R> {
 }
 
 /** Tests: sees every `shrinkFailure`, its subject (the replay it used) and its result. */
-export const SHRINK_OBSERVER: { fn: (<P, T, R>(s: ShrinkSubject<P, T, R>, signature: string, result: ShrunkFailure<P, T, R>) => void) | null } = { fn: null };
+export const SHRINK_OBSERVER: {
+  fn:
+    | (<P, T, R>(
+        s: ShrinkSubject<P, T, R>,
+        signature: string,
+        result: ShrunkFailure<P, T, R>,
+      ) => void)
+    | null;
+} = { fn: null };
 
 /**
  * Shrink one failure, in at most `budget` replays: the operations to a 1-minimal list
@@ -253,13 +282,25 @@ export const SHRINK_OBSERVER: { fn: (<P, T, R>(s: ShrinkSubject<P, T, R>, signat
  * the result fails that check is the shrink done again from the start with the check on every
  * kept candidate (two replays each).
  */
-export function shrinkFailure<P, T extends Simplifiable, R>(s: ShrinkSubject<P, T, R>, plan0: P, ops0: readonly T[], signature: string, budget: number): ShrunkFailure<P, T, R> {
+export function shrinkFailure<P, T extends Simplifiable, R>(
+  s: ShrinkSubject<P, T, R>,
+  plan0: P,
+  ops0: readonly T[],
+  signature: string,
+  budget: number,
+): ShrunkFailure<P, T, R> {
   const result = shrinkOnce(s, plan0, ops0, signature, budget);
   SHRINK_OBSERVER.fn?.(s, signature, result);
   return result;
 }
 
-function shrinkOnce<P, T extends Simplifiable, R>(s: ShrinkSubject<P, T, R>, plan0: P, ops0: readonly T[], signature: string, budget: number): ShrunkFailure<P, T, R> {
+function shrinkOnce<P, T extends Simplifiable, R>(
+  s: ShrinkSubject<P, T, R>,
+  plan0: P,
+  ops0: readonly T[],
+  signature: string,
+  budget: number,
+): ShrunkFailure<P, T, R> {
   const spend = new Budget(budget);
   /** whether the failure is gone with the needed rules restored (charging that replay) */
   const needsHold = (p: P, ops: readonly T[]): boolean => {
@@ -270,7 +311,8 @@ function shrinkOnce<P, T extends Simplifiable, R>(s: ShrinkSubject<P, T, R>, pla
   };
   spend.used++;
   const first = s.replay(plan0, ops0);
-  if (s.signature(first) !== signature || (spend.left > 0 && !needsHold(plan0, ops0))) return { plan: plan0, ops: ops0.slice(), exec: null, runs: spend.used, oneMinimal: false };
+  if (s.signature(first) !== signature || (spend.left > 0 && !needsHold(plan0, ops0)))
+    return { plan: plan0, ops: ops0.slice(), exec: null, runs: spend.used, oneMinimal: false };
 
   const run = (eager: boolean): ShrunkFailure<P, T, R> => {
     const cost = eager && s.restored(plan0) ? 2 : 1;
@@ -286,7 +328,11 @@ function shrinkOnce<P, T extends Simplifiable, R>(s: ShrinkSubject<P, T, R>, pla
       best = r;
       return s.failed(r);
     };
-    const m = minimize(s.failed(first), opsTest, spend, { cost, suffixes: s.suffixes ?? false, kindOf: s.kindOf });
+    const m = minimize(s.failed(first), opsTest, spend, {
+      cost,
+      suffixes: s.suffixes ?? false,
+      kindOf: s.kindOf,
+    });
     let oneMinimal = m.oneMinimal;
     const values = simplifyValues(m.items, opsTest, spend, { cost, maxHex: s.maxHex });
     let cur = values.items;

@@ -30,7 +30,11 @@ export class Testbed {
   constructor(opts: MachineOptions = {}) {
     this.m = new Machine(opts);
     const mem = this.m.mem;
-    this.pt = { read64: (a) => mem.read64(a), write64: (a, v) => mem.write64(a, v), zero: (a, n) => mem.writeBytes(a, new Uint8Array(n)) };
+    this.pt = {
+      read64: (a) => mem.read64(a),
+      write64: (a, v) => mem.write64(a, v),
+      zero: (a, n) => mem.writeBytes(a, new Uint8Array(n)),
+    };
     this.reg64(OFF.STRTAB_BASE, TB.STRTAB);
     this.reg(OFF.STRTAB_BASE_CFG, TB.STRTAB_LOG2);
     this.reg64(OFF.CMDQ_BASE, TB.CMDQ + TB.CMDQ_LOG2);
@@ -46,7 +50,12 @@ export class Testbed {
     this.m.bus.write64('host', SMMU_BASE + off, BigInt(v));
   }
 
-  private writeStruct(addr: number, layout: Record<string, Field>, nwords: number, fields: Record<string, number | bigint>): void {
+  private writeStruct(
+    addr: number,
+    layout: Record<string, Field>,
+    nwords: number,
+    fields: Record<string, number | bigint>,
+  ): void {
     this.m.mem.writeWords(addr, build(layout, nwords, fields));
   }
 
@@ -69,20 +78,64 @@ export class Testbed {
   /** Submit commands at CMDQ_PROD with one PROD write. */
   cmd(...cmds: Array<[string, Record<string, number | bigint>?]>): void {
     for (const [name, f] of cmds) {
-      this.m.mem.writeWords(TB.CMDQ + qIndex(this.prod, TB.CMDQ_LOG2) * 16, encodeCommand(name, f ?? {}));
+      this.m.mem.writeWords(
+        TB.CMDQ + qIndex(this.prod, TB.CMDQ_LOG2) * 16,
+        encodeCommand(name, f ?? {}),
+      );
       this.prod = qInc(this.prod, TB.CMDQ_LOG2);
     }
     this.reg(OFF.CMDQ_PROD, this.prod);
   }
 
-  map(stage: 1 | 2, root: number, va: number, pa: number, size = 4096, opts: { ias?: number; start?: number; perm?: string; pages?: boolean } = {}): void {
+  map(
+    stage: 1 | 2,
+    root: number,
+    va: number,
+    pa: number,
+    size = 4096,
+    opts: { ias?: number; start?: number; perm?: string; pages?: boolean } = {},
+  ): void {
     const geo = geometry(stage, 4096, opts.ias ?? 48, root, this.m.smmu.features.oas, opts.start);
     const perm = opts.perm ?? 'rw';
-    ptMap(this.pt, this.alloc, geo, va, pa, size, { read: perm.includes('r'), write: perm.includes('w'), exec: perm.includes('x'), user: true }, { af: true, global: false, contiguous: false, attr: stage === 1 ? 1 : 0xf, sh: 3 }, opts.pages ?? false);
+    ptMap(
+      this.pt,
+      this.alloc,
+      geo,
+      va,
+      pa,
+      size,
+      { read: perm.includes('r'), write: perm.includes('w'), exec: perm.includes('x'), user: true },
+      { af: true, global: false, contiguous: false, attr: stage === 1 ? 1 : 0xf, sh: 3 },
+      opts.pages ?? false,
+    );
   }
 }
 
 /** The CD fields Linux writes for a stage-1 DMA domain (linux-sequence.md §3), with 48-bit IPS. */
-export const LINUX_CD = { T0SZ: 16, TG0: 0, IR0: 1, OR0: 1, SH0: 3, EPD1: 1, V: 1, IPS: 5, AA64: 1, R: 1, A: 1, ASET: 1 } as const;
+export const LINUX_CD = {
+  T0SZ: 16,
+  TG0: 0,
+  IR0: 1,
+  OR0: 1,
+  SH0: 3,
+  EPD1: 1,
+  V: 1,
+  IPS: 5,
+  AA64: 1,
+  R: 1,
+  A: 1,
+  ASET: 1,
+} as const;
 /** Stage-2 STE fields: 48-bit IPA, 4KB granule, start level 0 (S2SL0=2), 48-bit PS, AArch64, S2R, S2PTW. */
-export const S2_48 = { S2T0SZ: 16, S2SL0: 2, S2IR0: 1, S2OR0: 1, S2SH0: 3, S2TG: 0, S2PS: 5, S2AA64: 1, S2R: 1, S2PTW: 1 } as const;
+export const S2_48 = {
+  S2T0SZ: 16,
+  S2SL0: 2,
+  S2IR0: 1,
+  S2OR0: 1,
+  S2SH0: 3,
+  S2TG: 0,
+  S2PS: 5,
+  S2AA64: 1,
+  S2R: 1,
+  S2PTW: 1,
+} as const;

@@ -25,7 +25,12 @@ import type { DmaEndpoint, DmaOutcome } from '../hw/dma.ts';
 import type { Explain } from '../hw/smmu/translate.ts';
 import type { CommandQueue } from '../hw/smmu/cmdq.ts';
 import { regNameAt } from '../hw/smmu/regs.ts';
-import { describeCommand, describeEvent, type Description, type FieldDescription } from '../hw/smmu/describe.ts';
+import {
+  describeCommand,
+  describeEvent,
+  type Description,
+  type FieldDescription,
+} from '../hw/smmu/describe.ts';
 import { OP } from '../hw/smmu/commands.ts';
 import { FORWARD, RESHADOW, type CmdCheck } from '../hyp/cmd-policy.ts';
 import type { PkvmHyp } from '../hyp/pkvm.ts';
@@ -99,14 +104,43 @@ export class TraceRecorder {
   private nextFlowId = 1;
   private step: TraceEvent | null = null;
   private readonly hookedVsmmus = new Set<unknown>();
-  private readonly dma = new Map<DmaEndpoint, { ts: number; iova: number | bigint; len: number; write: boolean; translated: boolean; x: Explain; saved: Explain | null }>();
+  private readonly dma = new Map<
+    DmaEndpoint,
+    {
+      ts: number;
+      iova: number | bigint;
+      len: number;
+      write: boolean;
+      translated: boolean;
+      x: Explain;
+      saved: Explain | null;
+    }
+  >();
   private readonly undo: Array<() => void> = [];
 
-  constructor(readonly machine: Machine, readonly hyp: PkvmHyp | null, opts: TraceOptions = {}) {
+  constructor(
+    readonly machine: Machine,
+    readonly hyp: PkvmHyp | null,
+    opts: TraceOptions = {},
+  ) {
     this.pid = opts.pid ?? 1;
-    this.events.push({ name: 'process_name', ph: 'M', ts: 0, pid: this.pid, tid: 0, args: { name: opts.name ?? 'smmulab' } });
+    this.events.push({
+      name: 'process_name',
+      ph: 'M',
+      ts: 0,
+      pid: this.pid,
+      tid: 0,
+      args: { name: opts.name ?? 'smmulab' },
+    });
     // fixed tracks first, in a stable order
-    for (const t of [TRACK.scenario, TRACK.host, ...(hyp ? [TRACK.hyp] : []), TRACK.cmdq, TRACK.translation]) this.tid(t);
+    for (const t of [
+      TRACK.scenario,
+      TRACK.host,
+      ...(hyp ? [TRACK.hyp] : []),
+      TRACK.cmdq,
+      TRACK.translation,
+    ])
+      this.tid(t);
     for (const d of machine.devices.values()) this.tid(TRACK.device(d.name));
   }
 
@@ -116,8 +150,22 @@ export class TraceRecorder {
     if (t === undefined) {
       t = this.tids.size + 1;
       this.tids.set(track, t);
-      this.events.push({ name: 'thread_name', ph: 'M', ts: 0, pid: this.pid, tid: t, args: { name: track } });
-      this.events.push({ name: 'thread_sort_index', ph: 'M', ts: 0, pid: this.pid, tid: t, args: { sort_index: t } });
+      this.events.push({
+        name: 'thread_name',
+        ph: 'M',
+        ts: 0,
+        pid: this.pid,
+        tid: t,
+        args: { name: track },
+      });
+      this.events.push({
+        name: 'thread_sort_index',
+        ph: 'M',
+        ts: 0,
+        pid: this.pid,
+        tid: t,
+        args: { sort_index: t },
+      });
     }
     return t;
   }
@@ -150,7 +198,16 @@ export class TraceRecorder {
     const last = f.points.length - 1;
     f.points.forEach((p, i) => {
       const ph = i === 0 ? 's' : i === last ? 'f' : 't';
-      this.events.push({ name: 'CMDQ_PROD → CMD_SYNC', cat: 'cmdq', ph, id, ts: p.ts, pid: this.pid, tid: p.tid, ...(ph !== 's' ? { bp: 'e' as const } : {}) });
+      this.events.push({
+        name: 'CMDQ_PROD → CMD_SYNC',
+        cat: 'cmdq',
+        ph,
+        id,
+        ts: p.ts,
+        pid: this.pid,
+        tid: p.tid,
+        ...(ph !== 's' ? { bp: 'e' as const } : {}),
+      });
     });
   }
 
@@ -185,11 +242,19 @@ export class TraceRecorder {
     const tid = this.cpuTrack(e.actor);
     const smmu = this.machine.smmu;
     let off = e.offset;
-    if (off === undefined && e.addr >= smmu.base && e.addr < smmu.base + smmu.size) off = e.addr - smmu.base;
+    if (off === undefined && e.addr >= smmu.base && e.addr < smmu.base + smmu.size)
+      off = e.addr - smmu.base;
     const isSmmu = off !== undefined && (e.device === undefined || e.device === (smmu as unknown));
     const reg = isSmmu ? regNameAt(off!) : hex(e.addr);
     const name = `${e.trapped ? 'trap ' : ''}${e.dir === 'w' ? 'W' : 'R'} ${reg}`;
-    const args: TraceArgs = { register: reg, value: hex(e.value), addr: hex(e.addr), size: e.size, dir: e.dir, trapped: e.trapped };
+    const args: TraceArgs = {
+      register: reg,
+      value: hex(e.value),
+      addr: hex(e.addr),
+      size: e.size,
+      dir: e.dir,
+      trapped: e.trapped,
+    };
     if (e.device) args.device = e.device.name;
     if (e.actor === 'hyp') {
       this.slice(tid, name, 'mmio', args);
@@ -221,7 +286,12 @@ export class TraceRecorder {
   /** Hardware consumption of one command from the (shadow) command queue. */
   onHwCommand(q: CommandQueue, w: Uint32Array, cons: number): void {
     const d = describeCommand(w);
-    const ev = this.slice(this.tid(TRACK.cmdq), d.name, 'cmdq', this.cmdArgs(d, { cons: hex(cons), prod: hex(q.prod) }));
+    const ev = this.slice(
+      this.tid(TRACK.cmdq),
+      d.name,
+      'cmdq',
+      this.cmdArgs(d, { cons: hex(cons), prod: hex(q.prod) }),
+    );
     this.flowPoint(ev);
     this.counter('SMMU command queue occupancy', { commands: occupancy(q.prod, cons, q.log2size) });
     if ((w[0]! & 0xff) === SYNC && this.flow) {
@@ -251,7 +321,12 @@ export class TraceRecorder {
   /** A guest command consumed by its vSMMU (emulated by the hypervisor). */
   onGuestCommand(guest: string, w: Uint32Array, cons: number): void {
     const d = describeCommand(w);
-    const ev = this.slice(this.tid(TRACK.hyp), `vSMMU ${guest} ${d.name}`, 'hyp', this.cmdArgs(d, { guest, verdict: 'EMULATED', cons: hex(cons) }));
+    const ev = this.slice(
+      this.tid(TRACK.hyp),
+      `vSMMU ${guest} ${d.name}`,
+      'hyp',
+      this.cmdArgs(d, { guest, verdict: 'EMULATED', cons: hex(cons) }),
+    );
     this.flowPoint(ev);
   }
 
@@ -271,7 +346,13 @@ export class TraceRecorder {
 
   // ---- DMAs, walks, events -----------------------------------------------------------------
 
-  onDmaStart(ep: DmaEndpoint, iova: number | bigint, len: number, write: boolean, translated: boolean): void {
+  onDmaStart(
+    ep: DmaEndpoint,
+    iova: number | bigint,
+    len: number,
+    write: boolean,
+    translated: boolean,
+  ): void {
     const tr = this.machine.smmu.translator;
     const x: Explain = { steps: [], walk: [], marks: [] };
     this.dma.set(ep, { ts: this.tick(), iova, len, write, translated, x, saved: tr.explain });
@@ -287,11 +368,31 @@ export class TraceRecorder {
     this.tick();
     const dur = this.now - s.ts;
     const result: TraceArgs = out.ok
-      ? { ok: true, pa: hex(out.pa), ...(out.ipa !== undefined ? { ipa: hex(out.ipa) } : {}), ...(out.tlbHit !== undefined ? { tlbHit: out.tlbHit } : {}) }
+      ? {
+          ok: true,
+          pa: hex(out.pa),
+          ...(out.ipa !== undefined ? { ipa: hex(out.ipa) } : {}),
+          ...(out.tlbHit !== undefined ? { tlbHit: out.tlbHit } : {}),
+        }
       : { ok: false, fault: out.fault, ...(out.event ? { event: out.event } : {}) };
     const dir = s.write ? 'write' : 'read';
-    const common = { sid: ep.sid, iova: hex(s.iova), len: s.len, dir, ...(s.translated ? { translated: true } : {}) };
-    this.events.push({ name: `DMA ${dir} ${hex(s.iova)}`, cat: 'dma', ph: 'X', ts: s.ts, dur, pid: this.pid, tid: this.tid(TRACK.device(ep.name)), args: { ...common, ...result } });
+    const common = {
+      sid: ep.sid,
+      iova: hex(s.iova),
+      len: s.len,
+      dir,
+      ...(s.translated ? { translated: true } : {}),
+    };
+    this.events.push({
+      name: `DMA ${dir} ${hex(s.iova)}`,
+      cat: 'dma',
+      ph: 'X',
+      ts: s.ts,
+      dur,
+      pid: this.pid,
+      tid: this.tid(TRACK.device(ep.name)),
+      args: { ...common, ...result },
+    });
     const reads = s.x.walk.map((st) => ({
       stage: st.stage,
       level: st.level,
@@ -301,24 +402,41 @@ export class TraceRecorder {
       kind: st.kind,
       note: st.note,
     }));
-    const name = reads.length ? `walk ${hex(s.iova)}` : out.ok && out.tlbHit ? `IOTLB hit ${hex(s.iova)}` : `translate ${hex(s.iova)}`;
+    const name = reads.length
+      ? `walk ${hex(s.iova)}`
+      : out.ok && out.tlbHit
+        ? `IOTLB hit ${hex(s.iova)}`
+        : `translate ${hex(s.iova)}`;
     this.events.push({
-      name, cat: 'walk', ph: 'X', ts: s.ts, dur, pid: this.pid, tid: this.tid(TRACK.translation),
+      name,
+      cat: 'walk',
+      ph: 'X',
+      ts: s.ts,
+      dur,
+      pid: this.pid,
+      tid: this.tid(TRACK.translation),
       args: { device: ep.name, ...common, descriptorReads: reads, steps: s.x.steps, ...result },
     });
-    let hits = 0, misses = 0;
+    let hits = 0,
+      misses = 0;
     for (const st of this.machine.smmu.translator.perStream.values()) {
       hits += st.hits;
       misses += st.misses;
     }
-    this.counter('IOTLB hit rate', { percent: hits + misses ? Math.round((1000 * hits) / (hits + misses)) / 10 : 0 });
+    this.counter('IOTLB hit rate', {
+      percent: hits + misses ? Math.round((1000 * hits) / (hits + misses)) / 10 : 0,
+    });
   }
 
   onEvent(w: Uint32Array): void {
     const d = describeEvent(w);
     const fields: Record<string, string> = {};
     for (const f of d.fields) if (f.key !== 'EventNum') fields[f.key] = fieldText(f);
-    this.slice(this.tid(TRACK.translation), `event ${d.name}`, 'event', { event: d.name, ...fields, words: d.words });
+    this.slice(this.tid(TRACK.translation), `event ${d.name}`, 'event', {
+      event: d.name,
+      ...fields,
+      words: d.words,
+    });
   }
 
   private ownership(): void {
@@ -333,7 +451,16 @@ export class TraceRecorder {
   stepStart(index: number, label: string): void {
     this.closeAll();
     this.now += STEP_GAP;
-    this.step = { name: label, cat: 'step', ph: 'X', ts: this.now, dur: 0, pid: this.pid, tid: this.tid(TRACK.scenario), args: { step: index } };
+    this.step = {
+      name: label,
+      cat: 'step',
+      ph: 'X',
+      ts: this.now,
+      dur: 0,
+      pid: this.pid,
+      tid: this.tid(TRACK.scenario),
+      args: { step: index },
+    };
     this.events.push(this.step);
     this.now += TICK;
   }
@@ -390,8 +517,19 @@ export class TraceRecorder {
     return this;
   }
 
-  toJSON(): { traceEvents: TraceEvent[]; displayTimeUnit: 'ns'; otherData: Record<string, string> } {
-    return { traceEvents: this.events, displayTimeUnit: 'ns', otherData: { clock: 'step counter: 1 us per recorded slice, 10 us per scenario step boundary (no cost model)' } };
+  toJSON(): {
+    traceEvents: TraceEvent[];
+    displayTimeUnit: 'ns';
+    otherData: Record<string, string>;
+  } {
+    return {
+      traceEvents: this.events,
+      displayTimeUnit: 'ns',
+      otherData: {
+        clock:
+          'step counter: 1 us per recorded slice, 10 us per scenario step boundary (no cost model)',
+      },
+    };
   }
 
   write(path: string): void {
@@ -402,18 +540,27 @@ export class TraceRecorder {
 /** Entries between CONS and PROD (both with their wrap bit at bit log2size). */
 export function occupancy(prod: number, cons: number, log2size: number): number {
   const n = 2 ** log2size;
-  const pi = prod % n, ci = cons % n;
-  const pw = Math.floor(prod / n) & 1, cw = Math.floor(cons / n) & 1;
+  const pi = prod % n,
+    ci = cons % n;
+  const pw = Math.floor(prod / n) & 1,
+    cw = Math.floor(cons / n) & 1;
   return pi - ci + (pw !== cw ? n : 0);
 }
 
 /** Attach a recorder to a machine (and its hypervisor, if any). */
-export function attachTrace(m: Machine, hyp: PkvmHyp | null, opts: TraceOptions = {}): TraceRecorder {
+export function attachTrace(
+  m: Machine,
+  hyp: PkvmHyp | null,
+  opts: TraceOptions = {},
+): TraceRecorder {
   return new TraceRecorder(m, hyp, opts).attach();
 }
 
 /** One trace file for several runs (each its own pid). */
-export function traceFile(recs: readonly TraceRecorder[]): { traceEvents: TraceEvent[]; displayTimeUnit: 'ns' } {
+export function traceFile(recs: readonly TraceRecorder[]): {
+  traceEvents: TraceEvent[];
+  displayTimeUnit: 'ns';
+} {
   return { traceEvents: recs.flatMap((r) => r.events), displayTimeUnit: 'ns' };
 }
 

@@ -34,7 +34,13 @@ export interface CdEntry {
 }
 
 /** Decode a legal CD into walk configurations. */
-export function decodeCd(w: Uint32Array, addr: number, illegal: string | null, ft: SmmuFeatures, el2: boolean): CdEntry {
+export function decodeCd(
+  w: Uint32Array,
+  addr: number,
+  illegal: string | null,
+  ft: SmmuFeatures,
+  el2: boolean,
+): CdEntry {
   const ips = effectivePs(get(w, CD.IPS), ft.oas);
   const mk = (tsz: number, g: number, ttb: number, had: number): StageCfg => {
     const c = newStageCfg();
@@ -164,8 +170,17 @@ const scratchL1 = new Uint32Array(2);
  * S1Fmt and S1CDMax. `cdIndexValid` has already been checked by the caller.
  */
 export function fetchCd(
-  sid: number, ssid: number, ptr: number, s1fmt: number, cdmax: number, ft: SmmuFeatures,
-  cache: CdCache | null, fetch: CdFetch, env: CdCheckEnv, el2: boolean, out: CdLookup,
+  sid: number,
+  ssid: number,
+  ptr: number,
+  s1fmt: number,
+  cdmax: number,
+  ft: SmmuFeatures,
+  cache: CdCache | null,
+  fetch: CdFetch,
+  env: CdCheckEnv,
+  el2: boolean,
+  out: CdLookup,
 ): CdLookup {
   out.cd = null;
   out.event = 0;

@@ -77,7 +77,13 @@ export class CommandQueue {
   cons = 0;
   /** CONS.ERR (valid while GERROR.CMDQ_ERR is active) */
   err = 0;
-  readonly stats: CmdqStats = { consumed: 0, syncs: 0, errors: 0, waits: 0, perOpcode: new Uint32Array(256) };
+  readonly stats: CmdqStats = {
+    consumed: 0,
+    syncs: 0,
+    errors: 0,
+    waits: 0,
+    perOpcode: new Uint32Array(256),
+  };
   /** optional per-command observer (traces, coverage); null on the hot path */
   onCommand: ((w: Uint32Array, cons: number) => void) | null = null;
   private readonly w = new Uint32Array(4);
@@ -180,7 +186,8 @@ export class CommandQueue {
       case O.PREFETCH_CONFIG:
       case O.PREFETCH_ADDR:
         if (ssec) return CERROR.ILL;
-        if (op === O.PREFETCH_ADDR && ft.archMinor === 0 && ((w[2]! >>> 5) & 0x1f) !== 0) return CERROR.ILL;
+        if (op === O.PREFETCH_ADDR && ft.archMinor === 0 && ((w[2]! >>> 5) & 0x1f) !== 0)
+          return CERROR.ILL;
         // a prefetch is IGNORED while SMMUEN=0 and fails silently on bad configuration
         if (t.smmuEnabled()) t.prefetchConfig(w[1]!);
         return CERROR.NONE;
@@ -255,7 +262,12 @@ function rangeIllegal(w: Uint32Array, ft: SmmuFeatures): boolean {
  * and the VMID of TLBI commands on an SMMU without stage 2.
  */
 function res0ByFeature(op: number, w: Uint32Array, ft: SmmuFeatures): boolean {
-  const ranged = op === O.TLBI_NH_VA || op === O.TLBI_NH_VAA || op === O.TLBI_EL2_VA || op === O.TLBI_EL2_VAA || op === O.TLBI_S2_IPA;
+  const ranged =
+    op === O.TLBI_NH_VA ||
+    op === O.TLBI_NH_VAA ||
+    op === O.TLBI_EL2_VA ||
+    op === O.TLBI_EL2_VAA ||
+    op === O.TLBI_S2_IPA;
   if (ranged) {
     const tg = (w[2]! >>> 10) & 3;
     const num = (w[0]! >>> 12) & 0x1f;

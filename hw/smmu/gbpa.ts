@@ -10,8 +10,15 @@
 import { GBPA } from './regs.ts';
 import { wordMask, get } from '../bits.ts';
 
-const FIELDS_MASK = [GBPA.MemAttr, GBPA.MTCFG, GBPA.ALLOCCFG, GBPA.SHCFG, GBPA.PRIVCFG, GBPA.INSTCFG, GBPA.ABORT]
-  .reduce((m, f) => (m | wordMask(f)) >>> 0, 0);
+const FIELDS_MASK = [
+  GBPA.MemAttr,
+  GBPA.MTCFG,
+  GBPA.ALLOCCFG,
+  GBPA.SHCFG,
+  GBPA.PRIVCFG,
+  GBPA.INSTCFG,
+  GBPA.ABORT,
+].reduce((m, f) => (m | wordMask(f)) >>> 0, 0);
 const UPDATE = wordMask(GBPA.Update);
 const ABORT = wordMask(GBPA.ABORT);
 

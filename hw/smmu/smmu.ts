@@ -17,14 +17,26 @@ import { ExternalAbort, type PhysicalMemory } from '../memory.ts';
 import { wordMask } from '../bits.ts';
 import { layerLogger } from '../log.ts';
 import { CR0, CR1, CR2, IRQ_CTRL, OFF, SMMU_MMIO_SIZE, regNameAt } from './regs.ts';
-import { DEFAULT_FEATURES, idRegisters, validateFeatures, type IdRegisters, type SmmuFeatures } from './features.ts';
+import {
+  DEFAULT_FEATURES,
+  idRegisters,
+  validateFeatures,
+  type IdRegisters,
+  type SmmuFeatures,
+} from './features.ts';
 import { Gbpa } from './gbpa.ts';
 import { GERR, GlobalErrors } from './gerror.ts';
 import { SmmuWriter } from './msi.ts';
 import { EventQueue } from './evtq.ts';
 import { CommandQueue } from './cmdq.ts';
 import { StreamTable, newLookup, type SteLookup } from './strtab.ts';
-import { Translator, type Txn, type TxnResult, type AtsResponse, type TranslateEnv } from './translate.ts';
+import {
+  Translator,
+  type Txn,
+  type TxnResult,
+  type AtsResponse,
+  type TranslateEnv,
+} from './translate.ts';
 import { Iotlb, newScope } from './tlb.ts';
 import { CdCache } from './cdtab.ts';
 import { tlbiScope } from './tlbi.ts';
@@ -33,7 +45,13 @@ const log = layerLogger('hw');
 /** register offsets as a module-local object: the register switches compare against it on every access */
 const R = { ...OFF };
 
-export { NotImplementedError, newTxn, newTxnResult, type Txn, type TxnResult } from './translate.ts';
+export {
+  NotImplementedError,
+  newTxn,
+  newTxnResult,
+  type Txn,
+  type TxnResult,
+} from './translate.ts';
 
 export interface SmmuOptions {
   features?: Partial<SmmuFeatures>;
@@ -45,9 +63,17 @@ export interface SmmuOptions {
   caching?: boolean;
 }
 
-const CR0_BASE_MASK = wordMask(CR0.SMMUEN) | wordMask(CR0.PRIQEN) | wordMask(CR0.EVENTQEN) | wordMask(CR0.CMDQEN) | wordMask(CR0.ATSCHK);
+const CR0_BASE_MASK =
+  wordMask(CR0.SMMUEN) |
+  wordMask(CR0.PRIQEN) |
+  wordMask(CR0.EVENTQEN) |
+  wordMask(CR0.CMDQEN) |
+  wordMask(CR0.ATSCHK);
 const CR1_MASK = Object.values(CR1).reduce((m, f) => (m | wordMask(f)) >>> 0, 0);
-const SMMUEN = 1, PRIQEN = 2, EVENTQEN = 4, CMDQEN = 8;
+const SMMUEN = 1,
+  PRIQEN = 2,
+  EVENTQEN = 4,
+  CMDQEN = 8;
 const ADDR_HI_MASK = 0x00ffffff; // bits [55:32]
 const RWA_HI = 1 << 30; // bit 62
 
@@ -129,7 +155,11 @@ export class Smmu implements MmioDevice, TranslateEnv {
   private readonly tlbiScratch = newScope();
   private readonly lookupScratch: SteLookup = newLookup();
 
-  constructor(readonly base: number, readonly mem: PhysicalMemory, opts: SmmuOptions = {}) {
+  constructor(
+    readonly base: number,
+    readonly mem: PhysicalMemory,
+    opts: SmmuOptions = {},
+  ) {
     this.features = { ...DEFAULT_FEATURES, ...opts.features };
     const errs = validateFeatures(this.features);
     if (errs.length) throw new Error(`invalid SMMU features: ${errs.join('; ')}`);
@@ -163,7 +193,8 @@ export class Smmu implements MmioDevice, TranslateEnv {
       },
       tlbi: (op, w) => {
         this.tlbiCounts[op]!++;
-        if (tlbiScope(op, w, this.features, (this.cr2 & 1) === 1, this.tlbiScratch)) this.tlb.invalidate(this.tlbiScratch);
+        if (tlbiScope(op, w, this.features, (this.cr2 & 1) === 1, this.tlbiScratch))
+          this.tlb.invalidate(this.tlbiScratch);
       },
       atcInv: (w) => {
         this.atcInvs++;
@@ -174,7 +205,8 @@ export class Smmu implements MmioDevice, TranslateEnv {
         const addr = (w[3]! & 0x1fffff) * 0x1_0000_0000 + ((w[2]! & 0xfffff000) >>> 0);
         const bytes = size >= 52 ? 2 ** 64 : 2 ** (12 + size);
         const base = size >= 52 ? 0 : addr - (addr % bytes);
-        for (const inv of this.atcs.get(sid) ?? []) inv(ssv && !global ? (w[0]! >>> 12) & 0xfffff : null, base, bytes);
+        for (const inv of this.atcs.get(sid) ?? [])
+          inv(ssv && !global ? (w[0]! >>> 12) & 0xfffff : null, base, bytes);
       },
       priResp: () => {},
       resume: () => {},
@@ -209,7 +241,8 @@ export class Smmu implements MmioDevice, TranslateEnv {
     this.strtab = new StreamTable({
       features: this.features,
       mem,
-      baseAddr: () => (this.strtabBase.hi & ADDR_HI_MASK) * 0x1_0000_0000 + ((this.strtabBase.lo & ~0x3f) >>> 0),
+      baseAddr: () =>
+        (this.strtabBase.hi & ADDR_HI_MASK) * 0x1_0000_0000 + ((this.strtabBase.lo & ~0x3f) >>> 0),
       cfg: () => this.strtabBaseCfg,
       cacheable: () => this.caching && (this.cr0 & SMMUEN) !== 0,
     });
@@ -264,9 +297,11 @@ export class Smmu implements MmioDevice, TranslateEnv {
     const en = line === 'gerror' ? 1 : line === 'priq' ? 2 : 4;
     if ((this.irqCtrl & en) === 0) return;
     const [cfg0, data, abt] =
-      line === 'gerror' ? [this.gerrorIrqCfg0, this.gerrorIrqCfg1, GERR.MSI_GERROR_ABT_ERR]
-      : line === 'eventq' ? [this.eventqIrqCfg0, this.eventqIrqCfg1, GERR.MSI_EVENTQ_ABT_ERR]
-      : [this.priqIrqCfg0, this.priqIrqCfg1, GERR.MSI_PRIQ_ABT_ERR];
+      line === 'gerror'
+        ? [this.gerrorIrqCfg0, this.gerrorIrqCfg1, GERR.MSI_GERROR_ABT_ERR]
+        : line === 'eventq'
+          ? [this.eventqIrqCfg0, this.eventqIrqCfg1, GERR.MSI_EVENTQ_ABT_ERR]
+          : [this.priqIrqCfg0, this.priqIrqCfg1, GERR.MSI_PRIQ_ABT_ERR];
     const addr = (cfg0.hi & ADDR_HI_MASK) * 0x1_0000_0000 + ((cfg0.lo & ~3) >>> 0);
     if (this.features.msi && addr !== 0) {
       if (this.writer.msi(addr, data, line.toUpperCase())) this.msis++;
@@ -304,7 +339,6 @@ export class Smmu implements MmioDevice, TranslateEnv {
     this.cmdq.base = queueBase(this.cmdqBase, qs, 16);
     this.cmdq.consume();
   }
-
 
   // ---- MMIO ----------------------------------------------------------------------------------
 
@@ -349,8 +383,13 @@ export class Smmu implements MmioDevice, TranslateEnv {
 
   private is64(offset: number): boolean {
     switch (offset) {
-      case R.GERROR_IRQ_CFG0: case R.STRTAB_BASE: case R.CMDQ_BASE: case R.EVENTQ_BASE:
-      case R.EVENTQ_IRQ_CFG0: case R.PRIQ_BASE: case R.PRIQ_IRQ_CFG0:
+      case R.GERROR_IRQ_CFG0:
+      case R.STRTAB_BASE:
+      case R.CMDQ_BASE:
+      case R.EVENTQ_BASE:
+      case R.EVENTQ_IRQ_CFG0:
+      case R.PRIQ_BASE:
+      case R.PRIQ_IRQ_CFG0:
         return true;
     }
     return false;
@@ -359,51 +398,98 @@ export class Smmu implements MmioDevice, TranslateEnv {
   /** 32-bit register read at `offset` (the architectural register value). */
   read32(offset: number): number {
     switch (offset) {
-      case R.IDR0: return this.idr.IDR0;
-      case R.IDR1: return this.idr.IDR1;
-      case R.IDR2: return this.idr.IDR2;
-      case R.IDR3: return this.idr.IDR3;
-      case R.IDR4: return this.idr.IDR4;
-      case R.IDR5: return this.idr.IDR5;
-      case R.IIDR: return this.idr.IIDR;
-      case R.AIDR: return this.idr.AIDR;
-      case R.CR0: return this.cr0;
-      case R.CR0ACK: return this.cr0ack;
-      case R.CR1: return this.cr1;
-      case R.CR2: return this.cr2;
-      case R.STATUSR: return 0;
-      case R.GBPA: return this.gbpa.read();
-      case R.IRQ_CTRL: return this.irqCtrl;
-      case R.IRQ_CTRLACK: return this.irqCtrlAck;
-      case R.GERROR: return this.gerror.gerror;
-      case R.GERRORN: return this.gerror.gerrorn;
-      case R.GERROR_IRQ_CFG0: return this.gerrorIrqCfg0.lo;
-      case R.GERROR_IRQ_CFG0 + 4: return this.gerrorIrqCfg0.hi;
-      case R.GERROR_IRQ_CFG1: return this.gerrorIrqCfg1;
-      case R.GERROR_IRQ_CFG2: return this.gerrorIrqCfg2;
-      case R.STRTAB_BASE: return this.strtabBase.lo;
-      case R.STRTAB_BASE + 4: return this.strtabBase.hi;
-      case R.STRTAB_BASE_CFG: return this.strtabBaseCfg;
-      case R.CMDQ_BASE: return this.cmdqBase.lo;
-      case R.CMDQ_BASE + 4: return this.cmdqBase.hi;
-      case R.CMDQ_PROD: return this.cmdq.prod;
-      case R.CMDQ_CONS: return (this.cmdq.cons | (this.gerror.active(GERR.CMDQ_ERR) ? this.cmdq.err << 24 : 0)) >>> 0;
-      case R.EVENTQ_BASE: return this.eventqBase.lo;
-      case R.EVENTQ_BASE + 4: return this.eventqBase.hi;
-      case R.EVENTQ_IRQ_CFG0: return this.eventqIrqCfg0.lo;
-      case R.EVENTQ_IRQ_CFG0 + 4: return this.eventqIrqCfg0.hi;
-      case R.EVENTQ_IRQ_CFG1: return this.eventqIrqCfg1;
-      case R.EVENTQ_IRQ_CFG2: return this.eventqIrqCfg2;
-      case R.PRIQ_BASE: return this.priqBase.lo;
-      case R.PRIQ_BASE + 4: return this.priqBase.hi;
-      case R.PRIQ_IRQ_CFG0: return this.priqIrqCfg0.lo;
-      case R.PRIQ_IRQ_CFG0 + 4: return this.priqIrqCfg0.hi;
-      case R.PRIQ_IRQ_CFG1: return this.priqIrqCfg1;
-      case R.PRIQ_IRQ_CFG2: return this.priqIrqCfg2;
-      case R.EVENTQ_PROD: return this.evtq.prod;
-      case R.EVENTQ_CONS: return this.evtq.cons;
-      case R.PRIQ_PROD: return this.priqProd;
-      case R.PRIQ_CONS: return this.priqCons;
+      case R.IDR0:
+        return this.idr.IDR0;
+      case R.IDR1:
+        return this.idr.IDR1;
+      case R.IDR2:
+        return this.idr.IDR2;
+      case R.IDR3:
+        return this.idr.IDR3;
+      case R.IDR4:
+        return this.idr.IDR4;
+      case R.IDR5:
+        return this.idr.IDR5;
+      case R.IIDR:
+        return this.idr.IIDR;
+      case R.AIDR:
+        return this.idr.AIDR;
+      case R.CR0:
+        return this.cr0;
+      case R.CR0ACK:
+        return this.cr0ack;
+      case R.CR1:
+        return this.cr1;
+      case R.CR2:
+        return this.cr2;
+      case R.STATUSR:
+        return 0;
+      case R.GBPA:
+        return this.gbpa.read();
+      case R.IRQ_CTRL:
+        return this.irqCtrl;
+      case R.IRQ_CTRLACK:
+        return this.irqCtrlAck;
+      case R.GERROR:
+        return this.gerror.gerror;
+      case R.GERRORN:
+        return this.gerror.gerrorn;
+      case R.GERROR_IRQ_CFG0:
+        return this.gerrorIrqCfg0.lo;
+      case R.GERROR_IRQ_CFG0 + 4:
+        return this.gerrorIrqCfg0.hi;
+      case R.GERROR_IRQ_CFG1:
+        return this.gerrorIrqCfg1;
+      case R.GERROR_IRQ_CFG2:
+        return this.gerrorIrqCfg2;
+      case R.STRTAB_BASE:
+        return this.strtabBase.lo;
+      case R.STRTAB_BASE + 4:
+        return this.strtabBase.hi;
+      case R.STRTAB_BASE_CFG:
+        return this.strtabBaseCfg;
+      case R.CMDQ_BASE:
+        return this.cmdqBase.lo;
+      case R.CMDQ_BASE + 4:
+        return this.cmdqBase.hi;
+      case R.CMDQ_PROD:
+        return this.cmdq.prod;
+      case R.CMDQ_CONS:
+        return (
+          (this.cmdq.cons | (this.gerror.active(GERR.CMDQ_ERR) ? this.cmdq.err << 24 : 0)) >>> 0
+        );
+      case R.EVENTQ_BASE:
+        return this.eventqBase.lo;
+      case R.EVENTQ_BASE + 4:
+        return this.eventqBase.hi;
+      case R.EVENTQ_IRQ_CFG0:
+        return this.eventqIrqCfg0.lo;
+      case R.EVENTQ_IRQ_CFG0 + 4:
+        return this.eventqIrqCfg0.hi;
+      case R.EVENTQ_IRQ_CFG1:
+        return this.eventqIrqCfg1;
+      case R.EVENTQ_IRQ_CFG2:
+        return this.eventqIrqCfg2;
+      case R.PRIQ_BASE:
+        return this.priqBase.lo;
+      case R.PRIQ_BASE + 4:
+        return this.priqBase.hi;
+      case R.PRIQ_IRQ_CFG0:
+        return this.priqIrqCfg0.lo;
+      case R.PRIQ_IRQ_CFG0 + 4:
+        return this.priqIrqCfg0.hi;
+      case R.PRIQ_IRQ_CFG1:
+        return this.priqIrqCfg1;
+      case R.PRIQ_IRQ_CFG2:
+        return this.priqIrqCfg2;
+      case R.EVENTQ_PROD:
+        return this.evtq.prod;
+      case R.EVENTQ_CONS:
+        return this.evtq.cons;
+      case R.PRIQ_PROD:
+        return this.priqProd;
+      case R.PRIQ_CONS:
+        return this.priqCons;
     }
     if (offset >= 0xfd0 && offset <= 0xffc) return ID_REGS[(offset - 0xfd0) >> 2]!;
     this.ignored.undefinedOffset++;
@@ -427,11 +513,16 @@ export class Smmu implements MmioDevice, TranslateEnv {
   private guardHolds(offset: number): boolean {
     if (this.features.guardedWritesTakeEffect) {
       this.ignored.guardedTaken++;
-      if (log.isLevelEnabled('debug')) log.debug({ reg: regNameAt(offset) }, 'write to a guarded register takes effect (pre-v3.2 CONSTRAINED UNPREDICTABLE)');
+      if (log.isLevelEnabled('debug'))
+        log.debug(
+          { reg: regNameAt(offset) },
+          'write to a guarded register takes effect (pre-v3.2 CONSTRAINED UNPREDICTABLE)',
+        );
       return false;
     }
     this.ignored.guarded++;
-    if (log.isLevelEnabled('debug')) log.debug({ reg: regNameAt(offset) }, 'write to a guarded register ignored');
+    if (log.isLevelEnabled('debug'))
+      log.debug({ reg: regNameAt(offset) }, 'write to a guarded register ignored');
     return true;
   }
 
@@ -483,8 +574,18 @@ export class Smmu implements MmioDevice, TranslateEnv {
   write32(offset: number, v: number): void {
     v >>>= 0;
     switch (offset) {
-      case R.IDR0: case R.IDR1: case R.IDR2: case R.IDR3: case R.IDR4: case R.IDR5: case R.IIDR: case R.AIDR:
-      case R.CR0ACK: case R.STATUSR: case R.IRQ_CTRLACK: case R.GERROR:
+      case R.IDR0:
+      case R.IDR1:
+      case R.IDR2:
+      case R.IDR3:
+      case R.IDR4:
+      case R.IDR5:
+      case R.IIDR:
+      case R.AIDR:
+      case R.CR0ACK:
+      case R.STATUSR:
+      case R.IRQ_CTRLACK:
+      case R.GERROR:
         this.ignored.readOnly++;
         return;
       case R.CR0:
@@ -517,7 +618,8 @@ export class Smmu implements MmioDevice, TranslateEnv {
         this.kickCmdq();
         return;
       }
-      case R.GERROR_IRQ_CFG0: case R.GERROR_IRQ_CFG0 + 4:
+      case R.GERROR_IRQ_CFG0:
+      case R.GERROR_IRQ_CFG0 + 4:
         if (this.irqCtrl & 1 && this.guardHolds(offset)) return;
         return this.half(this.gerrorIrqCfg0, offset - R.GERROR_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
       case R.GERROR_IRQ_CFG1:
@@ -528,14 +630,16 @@ export class Smmu implements MmioDevice, TranslateEnv {
         if (this.irqCtrl & 1 && this.guardHolds(offset)) return;
         this.gerrorIrqCfg2 = v & 0x3f;
         return;
-      case R.STRTAB_BASE: case R.STRTAB_BASE + 4:
+      case R.STRTAB_BASE:
+      case R.STRTAB_BASE + 4:
         if (!this.smmuDisabled && this.guardHolds(offset)) return;
         return this.half(this.strtabBase, offset - R.STRTAB_BASE, v, ~0x3f, ADDR_HI_MASK | RWA_HI);
       case R.STRTAB_BASE_CFG:
         if (!this.smmuDisabled && this.guardHolds(offset)) return;
         this.strtabBaseCfg = v & (0x3f | (0x1f << 6) | (3 << 16));
         return;
-      case R.CMDQ_BASE: case R.CMDQ_BASE + 4:
+      case R.CMDQ_BASE:
+      case R.CMDQ_BASE + 4:
         if (!this.qDisabled(CMDQEN) && this.guardHolds(offset)) return;
         return this.half(this.cmdqBase, offset - R.CMDQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
       case R.CMDQ_PROD:
@@ -546,10 +650,18 @@ export class Smmu implements MmioDevice, TranslateEnv {
         if (!this.qDisabled(CMDQEN) && this.guardHolds(offset)) return;
         this.cmdq.cons = v & 0xfffff;
         return;
-      case R.EVENTQ_BASE: case R.EVENTQ_BASE + 4:
+      case R.EVENTQ_BASE:
+      case R.EVENTQ_BASE + 4:
         if (!this.qDisabled(EVENTQEN) && this.guardHolds(offset)) return;
-        return this.half(this.eventqBase, offset - R.EVENTQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
-      case R.EVENTQ_IRQ_CFG0: case R.EVENTQ_IRQ_CFG0 + 4:
+        return this.half(
+          this.eventqBase,
+          offset - R.EVENTQ_BASE,
+          v,
+          0xffffffff,
+          ADDR_HI_MASK | RWA_HI,
+        );
+      case R.EVENTQ_IRQ_CFG0:
+      case R.EVENTQ_IRQ_CFG0 + 4:
         if (this.irqCtrl & 4 && this.guardHolds(offset)) return;
         return this.half(this.eventqIrqCfg0, offset - R.EVENTQ_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
       case R.EVENTQ_IRQ_CFG1:
@@ -568,11 +680,13 @@ export class Smmu implements MmioDevice, TranslateEnv {
       case R.EVENTQ_CONS:
         this.evtq.cons = v & (0xfffff | 0x8000_0000);
         return;
-      case R.PRIQ_BASE: case R.PRIQ_BASE + 4:
+      case R.PRIQ_BASE:
+      case R.PRIQ_BASE + 4:
         if (!this.features.pri) return;
         if (!this.qDisabled(PRIQEN) && this.guardHolds(offset)) return;
         return this.half(this.priqBase, offset - R.PRIQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
-      case R.PRIQ_IRQ_CFG0: case R.PRIQ_IRQ_CFG0 + 4:
+      case R.PRIQ_IRQ_CFG0:
+      case R.PRIQ_IRQ_CFG0 + 4:
         if (!this.features.pri) return;
         if (this.irqCtrl & 2 && this.guardHolds(offset)) return;
         return this.half(this.priqIrqCfg0, offset - R.PRIQ_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
@@ -635,7 +749,6 @@ export class Smmu implements MmioDevice, TranslateEnv {
   translated(t: Txn, r: TxnResult): TxnResult {
     return this.translator.translated(t, r);
   }
-
 }
 
 /** Queue base PA from a *_BASE register: ADDR[55:5], aligned to MAX(queue bytes, 32). */

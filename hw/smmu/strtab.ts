@@ -57,7 +57,12 @@ export interface StrtabGeometry {
 }
 
 /** Effective stream table geometry from STRTAB_BASE/_CFG and IDR1.SIDSIZE. */
-export function strtabGeometry(baseAddr: number, cfg: number, sidSize: number, twoLevel: boolean): StrtabGeometry {
+export function strtabGeometry(
+  baseAddr: number,
+  cfg: number,
+  sidSize: number,
+  twoLevel: boolean,
+): StrtabGeometry {
   const log2 = cfg & 0x3f;
   let split = (cfg >>> 6) & 0x1f;
   if (split !== 6 && split !== 8 && split !== 10) split = 6; // reserved values behave as 6
@@ -87,7 +92,12 @@ export class StreamTable {
   }
 
   geometry(): StrtabGeometry {
-    return strtabGeometry(this.env.baseAddr(), this.env.cfg(), this.env.features.sidSize, this.env.features.twoLevelStrtab);
+    return strtabGeometry(
+      this.env.baseAddr(),
+      this.env.cfg(),
+      this.env.features.sidSize,
+      this.env.features.twoLevelStrtab,
+    );
   }
 
   lookup(sid: number, out: SteLookup): SteLookup {
@@ -158,7 +168,13 @@ export class StreamTable {
       return out;
     }
     const illegal = steIllegal(w, this.env);
-    const entry: SteEntry = { addr: steAddr, words: w.slice(), valid: get(w, STE.V) === 1, config: get(w, STE.Config), illegal };
+    const entry: SteEntry = {
+      addr: steAddr,
+      words: w.slice(),
+      valid: get(w, STE.V) === 1,
+      config: get(w, STE.Config),
+      illegal,
+    };
     if (cacheable) this.steCache.set(sid, entry);
     out.ste = entry;
     return out;

@@ -42,7 +42,14 @@ class Context {
   sizes: number[] = [];
   mapList: Array<Map<number, TlbEntry>> = [];
   readonly maps = new Map<number, Map<number, TlbEntry>>();
-  constructor(readonly key: number, readonly sec: number, readonly world: number, readonly stage: number, readonly vmid: number, readonly asid: number) {}
+  constructor(
+    readonly key: number,
+    readonly sec: number,
+    readonly world: number,
+    readonly stage: number,
+    readonly vmid: number,
+    readonly asid: number,
+  ) {}
   get size(): number {
     let n = 0;
     for (const m of this.maps.values()) n += m.size;
@@ -51,7 +58,13 @@ class Context {
 }
 
 /** Build a context key: sec[38] world[37:36] stage[35:34] vmid[33:18] asid[16:0]. */
-export function ctxKey(sec: number, world: number, stage: number, vmid: number, asid: number): number {
+export function ctxKey(
+  sec: number,
+  world: number,
+  stage: number,
+  vmid: number,
+  asid: number,
+): number {
   return ((sec * 4 + world) * 4 + stage) * 2 ** 34 + vmid * 2 ** 18 + asid;
 }
 
@@ -85,7 +98,18 @@ export interface TlbiScope {
 }
 
 export function newScope(): TlbiScope {
-  return { worlds: 0, stages: 0, vmid: -1, asid: -1, global: true, nonGlobalOnly: false, lo: -1, hi: 0, g: -1, level: -1 };
+  return {
+    worlds: 0,
+    stages: 0,
+    vmid: -1,
+    asid: -1,
+    global: true,
+    nonGlobalOnly: false,
+    lo: -1,
+    hi: 0,
+    g: -1,
+    level: -1,
+  };
 }
 
 export class Iotlb {
@@ -103,9 +127,16 @@ export class Iotlb {
     return n;
   }
 
-  entries(): Array<TlbEntry & { ctx: { world: number; stage: number; vmid: number; asid: number } }> {
-    const out: Array<TlbEntry & { ctx: { world: number; stage: number; vmid: number; asid: number } }> = [];
-    for (const c of this.contexts.values()) for (const m of c.maps.values()) for (const e of m.values()) out.push({ ...e, ctx: { world: c.world, stage: c.stage, vmid: c.vmid, asid: c.asid } });
+  entries(): Array<
+    TlbEntry & { ctx: { world: number; stage: number; vmid: number; asid: number } }
+  > {
+    const out: Array<
+      TlbEntry & { ctx: { world: number; stage: number; vmid: number; asid: number } }
+    > = [];
+    for (const c of this.contexts.values())
+      for (const m of c.maps.values())
+        for (const e of m.values())
+          out.push({ ...e, ctx: { world: c.world, stage: c.stage, vmid: c.vmid, asid: c.asid } });
     return out;
   }
 

@@ -35,12 +35,27 @@ function setRange(s: TlbiScope, w: Uint32Array, ft: SmmuFeatures): void {
 }
 
 /** Fill `s` with the scope of a TLBI command; returns false when the command need not do anything. */
-export function tlbiScope(op: number, w: Uint32Array, ft: SmmuFeatures, e2h: boolean, s: TlbiScope): boolean {
+export function tlbiScope(
+  op: number,
+  w: Uint32Array,
+  ft: SmmuFeatures,
+  e2h: boolean,
+  s: TlbiScope,
+): boolean {
   let vmid = w[1]! & 0xffff;
   const asid = w[1]! >>> 16;
-  if (!ft.s2p) vmid = 0; // NH_* match the VMID only if stage 2 is implemented
+  if (!ft.s2p)
+    vmid = 0; // NH_* match the VMID only if stage 2 is implemented
   else if (!ft.vmid16 && vmid >>> 8) return false; // upper bits set: need not do anything
-  if (!ft.asid16 && asid >>> 8 && (op === OP.TLBI_NH_ASID || op === OP.TLBI_NH_VA || op === OP.TLBI_EL2_ASID || op === OP.TLBI_EL2_VA)) return false;
+  if (
+    !ft.asid16 &&
+    asid >>> 8 &&
+    (op === OP.TLBI_NH_ASID ||
+      op === OP.TLBI_NH_VA ||
+      op === OP.TLBI_EL2_ASID ||
+      op === OP.TLBI_EL2_VA)
+  )
+    return false;
   s.vmid = -1;
   s.asid = -1;
   s.global = true;
@@ -51,45 +66,69 @@ export function tlbiScope(op: number, w: Uint32Array, ft: SmmuFeatures, e2h: boo
   s.level = -1;
   switch (op) {
     case OP.TLBI_NH_ALL:
-      s.worlds = W_EL1; s.stages = S1 | S12; s.vmid = vmid;
+      s.worlds = W_EL1;
+      s.stages = S1 | S12;
+      s.vmid = vmid;
       return true;
     case OP.TLBI_NH_ASID:
-      s.worlds = W_EL1; s.stages = S1 | S12; s.vmid = vmid; s.asid = asid; s.global = false; s.nonGlobalOnly = true;
+      s.worlds = W_EL1;
+      s.stages = S1 | S12;
+      s.vmid = vmid;
+      s.asid = asid;
+      s.global = false;
+      s.nonGlobalOnly = true;
       return true;
     case OP.TLBI_NH_VA:
-      s.worlds = W_EL1; s.stages = S1 | S12; s.vmid = vmid; s.asid = asid;
+      s.worlds = W_EL1;
+      s.stages = S1 | S12;
+      s.vmid = vmid;
+      s.asid = asid;
       setRange(s, w, ft);
       return true;
     case OP.TLBI_NH_VAA:
-      s.worlds = W_EL1; s.stages = S1 | S12; s.vmid = vmid;
+      s.worlds = W_EL1;
+      s.stages = S1 | S12;
+      s.vmid = vmid;
       setRange(s, w, ft);
       return true;
     case OP.TLBI_EL2_ALL:
-      s.worlds = W_EL2 | W_E2H; s.stages = S1;
+      s.worlds = W_EL2 | W_E2H;
+      s.stages = S1;
       return true;
     case OP.TLBI_EL2_ASID:
-      s.worlds = W_E2H; s.stages = S1; s.asid = asid; s.global = false; s.nonGlobalOnly = true;
+      s.worlds = W_E2H;
+      s.stages = S1;
+      s.asid = asid;
+      s.global = false;
+      s.nonGlobalOnly = true;
       return true;
     case OP.TLBI_EL2_VA:
       // E2H=1: EL2-E2H entries with the ASID (or global); E2H=0: NS-EL2 entries, ASID ignored
-      s.worlds = e2h ? W_E2H : W_EL2; s.stages = S1;
+      s.worlds = e2h ? W_E2H : W_EL2;
+      s.stages = S1;
       if (e2h) s.asid = asid;
       setRange(s, w, ft);
       return true;
     case OP.TLBI_EL2_VAA:
-      s.worlds = e2h ? W_E2H : W_EL2; s.stages = S1;
+      s.worlds = e2h ? W_E2H : W_EL2;
+      s.stages = S1;
       setRange(s, w, ft);
       return true;
     case OP.TLBI_S12_VMALL:
-      s.worlds = W_EL1; s.stages = S1 | S2 | S12; s.vmid = w[1]! & 0xffff;
+      s.worlds = W_EL1;
+      s.stages = S1 | S2 | S12;
+      s.vmid = w[1]! & 0xffff;
       return true;
     case OP.TLBI_S2_IPA:
       // stage-2 entries only: combined stage 1+2 entries are not required to go
-      s.worlds = W_EL1; s.stages = S2; s.vmid = w[1]! & 0xffff;
+      s.worlds = W_EL1;
+      s.stages = S2;
+      s.vmid = w[1]! & 0xffff;
       setRange(s, w, ft);
       return true;
     case OP.TLBI_NSNH_ALL:
-      s.worlds = W_EL1; s.stages = S1 | S2 | S12;
+      s.worlds = W_EL1;
+      s.stages = S1 | S2 | S12;
       return true;
   }
   return false;

@@ -15,7 +15,18 @@ import { STE, CFG, EATS, s2StartLevel, s2GranuleShift, effectivePs } from './ste
 import { EVT, CLASS, EVT_WORDS } from './events.ts';
 import { CdCache, fetchCd, type CdEntry, type CdLookup } from './cdtab.ts';
 import { Iotlb, ASID_GLOBAL, STAGE, WORLD, SEC, ctxKey, type TlbEntry } from './tlb.ts';
-import { walk, newStageCfg, newWalkOut, neededPerm, PERM, POW2, type StageCfg, type WalkOut, type DescReader, type WalkTraceStep } from './walk.ts';
+import {
+  walk,
+  newStageCfg,
+  newWalkOut,
+  neededPerm,
+  PERM,
+  POW2,
+  type StageCfg,
+  type WalkOut,
+  type DescReader,
+  type WalkTraceStep,
+} from './walk.ts';
 import type { SmmuFeatures } from './features.ts';
 import type { StreamTable, SteEntry, SteLookup } from './strtab.ts';
 import type { Gbpa } from './gbpa.ts';
@@ -42,7 +53,16 @@ export interface Txn {
 }
 
 export function newTxn(): Txn {
-  return { sid: 0, ssid: 0, ssv: false, addr: 0, addrHi: 0, write: false, priv: false, instr: false };
+  return {
+    sid: 0,
+    ssid: 0,
+    ssv: false,
+    addr: 0,
+    addrHi: 0,
+    write: false,
+    priv: false,
+    instr: false,
+  };
 }
 
 /** Outcome of a transaction. `event` is the event type recorded (0 when none). */
@@ -63,7 +83,16 @@ export interface TxnResult {
 }
 
 export function newTxnResult(): TxnResult {
-  return { ok: false, pa: 0, event: 0, faultType: 0, razwi: false, reason: '', ipa: -1, tlbHit: false };
+  return {
+    ok: false,
+    pa: 0,
+    event: 0,
+    faultType: 0,
+    razwi: false,
+    reason: '',
+    ipa: -1,
+    tlbHit: false,
+  };
 }
 
 /** Decoded, cached view of a legal STE (attached to the SteEntry on first use). */
@@ -155,7 +184,14 @@ export interface Explain {
   s1?: StageCfg;
   s1Input?: number;
   /** the fault as record() was asked to report it (also when it is not recorded) */
-  fault?: { num: number; s2: number; cls: number; ipa: number; fetchAddr: number; recorded: boolean };
+  fault?: {
+    num: number;
+    s2: number;
+    cls: number;
+    ipa: number;
+    fetchAddr: number;
+    recorded: boolean;
+  };
   /** the event record built for the fault (8 words) and whether the event queue took it */
   record?: Uint32Array;
   recordWritten?: boolean;
@@ -199,7 +235,10 @@ export class Translator {
   /** while set, faults are not written to the event queue (ATS Translation Requests report in the response) */
   private suppressEvents = false;
 
-  constructor(private readonly env: TranslateEnv, lookup: SteLookup) {
+  constructor(
+    private readonly env: TranslateEnv,
+    lookup: SteLookup,
+  ) {
     this.lookup = lookup;
   }
 
@@ -209,7 +248,11 @@ export class Translator {
   stats(sid: number): StreamStats {
     if (sid === this.lastSid) return this.lastStats!;
     let s = this.perStream.get(sid);
-    if (!s) this.perStream.set(sid, (s = { txns: 0, hits: 0, misses: 0, walks: 0, descReads: 0, faults: 0 }));
+    if (!s)
+      this.perStream.set(
+        sid,
+        (s = { txns: 0, hits: 0, misses: 0, walks: 0, descReads: 0, faults: 0 }),
+      );
     this.lastSid = sid;
     this.lastStats = s;
     return s;
@@ -223,9 +266,26 @@ export class Translator {
   }
 
   /** Explain only: a stage-2 translation that started at walk index `from` has finished. */
-  private markS2(from: number, ipa: number, purpose: 'cd' | 'tt' | 'in', level: number, f: number, o: WalkOut): void {
+  private markS2(
+    from: number,
+    ipa: number,
+    purpose: 'cd' | 'tt' | 'in',
+    level: number,
+    f: number,
+    o: WalkOut,
+  ): void {
     const x = this.explain!;
-    x.marks?.push({ kind: 's2', from, to: x.walk.length, ipa, purpose, level, tlbHit: this.lastS2Hit, fault: f, pa: f ? -1 : o.oa + (ipa % P2[o.pageShift]!) });
+    x.marks?.push({
+      kind: 's2',
+      from,
+      to: x.walk.length,
+      ipa,
+      purpose,
+      level,
+      tlbHit: this.lastS2Hit,
+      fault: f,
+      pa: f ? -1 : o.oa + (ipa % P2[o.pageShift]!),
+    });
   }
 
   // ---- decoding ------------------------------------------------------------------------------
@@ -238,7 +298,8 @@ export class Translator {
     const s2 = (cfg & 6) === 6;
     const strw = get(w, STE.STRW);
     let world: number = WORLD.NS_EL1;
-    if (cfg === C.S1_TRANS && strw === 2 && ft.hyp) world = this.env.e2h() ? WORLD.NS_EL2_E2H : WORLD.NS_EL2;
+    if (cfg === C.S1_TRANS && strw === 2 && ft.hyp)
+      world = this.env.e2h() ? WORLD.NS_EL2_E2H : WORLD.NS_EL2;
     const vmidUsed = s2 || (cfg === C.S1_TRANS && ft.s2p && world === WORLD.NS_EL1);
     let vmid = vmidUsed ? get(w, STE.S2VMID) : 0;
     if (!ft.vmid16) vmid &= 0xff;
@@ -259,12 +320,22 @@ export class Translator {
       s2cfg = c;
     }
     return {
-      cfg, s1, s2,
-      s1fmt: get(w, STE.S1Fmt), cdmax: get(w, STE.S1CDMax), s1dss: get(w, STE.S1DSS), ctxPtr: get(w, STE.S1ContextPtr) * 64,
+      cfg,
+      s1,
+      s2,
+      s1fmt: get(w, STE.S1Fmt),
+      cdmax: get(w, STE.S1CDMax),
+      s1dss: get(w, STE.S1DSS),
+      ctxPtr: get(w, STE.S1ContextPtr) * 64,
       eats: ft.ats ? get(w, STE.EATS) : 0,
-      world, vmid, el2: world !== WORLD.NS_EL1,
+      world,
+      vmid,
+      el2: world !== WORLD.NS_EL1,
       s1stalld: get(w, STE.S1STALLD) === 1,
-      s2cfg, s2r: get(w, STE.S2R) === 1, s2ptw: get(w, STE.S2PTW) === 1, s2s: get(w, STE.S2S) === 1,
+      s2cfg,
+      s2r: get(w, STE.S2R) === 1,
+      s2ptw: get(w, STE.S2PTW) === 1,
+      s2s: get(w, STE.S2S) === 1,
       privcfg: ft.attrPermsOvr ? get(w, STE.PRIVCFG) : 0,
       instcfg: ft.attrPermsOvr ? get(w, STE.INSTCFG) : 0,
     };
@@ -272,25 +343,49 @@ export class Translator {
 
   // ---- events --------------------------------------------------------------------------------
 
-  private record(r: TxnResult, t: Txn, num: number, s2: number, cls: number, ipa: number, fetchAddr: number, doRecord: boolean, reason: string): void {
+  private record(
+    r: TxnResult,
+    t: Txn,
+    num: number,
+    s2: number,
+    cls: number,
+    ipa: number,
+    fetchAddr: number,
+    doRecord: boolean,
+    reason: string,
+  ): void {
     r.faultType = num;
     r.reason = reason;
     this.curStats.faults++;
     if (this.explain) this.note(`fault: ${reason}${doRecord ? '' : ' (not recorded)'}`);
-    if (this.explain) this.explain.fault = { num, s2, cls, ipa, fetchAddr, recorded: doRecord && !this.suppressEvents };
+    if (this.explain)
+      this.explain.fault = {
+        num,
+        s2,
+        cls,
+        ipa,
+        fetchAddr,
+        recorded: doRecord && !this.suppressEvents,
+      };
     if (!doRecord || this.suppressEvents) return;
     r.event = num;
     const e = this.ev;
     e.fill(0);
     e[0] = (num & 0xff) | (t.ssv ? (1 << 11) | ((t.ssid & 0xfffff) << 12) : 0);
     e[1] = t.sid >>> 0;
-    if (num >= E.F_TRANSLATION && num <= E.F_PERMISSION || num === E.F_WALK_EABT) {
+    if ((num >= E.F_TRANSLATION && num <= E.F_PERMISSION) || num === E.F_WALK_EABT) {
       const priv = this.effPriv(t);
       const instr = this.effInstr(t);
       // DW1: PnU[33], InD[34] (0 for writes), RnW[35], S2[39], CLASS[41:40]
-      e[3] = ((priv ? 1 : 0) << 1) | ((instr && !t.write ? 1 : 0) << 2) | ((t.write ? 0 : 1) << 3) | (s2 << 7) | (cls << 8);
+      e[3] =
+        ((priv ? 1 : 0) << 1) |
+        ((instr && !t.write ? 1 : 0) << 2) |
+        ((t.write ? 0 : 1) << 3) |
+        (s2 << 7) |
+        (cls << 8);
       putInputAddr(e, t);
-      if (num === E.F_WALK_EABT) putDw3(e, fetchAddr, 8); // FetchAddr[55:3]
+      if (num === E.F_WALK_EABT)
+        putDw3(e, fetchAddr, 8); // FetchAddr[55:3]
       else if (s2) putDw3(e, ipa, 4096); // IPA[55:12]
     } else if (num === E.F_STE_FETCH || num === E.F_CD_FETCH) {
       putInputAddr(e, t);
@@ -363,7 +458,18 @@ export class Translator {
       if (f) return f;
       if (caching) {
         const ia = ipa - (ipa % P2[o.pageShift]!);
-        e = { ia, shift: o.pageShift, oa: o.oa, s1perm: PM.ALL, s2perm: o.perm, ipa: ia, level: o.level, g: cfg.g, sid: this.cur.sid, attr: o.attr };
+        e = {
+          ia,
+          shift: o.pageShift,
+          oa: o.oa,
+          s1perm: PM.ALL,
+          s2perm: o.perm,
+          ipa: ia,
+          level: o.level,
+          g: cfg.g,
+          sid: this.cur.sid,
+          attr: o.attr,
+        };
         this.env.tlb.insert(NS, NS_EL1, ST_S2, dec.vmid, 0, e);
       }
     }
@@ -425,13 +531,38 @@ export class Translator {
     const lk = env.strtab.lookup(t.sid, this.lookup);
     if (lk.event !== 0) {
       this.curDec = undefined as unknown as StreamDec;
-      if (lk.event === E.C_BAD_STREAMID) this.record(r, t, E.C_BAD_STREAMID, 0, 0, 0, 0, env.recinvsid(), 'StreamID out of range or L1STD invalid (C_BAD_STREAMID)');
-      else this.record(r, t, E.F_STE_FETCH, 0, 0, 0, lk.fetchAddr, true, `STE fetch aborted at 0x${lk.fetchAddr.toString(16)}`);
+      if (lk.event === E.C_BAD_STREAMID)
+        this.record(
+          r,
+          t,
+          E.C_BAD_STREAMID,
+          0,
+          0,
+          0,
+          0,
+          env.recinvsid(),
+          'StreamID out of range or L1STD invalid (C_BAD_STREAMID)',
+        );
+      else
+        this.record(
+          r,
+          t,
+          E.F_STE_FETCH,
+          0,
+          0,
+          0,
+          lk.fetchAddr,
+          true,
+          `STE fetch aborted at 0x${lk.fetchAddr.toString(16)}`,
+        );
       return r;
     }
     const ste = lk.ste! as SteWithDec;
     if (this.explain) this.explain.ste = ste;
-    if (this.explain) this.note(`STE for SID ${t.sid} at 0x${ste.addr.toString(16)}${lk.l1Addr >= 0 ? ` (via L1STD at 0x${lk.l1Addr.toString(16)})` : ''}${lk.cached ? ' [config cache hit]' : ''}: V=${ste.valid ? 1 : 0} Config=0b${ste.config.toString(2).padStart(3, '0')}`);
+    if (this.explain)
+      this.note(
+        `STE for SID ${t.sid} at 0x${ste.addr.toString(16)}${lk.l1Addr >= 0 ? ` (via L1STD at 0x${lk.l1Addr.toString(16)})` : ''}${lk.cached ? ' [config cache hit]' : ''}: V=${ste.valid ? 1 : 0} Config=0b${ste.config.toString(2).padStart(3, '0')}`,
+      );
     if (ste.illegal !== null) {
       this.curDec = undefined as unknown as StreamDec;
       this.record(r, t, E.C_BAD_STE, 0, 0, 0, 0, true, `C_BAD_STE: ${ste.illegal}`);
@@ -450,19 +581,54 @@ export class Translator {
     let useS1 = dec.s1;
     let ssid = 0;
     if (t.ssv) {
-      if (!dec.s1 || this.env.features.ssidSize === 0 || dec.cdmax === 0 || t.ssid >= P2[dec.cdmax]!) {
-        this.record(r, t, E.C_BAD_SUBSTREAMID, 0, 0, 0, 0, true, `SubstreamID ${t.ssid} not accepted by this STE (C_BAD_SUBSTREAMID)`);
+      if (
+        !dec.s1 ||
+        this.env.features.ssidSize === 0 ||
+        dec.cdmax === 0 ||
+        t.ssid >= P2[dec.cdmax]!
+      ) {
+        this.record(
+          r,
+          t,
+          E.C_BAD_SUBSTREAMID,
+          0,
+          0,
+          0,
+          0,
+          true,
+          `SubstreamID ${t.ssid} not accepted by this STE (C_BAD_SUBSTREAMID)`,
+        );
         return r;
       }
       if (dec.s1dss === 2 && t.ssid === 0) {
-        this.record(r, t, E.F_STREAM_DISABLED, 0, 0, 0, 0, true, 'SubstreamID 0 with S1DSS=0b10 (F_STREAM_DISABLED)');
+        this.record(
+          r,
+          t,
+          E.F_STREAM_DISABLED,
+          0,
+          0,
+          0,
+          0,
+          true,
+          'SubstreamID 0 with S1DSS=0b10 (F_STREAM_DISABLED)',
+        );
         return r;
       }
       ssid = t.ssid;
     } else if (dec.s1 && dec.cdmax > 0) {
       if (dec.s1dss === 1) useS1 = false;
       else if (dec.s1dss !== 2) {
-        this.record(r, t, E.F_STREAM_DISABLED, 0, 0, 0, 0, true, 'no SubstreamID and S1DSS=terminate (F_STREAM_DISABLED)');
+        this.record(
+          r,
+          t,
+          E.F_STREAM_DISABLED,
+          0,
+          0,
+          0,
+          0,
+          true,
+          'no SubstreamID and S1DSS=terminate (F_STREAM_DISABLED)',
+        );
         return r;
       }
     }
@@ -471,11 +637,26 @@ export class Translator {
       // stage 1 bypassed: the input must fit the SMMU's IAS
       const iasBits = ft.ttf & 1 ? Math.max(ft.oas, 40) : ft.oas;
       if (t.addrHi !== 0 || t.addr >= P2[iasBits]!) {
-        this.record(r, t, E.F_ADDR_SIZE, 0, CLASS.IN, 0, 0, true, `input 0x${t.addr.toString(16)} is beyond the ${iasBits}-bit IAS with stage 1 bypassed`);
+        this.record(
+          r,
+          t,
+          E.F_ADDR_SIZE,
+          0,
+          CLASS.IN,
+          0,
+          0,
+          true,
+          `input 0x${t.addr.toString(16)} is beyond the ${iasBits}-bit IAS with stage 1 bypassed`,
+        );
         return r;
       }
       if (!dec.s2) {
-        if (this.explain) this.note(dec.cfg === C.BYPASS ? 'Config=bypass: PA = IOVA' : 'S1DSS=bypass and stage 2 bypass: PA = IOVA');
+        if (this.explain)
+          this.note(
+            dec.cfg === C.BYPASS
+              ? 'Config=bypass: PA = IOVA'
+              : 'S1DSS=bypass and stage 2 bypass: PA = IOVA',
+          );
         r.ok = true;
         r.pa = t.addr;
         return r;
@@ -495,7 +676,17 @@ export class Translator {
     r.tlbHit = this.lastS2Hit;
     r.ipa = t.addr;
     if (f) {
-      this.record(r, t, f, 1, CLASS.IN, t.addr, o.fetchAddr, dec.s2r, `stage-2 ${faultName(f)} on IPA 0x${t.addr.toString(16)}`);
+      this.record(
+        r,
+        t,
+        f,
+        1,
+        CLASS.IN,
+        t.addr,
+        o.fetchAddr,
+        dec.s2r,
+        `stage-2 ${faultName(f)} on IPA 0x${t.addr.toString(16)}`,
+      );
       return r;
     }
     r.ok = true;
@@ -505,7 +696,13 @@ export class Translator {
   }
 
   /** Stage-1 translation; with finalS2=false (split-stage ATS) the output is the IPA and nothing is cached. */
-  private translateS1(t: Txn, r: TxnResult, dec: StreamDec, ssid: number, finalS2: boolean): TxnResult {
+  private translateS1(
+    t: Txn,
+    r: TxnResult,
+    dec: StreamDec,
+    ssid: number,
+    finalS2: boolean,
+  ): TxnResult {
     const env = this.env;
     const ft = env.features;
     const caching = env.cachingOn() && finalS2;
@@ -516,16 +713,63 @@ export class Translator {
       lk.cd = cached;
       lk.event = 0;
     } else {
-      fetchCd(t.sid, ssid, dec.ctxPtr, dec.s1fmt, dec.cdmax, ft, caching ? env.cds : null, this.cdFetch, { features: ft, s1stalld: dec.s1stalld, singleRange: dec.el2 && dec.world !== WORLD.NS_EL2_E2H, s2aa32: false }, dec.world === WORLD.NS_EL2, lk);
+      fetchCd(
+        t.sid,
+        ssid,
+        dec.ctxPtr,
+        dec.s1fmt,
+        dec.cdmax,
+        ft,
+        caching ? env.cds : null,
+        this.cdFetch,
+        {
+          features: ft,
+          s1stalld: dec.s1stalld,
+          singleRange: dec.el2 && dec.world !== WORLD.NS_EL2_E2H,
+          s2aa32: false,
+        },
+        dec.world === WORLD.NS_EL2,
+        lk,
+      );
     }
     if (lk.event !== 0) {
       if (lk.event === -2) {
         const o = this.s2sub;
-        this.record(r, t, o.fault, 1, CLASS.CD, o.oa, o.fetchAddr, dec.s2r, `stage-2 ${faultName(o.fault)} on the CD fetch at IPA 0x${o.oa.toString(16)}`);
+        this.record(
+          r,
+          t,
+          o.fault,
+          1,
+          CLASS.CD,
+          o.oa,
+          o.fetchAddr,
+          dec.s2r,
+          `stage-2 ${faultName(o.fault)} on the CD fetch at IPA 0x${o.oa.toString(16)}`,
+        );
       } else if (lk.event === E.F_CD_FETCH) {
-        this.record(r, t, E.F_CD_FETCH, 0, 0, 0, this.lastFetchPa, true, `CD fetch aborted at PA 0x${this.lastFetchPa.toString(16)}`);
+        this.record(
+          r,
+          t,
+          E.F_CD_FETCH,
+          0,
+          0,
+          0,
+          this.lastFetchPa,
+          true,
+          `CD fetch aborted at PA 0x${this.lastFetchPa.toString(16)}`,
+        );
       } else {
-        this.record(r, t, lk.event, 0, 0, 0, 0, true, `L1CD for SubstreamID ${ssid} is invalid (C_BAD_SUBSTREAMID)`);
+        this.record(
+          r,
+          t,
+          lk.event,
+          0,
+          0,
+          0,
+          0,
+          true,
+          `L1CD for SubstreamID ${ssid} is invalid (C_BAD_SUBSTREAMID)`,
+        );
       }
       return r;
     }
@@ -534,7 +778,10 @@ export class Translator {
       this.explain.cd = cd;
       this.explain.cdCached = cached !== undefined;
     }
-    if (this.explain) this.note(`CD ${ssid} at ${dec.s2 ? 'IPA' : 'PA'} ${cd === null ? '?' : '0x' + cd.addr.toString(16)}: ASID ${cd.asid}${cd.illegal ? ` ILLEGAL (${cd.illegal})` : ''}`);
+    if (this.explain)
+      this.note(
+        `CD ${ssid} at ${dec.s2 ? 'IPA' : 'PA'} ${cd === null ? '?' : '0x' + cd.addr.toString(16)}: ASID ${cd.asid}${cd.illegal ? ` ILLEGAL (${cd.illegal})` : ''}`,
+      );
     if (cd.illegal !== null) {
       this.record(r, t, E.C_BAD_CD, 0, 0, 0, 0, true, `C_BAD_CD: ${cd.illegal}`);
       return r;
@@ -546,15 +793,23 @@ export class Translator {
     const hi = t.addrHi;
     const top0 = cd.tbi0 ? (hi & 7) === 0 : hi === 0;
     if (top0 && t.addr < cd.tt0Limit) {
-      if (cd.epd0) return this.s1fault(t, r, cd, E.F_TRANSLATION, 'the input is in the TTB0 range but EPD0=1');
+      if (cd.epd0)
+        return this.s1fault(t, r, cd, E.F_TRANSLATION, 'the input is in the TTB0 range but EPD0=1');
       tt = cd.tt0;
       va = t.addr;
     } else if ((cd.tbi1 ? (hi & 7) === 7 : hi === 0x7ff) && t.addr >= 2 ** 53 - P2[cd.tt1.ias]!) {
-      if (cd.epd1) return this.s1fault(t, r, cd, E.F_TRANSLATION, 'the input is in the TTB1 range but EPD1=1');
+      if (cd.epd1)
+        return this.s1fault(t, r, cd, E.F_TRANSLATION, 'the input is in the TTB1 range but EPD1=1');
       tt = cd.tt1;
       va = t.addr % P2[cd.tt1.ias]!;
     } else {
-      return this.s1fault(t, r, cd, E.F_TRANSLATION, `input 0x${t.addr.toString(16)} is outside both TTB ranges (T0SZ/T1SZ)`);
+      return this.s1fault(
+        t,
+        r,
+        cd,
+        E.F_TRANSLATION,
+        `input 0x${t.addr.toString(16)} is outside both TTB ranges (T0SZ/T1SZ)`,
+      );
     }
     const need = need_(t.write, this.effPriv(t), this.effInstr(t));
     const stage = dec.s2 ? ST_S12 : ST_S1;
@@ -563,11 +818,15 @@ export class Translator {
     // TLB
     if (caching && tt === cd.tt0) {
       let e = env.tlb.lookup(ctxKeyOf(NS, dec.world, stage, dec.vmid, asid), va);
-      if (e === undefined && asid !== GLOBAL) e = env.tlb.lookup(ctxKeyOf(NS, dec.world, stage, dec.vmid, GLOBAL), va);
+      if (e === undefined && asid !== GLOBAL)
+        e = env.tlb.lookup(ctxKeyOf(NS, dec.world, stage, dec.vmid, GLOBAL), va);
       if (e !== undefined) {
         st.hits++;
         r.tlbHit = true;
-        if (this.explain) this.note(`IOTLB hit: ${stage === ST_S12 ? 'combined S1+S2' : 'stage-1'} entry for 0x${e.ia.toString(16)} (2^${e.shift} bytes)`);
+        if (this.explain)
+          this.note(
+            `IOTLB hit: ${stage === ST_S12 ? 'combined S1+S2' : 'stage-1'} entry for 0x${e.ia.toString(16)} (2^${e.shift} bytes)`,
+          );
         return this.finishEntry(t, r, dec, cd, e, va, need);
       }
     }
@@ -585,11 +844,31 @@ export class Translator {
     if (f) {
       if (o.nestedS2) {
         const sub = this.s2sub;
-        this.record(r, t, f, 1, CLASS.TT, o.oa, sub.fetchAddr, dec.s2r, `stage-2 ${faultName(f)} translating the stage-1 table at IPA 0x${o.oa.toString(16)} (level ${o.level})`);
+        this.record(
+          r,
+          t,
+          f,
+          1,
+          CLASS.TT,
+          o.oa,
+          sub.fetchAddr,
+          dec.s2r,
+          `stage-2 ${faultName(f)} translating the stage-1 table at IPA 0x${o.oa.toString(16)} (level ${o.level})`,
+        );
         return r;
       }
       if (f === E.F_WALK_EABT) {
-        this.record(r, t, f, 0, CLASS.TT, 0, o.fetchAddr, cd.r, `external abort reading a stage-1 descriptor at 0x${o.fetchAddr.toString(16)}`);
+        this.record(
+          r,
+          t,
+          f,
+          0,
+          CLASS.TT,
+          0,
+          o.fetchAddr,
+          cd.r,
+          `external abort reading a stage-1 descriptor at 0x${o.fetchAddr.toString(16)}`,
+        );
         if (!cd.a && !ft.termModel) r.razwi = true;
         return r;
       }
@@ -598,7 +877,14 @@ export class Translator {
     const s1perm = o.perm;
     // stage-1 faults come before the final stage-2 translation (§5.4, §6.4): check the
     // stage-1 permission now
-    if ((s1perm & need) === 0) return this.s1fault(t, r, cd, E.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
+    if ((s1perm & need) === 0)
+      return this.s1fault(
+        t,
+        r,
+        cd,
+        E.F_PERMISSION,
+        `stage-1 permission fault (${permName(need)} not allowed)`,
+      );
     if (o.afUpdate >= 0) env.setAccessFlag(o.afUpdate);
     const s1shift = o.pageShift;
     const s1oa = o.oa;
@@ -623,7 +909,17 @@ export class Translator {
       if (this.explain) this.markS2(from, ipa, 'in', -1, f2, so);
       if (f2) {
         r.ipa = ipa;
-        this.record(r, t, f2, 1, CLASS.IN, ipa, so.fetchAddr, dec.s2r, `stage-2 ${faultName(f2)} on the output IPA 0x${ipa.toString(16)}`);
+        this.record(
+          r,
+          t,
+          f2,
+          1,
+          CLASS.IN,
+          ipa,
+          so.fetchAddr,
+          dec.s2r,
+          `stage-2 ${faultName(f2)} on the output IPA 0x${ipa.toString(16)}`,
+        );
         return r;
       }
       s2perm = so.perm;
@@ -632,24 +928,64 @@ export class Translator {
       oa = pa - (va % P2[shift]!);
     }
     const ia = va - (va % P2[shift]!);
-    const entry: TlbEntry = { ia, shift, oa, s1perm, s2perm, ipa: ipa - (va % P2[shift]!), level: s1level, g: tt.g, sid: t.sid, attr: o.attr };
-    if (caching && tt === cd.tt0) env.tlb.insert(NS, dec.world, stage, dec.vmid, global ? GLOBAL : asid, entry);
+    const entry: TlbEntry = {
+      ia,
+      shift,
+      oa,
+      s1perm,
+      s2perm,
+      ipa: ipa - (va % P2[shift]!),
+      level: s1level,
+      g: tt.g,
+      sid: t.sid,
+      attr: o.attr,
+    };
+    if (caching && tt === cd.tt0)
+      env.tlb.insert(NS, dec.world, stage, dec.vmid, global ? GLOBAL : asid, entry);
     return this.finishEntry(t, r, dec, cd, entry, va, need);
   }
 
-  private finishEntry(t: Txn, r: TxnResult, dec: StreamDec, cd: CdEntry, e: TlbEntry, va: number, need: number): TxnResult {
+  private finishEntry(
+    t: Txn,
+    r: TxnResult,
+    dec: StreamDec,
+    cd: CdEntry,
+    e: TlbEntry,
+    va: number,
+    need: number,
+  ): TxnResult {
     const off = va - e.ia;
-    if ((e.s1perm & need) === 0) return this.s1fault(t, r, cd, E.F_PERMISSION, `stage-1 permission fault (${permName(need)} not allowed)`);
+    if ((e.s1perm & need) === 0)
+      return this.s1fault(
+        t,
+        r,
+        cd,
+        E.F_PERMISSION,
+        `stage-1 permission fault (${permName(need)} not allowed)`,
+      );
     if (dec.s2) {
       r.ipa = e.ipa + off;
       if ((e.s2perm & need) === 0) {
-        this.record(r, t, E.F_PERMISSION, 1, CLASS.IN, r.ipa, 0, dec.s2r, `stage-2 permission fault (${permName(need)} not allowed) on IPA 0x${r.ipa.toString(16)}`);
+        this.record(
+          r,
+          t,
+          E.F_PERMISSION,
+          1,
+          CLASS.IN,
+          r.ipa,
+          0,
+          dec.s2r,
+          `stage-2 permission fault (${permName(need)} not allowed) on IPA 0x${r.ipa.toString(16)}`,
+        );
         return r;
       }
     }
     r.ok = true;
     r.pa = e.oa + off;
-    if (this.explain) this.note(`${dec.s2 ? `IOVA 0x${va.toString(16)} → IPA 0x${r.ipa.toString(16)} → ` : `IOVA 0x${va.toString(16)} → `}PA 0x${r.pa.toString(16)}`);
+    if (this.explain)
+      this.note(
+        `${dec.s2 ? `IOVA 0x${va.toString(16)} → IPA 0x${r.ipa.toString(16)} → ` : `IOVA 0x${va.toString(16)} → `}PA 0x${r.pa.toString(16)}`,
+      );
     return r;
   }
 
@@ -698,7 +1034,8 @@ export class Translator {
     this.cur = t;
     const lk = env.strtab.lookup(t.sid, this.lookup);
     const dummy = newTxnResult();
-    if (lk.event !== 0 || lk.ste!.illegal !== null) return { ok: false, status: 'CA', reason: 'no valid STE' };
+    if (lk.event !== 0 || lk.ste!.illegal !== null)
+      return { ok: false, status: 'CA', reason: 'no valid STE' };
     const ste = lk.ste! as SteWithDec;
     if ((ste.config & 4) === 0) return { ok: false, status: 'UR', reason: 'Config=abort' };
     const dec = ste.dec ?? (ste.dec = this.decode(ste));
@@ -706,7 +1043,17 @@ export class Translator {
     let eats = dec.eats;
     if (eats === EATS.S1CHK && !env.atschk()) eats = EATS.ABT;
     if (dec.cfg === C.BYPASS || eats === EATS.ABT) {
-      this.record(dummy, t, E.F_BAD_ATS_TREQ, 0, 0, 0, 0, true, 'ATS Translation Request not allowed');
+      this.record(
+        dummy,
+        t,
+        E.F_BAD_ATS_TREQ,
+        0,
+        0,
+        0,
+        0,
+        true,
+        'ATS Translation Request not allowed',
+      );
       return { ok: false, status: 'UR', reason: dec.cfg === C.BYPASS ? 'STE bypass' : 'EATS=0b00' };
     }
     // translate for read and for write to find the granted permissions, without recording faults
@@ -715,12 +1062,18 @@ export class Translator {
     const w = { ...t, write: false };
     const split = eats === EATS.S1CHK;
     const readOk = this.atsProbe(w, res, dec, split);
-    const outAddr = res.ok ? (split ? res.ipa >= 0 ? res.ipa : res.pa : res.pa) : -1;
+    const outAddr = res.ok ? (split ? (res.ipa >= 0 ? res.ipa : res.pa) : res.pa) : -1;
     const res2 = newTxnResult();
     const writeOk = this.atsProbe({ ...t, write: true }, res2, dec, split);
     this.explain = saved;
     if (!readOk && !writeOk) return { ok: false, status: 'SUCCESS_NO_ACCESS', reason: res.reason };
-    return { ok: true, addr: readOk ? outAddr : split ? (res2.ipa >= 0 ? res2.ipa : res2.pa) : res2.pa, read: readOk, write: writeOk, split };
+    return {
+      ok: true,
+      addr: readOk ? outAddr : split ? (res2.ipa >= 0 ? res2.ipa : res2.pa) : res2.pa,
+      read: readOk,
+      write: writeOk,
+      split,
+    };
   }
 
   private atsProbe(t: Txn, r: TxnResult, dec: StreamDec, split: boolean): boolean {
@@ -752,13 +1105,26 @@ export class Translator {
     this.curStats = this.stats(t.sid);
     this.curDec = undefined as unknown as StreamDec;
     if (!env.smmuEnabled()) {
-      this.record(r, t, E.F_TRANSL_FORBIDDEN, 0, 0, 0, 0, true, 'ATS Translated transaction with SMMUEN=0');
+      this.record(
+        r,
+        t,
+        E.F_TRANSL_FORBIDDEN,
+        0,
+        0,
+        0,
+        0,
+        true,
+        'ATS Translated transaction with SMMUEN=0',
+      );
       return r;
     }
     if (!env.atschk()) {
       r.ok = true;
       r.pa = t.addr;
-      if (this.explain) this.note('CR0.ATSCHK=0: the Translated transaction is not checked; PA = the address the device presented');
+      if (this.explain)
+        this.note(
+          'CR0.ATSCHK=0: the Translated transaction is not checked; PA = the address the device presented',
+        );
       return r;
     }
     const lk = env.strtab.lookup(t.sid, this.lookup);
@@ -774,7 +1140,17 @@ export class Translator {
     const dec = ste.dec ?? (ste.dec = this.decode(ste));
     this.curDec = dec;
     if (dec.cfg === C.BYPASS || dec.eats === EATS.ABT) {
-      this.record(r, t, E.F_TRANSL_FORBIDDEN, 0, 0, 0, 0, true, 'ATS Translated transaction not allowed by the STE (F_TRANSL_FORBIDDEN)');
+      this.record(
+        r,
+        t,
+        E.F_TRANSL_FORBIDDEN,
+        0,
+        0,
+        0,
+        0,
+        true,
+        'ATS Translated transaction not allowed by the STE (F_TRANSL_FORBIDDEN)',
+      );
       return r;
     }
     if (dec.eats === EATS.S1CHK && dec.s2) {
@@ -789,7 +1165,7 @@ export class Translator {
 
 /** DW2 of an event record: the full 64-bit input address. */
 function putInputAddr(e: Uint32Array, t: Txn): void {
-  e[4] = t.addr % TWO32 >>> 0;
+  e[4] = (t.addr % TWO32) >>> 0;
   e[5] = ((Math.floor(t.addr / TWO32) & 0x1fffff) | ((t.addrHi & 0x7ff) << 21)) >>> 0;
 }
 
@@ -805,11 +1181,16 @@ export type AtsResponse =
 
 export function faultName(n: number): string {
   switch (n) {
-    case E.F_TRANSLATION: return 'translation fault';
-    case E.F_ADDR_SIZE: return 'address size fault';
-    case E.F_ACCESS: return 'access flag fault';
-    case E.F_PERMISSION: return 'permission fault';
-    case E.F_WALK_EABT: return 'external abort on a walk';
+    case E.F_TRANSLATION:
+      return 'translation fault';
+    case E.F_ADDR_SIZE:
+      return 'address size fault';
+    case E.F_ACCESS:
+      return 'access flag fault';
+    case E.F_PERMISSION:
+      return 'permission fault';
+    case E.F_WALK_EABT:
+      return 'external abort on a walk';
   }
   return `fault 0x${n.toString(16)}`;
 }
@@ -819,4 +1200,3 @@ function permName(need: number): string {
   if (need & (PM.X_P | PM.X_U)) return 'execute';
   return 'read';
 }
-

@@ -46,7 +46,22 @@ export interface StageCfg {
 }
 
 export function newStageCfg(): StageCfg {
-  return { stage: 1, g: 12, ias: 48, start: 0, ttb: 0, oas: 48, affd: false, ha: false, be: false, el2: false, had: false, wxn: false, pan: false, xnx: false };
+  return {
+    stage: 1,
+    g: 12,
+    ias: 48,
+    start: 0,
+    ttb: 0,
+    oas: 48,
+    affd: false,
+    ha: false,
+    be: false,
+    el2: false,
+    had: false,
+    wxn: false,
+    pan: false,
+    xnx: false,
+  };
 }
 
 /** One descriptor read, for explainers and traces. */
@@ -95,7 +110,21 @@ export interface WalkOut {
 }
 
 export function newWalkOut(): WalkOut {
-  return { fault: 0, level: 0, oa: 0, pageShift: 12, perm: 0, attr: 0, global: false, afUpdate: -1, fetchAddr: 0, descReads: 0, nestedS2: false, table: 0, hattr: 0 };
+  return {
+    fault: 0,
+    level: 0,
+    oa: 0,
+    pageShift: 12,
+    perm: 0,
+    attr: 0,
+    global: false,
+    afUpdate: -1,
+    fetchAddr: 0,
+    descReads: 0,
+    nestedS2: false,
+    table: 0,
+    hattr: 0,
+  };
 }
 
 /** WalkOut.hattr: APTable[1:0] in bits [1:0], XNTable in bit 2, PXNTable in bit 3 (stage 1) */
@@ -171,7 +200,13 @@ function field(iaLo: number, iaHi: number, shift: number, bits: number): number 
  * Walk one stage for input address `ia` (already range-checked against cfg.ias by the caller
  * for stage 1; stage 2 checks its own input range). Fills `out`; returns out.fault.
  */
-export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut, trace?: WalkTraceStep[]): number {
+export function walk(
+  cfg: StageCfg,
+  ia: number,
+  reader: DescReader,
+  out: WalkOut,
+  trace?: WalkTraceStep[],
+): number {
   out.fault = 0;
   out.afUpdate = -1;
   out.fetchAddr = 0;
@@ -181,12 +216,30 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
   if (ia >= POW2[cfg.ias]!) {
     out.level = cfg.start;
     out.fault = E_TRANSLATION;
-    if (trace) trace.push({ stage: cfg.stage, level: cfg.start, addr: ia, pa: -1, desc: 0n, kind: 'range', note: `input 0x${ia.toString(16)} is beyond the ${cfg.ias}-bit input size` });
+    if (trace)
+      trace.push({
+        stage: cfg.stage,
+        level: cfg.start,
+        addr: ia,
+        pa: -1,
+        desc: 0n,
+        kind: 'range',
+        note: `input 0x${ia.toString(16)} is beyond the ${cfg.ias}-bit input size`,
+      });
     return out.fault;
   }
   // table base: aligned to the start table size (concatenated tables included)
   const startTableBytes = POW2[Math.max(cfg.ias - levelShift(cfg.g, cfg.start) + 3, 6)]!;
-  return walkLevels(cfg, ia, cfg.start, cfg.ttb - (cfg.ttb % startTableBytes), 0, reader, out, trace);
+  return walkLevels(
+    cfg,
+    ia,
+    cfg.start,
+    cfg.ttb - (cfg.ttb % startTableBytes),
+    0,
+    reader,
+    out,
+    trace,
+  );
 }
 
 /**
@@ -195,7 +248,15 @@ export function walk(cfg: StageCfg, ia: number, reader: DescReader, out: WalkOut
  * guarantees that `ia` is in range and is translated by that same table, and that memory has
  * not changed since. The result is the whole walk's (only out.descReads counts fewer reads).
  */
-export function walkFrom(cfg: StageCfg, ia: number, level: number, table: number, hattr: number, reader: DescReader, out: WalkOut): number {
+export function walkFrom(
+  cfg: StageCfg,
+  ia: number,
+  level: number,
+  table: number,
+  hattr: number,
+  reader: DescReader,
+  out: WalkOut,
+): number {
   out.fault = 0;
   out.afUpdate = -1;
   out.fetchAddr = 0;
@@ -205,7 +266,16 @@ export function walkFrom(cfg: StageCfg, ia: number, level: number, table: number
   return walkLevels(cfg, ia, level, table, hattr, reader, out, undefined);
 }
 
-function walkLevels(cfg: StageCfg, ia: number, from: number, table: number, hattr: number, reader: DescReader, out: WalkOut, trace: WalkTraceStep[] | undefined): number {
+function walkLevels(
+  cfg: StageCfg,
+  ia: number,
+  from: number,
+  table: number,
+  hattr: number,
+  reader: DescReader,
+  out: WalkOut,
+  trace: WalkTraceStep[] | undefined,
+): number {
   const g = cfg.g;
   const stride = g - 3;
   const iaLo = ia >>> 0;
@@ -227,7 +297,16 @@ function walkLevels(cfg: StageCfg, ia: number, from: number, table: number, hatt
     if (pa === -2) return out.fault; // the reader reported a (stage-2) fault
     if (pa === -1) {
       out.fault = E_WALK_EABT; // the reader set out.fetchAddr to the PA it tried
-      if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa: out.fetchAddr, desc: 0n, kind: 'abort', note: 'external abort on the descriptor fetch' });
+      if (trace)
+        trace.push({
+          stage: cfg.stage,
+          level,
+          addr: dAddr,
+          pa: out.fetchAddr,
+          desc: 0n,
+          kind: 'abort',
+          note: 'external abort on the descriptor fetch',
+        });
       return out.fault;
     }
     out.descReads++;
@@ -241,7 +320,19 @@ function walkLevels(cfg: StageCfg, ia: number, from: number, table: number, hatt
     const type = lo & 3;
     if ((type & 1) === 0 || (type === 1 && (level === 3 || !blockAllowed(g, level, cfg.oas)))) {
       out.fault = E_TRANSLATION;
-      if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: 'invalid', note: type & 1 ? `type=0b01 (block) is not permitted at level ${level}` : 'bit[0]=0: invalid descriptor' });
+      if (trace)
+        trace.push({
+          stage: cfg.stage,
+          level,
+          addr: dAddr,
+          pa,
+          desc: big(lo, hi),
+          kind: 'invalid',
+          note:
+            type & 1
+              ? `type=0b01 (block) is not permitted at level ${level}`
+              : 'bit[0]=0: invalid descriptor',
+        });
       return out.fault;
     }
     if (type === 3 && level < 3) {
@@ -249,7 +340,16 @@ function walkLevels(cfg: StageCfg, ia: number, from: number, table: number, hatt
       const next = descOA(lo, hi, g, g, cfg.oas);
       if (next >= POW2[cfg.oas]!) {
         out.fault = E_ADDR_SIZE;
-        if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: 'table', note: `next-level table 0x${next.toString(16)} is beyond the ${cfg.oas}-bit output size` });
+        if (trace)
+          trace.push({
+            stage: cfg.stage,
+            level,
+            addr: dAddr,
+            pa,
+            desc: big(lo, hi),
+            kind: 'table',
+            note: `next-level table 0x${next.toString(16)} is beyond the ${cfg.oas}-bit output size`,
+          });
         return out.fault;
       }
       if (cfg.stage === 1 && !cfg.had) {
@@ -258,7 +358,16 @@ function walkLevels(cfg: StageCfg, ia: number, from: number, table: number, hatt
         pxnTable |= (hi >>> 27) & 1; // bit 59
         out.hattr = apTable | (xnTable << 2) | (pxnTable << 3);
       }
-      if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: 'table', note: `type=0b11 table → next table at 0x${next.toString(16)}` });
+      if (trace)
+        trace.push({
+          stage: cfg.stage,
+          level,
+          addr: dAddr,
+          pa,
+          desc: big(lo, hi),
+          kind: 'table',
+          note: `type=0b11 table → next table at 0x${next.toString(16)}`,
+        });
       table = next;
       continue;
     }
@@ -266,7 +375,16 @@ function walkLevels(cfg: StageCfg, ia: number, from: number, table: number, hatt
     const oaField = descOA(lo, hi, shift, g, cfg.oas);
     if (oaField >= POW2[cfg.oas]!) {
       out.fault = E_ADDR_SIZE;
-      if (trace) trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: level === 3 ? 'page' : 'block', note: `output address 0x${oaField.toString(16)} is beyond the ${cfg.oas}-bit output size` });
+      if (trace)
+        trace.push({
+          stage: cfg.stage,
+          level,
+          addr: dAddr,
+          pa,
+          desc: big(lo, hi),
+          kind: level === 3 ? 'page' : 'block',
+          note: `output address 0x${oaField.toString(16)} is beyond the ${cfg.oas}-bit output size`,
+        });
       return out.fault;
     }
     const contig = (hi >>> 20) & 1; // bit 52
@@ -293,7 +411,15 @@ function walkLevels(cfg: StageCfg, ia: number, from: number, table: number, hatt
       const what = s1
         ? `AP[2:1]=0b${((lo >>> 6) & 3).toString(2).padStart(2, '0')} AF=${af} nG=${(lo >>> 11) & 1} PXN=${(hi >>> 21) & 1} UXN=${(hi >>> 22) & 1}${contig ? ' Contiguous' : ''}`
         : `S2AP=0b${((lo >>> 6) & 3).toString(2).padStart(2, '0')} AF=${af} MemAttr=0b${((lo >>> 2) & 15).toString(2).padStart(4, '0')} XN=0b${((hi >>> 21) & 3).toString(2)}${contig ? ' Contiguous' : ''}`;
-      trace.push({ stage: cfg.stage, level, addr: dAddr, pa, desc: big(lo, hi), kind: level === 3 ? 'page' : 'block', note: `${level === 3 ? 'page' : `level-${level} block`} → 0x${oaField.toString(16)}; ${what}` });
+      trace.push({
+        stage: cfg.stage,
+        level,
+        addr: dAddr,
+        pa,
+        desc: big(lo, hi),
+        kind: level === 3 ? 'page' : 'block',
+        note: `${level === 3 ? 'page' : `level-${level} block`} → 0x${oaField.toString(16)}; ${what}`,
+      });
     }
     if (!af) {
       if (cfg.ha) out.afUpdate = pa;
@@ -315,7 +441,14 @@ function big(lo: number, hi: number): bigint {
   return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
 }
 
-function s1Perm(cfg: StageCfg, lo: number, hi: number, apTable: number, xnTable: number, pxnTable: number): number {
+function s1Perm(
+  cfg: StageCfg,
+  lo: number,
+  hi: number,
+  apTable: number,
+  xnTable: number,
+  pxnTable: number,
+): number {
   const ap = (lo >>> 6) & 3; // AP[2:1]
   const pxn = ((hi >>> 21) & 1) | pxnTable; // bit 53
   const uxn = ((hi >>> 22) & 1) | xnTable; // bit 54

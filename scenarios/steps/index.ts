@@ -6,4 +6,9 @@ import { DRIVER_STEPS } from './driver.ts';
 import { HYP_STEPS } from './hyp.ts';
 import { GUEST_STEPS } from './guest.ts';
 
-export const STEPS: ReadonlyMap<string, StepDef<unknown>> = new Map([...RAW_STEPS, ...STRUCT_STEPS, ...DRIVER_STEPS, ...HYP_STEPS, ...GUEST_STEPS].map((s) => [s.op, s]));
+export const STEPS: ReadonlyMap<string, StepDef<unknown>> = new Map(
+  [...RAW_STEPS, ...STRUCT_STEPS, ...DRIVER_STEPS, ...HYP_STEPS, ...GUEST_STEPS].map((s) => [
+    s.op,
+    s,
+  ]),
+);

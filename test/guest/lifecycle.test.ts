@@ -10,7 +10,20 @@ import { CpuAbortError } from '../../hw/bus.ts';
 import { GuestError, TEARDOWN_PHASES, type TeardownPhase } from '../../hyp/pkvm.ts';
 import { HypPanic } from '../../hyp/failure.ts';
 import { IsolationOracle } from '../../hyp/oracle.ts';
-import { GUEST_RAM, GUEST_SIZE, OPC, VM1_PA, VM2_PA, boot, cmd, physSince, physSte, steF, vm, type Rig } from './rig.ts';
+import {
+  GUEST_RAM,
+  GUEST_SIZE,
+  OPC,
+  VM1_PA,
+  VM2_PA,
+  boot,
+  cmd,
+  physSince,
+  physSte,
+  steF,
+  vm,
+  type Rig,
+} from './rig.ts';
 
 const PAGE = 4096;
 
@@ -48,17 +61,81 @@ describe('createGuest', () => {
     const bad: Array<[string, Parameters<typeof r.hyp.createGuest>[0]]> = [
       ['name taken', { name: 'vm1', memory: mem, devices: [{ vsid: 0, psid: 16 }] }],
       ['bad name', { name: 'vm 2', memory: mem, devices: [{ vsid: 0, psid: 16 }] }],
-      ['pSID already assigned to vm1', { name: 'vm2', memory: mem, devices: [{ vsid: 0, psid: 9 }] }],
-      ['pSID beyond the 16-bit SIDSIZE', { name: 'vm2', memory: mem, devices: [{ vsid: 0, psid: 0x1_0000 }] }],
-      ['vSID beyond 16 bits', { name: 'vm2', memory: mem, devices: [{ vsid: 0x1_0000, psid: 16 }] }],
-      ['vSID twice', { name: 'vm2', memory: mem, devices: [{ vsid: 0, psid: 16 }, { vsid: 0, psid: 17 }] }],
-      ['pSID twice', { name: 'vm2', memory: mem, devices: [{ vsid: 0, psid: 16 }, { vsid: 1, psid: 16 }] }],
+      [
+        'pSID already assigned to vm1',
+        { name: 'vm2', memory: mem, devices: [{ vsid: 0, psid: 9 }] },
+      ],
+      [
+        'pSID beyond the 16-bit SIDSIZE',
+        { name: 'vm2', memory: mem, devices: [{ vsid: 0, psid: 0x1_0000 }] },
+      ],
+      [
+        'vSID beyond 16 bits',
+        { name: 'vm2', memory: mem, devices: [{ vsid: 0x1_0000, psid: 16 }] },
+      ],
+      [
+        'vSID twice',
+        {
+          name: 'vm2',
+          memory: mem,
+          devices: [
+            { vsid: 0, psid: 16 },
+            { vsid: 0, psid: 17 },
+          ],
+        },
+      ],
+      [
+        'pSID twice',
+        {
+          name: 'vm2',
+          memory: mem,
+          devices: [
+            { vsid: 0, psid: 16 },
+            { vsid: 1, psid: 16 },
+          ],
+        },
+      ],
       ['no device', { name: 'vm2', memory: mem, devices: [] }],
-      ['memory not page aligned', { name: 'vm2', memory: { base: VM2_PA + 0x800, size: GUEST_SIZE }, devices: [{ vsid: 0, psid: 16 }] }],
-      ['memory not RAM', { name: 'vm2', memory: { base: 0x1000_0000, size: GUEST_SIZE }, devices: [{ vsid: 0, psid: 16 }] }],
-      ['memory of the hypervisor', { name: 'vm2', memory: { base: 0x7c00_0000, size: GUEST_SIZE }, devices: [{ vsid: 0, psid: 16 }] }],
-      ['memory of vm1', { name: 'vm2', memory: { base: VM1_PA + GUEST_SIZE / 2, size: GUEST_SIZE }, devices: [{ vsid: 0, psid: 16 }] }],
-      ['the host\'s command queue (shared with and pinned by the hypervisor)', { name: 'vm2', memory: { base: r.drv.cmdq.base, size: GUEST_SIZE }, devices: [{ vsid: 0, psid: 16 }] }],
+      [
+        'memory not page aligned',
+        {
+          name: 'vm2',
+          memory: { base: VM2_PA + 0x800, size: GUEST_SIZE },
+          devices: [{ vsid: 0, psid: 16 }],
+        },
+      ],
+      [
+        'memory not RAM',
+        {
+          name: 'vm2',
+          memory: { base: 0x1000_0000, size: GUEST_SIZE },
+          devices: [{ vsid: 0, psid: 16 }],
+        },
+      ],
+      [
+        'memory of the hypervisor',
+        {
+          name: 'vm2',
+          memory: { base: 0x7c00_0000, size: GUEST_SIZE },
+          devices: [{ vsid: 0, psid: 16 }],
+        },
+      ],
+      [
+        'memory of vm1',
+        {
+          name: 'vm2',
+          memory: { base: VM1_PA + GUEST_SIZE / 2, size: GUEST_SIZE },
+          devices: [{ vsid: 0, psid: 16 }],
+        },
+      ],
+      [
+        "the host's command queue (shared with and pinned by the hypervisor)",
+        {
+          name: 'vm2',
+          memory: { base: r.drv.cmdq.base, size: GUEST_SIZE },
+          devices: [{ vsid: 0, psid: 16 }],
+        },
+      ],
     ];
     for (const [why, spec] of bad) {
       expect(() => r.hyp.createGuest(spec), why).toThrow(GuestError);
@@ -68,7 +145,7 @@ describe('createGuest', () => {
     expect(vm(r, 'vm2', VM2_PA, [{ vsid: 0, psid: 16 }], false).g.vmid).toBe(2);
   });
 
-  it('a new guest\'s devices abort at once (GBPA.ABORT=1 at the vSMMU\'s reset) and its memory leaves the host', () => {
+  it("a new guest's devices abort at once (GBPA.ABORT=1 at the vSMMU's reset) and its memory leaves the host", () => {
     const r = boot();
     r.dma.attachDefault(9, { ssidBits: 0 }); // the host had the gpu
     expect(steF.config(physSte(r, 9))).toBe(0b111);
@@ -80,8 +157,8 @@ describe('createGuest', () => {
   });
 });
 
-describe('the host and a guest\'s StreamIDs (rule sid-owner)', () => {
-  it('the host\'s CFGI_STE for a guest-owned pSID is refused (CERROR_ILL to the host, which recovers) and the guest\'s physical STE stays', () => {
+describe("the host and a guest's StreamIDs (rule sid-owner)", () => {
+  it("the host's CFGI_STE for a guest-owned pSID is refused (CERROR_ILL to the host, which recovers) and the guest's physical STE stays", () => {
     const r = boot({ failure: 'reject' });
     const a = vm(r, 'vm1', VM1_PA, [{ vsid: 0, psid: 9 }]);
     a.k.dma.attachDefault(0, { ssidBits: 0 });
@@ -95,14 +172,14 @@ describe('the host and a guest\'s StreamIDs (rule sid-owner)', () => {
     expect(oracle(r).check().ok).toBe(true);
   });
 
-  it('under the panic policy the same CFGI_STE stops the machine (pKVM\'s fatal WARN)', () => {
+  it("under the panic policy the same CFGI_STE stops the machine (pKVM's fatal WARN)", () => {
     const r = boot({ failure: 'panic' });
     vm(r, 'vm1', VM1_PA, [{ vsid: 0, psid: 9 }], false);
     expect(() => r.dma.attachDefault(9, { ssidBits: 0 })).toThrow(HypPanic);
     expect(r.hyp.panicked?.rule).toBe('sid-owner');
   });
 
-  it('with sid-owner weakened the host takes the guest\'s device: it gets the host\'s STE (VMID 0, the idmap) and the oracle sees it reach host memory', () => {
+  it("with sid-owner weakened the host takes the guest's device: it gets the host's STE (VMID 0, the idmap) and the oracle sees it reach host memory", () => {
     const r = boot({ weaken: ['sid-owner'] });
     const a = vm(r, 'vm1', VM1_PA, [{ vsid: 0, psid: 9 }]);
     a.k.dma.attachDefault(0, { ssidBits: 0 });
@@ -117,7 +194,7 @@ describe('the host and a guest\'s StreamIDs (rule sid-owner)', () => {
 });
 
 describe('memory of a running guest', () => {
-  it('the host cannot donate or share the guest\'s pages again', () => {
+  it("the host cannot donate or share the guest's pages again", () => {
     const r = boot();
     vm(r, 'vm1', VM1_PA, [{ vsid: 0, psid: 9 }], false);
     expect(() => r.hyp.donate(VM1_PA, PAGE, 'hyp')).toThrow();
@@ -172,11 +249,16 @@ describe('destroyGuest', () => {
     r.hyp.destroyGuest('vm1', (phase) => {
       // the oracle first (the DMA below refills the IOTLB), then the device tries again
       const isolation = o.check().ok;
-      if (phase === 'memory-returned') data = Array.from(r.m.bus.readBytes('hyp', VM1_PA + 0x1000, 4));
+      if (phase === 'memory-returned')
+        data = Array.from(r.m.bus.readBytes('hyp', VM1_PA + 0x1000, 4));
       const out = gpu.read(iova, 4);
       seen.push({
-        phase, dma: out.ok ? out.pa : false, owner: r.hyp.own.state(VM1_PA + 0x1000).owner, config: steF.config(physSte(r, 9)),
-        tlbi: physSince(r, from).some((w) => cmd.op(w) === OPC.TLBI_S12_VMALL && cmd.vmid(w) === 1), isolation,
+        phase,
+        dma: out.ok ? out.pa : false,
+        owner: r.hyp.own.state(VM1_PA + 0x1000).owner,
+        config: steF.config(physSte(r, 9)),
+        tlbi: physSince(r, from).some((w) => cmd.op(w) === OPC.TLBI_S12_VMALL && cmd.vmid(w) === 1),
+        isolation,
       });
     });
     return { r, seen, data };
@@ -187,11 +269,32 @@ describe('destroyGuest', () => {
     expect(seen.map((s) => s.phase)).toEqual([...TEARDOWN_PHASES]);
     expect(seen).toEqual([
       // the vCPU is stopped; the device still translates into vm1's own page
-      { phase: 'stopped', dma: VM1_PA + 0x1000, owner: 'guest:vm1', config: 0b111, tlbi: false, isolation: true },
+      {
+        phase: 'stopped',
+        dma: VM1_PA + 0x1000,
+        owner: 'guest:vm1',
+        config: 0b111,
+        tlbi: false,
+        isolation: true,
+      },
       // CFGI_STE + CMD_SYNC: the STE aborts (Config=0b000), the memory is still vm1's
-      { phase: 'ste-abort', dma: false, owner: 'guest:vm1', config: 0, tlbi: false, isolation: true },
+      {
+        phase: 'ste-abort',
+        dma: false,
+        owner: 'guest:vm1',
+        config: 0,
+        tlbi: false,
+        isolation: true,
+      },
       { phase: 'tlbi', dma: false, owner: 'guest:vm1', config: 0, tlbi: true, isolation: true },
-      { phase: 'memory-returned', dma: false, owner: 'host', config: 0, tlbi: true, isolation: true },
+      {
+        phase: 'memory-returned',
+        dma: false,
+        owner: 'host',
+        config: 0,
+        tlbi: true,
+        isolation: true,
+      },
     ]);
     // scrubbed before the host gets it back
     expect(data).toEqual([0, 0, 0, 0]);
@@ -204,7 +307,7 @@ describe('destroyGuest', () => {
     expect(steF.vmid(physSte(r, 9))).toBe(0);
   });
 
-  it('with guest-teardown weakened the memory returns first, while the device still translates through the guest\'s tables: the oracle finds the breach', () => {
+  it("with guest-teardown weakened the memory returns first, while the device still translates through the guest's tables: the oracle finds the breach", () => {
     const { seen } = teardown(true);
     expect(seen.map((s) => s.phase)).toEqual(['stopped', 'memory-returned', 'ste-abort', 'tlbi']);
     const early = seen[1]!;
@@ -215,12 +318,14 @@ describe('destroyGuest', () => {
     expect(seen[3]!.isolation).toBe(true);
   });
 
-  it('a destroyed guest\'s VMID is reused only after its TLBI_S12_VMALL', () => {
+  it("a destroyed guest's VMID is reused only after its TLBI_S12_VMALL", () => {
     const r = boot();
     vm(r, 'vm1', VM1_PA, [{ vsid: 0, psid: 9 }]);
     const from = r.phys.length;
     r.hyp.destroyGuest('vm1');
-    expect(physSince(r, from).some((w) => cmd.op(w) === OPC.TLBI_S12_VMALL && cmd.vmid(w) === 1)).toBe(true);
+    expect(
+      physSince(r, from).some((w) => cmd.op(w) === OPC.TLBI_S12_VMALL && cmd.vmid(w) === 1),
+    ).toBe(true);
     const c = vm(r, 'vm3', VM1_PA, [{ vsid: 0, psid: 9 }]);
     expect(c.g.vmid).toBe(1);
     expect(() => r.hyp.destroyGuest('vm1')).toThrow(GuestError);

@@ -29,29 +29,75 @@ export const VM2_PA = 0x6100_0000;
 
 /** designs.md Appendix A offsets (page 1 at +0x10000 for the event queue pointers) */
 export const O = {
-  IDR0: 0x00, IDR1: 0x04, IDR2: 0x08, IDR3: 0x0c, IDR4: 0x10, IDR5: 0x14, IIDR: 0x18, AIDR: 0x1c,
-  CR0: 0x20, CR0ACK: 0x24, CR1: 0x28, CR2: 0x2c, STATUSR: 0x40, GBPA: 0x44, IRQ_CTRL: 0x50, IRQ_CTRLACK: 0x54,
-  GERROR: 0x60, GERRORN: 0x64, GERROR_IRQ_CFG0: 0x68, STRTAB_BASE: 0x80, STRTAB_BASE_CFG: 0x88,
-  CMDQ_BASE: 0x90, CMDQ_PROD: 0x98, CMDQ_CONS: 0x9c, EVENTQ_BASE: 0xa0, EVENTQ_PROD: 0x100a8, EVENTQ_CONS: 0x100ac,
+  IDR0: 0x00,
+  IDR1: 0x04,
+  IDR2: 0x08,
+  IDR3: 0x0c,
+  IDR4: 0x10,
+  IDR5: 0x14,
+  IIDR: 0x18,
+  AIDR: 0x1c,
+  CR0: 0x20,
+  CR0ACK: 0x24,
+  CR1: 0x28,
+  CR2: 0x2c,
+  STATUSR: 0x40,
+  GBPA: 0x44,
+  IRQ_CTRL: 0x50,
+  IRQ_CTRLACK: 0x54,
+  GERROR: 0x60,
+  GERRORN: 0x64,
+  GERROR_IRQ_CFG0: 0x68,
+  STRTAB_BASE: 0x80,
+  STRTAB_BASE_CFG: 0x88,
+  CMDQ_BASE: 0x90,
+  CMDQ_PROD: 0x98,
+  CMDQ_CONS: 0x9c,
+  EVENTQ_BASE: 0xa0,
+  EVENTQ_PROD: 0x100a8,
+  EVENTQ_CONS: 0x100ac,
 } as const;
 /** CR0 bits */
-export const SMMUEN = 1, PRIQEN = 2, EVENTQEN = 4, CMDQEN = 8, ATSCHK = 16;
+export const SMMUEN = 1,
+  PRIQEN = 2,
+  EVENTQEN = 4,
+  CMDQEN = 8,
+  ATSCHK = 16;
 /** GERROR bits */
-export const CMDQ_ERR = 1 << 0, EVENTQ_ABT_ERR = 1 << 2;
+export const CMDQ_ERR = 1 << 0,
+  EVENTQ_ABT_ERR = 1 << 2;
 /** CMDQ_CONS.ERR[30:24] = CERROR_ILL */
 export const CERROR_ILL = 1;
 /** opcodes (reference §4.2) */
 export const OPC = {
-  PREFETCH_CONFIG: 0x01, CFGI_STE: 0x03, CFGI_STE_RANGE: 0x04, CFGI_CD: 0x05, CFGI_CD_ALL: 0x06,
-  TLBI_NH_ALL: 0x10, TLBI_NH_ASID: 0x11, TLBI_NH_VA: 0x12, TLBI_S12_VMALL: 0x28, TLBI_NSNH_ALL: 0x30, CMD_SYNC: 0x46,
+  PREFETCH_CONFIG: 0x01,
+  CFGI_STE: 0x03,
+  CFGI_STE_RANGE: 0x04,
+  CFGI_CD: 0x05,
+  CFGI_CD_ALL: 0x06,
+  TLBI_NH_ALL: 0x10,
+  TLBI_NH_ASID: 0x11,
+  TLBI_NH_VA: 0x12,
+  TLBI_S12_VMALL: 0x28,
+  TLBI_NSNH_ALL: 0x30,
+  CMD_SYNC: 0x46,
 } as const;
 /** event numbers (reference §5.1) */
-export const EV = { C_BAD_STREAMID: 0x02, F_STE_FETCH: 0x03, C_BAD_STE: 0x04, F_STREAM_DISABLED: 0x06, C_BAD_SUBSTREAMID: 0x08, C_BAD_CD: 0x0a, F_TRANSLATION: 0x10 } as const;
+export const EV = {
+  C_BAD_STREAMID: 0x02,
+  F_STE_FETCH: 0x03,
+  C_BAD_STE: 0x04,
+  F_STREAM_DISABLED: 0x06,
+  C_BAD_SUBSTREAMID: 0x08,
+  C_BAD_CD: 0x0a,
+  F_TRANSLATION: 0x10,
+} as const;
 
 /** a bit field of a little-endian structure given as 32-bit words: absolute bits [hi:lo] */
 export function bitsOf(w: ArrayLike<number>, hi: number, lo: number): number {
   let v = 0n;
-  for (let i = Math.floor(hi / 32); i >= Math.floor(lo / 32); i--) v = (v << 32n) | BigInt(w[i]! >>> 0);
+  for (let i = Math.floor(hi / 32); i >= Math.floor(lo / 32); i--)
+    v = (v << 32n) | BigInt(w[i]! >>> 0);
   return Number((v >> BigInt(lo % 32)) & ((1n << BigInt(hi - lo + 1)) - 1n));
 }
 /** a command's fields (reference §4.2): opcode [7:0], StreamID / VMID+ASID in DW0[63:32], DW1 */
@@ -94,9 +140,18 @@ export interface Rig {
 
 /** Boot the hypervisor (with its policy) and probe the host driver on it. */
 export function boot(o: RigOpts = {}): Rig {
-  const m = new Machine({ devices: o.devices ?? [{ name: 'nic', sid: 8 }, { name: 'gpu', sid: 9 }, { name: 'disk', sid: 16 }] });
+  const m = new Machine({
+    devices: o.devices ?? [
+      { name: 'nic', sid: 8 },
+      { name: 'gpu', sid: 9 },
+      { name: 'disk', sid: 16 },
+    ],
+  });
   const policy = makePolicy('pkvm', {
-    failure: o.failure ?? 'reject', weaken: o.weaken ?? [], allowAts: o.allowAts ?? false, ...(o.budget !== undefined ? { guestCmdBudget: o.budget } : {}),
+    failure: o.failure ?? 'reject',
+    weaken: o.weaken ?? [],
+    allowAts: o.allowAts ?? false,
+    ...(o.budget !== undefined ? { guestCmdBudget: o.budget } : {}),
   });
   const hyp = new PkvmHyp(m, { policy }).boot();
   const drv = new ArmSmmuV3(m.bus, { base: SMMU_BASE, pages: { ...HOST_PAGES } });
@@ -116,19 +171,35 @@ export interface Vm {
 }
 
 /** Build a guest with `devices` (vSID → pSID) and boot its kernel on its vSMMU (unless boot is false). */
-export function vm(r: Rig, name: string, pa: number, devices: Array<{ vsid: number; psid: number }>, boot = true): Vm {
+export function vm(
+  r: Rig,
+  name: string,
+  pa: number,
+  devices: Array<{ vsid: number; psid: number }>,
+  boot = true,
+): Vm {
   const g = r.hyp.createGuest({ name, memory: { base: pa, size: GUEST_SIZE }, devices });
   const v = r.hyp.vsmmus.get(name)!;
-  const k = boot ? new GuestKernel(r.m.bus, { actor: g.actor, ram: { base: GUEST_RAM, size: GUEST_SIZE }, smmu: VSMMU, streams: Object.fromEntries(devices.map((d) => [`dev${d.vsid}`, d.vsid])) }) : (null as unknown as GuestKernel);
+  const k = boot
+    ? new GuestKernel(r.m.bus, {
+        actor: g.actor,
+        ram: { base: GUEST_RAM, size: GUEST_SIZE },
+        smmu: VSMMU,
+        streams: Object.fromEntries(devices.map((d) => [`dev${d.vsid}`, d.vsid])),
+      })
+    : (null as unknown as GuestKernel);
   return { g, v, actor: g.actor, k };
 }
 
 // ---- the guest's vCPU: its vSMMU registers and its memory (IPAs) -------------------------------------
 
-export const gR32 = (r: Rig, x: Vm, off: number): number => r.m.bus.read32(x.actor, VSMMU + off) >>> 0;
-export const gW32 = (r: Rig, x: Vm, off: number, v: number): void => r.m.bus.write32(x.actor, VSMMU + off, v >>> 0);
+export const gR32 = (r: Rig, x: Vm, off: number): number =>
+  r.m.bus.read32(x.actor, VSMMU + off) >>> 0;
+export const gW32 = (r: Rig, x: Vm, off: number, v: number): void =>
+  r.m.bus.write32(x.actor, VSMMU + off, v >>> 0);
 export const gR64 = (r: Rig, x: Vm, off: number): bigint => r.m.bus.read64(x.actor, VSMMU + off);
-export const gW64 = (r: Rig, x: Vm, off: number, v: bigint): void => r.m.bus.write64(x.actor, VSMMU + off, v);
+export const gW64 = (r: Rig, x: Vm, off: number, v: bigint): void =>
+  r.m.bus.write64(x.actor, VSMMU + off, v);
 export function gMemWrite(r: Rig, x: Vm, ipa: number, words: ArrayLike<number>): void {
   r.m.bus.writeWords(x.actor, ipa, Uint32Array.from(words), words.length);
 }
@@ -143,14 +214,21 @@ export function gMemRead(r: Rig, x: Vm, ipa: number, n: number): Uint32Array {
  * PROD = CONS = 0, CMDQEN on (SMMUEN/EVENTQEN as they were). Commands are then written with
  * `put` and published with a PROD write.
  */
-export function rawQueue(r: Rig, x: Vm, ipa: number, log2: number): { put: (i: number, name: string, f?: Record<string, number | bigint>) => void } {
+export function rawQueue(
+  r: Rig,
+  x: Vm,
+  ipa: number,
+  log2: number,
+): { put: (i: number, name: string, f?: Record<string, number | bigint>) => void } {
   const cr0 = gR32(r, x, O.CR0);
   gW32(r, x, O.CR0, cr0 & ~CMDQEN);
   gW64(r, x, O.CMDQ_BASE, (1n << 62n) | BigInt(ipa) | BigInt(log2));
   gW32(r, x, O.CMDQ_PROD, 0);
   gW32(r, x, O.CMDQ_CONS, 0);
   gW32(r, x, O.CR0, cr0 | CMDQEN);
-  return { put: (i, name, f = {}) => gMemWrite(r, x, ipa + (i % 2 ** log2) * 16, encodeCommand(name, f)) };
+  return {
+    put: (i, name, f = {}) => gMemWrite(r, x, ipa + (i % 2 ** log2) * 16, encodeCommand(name, f)),
+  };
 }
 
 /** The commands the physical SMMU consumed since `from`, without the hypervisor's CMD_SYNCs when `noSync`. */

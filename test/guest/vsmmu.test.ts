@@ -13,8 +13,36 @@ import { SMMU_BASE } from '../../hw/machine.ts';
 import { encodeCommand } from '../../hw/smmu/commands.ts';
 import { makePolicy } from '../../hyp/policy.ts';
 import {
-  ATSCHK, CERROR_ILL, CMDQEN, CMDQ_ERR, EVENTQEN, EVENTQ_ABT_ERR, EV, GUEST_RAM, O, OPC, PRIQEN, SMMUEN, VM1_PA, VM2_PA,
-  bitsOf, boot, cmd, gMemRead, gMemWrite, gR32, gR64, gW32, gW64, physSince, physSte, rawQueue, steF, vm, type Rig, type Vm,
+  ATSCHK,
+  CERROR_ILL,
+  CMDQEN,
+  CMDQ_ERR,
+  EVENTQEN,
+  EVENTQ_ABT_ERR,
+  EV,
+  GUEST_RAM,
+  O,
+  OPC,
+  PRIQEN,
+  SMMUEN,
+  VM1_PA,
+  VM2_PA,
+  bitsOf,
+  boot,
+  cmd,
+  gMemRead,
+  gMemWrite,
+  gR32,
+  gR64,
+  gW32,
+  gW64,
+  physSince,
+  physSte,
+  rawQueue,
+  steF,
+  vm,
+  type Rig,
+  type Vm,
 } from './rig.ts';
 
 /** a guest (vSID 0 → pSID 9) whose kernel has probed its vSMMU and attached a stage-1 DMA domain to vSID 0 */
@@ -61,7 +89,9 @@ describe('the guest-visible registers', () => {
     expect(bitsOf([idr0], 28, 27), 'ST_LEVEL = 2-level').toBe(0b01);
     // the physical SMMU has all of these (hw/smmu/features.ts defaults): the vSMMU hides them
     const hw0 = r.m.bus.read32('hyp', SMMU_BASE + O.IDR0);
-    expect([bit(hw0, 0), bit(hw0, 9), bit(hw0, 10), bit(hw0, 13), bit(hw0, 18)]).toEqual([1, 1, 1, 1, 1]);
+    expect([bit(hw0, 0), bit(hw0, 9), bit(hw0, 10), bit(hw0, 13), bit(hw0, 18)]).toEqual([
+      1, 1, 1, 1, 1,
+    ]);
     // ASID16 (b12) is the hardware's
     expect(bit(idr0, 12)).toBe(bit(hw0, 12));
     // IDR1: SIDSIZE[5:0]=16, PRIQS[15:11]=0 (no PRI queue), EVENTQS[20:16] and CMDQS[25:21] at most 19, no presets [30:28]
@@ -74,7 +104,9 @@ describe('the guest-visible registers', () => {
     // IDR5.OAS[2:0] = 0b101 (48 bits: the guest's IPA space)
     expect(gR32(r, a, O.IDR5) & 7).toBe(5);
     // IDR2/IDR4 RAZ; the MSI configuration registers are RES0 without IDR0.MSI
-    expect([gR32(r, a, O.IDR2), gR32(r, a, O.IDR4), gR32(r, a, O.GERROR_IRQ_CFG0)]).toEqual([0, 0, 0]);
+    expect([gR32(r, a, O.IDR2), gR32(r, a, O.IDR4), gR32(r, a, O.GERROR_IRQ_CFG0)]).toEqual([
+      0, 0, 0,
+    ]);
   });
 
   it('IDR0.ATS follows the policy: shown only with allowAts (and then CR0.ATSCHK is writable)', () => {
@@ -160,7 +192,7 @@ describe('the guest-visible registers', () => {
     expect(a.g.stats.cmdErrors).toBe(1);
   });
 
-  it('GERROR.EVENTQ_ABT_ERR: an event-queue write that aborts (base outside the guest\'s RAM) activates it once; later aborts do not toggle it back (smmuv3.md §1.5, §5.4)', () => {
+  it("GERROR.EVENTQ_ABT_ERR: an event-queue write that aborts (base outside the guest's RAM) activates it once; later aborts do not toggle it back (smmuv3.md §1.5, §5.4)", () => {
     const { r, a } = attached();
     gW32(r, a, O.CR0, SMMUEN | CMDQEN);
     gW64(r, a, O.EVENTQ_BASE, (1n << 62n) | 0x7000_0000n | 5n);
@@ -180,8 +212,13 @@ describe('the guest-visible registers', () => {
   it('guarded registers: CMDQ_BASE/CONS need CMDQEN=0, EVENTQ_BASE/PROD need EVENTQEN=0, STRTAB_BASE/CFG and CR1/CR2 need SMMUEN=0; a guarded write is IGNORED (smmuv3.md §1.5)', () => {
     const { r, a } = attached();
     const before = {
-      cmdqBase: gR64(r, a, O.CMDQ_BASE), evtqBase: gR64(r, a, O.EVENTQ_BASE), strtab: gR64(r, a, O.STRTAB_BASE),
-      cfg: gR32(r, a, O.STRTAB_BASE_CFG), cr1: gR32(r, a, O.CR1), cr2: gR32(r, a, O.CR2), evtqProd: gR32(r, a, O.EVENTQ_PROD),
+      cmdqBase: gR64(r, a, O.CMDQ_BASE),
+      evtqBase: gR64(r, a, O.EVENTQ_BASE),
+      strtab: gR64(r, a, O.STRTAB_BASE),
+      cfg: gR32(r, a, O.STRTAB_BASE_CFG),
+      cr1: gR32(r, a, O.CR1),
+      cr2: gR32(r, a, O.CR2),
+      evtqProd: gR32(r, a, O.EVENTQ_PROD),
     };
     gW64(r, a, O.CMDQ_BASE, 0x7c00_0013n);
     gW32(r, a, O.CMDQ_CONS, 0x55);
@@ -192,8 +229,13 @@ describe('the guest-visible registers', () => {
     gW32(r, a, O.CR1, 0);
     gW32(r, a, O.CR2, 0);
     expect({
-      cmdqBase: gR64(r, a, O.CMDQ_BASE), evtqBase: gR64(r, a, O.EVENTQ_BASE), strtab: gR64(r, a, O.STRTAB_BASE),
-      cfg: gR32(r, a, O.STRTAB_BASE_CFG), cr1: gR32(r, a, O.CR1), cr2: gR32(r, a, O.CR2), evtqProd: gR32(r, a, O.EVENTQ_PROD),
+      cmdqBase: gR64(r, a, O.CMDQ_BASE),
+      evtqBase: gR64(r, a, O.EVENTQ_BASE),
+      strtab: gR64(r, a, O.STRTAB_BASE),
+      cfg: gR32(r, a, O.STRTAB_BASE_CFG),
+      cr1: gR32(r, a, O.CR1),
+      cr2: gR32(r, a, O.CR2),
+      evtqProd: gR32(r, a, O.EVENTQ_PROD),
     }).toEqual(before);
     expect(gR32(r, a, O.CMDQ_CONS) & 0xfffff).not.toBe(0x55);
     // 64-bit writes count once, 32-bit ones once each
@@ -203,7 +245,11 @@ describe('the guest-visible registers', () => {
     gW64(r, a, O.CMDQ_BASE, 0x4070_0004n);
     gW64(r, a, O.STRTAB_BASE, 0x4060_0000n);
     gW32(r, a, O.CR2, 0);
-    expect([gR64(r, a, O.CMDQ_BASE), gR64(r, a, O.STRTAB_BASE), gR32(r, a, O.CR2)]).toEqual([0x4070_0004n, 0x4060_0000n, 0]);
+    expect([gR64(r, a, O.CMDQ_BASE), gR64(r, a, O.STRTAB_BASE), gR32(r, a, O.CR2)]).toEqual([
+      0x4070_0004n,
+      0x4060_0000n,
+      0,
+    ]);
   });
 });
 
@@ -225,7 +271,8 @@ describe('the command budget per trap, and its continuation', () => {
     const { r, a } = attached({ budget: N });
     const q = rawQueue(r, a, 0x4070_0000, 6);
     for (let i = 0; i < 25; i++) q.put(i, 'PREFETCH_CONFIG', { StreamID: 0 });
-    const cmds0 = a.g.stats.commands, stops0 = a.g.stats.budgetStops;
+    const cmds0 = a.g.stats.commands,
+      stops0 = a.g.stats.budgetStops;
     gW32(r, a, O.CMDQ_PROD, 25);
     // the hypervisor's state, looked at without another trap
     expect(a.v.cmdq.cons).toBe(10);
@@ -261,19 +308,33 @@ describe('the command budget per trap, and its continuation', () => {
 
 // ---- guest commands → physical commands ----------------------------------------------------------
 
-describe('guest commands become physical commands for the guest\'s device, VMID and pSID', () => {
-  it('TLBI_NH_VA and TLBI_NH_ASID are forwarded with the guest\'s VMID (a VMID the guest writes is replaced), the other fields kept', () => {
+describe("guest commands become physical commands for the guest's device, VMID and pSID", () => {
+  it("TLBI_NH_VA and TLBI_NH_ASID are forwarded with the guest's VMID (a VMID the guest writes is replaced), the other fields kept", () => {
     const { r, a } = attached();
     const from = r.phys.length;
-    a.k.drv.issue([['TLBI_NH_VA', { VMID: 0, ASID: 3, Address: 0x1234, Leaf: 1 }], ['TLBI_NH_ASID', { VMID: 7, ASID: 4 }], ['TLBI_NH_ALL', { VMID: 0 }]]);
+    a.k.drv.issue([
+      ['TLBI_NH_VA', { VMID: 0, ASID: 3, Address: 0x1234, Leaf: 1 }],
+      ['TLBI_NH_ASID', { VMID: 7, ASID: 4 }],
+      ['TLBI_NH_ALL', { VMID: 0 }],
+    ]);
     const p = physSince(r, from);
-    expect(p.map(cmd.op)).toEqual([OPC.TLBI_NH_VA, OPC.TLBI_NH_ASID, OPC.TLBI_NH_ALL, OPC.CMD_SYNC]);
+    expect(p.map(cmd.op)).toEqual([
+      OPC.TLBI_NH_VA,
+      OPC.TLBI_NH_ASID,
+      OPC.TLBI_NH_ALL,
+      OPC.CMD_SYNC,
+    ]);
     expect(p.slice(0, 3).map(cmd.vmid)).toEqual([a.g.vmid, a.g.vmid, a.g.vmid]);
     expect(a.g.vmid).toBe(1);
-    expect([cmd.asid(p[0]!), cmd.va(p[0]!), cmd.leaf(p[0]!), cmd.asid(p[1]!)]).toEqual([3, 0x1234 * 4096, 1, 4]);
+    expect([cmd.asid(p[0]!), cmd.va(p[0]!), cmd.leaf(p[0]!), cmd.asid(p[1]!)]).toEqual([
+      3,
+      0x1234 * 4096,
+      1,
+      4,
+    ]);
   });
 
-  it('TLBI_NSNH_ALL (everything the guest sees) becomes TLBI_S12_VMALL of the guest\'s VMID, never a physical TLBI_NSNH_ALL', () => {
+  it("TLBI_NSNH_ALL (everything the guest sees) becomes TLBI_S12_VMALL of the guest's VMID, never a physical TLBI_NSNH_ALL", () => {
     const { r, a } = attached();
     const from = r.phys.length;
     a.k.drv.issue([['TLBI_NSNH_ALL']]);
@@ -285,7 +346,10 @@ describe('guest commands become physical commands for the guest\'s device, VMID 
   it('CFGI_CD and CFGI_CD_ALL are forwarded for the pSID behind the vSID, SubstreamID and Leaf kept', () => {
     const { r, a } = attached();
     const from = r.phys.length;
-    a.k.drv.issue([['CFGI_CD', { StreamID: 0, SubstreamID: 5, Leaf: 1 }], ['CFGI_CD_ALL', { StreamID: 0 }]]);
+    a.k.drv.issue([
+      ['CFGI_CD', { StreamID: 0, SubstreamID: 5, Leaf: 1 }],
+      ['CFGI_CD_ALL', { StreamID: 0 }],
+    ]);
     const p = physSince(r, from, true);
     expect(p.map(cmd.op)).toEqual([OPC.CFGI_CD, OPC.CFGI_CD_ALL]);
     expect(p.map(cmd.sid)).toEqual([9, 9]);
@@ -295,7 +359,12 @@ describe('guest commands become physical commands for the guest\'s device, VMID 
   it('a batch of guest commands ending in one CMD_SYNC reaches the hardware with one physical CMD_SYNC', () => {
     const { r, a } = attached();
     const from = r.phys.length;
-    a.k.drv.issue(Array.from({ length: 12 }, (_, i) => ['TLBI_NH_VA', { ASID: 1, Address: i, Leaf: 1 }] as const));
+    a.k.drv.issue(
+      Array.from(
+        { length: 12 },
+        (_, i) => ['TLBI_NH_VA', { ASID: 1, Address: i, Leaf: 1 }] as const,
+      ),
+    );
     const p = physSince(r, from);
     expect(p.filter((w) => cmd.op(w) === OPC.TLBI_NH_VA)).toHaveLength(12);
     expect(p.filter((w) => cmd.op(w) === OPC.CMD_SYNC)).toHaveLength(1);
@@ -306,7 +375,10 @@ describe('guest commands become physical commands for the guest\'s device, VMID 
     const { r, a } = attached();
     const from = r.phys.length;
     const ste16 = physSte(r, 16);
-    a.k.drv.issue([['CFGI_STE', { StreamID: 16, Leaf: 1 }], ['CFGI_CD', { StreamID: 3, SubstreamID: 0, Leaf: 1 }]]);
+    a.k.drv.issue([
+      ['CFGI_STE', { StreamID: 16, Leaf: 1 }],
+      ['CFGI_CD', { StreamID: 3, SubstreamID: 0, Leaf: 1 }],
+    ]);
     expect(physSince(r, from)).toEqual([]);
     expect(physSte(r, 16)).toEqual(ste16);
     const ev = guestEvents(r, a);
@@ -321,15 +393,21 @@ describe('guest commands become physical commands for the guest\'s device, VMID 
 function wedgePhysicalQueue(r: Rig): void {
   const q = r.drv.cmdq;
   const mask = 2 ** (q.log2size + 1) - 1;
-  r.m.bus.writeWords('host', q.base + (q.prod % 2 ** q.log2size) * 16, encodeCommand('TLBI_EL3_ALL'), 4);
+  r.m.bus.writeWords(
+    'host',
+    q.base + (q.prod % 2 ** q.log2size) * 16,
+    encodeCommand('TLBI_EL3_ALL'),
+    4,
+  );
   q.prod = (q.prod + 1) & mask;
   r.m.bus.write32('host', SMMU_BASE + O.CMDQ_PROD, q.prod);
   expect(r.m.bus.read32('host', SMMU_BASE + O.GERROR) & CMDQ_ERR).toBe(1);
 }
-const hostAck = (r: Rig): void => r.m.bus.write32('host', SMMU_BASE + O.GERRORN, r.m.bus.read32('host', SMMU_BASE + O.GERROR));
+const hostAck = (r: Rig): void =>
+  r.m.bus.write32('host', SMMU_BASE + O.GERRORN, r.m.bus.read32('host', SMMU_BASE + O.GERROR));
 
 describe('a guest CMD_SYNC completes only after the physical one', () => {
-  it('while the host has stopped the physical queue, the guest\'s CMD_SYNC waits (CONS stays at it, no error shown to the guest); after the host\'s ack it completes and the TLBI reaches the hardware with the guest\'s VMID', () => {
+  it("while the host has stopped the physical queue, the guest's CMD_SYNC waits (CONS stays at it, no error shown to the guest); after the host's ack it completes and the TLBI reaches the hardware with the guest's VMID", () => {
     const { r, a } = attached();
     wedgePhysicalQueue(r);
     const q = rawQueue(r, a, 0x4070_0000, 4);
@@ -356,7 +434,7 @@ describe('a guest CMD_SYNC completes only after the physical one', () => {
   // end-of-trap flush). After the host's ack the hardware executes every copy (here the one
   // guest TLBI 9 times, with 9 physical CMD_SYNCs for one guest CMD_SYNC), and a guest that
   // keeps polling fills the 4096-slot shadow queue while it is stopped.
-  it('a waiting guest CMD_SYNC is issued once: after the host\'s ack the hardware sees the guest\'s TLBI once', () => {
+  it("a waiting guest CMD_SYNC is issued once: after the host's ack the hardware sees the guest's TLBI once", () => {
     const { r, a } = attached();
     wedgePhysicalQueue(r);
     const q = rawQueue(r, a, 0x4070_0000, 4);
@@ -367,7 +445,9 @@ describe('a guest CMD_SYNC completes only after the physical one', () => {
     for (let i = 0; i < 3; i++) gR32(r, a, O.CMDQ_CONS);
     hostAck(r);
     expect(gR32(r, a, O.CMDQ_CONS)).toBe(2);
-    const after = physSince(r, from).filter((w) => cmd.op(w) !== 0x18 /* the host's TLBI_EL3_ALL slot, patched */);
+    const after = physSince(r, from).filter(
+      (w) => cmd.op(w) !== 0x18 /* the host's TLBI_EL3_ALL slot, patched */,
+    );
     expect(after.filter((w) => cmd.op(w) === OPC.TLBI_NH_ASID)).toHaveLength(1);
   });
 });
@@ -375,7 +455,7 @@ describe('a guest CMD_SYNC completes only after the physical one', () => {
 // ---- events -----------------------------------------------------------------------------------------
 
 describe('event routing', () => {
-  it('a stage-1 fault of the guest\'s device is copied into its event queue with the vSID; the physical record has the pSID', () => {
+  it("a stage-1 fault of the guest's device is copied into its event queue with the vSID; the physical record has the pSID", () => {
     const r = boot();
     const a = vm(r, 'vm1', VM1_PA, [{ vsid: 7, psid: 9 }]);
     a.k.dma.attachDefault(7, { ssidBits: 0 });
@@ -386,17 +466,26 @@ describe('event routing', () => {
     const ev = guestEvents(r, a);
     expect(ev).toHaveLength(1);
     // DW0: event number [7:0], StreamID [63:32]; DW1 S2 [39] = 0 (stage 1); DW2 InputAddr
-    expect([ev[0]![0]! & 0xff, ev[0]![1], bitsOf(ev[0]!, 39, 39), ev[0]![4]]).toEqual([EV.F_TRANSLATION, 7, 0, 0x1000]);
+    expect([ev[0]![0]! & 0xff, ev[0]![1], bitsOf(ev[0]!, 39, 39), ev[0]![4]]).toEqual([
+      EV.F_TRANSLATION,
+      7,
+      0,
+      0x1000,
+    ]);
     expect(a.g.stats.eventsInjected).toBe(1);
     expect(a.g.stats.virqs.eventq).toBe(virqs + 1);
   });
 
-  it('a stage-2 fault of the guest\'s device (its stage 1 maps an IPA it does not own) stays with the hypervisor', () => {
+  it("a stage-2 fault of the guest's device (its stage 1 maps an IPA it does not own) stays with the hypervisor", () => {
     const { r, a } = attached();
     const iova = a.k.dma.map(0, 0x7c00_0000, 4096, 'bidirectional');
     const kept = r.hyp.hypStats().guestFaultsKept;
     expect(r.m.devices.get('gpu')!.write(iova, new Uint8Array(4)).ok).toBe(false);
-    expect(r.m.smmu.evtq.log.at(-1)).toMatchObject({ type: 'F_TRANSLATION', sid: 9, fields: { S2: 1, CLASS: 2 } });
+    expect(r.m.smmu.evtq.log.at(-1)).toMatchObject({
+      type: 'F_TRANSLATION',
+      sid: 9,
+      fields: { S2: 1, CLASS: 2 },
+    });
     expect(guestEvents(r, a)).toEqual([]);
     expect(a.g.stats.s2Faults).toBe(1);
     expect(r.hyp.hypStats().guestFaultsKept).toBe(kept + 1);
@@ -411,7 +500,7 @@ describe('event routing', () => {
     expect(a.g.stats.eventsInjected + a.g.stats.s2Faults).toBe(0);
   });
 
-  it('C_BAD_CD of the guest\'s own CD (V=0 after CFGI_CD) reaches it with the vSID', () => {
+  it("C_BAD_CD of the guest's own CD (V=0 after CFGI_CD) reaches it with the vSID", () => {
     const { r, a } = attached();
     const steIpa = a.k.drv.steAddr(0);
     const cdIpa = steF.s1ctx(gMemRead(r, a, steIpa, 16));
@@ -428,7 +517,7 @@ describe('event routing', () => {
   // transaction without a SubstreamID, smmuv3.md §2.3), but it is not in the list, so the
   // hypervisor keeps it and the guest never learns why its device's DMA was terminated (C_BAD_CD
   // and C_BAD_SUBSTREAMID of the same kind are forwarded).
-  it('F_STREAM_DISABLED caused by the guest\'s STE (S1CDMax=1, S1DSS=terminate) reaches the guest with the vSID', () => {
+  it("F_STREAM_DISABLED caused by the guest's STE (S1CDMax=1, S1DSS=terminate) reaches the guest with the vSID", () => {
     const { r, a } = attached();
     const steIpa = a.k.drv.steAddr(0);
     const ste = gMemRead(r, a, steIpa, 16);
@@ -442,7 +531,7 @@ describe('event routing', () => {
     expect(guestEvents(r, a).map((w) => [w[0]! & 0xff, w[1]])).toEqual([[EV.F_STREAM_DISABLED, 0]]);
   });
 
-  it('two guests: each gets its own VMID, its devices\' physical STEs carry it with its own stage-2, and its TLBIs carry it', () => {
+  it("two guests: each gets its own VMID, its devices' physical STEs carry it with its own stage-2, and its TLBIs carry it", () => {
     const r = boot();
     const a = vm(r, 'vm1', VM1_PA, [{ vsid: 0, psid: 9 }]);
     const b = vm(r, 'vm2', VM2_PA, [{ vsid: 0, psid: 16 }]);
@@ -450,7 +539,9 @@ describe('event routing', () => {
     b.k.dma.attachDefault(0, { ssidBits: 0 });
     expect([a.g.vmid, b.g.vmid]).toEqual([1, 2]);
     const [s9, s16] = [physSte(r, 9), physSte(r, 16)];
-    expect([steF.config(s9), steF.vmid(s9), steF.config(s16), steF.vmid(s16)]).toEqual([0b111, 1, 0b111, 2]);
+    expect([steF.config(s9), steF.vmid(s9), steF.config(s16), steF.vmid(s16)]).toEqual([
+      0b111, 1, 0b111, 2,
+    ]);
     expect(steF.s2ttb(s9)).not.toBe(steF.s2ttb(s16));
     const from = r.phys.length;
     b.k.drv.issue([['TLBI_NH_ASID', { ASID: 1 }]]);
@@ -466,10 +557,15 @@ describe('event routing', () => {
 
 // ---- the guest's stream table ---------------------------------------------------------------------
 
-describe('the vSMMU reads the guest\'s stream table as the hardware reads its own', () => {
+describe("the vSMMU reads the guest's stream table as the hardware reads its own", () => {
   const BYPASS = [0b1001, 0]; // STE DW0: V=1, Config=0b100
   /** a guest without a kernel (vSID `vsid` → pSID 9): write its tables, then SMMUEN 0→1 makes the vSMMU read every STE */
-  function enableWith(vsid: number, strtabBase: number, cfg: number, tables: Array<[number, number[]]>): { r: Rig; a: Vm } {
+  function enableWith(
+    vsid: number,
+    strtabBase: number,
+    cfg: number,
+    tables: Array<[number, number[]]>,
+  ): { r: Rig; a: Vm } {
     const r = boot();
     const a = vm(r, 'vm1', VM1_PA, [{ vsid, psid: 9 }], false);
     for (const [ipa, w] of tables) gMemWrite(r, a, ipa, w);
@@ -486,14 +582,20 @@ describe('the vSMMU reads the guest\'s stream table as the hardware reads its ow
     const A = 0x4060_0000;
     const { r } = enableWith(3, A, cfgOf(0, 0, 6), [[A + 3 * 64, BYPASS]]);
     // bypass of the guest's stage 1 = stage 2 only under its VMID
-    expect([steF.v(physSte(r, 9)), steF.config(physSte(r, 9)), steF.vmid(physSte(r, 9))]).toEqual([1, 0b110, 1]);
+    expect([steF.v(physSte(r, 9)), steF.config(physSte(r, 9)), steF.vmid(physSte(r, 9))]).toEqual([
+      1, 0b110, 1,
+    ]);
     const out = enableWith(70, A, cfgOf(0, 0, 6), [[A + 6 * 64, BYPASS]]);
     expect(steF.v(physSte(out.r, 9))).toBe(0);
   });
 
   it('2-level with SPLIT=6: L1 index = vSID >> 6, L2 index = vSID & 63', () => {
-    const A = 0x4060_0000, B = 0x4061_0000;
-    const { r } = enableWith(65, A, cfgOf(1, 6, 16), [[A + 1 * 8, l1(B, 7)], [B + 1 * 64, BYPASS]]);
+    const A = 0x4060_0000,
+      B = 0x4061_0000;
+    const { r } = enableWith(65, A, cfgOf(1, 6, 16), [
+      [A + 1 * 8, l1(B, 7)],
+      [B + 1 * 64, BYPASS],
+    ]);
     expect(steF.config(physSte(r, 9))).toBe(0b110);
   });
 
@@ -501,8 +603,12 @@ describe('the vSMMU reads the guest\'s stream table as the hardware reads its ow
   // reserved and behave as 6 (smmuv3.md §1.6; hw/smmu/strtab.ts does so), but the vSMMU uses
   // the raw value, so with SPLIT=7 it looks for vSID 65 in L1[0] instead of L1[1].
   it('a reserved SPLIT (7) behaves as 6, as on the hardware', () => {
-    const A = 0x4060_0000, B = 0x4061_0000;
-    const { r } = enableWith(65, A, cfgOf(1, 7, 16), [[A + 1 * 8, l1(B, 7)], [B + 1 * 64, BYPASS]]);
+    const A = 0x4060_0000,
+      B = 0x4061_0000;
+    const { r } = enableWith(65, A, cfgOf(1, 7, 16), [
+      [A + 1 * 8, l1(B, 7)],
+      [B + 1 * 64, BYPASS],
+    ]);
     expect(steF.config(physSte(r, 9))).toBe(0b110);
   });
 
@@ -510,8 +616,12 @@ describe('the vSMMU reads the guest\'s stream table as the hardware reads its ow
   // table size (smmuv3.md §1.6; hw/smmu/strtab.ts strtabGeometry), but the vSMMU only clears
   // ADDR[5:0]: a base 0x40 past a 2 KiB-aligned L1 table makes it read L1[8] for vSID 0.
   it('an unaligned STRTAB_BASE is taken as aligned to the L1 table size', () => {
-    const A = 0x4060_0000, B = 0x4061_0000;
-    const { r } = enableWith(0, A + 0x40, cfgOf(1, 8, 16), [[A, l1(B, 9)], [B, BYPASS]]);
+    const A = 0x4060_0000,
+      B = 0x4061_0000;
+    const { r } = enableWith(0, A + 0x40, cfgOf(1, 8, 16), [
+      [A, l1(B, 9)],
+      [B, BYPASS],
+    ]);
     expect(steF.config(physSte(r, 9))).toBe(0b110);
   });
 });

@@ -11,25 +11,71 @@ import { DomainManager } from '../../host/domain.ts';
 import { geometry, ptMap, TableAllocator } from '../../scenarios/pagetable.ts';
 
 const QEMU = {
-  s1p: true, s2p: true, ttf: 2, cohacc: true, hyp: false, ats: false, asid16: true, msi: false, sev: false, pri: false,
-  vmid16: true, cd2l: false, ttendian: 2, stallModel: 1, termModel: true, twoLevelStrtab: true, sidSize: 16, ssidSize: 0,
-  cmdqs: 19, eventqs: 19, had: true, xnx: true, ril: true, bbml: 2, oas: 44, archMinor: 1,
+  s1p: true,
+  s2p: true,
+  ttf: 2,
+  cohacc: true,
+  hyp: false,
+  ats: false,
+  asid16: true,
+  msi: false,
+  sev: false,
+  pri: false,
+  vmid16: true,
+  cd2l: false,
+  ttendian: 2,
+  stallModel: 1,
+  termModel: true,
+  twoLevelStrtab: true,
+  sidSize: 16,
+  ssidSize: 0,
+  cmdqs: 19,
+  eventqs: 19,
+  had: true,
+  xnx: true,
+  ril: true,
+  bbml: 2,
+  oas: 44,
+  archMinor: 1,
 } as const;
 
 function setup() {
-  const m = new Machine({ smmu: { features: QEMU }, devices: [{ name: 'rng', sid: 8 }, { name: 'blk', sid: 0x10 }] });
-  const drv = new ArmSmmuV3(m.bus, { base: SMMU_BASE, pages: { base: 0x4400_0000, limit: 0x7800_0000 } });
+  const m = new Machine({
+    smmu: { features: QEMU },
+    devices: [
+      { name: 'rng', sid: 8 },
+      { name: 'blk', sid: 0x10 },
+    ],
+  });
+  const drv = new ArmSmmuV3(m.bus, {
+    base: SMMU_BASE,
+    pages: { base: 0x4400_0000, limit: 0x7800_0000 },
+  });
   drv.probe();
   const cmds: string[] = [];
   m.smmu.cmdq.onCommand = (w) => cmds.push(opcodeName(w[0]! & 0xff));
   const dm = new DomainManager(drv);
   // a stage-1 table built directly (the io-pgtable is separate): IOVA 0xfffff000 → PA 0x4010_0000
   const root = 0x4800_0000;
-  const mem = { read64: (a: number) => m.mem.read64(a), write64: (a: number, v: bigint) => m.mem.write64(a, v), zero: (a: number, n: number) => m.mem.writeBytes(a, new Uint8Array(n)) };
-  ptMap(mem, new TableAllocator(0x4801_0000, 0x4810_0000), geometry(1, 4096, 48, root, 44), 0xfffff000, 0x4010_0000, 4096,
-    { read: true, write: true, exec: false, user: true }, { af: true, global: false, contiguous: false, attr: 1, sh: 3 });
+  const mem = {
+    read64: (a: number) => m.mem.read64(a),
+    write64: (a: number, v: bigint) => m.mem.write64(a, v),
+    zero: (a: number, n: number) => m.mem.writeBytes(a, new Uint8Array(n)),
+  };
+  ptMap(
+    mem,
+    new TableAllocator(0x4801_0000, 0x4810_0000),
+    geometry(1, 4096, 48, root, 44),
+    0xfffff000,
+    0x4010_0000,
+    4096,
+    { read: true, write: true, exec: false, user: true },
+    { af: true, global: false, contiguous: false, attr: 1, sh: 3 },
+  );
   // the configuration io-pgtable gives a coherent 4 KB / 48-bit domain (WBWA, Inner Shareable walks)
-  const pgtable = { s1: { tsz: 16, tg: 0, irgn: 1, orgn: 1, sh: 3, ips: 4, mair: 0xfffffffff404ff44n, ttbr: root } };
+  const pgtable = {
+    s1: { tsz: 16, tg: 0, irgn: 1, orgn: 1, sh: 3, ips: 4, mair: 0xfffffffff404ff44n, ttbr: root },
+  };
   return { m, drv, dm, cmds, pgtable };
 }
 
@@ -39,7 +85,19 @@ describe('attach (linux-sequence.md §3)', () => {
     const d = dm.alloc('dma', pgtable);
     expect(d.asid).toBe(1); // ASIDs are allocated from 1
     dm.attach(8, d);
-    expect(cmds).toEqual(['TLBI_NH_ASID', 'CMD_SYNC', 'CFGI_CD', 'CMD_SYNC', 'CFGI_CD', 'CMD_SYNC', 'CFGI_STE', 'CMD_SYNC', 'CFGI_STE', 'CMD_SYNC', 'PREFETCH_CONFIG']);
+    expect(cmds).toEqual([
+      'TLBI_NH_ASID',
+      'CMD_SYNC',
+      'CFGI_CD',
+      'CMD_SYNC',
+      'CFGI_CD',
+      'CMD_SYNC',
+      'CFGI_STE',
+      'CMD_SYNC',
+      'CFGI_STE',
+      'CMD_SYNC',
+      'PREFETCH_CONFIG',
+    ]);
     const ste = drv.steAddr(8);
     const q0 = m.mem.read64(ste);
     expect(q0 & 0xfn).toBe(0xbn); // V=1, Config=0b101
@@ -57,7 +115,19 @@ describe('attach (linux-sequence.md §3)', () => {
     dm.attach(8, d);
     cmds.length = 0;
     dm.attach(8, dm.alloc('identity'));
-    expect(cmds).toEqual(['CFGI_STE', 'CMD_SYNC', 'CFGI_STE', 'CMD_SYNC', 'PREFETCH_CONFIG', 'CFGI_CD', 'CMD_SYNC', 'CFGI_CD', 'CMD_SYNC', 'TLBI_NH_ASID', 'CMD_SYNC']);
+    expect(cmds).toEqual([
+      'CFGI_STE',
+      'CMD_SYNC',
+      'CFGI_STE',
+      'CMD_SYNC',
+      'PREFETCH_CONFIG',
+      'CFGI_CD',
+      'CMD_SYNC',
+      'CFGI_CD',
+      'CMD_SYNC',
+      'TLBI_NH_ASID',
+      'CMD_SYNC',
+    ]);
     expect(m.devices.get('rng')!.read(0x4020_0000, 4)).toMatchObject({ ok: true, pa: 0x4020_0000 }); // bypass
   });
 

@@ -12,19 +12,52 @@ import { DomainManager } from '../../host/domain.ts';
 import { DmaApi, IovaAllocator } from '../../host/dma-api.ts';
 
 const QEMU = {
-  s1p: true, s2p: true, ttf: 2, cohacc: true, hyp: false, ats: false, asid16: true, msi: false, sev: false, pri: false,
-  vmid16: true, cd2l: false, ttendian: 2, stallModel: 1, termModel: true, twoLevelStrtab: true, sidSize: 16, ssidSize: 0,
-  cmdqs: 19, eventqs: 19, had: true, xnx: true, ril: true, bbml: 2, oas: 44, archMinor: 1,
+  s1p: true,
+  s2p: true,
+  ttf: 2,
+  cohacc: true,
+  hyp: false,
+  ats: false,
+  asid16: true,
+  msi: false,
+  sev: false,
+  pri: false,
+  vmid16: true,
+  cd2l: false,
+  ttendian: 2,
+  stallModel: 1,
+  termModel: true,
+  twoLevelStrtab: true,
+  sidSize: 16,
+  ssidSize: 0,
+  cmdqs: 19,
+  eventqs: 19,
+  had: true,
+  xnx: true,
+  ril: true,
+  bbml: 2,
+  oas: 44,
+  archMinor: 1,
 } as const;
 
 function setup(features: object = QEMU) {
-  const m = new Machine({ smmu: { features }, devices: [{ name: 'rng', sid: 8 }, { name: 'blk', sid: 0x10 }] });
-  const drv = new ArmSmmuV3(m.bus, { base: SMMU_BASE, pages: { base: 0x4400_0000, limit: 0x7800_0000 } });
+  const m = new Machine({
+    smmu: { features },
+    devices: [
+      { name: 'rng', sid: 8 },
+      { name: 'blk', sid: 0x10 },
+    ],
+  });
+  const drv = new ArmSmmuV3(m.bus, {
+    base: SMMU_BASE,
+    pages: { base: 0x4400_0000, limit: 0x7800_0000 },
+  });
   drv.probe();
   const dm = new DomainManager(drv);
   const dma = new DmaApi(drv, dm);
   const words: Array<[bigint, bigint]> = [];
-  m.smmu.cmdq.onCommand = (w) => words.push([(BigInt(w[1]!) << 32n) | BigInt(w[0]!), (BigInt(w[3]!) << 32n) | BigInt(w[2]!)]);
+  m.smmu.cmdq.onCommand = (w) =>
+    words.push([(BigInt(w[1]!) << 32n) | BigInt(w[0]!), (BigInt(w[3]!) << 32n) | BigInt(w[2]!)]);
   return { m, drv, dma, words };
 }
 
@@ -37,7 +70,9 @@ describe('DMA API (strict mode)', () => {
     const iova = dma.map(8, buf, 4096);
     expect(iova).toBe(0xfffff000); // the first IOVA, top-down below 4 GiB
     expect(words).toEqual([]); // map: 0 commands
-    expect(m.devices.get('rng')!.write(iova + 0x10, new Uint8Array([0xde, 0xad, 0xbe, 0xef]))).toMatchObject({ ok: true, pa: buf + 0x10 });
+    expect(
+      m.devices.get('rng')!.write(iova + 0x10, new Uint8Array([0xde, 0xad, 0xbe, 0xef])),
+    ).toMatchObject({ ok: true, pa: buf + 0x10 });
     expect(m.mem.read32(buf + 0x10)).toBe(0xefbeadde);
     dma.unmap(8, iova, 4096);
     // TLBI_NH_VA asid=1, NUM=0 SCALE=0, addr 0xfffff000, TG=1 (4K) TTL=3 LEAF=1; then SYNC CS=SEV MSH=ISH MSIATTR=0xF
@@ -47,7 +82,9 @@ describe('DMA API (strict mode)', () => {
     ]);
     expect(m.devices.get('rng')!.read(iova + 0x10, 4).ok).toBe(false);
     const ev = drv.events.drain();
-    expect(ev.map((e) => [e.type, e.sid, e.fields.InputAddr])).toEqual([['F_TRANSLATION', 8, '0xfffff010']]);
+    expect(ev.map((e) => [e.type, e.sid, e.fields.InputAddr])).toEqual([
+      ['F_TRANSLATION', 8, '0xfffff010'],
+    ]);
   });
 
   it('an 8 KiB unmap is one range command with NUM=0 SCALE=1 (the captured 0x0002000000100012)', () => {
@@ -69,7 +106,10 @@ describe('DMA API (strict mode)', () => {
     words.length = 0;
     dma.unmap(8, iova, 3 * 4096);
     expect(words.map(([d0, d1]) => [d0 & 0xffn, d1])).toEqual([
-      [0x12n, BigInt(iova) | 1n], [0x12n, BigInt(iova + 0x1000) | 1n], [0x12n, BigInt(iova + 0x2000) | 1n], [0x46n, 0n],
+      [0x12n, BigInt(iova) | 1n],
+      [0x12n, BigInt(iova + 0x1000) | 1n],
+      [0x12n, BigInt(iova + 0x2000) | 1n],
+      [0x46n, 0n],
     ]);
   });
 

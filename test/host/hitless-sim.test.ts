@@ -16,7 +16,15 @@ import { OFF } from '../../hw/smmu/regs.ts';
 import type { DmaEndpoint, DmaOutcome } from '../../hw/dma.ts';
 import { writeEntry, steUsed, steUpdateSafe, S1DSS } from '../../host/entry.ts';
 import {
-  makeAbortSte, makeBypassSte, makeCdtableSte, makeS2Ste, makeS1Cd, hostFeaturesFrom, S1FMT, TCR_WBWA_ISH, type HostSmmuFeatures,
+  makeAbortSte,
+  makeBypassSte,
+  makeCdtableSte,
+  makeS2Ste,
+  makeS1Cd,
+  hostFeaturesFrom,
+  S1FMT,
+  TCR_WBWA_ISH,
+  type HostSmmuFeatures,
 } from '../../host/ste-make.ts';
 
 const SID = 5;
@@ -37,14 +45,15 @@ const S2_VTCR = { tsz: 16, sl: 2, irgn: 1, orgn: 1, sh: 3, tg: 0, ps: 5 };
 type Cfg = 'abort' | 'bypass' | 's1' | 's1b' | 's2' | 's2v1';
 
 /** What a probe read of IOVA gives under each configuration. */
-const EXPECT: Record<Cfg, { ok: true; pa: number; mark: number } | { ok: false; reason: RegExp }> = {
-  abort: { ok: false, reason: /Config=abort/ },
-  bypass: { ok: true, pa: IOVA, mark: MARK.bypass },
-  s1: { ok: true, pa: PA_S1, mark: MARK.s1 },
-  s1b: { ok: true, pa: PA_S1B, mark: MARK.s1b },
-  s2: { ok: true, pa: PA_S2, mark: MARK.s2 },
-  s2v1: { ok: true, pa: PA_S2, mark: MARK.s2 },
-};
+const EXPECT: Record<Cfg, { ok: true; pa: number; mark: number } | { ok: false; reason: RegExp }> =
+  {
+    abort: { ok: false, reason: /Config=abort/ },
+    bypass: { ok: true, pa: IOVA, mark: MARK.bypass },
+    s1: { ok: true, pa: PA_S1, mark: MARK.s1 },
+    s1b: { ok: true, pa: PA_S1B, mark: MARK.s1b },
+    s2: { ok: true, pa: PA_S2, mark: MARK.s2 },
+    s2v1: { ok: true, pa: PA_S2, mark: MARK.s2 },
+  };
 
 class Rig {
   readonly tb: Testbed;
@@ -76,21 +85,46 @@ class Rig {
   }
 
   cd(asid: number, root: number): Uint32Array {
-    return makeS1Cd(this.ft, {}, { asid, tcr: { tsz: 16, tg: 0, ...TCR_WBWA_ISH, ips: 5 }, ttbr: BigInt(root), mair: 0xf404ff44n });
+    return makeS1Cd(
+      this.ft,
+      {},
+      {
+        asid,
+        tcr: { tsz: 16, tg: 0, ...TCR_WBWA_ISH, ips: 5 },
+        ttbr: BigInt(root),
+        mair: 0xf404ff44n,
+      },
+    );
   }
 
   ste(c: Cfg): Uint32Array {
     const ats = { ats: this.ft.ats === true };
     switch (c) {
-      case 'abort': return makeAbortSte();
-      case 'bypass': return makeBypassSte(this.ft);
-      case 's1': return makeCdtableSte(this.ft, ats, { dma: BigInt(CD_A), s1cdmax: 0, s1fmt: S1FMT.LINEAR }, S1DSS.SSID0);
+      case 'abort':
+        return makeAbortSte();
+      case 'bypass':
+        return makeBypassSte(this.ft);
+      case 's1':
+        return makeCdtableSte(
+          this.ft,
+          ats,
+          { dma: BigInt(CD_A), s1cdmax: 0, s1fmt: S1FMT.LINEAR },
+          S1DSS.SSID0,
+        );
       // another CD, and S1DSS=bypass (ignored by the SMMU with S1CDMax=0, but a used field for the writer)
-      case 's1b': return makeCdtableSte(this.ft, ats, { dma: BigInt(CD_B), s1cdmax: 0, s1fmt: S1FMT.LINEAR }, S1DSS.BYPASS);
+      case 's1b':
+        return makeCdtableSte(
+          this.ft,
+          ats,
+          { dma: BigInt(CD_B), s1cdmax: 0, s1fmt: S1FMT.LINEAR },
+          S1DSS.BYPASS,
+        );
       // VMID 0, as in the kunit S2 entry: stage-1 STEs carry S2VMID=0 too, so S1 <-> S2 can be hitless
-      case 's2': return makeS2Ste(this.ft, ats, { vmid: 0, vtcr: S2_VTCR, vttbr: BigInt(S2_ROOT) });
+      case 's2':
+        return makeS2Ste(this.ft, ats, { vmid: 0, vtcr: S2_VTCR, vttbr: BigInt(S2_ROOT) });
       // VMID 1, as Linux really allocates for a stage-2 domain (VMID 0 is kept for stage-1 STEs)
-      case 's2v1': return makeS2Ste(this.ft, ats, { vmid: 1, vtcr: S2_VTCR, vttbr: BigInt(S2_ROOT) });
+      case 's2v1':
+        return makeS2Ste(this.ft, ats, { vmid: 1, vtcr: S2_VTCR, vttbr: BigInt(S2_ROOT) });
     }
   }
 
@@ -131,7 +165,9 @@ function matches(o: DmaOutcome, c: Cfg): boolean {
 }
 
 function describeOutcome(o: DmaOutcome): string {
-  return o.ok ? `ok pa=0x${o.pa.toString(16)}` : `fault ${o.fault}${o.event ? ` (${o.event})` : ''}`;
+  return o.ok
+    ? `ok pa=0x${o.pa.toString(16)}`
+    : `fault ${o.fault}${o.event ? ` (${o.event})` : ''}`;
 }
 
 interface SimRun {
@@ -179,13 +215,20 @@ function transition(rig: Rig, from: Cfg, to: Cfg, probeEveryWrite: boolean): Sim
  * and a VMID-only change of a stage-2 STE: 1 (only qword 2 changes).
  */
 const HITLESS: Array<[Cfg, Cfg, number]> = [
-  ['bypass', 'abort', 2], ['abort', 'bypass', 2],
-  ['s1', 'abort', 2], ['abort', 's1', 2],
-  ['s1', 'bypass', 3], ['bypass', 's1', 3],
-  ['s2', 'abort', 2], ['abort', 's2', 2],
-  ['s2', 'bypass', 2], ['bypass', 's2', 2],
-  ['s1', 's2', 3], ['s2', 's1', 3],
-  ['s2', 's2v1', 1], ['s2v1', 's2', 1],
+  ['bypass', 'abort', 2],
+  ['abort', 'bypass', 2],
+  ['s1', 'abort', 2],
+  ['abort', 's1', 2],
+  ['s1', 'bypass', 3],
+  ['bypass', 's1', 3],
+  ['s2', 'abort', 2],
+  ['abort', 's2', 2],
+  ['s2', 'bypass', 2],
+  ['bypass', 's2', 2],
+  ['s1', 's2', 3],
+  ['s2', 's1', 3],
+  ['s2', 's2v1', 1],
+  ['s2v1', 's2', 1],
 ];
 
 /**
@@ -194,11 +237,17 @@ const HITLESS: Array<[Cfg, Cfg, number]> = [
  * s1 <-> s2v1 changes Config (DW0) and S2VMID (DW2, used by both: a stage-1 STE's S2VMID tags
  * its TLB entries) — so with real, non-zero stage-2 VMIDs, S1 <-> S2 is not hitless.
  */
-const BREAKING: Array<[Cfg, Cfg]> = [['s1', 's1b'], ['s1', 's2v1'], ['s2v1', 's1']];
+const BREAKING: Array<[Cfg, Cfg]> = [
+  ['s1', 's1b'],
+  ['s1', 's2v1'],
+  ['s2v1', 's1'],
+];
 
 describe('the writer on the simulated SMMU (CFGI_STE + CMD_SYNC per sync)', () => {
   for (const caching of [true, false]) {
-    const mode = caching ? 'caches on, probe after each sync' : 'caches off, probe after every 64-bit write';
+    const mode = caching
+      ? 'caches on, probe after each sync'
+      : 'caches off, probe after every 64-bit write';
     describe(mode, () => {
       for (const [from, to, syncs] of HITLESS) {
         it(`${from} → ${to}: ${syncs} sync(s), every probe is ${from} or ${to}, no events`, () => {
@@ -216,12 +265,18 @@ describe('the writer on the simulated SMMU (CFGI_STE + CMD_SYNC per sync)', () =
         const rig = new Rig(caching);
         rig.install('s1');
         const cur = rig.readSte();
-        const target = makeCdtableSte(rig.ft, { ats: true }, { dma: BigInt(CD_B), s1cdmax: 0, s1fmt: S1FMT.LINEAR }, S1DSS.SSID0);
+        const target = makeCdtableSte(
+          rig.ft,
+          { ats: true },
+          { dma: BigInt(CD_B), s1cdmax: 0, s1fmt: S1FMT.LINEAR },
+          S1DSS.SSID0,
+        );
         const outcomes: DmaOutcome[] = [];
         const res = writeEntry(cur, target, {
           used: steUsed,
           updateSafe: steUpdateSafe,
-          write: (q, lo, hi) => rig.tb.m.mem.write64(rig.steAddr + 8 * q, (BigInt(hi) << 32n) | BigInt(lo)),
+          write: (q, lo, hi) =>
+            rig.tb.m.mem.write64(rig.steAddr + 8 * q, (BigInt(hi) << 32n) | BigInt(lo)),
           sync: () => {
             rig.cfgiSync();
             outcomes.push(rig.probe());
@@ -238,7 +293,11 @@ describe('the writer on the simulated SMMU (CFGI_STE + CMD_SYNC per sync)', () =
           const r = transition(rig, from, to, !caching);
           expect(r.syncs).toBe(3);
           // V=0 at the first sync (qword 0 cleared) and the second (qwords 1..7 written); valid again at the third
-          expect(r.atSync.map((o) => (o.ok ? 'ok' : o.event))).toEqual(['C_BAD_STE', 'C_BAD_STE', 'ok']);
+          expect(r.atSync.map((o) => (o.ok ? 'ok' : o.event))).toEqual([
+            'C_BAD_STE',
+            'C_BAD_STE',
+            'ok',
+          ]);
           expect(matches(r.atSync[2]!, to)).toBe(true);
           expect(r.strays.length).toBeGreaterThan(0);
           expect(r.strays.every((x) => x.includes('C_BAD_STE'))).toBe(true);

@@ -9,10 +9,31 @@
  */
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { writeEntry, steUsed, cdUsed, steUpdateSafe, planEntryUpdate, S1DSS, ENTRY_WORDS, type EntryWriterOps } from '../../host/entry.ts';
 import {
-  makeAbortSte, makeBypassSte, makeCdtableSte, makeS2Ste, makeNestedSte, makeS1Cd, makeSvaCd, makeClearCd,
-  S1FMT, TCR_WBWA_ISH, type HostSmmuFeatures, type MasterOpts, type CdTableInfo, type S2Config,
+  writeEntry,
+  steUsed,
+  cdUsed,
+  steUpdateSafe,
+  planEntryUpdate,
+  S1DSS,
+  ENTRY_WORDS,
+  type EntryWriterOps,
+} from '../../host/entry.ts';
+import {
+  makeAbortSte,
+  makeBypassSte,
+  makeCdtableSte,
+  makeS2Ste,
+  makeNestedSte,
+  makeS1Cd,
+  makeSvaCd,
+  makeClearCd,
+  S1FMT,
+  TCR_WBWA_ISH,
+  type HostSmmuFeatures,
+  type MasterOpts,
+  type CdTableInfo,
+  type S2Config,
 } from '../../host/ste-make.ts';
 import { toDwords, fromDwords, get } from '../../hw/bits.ts';
 import { STE } from '../../hw/smmu/ste.ts';
@@ -32,9 +53,14 @@ const CDTAB: CdTableInfo = { dma: 0xf0f0f0f0f0f0n, s1cdmax: 0xff, s1fmt: S1FMT.L
 /** A second CD table for the non-hitless case (only the pointer differs). */
 const CDTAB_B: CdTableInfo = { ...CDTAB, dma: 0x4b4b4b4b4b4bn };
 /** The test's stage-2 configuration (T0SZ=4 etc. are not legal for the hardware; the writer does not care). */
-const S2: S2Config = { vmid: 0, vtcr: { tsz: 4, sl: 3, irgn: 2, orgn: 1, sh: 3, tg: 2, ps: 1 }, vttbr: 0xdaedbeefdeadbeefn };
+const S2: S2Config = {
+  vmid: 0,
+  vtcr: { tsz: 4, sl: 3, irgn: 2, orgn: 1, sh: 3, tg: 2, ps: 1 },
+  vttbr: 0xdaedbeefdeadbeefn,
+};
 
-const cdtable = (s1dss: number, m: MasterOpts, t: CdTableInfo = CDTAB) => makeCdtableSte(FT, m, t, s1dss);
+const cdtable = (s1dss: number, m: MasterOpts, t: CdTableInfo = CDTAB) =>
+  makeCdtableSte(FT, m, t, s1dss);
 const s2ste = (m: MasterOpts) => makeS2Ste(FT, m, S2);
 const nested = (s1dss: number, m: MasterOpts) => makeNestedSte(FT, m, CDTAB, s1dss, S2, ATS);
 const abort = () => makeAbortSte();
@@ -42,9 +68,15 @@ const bypass = () => makeBypassSte(FT);
 
 /** The test's stage-1 CD: tsz 4, tg 2, ips 1, the fake TTBR and MAIR; walk attributes left 0. */
 const s1cd = (asid: number) =>
-  makeS1Cd(FT, PLAIN, { asid, tcr: { tsz: 4, tg: 2, irgn: 0, orgn: 0, sh: 0, ips: 1 }, ttbr: 0xdaedbeefdeadbeefn, mair: 0x0abcdef012345678n });
+  makeS1Cd(FT, PLAIN, {
+    asid,
+    tcr: { tsz: 4, tg: 2, irgn: 0, orgn: 0, sh: 0, ips: 1 },
+    ttbr: 0xdaedbeefdeadbeefn,
+    mair: 0x0abcdef012345678n,
+  });
 const SVA_CPU = { parange: 5, mair: 0x000000ff440c0400n, pageShift: 12 };
-const svacd = (asid: number) => makeSvaCd(FT, PLAIN, { pgd: 0x4321_5000n, vaBits: 48 }, asid, SVA_CPU);
+const svacd = (asid: number) =>
+  makeSvaCd(FT, PLAIN, { pgd: 0x4321_5000n, vaBits: 48 }, asid, SVA_CPU);
 const svaReleased = (asid: number) => makeSvaCd(FT, PLAIN, null, asid, SVA_CPU);
 const zeroCd = () => makeClearCd();
 
@@ -63,23 +95,38 @@ interface Run {
   states: Uint32Array[];
 }
 
-const hex = (e: ArrayLike<number>) => toDwords(e).map((d) => '0x' + d.toString(16).padStart(16, '0')).join(' ');
+const hex = (e: ArrayLike<number>) =>
+  toDwords(e)
+    .map((d) => '0x' + d.toString(16).padStart(16, '0'))
+    .join(' ');
 
 function matchesMasked(a: ArrayLike<number>, b: ArrayLike<number>, m: ArrayLike<number>): boolean {
   for (let i = 0; i < ENTRY_WORDS; i++) if (((a[i]! ^ b[i]!) & m[i]!) !== 0) return false;
   return true;
 }
 
-function record(kind: Kind, init: Uint32Array, target: Uint32Array, writer: Writer = writeEntry): Run {
+function record(
+  kind: Kind,
+  init: Uint32Array,
+  target: Uint32Array,
+  writer: Writer = writeEntry,
+): Run {
   const entry = Uint32Array.from(init);
   const used = kind === 'ste' ? steUsed : cdUsed;
   const safe = kind === 'ste' ? steUpdateSafe(init, target) : new Uint32Array(ENTRY_WORDS);
-  const run: Run = { syncs: 0, invalidEntryWritten: false, violations: [], final: entry, states: [] };
+  const run: Run = {
+    syncs: 0,
+    invalidEntryWritten: false,
+    violations: [],
+    final: entry,
+    states: [],
+  };
   const ops: EntryWriterOps = {
     used,
     ...(kind === 'ste' ? { updateSafe: steUpdateSafe } : {}),
     write(q, lo, hi) {
-      if (entry[2 * q] !== lo || entry[2 * q + 1] !== hi) run.violations.push(`write(${q}) reported before the entry held it`);
+      if (entry[2 * q] !== lo || entry[2 * q + 1] !== hi)
+        run.violations.push(`write(${q}) reported before the entry held it`);
     },
     sync() {
       run.syncs++;
@@ -90,7 +137,10 @@ function record(kind: Kind, init: Uint32Array, target: Uint32Array, writer: Writ
       }
       // every bit the current configuration uses, less the update-safe bits, must be old or new
       const m = used(entry).map((w, i) => (w & ~safe[i]!) >>> 0);
-      if (!matchesMasked(entry, init, m) && !matchesMasked(entry, target, m)) run.violations.push(`sync ${run.syncs}: ${hex(entry)} matches neither the initial nor the target entry in its used bits`);
+      if (!matchesMasked(entry, init, m) && !matchesMasked(entry, target, m))
+        run.violations.push(
+          `sync ${run.syncs}: ${hex(entry)} matches neither the initial nor the target entry in its used bits`,
+        );
     },
   };
   writer(entry, target, ops);
@@ -113,30 +163,227 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { n: 1, name: 'ste bypass_to_abort', kind: 'ste', from: bypass, to: abort, syncs: 2, hitless: true },
-  { n: 2, name: 'ste abort_to_bypass', kind: 'ste', from: abort, to: bypass, syncs: 2, hitless: true },
-  { n: 3, name: 'ste cdtable_to_abort', kind: 'ste', from: () => cdtable(S1DSS.SSID0, ATS), to: abort, syncs: 2, hitless: true },
-  { n: 4, name: 'ste abort_to_cdtable', kind: 'ste', from: abort, to: () => cdtable(S1DSS.SSID0, ATS), syncs: 2, hitless: true },
-  { n: 5, name: 'ste cdtable_to_bypass', kind: 'ste', from: () => cdtable(S1DSS.SSID0, ATS), to: bypass, syncs: 3, hitless: true },
-  { n: 6, name: 'ste bypass_to_cdtable', kind: 'ste', from: bypass, to: () => cdtable(S1DSS.SSID0, ATS), syncs: 3, hitless: true },
-  { n: 7, name: 'ste cdtable_s1dss_change', kind: 'ste', from: () => cdtable(S1DSS.SSID0, ATS), to: () => cdtable(S1DSS.BYPASS, ATS), syncs: 1, hitless: true, both: true },
-  { n: 8, name: 'ste s1dssbypass_to_stebypass', kind: 'ste', from: () => cdtable(S1DSS.BYPASS, ATS), to: bypass, syncs: 2, hitless: true },
-  { n: 9, name: 'ste stebypass_to_s1dssbypass', kind: 'ste', from: bypass, to: () => cdtable(S1DSS.BYPASS, ATS), syncs: 2, hitless: true },
-  { n: 10, name: 'ste s2_to_abort', kind: 'ste', from: () => s2ste(ATS), to: abort, syncs: 2, hitless: true },
-  { n: 11, name: 'ste abort_to_s2', kind: 'ste', from: abort, to: () => s2ste(ATS), syncs: 2, hitless: true },
-  { n: 12, name: 'ste s2_to_bypass', kind: 'ste', from: () => s2ste(ATS), to: bypass, syncs: 2, hitless: true },
-  { n: 13, name: 'ste bypass_to_s2', kind: 'ste', from: bypass, to: () => s2ste(ATS), syncs: 2, hitless: true },
-  { n: 14, name: 'ste s1_to_s2', kind: 'ste', from: () => cdtable(S1DSS.SSID0, ATS), to: () => s2ste(ATS), syncs: 3, hitless: true },
-  { n: 15, name: 'ste s2_to_s1', kind: 'ste', from: () => s2ste(ATS), to: () => cdtable(S1DSS.SSID0, ATS), syncs: 3, hitless: true },
-  { n: 16, name: 'ste non_hitless', kind: 'ste', from: () => cdtable(S1DSS.SSID0, ATS), to: () => cdtable(S1DSS.BYPASS, ATS, CDTAB_B), syncs: 3, hitless: false },
-  { n: 17, name: 'cd s1_clear', kind: 'cd', from: zeroCd, to: () => s1cd(1997), syncs: 2, hitless: false, both: true },
-  { n: 18, name: 'cd s1_change_asid', kind: 'cd', from: () => s1cd(778), to: () => s1cd(1997), syncs: 1, hitless: true, both: true },
-  { n: 19, name: 'ste s1_to_s2_stall', kind: 'ste', from: () => cdtable(S1DSS.SSID0, STALL), to: () => s2ste(STALL), syncs: 3, hitless: true },
-  { n: 20, name: 'ste s2_to_s1_stall', kind: 'ste', from: () => s2ste(STALL), to: () => cdtable(S1DSS.SSID0, STALL), syncs: 3, hitless: true },
-  { n: 21, name: 'ste nested_s1dssbypass_to_s1bypass', kind: 'ste', from: () => nested(S1DSS.BYPASS, ATS), to: () => s2ste(PLAIN), syncs: 3, hitless: true },
-  { n: 22, name: 'ste nested_s1bypass_to_s1dssbypass', kind: 'ste', from: () => s2ste(PLAIN), to: () => nested(S1DSS.BYPASS, ATS), syncs: 2, hitless: true },
-  { n: 23, name: 'cd sva_clear', kind: 'cd', from: zeroCd, to: () => svacd(1997), syncs: 2, hitless: false, both: true },
-  { n: 24, name: 'cd sva_release', kind: 'cd', from: () => svacd(1997), to: () => svaReleased(1997), syncs: 2, hitless: true, both: true },
+  {
+    n: 1,
+    name: 'ste bypass_to_abort',
+    kind: 'ste',
+    from: bypass,
+    to: abort,
+    syncs: 2,
+    hitless: true,
+  },
+  {
+    n: 2,
+    name: 'ste abort_to_bypass',
+    kind: 'ste',
+    from: abort,
+    to: bypass,
+    syncs: 2,
+    hitless: true,
+  },
+  {
+    n: 3,
+    name: 'ste cdtable_to_abort',
+    kind: 'ste',
+    from: () => cdtable(S1DSS.SSID0, ATS),
+    to: abort,
+    syncs: 2,
+    hitless: true,
+  },
+  {
+    n: 4,
+    name: 'ste abort_to_cdtable',
+    kind: 'ste',
+    from: abort,
+    to: () => cdtable(S1DSS.SSID0, ATS),
+    syncs: 2,
+    hitless: true,
+  },
+  {
+    n: 5,
+    name: 'ste cdtable_to_bypass',
+    kind: 'ste',
+    from: () => cdtable(S1DSS.SSID0, ATS),
+    to: bypass,
+    syncs: 3,
+    hitless: true,
+  },
+  {
+    n: 6,
+    name: 'ste bypass_to_cdtable',
+    kind: 'ste',
+    from: bypass,
+    to: () => cdtable(S1DSS.SSID0, ATS),
+    syncs: 3,
+    hitless: true,
+  },
+  {
+    n: 7,
+    name: 'ste cdtable_s1dss_change',
+    kind: 'ste',
+    from: () => cdtable(S1DSS.SSID0, ATS),
+    to: () => cdtable(S1DSS.BYPASS, ATS),
+    syncs: 1,
+    hitless: true,
+    both: true,
+  },
+  {
+    n: 8,
+    name: 'ste s1dssbypass_to_stebypass',
+    kind: 'ste',
+    from: () => cdtable(S1DSS.BYPASS, ATS),
+    to: bypass,
+    syncs: 2,
+    hitless: true,
+  },
+  {
+    n: 9,
+    name: 'ste stebypass_to_s1dssbypass',
+    kind: 'ste',
+    from: bypass,
+    to: () => cdtable(S1DSS.BYPASS, ATS),
+    syncs: 2,
+    hitless: true,
+  },
+  {
+    n: 10,
+    name: 'ste s2_to_abort',
+    kind: 'ste',
+    from: () => s2ste(ATS),
+    to: abort,
+    syncs: 2,
+    hitless: true,
+  },
+  {
+    n: 11,
+    name: 'ste abort_to_s2',
+    kind: 'ste',
+    from: abort,
+    to: () => s2ste(ATS),
+    syncs: 2,
+    hitless: true,
+  },
+  {
+    n: 12,
+    name: 'ste s2_to_bypass',
+    kind: 'ste',
+    from: () => s2ste(ATS),
+    to: bypass,
+    syncs: 2,
+    hitless: true,
+  },
+  {
+    n: 13,
+    name: 'ste bypass_to_s2',
+    kind: 'ste',
+    from: bypass,
+    to: () => s2ste(ATS),
+    syncs: 2,
+    hitless: true,
+  },
+  {
+    n: 14,
+    name: 'ste s1_to_s2',
+    kind: 'ste',
+    from: () => cdtable(S1DSS.SSID0, ATS),
+    to: () => s2ste(ATS),
+    syncs: 3,
+    hitless: true,
+  },
+  {
+    n: 15,
+    name: 'ste s2_to_s1',
+    kind: 'ste',
+    from: () => s2ste(ATS),
+    to: () => cdtable(S1DSS.SSID0, ATS),
+    syncs: 3,
+    hitless: true,
+  },
+  {
+    n: 16,
+    name: 'ste non_hitless',
+    kind: 'ste',
+    from: () => cdtable(S1DSS.SSID0, ATS),
+    to: () => cdtable(S1DSS.BYPASS, ATS, CDTAB_B),
+    syncs: 3,
+    hitless: false,
+  },
+  {
+    n: 17,
+    name: 'cd s1_clear',
+    kind: 'cd',
+    from: zeroCd,
+    to: () => s1cd(1997),
+    syncs: 2,
+    hitless: false,
+    both: true,
+  },
+  {
+    n: 18,
+    name: 'cd s1_change_asid',
+    kind: 'cd',
+    from: () => s1cd(778),
+    to: () => s1cd(1997),
+    syncs: 1,
+    hitless: true,
+    both: true,
+  },
+  {
+    n: 19,
+    name: 'ste s1_to_s2_stall',
+    kind: 'ste',
+    from: () => cdtable(S1DSS.SSID0, STALL),
+    to: () => s2ste(STALL),
+    syncs: 3,
+    hitless: true,
+  },
+  {
+    n: 20,
+    name: 'ste s2_to_s1_stall',
+    kind: 'ste',
+    from: () => s2ste(STALL),
+    to: () => cdtable(S1DSS.SSID0, STALL),
+    syncs: 3,
+    hitless: true,
+  },
+  {
+    n: 21,
+    name: 'ste nested_s1dssbypass_to_s1bypass',
+    kind: 'ste',
+    from: () => nested(S1DSS.BYPASS, ATS),
+    to: () => s2ste(PLAIN),
+    syncs: 3,
+    hitless: true,
+  },
+  {
+    n: 22,
+    name: 'ste nested_s1bypass_to_s1dssbypass',
+    kind: 'ste',
+    from: () => s2ste(PLAIN),
+    to: () => nested(S1DSS.BYPASS, ATS),
+    syncs: 2,
+    hitless: true,
+  },
+  {
+    n: 23,
+    name: 'cd sva_clear',
+    kind: 'cd',
+    from: zeroCd,
+    to: () => svacd(1997),
+    syncs: 2,
+    hitless: false,
+    both: true,
+  },
+  {
+    n: 24,
+    name: 'cd sva_release',
+    kind: 'cd',
+    from: () => svacd(1997),
+    to: () => svaReleased(1997),
+    syncs: 2,
+    hitless: true,
+    both: true,
+  },
 ];
 
 interface Directed {
@@ -148,7 +395,9 @@ interface Directed {
 
 const DIRECTED: Directed[] = CASES.flatMap((c) => {
   const fwd = { title: `#${c.n} ${c.name}`, c, from: c.from(), to: c.to() };
-  return c.both ? [fwd, { title: `#${c.n} ${c.name} (reverse)`, c, from: c.to(), to: c.from() }] : [fwd];
+  return c.both
+    ? [fwd, { title: `#${c.n} ${c.name} (reverse)`, c, from: c.to(), to: c.from() }]
+    : [fwd];
 });
 
 describe('kunit hitless-update cases (smmuv3.md §8.5)', () => {
@@ -173,7 +422,8 @@ describe('kunit hitless-update cases (smmuv3.md §8.5)', () => {
       for (const e of [d.from, d.to]) {
         const used = d.c.kind === 'ste' ? steUsed : cdUsed;
         const u = used(e);
-        for (let i = 0; i < ENTRY_WORDS; i++) expect((e[i]! & ~u[i]!) >>> 0, `${d.title} word ${i}`).toBe(0);
+        for (let i = 0; i < ENTRY_WORDS; i++)
+          expect((e[i]! & ~u[i]!) >>> 0, `${d.title} word ${i}`).toBe(0);
       }
     }
   });
@@ -186,7 +436,9 @@ describe('entries of §8.4', () => {
     expect(get(e, STE.S1Fmt)).toBe(2);
     expect(get(e, STE.S1ContextPtr) * 64).toBe(0xf0f0f0f0f0c0);
     expect(get(e, STE.Config)).toBe(5);
-    expect([get(e, STE.S1DSS), get(e, STE.S1CIR), get(e, STE.S1COR), get(e, STE.S1CSH)]).toEqual([2, 1, 1, 3]);
+    expect([get(e, STE.S1DSS), get(e, STE.S1CIR), get(e, STE.S1COR), get(e, STE.S1CSH)]).toEqual([
+      2, 1, 1, 3,
+    ]);
     expect(get(e, STE.S1STALLD)).toBe(1);
     expect(get(e, STE.EATS)).toBe(1);
     expect(get(e, STE.SHCFG)).toBe(0);
@@ -202,7 +454,8 @@ describe('entries of §8.4', () => {
     expect(d[0]).toBe(0xdn);
     expect(d[1]).toBe((1n << 28n) | (1n << 44n));
     // VTCR at DW2[50:32]: T0SZ 4 | SL0 3<<6 | IR0 2<<8 | OR0 1<<10 | SH0 3<<12 | TG 2<<14 | PS 1<<16
-    const vtcr = 4n | (3n << 6n) | (2n << 8n) | (1n << 10n) | (3n << 12n) | (2n << 14n) | (1n << 16n);
+    const vtcr =
+      4n | (3n << 6n) | (2n << 8n) | (1n << 10n) | (3n << 12n) | (2n << 14n) | (1n << 16n);
     expect(d[2]).toBe((vtcr << 32n) | (1n << 51n) | (1n << 54n) | (1n << 58n));
     expect(d[3]).toBe(0x000dbeefdeadbee0n);
     expect(get(s2ste(STALL), STE.S2S)).toBe(1);
@@ -223,13 +476,26 @@ describe('entries of §8.4', () => {
   it('abort and bypass STEs', () => {
     expect(hex(abort())).toBe(hex(fromDwords([1n, 0n, 0n, 0n, 0n, 0n, 0n, 0n])));
     expect(hex(bypass())).toBe(hex(fromDwords([9n, 1n << 44n, 0n, 0n, 0n, 0n, 0n, 0n])));
-    expect(hex(makeBypassSte({ attrTypesOvr: false, stalls: false }))).toBe(hex(fromDwords([9n, 0n, 0n, 0n, 0n, 0n, 0n, 0n])));
+    expect(hex(makeBypassSte({ attrTypesOvr: false, stalls: false }))).toBe(
+      hex(fromDwords([9n, 0n, 0n, 0n, 0n, 0n, 0n, 0n])),
+    );
   });
 
   it('S1 CD of the test: tsz 4, tg 2, ips 1, ASID, TTB0 [51:4], MAIR in DW3', () => {
     const c = s1cd(1997);
-    expect([get(c, CD.T0SZ), get(c, CD.TG0), get(c, CD.IPS), get(c, CD.ASID)]).toEqual([4, 2, 1, 1997]);
-    expect([get(c, CD.V), get(c, CD.EPD1), get(c, CD.AA64), get(c, CD.R), get(c, CD.A), get(c, CD.ASET), get(c, CD.EPD0), get(c, CD.S)]).toEqual([1, 1, 1, 1, 1, 1, 0, 0]);
+    expect([get(c, CD.T0SZ), get(c, CD.TG0), get(c, CD.IPS), get(c, CD.ASID)]).toEqual([
+      4, 2, 1, 1997,
+    ]);
+    expect([
+      get(c, CD.V),
+      get(c, CD.EPD1),
+      get(c, CD.AA64),
+      get(c, CD.R),
+      get(c, CD.A),
+      get(c, CD.ASET),
+      get(c, CD.EPD0),
+      get(c, CD.S),
+    ]).toEqual([1, 1, 1, 1, 1, 1, 0, 0]);
     const d = toDwords(c);
     expect(d[1]).toBe(0x000dbeefdeadbee0n);
     expect(d[2]).toBe(0n);
@@ -239,8 +505,12 @@ describe('entries of §8.4', () => {
   it('SVA CD and its released form share the ASID and MAIR; the released one has EPD0, no TTB0, no R/S', () => {
     const a = svacd(1997);
     const r = svaReleased(1997);
-    expect([get(a, CD.EPD0), get(a, CD.T0SZ), get(a, CD.ASET), get(a, CD.R)]).toEqual([0, 16, 0, 1]);
-    expect([get(r, CD.EPD0), get(r, CD.T0SZ), get(r, CD.R), get(r, CD.S), get(r, CD.V)]).toEqual([1, 0, 0, 0, 1]);
+    expect([get(a, CD.EPD0), get(a, CD.T0SZ), get(a, CD.ASET), get(a, CD.R)]).toEqual([
+      0, 16, 0, 1,
+    ]);
+    expect([get(r, CD.EPD0), get(r, CD.T0SZ), get(r, CD.R), get(r, CD.S), get(r, CD.V)]).toEqual([
+      1, 0, 0, 0, 1,
+    ]);
     expect(toDwords(a)[1]).toBe(0x4321_5000n);
     expect(toDwords(r)[1]).toBe(0n);
     expect(toDwords(r)[3]).toBe(toDwords(a)[3]);
@@ -253,22 +523,43 @@ describe('entries of §8.4', () => {
 describe('the Linux capture (linux-sequence.md §3)', () => {
   // QEMU's SMMU: no STALLS, no ATTR_TYPES_OVR, no ATS
   const QFT: HostSmmuFeatures = { attrTypesOvr: false, stalls: false };
-  const qSte = () => makeCdtableSte(QFT, PLAIN, { dma: 0x4806c000n, s1cdmax: 0, s1fmt: S1FMT.LINEAR }, S1DSS.SSID0);
-  const qCd = (asid: number, ttbr: bigint) => makeS1Cd(QFT, PLAIN, { asid, tcr: { tsz: 16, tg: 0, ...TCR_WBWA_ISH, ips: 4 }, ttbr, mair: 0xfffffffff404ff44n });
+  const qSte = () =>
+    makeCdtableSte(QFT, PLAIN, { dma: 0x4806c000n, s1cdmax: 0, s1fmt: S1FMT.LINEAR }, S1DSS.SSID0);
+  const qCd = (asid: number, ttbr: bigint) =>
+    makeS1Cd(QFT, PLAIN, {
+      asid,
+      tcr: { tsz: 16, tg: 0, ...TCR_WBWA_ISH, ips: 4 },
+      ttbr,
+      mair: 0xfffffffff404ff44n,
+    });
 
   it('the S1 STE for SID 8 is 0x000000004806c00b 0x00000000000000d6 0...', () => {
     expect(toDwords(qSte())).toEqual([0x4806c00bn, 0xd6n, 0n, 0n, 0n, 0n, 0n, 0n]);
   });
 
   it('the CD is 0x0001e204c0003510 0x0000000048089000 0 0xfffffffff404ff44', () => {
-    expect(toDwords(qCd(1, 0x48089000n))).toEqual([0x0001e204c0003510n, 0x48089000n, 0n, 0xfffffffff404ff44n, 0n, 0n, 0n, 0n]);
+    expect(toDwords(qCd(1, 0x48089000n))).toEqual([
+      0x0001e204c0003510n,
+      0x48089000n,
+      0n,
+      0xfffffffff404ff44n,
+      0n,
+      0n,
+      0n,
+      0n,
+    ]);
   });
 
   /** the qwords written before each sync */
   function writesPerSync(kind: Kind, from: Uint32Array, to: Uint32Array): number[][] {
     const cur = Uint32Array.from(from);
     const groups: number[][] = [[]];
-    writeEntry(cur, to, { used: kind === 'ste' ? steUsed : cdUsed, ...(kind === 'ste' ? { updateSafe: steUpdateSafe } : {}), write: (q) => groups[groups.length - 1]!.push(q), sync: () => groups.push([]) });
+    writeEntry(cur, to, {
+      used: kind === 'ste' ? steUsed : cdUsed,
+      ...(kind === 'ste' ? { updateSafe: steUpdateSafe } : {}),
+      write: (q) => groups[groups.length - 1]!.push(q),
+      sync: () => groups.push([]),
+    });
     groups.pop();
     return groups;
   }
@@ -329,22 +620,45 @@ describe('the writer', () => {
   });
 
   it('random transitions between the test entries: always ends at the target, old-or-new at every valid sync, ≤ 3 syncs', () => {
-    const stes = [abort(), bypass(), cdtable(S1DSS.SSID0, ATS), cdtable(S1DSS.BYPASS, ATS), cdtable(S1DSS.SSID0, STALL), cdtable(S1DSS.BYPASS, ATS, CDTAB_B),
-      cdtable(S1DSS.TERMINATE, PLAIN, CDTAB_B), s2ste(ATS), s2ste(PLAIN), s2ste(STALL), nested(S1DSS.BYPASS, ATS), nested(S1DSS.SSID0, PLAIN)];
+    const stes = [
+      abort(),
+      bypass(),
+      cdtable(S1DSS.SSID0, ATS),
+      cdtable(S1DSS.BYPASS, ATS),
+      cdtable(S1DSS.SSID0, STALL),
+      cdtable(S1DSS.BYPASS, ATS, CDTAB_B),
+      cdtable(S1DSS.TERMINATE, PLAIN, CDTAB_B),
+      s2ste(ATS),
+      s2ste(PLAIN),
+      s2ste(STALL),
+      nested(S1DSS.BYPASS, ATS),
+      nested(S1DSS.SSID0, PLAIN),
+    ];
     const cds = [zeroCd(), s1cd(1), s1cd(1997), svacd(1997), svaReleased(1997), svaReleased(12)];
-    fc.assert(fc.property(fc.boolean(), fc.nat(), fc.nat(), (isSte, i, j) => {
-      const pool = isSte ? stes : cds;
-      const from = pool[i % pool.length]!;
-      const to = pool[j % pool.length]!;
-      const kind: Kind = isSte ? 'ste' : 'cd';
-      const plan = planEntryUpdate(from, to, isSte ? { used: steUsed, updateSafe: steUpdateSafe } : { used: cdUsed });
-      const r = record(kind, from, to);
-      expect(r.violations).toEqual([]);
-      expect(hex(r.final)).toBe(hex(to));
-      expect(r.syncs).toBeLessThanOrEqual(3);
-      // a V=0 window appears only when the update is breaking, or when one side is itself invalid
-      const eitherInvalid = (isSte ? get(from, STE.V) & get(to, STE.V) : get(from, CD.V) & get(to, CD.V)) === 0;
-      if (!eitherInvalid) expect(r.invalidEntryWritten).toBe(plan.diff !== 0 && (plan.diff & (plan.diff - 1)) !== 0);
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.boolean(), fc.nat(), fc.nat(), (isSte, i, j) => {
+        const pool = isSte ? stes : cds;
+        const from = pool[i % pool.length]!;
+        const to = pool[j % pool.length]!;
+        const kind: Kind = isSte ? 'ste' : 'cd';
+        const plan = planEntryUpdate(
+          from,
+          to,
+          isSte ? { used: steUsed, updateSafe: steUpdateSafe } : { used: cdUsed },
+        );
+        const r = record(kind, from, to);
+        expect(r.violations).toEqual([]);
+        expect(hex(r.final)).toBe(hex(to));
+        expect(r.syncs).toBeLessThanOrEqual(3);
+        // a V=0 window appears only when the update is breaking, or when one side is itself invalid
+        const eitherInvalid =
+          (isSte ? get(from, STE.V) & get(to, STE.V) : get(from, CD.V) & get(to, CD.V)) === 0;
+        if (!eitherInvalid)
+          expect(r.invalidEntryWritten).toBe(
+            plan.diff !== 0 && (plan.diff & (plan.diff - 1)) !== 0,
+          );
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -10,11 +10,27 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ExternalAbort, PhysicalMemory } from '../../hw/memory.ts';
-import { walk, newStageCfg, newWalkOut, s1StartLevel, PERM, type StageCfg, type DescReader } from '../../hw/smmu/walk.ts';
+import {
+  walk,
+  newStageCfg,
+  newWalkOut,
+  s1StartLevel,
+  PERM,
+  type StageCfg,
+  type DescReader,
+} from '../../hw/smmu/walk.ts';
 import { s2StartLevel, s2GranuleShift, s2WalkConsistent } from '../../hw/smmu/ste.ts';
 import {
-  IoPgtable, IoPgtableError, newGather, rangeInvCommands, iommuPgsize,
-  type FlushOps, type IotlbGather, type PgtableAlloc, type PgtableCfg, type Prot,
+  IoPgtable,
+  IoPgtableError,
+  newGather,
+  rangeInvCommands,
+  iommuPgsize,
+  type FlushOps,
+  type IotlbGather,
+  type PgtableAlloc,
+  type PgtableCfg,
+  type Prot,
 } from '../../host/io-pgtable.ts';
 
 // ---- constants from the reference ------------------------------------------------------------
@@ -53,7 +69,8 @@ class BumpAlloc implements PgtableAlloc {
     return addr;
   }
   free(addr: number, bytes: number): void {
-    if (this.live.get(addr) !== bytes) throw new Error(`bad free 0x${addr.toString(16)} (${bytes})`);
+    if (this.live.get(addr) !== bytes)
+      throw new Error(`bad free 0x${addr.toString(16)} (${bytes})`);
     this.live.delete(addr);
   }
 }
@@ -104,7 +121,14 @@ function rig(cfg: Partial<PgtableCfg> & { fmt: PgtableCfg['fmt']; pgsizeBitmap: 
  * (addr >> shift(L)) & mask, the start level indexing IAS - shift(start) bits; a table
  * descriptor (0b11 below level 3) holds the next table address in bits [47:g].
  */
-function refDescs(mem: PhysicalMemory, root: number, g: number, start: number, ias: number, iova: number): bigint[] {
+function refDescs(
+  mem: PhysicalMemory,
+  root: number,
+  g: number,
+  start: number,
+  ias: number,
+  iova: number,
+): bigint[] {
   const out: bigint[] = [];
   const stride = g - 3;
   let table = BigInt(root);
@@ -171,7 +195,15 @@ interface HwResult {
 function hw(r: Rig, iova: number, cfg: StageCfg = stageCfgOf(r.pt)): HwResult {
   const out = newWalkOut();
   const fault = walk(cfg, iova, reader(r.mem), out);
-  return { fault, pa: out.oa + (iova % 2 ** out.pageShift), perm: out.perm, attr: out.attr, level: out.level, pageShift: out.pageShift, global: out.global };
+  return {
+    fault,
+    pa: out.oa + (iova % 2 ** out.pageShift),
+    perm: out.perm,
+    attr: out.attr,
+    level: out.level,
+    pageShift: out.pageShift,
+    global: out.global,
+  };
 }
 
 /**
@@ -238,11 +270,21 @@ const RW_CACHE: Prot = { read: true, write: true, cache: true };
 // ---- the captured Linux PTEs -----------------------------------------------------------------
 
 describe('reproduces what Linux 6.12 built on QEMU (linux-sequence.md §3)', () => {
-  const linux = () => rig({ fmt: S1, pgsizeBitmap: [...SIZES_4K], ias: 48, oas: 44, coherentWalk: true });
+  const linux = () =>
+    rig({ fmt: S1, pgsizeBitmap: [...SIZES_4K], ias: 48, oas: 44, coherentWalk: true });
 
   it('CD fields: T0SZ=16, TG0=4K, IRGN0=ORGN0=WBWA, SH0=ISH, IPS=44 bits, MAIR 0xfffffffff404ff44, 4 levels', () => {
     const { pt } = linux();
-    expect(pt.s1).toEqual({ tsz: 16, tg: 0, irgn: 1, orgn: 1, sh: 3, ips: 4, mair: 0xfffffffff404ff44n, ttbr: pt.root });
+    expect(pt.s1).toEqual({
+      tsz: 16,
+      tg: 0,
+      irgn: 1,
+      orgn: 1,
+      sh: 3,
+      ips: 4,
+      mair: 0xfffffffff404ff44n,
+      ttbr: pt.root,
+    });
     expect(pt.s2).toBeUndefined();
     expect(pt.granule).toBe(4096);
     expect(pt.levels).toBe(4);
@@ -287,7 +329,11 @@ describe('leaf descriptor encodings (reference §6.2)', () => {
   const S1_CASES: Array<[string, Prot, bigint]> = [
     ['RW cacheable', { read: true, write: true, cache: true }, 0x6000_0045678f47n], // AP01 idx1 ISH
     ['RO cacheable', { read: true, write: false, cache: true }, 0x6000_0045678fc7n], // AP11
-    ['RW privileged cacheable exec', { read: true, write: true, cache: true, priv: true, exec: true }, 0x45678f07n], // AP00
+    [
+      'RW privileged cacheable exec',
+      { read: true, write: true, cache: true, priv: true, exec: true },
+      0x45678f07n,
+    ], // AP00
     ['RO privileged non-cacheable', { read: true, write: false, priv: true }, 0x6000_0045678e83n], // AP10 idx0 OSH
     ['write-only non-cacheable', { read: false, write: true }, 0x6000_0045678e43n], // AP01 idx0 OSH
     ['RW MMIO', { read: true, write: true, mmio: true }, 0x6000_0045678e4bn], // idx2 OSH
@@ -300,14 +346,20 @@ describe('leaf descriptor encodings (reference §6.2)', () => {
     ['RO cacheable exec', { read: true, write: false, cache: true, exec: true }, 0x4567877fn], // S2AP 01
     ['WO non-cacheable', { read: false, write: true }, 0x6000_0045678697n], // MemAttr 0101, S2AP 10, OSH
     ['RW MMIO', { read: true, write: true, mmio: true }, 0x6000_00456786c7n], // MemAttr 0001
-    ['RW privileged (priv has no stage-2 meaning)', { read: true, write: true, priv: true }, 0x6000_00456786d7n],
+    [
+      'RW privileged (priv has no stage-2 meaning)',
+      { read: true, write: true, priv: true },
+      0x6000_00456786d7n,
+    ],
   ];
 
   for (const [name, prot, want] of S1_CASES) {
     it(`stage 1 page, ${name}`, () => {
       const r = rig({ fmt: S1, pgsizeBitmap: SIZES_4K });
       r.pt.map(0x1000_0000, 0x4567_8000, 4096, 1, prot);
-      expect(refDescs(r.mem, r.pt.root, 12, 0, 48, 0x1000_0000)[3]!.toString(16)).toBe(want.toString(16));
+      expect(refDescs(r.mem, r.pt.root, 12, 0, 48, 0x1000_0000)[3]!.toString(16)).toBe(
+        want.toString(16),
+      );
       expectMapped(r, 0x1000_0000, 0x4567_8000, prot, 12);
     });
   }
@@ -315,7 +367,9 @@ describe('leaf descriptor encodings (reference §6.2)', () => {
     it(`stage 2 page, ${name}`, () => {
       const r = rig({ fmt: S2, pgsizeBitmap: SIZES_4K, ias: 40 });
       r.pt.map(0x1000_0000, 0x4567_8000, 4096, 1, prot);
-      expect(refDescs(r.mem, r.pt.root, 12, 1, 40, 0x1000_0000)[2]!.toString(16)).toBe(want.toString(16));
+      expect(refDescs(r.mem, r.pt.root, 12, 1, 40, 0x1000_0000)[2]!.toString(16)).toBe(
+        want.toString(16),
+      );
       expectMapped(r, 0x1000_0000, 0x4567_8000, prot, 12);
     });
   }
@@ -333,7 +387,9 @@ describe('leaf descriptor encodings (reference §6.2)', () => {
 
   it('no read and no write maps nothing and returns 0', () => {
     const r = rig({ fmt: S1, pgsizeBitmap: SIZES_4K });
-    expect(r.pt.map(0x1000, 0x4000_1000, 4096, 1, { read: false, write: false, cache: true })).toBe(0);
+    expect(r.pt.map(0x1000, 0x4000_1000, 4096, 1, { read: false, write: false, cache: true })).toBe(
+      0,
+    );
     expectUnmapped(r, 0x1000);
   });
 
@@ -439,7 +495,16 @@ describe('configuration (granule choice, levels, start level, concatenation, CD/
   for (const [name, sizes, ias, tg, sl, start, concat] of S2_GEOMETRY) {
     it(`stage 2 ${name}: S2TG=${tg}, S2SL0=${sl}, start level ${start}`, () => {
       const r = rig({ fmt: S2, pgsizeBitmap: sizes, ias });
-      expect(r.pt.s2).toEqual({ tsz: 64 - ias, sl, tg, ps: 4, irgn: 1, orgn: 1, sh: 3, vttbr: r.pt.root });
+      expect(r.pt.s2).toEqual({
+        tsz: 64 - ias,
+        sl,
+        tg,
+        ps: 4,
+        irgn: 1,
+        orgn: 1,
+        sh: 3,
+        vttbr: r.pt.root,
+      });
       expect(r.pt.s1).toBeUndefined();
       expect(r.pt.startLevel).toBe(start);
       expect(s2StartLevel(sl, tg)).toBe(start);
@@ -461,7 +526,8 @@ describe('configuration (granule choice, levels, start level, concatenation, CD/
       if (concat) {
         const lastTable = r.pt.root + (concat - 1) * P;
         const used: number[] = [];
-        for (let a = lastTable; a < lastTable + P; a += 8) if (r.mem.read64(a) !== 0n) used.push((a - lastTable) / 8);
+        for (let a = lastTable; a < lastTable + P; a += 8)
+          if (r.mem.read64(a) !== 0n) used.push((a - lastTable) / 8);
         expect(used).toEqual([P / 8 - 1]);
       }
     });
@@ -486,9 +552,23 @@ const SCENARIOS: Scenario[] = [
   { name: 'S1 4K IAS 39', fmt: S1, sizes: SIZES_4K, ias: 39, block: 2 * M, l1block: 1 * G },
   { name: 'S1 16K IAS 48', fmt: S1, sizes: SIZES_16K, ias: 48, block: 32 * M, l1block: 0 },
   { name: 'S1 64K IAS 48', fmt: S1, sizes: SIZES_64K, ias: 48, block: 512 * M, l1block: 0 },
-  { name: 'S2 4K IAS 40 (concatenated)', fmt: S2, sizes: SIZES_4K, ias: 40, block: 2 * M, l1block: 1 * G },
+  {
+    name: 'S2 4K IAS 40 (concatenated)',
+    fmt: S2,
+    sizes: SIZES_4K,
+    ias: 40,
+    block: 2 * M,
+    l1block: 1 * G,
+  },
   { name: 'S2 4K IAS 48', fmt: S2, sizes: SIZES_4K, ias: 48, block: 2 * M, l1block: 1 * G },
-  { name: 'S2 16K IAS 48 (concatenated)', fmt: S2, sizes: SIZES_16K, ias: 48, block: 32 * M, l1block: 0 },
+  {
+    name: 'S2 16K IAS 48 (concatenated)',
+    fmt: S2,
+    sizes: SIZES_16K,
+    ias: 48,
+    block: 32 * M,
+    l1block: 0,
+  },
   { name: 'S2 64K IAS 48', fmt: S2, sizes: SIZES_64K, ias: 48, block: 512 * M, l1block: 0 },
   { name: 'S2 64K IAS 40', fmt: S2, sizes: SIZES_64K, ias: 40, block: 512 * M, l1block: 0 },
 ];
@@ -540,12 +620,25 @@ describe('map → iovaToPhys and the SMMU walker agree, every granule, both stag
       }
 
       for (const [iova, pa, bytes, p, leafShift] of maps) {
-        for (const off of [0, 8, P - 1, P, Math.floor(bytes / 2 / P) * P + 24, bytes - P, bytes - 1]) {
+        for (const off of [
+          0,
+          8,
+          P - 1,
+          P,
+          Math.floor(bytes / 2 / P) * P + 24,
+          bytes - P,
+          bytes - 1,
+        ]) {
           if (off < 0 || off >= bytes) continue;
           expectMapped(r, iova + off, pa + off, p, leafShift);
         }
-        if (iova >= P && !maps.some(([i, , b]) => iova - 1 >= i && iova - 1 < i + b)) expectUnmapped(r, iova - 1);
-        if (iova + bytes < 2 ** sc.ias && !maps.some(([i, , b]) => iova + bytes >= i && iova + bytes < i + b)) expectUnmapped(r, iova + bytes);
+        if (iova >= P && !maps.some(([i, , b]) => iova - 1 >= i && iova - 1 < i + b))
+          expectUnmapped(r, iova - 1);
+        if (
+          iova + bytes < 2 ** sc.ias &&
+          !maps.some(([i, , b]) => iova + bytes >= i && iova + bytes < i + b)
+        )
+          expectUnmapped(r, iova + bytes);
       }
       expectUnmapped(r, 0);
       expectUnmapped(r, 2 ** sc.ias - P);
@@ -567,7 +660,9 @@ describe('refusals', () => {
     expect(errnoOf(() => r.pt.map(0x10_0000, 0x4100_0000, 4096, 1, RW_CACHE))).toBe('EEXIST');
     expect(r.pt.iovaToPhys(0x10_0000)).toBe(0x4000_0000);
     // a run whose third page exists: none of it is mapped
-    expect(errnoOf(() => r.pt.map(0x10_0000 - 2 * 4096, 0x4200_0000, 4096, 4, RW_CACHE))).toBe('EEXIST');
+    expect(errnoOf(() => r.pt.map(0x10_0000 - 2 * 4096, 0x4200_0000, 4096, 4, RW_CACHE))).toBe(
+      'EEXIST',
+    );
     expectUnmapped(r, 0x10_0000 - 2 * 4096);
     expectUnmapped(r, 0x10_0000 - 4096);
     // blocks
@@ -603,14 +698,20 @@ describe('unmap: sizes returned and the flush ops called', () => {
     const tables = r.alloc.live.size;
     const g = newGather();
     expect(r.pt.unmap(0x1000_0000, 4096, 2, g)).toBe(8192);
-    expect(r.flush.calls).toEqual([['page', 0x1000_0000, 4096], ['page', 0x1000_1000, 4096]]);
+    expect(r.flush.calls).toEqual([
+      ['page', 0x1000_0000, 4096],
+      ['page', 0x1000_1000, 4096],
+    ]);
     expect(r.flush.gathers.every((x) => x === g)).toBe(true);
     r.flush.take();
     expectUnmapped(r, 0x1000_1000);
     expectMapped(r, 0x1000_2000, 0x4000_2000, RW_CACHE, 12);
     // a count past the last mapped page stops at the first empty entry
     expect(r.pt.unmap(0x1000_2000, 4096, 5, g)).toBe(8192);
-    expect(r.flush.take()).toEqual([['page', 0x1000_2000, 4096], ['page', 0x1000_3000, 4096]]);
+    expect(r.flush.take()).toEqual([
+      ['page', 0x1000_2000, 4096],
+      ['page', 0x1000_3000, 4096],
+    ]);
     // nothing left: 0, no calls
     expect(r.pt.unmap(0x1000_0000, 4096, 1, g)).toBe(0);
     expect(r.pt.unmap(0x7000_0000, 4096, 1, g)).toBe(0);
@@ -631,7 +732,11 @@ describe('unmap: sizes returned and the flush ops called', () => {
   });
 
   it('blocks: never split (part of a block unmaps 0); a whole block gives tlbAddPage with the block size', () => {
-    for (const [sizes, B] of [[SIZES_4K, 2 * M], [SIZES_16K, 32 * M], [SIZES_64K, 512 * M]] as const) {
+    for (const [sizes, B] of [
+      [SIZES_4K, 2 * M],
+      [SIZES_16K, 32 * M],
+      [SIZES_64K, 512 * M],
+    ] as const) {
       const r = rig({ fmt: S2, pgsizeBitmap: [...sizes], ias: 48 });
       const P = sizes[0];
       r.pt.map(3 * B, 5 * B, B, 1, RW_CACHE);
@@ -652,16 +757,25 @@ describe('unmap: sizes returned and the flush ops called', () => {
     r.pt.map(iova, 2 * G, G, 2, RW_CACHE);
     expectMapped(r, iova + G + 0x1234, 3 * G + 0x1234, RW_CACHE, 30);
     expect(r.pt.unmap(iova, G, 2, newGather())).toBe(2 * G);
-    expect(r.flush.take()).toEqual([['page', iova, G], ['page', iova + G, G]]);
+    expect(r.flush.take()).toEqual([
+      ['page', iova, G],
+      ['page', iova + G, G],
+    ]);
     expectUnmapped(r, iova);
   });
 
   it('an unmap at a block size that finds a table removes it: tlbFlushWalk with the granule, table freed', () => {
-    for (const [sizes, B] of [[SIZES_4K, 2 * M], [SIZES_64K, 512 * M]] as const) {
+    for (const [sizes, B] of [
+      [SIZES_4K, 2 * M],
+      [SIZES_64K, 512 * M],
+    ] as const) {
       const r = rig({ fmt: S1, pgsizeBitmap: [...sizes] });
       const P = sizes[0];
       r.pt.map(B, 0x4000_0000, P, 3, RW_CACHE);
-      const leafTable = Number(refDescs(r.mem, r.pt.root, Math.log2(P), r.pt.startLevel, 48, B).at(-2)! & ((1n << 48n) - BigInt(P)));
+      const leafTable = Number(
+        refDescs(r.mem, r.pt.root, Math.log2(P), r.pt.startLevel, 48, B).at(-2)! &
+          ((1n << 48n) - BigInt(P)),
+      );
       expect(r.alloc.live.has(leafTable)).toBe(true);
       const before = r.pt.tableCount;
       expect(r.pt.unmap(B, B, 1, newGather())).toBe(B);
@@ -717,8 +831,12 @@ describe('unmap: sizes returned and the flush ops called', () => {
 
 describe('rangeInvCommands (reference §4.4, linux-sequence.md §3)', () => {
   it('the captured commands: a 4 KiB unmap (NUM=0 SCALE=0 TTL=3) and an 8 KiB unmap (NUM=0 SCALE=1)', () => {
-    expect(rangeInvCommands(0xffffd000, 4096, 4096, true, 4096)).toEqual([{ addr: 0xffffd000, tg: 1, ttl: 3, num: 0, scale: 0 }]);
-    expect(rangeInvCommands(0xfffee000, 8192, 4096, true, 4096)).toEqual([{ addr: 0xfffee000, tg: 1, ttl: 3, num: 0, scale: 1 }]);
+    expect(rangeInvCommands(0xffffd000, 4096, 4096, true, 4096)).toEqual([
+      { addr: 0xffffd000, tg: 1, ttl: 3, num: 0, scale: 0 },
+    ]);
+    expect(rangeInvCommands(0xfffee000, 8192, 4096, true, 4096)).toEqual([
+      { addr: 0xfffee000, tg: 1, ttl: 3, num: 0, scale: 1 },
+    ]);
   });
 
   it('hand-worked splits', () => {
@@ -728,21 +846,30 @@ describe('rangeInvCommands (reference §4.4, linux-sequence.md §3)', () => {
       { addr: 0x10_3000, tg: 1, ttl: 3, num: 0, scale: 5 },
     ]);
     // 100 pages = 0b1100100: SCALE = 2, NUM + 1 = (100 >> 2) & 31 = 25, so 25 × 4 = 100 pages in one command
-    expect(rangeInvCommands(0, 100 * 4096, 4096, true, 4096)).toEqual([{ addr: 0, tg: 1, ttl: 3, num: 24, scale: 2 }]);
+    expect(rangeInvCommands(0, 100 * 4096, 4096, true, 4096)).toEqual([
+      { addr: 0, tg: 1, ttl: 3, num: 24, scale: 2 },
+    ]);
     // 33 leaf pages: 1 at SCALE 0, then 32 at SCALE 5
     expect(rangeInvCommands(0, 33 * 4096, 4096, true, 4096)).toEqual([
       { addr: 0, tg: 1, ttl: 3, num: 0, scale: 0 },
       { addr: 0x1000, tg: 1, ttl: 3, num: 0, scale: 5 },
     ]);
     // non-leaf (walk) invalidations: TTL 0; a count of 1 (mod 32) is rounded up to avoid NUM=SCALE=TTL=0
-    expect(rangeInvCommands(0x20_0000, 4096, 4096, false, 4096)).toEqual([{ addr: 0x20_0000, tg: 1, ttl: 0, num: 0, scale: 1 }]);
-    expect(rangeInvCommands(0, 33 * 4096, 4096, false, 4096)).toEqual([{ addr: 0, tg: 1, ttl: 0, num: 16, scale: 1 }]);
-    expect(rangeInvCommands(0x20_0000, 2 * M, 4096, false, 4096)).toEqual([{ addr: 0x20_0000, tg: 1, ttl: 0, num: 0, scale: 9 }]);
+    expect(rangeInvCommands(0x20_0000, 4096, 4096, false, 4096)).toEqual([
+      { addr: 0x20_0000, tg: 1, ttl: 0, num: 0, scale: 1 },
+    ]);
+    expect(rangeInvCommands(0, 33 * 4096, 4096, false, 4096)).toEqual([
+      { addr: 0, tg: 1, ttl: 0, num: 16, scale: 1 },
+    ]);
+    expect(rangeInvCommands(0x20_0000, 2 * M, 4096, false, 4096)).toEqual([
+      { addr: 0x20_0000, tg: 1, ttl: 0, num: 0, scale: 9 },
+    ]);
     expect(rangeInvCommands(0, 0, 4096, true, 4096)).toEqual([]);
   });
 
   it('TG and TTL for blocks and the other granules: TTL = 4 - (log2(leaf) - 3)/(tg - 3)', () => {
-    const one = (size: number, granule: number, tgSize: number) => rangeInvCommands(0, size, granule, true, tgSize)[0]!;
+    const one = (size: number, granule: number, tgSize: number) =>
+      rangeInvCommands(0, size, granule, true, tgSize)[0]!;
     expect(one(2 * M, 2 * M, 4 * K)).toMatchObject({ tg: 1, ttl: 2, num: 0, scale: 9 });
     expect(one(4 * M, 2 * M, 4 * K)).toMatchObject({ tg: 1, ttl: 2, num: 0, scale: 10 });
     expect(one(G, G, 4 * K)).toMatchObject({ tg: 1, ttl: 1, num: 0, scale: 18 });
@@ -754,24 +881,33 @@ describe('rangeInvCommands (reference §4.4, linux-sequence.md §3)', () => {
 
   it('property: the commands tile the range from its start, none reserved, each at most 32 × 2^SCALE pages', () => {
     fc.assert(
-      fc.property(fc.constantFrom(12, 14, 16), fc.integer({ min: 1, max: 40_000 }), fc.integer({ min: 0, max: 2 ** 20 }), fc.boolean(), (g, pages, startPage, leaf) => {
-        const P = 2 ** g;
-        const iova = startPage * P;
-        const cmds = rangeInvCommands(iova, pages * P, P, leaf, P);
-        let at = iova;
-        for (const c of cmds) {
-          expect(c.addr).toBe(at);
-          expect(c.tg).toBe((g - 10) / 2);
-          expect(c.num).toBeGreaterThanOrEqual(0);
-          expect(c.num).toBeLessThanOrEqual(31);
-          expect(c.ttl).toBe(leaf ? 3 : 0);
-          expect(c.num === 0 && c.scale === 0 && c.ttl === 0, 'reserved TG≠0, NUM=SCALE=TTL=0').toBe(false);
-          at += (c.num + 1) * 2 ** c.scale * P; // QEMU's decoding
-        }
-        const covered = (at - iova) / P;
-        if (leaf) expect(covered).toBe(pages);
-        else expect(covered).toBe(pages % 32 === 1 ? pages + 1 : pages);
-      }),
+      fc.property(
+        fc.constantFrom(12, 14, 16),
+        fc.integer({ min: 1, max: 40_000 }),
+        fc.integer({ min: 0, max: 2 ** 20 }),
+        fc.boolean(),
+        (g, pages, startPage, leaf) => {
+          const P = 2 ** g;
+          const iova = startPage * P;
+          const cmds = rangeInvCommands(iova, pages * P, P, leaf, P);
+          let at = iova;
+          for (const c of cmds) {
+            expect(c.addr).toBe(at);
+            expect(c.tg).toBe((g - 10) / 2);
+            expect(c.num).toBeGreaterThanOrEqual(0);
+            expect(c.num).toBeLessThanOrEqual(31);
+            expect(c.ttl).toBe(leaf ? 3 : 0);
+            expect(
+              c.num === 0 && c.scale === 0 && c.ttl === 0,
+              'reserved TG≠0, NUM=SCALE=TTL=0',
+            ).toBe(false);
+            at += (c.num + 1) * 2 ** c.scale * P; // QEMU's decoding
+          }
+          const covered = (at - iova) / P;
+          if (leaf) expect(covered).toBe(pages);
+          else expect(covered).toBe(pages % 32 === 1 ? pages + 1 : pages);
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -782,10 +918,19 @@ describe('rangeInvCommands (reference §4.4, linux-sequence.md §3)', () => {
 describe('mapRange / unmapRange / iommuPgsize (the IOMMU core around map_pages)', () => {
   it('iommuPgsize picks the largest aligned size and stops small pages where a block can start', () => {
     // 4K pages up to the next 2 MB boundary, then 2 MB blocks
-    expect(iommuPgsize(SIZES_4K, 0x1f_e000, 0x4_001f_e000, 0x40_2000)).toEqual({ pgsize: 4096, count: 2 });
-    expect(iommuPgsize(SIZES_4K, 0x20_0000, 0x4_0020_0000, 0x40_0000)).toEqual({ pgsize: 2 * M, count: 2 });
+    expect(iommuPgsize(SIZES_4K, 0x1f_e000, 0x4_001f_e000, 0x40_2000)).toEqual({
+      pgsize: 4096,
+      count: 2,
+    });
+    expect(iommuPgsize(SIZES_4K, 0x20_0000, 0x4_0020_0000, 0x40_0000)).toEqual({
+      pgsize: 2 * M,
+      count: 2,
+    });
     // iova and PA differently offset within 2 MB: pages all the way
-    expect(iommuPgsize(SIZES_4K, 0x1f_e000, 0x4_001f_f000, 0x40_2000)).toEqual({ pgsize: 4096, count: 0x402 });
+    expect(iommuPgsize(SIZES_4K, 0x1f_e000, 0x4_001f_f000, 0x40_2000)).toEqual({
+      pgsize: 4096,
+      count: 0x402,
+    });
   });
 
   it('maps with blocks where they fit and unmaps the same way', () => {
@@ -799,7 +944,12 @@ describe('mapRange / unmapRange / iommuPgsize (the IOMMU core around map_pages)'
     expectMapped(r, 0x8000_4000, 0x1_8000_4000, RW_CACHE, 12);
     expect(r.pt.unmapRange(iova, size, newGather())).toBe(size);
     const calls = r.flush.take();
-    expect(calls.filter((c) => c[0] === 'page').map((c) => c[2])).toEqual([...Array(3).fill(4096), 2 * M, G, ...Array(5).fill(4096)]);
+    expect(calls.filter((c) => c[0] === 'page').map((c) => c[2])).toEqual([
+      ...Array(3).fill(4096),
+      2 * M,
+      G,
+      ...Array(5).fill(4096),
+    ]);
     expectUnmapped(r, 0x4000_0000);
   });
 });
@@ -814,7 +964,9 @@ describe('mapRange / unmapRange / iommuPgsize (the IOMMU core around map_pages)'
  * even if it then fails; an unmap stops at the first empty entry and never splits a block; an
  * unmap at the block size frees a table with a walk flush.
  */
-type Slot = { kind: 'block'; pa: number; prot: number } | { kind: 'table'; pages: Map<number, { pa: number; prot: number }> };
+type Slot =
+  | { kind: 'block'; pa: number; prot: number }
+  | { kind: 'table'; pages: Map<number, { pa: number; prot: number }> };
 type Op =
   | { op: 'mapPages'; w: number; off: number; count: number; pa: number; prot: number }
   | { op: 'mapBlocks'; w: number; count: number; pa: number; prot: number }
@@ -828,7 +980,12 @@ const PROTS: Prot[] = [
   { read: true, write: true, priv: true },
 ];
 
-function modelProperty(fmt: typeof S1 | typeof S2, sizes: number[], ias: number, numRuns: number): void {
+function modelProperty(
+  fmt: typeof S1 | typeof S2,
+  sizes: number[],
+  ias: number,
+  numRuns: number,
+): void {
   const P = sizes[0]!;
   const E = P / 8;
   const B = sizes[1]!;
@@ -836,10 +993,32 @@ function modelProperty(fmt: typeof S1 | typeof S2, sizes: number[], ias: number,
   const stage = fmt === S1 ? 1 : 2;
   const offArb = fc.oneof(fc.integer({ min: 0, max: 6 }), fc.integer({ min: E - 6, max: E - 1 }));
   const opArb: fc.Arbitrary<Op> = fc.oneof(
-    fc.record({ op: fc.constant('mapPages' as const), w: fc.integer({ min: 0, max: 3 }), off: offArb, count: fc.integer({ min: 1, max: 9 }), pa: fc.integer({ min: 0, max: 1000 }), prot: fc.integer({ min: 0, max: 3 }) }),
-    fc.record({ op: fc.constant('mapBlocks' as const), w: fc.integer({ min: 0, max: 3 }), count: fc.integer({ min: 1, max: 3 }), pa: fc.integer({ min: 0, max: 1000 }), prot: fc.integer({ min: 0, max: 3 }) }),
-    fc.record({ op: fc.constant('unmapPages' as const), w: fc.integer({ min: 0, max: 3 }), off: offArb, count: fc.integer({ min: 1, max: 9 }) }),
-    fc.record({ op: fc.constant('unmapBlocks' as const), w: fc.integer({ min: 0, max: 3 }), count: fc.integer({ min: 1, max: 3 }) }),
+    fc.record({
+      op: fc.constant('mapPages' as const),
+      w: fc.integer({ min: 0, max: 3 }),
+      off: offArb,
+      count: fc.integer({ min: 1, max: 9 }),
+      pa: fc.integer({ min: 0, max: 1000 }),
+      prot: fc.integer({ min: 0, max: 3 }),
+    }),
+    fc.record({
+      op: fc.constant('mapBlocks' as const),
+      w: fc.integer({ min: 0, max: 3 }),
+      count: fc.integer({ min: 1, max: 3 }),
+      pa: fc.integer({ min: 0, max: 1000 }),
+      prot: fc.integer({ min: 0, max: 3 }),
+    }),
+    fc.record({
+      op: fc.constant('unmapPages' as const),
+      w: fc.integer({ min: 0, max: 3 }),
+      off: offArb,
+      count: fc.integer({ min: 1, max: 9 }),
+    }),
+    fc.record({
+      op: fc.constant('unmapBlocks' as const),
+      w: fc.integer({ min: 0, max: 3 }),
+      count: fc.integer({ min: 1, max: 3 }),
+    }),
   );
 
   fc.assert(
@@ -851,7 +1030,8 @@ function modelProperty(fmt: typeof S1 | typeof S2, sizes: number[], ias: number,
         const s = Math.floor(iova / B);
         const st = model.get(s);
         if (!st) return null;
-        if (st.kind === 'block') return { pa: st.pa + (iova % B), prot: st.prot, shift: Math.log2(B) };
+        if (st.kind === 'block')
+          return { pa: st.pa + (iova % B), prot: st.prot, shift: Math.log2(B) };
         const pg = st.pages.get(Math.floor((iova % B) / P));
         return pg ? { pa: pg.pa + (iova % P), prot: pg.prot, shift: Math.log2(P) } : null;
       };
@@ -864,8 +1044,13 @@ function modelProperty(fmt: typeof S1 | typeof S2, sizes: number[], ias: number,
         if (!withHw) return;
         const h = hw(r, iova);
         const hwGot = m ? [h.fault, h.pa, h.pageShift, h.perm] : [h.fault];
-        const hwWant = m ? [0, m.pa, m.shift, expectedPerm(stage, PROTS[m.prot]!)] : [F_TRANSLATION];
-        if (hwGot.some((v, i) => v !== hwWant[i])) expect(hwGot, `IOVA 0x${iova.toString(16)}: walk [fault, PA, shift, perm]`).toEqual(hwWant);
+        const hwWant = m
+          ? [0, m.pa, m.shift, expectedPerm(stage, PROTS[m.prot]!)]
+          : [F_TRANSLATION];
+        if (hwGot.some((v, i) => v !== hwWant[i]))
+          expect(hwGot, `IOVA 0x${iova.toString(16)}: walk [fault, PA, shift, perm]`).toEqual(
+            hwWant,
+          );
       };
 
       for (const o of ops) {
@@ -896,7 +1081,8 @@ function modelProperty(fmt: typeof S1 | typeof S2, sizes: number[], ias: number,
               for (let i = 0; i < n; i++) if (t.pages.has(o.off + i)) clash = true;
               if (clash) want = 'EEXIST';
               else {
-                for (let i = 0; i < n; i++) t.pages.set(o.off + i, { pa: pa + i * P, prot: o.prot });
+                for (let i = 0; i < n; i++)
+                  t.pages.set(o.off + i, { pa: pa + i * P, prot: o.prot });
                 want = n * P;
               }
             }
@@ -918,7 +1104,9 @@ function modelProperty(fmt: typeof S1 | typeof S2, sizes: number[], ias: number,
                 expectCalls.push(['walk', (s + i) * B, B, P]);
               }
             }
-            if (want !== 'EEXIST') for (let i = 0; i < n; i++) model.set(s + i, { kind: 'block', pa: pa + i * B, prot: o.prot });
+            if (want !== 'EEXIST')
+              for (let i = 0; i < n; i++)
+                model.set(s + i, { kind: 'block', pa: pa + i * B, prot: o.prot });
             break;
           }
           case 'unmapPages': {
@@ -945,7 +1133,9 @@ function modelProperty(fmt: typeof S1 | typeof S2, sizes: number[], ias: number,
               const st = model.get(s + i);
               if (!st) break;
               model.delete(s + i);
-              expectCalls.push(st.kind === 'block' ? ['page', (s + i) * B, B] : ['walk', (s + i) * B, B, P]);
+              expectCalls.push(
+                st.kind === 'block' ? ['page', (s + i) * B, B] : ['walk', (s + i) * B, B, P],
+              );
             }
             want = i * B;
             break;
@@ -972,7 +1162,10 @@ function modelProperty(fmt: typeof S1 | typeof S2, sizes: number[], ias: number,
 
 describe('property: random maps/unmaps match a reference model (iovaToPhys and the SMMU walker)', () => {
   it('stage 1, 4 KB (window across the 1 GB boundary)', () => modelProperty(S1, SIZES_4K, 48, 300));
-  it('stage 2, 4 KB, IAS 40 with concatenated level-1 tables', () => modelProperty(S2, SIZES_4K, 40, 150));
-  it('stage 1, 16 KB (window across the 64 GB boundary)', () => modelProperty(S1, SIZES_16K, 48, 40));
-  it('stage 2, 64 KB (window across the 4 TB boundary)', () => modelProperty(S2, SIZES_64K, 48, 12));
+  it('stage 2, 4 KB, IAS 40 with concatenated level-1 tables', () =>
+    modelProperty(S2, SIZES_4K, 40, 150));
+  it('stage 1, 16 KB (window across the 64 GB boundary)', () =>
+    modelProperty(S1, SIZES_16K, 48, 40));
+  it('stage 2, 64 KB (window across the 4 TB boundary)', () =>
+    modelProperty(S2, SIZES_64K, 48, 12));
 });

@@ -1,6 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import {
-  bits, dw, get, set, getBig, setBig, build, place, wordMask, definedMask, join, hex, toDwords, fromDwords,
+  bits,
+  dw,
+  get,
+  set,
+  getBig,
+  setBig,
+  build,
+  place,
+  wordMask,
+  definedMask,
+  join,
+  hex,
+  toDwords,
+  fromDwords,
 } from '../../hw/bits.ts';
 import { STE, L1STD } from '../../hw/smmu/ste.ts';
 import { CD } from '../../hw/smmu/cd.ts';
@@ -18,7 +31,15 @@ function words(...d: bigint[]): Uint32Array {
 describe('bits: field declarations', () => {
   it('bits() records lsb, width, word, shift and mask', () => {
     const f = bits('F', 13, 12);
-    expect(f).toMatchObject({ name: 'F', lsb: 12, width: 2, word: 0, shift: 12, mask: 3, single: true });
+    expect(f).toMatchObject({
+      name: 'F',
+      lsb: 12,
+      width: 2,
+      word: 0,
+      shift: 12,
+      mask: 3,
+      single: true,
+    });
     const g = bits('G', 95, 92);
     expect(g).toMatchObject({ lsb: 92, width: 4, word: 2, shift: 28, mask: 0xf, single: true });
     expect(() => bits('bad', 3, 4)).toThrow();

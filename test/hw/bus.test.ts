@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../hw/machine.ts';
-import { CpuAbortError, MmioBus, TRAP, isGuestActor, type BusAccessEvent, type DataAbort, type MmioDevice } from '../../hw/bus.ts';
+import {
+  CpuAbortError,
+  MmioBus,
+  TRAP,
+  isGuestActor,
+  type BusAccessEvent,
+  type DataAbort,
+  type MmioDevice,
+} from '../../hw/bus.ts';
 import { PhysicalMemory } from '../../hw/memory.ts';
 import { NO_RAM, R, RAM, SMMU } from './helpers.ts';
 
@@ -67,7 +75,15 @@ describe('MmioBus', () => {
     expect(m.bus.deviceAt(SMMU + 0x1ffff)?.name).toBe('smmu');
     expect(m.bus.deviceAt(SMMU + 0x20000)).toBeUndefined();
     expect(seen).toHaveLength(2);
-    expect(seen[0]).toMatchObject({ actor: 'host', dir: 'w', addr: SMMU + 0x100ac, size: 4, value: 3n, offset: 0x100ac, trapped: false });
+    expect(seen[0]).toMatchObject({
+      actor: 'host',
+      dir: 'w',
+      addr: SMMU + 0x100ac,
+      size: 4,
+      value: 3n,
+      offset: 0x100ac,
+      trapped: false,
+    });
     expect(seen[0]!.device?.name).toBe('smmu');
     expect(seen[1]).toMatchObject({ dir: 'r', value: 3n, offset: 0x100ac });
     expect(m.bus.deviceAccesses).toBe(2);
@@ -99,7 +115,9 @@ describe('MmioBus', () => {
       return 0x1_2345_6789n; // wider than the access: the CPU sees the low 32 bits
     });
     expect(m.bus.read32('guest:vm1', SMMU + R.IDR0)).toBe(0x23456789);
-    expect(aborts).toEqual([{ actor: 'guest:vm1', addr: SMMU + R.IDR0, size: 4, dir: 'r', value: 0n }]);
+    expect(aborts).toEqual([
+      { actor: 'guest:vm1', addr: SMMU + R.IDR0, size: 4, dir: 'r', value: 0n },
+    ]);
     expect(m.bus.traps).toBe(1);
   });
 
@@ -111,7 +129,9 @@ describe('MmioBus', () => {
       return 0n;
     });
     m.bus.write64('host', SMMU + R.CMDQ_BASE, 0x4000_0000_4001_0004n);
-    expect(aborts).toEqual([{ actor: 'host', addr: SMMU + R.CMDQ_BASE, size: 8, dir: 'w', value: 0x4000_0000_4001_0004n }]);
+    expect(aborts).toEqual([
+      { actor: 'host', addr: SMMU + R.CMDQ_BASE, size: 8, dir: 'w', value: 0x4000_0000_4001_0004n },
+    ]);
     // the hypervisor bypasses stage 2 and sees the register unchanged (reset value 0)
     expect(m.bus.read64('hyp', SMMU + R.CMDQ_BASE)).toBe(0n);
     m.bus.write32('hyp', SMMU + R.CR1, 0xd75);
@@ -126,7 +146,13 @@ describe('MmioBus', () => {
     m.bus.observe((e) => seen.push(e));
     m.bus.read('guest:g', SMMU + R.CR0, 4);
     expect(seen).toHaveLength(1);
-    expect(seen[0]).toMatchObject({ actor: 'guest:g', dir: 'r', addr: SMMU + R.CR0, value: 0xabn, trapped: true });
+    expect(seen[0]).toMatchObject({
+      actor: 'guest:g',
+      dir: 'r',
+      addr: SMMU + R.CR0,
+      value: 0xabn,
+      trapped: true,
+    });
     expect(seen[0]!.device).toBeUndefined();
   });
 
@@ -143,7 +169,10 @@ describe('MmioBus', () => {
     // 0x10_0000.. is outside the guest's RAM and traps
     const got = m.bus.readBytes('guest:vm1', 0xffffe, 4);
     expect(Array.from(got)).toEqual([0, 0, 0x5a, 0x5a]);
-    expect(aborts.map((a) => [a.addr, a.size, a.dir])).toEqual([[0x100000, 1, 'r'], [0x100001, 1, 'r']]);
+    expect(aborts.map((a) => [a.addr, a.size, a.dir])).toEqual([
+      [0x100000, 1, 'r'],
+      [0x100001, 1, 'r'],
+    ]);
   });
 
   it('a trap with no handler is a CPU abort', () => {
@@ -161,7 +190,11 @@ describe('MmioBus', () => {
     mem.addRam('ram', 0x4000_0000, 0x1000);
     const bus = new MmioBus(mem);
     const dev = (name: string, base: number, size: number): MmioDevice => ({
-      name, base, size, read: () => 0n, write: () => {},
+      name,
+      base,
+      size,
+      read: () => 0n,
+      write: () => {},
     });
     bus.attach(dev('a', 0x1000, 0x1000));
     expect(() => bus.attach(dev('b', 0x1800, 0x1000))).toThrow();

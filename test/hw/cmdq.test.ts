@@ -1,14 +1,45 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../hw/machine.ts';
 import type { SmmuFeatures } from '../../hw/smmu/features.ts';
-import { decodeCommand, encodeCommand, opcodeByName, opcodeName, OPCODES } from '../../hw/smmu/commands.ts';
 import {
-  CERROR_ILL, CFGI_ALL, CMDQ_PA, DMA_BUF, LINUX_SYNC, MSI_PA, OPC, R, RAM, SYNC_NONE, Sw, bytes, cfgiRange, cfgiSte, cmd,
-  initCmdq, rig, steAddr, STE_BYPASS, STE_INVALID, STE_ABORT, sync, writeSte, type Cmd,
+  decodeCommand,
+  encodeCommand,
+  opcodeByName,
+  opcodeName,
+  OPCODES,
+} from '../../hw/smmu/commands.ts';
+import {
+  CERROR_ILL,
+  CFGI_ALL,
+  CMDQ_PA,
+  DMA_BUF,
+  LINUX_SYNC,
+  MSI_PA,
+  OPC,
+  R,
+  RAM,
+  SYNC_NONE,
+  Sw,
+  bytes,
+  cfgiRange,
+  cfgiSte,
+  cmd,
+  initCmdq,
+  rig,
+  steAddr,
+  STE_BYPASS,
+  STE_INVALID,
+  STE_ABORT,
+  sync,
+  writeSte,
+  type Cmd,
 } from './helpers.ts';
 
 /** Run one command on a fresh SMMU; report CMDQ_CONS and GERROR as software reads them. */
-function runOne(c: Cmd, features: Partial<SmmuFeatures> = {}): { cons: number; gerror: number; m: Machine } {
+function runOne(
+  c: Cmd,
+  features: Partial<SmmuFeatures> = {},
+): { cons: number; gerror: number; m: Machine } {
   const m = new Machine({ smmu: { features } });
   const sw = new Sw(m);
   const q = initCmdq(sw, CMDQ_PA, 4);
@@ -27,7 +58,10 @@ function expectIllegal(c: Cmd, features: Partial<SmmuFeatures> = {}): void {
 }
 
 /** Opcodes a default SMMU (S1+S2, HYP, ATS, no PRI, no MPAM, STALL_MODEL=0b01, no DPT, NS queue) accepts. */
-const ACCEPTED_BY_DEFAULT = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x11, 0x12, 0x13, 0x20, 0x21, 0x22, 0x23, 0x28, 0x2a, 0x30, 0x40, 0x46];
+const ACCEPTED_BY_DEFAULT = [
+  0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x11, 0x12, 0x13, 0x20, 0x21, 0x22, 0x23, 0x28, 0x2a,
+  0x30, 0x40, 0x46,
+];
 
 describe('opcode table (reference §4.2)', () => {
   it('every opcode 0x00..0xFF: the listed ones are accepted, every other one is CERROR_ILL', () => {
@@ -76,11 +110,25 @@ describe('the Linux command words (linux-sequence.md §3) decode as stated and a
     ['CFGI_CD', [0x0000000800000005n, 0x1n], { StreamID: 8, SubstreamID: 0, Leaf: 1 }],
     ['CFGI_STE', [0x0000000800000003n, 0x1n], { StreamID: 8, Leaf: 1 }],
     ['PREFETCH_CONFIG', [0x0000000800000001n, 0n], { StreamID: 8 }],
-    ['TLBI_NH_VA', [0x0001000000000012n, 0x00000000ffffd701n], { ASID: 1, NUM: 0, SCALE: 0, Address: 0xffffd, TG: 1, TTL: 3, Leaf: 1 }],
-    ['TLBI_NH_VA', [0x0002000000100012n, 0x00000000fffee701n], { ASID: 2, NUM: 0, SCALE: 1, Address: 0xfffee, TG: 1, TTL: 3, Leaf: 1 }],
+    [
+      'TLBI_NH_VA',
+      [0x0001000000000012n, 0x00000000ffffd701n],
+      { ASID: 1, NUM: 0, SCALE: 0, Address: 0xffffd, TG: 1, TTL: 3, Leaf: 1 },
+    ],
+    [
+      'TLBI_NH_VA',
+      [0x0002000000100012n, 0x00000000fffee701n],
+      { ASID: 2, NUM: 0, SCALE: 1, Address: 0xfffee, TG: 1, TTL: 3, Leaf: 1 },
+    ],
     ['CMD_SYNC', LINUX_SYNC, { CS: 2, MSH: 3, MSIAttr: 0xf, MSIData: 0, MSIAddress: 0n }],
   ];
-  const toWords = (c: Cmd) => new Uint32Array([Number(c[0] & 0xffffffffn), Number(c[0] >> 32n), Number(c[1] & 0xffffffffn), Number(c[1] >> 32n)]);
+  const toWords = (c: Cmd) =>
+    new Uint32Array([
+      Number(c[0] & 0xffffffffn),
+      Number(c[0] >> 32n),
+      Number(c[1] & 0xffffffffn),
+      Number(c[1] >> 32n),
+    ]);
 
   it.each(linux)('%s %s', (name, c, fields) => {
     const d = decodeCommand(toWords(c));
@@ -88,7 +136,15 @@ describe('the Linux command words (linux-sequence.md §3) decode as stated and a
     expect(d.fields).toMatchObject(fields);
     expect(d.res0Set).toEqual([0, 0, 0, 0]);
     // accepted with the QEMU feature set Linux ran on, and with RES0 checking on
-    expectAccepted(c, { hyp: false, ats: false, msi: false, sev: false, ssidSize: 0, cd2l: false, archMinor: 1 });
+    expectAccepted(c, {
+      hyp: false,
+      ats: false,
+      msi: false,
+      sev: false,
+      ssidSize: 0,
+      cd2l: false,
+      archMinor: 1,
+    });
     expectAccepted(c, { checkRes0: true });
   });
 
@@ -99,16 +155,31 @@ describe('the Linux command words (linux-sequence.md §3) decode as stated and a
   });
 
   it('encodeCommand produces the Linux words', () => {
-    expect(Array.from(encodeCommand('CMD_SYNC', { CS: 2, MSH: 3, MSIAttr: 0xf }))).toEqual([0x0fc02046, 0, 0, 0]);
+    expect(Array.from(encodeCommand('CMD_SYNC', { CS: 2, MSH: 3, MSIAttr: 0xf }))).toEqual([
+      0x0fc02046, 0, 0, 0,
+    ]);
     expect(Array.from(encodeCommand('CFGI_ALL'))).toEqual([0x4, 0, 0x1f, 0]);
-    expect(Array.from(encodeCommand('TLBI_NH_VA', { asid: 2, scale: 1, address: 0xfffee, tg: 1, ttl: 3, leaf: 1 }))).toEqual([0x00100012, 0x00020000, 0xfffee701, 0]);
+    expect(
+      Array.from(
+        encodeCommand('TLBI_NH_VA', {
+          asid: 2,
+          scale: 1,
+          address: 0xfffee,
+          tg: 1,
+          ttl: 3,
+          leaf: 1,
+        }),
+      ),
+    ).toEqual([0x00100012, 0x00020000, 0xfffee701, 0]);
     expect(Array.from(encodeCommand('CFGI_STE', { StreamID: 8, Leaf: 1 }))).toEqual([3, 8, 1, 0]);
     expect(() => encodeCommand('CFGI_STE', { ASID: 1 })).toThrow();
     expect(() => encodeCommand('NOPE')).toThrow();
   });
 
   it('the whole Linux boot command stream is consumed in batches with one PROD write each', () => {
-    const m = new Machine({ smmu: { features: { hyp: false, ats: false, msi: false, sev: false } } });
+    const m = new Machine({
+      smmu: { features: { hyp: false, ats: false, msi: false, sev: false } },
+    });
     const sw = new Sw(m);
     // 2^16 entries x 16 B = 1 MiB, so the base must be 1 MiB aligned
     const q = initCmdq(sw, RAM + 0x0100_0000, 16);
@@ -120,13 +191,20 @@ describe('the Linux command words (linux-sequence.md §3) decode as stated and a
 });
 
 describe('CERROR_ILL for illegal encodings (reference §4.6)', () => {
-  it.each([0x00, 0x08, 0x0f, 0x14, 0x24, 0x31, 0x47, 0x80, 0x8f, 0xff])('reserved opcode 0x%s', (op) => {
-    expectIllegal(cmd(op));
-  });
+  it.each([0x00, 0x08, 0x0f, 0x14, 0x24, 0x31, 0x47, 0x80, 0x8f, 0xff])(
+    'reserved opcode 0x%s',
+    (op) => {
+      expectIllegal(cmd(op));
+    },
+  );
 
   it.each([
-    ['CFGI_STE', OPC.CFGI_STE], ['CFGI_STE_RANGE', OPC.CFGI_STE_RANGE], ['CFGI_CD', OPC.CFGI_CD], ['CFGI_CD_ALL', OPC.CFGI_CD_ALL],
-    ['PREFETCH_CONFIG', OPC.PREFETCH_CONFIG], ['PREFETCH_ADDR', OPC.PREFETCH_ADDR],
+    ['CFGI_STE', OPC.CFGI_STE],
+    ['CFGI_STE_RANGE', OPC.CFGI_STE_RANGE],
+    ['CFGI_CD', OPC.CFGI_CD],
+    ['CFGI_CD_ALL', OPC.CFGI_CD_ALL],
+    ['PREFETCH_CONFIG', OPC.PREFETCH_CONFIG],
+    ['PREFETCH_ADDR', OPC.PREFETCH_ADDR],
   ])('SSec=1 on the Non-secure queue: %s', (_n, op) => {
     expectAccepted(cmd(op, { ssec: 0, sid: 3 }));
     expectIllegal(cmd(op, { ssec: 1, sid: 3 }));
@@ -148,25 +226,42 @@ describe('CERROR_ILL for illegal encodings (reference §4.6)', () => {
   });
 
   it.each([
-    ['TLBI_EL3_ALL', OPC.TLBI_EL3_ALL], ['TLBI_EL3_VA', OPC.TLBI_EL3_VA], ['TLBI_S_EL2_ALL', OPC.TLBI_S_EL2_ALL],
-    ['TLBI_S_EL2_ASID', OPC.TLBI_S_EL2_ASID], ['TLBI_S_EL2_VA', OPC.TLBI_S_EL2_VA], ['TLBI_S_EL2_VAA', OPC.TLBI_S_EL2_VAA],
-    ['TLBI_S_S12_VMALL', OPC.TLBI_S_S12_VMALL], ['TLBI_S_S2_IPA', OPC.TLBI_S_S2_IPA], ['TLBI_SNH_ALL', OPC.TLBI_SNH_ALL],
-    ['DPTI_ALL', OPC.DPTI_ALL], ['DPTI_PA', OPC.DPTI_PA],
+    ['TLBI_EL3_ALL', OPC.TLBI_EL3_ALL],
+    ['TLBI_EL3_VA', OPC.TLBI_EL3_VA],
+    ['TLBI_S_EL2_ALL', OPC.TLBI_S_EL2_ALL],
+    ['TLBI_S_EL2_ASID', OPC.TLBI_S_EL2_ASID],
+    ['TLBI_S_EL2_VA', OPC.TLBI_S_EL2_VA],
+    ['TLBI_S_EL2_VAA', OPC.TLBI_S_EL2_VAA],
+    ['TLBI_S_S12_VMALL', OPC.TLBI_S_S12_VMALL],
+    ['TLBI_S_S2_IPA', OPC.TLBI_S_S2_IPA],
+    ['TLBI_SNH_ALL', OPC.TLBI_SNH_ALL],
+    ['DPTI_ALL', OPC.DPTI_ALL],
+    ['DPTI_PA', OPC.DPTI_PA],
   ])('EL3, Secure-only and DPT commands on the Non-secure queue: %s', (_n, op) => {
     expectIllegal(cmd(op));
   });
 
-  it.each([OPC.TLBI_EL2_ALL, OPC.TLBI_EL2_ASID, OPC.TLBI_EL2_VA, OPC.TLBI_EL2_VAA])('TLBI_EL2_* (0x%s) with HYP=0', (op) => {
-    expectAccepted(cmd(op), { hyp: true });
-    expectIllegal(cmd(op), { hyp: false });
-  });
+  it.each([OPC.TLBI_EL2_ALL, OPC.TLBI_EL2_ASID, OPC.TLBI_EL2_VA, OPC.TLBI_EL2_VAA])(
+    'TLBI_EL2_* (0x%s) with HYP=0',
+    (op) => {
+      expectAccepted(cmd(op), { hyp: true });
+      expectIllegal(cmd(op), { hyp: false });
+    },
+  );
 
   it.each([OPC.TLBI_S2_IPA, OPC.TLBI_S12_VMALL])('stage-2 TLBI 0x%s with S2P=0', (op) => {
     expectAccepted(cmd(op), { s2p: true });
     expectIllegal(cmd(op), { s2p: false });
   });
 
-  it.each([OPC.TLBI_NH_ALL, OPC.TLBI_NH_ASID, OPC.TLBI_NH_VA, OPC.TLBI_NH_VAA, OPC.CFGI_CD, OPC.CFGI_CD_ALL])('0x%s with S1P=0', (op) => {
+  it.each([
+    OPC.TLBI_NH_ALL,
+    OPC.TLBI_NH_ASID,
+    OPC.TLBI_NH_VA,
+    OPC.TLBI_NH_VAA,
+    OPC.CFGI_CD,
+    OPC.CFGI_CD_ALL,
+  ])('0x%s with S1P=0', (op) => {
     expectAccepted(cmd(op), { s1p: true });
     expectIllegal(cmd(op), { s1p: false, s2p: true });
   });
@@ -208,8 +303,11 @@ describe('CERROR_ILL for illegal encodings (reference §4.6)', () => {
 
   describe('range invalidation: TG != 0 with NUM = SCALE = TTL = 0 is reserved when RIL=1', () => {
     const rangeOps: Array<[string, number, Record<string, number>]> = [
-      ['TLBI_NH_VA', OPC.TLBI_NH_VA, { asid: 1 }], ['TLBI_NH_VAA', OPC.TLBI_NH_VAA, {}], ['TLBI_EL2_VA', OPC.TLBI_EL2_VA, { asid: 1 }],
-      ['TLBI_EL2_VAA', OPC.TLBI_EL2_VAA, {}], ['TLBI_S2_IPA', OPC.TLBI_S2_IPA, { vmid: 1 }],
+      ['TLBI_NH_VA', OPC.TLBI_NH_VA, { asid: 1 }],
+      ['TLBI_NH_VAA', OPC.TLBI_NH_VAA, {}],
+      ['TLBI_EL2_VA', OPC.TLBI_EL2_VA, { asid: 1 }],
+      ['TLBI_EL2_VAA', OPC.TLBI_EL2_VAA, {}],
+      ['TLBI_S2_IPA', OPC.TLBI_S2_IPA, { vmid: 1 }],
     ];
     it.each(rangeOps)('%s', (_n, op, extra) => {
       const addr = 0x1234_5000n;
@@ -293,7 +391,14 @@ describe('command effects', () => {
     for (const d of devs) writeSte(m, steAddr(d.sid), [STE_INVALID]);
     // SID 5, Range 1: Start = 5 & ~3 = 4, SIDs 4..7
     q.submit(cfgiRange(5, 1), SYNC_NONE);
-    expect(devs.map((d) => d.read(DMA_BUF, 1).ok)).toEqual([true, false, false, false, false, true]);
+    expect(devs.map((d) => d.read(DMA_BUF, 1).ok)).toEqual([
+      true,
+      false,
+      false,
+      false,
+      false,
+      true,
+    ]);
     // Range 0 at SID 3: SIDs 2..3
     q.submit(cfgiRange(3, 0), SYNC_NONE);
     expect(devs[0]!.read(DMA_BUF, 1).ok).toBe(false);
@@ -384,12 +489,33 @@ describe('command effects', () => {
     const m = new Machine();
     const q = initCmdq(new Sw(m), CMDQ_PA, 5);
     q.submit(
-      cmd(OPC.TLBI_NH_ALL, { vmid: 1 }), cmd(OPC.TLBI_NH_ASID, { asid: 3 }), cmd(OPC.TLBI_NH_ASID, { asid: 4 }),
-      cmd(OPC.TLBI_NH_VA, { asid: 1, addr: 0xffffd000n, tg: 1, ttl: 3, leaf: 1 }), cmd(OPC.TLBI_NH_VAA, { addr: 0x1000n }),
-      cmd(OPC.TLBI_EL2_ALL), cmd(OPC.TLBI_EL2_ASID, { asid: 1 }), cmd(OPC.TLBI_EL2_VA, { addr: 0x1000n }), cmd(OPC.TLBI_EL2_VAA, { addr: 0x1000n }),
-      cmd(OPC.TLBI_S12_VMALL, { vmid: 2 }), cmd(OPC.TLBI_S2_IPA, { vmid: 2, addr: 0x8000n }), cmd(OPC.TLBI_NSNH_ALL), SYNC_NONE,
+      cmd(OPC.TLBI_NH_ALL, { vmid: 1 }),
+      cmd(OPC.TLBI_NH_ASID, { asid: 3 }),
+      cmd(OPC.TLBI_NH_ASID, { asid: 4 }),
+      cmd(OPC.TLBI_NH_VA, { asid: 1, addr: 0xffffd000n, tg: 1, ttl: 3, leaf: 1 }),
+      cmd(OPC.TLBI_NH_VAA, { addr: 0x1000n }),
+      cmd(OPC.TLBI_EL2_ALL),
+      cmd(OPC.TLBI_EL2_ASID, { asid: 1 }),
+      cmd(OPC.TLBI_EL2_VA, { addr: 0x1000n }),
+      cmd(OPC.TLBI_EL2_VAA, { addr: 0x1000n }),
+      cmd(OPC.TLBI_S12_VMALL, { vmid: 2 }),
+      cmd(OPC.TLBI_S2_IPA, { vmid: 2, addr: 0x8000n }),
+      cmd(OPC.TLBI_NSNH_ALL),
+      SYNC_NONE,
     );
     const t = m.smmu.tlbiCounts;
-    expect([t[0x10], t[0x11], t[0x12], t[0x13], t[0x20], t[0x21], t[0x22], t[0x23], t[0x28], t[0x2a], t[0x30]]).toEqual([1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+    expect([
+      t[0x10],
+      t[0x11],
+      t[0x12],
+      t[0x13],
+      t[0x20],
+      t[0x21],
+      t[0x22],
+      t[0x23],
+      t[0x28],
+      t[0x2a],
+      t[0x30],
+    ]).toEqual([1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
   });
 });

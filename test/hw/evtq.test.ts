@@ -1,8 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import { decodeEvent, eventName, eventNumber, EVT } from '../../hw/smmu/events.ts';
 import {
-  DMA_BUF, E, EVENTQEN, EVENTQ_IRQEN, EVTQ_PA, G, GERROR_IRQEN, MSI_PA, NO_RAM, OVFLG, R, RAM, SMMUEN, Sw, initEvtq,
-  readEvent, rig,
+  DMA_BUF,
+  E,
+  EVENTQEN,
+  EVENTQ_IRQEN,
+  EVTQ_PA,
+  G,
+  GERROR_IRQEN,
+  MSI_PA,
+  NO_RAM,
+  OVFLG,
+  R,
+  RAM,
+  SMMUEN,
+  Sw,
+  initEvtq,
+  readEvent,
+  rig,
 } from './helpers.ts';
 import { Machine } from '../../hw/machine.ts';
 
@@ -44,10 +59,25 @@ describe('event records (reference §5.2)', () => {
 
   it('event numbers and names', () => {
     expect(EVT).toMatchObject({
-      F_UUT: 0x01, C_BAD_STREAMID: 0x02, F_STE_FETCH: 0x03, C_BAD_STE: 0x04, F_BAD_ATS_TREQ: 0x05, F_STREAM_DISABLED: 0x06,
-      F_TRANSL_FORBIDDEN: 0x07, C_BAD_SUBSTREAMID: 0x08, F_CD_FETCH: 0x09, C_BAD_CD: 0x0a, F_WALK_EABT: 0x0b,
-      F_TRANSLATION: 0x10, F_ADDR_SIZE: 0x11, F_ACCESS: 0x12, F_PERMISSION: 0x13, F_TLB_CONFLICT: 0x20,
-      F_CFG_CONFLICT: 0x21, E_PAGE_REQUEST: 0x24, F_VMS_FETCH: 0x25,
+      F_UUT: 0x01,
+      C_BAD_STREAMID: 0x02,
+      F_STE_FETCH: 0x03,
+      C_BAD_STE: 0x04,
+      F_BAD_ATS_TREQ: 0x05,
+      F_STREAM_DISABLED: 0x06,
+      F_TRANSL_FORBIDDEN: 0x07,
+      C_BAD_SUBSTREAMID: 0x08,
+      F_CD_FETCH: 0x09,
+      C_BAD_CD: 0x0a,
+      F_WALK_EABT: 0x0b,
+      F_TRANSLATION: 0x10,
+      F_ADDR_SIZE: 0x11,
+      F_ACCESS: 0x12,
+      F_PERMISSION: 0x13,
+      F_TLB_CONFLICT: 0x20,
+      F_CFG_CONFLICT: 0x21,
+      E_PAGE_REQUEST: 0x24,
+      F_VMS_FETCH: 0x25,
     });
     expect(eventName(0xe3)).toBe('IMPDEF_EVENT3');
     expect(eventName(0x30)).toBe('RESERVED(0x30)');
@@ -57,14 +87,27 @@ describe('event records (reference §5.2)', () => {
   it('decodes a translation-fault record: S2, CLASS, RnW, InputAddr', () => {
     const w = new Uint32Array(8);
     // F_PERMISSION, SID 9; DW1: RnW[35]=1, S2[39]=1, CLASS[41:40]=TT(1); DW2 InputAddr; DW3 IPA[55:12]
-    const dws = [0x0000_0009_0000_0013n, (1n << 35n) | (1n << 39n) | (1n << 40n), 0xffff_0000_1234_5678n, 0x0000_00ab_cdef_0000n];
+    const dws = [
+      0x0000_0009_0000_0013n,
+      (1n << 35n) | (1n << 39n) | (1n << 40n),
+      0xffff_0000_1234_5678n,
+      0x0000_00ab_cdef_0000n,
+    ];
     dws.forEach((d, i) => {
       w[2 * i] = Number(d & 0xffffffffn);
       w[2 * i + 1] = Number(d >> 32n);
     });
     const e = decodeEvent(w);
     expect(e.type).toBe('F_PERMISSION');
-    expect(e.fields).toMatchObject({ RnW: 1, S2: 1, CLASS: 1, InD: 0, PnU: 0, Stall: 0, InputAddr: '0xffff000012345678' });
+    expect(e.fields).toMatchObject({
+      RnW: 1,
+      S2: 1,
+      CLASS: 1,
+      InD: 0,
+      PnU: 0,
+      Stall: 0,
+      InputAddr: '0xffff000012345678',
+    });
     expect(e.fields).toHaveProperty('IPA');
     expect(e.raw[3]).toBe('0x000000abcdef0000');
   });
@@ -97,7 +140,9 @@ describe('event queue PROD, wrap and overflow (reference §1.7)', () => {
     fire(22);
     expect(sw.r32(R.EVENTQ_PROD)).toBe((OVFLG | 0b100) >>> 0); // toggled only once
     // the dropped records did not overwrite anything
-    expect([0, 1, 2, 3].map((i) => Number(readEvent(m, EVTQ_PA, i)[0]! >> 32n))).toEqual([10, 11, 12, 13]);
+    expect([0, 1, 2, 3].map((i) => Number(readEvent(m, EVTQ_PA, i)[0]! >> 32n))).toEqual([
+      10, 11, 12, 13,
+    ]);
     expect(m.smmu.evtq.dropped).toBe(3);
     // software consumes everything but does not acknowledge yet: delivery continues
     sw.w32(R.EVENTQ_CONS, 0b100);
@@ -117,7 +162,8 @@ describe('event queue PROD, wrap and overflow (reference §1.7)', () => {
   it('EVENTQEN=0: events are dropped and no overflow is signalled', () => {
     const { m, sw, fire } = small();
     sw.cr0(sw.r32(R.CR0) & ~EVENTQEN);
-    for (let i = 0; i < 6; i++) expect(fire(60 + i)).toMatchObject({ ok: false, event: 'C_BAD_STE' });
+    for (let i = 0; i < 6; i++)
+      expect(fire(60 + i)).toMatchObject({ ok: false, event: 'C_BAD_STE' });
     expect(sw.r32(R.EVENTQ_PROD)).toBe(0);
     expect(readEvent(m, EVTQ_PA, 0)).toEqual([0n, 0n, 0n, 0n]);
     expect(m.smmu.evtq.overflows).toBe(0);

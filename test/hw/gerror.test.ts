@@ -1,8 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../hw/machine.ts';
 import {
-  CERROR_ABT, CERROR_ILL, CMDQEN, CMDQ_PA, G, GERROR_IRQEN, MSI_PA, NO_RAM, OPC, R, SYNC_NONE, Sw, cmd, initCmdq, sync,
-  writeCmd, type Cmd,
+  CERROR_ABT,
+  CERROR_ILL,
+  CMDQEN,
+  CMDQ_PA,
+  G,
+  GERROR_IRQEN,
+  MSI_PA,
+  NO_RAM,
+  OPC,
+  R,
+  SYNC_NONE,
+  Sw,
+  cmd,
+  initCmdq,
+  sync,
+  writeCmd,
+  type Cmd,
 } from './helpers.ts';
 
 const ILL: Cmd = [0xffn, 0n];

@@ -16,45 +16,124 @@ export const NO_RAM = 0x2000_0000;
 
 /** Register offsets (reference §1.1, §1.2). */
 export const R = {
-  IDR0: 0x000, IDR1: 0x004, IDR2: 0x008, IDR3: 0x00c, IDR4: 0x010, IDR5: 0x014, IIDR: 0x018, AIDR: 0x01c,
-  CR0: 0x020, CR0ACK: 0x024, CR1: 0x028, CR2: 0x02c, STATUSR: 0x040, GBPA: 0x044, AGBPA: 0x048,
-  IRQ_CTRL: 0x050, IRQ_CTRLACK: 0x054, GERROR: 0x060, GERRORN: 0x064,
-  GERROR_IRQ_CFG0: 0x068, GERROR_IRQ_CFG1: 0x070, GERROR_IRQ_CFG2: 0x074,
-  STRTAB_BASE: 0x080, STRTAB_BASE_CFG: 0x088, CMDQ_BASE: 0x090, CMDQ_PROD: 0x098, CMDQ_CONS: 0x09c,
-  EVENTQ_BASE: 0x0a0, EVENTQ_PROD_ALIAS: 0x0a8, EVENTQ_CONS_ALIAS: 0x0ac,
-  EVENTQ_IRQ_CFG0: 0x0b0, EVENTQ_IRQ_CFG1: 0x0b8, EVENTQ_IRQ_CFG2: 0x0bc,
-  PRIQ_BASE: 0x0c0, PRIQ_PROD_ALIAS: 0x0c8, PRIQ_CONS_ALIAS: 0x0cc,
-  PRIQ_IRQ_CFG0: 0x0d0, PRIQ_IRQ_CFG1: 0x0d8, PRIQ_IRQ_CFG2: 0x0dc,
-  EVENTQ_PROD: 0x100a8, EVENTQ_CONS: 0x100ac, PRIQ_PROD: 0x100c8, PRIQ_CONS: 0x100cc,
+  IDR0: 0x000,
+  IDR1: 0x004,
+  IDR2: 0x008,
+  IDR3: 0x00c,
+  IDR4: 0x010,
+  IDR5: 0x014,
+  IIDR: 0x018,
+  AIDR: 0x01c,
+  CR0: 0x020,
+  CR0ACK: 0x024,
+  CR1: 0x028,
+  CR2: 0x02c,
+  STATUSR: 0x040,
+  GBPA: 0x044,
+  AGBPA: 0x048,
+  IRQ_CTRL: 0x050,
+  IRQ_CTRLACK: 0x054,
+  GERROR: 0x060,
+  GERRORN: 0x064,
+  GERROR_IRQ_CFG0: 0x068,
+  GERROR_IRQ_CFG1: 0x070,
+  GERROR_IRQ_CFG2: 0x074,
+  STRTAB_BASE: 0x080,
+  STRTAB_BASE_CFG: 0x088,
+  CMDQ_BASE: 0x090,
+  CMDQ_PROD: 0x098,
+  CMDQ_CONS: 0x09c,
+  EVENTQ_BASE: 0x0a0,
+  EVENTQ_PROD_ALIAS: 0x0a8,
+  EVENTQ_CONS_ALIAS: 0x0ac,
+  EVENTQ_IRQ_CFG0: 0x0b0,
+  EVENTQ_IRQ_CFG1: 0x0b8,
+  EVENTQ_IRQ_CFG2: 0x0bc,
+  PRIQ_BASE: 0x0c0,
+  PRIQ_PROD_ALIAS: 0x0c8,
+  PRIQ_CONS_ALIAS: 0x0cc,
+  PRIQ_IRQ_CFG0: 0x0d0,
+  PRIQ_IRQ_CFG1: 0x0d8,
+  PRIQ_IRQ_CFG2: 0x0dc,
+  EVENTQ_PROD: 0x100a8,
+  EVENTQ_CONS: 0x100ac,
+  PRIQ_PROD: 0x100c8,
+  PRIQ_CONS: 0x100cc,
 } as const;
 
 /** CR0 bits (reference §1.5). */
-export const SMMUEN = 1 << 0, PRIQEN = 1 << 1, EVENTQEN = 1 << 2, CMDQEN = 1 << 3, ATSCHK = 1 << 4;
+export const SMMUEN = 1 << 0,
+  PRIQEN = 1 << 1,
+  EVENTQEN = 1 << 2,
+  CMDQEN = 1 << 3,
+  ATSCHK = 1 << 4;
 /** IRQ_CTRL bits. */
-export const GERROR_IRQEN = 1 << 0, PRIQ_IRQEN = 1 << 1, EVENTQ_IRQEN = 1 << 2;
+export const GERROR_IRQEN = 1 << 0,
+  PRIQ_IRQEN = 1 << 1,
+  EVENTQ_IRQEN = 1 << 2;
 /** GERROR bits. */
 export const G = {
-  CMDQ_ERR: 1 << 0, EVENTQ_ABT_ERR: 1 << 2, PRIQ_ABT_ERR: 1 << 3, MSI_CMDQ_ABT_ERR: 1 << 4,
-  MSI_EVENTQ_ABT_ERR: 1 << 5, MSI_PRIQ_ABT_ERR: 1 << 6, MSI_GERROR_ABT_ERR: 1 << 7, SFM_ERR: 1 << 8,
+  CMDQ_ERR: 1 << 0,
+  EVENTQ_ABT_ERR: 1 << 2,
+  PRIQ_ABT_ERR: 1 << 3,
+  MSI_CMDQ_ABT_ERR: 1 << 4,
+  MSI_EVENTQ_ABT_ERR: 1 << 5,
+  MSI_PRIQ_ABT_ERR: 1 << 6,
+  MSI_GERROR_ABT_ERR: 1 << 7,
+  SFM_ERR: 1 << 8,
 } as const;
 /** CMDQ_CONS.ERR codes (reference §1.7). */
-export const CERROR_ILL = 1, CERROR_ABT = 2;
+export const CERROR_ILL = 1,
+  CERROR_ABT = 2;
 /** CR2.RECINVSID */
 export const RECINVSID = 1 << 1;
 /** *_PROD.OVFLG / *_CONS.OVACKFLG */
 export const OVFLG = 0x8000_0000;
 
 /** Event numbers (reference §5.1). */
-export const E = { C_BAD_STREAMID: 0x02, F_STE_FETCH: 0x03, C_BAD_STE: 0x04, C_BAD_SUBSTREAMID: 0x08 } as const;
+export const E = {
+  C_BAD_STREAMID: 0x02,
+  F_STE_FETCH: 0x03,
+  C_BAD_STE: 0x04,
+  C_BAD_SUBSTREAMID: 0x08,
+} as const;
 
 /** Opcodes (reference §4.2). */
 export const OPC = {
-  PREFETCH_CONFIG: 0x01, PREFETCH_ADDR: 0x02, CFGI_STE: 0x03, CFGI_STE_RANGE: 0x04, CFGI_CD: 0x05, CFGI_CD_ALL: 0x06,
-  CFGI_VMS_PIDM: 0x07, TLBI_NH_ALL: 0x10, TLBI_NH_ASID: 0x11, TLBI_NH_VA: 0x12, TLBI_NH_VAA: 0x13,
-  TLBI_EL3_ALL: 0x18, TLBI_EL3_VA: 0x1a, TLBI_EL2_ALL: 0x20, TLBI_EL2_ASID: 0x21, TLBI_EL2_VA: 0x22, TLBI_EL2_VAA: 0x23,
-  TLBI_S12_VMALL: 0x28, TLBI_S2_IPA: 0x2a, TLBI_NSNH_ALL: 0x30, ATC_INV: 0x40, PRI_RESP: 0x41, RESUME: 0x44,
-  STALL_TERM: 0x45, CMD_SYNC: 0x46, TLBI_S_EL2_ALL: 0x50, TLBI_S_EL2_ASID: 0x51, TLBI_S_EL2_VA: 0x52,
-  TLBI_S_EL2_VAA: 0x53, TLBI_S_S12_VMALL: 0x58, TLBI_S_S2_IPA: 0x5a, TLBI_SNH_ALL: 0x60, DPTI_ALL: 0x70, DPTI_PA: 0x73,
+  PREFETCH_CONFIG: 0x01,
+  PREFETCH_ADDR: 0x02,
+  CFGI_STE: 0x03,
+  CFGI_STE_RANGE: 0x04,
+  CFGI_CD: 0x05,
+  CFGI_CD_ALL: 0x06,
+  CFGI_VMS_PIDM: 0x07,
+  TLBI_NH_ALL: 0x10,
+  TLBI_NH_ASID: 0x11,
+  TLBI_NH_VA: 0x12,
+  TLBI_NH_VAA: 0x13,
+  TLBI_EL3_ALL: 0x18,
+  TLBI_EL3_VA: 0x1a,
+  TLBI_EL2_ALL: 0x20,
+  TLBI_EL2_ASID: 0x21,
+  TLBI_EL2_VA: 0x22,
+  TLBI_EL2_VAA: 0x23,
+  TLBI_S12_VMALL: 0x28,
+  TLBI_S2_IPA: 0x2a,
+  TLBI_NSNH_ALL: 0x30,
+  ATC_INV: 0x40,
+  PRI_RESP: 0x41,
+  RESUME: 0x44,
+  STALL_TERM: 0x45,
+  CMD_SYNC: 0x46,
+  TLBI_S_EL2_ALL: 0x50,
+  TLBI_S_EL2_ASID: 0x51,
+  TLBI_S_EL2_VA: 0x52,
+  TLBI_S_EL2_VAA: 0x53,
+  TLBI_S_S12_VMALL: 0x58,
+  TLBI_S_S2_IPA: 0x5a,
+  TLBI_SNH_ALL: 0x60,
+  DPTI_ALL: 0x70,
+  DPTI_PA: 0x73,
 } as const;
 
 /** A command as two 64-bit double-words. */
@@ -66,11 +145,26 @@ export const LINUX_SYNC: Cmd = [0x0fc02046n, 0n];
 export const SYNC_NONE: Cmd = [0x46n, 0n];
 
 /** Generic command builder with the reference's field positions. */
-export function cmd(op: number, f: {
-  ssec?: number; ssv?: number; ssid?: number; sid?: number; vmid?: number; asid?: number;
-  num?: number; scale?: number; leaf?: number; ttl?: number; tg?: number; addr?: bigint; range?: number;
-  dw0?: bigint; dw1?: bigint;
-} = {}): Cmd {
+export function cmd(
+  op: number,
+  f: {
+    ssec?: number;
+    ssv?: number;
+    ssid?: number;
+    sid?: number;
+    vmid?: number;
+    asid?: number;
+    num?: number;
+    scale?: number;
+    leaf?: number;
+    ttl?: number;
+    tg?: number;
+    addr?: bigint;
+    range?: number;
+    dw0?: bigint;
+    dw1?: bigint;
+  } = {},
+): Cmd {
   let d0 = BigInt(op & 0xff);
   let d1 = 0n;
   if (f.ssec !== undefined) d0 |= BigInt(f.ssec & 1) << 10n;
@@ -93,16 +187,23 @@ export function cmd(op: number, f: {
 
 /** CMD_SYNC: CS[13:12], MSH[23:22], MSIAttr[27:24], MSIData[63:32]; DW1 MSIAddress[55:2]. */
 export function sync(cs: number, msiAddr = 0, msiData = 0): Cmd {
-  return [0x46n | (BigInt(cs & 3) << 12n) | (BigInt(msiData >>> 0) << 32n), BigInt(msiAddr) & 0x00ff_ffff_ffff_fffcn];
+  return [
+    0x46n | (BigInt(cs & 3) << 12n) | (BigInt(msiData >>> 0) << 32n),
+    BigInt(msiAddr) & 0x00ff_ffff_ffff_fffcn,
+  ];
 }
 
 export const cfgiSte = (sid: number, leaf: number): Cmd => cmd(OPC.CFGI_STE, { sid, leaf });
-export const cfgiRange = (sid: number, range: number): Cmd => cmd(OPC.CFGI_STE_RANGE, { sid, range });
+export const cfgiRange = (sid: number, range: number): Cmd =>
+  cmd(OPC.CFGI_STE_RANGE, { sid, range });
 export const CFGI_ALL: Cmd = [0x4n, 0x1fn];
 
 /** Software's view of the SMMU: MMIO as the host CPU. */
 export class Sw {
-  constructor(readonly m: Machine, readonly actor = 'host') {}
+  constructor(
+    readonly m: Machine,
+    readonly actor = 'host',
+  ) {}
   r32(off: number): number {
     return this.m.bus.read32(this.actor, SMMU + off);
   }
@@ -136,7 +237,11 @@ export class Sw {
 /** A command queue driven by software: writes entries at PROD and publishes PROD. */
 export class SwCmdq {
   prod = 0;
-  constructor(readonly sw: Sw, readonly base: number, readonly log2: number) {}
+  constructor(
+    readonly sw: Sw,
+    readonly base: number,
+    readonly log2: number,
+  ) {}
   get mask(): number {
     return (1 << (this.log2 + 1)) - 1;
   }
@@ -231,7 +336,14 @@ export interface Rig {
  * A machine with a linear stream table (2^log2 STEs, all zero = V=0), a command queue of 2^6
  * entries, an event queue of 2^4 entries, and SMMUEN set.
  */
-export function rig(opts: MachineOptions & { strtabLog2?: number; evtqLog2?: number; smmuen?: boolean; cr2?: number } = {}): Rig {
+export function rig(
+  opts: MachineOptions & {
+    strtabLog2?: number;
+    evtqLog2?: number;
+    smmuen?: boolean;
+    cr2?: number;
+  } = {},
+): Rig {
   const m = new Machine({ devices: [{ name: 'dev', sid: 5 }], ...opts });
   const sw = new Sw(m);
   if (opts.cr2 !== undefined) sw.w32(R.CR2, opts.cr2);

@@ -9,9 +9,32 @@ import type { BusAccessEvent } from '../../hw/bus.ts';
 import { CFGI_ALL, LINUX_SYNC, OPC, R, SMMU, Sw, SwCmdq, bytes, cmd, writeSte } from './helpers.ts';
 
 const QEMU = {
-  s1p: true, s2p: true, ttf: 2, cohacc: true, hyp: false, ats: false, asid16: true, msi: false, sev: false, pri: false,
-  vmid16: true, cd2l: false, ttendian: 2, stallModel: 1, termModel: true, twoLevelStrtab: true, sidSize: 16, ssidSize: 0,
-  cmdqs: 19, eventqs: 19, had: true, xnx: true, ril: true, bbml: 2, oas: 44, archMinor: 1,
+  s1p: true,
+  s2p: true,
+  ttf: 2,
+  cohacc: true,
+  hyp: false,
+  ats: false,
+  asid16: true,
+  msi: false,
+  sev: false,
+  pri: false,
+  vmid16: true,
+  cd2l: false,
+  ttendian: 2,
+  stallModel: 1,
+  termModel: true,
+  twoLevelStrtab: true,
+  sidSize: 16,
+  ssidSize: 0,
+  cmdqs: 19,
+  eventqs: 19,
+  had: true,
+  xnx: true,
+  ril: true,
+  bbml: 2,
+  oas: 44,
+  archMinor: 1,
 } as const;
 
 const L1 = 0x4415_1000;
@@ -20,7 +43,13 @@ const CMDQ = 0x7ab0_0000;
 
 describe('Linux arm-smmu-v3 probe on the QEMU feature set', () => {
   it('reads the advertised IDs, resets, programs tables and queues, and enables one bit at a time', () => {
-    const m = new Machine({ smmu: { features: QEMU }, devices: [{ name: 'virtio-rng', sid: 0x8 }, { name: 'virtio-blk', sid: 0x10 }] });
+    const m = new Machine({
+      smmu: { features: QEMU },
+      devices: [
+        { name: 'virtio-rng', sid: 0x8 },
+        { name: 'virtio-blk', sid: 0x10 },
+      ],
+    });
     const sw = new Sw(m);
     const log: Array<[string, number, bigint]> = [];
     m.bus.observe((e: BusAccessEvent) => log.push([e.dir, e.offset!, e.value]));
@@ -80,10 +109,26 @@ describe('Linux arm-smmu-v3 probe on the QEMU feature set', () => {
     // the bus saw the sequence, in order, at the device offsets (64-bit writes as single accesses)
     const writes = log.filter(([d]) => d === 'w').map(([, off, v]) => [off, v]);
     expect(writes).toEqual([
-      [0x20, 0n], [0x28, 0xd75n], [0x2c, 0x6n], [0x80, 0x4000_0000_4415_1000n], [0x88, 0x10210n],
-      [0x90, 0x4000_0000_7ab0_0010n], [0x98, 0n], [0x9c, 0n], [0x20, 0x8n], [0x98, 2n], [0x98, 4n],
-      [0xa0, 0x4000_0000_7ac0_000fn], [0x100a8, 0n], [0x100ac, 0n], [0x20, 0xcn], [0x50, 0n], [0x68, 0n], [0xb0, 0n],
-      [0x50, 0x5n], [0x20, 0xdn],
+      [0x20, 0n],
+      [0x28, 0xd75n],
+      [0x2c, 0x6n],
+      [0x80, 0x4000_0000_4415_1000n],
+      [0x88, 0x10210n],
+      [0x90, 0x4000_0000_7ab0_0010n],
+      [0x98, 0n],
+      [0x9c, 0n],
+      [0x20, 0x8n],
+      [0x98, 2n],
+      [0x98, 4n],
+      [0xa0, 0x4000_0000_7ac0_000fn],
+      [0x100a8, 0n],
+      [0x100ac, 0n],
+      [0x20, 0xcn],
+      [0x50, 0n],
+      [0x68, 0n],
+      [0xb0, 0n],
+      [0x50, 0x5n],
+      [0x20, 0xdn],
     ]);
 
     // the stream table: L1[0] = 0x7aa60009 (Span 9, 256 STEs), all initialised to the abort STE (qword0 = 0x1)

@@ -31,7 +31,9 @@ describe('PhysicalMemory', () => {
   it('is little-endian', () => {
     const m = mem();
     m.write32(BASE, 0x11223344);
-    expect([m.read8(BASE), m.read8(BASE + 1), m.read8(BASE + 2), m.read8(BASE + 3)]).toEqual([0x44, 0x33, 0x22, 0x11]);
+    expect([m.read8(BASE), m.read8(BASE + 1), m.read8(BASE + 2), m.read8(BASE + 3)]).toEqual([
+      0x44, 0x33, 0x22, 0x11,
+    ]);
     expect(m.read16(BASE + 2)).toBe(0x1122);
     m.write64(BASE + 8, 0x0102030405060708n);
     expect(m.read32(BASE + 8)).toBe(0x05060708);

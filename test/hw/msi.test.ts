@@ -2,7 +2,20 @@ import { describe, expect, it } from 'vitest';
 import { Machine } from '../../hw/machine.ts';
 import type { SmmuWrite } from '../../hw/smmu/msi.ts';
 import {
-  CMDQ_PA, DMA_BUF, EVENTQ_IRQEN, EVTQ_PA, G, GERROR_IRQEN, MSI_PA, NO_RAM, R, SMMU, Sw, initCmdq, rig, sync,
+  CMDQ_PA,
+  DMA_BUF,
+  EVENTQ_IRQEN,
+  EVTQ_PA,
+  G,
+  GERROR_IRQEN,
+  MSI_PA,
+  NO_RAM,
+  R,
+  SMMU,
+  Sw,
+  initCmdq,
+  rig,
+  sync,
 } from './helpers.ts';
 
 describe('CMD_SYNC MSI (reference §4.2, §4.5)', () => {
@@ -73,7 +86,11 @@ describe('SMMU-originated writes are observable (isolation oracle hook)', () => 
       { kind: 'msi', pa: MSI_PA + 0x100, len: 4, source: 'EVENTQ' },
       { kind: 'msi', pa: MSI_PA + 0x200, len: 4, source: 'GERROR' },
     ]);
-    expect([m.mem.read32(MSI_PA), m.mem.read32(MSI_PA + 0x100), m.mem.read32(MSI_PA + 0x200)]).toEqual([3, 1, 2]);
+    expect([
+      m.mem.read32(MSI_PA),
+      m.mem.read32(MSI_PA + 0x100),
+      m.mem.read32(MSI_PA + 0x200),
+    ]).toEqual([3, 1, 2]);
     off();
     q.submit(sync(1, MSI_PA, 4));
     expect(seen).toHaveLength(4);

@@ -1,7 +1,29 @@
 import { describe, expect, it } from 'vitest';
-import { ptrMask, qCount, qEmpty, qFull, qInc, qIndex, qSpace, qWrap } from '../../hw/smmu/queue.ts';
+import {
+  ptrMask,
+  qCount,
+  qEmpty,
+  qFull,
+  qInc,
+  qIndex,
+  qSpace,
+  qWrap,
+} from '../../hw/smmu/queue.ts';
 import { Machine } from '../../hw/machine.ts';
-import { CMDQ_PA, MSI_PA, R, RAM, Sw, SwCmdq, initCmdq, sync, SYNC_NONE, cmd, OPC, CERROR_ILL } from './helpers.ts';
+import {
+  CMDQ_PA,
+  MSI_PA,
+  R,
+  RAM,
+  Sw,
+  SwCmdq,
+  initCmdq,
+  sync,
+  SYNC_NONE,
+  cmd,
+  OPC,
+  CERROR_ILL,
+} from './helpers.ts';
 
 describe('queue index arithmetic (reference §1.7)', () => {
   it('QS=2: index is bits [1:0], wrap flag is bit 2', () => {
@@ -73,7 +95,12 @@ describe('command queue wrap through the device', () => {
     const m = new Machine();
     const sw = new Sw(m);
     const q = initCmdq(sw, CMDQ_PA, 2);
-    q.put(sync(1, MSI_PA, 1), sync(1, MSI_PA + 4, 2), sync(1, MSI_PA + 8, 3), sync(1, MSI_PA + 12, 4));
+    q.put(
+      sync(1, MSI_PA, 1),
+      sync(1, MSI_PA + 4, 2),
+      sync(1, MSI_PA + 8, 3),
+      sync(1, MSI_PA + 12, 4),
+    );
     expect(q.prod).toBe(0b100);
     expect(q.publish()).toBe(0b100);
     expect([0, 4, 8, 12].map((o) => m.mem.read32(MSI_PA + o))).toEqual([1, 2, 3, 4]);

@@ -3,39 +3,149 @@ import { Machine } from '../../hw/machine.ts';
 import type { SmmuFeatures } from '../../hw/smmu/features.ts';
 import { OFF, REGISTERS, regNameAt, ID_REG_NAMES } from '../../hw/smmu/regs.ts';
 import {
-  CMDQEN, CMDQ_PA, EVENTQEN, EVENTQ_IRQEN, EVTQ_PA, GERROR_IRQEN, PRIQEN, PRIQ_IRQEN, R, RAM, SMMU, SMMUEN, STRTAB_PA, Sw,
+  CMDQEN,
+  CMDQ_PA,
+  EVENTQEN,
+  EVENTQ_IRQEN,
+  EVTQ_PA,
+  GERROR_IRQEN,
+  PRIQEN,
+  PRIQ_IRQEN,
+  R,
+  RAM,
+  SMMU,
+  SMMUEN,
+  STRTAB_PA,
+  Sw,
 } from './helpers.ts';
 
 const fresh = (opts: ConstructorParameters<typeof Machine>[0] = {}) => new Sw(new Machine(opts));
 
 /** The QEMU 10.0.2 `virt` SMMU (linux-sequence.md §1) as a feature set. */
 const QEMU_FEATURES = {
-  s1p: true, s2p: true, ttf: 2, cohacc: true, btm: false, httu: 0, dormhint: false, hyp: false, ats: false,
-  ns1ats: false, asid16: true, msi: false, sev: false, atos: false, pri: false, vmw: false, vmid16: true, cd2l: false,
-  ttendian: 2, stallModel: 1, termModel: true, twoLevelStrtab: true,
-  sidSize: 16, ssidSize: 0, cmdqs: 19, eventqs: 19, priqs: 0, attrTypesOvr: false, attrPermsOvr: false,
-  had: true, xnx: true, stt: false, ril: true, bbml: 2, mpam: false,
-  oas: 44, gran4k: true, gran16k: true, gran64k: true, vax: 0, iidr: 0, archMinor: 1,
+  s1p: true,
+  s2p: true,
+  ttf: 2,
+  cohacc: true,
+  btm: false,
+  httu: 0,
+  dormhint: false,
+  hyp: false,
+  ats: false,
+  ns1ats: false,
+  asid16: true,
+  msi: false,
+  sev: false,
+  atos: false,
+  pri: false,
+  vmw: false,
+  vmid16: true,
+  cd2l: false,
+  ttendian: 2,
+  stallModel: 1,
+  termModel: true,
+  twoLevelStrtab: true,
+  sidSize: 16,
+  ssidSize: 0,
+  cmdqs: 19,
+  eventqs: 19,
+  priqs: 0,
+  attrTypesOvr: false,
+  attrPermsOvr: false,
+  had: true,
+  xnx: true,
+  stt: false,
+  ril: true,
+  bbml: 2,
+  mpam: false,
+  oas: 44,
+  gran4k: true,
+  gran16k: true,
+  gran64k: true,
+  vax: 0,
+  iidr: 0,
+  archMinor: 1,
 } as const;
 
 describe('register map declarations (regs.ts) match the reference offsets', () => {
   it('OFF', () => {
     expect(OFF).toMatchObject({
-      IDR0: 0x0, IDR1: 0x4, IDR2: 0x8, IDR3: 0xc, IDR4: 0x10, IDR5: 0x14, IIDR: 0x18, AIDR: 0x1c, CR0: 0x20, CR0ACK: 0x24,
-      CR1: 0x28, CR2: 0x2c, STATUSR: 0x40, GBPA: 0x44, AGBPA: 0x48, IRQ_CTRL: 0x50, IRQ_CTRLACK: 0x54, GERROR: 0x60,
-      GERRORN: 0x64, GERROR_IRQ_CFG0: 0x68, GERROR_IRQ_CFG1: 0x70, GERROR_IRQ_CFG2: 0x74, STRTAB_BASE: 0x80,
-      STRTAB_BASE_CFG: 0x88, CMDQ_BASE: 0x90, CMDQ_PROD: 0x98, CMDQ_CONS: 0x9c, EVENTQ_BASE: 0xa0, EVENTQ_IRQ_CFG0: 0xb0,
-      EVENTQ_IRQ_CFG1: 0xb8, EVENTQ_IRQ_CFG2: 0xbc, PRIQ_BASE: 0xc0, PRIQ_IRQ_CFG0: 0xd0, PRIQ_IRQ_CFG1: 0xd8,
-      PRIQ_IRQ_CFG2: 0xdc, GATOS_CTRL: 0x100, GATOS_SID: 0x108, GATOS_ADDR: 0x110, GATOS_PAR: 0x118,
-      EVENTQ_PROD: 0x100a8, EVENTQ_CONS: 0x100ac, PRIQ_PROD: 0x100c8, PRIQ_CONS: 0x100cc,
+      IDR0: 0x0,
+      IDR1: 0x4,
+      IDR2: 0x8,
+      IDR3: 0xc,
+      IDR4: 0x10,
+      IDR5: 0x14,
+      IIDR: 0x18,
+      AIDR: 0x1c,
+      CR0: 0x20,
+      CR0ACK: 0x24,
+      CR1: 0x28,
+      CR2: 0x2c,
+      STATUSR: 0x40,
+      GBPA: 0x44,
+      AGBPA: 0x48,
+      IRQ_CTRL: 0x50,
+      IRQ_CTRLACK: 0x54,
+      GERROR: 0x60,
+      GERRORN: 0x64,
+      GERROR_IRQ_CFG0: 0x68,
+      GERROR_IRQ_CFG1: 0x70,
+      GERROR_IRQ_CFG2: 0x74,
+      STRTAB_BASE: 0x80,
+      STRTAB_BASE_CFG: 0x88,
+      CMDQ_BASE: 0x90,
+      CMDQ_PROD: 0x98,
+      CMDQ_CONS: 0x9c,
+      EVENTQ_BASE: 0xa0,
+      EVENTQ_IRQ_CFG0: 0xb0,
+      EVENTQ_IRQ_CFG1: 0xb8,
+      EVENTQ_IRQ_CFG2: 0xbc,
+      PRIQ_BASE: 0xc0,
+      PRIQ_IRQ_CFG0: 0xd0,
+      PRIQ_IRQ_CFG1: 0xd8,
+      PRIQ_IRQ_CFG2: 0xdc,
+      GATOS_CTRL: 0x100,
+      GATOS_SID: 0x108,
+      GATOS_ADDR: 0x110,
+      GATOS_PAR: 0x118,
+      EVENTQ_PROD: 0x100a8,
+      EVENTQ_CONS: 0x100ac,
+      PRIQ_PROD: 0x100c8,
+      PRIQ_CONS: 0x100cc,
     });
   });
 
   it('64-bit registers and read-only registers', () => {
-    const w8 = REGISTERS.filter((r) => r.width === 8).map((r) => r.name).sort();
-    expect(w8).toEqual(['CMDQ_BASE', 'EVENTQ_BASE', 'EVENTQ_IRQ_CFG0', 'GERROR_IRQ_CFG0', 'PRIQ_BASE', 'PRIQ_IRQ_CFG0', 'STRTAB_BASE']);
-    const ro = REGISTERS.filter((r) => r.access === 'RO').map((r) => r.name).sort();
-    expect(ro).toEqual(['AIDR', 'CR0ACK', 'GERROR', 'IDR0', 'IDR1', 'IDR2', 'IDR3', 'IDR4', 'IDR5', 'IIDR', 'IRQ_CTRLACK', 'STATUSR']);
+    const w8 = REGISTERS.filter((r) => r.width === 8)
+      .map((r) => r.name)
+      .sort();
+    expect(w8).toEqual([
+      'CMDQ_BASE',
+      'EVENTQ_BASE',
+      'EVENTQ_IRQ_CFG0',
+      'GERROR_IRQ_CFG0',
+      'PRIQ_BASE',
+      'PRIQ_IRQ_CFG0',
+      'STRTAB_BASE',
+    ]);
+    const ro = REGISTERS.filter((r) => r.access === 'RO')
+      .map((r) => r.name)
+      .sort();
+    expect(ro).toEqual([
+      'AIDR',
+      'CR0ACK',
+      'GERROR',
+      'IDR0',
+      'IDR1',
+      'IDR2',
+      'IDR3',
+      'IDR4',
+      'IDR5',
+      'IIDR',
+      'IRQ_CTRLACK',
+      'STATUSR',
+    ]);
   });
 
   it('regNameAt names halves, ID registers and unknown offsets', () => {
@@ -54,11 +164,41 @@ describe('register map declarations (regs.ts) match the reference offsets', () =
 describe('reset values', () => {
   it('every RW and status register resets to 0, GBPA to 0x1000', () => {
     const sw = fresh();
-    const zero32 = [R.CR0, R.CR0ACK, R.CR1, R.CR2, R.STATUSR, R.AGBPA, R.IRQ_CTRL, R.IRQ_CTRLACK, R.GERROR, R.GERRORN,
-      R.GERROR_IRQ_CFG1, R.GERROR_IRQ_CFG2, R.STRTAB_BASE_CFG, R.CMDQ_PROD, R.CMDQ_CONS, R.EVENTQ_IRQ_CFG1,
-      R.EVENTQ_IRQ_CFG2, R.PRIQ_IRQ_CFG1, R.PRIQ_IRQ_CFG2, R.EVENTQ_PROD, R.EVENTQ_CONS, R.PRIQ_PROD, R.PRIQ_CONS];
+    const zero32 = [
+      R.CR0,
+      R.CR0ACK,
+      R.CR1,
+      R.CR2,
+      R.STATUSR,
+      R.AGBPA,
+      R.IRQ_CTRL,
+      R.IRQ_CTRLACK,
+      R.GERROR,
+      R.GERRORN,
+      R.GERROR_IRQ_CFG1,
+      R.GERROR_IRQ_CFG2,
+      R.STRTAB_BASE_CFG,
+      R.CMDQ_PROD,
+      R.CMDQ_CONS,
+      R.EVENTQ_IRQ_CFG1,
+      R.EVENTQ_IRQ_CFG2,
+      R.PRIQ_IRQ_CFG1,
+      R.PRIQ_IRQ_CFG2,
+      R.EVENTQ_PROD,
+      R.EVENTQ_CONS,
+      R.PRIQ_PROD,
+      R.PRIQ_CONS,
+    ];
     for (const off of zero32) expect([off, sw.r32(off)]).toEqual([off, 0]);
-    for (const off of [R.GERROR_IRQ_CFG0, R.STRTAB_BASE, R.CMDQ_BASE, R.EVENTQ_BASE, R.EVENTQ_IRQ_CFG0, R.PRIQ_BASE, R.PRIQ_IRQ_CFG0]) {
+    for (const off of [
+      R.GERROR_IRQ_CFG0,
+      R.STRTAB_BASE,
+      R.CMDQ_BASE,
+      R.EVENTQ_BASE,
+      R.EVENTQ_IRQ_CFG0,
+      R.PRIQ_BASE,
+      R.PRIQ_IRQ_CFG0,
+    ]) {
       expect([off, sw.r64(off)]).toEqual([off, 0n]);
     }
     expect(sw.r32(R.GBPA)).toBe(0x1000);
@@ -83,8 +223,22 @@ describe('ID registers', () => {
   it('default feature set: IDR values from the reference field positions', () => {
     const sw = fresh();
     // S2P S1P TTF=2 COHACC HYP ATS ASID16 MSI SEV VMID16 CD2L TTENDIAN=2 STALL_MODEL=1 TERM_MODEL ST_LEVEL=1
-    const idr0 = 0x1 | 0x2 | (2 << 2) | 0x10 | (1 << 9) | (1 << 10) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 18) |
-      (1 << 19) | (2 << 21) | (1 << 24) | (1 << 26) | (1 << 27);
+    const idr0 =
+      0x1 |
+      0x2 |
+      (2 << 2) |
+      0x10 |
+      (1 << 9) |
+      (1 << 10) |
+      (1 << 12) |
+      (1 << 13) |
+      (1 << 14) |
+      (1 << 18) |
+      (1 << 19) |
+      (2 << 21) |
+      (1 << 24) |
+      (1 << 26) |
+      (1 << 27);
     expect(idr0).toBe(0x0d4c761b);
     expect(sw.r32(R.IDR0)).toBe(0x0d4c761b);
     // SIDSIZE=16 SSIDSIZE=16 PRIQS=0 (no PRI) EVENTQS=19 CMDQS=19
@@ -98,11 +252,31 @@ describe('ID registers', () => {
   });
 
   it.each([
-    ['s2p', 0], ['s1p', 1], ['cohacc', 4], ['btm', 5], ['dormhint', 8], ['hyp', 9], ['ats', 10], ['ns1ats', 11], ['asid16', 12],
-    ['msi', 13], ['sev', 14], ['atos', 15], ['pri', 16], ['vmw', 17], ['vmid16', 18], ['cd2l', 19], ['termModel', 26], ['twoLevelStrtab', 27],
+    ['s2p', 0],
+    ['s1p', 1],
+    ['cohacc', 4],
+    ['btm', 5],
+    ['dormhint', 8],
+    ['hyp', 9],
+    ['ats', 10],
+    ['ns1ats', 11],
+    ['asid16', 12],
+    ['msi', 13],
+    ['sev', 14],
+    ['atos', 15],
+    ['pri', 16],
+    ['vmw', 17],
+    ['vmid16', 18],
+    ['cd2l', 19],
+    ['termModel', 26],
+    ['twoLevelStrtab', 27],
   ] as const)('IDR0 bit for feature %s is bit %i', (name, bit) => {
-    const base = fresh({ smmu: { features: { [name]: false } as Partial<SmmuFeatures> } }).r32(R.IDR0);
-    const withIt = fresh({ smmu: { features: { [name]: true } as Partial<SmmuFeatures> } }).r32(R.IDR0);
+    const base = fresh({ smmu: { features: { [name]: false } as Partial<SmmuFeatures> } }).r32(
+      R.IDR0,
+    );
+    const withIt = fresh({ smmu: { features: { [name]: true } as Partial<SmmuFeatures> } }).r32(
+      R.IDR0,
+    );
     expect((base ^ withIt) >>> 0).toBe((1 << bit) >>> 0);
   });
 
@@ -118,23 +292,53 @@ describe('ID registers', () => {
   });
 
   it('IDR1 sizes and presets, IDR5 OAS encodings', () => {
-    const sw = fresh({ smmu: { features: { pri: true, priqs: 7, cmdqs: 8, eventqs: 9, sidSize: 20, ssidSize: 5, attrTypesOvr: true, attrPermsOvr: true } } });
-    expect(sw.r32(R.IDR1)).toBe((20 | (5 << 6) | (7 << 11) | (9 << 16) | (8 << 21) | (1 << 26) | (1 << 27)) >>> 0);
+    const sw = fresh({
+      smmu: {
+        features: {
+          pri: true,
+          priqs: 7,
+          cmdqs: 8,
+          eventqs: 9,
+          sidSize: 20,
+          ssidSize: 5,
+          attrTypesOvr: true,
+          attrPermsOvr: true,
+        },
+      },
+    });
+    expect(sw.r32(R.IDR1)).toBe(
+      (20 | (5 << 6) | (7 << 11) | (9 << 16) | (8 << 21) | (1 << 26) | (1 << 27)) >>> 0,
+    );
     const oas = (o: number) => fresh({ smmu: { features: { oas: o as 48 } } }).r32(R.IDR5) & 7;
     expect([32, 36, 40, 42, 44, 48, 52].map(oas)).toEqual([0, 1, 2, 3, 4, 5, 6]);
-    const r5 = fresh({ smmu: { features: { gran16k: false, vax: 1, stallMax: 0x1234 } } }).r32(R.IDR5);
+    const r5 = fresh({ smmu: { features: { gran16k: false, vax: 1, stallMax: 0x1234 } } }).r32(
+      R.IDR5,
+    );
     expect(r5).toBe((5 | 0x10 | 0x40 | (1 << 10) | (0x1234 << 16)) >>> 0);
   });
 
   it('IDR3: STT[9], MPAM[7], BBML[12:11]', () => {
-    const r3 = fresh({ smmu: { features: { stt: true, mpam: true, bbml: 1, had: false, xnx: false } } }).r32(R.IDR3);
+    const r3 = fresh({
+      smmu: { features: { stt: true, mpam: true, bbml: 1, had: false, xnx: false } },
+    }).r32(R.IDR3);
     expect(r3).toBe((1 << 9) | (1 << 7) | (1 << 11) | (1 << 10));
   });
 
   it('raw idr overrides read back as given', () => {
-    const idr = { IDR0: 0x12345678, IDR1: 0x9abcdef0, IDR2: 0x3ff, IDR3: 0x5a5a, IDR4: 0xdeadbeef, IDR5: 0x80000077, IIDR: 0x4b1043b, AIDR: 0x3 };
+    const idr = {
+      IDR0: 0x12345678,
+      IDR1: 0x9abcdef0,
+      IDR2: 0x3ff,
+      IDR3: 0x5a5a,
+      IDR4: 0xdeadbeef,
+      IDR5: 0x80000077,
+      IIDR: 0x4b1043b,
+      AIDR: 0x3,
+    };
     const sw = fresh({ smmu: { idr } });
-    expect([R.IDR0, R.IDR1, R.IDR2, R.IDR3, R.IDR4, R.IDR5, R.IIDR, R.AIDR].map((o) => sw.r32(o))).toEqual(Object.values(idr));
+    expect(
+      [R.IDR0, R.IDR1, R.IDR2, R.IDR3, R.IDR4, R.IDR5, R.IIDR, R.AIDR].map((o) => sw.r32(o)),
+    ).toEqual(Object.values(idr));
   });
 
   it('rejects impossible feature sets', () => {
@@ -146,7 +350,20 @@ describe('ID registers', () => {
 
   it('IDRs, IIDR, AIDR, CR0ACK, STATUSR, IRQ_CTRLACK and GERROR ignore writes', () => {
     const sw = fresh();
-    const ro = [R.IDR0, R.IDR1, R.IDR2, R.IDR3, R.IDR4, R.IDR5, R.IIDR, R.AIDR, R.CR0ACK, R.STATUSR, R.IRQ_CTRLACK, R.GERROR];
+    const ro = [
+      R.IDR0,
+      R.IDR1,
+      R.IDR2,
+      R.IDR3,
+      R.IDR4,
+      R.IDR5,
+      R.IIDR,
+      R.AIDR,
+      R.CR0ACK,
+      R.STATUSR,
+      R.IRQ_CTRLACK,
+      R.GERROR,
+    ];
     const before = ro.map((o) => sw.r32(o));
     expect(before.slice(8)).toEqual([0, 0, 0, 0]);
     for (const o of ro) sw.w32(o, 0xffffffff);
@@ -306,8 +523,16 @@ describe('64-bit registers: 32-bit halves and 64-bit access', () => {
     yes.w32(R.PRIQ_IRQ_CFG2, 0xff);
     yes.w32(R.PRIQ_PROD, 3);
     yes.w32(R.PRIQ_CONS, 0x80000002);
-    expect([yes.r64(R.PRIQ_BASE), yes.r64(R.PRIQ_IRQ_CFG0)]).toEqual([0x4000_0000_0001_0004n, 0x1000n]);
-    expect([yes.r32(R.PRIQ_IRQ_CFG1), yes.r32(R.PRIQ_IRQ_CFG2), yes.r32(R.PRIQ_PROD), yes.r32(R.PRIQ_CONS)]).toEqual([5, 0x3f, 3, 0x80000002]);
+    expect([yes.r64(R.PRIQ_BASE), yes.r64(R.PRIQ_IRQ_CFG0)]).toEqual([
+      0x4000_0000_0001_0004n,
+      0x1000n,
+    ]);
+    expect([
+      yes.r32(R.PRIQ_IRQ_CFG1),
+      yes.r32(R.PRIQ_IRQ_CFG2),
+      yes.r32(R.PRIQ_PROD),
+      yes.r32(R.PRIQ_CONS),
+    ]).toEqual([5, 0x3f, 3, 0x80000002]);
   });
 });
 
@@ -388,7 +613,12 @@ describe('guarded registers ignore writes while guarded', () => {
     sw.w32(R.STRTAB_BASE_CFG, 0x10210);
     sw.w32(R.CR1, 0);
     sw.w32(R.CR2, 0);
-    expect([sw.r64(R.STRTAB_BASE), sw.r32(R.STRTAB_BASE_CFG), sw.r32(R.CR1), sw.r32(R.CR2)]).toEqual([BigInt(STRTAB_PA), 8, 0xd75, 0x6]);
+    expect([
+      sw.r64(R.STRTAB_BASE),
+      sw.r32(R.STRTAB_BASE_CFG),
+      sw.r32(R.CR1),
+      sw.r32(R.CR2),
+    ]).toEqual([BigInt(STRTAB_PA), 8, 0xd75, 0x6]);
     // CMDQ/EVENTQ registers are not guarded by SMMUEN
     sw.w64(R.CMDQ_BASE, 0x40n);
     expect(sw.r64(R.CMDQ_BASE)).toBe(0x40n);
@@ -404,14 +634,22 @@ describe('guarded registers ignore writes while guarded', () => {
     sw.w64(R.GERROR_IRQ_CFG0, 0x1000n);
     sw.w32(R.GERROR_IRQ_CFG1, 7);
     sw.w32(R.GERROR_IRQ_CFG2, 3);
-    expect([sw.r64(R.GERROR_IRQ_CFG0), sw.r32(R.GERROR_IRQ_CFG1), sw.r32(R.GERROR_IRQ_CFG2)]).toEqual([0x1000n, 7, 3]);
+    expect([
+      sw.r64(R.GERROR_IRQ_CFG0),
+      sw.r32(R.GERROR_IRQ_CFG1),
+      sw.r32(R.GERROR_IRQ_CFG2),
+    ]).toEqual([0x1000n, 7, 3]);
     sw.irqCtrl(GERROR_IRQEN);
     sw.w64(R.GERROR_IRQ_CFG0, 0x2000n);
     sw.w32(R.GERROR_IRQ_CFG0, 0x3000);
     sw.w32(R.GERROR_IRQ_CFG0 + 4, 0x1);
     sw.w32(R.GERROR_IRQ_CFG1, 8);
     sw.w32(R.GERROR_IRQ_CFG2, 4);
-    expect([sw.r64(R.GERROR_IRQ_CFG0), sw.r32(R.GERROR_IRQ_CFG1), sw.r32(R.GERROR_IRQ_CFG2)]).toEqual([0x1000n, 7, 3]);
+    expect([
+      sw.r64(R.GERROR_IRQ_CFG0),
+      sw.r32(R.GERROR_IRQ_CFG1),
+      sw.r32(R.GERROR_IRQ_CFG2),
+    ]).toEqual([0x1000n, 7, 3]);
   });
 
   it('EVENTQ_IRQ_CFG0/1/2 while EVENTQ_IRQEN=1, not while only GERROR_IRQEN=1', () => {
@@ -425,7 +663,11 @@ describe('guarded registers ignore writes while guarded', () => {
     sw.w32(R.EVENTQ_IRQ_CFG0 + 4, 1);
     sw.w32(R.EVENTQ_IRQ_CFG1, 8);
     sw.w32(R.EVENTQ_IRQ_CFG2, 4);
-    expect([sw.r64(R.EVENTQ_IRQ_CFG0), sw.r32(R.EVENTQ_IRQ_CFG1), sw.r32(R.EVENTQ_IRQ_CFG2)]).toEqual([0x1000n, 7, 3]);
+    expect([
+      sw.r64(R.EVENTQ_IRQ_CFG0),
+      sw.r32(R.EVENTQ_IRQ_CFG1),
+      sw.r32(R.EVENTQ_IRQ_CFG2),
+    ]).toEqual([0x1000n, 7, 3]);
     sw.irqCtrl(0);
     sw.w32(R.EVENTQ_IRQ_CFG1, 8);
     expect(sw.r32(R.EVENTQ_IRQ_CFG1)).toBe(8);
@@ -439,7 +681,11 @@ describe('guarded registers ignore writes while guarded', () => {
     sw.w64(R.PRIQ_IRQ_CFG0, 0x2000n);
     sw.w32(R.PRIQ_IRQ_CFG1, 8);
     sw.w32(R.PRIQ_IRQ_CFG2, 4);
-    expect([sw.r64(R.PRIQ_IRQ_CFG0), sw.r32(R.PRIQ_IRQ_CFG1), sw.r32(R.PRIQ_IRQ_CFG2)]).toEqual([0x1000n, 7, 0]);
+    expect([sw.r64(R.PRIQ_IRQ_CFG0), sw.r32(R.PRIQ_IRQ_CFG1), sw.r32(R.PRIQ_IRQ_CFG2)]).toEqual([
+      0x1000n,
+      7,
+      0,
+    ]);
   });
 
   it('PRIQ_BASE and PRIQ_PROD while PRIQEN=1 (with PRI)', () => {
@@ -449,7 +695,11 @@ describe('guarded registers ignore writes while guarded', () => {
     sw.w64(R.PRIQ_BASE, 0x5000_1004n);
     sw.w32(R.PRIQ_PROD, 2);
     sw.w32(R.PRIQ_CONS, 1);
-    expect([sw.r64(R.PRIQ_BASE), sw.r32(R.PRIQ_PROD), sw.r32(R.PRIQ_CONS)]).toEqual([0x4000_1004n, 0, 1]);
+    expect([sw.r64(R.PRIQ_BASE), sw.r32(R.PRIQ_PROD), sw.r32(R.PRIQ_CONS)]).toEqual([
+      0x4000_1004n,
+      0,
+      1,
+    ]);
   });
 });
 
@@ -478,7 +728,10 @@ describe('address map', () => {
 
   it('undefined Page 0 offsets and the Secure bank (no SECURE_IMPL) are RAZ/WI', () => {
     const sw = fresh();
-    for (const off of [0x30, 0x34, 0x38, 0x3c, 0x58, 0x78, 0x120, 0x190, 0xe00, 0x8000, 0x8004, 0x8020, 0x8044, 0x8060, 0x8ffc]) {
+    for (const off of [
+      0x30, 0x34, 0x38, 0x3c, 0x58, 0x78, 0x120, 0x190, 0xe00, 0x8000, 0x8004, 0x8020, 0x8044,
+      0x8060, 0x8ffc,
+    ]) {
       sw.w32(off, 0xffffffff);
       expect([off, sw.r32(off)]).toEqual([off, 0]);
     }

@@ -4,11 +4,39 @@ import { steIllegal } from '../../hw/smmu/ste.ts';
 import { newLookup } from '../../hw/smmu/strtab.ts';
 import { DEFAULT_FEATURES, type SmmuFeatures } from '../../hw/smmu/features.ts';
 import {
-  CFGI_ALL, CMDQ_PA, DMA_BUF, E, EVTQ_PA, NO_RAM, R, RAM, RECINVSID, SMMUEN, STE_ABORT, STE_BYPASS, STE_INVALID, STRTAB_PA, SYNC_NONE,
-  Sw, bytes, cfgiRange, cfgiSte, initCmdq, initEvtq, initStrtab, l1std, readEvent, rig, steAddr, strtabCfg, writeSte,
+  CFGI_ALL,
+  CMDQ_PA,
+  DMA_BUF,
+  E,
+  EVTQ_PA,
+  NO_RAM,
+  R,
+  RAM,
+  RECINVSID,
+  SMMUEN,
+  STE_ABORT,
+  STE_BYPASS,
+  STE_INVALID,
+  STRTAB_PA,
+  SYNC_NONE,
+  Sw,
+  bytes,
+  cfgiRange,
+  cfgiSte,
+  initCmdq,
+  initEvtq,
+  initStrtab,
+  l1std,
+  readEvent,
+  rig,
+  steAddr,
+  strtabCfg,
+  writeSte,
 } from './helpers.ts';
 
-function setup2(opts: MachineOptions & { log2: number; split: number; recinvsid?: boolean; base?: number }) {
+function setup2(
+  opts: MachineOptions & { log2: number; split: number; recinvsid?: boolean; base?: number },
+) {
   const m = new Machine(opts);
   const sw = new Sw(m);
   if (opts.recinvsid ?? true) sw.w32(R.CR2, RECINVSID);
@@ -26,7 +54,10 @@ describe('SMMUEN=0: GBPA decides (reference §2.1 step 1)', () => {
   it('GBPA.ABORT=0 (reset 0x1000): DMA bypasses, data lands at PA = IOVA', () => {
     const m = new Machine({ devices: [{ name: 'dev', sid: 5 }] });
     const dev = m.devices.get('dev')!;
-    expect(dev.write(DMA_BUF + 0x10, bytes(0xde, 0xad))).toMatchObject({ ok: true, pa: DMA_BUF + 0x10 });
+    expect(dev.write(DMA_BUF + 0x10, bytes(0xde, 0xad))).toMatchObject({
+      ok: true,
+      pa: DMA_BUF + 0x10,
+    });
     expect(m.mem.read16(DMA_BUF + 0x10)).toBe(0xadde);
   });
 
@@ -116,8 +147,13 @@ describe('linear stream table', () => {
   it('a SubstreamID with stage 1 disabled (bypass) gives C_BAD_SUBSTREAMID', () => {
     const { m } = rig();
     writeSte(m, steAddr(5), [STE_BYPASS]);
-    expect(m.devices.get('dev')!.read(DMA_BUF, 4, { ssid: 3 })).toMatchObject({ ok: false, event: 'C_BAD_SUBSTREAMID' });
-    expect(readEvent(m, EVTQ_PA, 0)[0]).toBe((5n << 32n) | (3n << 12n) | (1n << 11n) | BigInt(E.C_BAD_SUBSTREAMID));
+    expect(m.devices.get('dev')!.read(DMA_BUF, 4, { ssid: 3 })).toMatchObject({
+      ok: false,
+      event: 'C_BAD_SUBSTREAMID',
+    });
+    expect(readEvent(m, EVTQ_PA, 0)[0]).toBe(
+      (5n << 32n) | (3n << 12n) | (1n << 11n) | BigInt(E.C_BAD_SUBSTREAMID),
+    );
   });
 
   it('SID >= 2^LOG2SIZE: C_BAD_STREAMID recorded only with CR2.RECINVSID=1', () => {
@@ -132,7 +168,12 @@ describe('linear stream table', () => {
     writeSte(loud.m, steAddr(15), [STE_BYPASS]);
     expect(d15.read(DMA_BUF, 4).ok).toBe(true);
     expect(d2.read(DMA_BUF, 4)).toMatchObject({ ok: false, event: 'C_BAD_STREAMID' });
-    expect(readEvent(loud.m, EVTQ_PA, 0)).toEqual([(16n << 32n) | BigInt(E.C_BAD_STREAMID), 0n, 0n, 0n]);
+    expect(readEvent(loud.m, EVTQ_PA, 0)).toEqual([
+      (16n << 32n) | BigInt(E.C_BAD_STREAMID),
+      0n,
+      0n,
+      0n,
+    ]);
   });
 
   it('the effective LOG2SIZE is MIN(LOG2SIZE, IDR1.SIDSIZE)', () => {
@@ -151,7 +192,10 @@ describe('linear stream table', () => {
     initStrtab(sw, NO_RAM, strtabCfg(8));
     initEvtq(sw, EVTQ_PA, 4);
     sw.cr0(sw.r32(R.CR0) | SMMUEN);
-    expect(m.devices.get('dev')!.read(DMA_BUF + 0x123, 4)).toMatchObject({ ok: false, event: 'F_STE_FETCH' });
+    expect(m.devices.get('dev')!.read(DMA_BUF + 0x123, 4)).toMatchObject({
+      ok: false,
+      event: 'F_STE_FETCH',
+    });
     const ev = readEvent(m, EVTQ_PA, 0);
     expect(ev[0]).toBe((5n << 32n) | BigInt(E.F_STE_FETCH));
     expect(ev[3]).toBe(BigInt(NO_RAM + 5 * 64)); // FetchAddr[55:3] in DW3
@@ -166,7 +210,10 @@ describe('linear stream table', () => {
     initStrtab(sw, NO_RAM, strtabCfg(8));
     initEvtq(sw, EVTQ_PA, 4);
     sw.cr0(sw.r32(R.CR0) | SMMUEN);
-    expect(m.devices.get('dev')!.read(DMA_BUF, 4)).toMatchObject({ ok: false, event: 'C_BAD_STREAMID' });
+    expect(m.devices.get('dev')!.read(DMA_BUF, 4)).toMatchObject({
+      ok: false,
+      event: 'C_BAD_STREAMID',
+    });
   });
 
   it('the base is aligned to the table size (LOG2SIZE=4: 16 STEs = 1 KiB)', () => {
@@ -233,7 +280,10 @@ describe('2-level stream table (reference §2.1 step 4, L1STD)', () => {
     writeSte(m, L2B + 64 * 0x34, [STE_BYPASS]);
     expect(dev(0xff34).read(DMA_BUF, 4).ok).toBe(true);
     expect(dev(0x10000).read(DMA_BUF, 4)).toMatchObject({ ok: false, event: 'C_BAD_STREAMID' });
-    expect(events(m)).toEqual([['C_BAD_STREAMID', 0x100], ['C_BAD_STREAMID', 0x10000]]);
+    expect(events(m)).toEqual([
+      ['C_BAD_STREAMID', 0x100],
+      ['C_BAD_STREAMID', 0x10000],
+    ]);
   });
 
   it('Span=0 and reserved Span values (12..31) make the L1 range invalid', () => {
@@ -242,7 +292,10 @@ describe('2-level stream table (reference §2.1 step 4, L1STD)', () => {
       m.mem.write64(STRTAB_PA, l1std(L2A, span));
       writeSte(m, L2A, [STE_BYPASS]);
       q.submit(CFGI_ALL, SYNC_NONE);
-      expect([span, dev(0).read(DMA_BUF, 4)]).toMatchObject([span, { ok: false, event: 'C_BAD_STREAMID' }]);
+      expect([span, dev(0).read(DMA_BUF, 4)]).toMatchObject([
+        span,
+        { ok: false, event: 'C_BAD_STREAMID' },
+      ]);
     }
     m.mem.write64(STRTAB_PA, l1std(L2A, 11));
     q.submit(CFGI_ALL, SYNC_NONE);
@@ -395,7 +448,8 @@ describe('ILLEGAL STEs give C_BAD_STE (reference §2.4)', () => {
     });
     return w;
   };
-  const legal = (d: bigint[], f: Partial<SmmuFeatures> = {}) => steIllegal(toWords(d), { features: { ...DEFAULT_FEATURES, ...f } });
+  const legal = (d: bigint[], f: Partial<SmmuFeatures> = {}) =>
+    steIllegal(toWords(d), { features: { ...DEFAULT_FEATURES, ...f } });
 
   it('the base stage-1 and stage-2 STEs used below are legal', () => {
     expect(legal(s2())).toBeNull();
@@ -409,7 +463,11 @@ describe('ILLEGAL STEs give C_BAD_STE (reference §2.4)', () => {
   const cases: Array<[string, bigint[], Partial<SmmuFeatures>]> = [
     ['EATS=0b10 with Config=0b101', s1(2n << 28n), {}],
     ['EATS=0b10 with Config=0b110', s2(2n << 28n), {}],
-    ['EATS=0b01 with Config=0b110 and S2S=1', s2(1n << 28n, S2_DW2 | (1n << 57n)), { stallModel: 0 }],
+    [
+      'EATS=0b01 with Config=0b110 and S2S=1',
+      s2(1n << 28n, S2_DW2 | (1n << 57n)),
+      { stallModel: 0 },
+    ],
     ['STRW=0b01 with Config=0b101', s1(1n << 30n), {}],
     ['STRW=0b11 with Config=0b101', s1(3n << 30n), {}],
     ['Config=0b101 with S1P=0', s1(), { s1p: false }],
@@ -417,7 +475,11 @@ describe('ILLEGAL STEs give C_BAD_STE (reference §2.4)', () => {
     ['Config=0b111 with S2P=0', [0xfn | S1_PTR, 0n, S2_DW2, S2_TTB], { s2p: false }],
     ['S1STALLD=1 with STALL_MODEL=0b01', s1(1n << 27n), { stallModel: 1 }],
     ['S1CDMax > IDR1.SSIDSIZE', s1(0n, 17n << 59n), { ssidSize: 16 }],
-    ['S1Fmt=2-level with S1CDMax != 0 and CD2L=0', s1(0n, (4n << 59n) | (1n << 4n)), { cd2l: false }],
+    [
+      'S1Fmt=2-level with S1CDMax != 0 and CD2L=0',
+      s1(0n, (4n << 59n) | (1n << 4n)),
+      { cd2l: false },
+    ],
     ['S1ContextPtr beyond the OAS', [0xbn | (1n << 48n), 0n, 0n, 0n], { oas: 48 }],
     ['S2S=1 with STALL_MODEL=0b01', s2(0n, S2_DW2 | (1n << 57n)), { stallModel: 1 }],
     ['S2S=0 with STALL_MODEL=0b10', s2(), { stallModel: 2 }],
@@ -426,16 +488,36 @@ describe('ILLEGAL STEs give C_BAD_STE (reference §2.4)', () => {
     ['S2HA=1 with HTTU=0', s2(0n, S2_DW2 | (1n << 56n)), { httu: 0 }],
     ['S2HD=1 with HTTU=0b01', s2(0n, S2_DW2 | (1n << 56n) | (1n << 55n)), { httu: 1 }],
     ['S2TG=0b11 (reserved)', s2(0n, S2_DW2 | (3n << 46n)), {}],
-    ['S2TG=64 KB not supported', s2(0n, (25n << 32n) | (1n << 38n) | (1n << 46n) | (5n << 48n) | (1n << 51n)), { gran64k: false }],
+    [
+      'S2TG=64 KB not supported',
+      s2(0n, (25n << 32n) | (1n << 38n) | (1n << 46n) | (5n << 48n) | (1n << 51n)),
+      { gran64k: false },
+    ],
     ['S2T0SZ=40 (> 39 without STT)', s2(0n, (40n << 32n) | (5n << 48n) | (1n << 51n)), {}],
     ['S2T0SZ=15 (< 16)', s2(0n, (15n << 32n) | (2n << 38n) | (5n << 48n) | (1n << 51n)), {}],
-    ['S2SL0/S2TG/S2T0SZ inconsistent (4 KB, start L2, IAS 39)', s2(0n, (25n << 32n) | (5n << 48n) | (1n << 51n)), {}],
-    ['S2SL0=3 with 4 KB and no TTST', s2(0n, (25n << 32n) | (3n << 38n) | (5n << 48n) | (1n << 51n)), {}],
+    [
+      'S2SL0/S2TG/S2T0SZ inconsistent (4 KB, start L2, IAS 39)',
+      s2(0n, (25n << 32n) | (5n << 48n) | (1n << 51n)),
+      {},
+    ],
+    [
+      'S2SL0=3 with 4 KB and no TTST',
+      s2(0n, (25n << 32n) | (3n << 38n) | (5n << 48n) | (1n << 51n)),
+      {},
+    ],
     ['S2ENDI=1 on a little-endian-only SMMU', s2(0n, S2_DW2 | (1n << 52n)), { ttendian: 2 }],
     ['S2ENDI=0 on a big-endian-only SMMU', s2(), { ttendian: 3 }],
-    ['S2TTB outside the effective S2PS (32 bits)', s2(0n, (25n << 32n) | (1n << 38n) | (1n << 51n), 1n << 32n), {}],
+    [
+      'S2TTB outside the effective S2PS (32 bits)',
+      s2(0n, (25n << 32n) | (1n << 38n) | (1n << 51n), 1n << 32n),
+      {},
+    ],
     ['S2VMID[15:8] != 0 without VMID16', s2(0n, S2_DW2 | 0x100n), { vmid16: false }],
-    ['S2VMID[15:8] != 0 without VMID16, stage 1 only (NS-EL1, S2P=1)', s1(0n).map((d, i) => (i === 2 ? 0x100n : d)), { vmid16: false }],
+    [
+      'S2VMID[15:8] != 0 without VMID16, stage 1 only (NS-EL1, S2P=1)',
+      s1(0n).map((d, i) => (i === 2 ? 0x100n : d)),
+      { vmid16: false },
+    ],
   ];
 
   it.each(cases)('%s', (_name, ste, features) => {
@@ -466,6 +548,9 @@ describe('ILLEGAL STEs give C_BAD_STE (reference §2.4)', () => {
     expect(off.m.devices.get('dev')!.read(DMA_BUF, 4).ok).toBe(true);
     const on = rig({ smmu: { features: { checkRes0: true } } });
     writeSte(on.m, steAddr(5), ste);
-    expect(on.m.devices.get('dev')!.read(DMA_BUF, 4)).toMatchObject({ ok: false, event: 'C_BAD_STE' });
+    expect(on.m.devices.get('dev')!.read(DMA_BUF, 4)).toMatchObject({
+      ok: false,
+      event: 'C_BAD_STE',
+    });
   });
 });

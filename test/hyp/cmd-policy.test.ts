@@ -13,17 +13,49 @@ import { checkCommand, FORWARD, RESHADOW, REFUSE, type CmdCheck } from '../../hy
 import type { RuleName } from '../../hyp/policy.ts';
 
 const OPC = {
-  PREFETCH_CONFIG: 0x01, PREFETCH_ADDR: 0x02, CFGI_STE: 0x03, CFGI_STE_RANGE: 0x04, CFGI_CD: 0x05, CFGI_CD_ALL: 0x06,
-  TLBI_NH_ALL: 0x10, TLBI_NH_ASID: 0x11, TLBI_NH_VA: 0x12, TLBI_NH_VAA: 0x13, TLBI_EL3_ALL: 0x18, TLBI_EL3_VA: 0x1a,
-  TLBI_EL2_ALL: 0x20, TLBI_EL2_ASID: 0x21, TLBI_EL2_VA: 0x22, TLBI_EL2_VAA: 0x23, TLBI_S12_VMALL: 0x28, TLBI_S2_IPA: 0x2a,
-  TLBI_NSNH_ALL: 0x30, ATC_INV: 0x40, PRI_RESP: 0x41, RESUME: 0x44, STALL_TERM: 0x45, CMD_SYNC: 0x46,
+  PREFETCH_CONFIG: 0x01,
+  PREFETCH_ADDR: 0x02,
+  CFGI_STE: 0x03,
+  CFGI_STE_RANGE: 0x04,
+  CFGI_CD: 0x05,
+  CFGI_CD_ALL: 0x06,
+  TLBI_NH_ALL: 0x10,
+  TLBI_NH_ASID: 0x11,
+  TLBI_NH_VA: 0x12,
+  TLBI_NH_VAA: 0x13,
+  TLBI_EL3_ALL: 0x18,
+  TLBI_EL3_VA: 0x1a,
+  TLBI_EL2_ALL: 0x20,
+  TLBI_EL2_ASID: 0x21,
+  TLBI_EL2_VA: 0x22,
+  TLBI_EL2_VAA: 0x23,
+  TLBI_S12_VMALL: 0x28,
+  TLBI_S2_IPA: 0x2a,
+  TLBI_NSNH_ALL: 0x30,
+  ATC_INV: 0x40,
+  PRI_RESP: 0x41,
+  RESUME: 0x44,
+  STALL_TERM: 0x45,
+  CMD_SYNC: 0x46,
 } as const;
 
 /** a command as four words: dw0 = (w1 << 32) | w0, dw1 = (w3 << 32) | w2 */
-function cmd(op: number, o: { sid?: number; vmid?: number; asid?: number; leaf?: number; range?: number; w0?: number; w2?: number; w3?: number } = {}): Uint32Array {
+function cmd(
+  op: number,
+  o: {
+    sid?: number;
+    vmid?: number;
+    asid?: number;
+    leaf?: number;
+    range?: number;
+    w0?: number;
+    w2?: number;
+    w3?: number;
+  } = {},
+): Uint32Array {
   const w = new Uint32Array(4);
   w[0] = ((o.w0 ?? 0) & ~0xff) | op;
-  w[1] = o.sid ?? ((o.vmid ?? 0) | ((o.asid ?? 0) << 16));
+  w[1] = o.sid ?? (o.vmid ?? 0) | ((o.asid ?? 0) << 16);
   w[2] = (o.w2 ?? 0) | (o.leaf ?? 0) | (o.range ?? 0);
   w[3] = o.w3 ?? 0;
   return w;
@@ -40,7 +72,13 @@ function cmdSync(cs: number, msiAddr = 0, msiData = 0, msh = 3, msiAttr = 0xf): 
 
 /** a fresh check context; `rule` starts as a rule checkCommand never sets, so a refusal must set it */
 function ctx(weak: RuleName[] = []): CmdCheck {
-  return { weak: (r) => weak.includes(r), sid: -1, rule: 'reg-access', reason: '', syncRewrites: 0 };
+  return {
+    weak: (r) => weak.includes(r),
+    sid: -1,
+    rule: 'reg-access',
+    reason: '',
+    syncRewrites: 0,
+  };
 }
 
 function expectForwardedUnchanged(w: Uint32Array, c = ctx()): void {
@@ -110,12 +148,19 @@ describe('cmd-policy: CFGI_STE_RANGE / CFGI_ALL (0x04)', () => {
   });
 
   it('with cfgi-all-range weakened, other ranges are forwarded', () => {
-    expectForwardedUnchanged(cmd(OPC.CFGI_STE_RANGE, { sid: 0x100, range: 7 }), ctx(['cfgi-all-range']));
+    expectForwardedUnchanged(
+      cmd(OPC.CFGI_STE_RANGE, { sid: 0x100, range: 7 }),
+      ctx(['cfgi-all-range']),
+    );
   });
 });
 
 describe('cmd-policy: TLBI_NH_ASID / NH_VA / NH_VAA need VMID 0', () => {
-  for (const [name, op] of [['TLBI_NH_ASID', OPC.TLBI_NH_ASID], ['TLBI_NH_VA', OPC.TLBI_NH_VA], ['TLBI_NH_VAA', OPC.TLBI_NH_VAA]] as const) {
+  for (const [name, op] of [
+    ['TLBI_NH_ASID', OPC.TLBI_NH_ASID],
+    ['TLBI_NH_VA', OPC.TLBI_NH_VA],
+    ['TLBI_NH_VAA', OPC.TLBI_NH_VAA],
+  ] as const) {
     it(`${name} with VMID 0 is forwarded unchanged (ASID and address untouched)`, () => {
       expectForwardedUnchanged(cmd(op, { vmid: 0, asid: 0x55, w2: 0x1234_5001, w3: 0xff }));
     });
@@ -220,30 +265,56 @@ describe('cmd-policy: commands forwarded unchanged', () => {
 });
 
 describe('cmd-policy: property over arbitrary command words', () => {
-  const S2 = new Set<number>([OPC.TLBI_NH_ALL, OPC.TLBI_EL2_ALL, OPC.TLBI_EL2_ASID, OPC.TLBI_EL2_VA, OPC.TLBI_EL2_VAA, OPC.TLBI_S12_VMALL, OPC.TLBI_S2_IPA]);
+  const S2 = new Set<number>([
+    OPC.TLBI_NH_ALL,
+    OPC.TLBI_EL2_ALL,
+    OPC.TLBI_EL2_ASID,
+    OPC.TLBI_EL2_VA,
+    OPC.TLBI_EL2_VAA,
+    OPC.TLBI_S12_VMALL,
+    OPC.TLBI_S2_IPA,
+  ]);
   const NH = new Set<number>([OPC.TLBI_NH_ASID, OPC.TLBI_NH_VA, OPC.TLBI_NH_VAA]);
   const interesting = fc.constantFrom(...Object.values(OPC), 0x07, 0x50, 0x5a, 0x60, 0x70);
   const word = fc.integer({ min: 0, max: 0xffff_ffff });
 
   it('each opcode gets its §1.6 verdict, and only CMD_SYNC is ever modified', () => {
     fc.assert(
-      fc.property(fc.oneof(interesting, fc.integer({ min: 0, max: 255 })), word, word, word, word, (op, w0, w1, w2, w3) => {
-        const w = new Uint32Array([((w0 & ~0xff) | op) >>> 0, w1, w2, w3]);
-        const before = w.slice();
-        const c = ctx();
-        const v = checkCommand(w, c);
-        if (S2.has(op)) return v === REFUSE && c.rule === 's2-tlbi';
-        if (NH.has(op)) return (w1 & 0xffff) === 0 ? v === FORWARD : v === REFUSE && c.rule === 'tlbi-vmid';
-        if (op === OPC.CFGI_STE) return (w2 & 1) === 1 ? v === RESHADOW && c.sid === w1 : v === REFUSE && c.rule === 'cfgi-leaf';
-        if (op === OPC.CFGI_STE_RANGE) return (w2 & 0x1f) === 31 ? v === FORWARD : v === REFUSE && c.rule === 'cfgi-all-range';
-        if (op === OPC.CMD_SYNC) {
-          if (v !== FORWARD) return false;
-          const cs = (before[0]! >>> 12) & 3;
-          if (cs !== 1) return [...w].every((x, i) => x === before[i]);
-          return ((w[0]! >>> 12) & 3) === 2 && w[1] === 0 && w[2] === 0 && (w[3]! & 0xffffff) === 0 && (w[0]! & ~0x3000) === (before[0]! & ~0x3000);
-        }
-        return v === FORWARD && [...w].every((x, i) => x === before[i]);
-      }),
+      fc.property(
+        fc.oneof(interesting, fc.integer({ min: 0, max: 255 })),
+        word,
+        word,
+        word,
+        word,
+        (op, w0, w1, w2, w3) => {
+          const w = new Uint32Array([((w0 & ~0xff) | op) >>> 0, w1, w2, w3]);
+          const before = w.slice();
+          const c = ctx();
+          const v = checkCommand(w, c);
+          if (S2.has(op)) return v === REFUSE && c.rule === 's2-tlbi';
+          if (NH.has(op))
+            return (w1 & 0xffff) === 0 ? v === FORWARD : v === REFUSE && c.rule === 'tlbi-vmid';
+          if (op === OPC.CFGI_STE)
+            return (w2 & 1) === 1
+              ? v === RESHADOW && c.sid === w1
+              : v === REFUSE && c.rule === 'cfgi-leaf';
+          if (op === OPC.CFGI_STE_RANGE)
+            return (w2 & 0x1f) === 31 ? v === FORWARD : v === REFUSE && c.rule === 'cfgi-all-range';
+          if (op === OPC.CMD_SYNC) {
+            if (v !== FORWARD) return false;
+            const cs = (before[0]! >>> 12) & 3;
+            if (cs !== 1) return [...w].every((x, i) => x === before[i]);
+            return (
+              ((w[0]! >>> 12) & 3) === 2 &&
+              w[1] === 0 &&
+              w[2] === 0 &&
+              (w[3]! & 0xffffff) === 0 &&
+              (w[0]! & ~0x3000) === (before[0]! & ~0x3000)
+            );
+          }
+          return v === FORWARD && [...w].every((x, i) => x === before[i]);
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -251,12 +322,19 @@ describe('cmd-policy: property over arbitrary command words', () => {
   it('with every rule weakened nothing is refused and nothing is rewritten', () => {
     const all: RuleName[] = ['cfgi-leaf', 'cfgi-all-range', 'tlbi-vmid', 's2-tlbi', 'sync-msi'];
     fc.assert(
-      fc.property(fc.oneof(interesting, fc.integer({ min: 0, max: 255 })), word, word, word, word, (op, w0, w1, w2, w3) => {
-        const w = new Uint32Array([((w0 & ~0xff) | op) >>> 0, w1, w2, w3]);
-        const before = w.slice();
-        const v = checkCommand(w, ctx(all));
-        return v !== REFUSE && [...w].every((x, i) => x === before[i]);
-      }),
+      fc.property(
+        fc.oneof(interesting, fc.integer({ min: 0, max: 255 })),
+        word,
+        word,
+        word,
+        word,
+        (op, w0, w1, w2, w3) => {
+          const w = new Uint32Array([((w0 & ~0xff) | op) >>> 0, w1, w2, w3]);
+          const before = w.slice();
+          const v = checkCommand(w, ctx(all));
+          return v !== REFUSE && [...w].every((x, i) => x === before[i]);
+        },
+      ),
       { numRuns: 1000 },
     );
   });

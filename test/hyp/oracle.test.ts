@@ -11,19 +11,55 @@
 import { describe, expect, it } from 'vitest';
 import { Machine, type DeviceSpec } from '../../hw/machine.ts';
 import type { SmmuFeatures } from '../../hw/smmu/features.ts';
-import { IsolationOracle, type IsolationReport, type OracleOptions, type ProtectedRange } from '../../hyp/oracle.ts';
 import {
-  ATSCHK, CMDQEN, EVENTQEN, OPC, R, SMMUEN, SYNC_NONE, Sw, cfgiSte, cmd, initCmdq, initEvtq, initStrtab, l1std, strtabCfg, sync,
-  type Cmd, type SwCmdq,
+  IsolationOracle,
+  type IsolationReport,
+  type OracleOptions,
+  type ProtectedRange,
+} from '../../hyp/oracle.ts';
+import {
+  ATSCHK,
+  CMDQEN,
+  EVENTQEN,
+  OPC,
+  R,
+  SMMUEN,
+  SYNC_NONE,
+  Sw,
+  cfgiSte,
+  cmd,
+  initCmdq,
+  initEvtq,
+  initStrtab,
+  l1std,
+  strtabCfg,
+  sync,
+  type Cmd,
+  type SwCmdq,
 } from '../hw/helpers.ts';
-import { Pt39, encodeCd, encodeSte, s1Leaf, s2Leaf, tableDesc, type CdFields, type SteFields } from '../translate/rig.ts';
+import {
+  Pt39,
+  encodeCd,
+  encodeSte,
+  s1Leaf,
+  s2Leaf,
+  tableDesc,
+  type CdFields,
+  type SteFields,
+} from '../translate/rig.ts';
 
 // ---- layout -------------------------------------------------------------------------------------------
 
 const RAM = 0x4000_0000;
 const PROT = 0x7c00_0000;
 const PROT_SIZE = 0x0400_0000;
-const HYP: ProtectedRange = { base: PROT, size: PROT_SIZE, owner: 'hyp', read: false, write: false };
+const HYP: ProtectedRange = {
+  base: PROT,
+  size: PROT_SIZE,
+  owner: 'hyp',
+  read: false,
+  write: false,
+};
 /** linear stream table, 64 STEs, in hyp memory */
 const STRTAB = PROT;
 const CMDQ = RAM + 0x1_0000;
@@ -43,13 +79,29 @@ const ALL = 2 ** 48;
 const GBPA_UPDATE = 0x8000_0000;
 const GBPA_ABORT = 1 << 20;
 // reference §2.2: Config values; EATS
-const CFG_ABORT = 0b000, CFG_BYPASS = 0b100, CFG_S1 = 0b101, CFG_S2 = 0b110, CFG_NESTED = 0b111;
+const CFG_ABORT = 0b000,
+  CFG_BYPASS = 0b100,
+  CFG_S1 = 0b101,
+  CFG_S2 = 0b110,
+  CFG_NESTED = 0b111;
 // reference §6.2: the contiguous hint, bit 52
 const CONTIG = 1n << 52n;
 
 /** Stage-2 STE fields: 4 KB granule, 39-bit IPA (S2T0SZ=25), start level 1 (S2SL0=1), 48-bit PS, AArch64, S2R. */
 function s2Ste(root: number, vmid = 0, extra: SteFields = {}): SteFields {
-  return { V: 1, Config: CFG_S2, S2VMID: vmid, S2T0SZ: 25, S2SL0: 1, S2TG: 0, S2PS: 5, S2AA64: 1, S2R: 1, S2TTB: root, ...extra };
+  return {
+    V: 1,
+    Config: CFG_S2,
+    S2VMID: vmid,
+    S2T0SZ: 25,
+    S2SL0: 1,
+    S2TG: 0,
+    S2PS: 5,
+    S2AA64: 1,
+    S2R: 1,
+    S2TTB: root,
+    ...extra,
+  };
 }
 /** A CD for a 39-bit TTB0 with 4 KB granule (start level 1), 48-bit IPS, AArch64; TTB1 disabled. */
 function cd39(ttb0: number, asid = 1): CdFields {
@@ -76,12 +128,16 @@ class Bed {
   private readonly hostPool = { next: HOST_POOL };
 
   constructor(o: BedOpts = {}) {
-    this.m = new Machine({ devices: o.devices ?? [{ name: 'nic', sid: NIC }], ...(o.features ? { smmu: { features: o.features } } : {}) });
+    this.m = new Machine({
+      devices: o.devices ?? [{ name: 'nic', sid: NIC }],
+      ...(o.features ? { smmu: { features: o.features } } : {}),
+    });
     this.sw = new Sw(this.m);
     initStrtab(this.sw, STRTAB, o.strtabCfg ?? strtabCfg(6));
     this.q = initCmdq(this.sw, CMDQ, 6);
     initEvtq(this.sw, o.evtq ?? EVTQ, 4);
-    if (o.smmuen ?? true) this.sw.cr0(this.sw.r32(R.CR0) | SMMUEN | ((o.atschk ?? true) ? ATSCHK : 0));
+    if (o.smmuen ?? true)
+      this.sw.cr0(this.sw.r32(R.CR0) | SMMUEN | ((o.atschk ?? true) ? ATSCHK : 0));
     this.oracle = new IsolationOracle(this.m, { protectedRanges: () => this.ranges }, o.oracle);
   }
 
@@ -117,7 +173,15 @@ const hx = (v: number): string => '0x' + v.toString(16);
 
 /** The breaches of a report, without their detail text, with hex addresses. */
 function brief(r: IsolationReport) {
-  return r.breaches.map((b) => ({ kind: b.kind, ...(b.device ? { device: b.device } : {}), path: b.path, access: b.access, pa: hx(b.pa), bytes: hx(b.bytes), owner: b.owner }));
+  return r.breaches.map((b) => ({
+    kind: b.kind,
+    ...(b.device ? { device: b.device } : {}),
+    path: b.path,
+    access: b.access,
+    pa: hx(b.pa),
+    bytes: hx(b.bytes),
+    owner: b.owner,
+  }));
 }
 /** The two breaches (read, then write) of one run. */
 function rw(path: string, pa: number, bytes: number, device = 'nic', owner = 'hyp') {
@@ -126,7 +190,14 @@ function rw(path: string, pa: number, bytes: number, device = 'nic', owner = 'hy
     { kind: 'dma', device, path, access: 'write', pa: hx(pa), bytes: hx(bytes), owner },
   ];
 }
-const one = (path: string, access: 'read' | 'write', pa: number, bytes = 0x1000, device = 'nic', owner = 'hyp') => ({ kind: 'dma', device, path, access, pa: hx(pa), bytes: hx(bytes), owner });
+const one = (
+  path: string,
+  access: 'read' | 'write',
+  pa: number,
+  bytes = 0x1000,
+  device = 'nic',
+  owner = 'hyp',
+) => ({ kind: 'dma', device, path, access, pa: hx(pa), bytes: hx(bytes), owner });
 
 const bytes4 = new Uint8Array([1, 2, 3, 4]);
 
@@ -140,7 +211,9 @@ describe('SMMUEN=0: GBPA decides', () => {
     expect(brief(r)).toEqual(rw('gbpa-bypass', PROT, PROT_SIZE));
     expect(r.breaches[0]!.detail).toContain('GBPA.ABORT=0');
     expect(r.breaches[0]!.sid).toBe(NIC);
-    expect(b.oracle.reach('nic')).toEqual([{ base: 0, size: ALL, read: true, write: true, path: 'gbpa-bypass' }]);
+    expect(b.oracle.reach('nic')).toEqual([
+      { base: 0, size: ALL, read: true, write: true, path: 'gbpa-bypass' },
+    ]);
     // the hardware agrees
     expect(b.nic.write(PROT + 0x40, bytes4).ok).toBe(true);
   });
@@ -171,7 +244,9 @@ describe('STE configurations', () => {
     b.ste(NIC, { V: 1, Config: CFG_BYPASS });
     const r = b.check();
     expect(brief(r)).toEqual(rw('ste-bypass', PROT, PROT_SIZE));
-    expect(r.breaches[0]!.detail).toMatch(/SID 8 .*STE at 0x7c000200.*Config=0b100 \(bypass\) reads hyp pages 0x7c000000\.\.0x80000000/);
+    expect(r.breaches[0]!.detail).toMatch(
+      /SID 8 .*STE at 0x7c000200.*Config=0b100 \(bypass\) reads hyp pages 0x7c000000\.\.0x80000000/,
+    );
     expect(b.nic.read(PROT + 0x1000, 4).ok).toBe(true);
   });
 
@@ -226,7 +301,11 @@ describe('STE configurations', () => {
     b.ste(NIC, { V: 1, Config: CFG_S1, S1ContextPtr: hostCd });
     expect(brief(b.check())).toEqual(rw('cd-writable', PROT, PROT_SIZE));
     // and with trustTableMemory the CD is taken as it is
-    const trusting = new IsolationOracle(b.m, { protectedRanges: () => b.ranges }, { trustTableMemory: true });
+    const trusting = new IsolationOracle(
+      b.m,
+      { protectedRanges: () => b.ranges },
+      { trustTableMemory: true },
+    );
     expect(trusting.check().ok).toBe(true);
   });
 
@@ -238,7 +317,9 @@ describe('STE configurations', () => {
     b.ste(NIC, { V: 1, Config: CFG_S1, S1ContextPtr: CD_PA });
     const r = b.check();
     expect(brief(r)).toEqual(rw('s1-table-writable', PROT, PROT_SIZE));
-    expect(r.breaches[0]!.detail).toContain(`the table at ${hx(s1.root)} is in host-writable memory`);
+    expect(r.breaches[0]!.detail).toContain(
+      `the table at ${hx(s1.root)} is in host-writable memory`,
+    );
   });
 
   it('stage 1 only: S1DSS=bypass lets transactions without a SubstreamID through untranslated', () => {
@@ -270,7 +351,11 @@ describe('STE configurations', () => {
     const hostL2 = RAM + 0x60_0000;
     b.w64(l1 + 3 * 8, BigInt(hostL2) | 1n);
     // (the DMA above also left an IOTLB entry for the page)
-    expect(brief(b.check())).toEqual([...rw('cd-writable', PROT, PROT_SIZE), one('iotlb', 'read', PROT + 0x7000), one('s1', 'read', PROT + 0x7000)]);
+    expect(brief(b.check())).toEqual([
+      ...rw('cd-writable', PROT, PROT_SIZE),
+      one('iotlb', 'read', PROT + 0x7000),
+      one('s1', 'read', PROT + 0x7000),
+    ]);
   });
 
   it('nested: a stage 1 mapping a protected IPA that stage 2 does not map is isolated', () => {
@@ -286,7 +371,9 @@ describe('STE configurations', () => {
     b.cd(cdIpa, cd39(s1.root));
     b.ste(NIC, { ...s2Ste(s2.root), Config: CFG_NESTED, S1ContextPtr: cdIpa });
     expect(b.check().ok).toBe(true);
-    expect(b.oracle.reach('nic')).toEqual([{ base: RAM, size: 0x80_0000, read: true, write: true, path: 'nested' }]);
+    expect(b.oracle.reach('nic')).toEqual([
+      { base: RAM, size: 0x80_0000, read: true, write: true, path: 'nested' },
+    ]);
     expect(b.nic.read(0x1000, 4).ok).toBe(false);
     const ok = b.nic.read(0x2000, 4);
     expect(ok.ok && ok.pa).toBe(RAM + 0x5000);
@@ -335,7 +422,9 @@ describe('STE configurations', () => {
     encodeSte({ V: 1, Config: CFG_ABORT }).forEach((d, i) => b.w64(hostL2 + NIC * 64 + 8 * i, d));
     const r = b.check();
     expect(brief(r)).toEqual(rw('ste-writable', PROT, PROT_SIZE));
-    expect(r.breaches[0]!.detail).toContain(`the STE at ${hx(hostL2 + NIC * 64)} via the L1STD at ${hx(STRTAB)} is in host-writable memory`);
+    expect(r.breaches[0]!.detail).toContain(
+      `the STE at ${hx(hostL2 + NIC * 64)} via the L1STD at ${hx(STRTAB)} is in host-writable memory`,
+    );
   });
 });
 
@@ -365,10 +454,14 @@ describe('table enumeration', () => {
     const t0 = performance.now();
     const r = b.check();
     const ms = performance.now() - t0;
-    console.log(`isolation oracle: 1 GiB page-granular identity stage 2 (${n2 * 512} leaves) checked in ${ms.toFixed(1)} ms`);
+    console.log(
+      `isolation oracle: 1 GiB page-granular identity stage 2 (${n2 * 512} leaves) checked in ${ms.toFixed(1)} ms`,
+    );
     expect(r.ok).toBe(true);
     expect(ms).toBeLessThan(1000);
-    expect(b.oracle.reach('nic')).toEqual([{ base: RAM, size: PROT - RAM, read: true, write: true, path: 's2' }]);
+    expect(b.oracle.reach('nic')).toEqual([
+      { base: RAM, size: PROT - RAM, read: true, write: true, path: 's2' },
+    ]);
     // a protected page mapped as well: found among the quarter million
     mem.write64(l2 + n2 * 8, tableDesc(l3 + n2 * 0x1000));
     mem.write64(l3 + n2 * 0x1000 + 0x1f8, s2Leaf(PROT + 0x3f000, 3));
@@ -390,7 +483,9 @@ describe('table enumeration', () => {
     const t0 = performance.now();
     expect(b.check().ok).toBe(true);
     expect(performance.now() - t0).toBeLessThan(1000);
-    expect(b.oracle.reach('nic')).toEqual([{ base: RAM + 0x9000, size: 0x1000, read: true, write: true, path: 's2' }]);
+    expect(b.oracle.reach('nic')).toEqual([
+      { base: RAM + 0x9000, size: 0x1000, read: true, write: true, path: 's2' },
+    ]);
     // IPA: L1 index 5, L2 index 511, L3 index 0
     const ok = b.nic.read(5 * 2 ** 30 + 511 * 2 ** 21, 4);
     expect(ok.ok && ok.pa).toBe(RAM + 0x9000);
@@ -416,14 +511,22 @@ describe('table enumeration', () => {
   it('the contiguous hint: the whole aligned output range is reachable (through the IOTLB)', () => {
     const b = new Bed();
     // a guest page at the top of a 64 KB block, and no descriptor pointing at it
-    const guest: ProtectedRange = { base: 0x5000_f000, size: 0x1000, owner: 'guest:vm1', read: false, write: false };
+    const guest: ProtectedRange = {
+      base: 0x5000_f000,
+      size: 0x1000,
+      owner: 'guest:vm1',
+      read: false,
+      write: false,
+    };
     b.ranges = [guest, HYP];
     const s2 = b.pt();
     // one descriptor with the hint: 16 x 4 KB, output aligned to 64 KB = [0x5000_0000, 0x5001_0000)
     s2.set(0x6000_8000, 3, s2Leaf(0x5000_8000, 3) | CONTIG);
     b.ste(NIC, s2Ste(s2.root));
     expect(brief(b.check())).toEqual(rw('s2', 0x5000_f000, 0x1000, 'nic', 'guest:vm1'));
-    expect(b.oracle.reach('nic')).toEqual([{ base: 0x5000_0000, size: 0x1_0000, read: true, write: true, path: 's2' }]);
+    expect(b.oracle.reach('nic')).toEqual([
+      { base: 0x5000_0000, size: 0x1_0000, read: true, write: true, path: 's2' },
+    ]);
     // demonstrate it: the walk through the hinted descriptor fills a 64 KB TLB entry, which then serves its neighbours
     expect(b.nic.read(0x6000_8000, 4).ok).toBe(true);
     const hit = b.nic.read(0x6000_f000, 4);
@@ -435,19 +538,29 @@ describe('table enumeration', () => {
 
 describe('the SMMU caches count', () => {
   it('a stale IOTLB entry for a page unmapped without TLBI is a breach (iotlb) until the TLBI', () => {
-    const b = new Bed({ devices: [{ name: 'nic', sid: NIC }, { name: 'gpu', sid: GPU }] });
+    const b = new Bed({
+      devices: [
+        { name: 'nic', sid: NIC },
+        { name: 'gpu', sid: GPU },
+      ],
+    });
     const s2 = b.pt();
     s2.set(RAM, 2, s2Leaf(RAM, 2));
     s2.set(0x5000_0000, 3, s2Leaf(PROT + 0x9000, 3));
     b.ste(NIC, s2Ste(s2.root, 3));
     b.ste(GPU, s2Ste(s2.root, 4));
-    expect(brief(b.check())).toEqual([...rw('s2', PROT + 0x9000, 0x1000, 'nic'), ...rw('s2', PROT + 0x9000, 0x1000, 'gpu')]);
+    expect(brief(b.check())).toEqual([
+      ...rw('s2', PROT + 0x9000, 0x1000, 'nic'),
+      ...rw('s2', PROT + 0x9000, 0x1000, 'gpu'),
+    ]);
     expect(b.nic.read(0x5000_0000, 4).ok).toBe(true); // fills a VMID 3 stage-2 TLB entry
     s2.rewrite(0x5000_0000, 0n); // unmapped, no TLBI
     const r = b.check();
     // only the VMID 3 stream can hit the stale entry
     expect(brief(r)).toEqual(rw('iotlb', PROT + 0x9000, 0x1000, 'nic'));
-    expect(r.breaches[0]!.detail).toContain('IOTLB stage-2 entry (VMID 3) 0x50000000 → 0x7c009000 (4 KiB)');
+    expect(r.breaches[0]!.detail).toContain(
+      'IOTLB stage-2 entry (VMID 3) 0x50000000 → 0x7c009000 (4 KiB)',
+    );
     expect(b.nic.read(0x5000_0000, 4).ok).toBe(true);
     expect(b.m.devices.get('gpu')!.read(0x5000_0000, 4).ok).toBe(false);
     b.cmds(cmd(OPC.TLBI_S12_VMALL, { vmid: 3 }));
@@ -469,14 +582,16 @@ describe('the SMMU caches count', () => {
     b.cmds(cmd(OPC.TLBI_S2_IPA, { vmid: 2, addr: 0x5000_0000n }));
     const r = b.check();
     expect(brief(r)).toEqual(rw('iotlb', PROT + 0x6000, 0x1000));
-    expect(r.breaches[0]!.detail).toContain('IOTLB combined stage-1+2 entry (VMID 2, ASID 7) 0x2000 → 0x7c006000');
+    expect(r.breaches[0]!.detail).toContain(
+      'IOTLB combined stage-1+2 entry (VMID 2, ASID 7) 0x2000 → 0x7c006000',
+    );
     expect(b.nic.read(0x2000, 4).ok).toBe(true);
     b.cmds(cmd(OPC.TLBI_NH_ALL, { vmid: 2 }));
     expect(b.check().ok).toBe(true);
     expect(b.nic.read(0x2000, 4).ok).toBe(false);
   });
 
-  it('a stale stage-1 IOTLB entry counts for the ASID of the stream\'s CD only', () => {
+  it("a stale stage-1 IOTLB entry counts for the ASID of the stream's CD only", () => {
     const b = new Bed();
     const s1 = b.pt();
     s1.set(0x2000, 3, s1Leaf(PROT + 0x7000, 3));
@@ -499,7 +614,9 @@ describe('the SMMU caches count', () => {
     b.ste(NIC, { V: 1, Config: CFG_ABORT }); // no CFGI
     const r = b.check();
     expect(brief(r)).toEqual(rw('ste-bypass', PROT, PROT_SIZE));
-    expect(r.breaches[0]!.detail).toContain('cached STE (fetched from 0x7c000200), Config=0b100 (bypass)');
+    expect(r.breaches[0]!.detail).toContain(
+      'cached STE (fetched from 0x7c000200), Config=0b100 (bypass)',
+    );
     expect(b.nic.read(PROT, 4).ok).toBe(true);
     b.cmds(cfgiSte(NIC, 1));
     expect(b.check().ok).toBe(true);
@@ -535,7 +652,9 @@ describe('ATS', () => {
     expect(b.nic.readTranslated(PROT + 0x100, 4).ok).toBe(true);
     // a DMA through the ATC leaves an entry there
     expect(b.nic.read(RAM + 0x1000, 4, { ats: true }).ok).toBe(true);
-    expect(b.oracle.reach('nic').filter((x) => x.path === 'atc')).toEqual([{ base: RAM + 0x1000, size: 0x1000, read: true, write: true, path: 'atc' }]);
+    expect(b.oracle.reach('nic').filter((x) => x.path === 'atc')).toEqual([
+      { base: RAM + 0x1000, size: 0x1000, read: true, write: true, path: 'atc' },
+    ]);
     // EATS=0 (with CFGI): Translated traffic is forbidden
     b.ste(NIC, s2Ste(s2.root));
     b.cmds(cfgiSte(NIC, 1));
@@ -589,8 +708,19 @@ describe('SMMU-originated writes', () => {
     b.q.submit(sync(1, PROT + 0x1230, 0xdead));
     b.q.submit(sync(1, PROT + 0x1ff0, 0xbeef)); // same page: same breach
     const r = b.check();
-    expect(brief(r)).toEqual([{ kind: 'smmu-write', path: 'msi', access: 'write', pa: hx(PROT + 0x1000), bytes: '0x1000', owner: 'hyp' }]);
-    expect(r.breaches[0]!.detail).toContain('CMD_SYNC MSI write of 4 bytes at 0x7c001230 lands on hyp memory');
+    expect(brief(r)).toEqual([
+      {
+        kind: 'smmu-write',
+        path: 'msi',
+        access: 'write',
+        pa: hx(PROT + 0x1000),
+        bytes: '0x1000',
+        owner: 'hyp',
+      },
+    ]);
+    expect(r.breaches[0]!.detail).toContain(
+      'CMD_SYNC MSI write of 4 bytes at 0x7c001230 lands on hyp memory',
+    );
     expect(r.breaches[0]!.detail).toContain('2 writes');
     expect(b.m.mem.read32(PROT + 0x1230)).toBe(0xdead); // it really happened
     // still reported while the DMA state is clean, until reset
@@ -608,14 +738,36 @@ describe('SMMU-originated writes', () => {
     b.oracle.attach();
     expect(b.check().ok).toBe(true);
     // a latent-write oracle sees the queue before anything is written
-    const latent = new IsolationOracle(b.m, { protectedRanges: () => b.ranges }, { latentSmmuWrites: true });
+    const latent = new IsolationOracle(
+      b.m,
+      { protectedRanges: () => b.ranges },
+      { latentSmmuWrites: true },
+    );
     const lr = latent.check();
-    expect(brief(lr)).toEqual([{ kind: 'smmu-write', path: 'event', access: 'write', pa: hx(evtq), bytes: '0x1000', owner: 'hyp' }]);
+    expect(brief(lr)).toEqual([
+      {
+        kind: 'smmu-write',
+        path: 'event',
+        access: 'write',
+        pa: hx(evtq),
+        bytes: '0x1000',
+        owner: 'hyp',
+      },
+    ]);
     expect(lr.breaches[0]!.detail).toContain('latent');
     expect(b.nic.read(RAM, 4).ok).toBe(false); // STE V=0: C_BAD_STE, recorded
     expect(b.m.smmu.evtq.written).toBe(1);
     const r = b.check();
-    expect(brief(r)).toEqual([{ kind: 'smmu-write', path: 'event', access: 'write', pa: hx(evtq), bytes: '0x1000', owner: 'hyp' }]);
+    expect(brief(r)).toEqual([
+      {
+        kind: 'smmu-write',
+        path: 'event',
+        access: 'write',
+        pa: hx(evtq),
+        bytes: '0x1000',
+        owner: 'hyp',
+      },
+    ]);
     expect(r.breaches[0]!.detail).toContain(`event record write of 32 bytes at ${hx(evtq)}`);
   });
 
@@ -624,13 +776,28 @@ describe('SMMU-originated writes', () => {
     // the hyp keeps its first 16 MiB (tables) to itself and lets host devices write the rest
     b.ranges = [
       { base: PROT, size: 0x100_0000, owner: 'hyp', read: false, write: false },
-      { base: PROT + 0x100_0000, size: PROT_SIZE - 0x100_0000, owner: 'hyp', read: false, write: true },
+      {
+        base: PROT + 0x100_0000,
+        size: PROT_SIZE - 0x100_0000,
+        owner: 'hyp',
+        read: false,
+        write: true,
+      },
     ];
     b.oracle.attach();
     b.q.submit(sync(1, PROT + 0x100_1230, 1));
     expect(b.check().ok).toBe(true);
     b.q.submit(sync(1, PROT + 0x1230, 1));
-    expect(brief(b.check())).toEqual([{ kind: 'smmu-write', path: 'msi', access: 'write', pa: hx(PROT + 0x1000), bytes: '0x1000', owner: 'hyp' }]);
+    expect(brief(b.check())).toEqual([
+      {
+        kind: 'smmu-write',
+        path: 'msi',
+        access: 'write',
+        pa: hx(PROT + 0x1000),
+        bytes: '0x1000',
+        owner: 'hyp',
+      },
+    ]);
   });
 });
 
@@ -641,15 +808,23 @@ describe('the report', () => {
     const b = new Bed();
     const s2 = b.pt();
     // 100 read-only protected pages, every other page: 100 separate runs
-    for (let i = 0; i < 100; i++) s2.set(0x5000_0000 + i * 0x1000, 3, s2Leaf(PROT + 2 * i * 0x1000, 3, { s2ap: 0b01 }));
+    for (let i = 0; i < 100; i++)
+      s2.set(0x5000_0000 + i * 0x1000, 3, s2Leaf(PROT + 2 * i * 0x1000, 3, { s2ap: 0b01 }));
     b.ste(NIC, s2Ste(s2.root));
     const r = b.check();
     expect(r.ok).toBe(false);
     expect(r.total).toBe(100);
     expect(r.breaches.length).toBe(64);
     expect(r.omitted).toBe(36);
-    expect(brief(r).slice(0, 2)).toEqual([one('s2', 'read', PROT), one('s2', 'read', PROT + 0x2000)]);
-    const capped = new IsolationOracle(b.m, { protectedRanges: () => b.ranges }, { maxBreaches: 5 }).check();
+    expect(brief(r).slice(0, 2)).toEqual([
+      one('s2', 'read', PROT),
+      one('s2', 'read', PROT + 0x2000),
+    ]);
+    const capped = new IsolationOracle(
+      b.m,
+      { protectedRanges: () => b.ranges },
+      { maxBreaches: 5 },
+    ).check();
     expect([capped.breaches.length, capped.total, capped.omitted]).toEqual([5, 100, 95]);
   });
 
@@ -691,7 +866,7 @@ describe('soundness: every DMA the hardware lets through is inside reach()', () 
     seed = (seed + 0x6d2b79f5) | 0;
     let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * n >>> 0;
+    return ((((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * n) >>> 0;
   };
 
   it('random stage-2 and stage-1 mappings, with stale TLB entries', () => {
@@ -735,7 +910,10 @@ describe('soundness: every DMA the hardware lets through is inside reach()', () 
               if (!res.ok) continue;
               passed++;
               if (res.pa >= PROT && res.pa < PROT + PROT_SIZE) protectedHits++;
-              expect(inside(runs, res.pa, write), `config ${config}: ${write ? 'write' : 'read'} of ${hx(io)} reached ${hx(res.pa)}`).toBe(true);
+              expect(
+                inside(runs, res.pa, write),
+                `config ${config}: ${write ? 'write' : 'read'} of ${hx(io)} reached ${hx(res.pa)}`,
+              ).toBe(true);
             }
           }
         }

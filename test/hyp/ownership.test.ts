@@ -5,7 +5,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { PageOwnership, OwnershipError, hostAccess, PAGE, type OwnershipChange, type PageState, type Owner } from '../../hyp/ownership.ts';
+import {
+  PageOwnership,
+  OwnershipError,
+  hostAccess,
+  PAGE,
+  type OwnershipChange,
+  type PageState,
+  type Owner,
+} from '../../hyp/ownership.ts';
 
 const A = 0x4100_0000;
 const p = (i: number): number => A + i * PAGE;
@@ -37,10 +45,22 @@ describe('page ownership: defaults and reports', () => {
   });
 
   it('hostAccess: only host-owned pages are accessible to the host (shared ones stay accessible)', () => {
-    expect(hostAccess({ owner: 'host', sharedWith: null, pins: 0, mmio: false })).toEqual({ read: true, write: true });
-    expect(hostAccess({ owner: 'host', sharedWith: 'hyp', pins: 2, mmio: false })).toEqual({ read: true, write: true });
-    expect(hostAccess({ owner: 'hyp', sharedWith: null, pins: 0, mmio: false })).toEqual({ read: false, write: false });
-    expect(hostAccess({ owner: 'guest:vm1', sharedWith: null, pins: 0, mmio: false })).toEqual({ read: false, write: false });
+    expect(hostAccess({ owner: 'host', sharedWith: null, pins: 0, mmio: false })).toEqual({
+      read: true,
+      write: true,
+    });
+    expect(hostAccess({ owner: 'host', sharedWith: 'hyp', pins: 2, mmio: false })).toEqual({
+      read: true,
+      write: true,
+    });
+    expect(hostAccess({ owner: 'hyp', sharedWith: null, pins: 0, mmio: false })).toEqual({
+      read: false,
+      write: false,
+    });
+    expect(hostAccess({ owner: 'guest:vm1', sharedWith: null, pins: 0, mmio: false })).toEqual({
+      read: false,
+      write: false,
+    });
   });
 
   it('ranges() merges runs of equal state in address order and splits where the state differs', () => {
@@ -51,13 +71,26 @@ describe('page ownership: defaults and reports', () => {
     o.share(p(6), 2 * PAGE, 'hyp');
     o.pin(p(7), PAGE);
     expect(o.ranges()).toEqual([
-      { base: p(0), size: 3 * PAGE, state: { owner: 'hyp', sharedWith: null, pins: 0, mmio: false } },
+      {
+        base: p(0),
+        size: 3 * PAGE,
+        state: { owner: 'hyp', sharedWith: null, pins: 0, mmio: false },
+      },
       { base: p(3), size: PAGE, state: { owner: 'host', sharedWith: 'hyp', pins: 0, mmio: false } },
-      { base: p(4), size: 2 * PAGE, state: { owner: 'guest:vm1', sharedWith: null, pins: 0, mmio: false } },
+      {
+        base: p(4),
+        size: 2 * PAGE,
+        state: { owner: 'guest:vm1', sharedWith: null, pins: 0, mmio: false },
+      },
       { base: p(6), size: PAGE, state: { owner: 'host', sharedWith: 'hyp', pins: 0, mmio: false } },
       { base: p(7), size: PAGE, state: { owner: 'host', sharedWith: 'hyp', pins: 1, mmio: false } },
     ]);
-    expect(o.summary()).toEqual({ 'hyp-owned': 3, 'shared-hyp': 2, 'guest:vm1-owned': 2, pinned: 1 });
+    expect(o.summary()).toEqual({
+      'hyp-owned': 3,
+      'shared-hyp': 2,
+      'guest:vm1-owned': 2,
+      pinned: 1,
+    });
   });
 
   it('summary() counts pages shared with a guest under their own key, and forgets pages back in the default state', () => {
@@ -74,9 +107,20 @@ describe('page ownership: defaults and reports', () => {
   it('an MMIO donation keeps the mmio flag, and counts transitions by kind', () => {
     const o = new PageOwnership();
     o.donate(0x0905_0000, 0x2_0000, 'hyp', { mmio: true });
-    expect(o.state(0x0905_0000 + 0x1_f000)).toEqual({ owner: 'hyp', sharedWith: null, pins: 0, mmio: true });
+    expect(o.state(0x0905_0000 + 0x1_f000)).toEqual({
+      owner: 'hyp',
+      sharedWith: null,
+      pins: 0,
+      mmio: true,
+    });
     expect(o.state(0x0907_0000).owner).toBe('host');
-    expect(o.ranges()).toEqual([{ base: 0x0905_0000, size: 0x2_0000, state: { owner: 'hyp', sharedWith: null, pins: 0, mmio: true } }]);
+    expect(o.ranges()).toEqual([
+      {
+        base: 0x0905_0000,
+        size: 0x2_0000,
+        state: { owner: 'hyp', sharedWith: null, pins: 0, mmio: true },
+      },
+    ]);
     expect(o.counts).toEqual({ donate: 1, reclaim: 0, share: 0, unshare: 0, pin: 0, unpin: 0 });
   });
 });
@@ -254,9 +298,30 @@ describe('page ownership: listeners', () => {
     o.share(p(4), PAGE, 'hyp');
     o.reclaim(p(0), 2 * PAGE, 'hyp');
     expect(calls).toEqual([
-      { transition: 'donate', base: p(0), pages: 2, hostAccessChanged: true, hostCanAccess: false, mmio: false },
-      { transition: 'share', base: p(4), pages: 1, hostAccessChanged: false, hostCanAccess: true, mmio: false },
-      { transition: 'reclaim', base: p(0), pages: 2, hostAccessChanged: true, hostCanAccess: true, mmio: false },
+      {
+        transition: 'donate',
+        base: p(0),
+        pages: 2,
+        hostAccessChanged: true,
+        hostCanAccess: false,
+        mmio: false,
+      },
+      {
+        transition: 'share',
+        base: p(4),
+        pages: 1,
+        hostAccessChanged: false,
+        hostCanAccess: true,
+        mmio: false,
+      },
+      {
+        transition: 'reclaim',
+        base: p(0),
+        pages: 2,
+        hostAccessChanged: true,
+        hostCanAccess: true,
+        mmio: false,
+      },
     ]);
   });
 
@@ -281,8 +346,22 @@ describe('page ownership: listeners', () => {
     expect(o.refused).toBe(1);
     // the listener was told to undo: the host regains access to the same range
     expect(calls).toEqual([
-      { transition: 'donate', base: p(0), pages: 3, hostAccessChanged: true, hostCanAccess: false, mmio: false },
-      { transition: 'reclaim', base: p(0), pages: 3, hostAccessChanged: true, hostCanAccess: true, mmio: false },
+      {
+        transition: 'donate',
+        base: p(0),
+        pages: 3,
+        hostAccessChanged: true,
+        hostCanAccess: false,
+        mmio: false,
+      },
+      {
+        transition: 'reclaim',
+        base: p(0),
+        pages: 3,
+        hostAccessChanged: true,
+        hostCanAccess: true,
+        mmio: false,
+      },
     ]);
     vetoing = false;
     o.donate(p(0), 3 * PAGE, 'hyp');
@@ -324,26 +403,53 @@ describe('page ownership: listeners', () => {
 
 const OWNERS: Array<Exclude<Owner, 'host'>> = ['hyp', 'guest:a', 'guest:b'];
 type Op =
-  | { t: 'donate' | 'reclaim' | 'share' | 'unshare'; first: number; n: number; who: Exclude<Owner, 'host'> }
+  | {
+      t: 'donate' | 'reclaim' | 'share' | 'unshare';
+      first: number;
+      n: number;
+      who: Exclude<Owner, 'host'>;
+    }
   | { t: 'pin' | 'unpin' | 'shareAndPin' | 'unpinAndUnshare'; first: number; n: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ t: fc.constantFrom('donate' as const, 'reclaim' as const, 'share' as const, 'unshare' as const), first: fc.nat(7), n: fc.integer({ min: 1, max: 3 }), who: fc.constantFrom(...OWNERS) }),
-  fc.record({ t: fc.constantFrom('pin' as const, 'unpin' as const, 'shareAndPin' as const, 'unpinAndUnshare' as const), first: fc.nat(7), n: fc.integer({ min: 1, max: 3 }) }),
+  fc.record({
+    t: fc.constantFrom('donate' as const, 'reclaim' as const, 'share' as const, 'unshare' as const),
+    first: fc.nat(7),
+    n: fc.integer({ min: 1, max: 3 }),
+    who: fc.constantFrom(...OWNERS),
+  }),
+  fc.record({
+    t: fc.constantFrom(
+      'pin' as const,
+      'unpin' as const,
+      'shareAndPin' as const,
+      'unpinAndUnshare' as const,
+    ),
+    first: fc.nat(7),
+    n: fc.integer({ min: 1, max: 3 }),
+  }),
 );
 
 function run(o: PageOwnership, op: Op): void {
   const base = p(op.first);
   const size = op.n * PAGE;
   switch (op.t) {
-    case 'donate': return o.donate(base, size, op.who);
-    case 'reclaim': return o.reclaim(base, size, op.who);
-    case 'share': return o.share(base, size, op.who);
-    case 'unshare': return o.unshare(base, size, op.who);
-    case 'pin': return o.pin(base, size);
-    case 'unpin': return o.unpin(base, size);
-    case 'shareAndPin': return o.shareAndPin(base, size);
-    case 'unpinAndUnshare': return o.unpinAndUnshare(base, size);
+    case 'donate':
+      return o.donate(base, size, op.who);
+    case 'reclaim':
+      return o.reclaim(base, size, op.who);
+    case 'share':
+      return o.share(base, size, op.who);
+    case 'unshare':
+      return o.unshare(base, size, op.who);
+    case 'pin':
+      return o.pin(base, size);
+    case 'unpin':
+      return o.unpin(base, size);
+    case 'shareAndPin':
+      return o.shareAndPin(base, size);
+    case 'unpinAndUnshare':
+      return o.unpinAndUnshare(base, size);
   }
 }
 
@@ -351,7 +457,8 @@ function run(o: PageOwnership, op: Op): void {
 function broken(s: PageState): string[] {
   const bad: string[] = [];
   // never owned away from the host and shared (or pinned) at the same time
-  if (s.owner !== 'host' && (s.sharedWith !== null || s.pins !== 0)) bad.push(`owned by ${s.owner} and shared/pinned`);
+  if (s.owner !== 'host' && (s.sharedWith !== null || s.pins !== 0))
+    bad.push(`owned by ${s.owner} and shared/pinned`);
   if (!Number.isInteger(s.pins) || s.pins < 0) bad.push(`pins ${s.pins}`);
   // pins only on pages shared with the hypervisor
   if (s.pins > 0 && s.sharedWith !== 'hyp') bad.push(`pinned but shared with ${s.sharedWith}`);
@@ -365,7 +472,8 @@ describe('page ownership: property', () => {
         const o = new PageOwnership();
         const hostView: boolean[] = [];
         o.onChange((c) => {
-          if (c.hostAccessChanged) for (let i = 0; i < c.pages; i++) hostView[(c.base - A) / PAGE + i] = c.hostCanAccess;
+          if (c.hostAccessChanged)
+            for (let i = 0; i < c.pages; i++) hostView[(c.base - A) / PAGE + i] = c.hostCanAccess;
         });
         for (const op of ops) {
           const before = snap(o);
@@ -374,14 +482,16 @@ describe('page ownership: property', () => {
           } catch (e) {
             if (!(e instanceof OwnershipError)) throw e;
             // shareAndPin / unpinAndUnshare are two steps, but a refusal of either still leaves nothing changed
-            if (op.t !== 'unpinAndUnshare' && snap(o) !== before) expect.fail(`refused ${JSON.stringify(op)} changed the table`);
+            if (op.t !== 'unpinAndUnshare' && snap(o) !== before)
+              expect.fail(`refused ${JSON.stringify(op)} changed the table`);
           }
           for (let i = 0; i < 12; i++) {
             const s = o.state(p(i));
             const bad = broken(s);
             if (bad.length) expect.fail(`page ${i} after ${JSON.stringify(op)}: ${bad.join('; ')}`);
             // a listener following the changes (as the idmap does) agrees with hostMay
-            if ((hostView[i] ?? true) !== o.hostMay(p(i))) expect.fail(`page ${i}: the listener's view disagrees with hostMay`);
+            if ((hostView[i] ?? true) !== o.hostMay(p(i)))
+              expect.fail(`page ${i}: the listener's view disagrees with hostMay`);
           }
         }
       }),

@@ -21,19 +21,50 @@ export const SMMU_MMIO_SIZE = 0x2_0000;
 
 /** designs.md Appendix A register offsets */
 export const R = {
-  IDR0: 0x00, IDR1: 0x04, IDR2: 0x08, IDR3: 0x0c, IDR4: 0x10, IDR5: 0x14, IIDR: 0x18, AIDR: 0x1c,
-  CR0: 0x20, CR0ACK: 0x24, CR1: 0x28, CR2: 0x2c, STATUSR: 0x40, GBPA: 0x44, AGBPA: 0x48,
-  IRQ_CTRL: 0x50, GERROR: 0x60, GERRORN: 0x64, GERROR_IRQ_CFG0: 0x68,
-  STRTAB_BASE: 0x80, STRTAB_BASE_CFG: 0x88, CMDQ_BASE: 0x90, CMDQ_PROD: 0x98, CMDQ_CONS: 0x9c,
-  EVENTQ_BASE: 0xa0, EVENTQ_IRQ_CFG0: 0xb0, PRIQ_BASE: 0xc0,
+  IDR0: 0x00,
+  IDR1: 0x04,
+  IDR2: 0x08,
+  IDR3: 0x0c,
+  IDR4: 0x10,
+  IDR5: 0x14,
+  IIDR: 0x18,
+  AIDR: 0x1c,
+  CR0: 0x20,
+  CR0ACK: 0x24,
+  CR1: 0x28,
+  CR2: 0x2c,
+  STATUSR: 0x40,
+  GBPA: 0x44,
+  AGBPA: 0x48,
+  IRQ_CTRL: 0x50,
+  GERROR: 0x60,
+  GERRORN: 0x64,
+  GERROR_IRQ_CFG0: 0x68,
+  STRTAB_BASE: 0x80,
+  STRTAB_BASE_CFG: 0x88,
+  CMDQ_BASE: 0x90,
+  CMDQ_PROD: 0x98,
+  CMDQ_CONS: 0x9c,
+  EVENTQ_BASE: 0xa0,
+  EVENTQ_IRQ_CFG0: 0xb0,
+  PRIQ_BASE: 0xc0,
 } as const;
 /** CR0 bits */
-export const SMMUEN = 1, PRIQEN = 2, EVTQEN = 4, CMDQEN = 8, ATSCHK = 16;
+export const SMMUEN = 1,
+  PRIQEN = 2,
+  EVTQEN = 4,
+  CMDQEN = 8,
+  ATSCHK = 16;
 /** GBPA: ABORT b20, Update b31 */
 export const GBPA_ABORT = 1 << 20;
 export const GBPA_UPDATE = 0x8000_0000;
 /** IDR0 bits the host must not see: S2P b0, HYP b9, ATS b10, MSI b13, VMID16 b18 */
-export const IDR0_S2P = 1 << 0, IDR0_S1P = 1 << 1, IDR0_HYP = 1 << 9, IDR0_ATS = 1 << 10, IDR0_MSI = 1 << 13, IDR0_VMID16 = 1 << 18;
+export const IDR0_S2P = 1 << 0,
+  IDR0_S1P = 1 << 1,
+  IDR0_HYP = 1 << 9,
+  IDR0_ATS = 1 << 10,
+  IDR0_MSI = 1 << 13,
+  IDR0_VMID16 = 1 << 18;
 /** CMDQ_CONS.ERR[30:24]; CERROR_ILL = 1 */
 export const CONS_ERR_SHIFT = 24;
 export const CERROR_ILL = 1;
@@ -62,9 +93,18 @@ export interface WithDriver extends Booted {
 }
 
 export function bootHyp(o: HypOpts = {}): Booted {
-  const m = new Machine({ devices: o.devices ?? [{ name: 'nic', sid: 8 }, { name: 'gpu', sid: 9 }] });
+  const m = new Machine({
+    devices: o.devices ?? [
+      { name: 'nic', sid: 8 },
+      { name: 'gpu', sid: 9 },
+    ],
+  });
   const hyp = new PkvmHyp(m, {
-    policy: makePolicy(o.policy ?? 'pkvm', { failure: o.failure ?? 'reject', weaken: o.weaken ?? [], allowAts: o.allowAts ?? false }),
+    policy: makePolicy(o.policy ?? 'pkvm', {
+      failure: o.failure ?? 'reject',
+      weaken: o.weaken ?? [],
+      allowAts: o.allowAts ?? false,
+    }),
   }).boot();
   return { m, hyp };
 }
@@ -81,11 +121,15 @@ export function bootWithDriver(o: HypOpts = {}): WithDriver {
 
 // ---- MMIO as the host (trapped) and as the hypervisor (the hardware itself) -------------------
 
-export const hostR32 = (m: Machine, off: number): number => m.bus.read32('host', SMMU_BASE + off) >>> 0;
-export const hostW32 = (m: Machine, off: number, v: number): void => m.bus.write32('host', SMMU_BASE + off, v);
+export const hostR32 = (m: Machine, off: number): number =>
+  m.bus.read32('host', SMMU_BASE + off) >>> 0;
+export const hostW32 = (m: Machine, off: number, v: number): void =>
+  m.bus.write32('host', SMMU_BASE + off, v);
 export const hostR64 = (m: Machine, off: number): bigint => m.bus.read64('host', SMMU_BASE + off);
-export const hostW64 = (m: Machine, off: number, v: bigint): void => m.bus.write64('host', SMMU_BASE + off, v);
-export const hwR32 = (m: Machine, off: number): number => m.bus.read32('hyp', SMMU_BASE + off) >>> 0;
+export const hostW64 = (m: Machine, off: number, v: bigint): void =>
+  m.bus.write64('host', SMMU_BASE + off, v);
+export const hwR32 = (m: Machine, off: number): number =>
+  m.bus.read32('hyp', SMMU_BASE + off) >>> 0;
 export const hwR64 = (m: Machine, off: number): bigint => m.bus.read64('hyp', SMMU_BASE + off);
 
 /** How many violations of `rule` the hypervisor has recorded. */

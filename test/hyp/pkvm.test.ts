@@ -18,9 +18,40 @@ import { OwnershipError } from '../../hyp/ownership.ts';
 import { ArmSmmuV3 } from '../../host/driver.ts';
 import { DomainManager } from '../../host/domain.ts';
 import {
-  ATSCHK, CERROR_ILL, CMDQEN, CONS_ERR_SHIFT, CR1_LINUX, EVTQEN, GBPA_ABORT, GBPA_UPDATE, HOST_PAGES, HYP_BASE, HYP_END, IDR0_ATS, IDR0_HYP, IDR0_MSI,
-  IDR0_S1P, IDR0_S2P, IDR0_VMID16, PAGE, Q_RA, R, SMMUEN, SMMU_MMIO_SIZE, bootHyp, bootWithDriver, hostR32, hostR64, hostW32, hostW64, hwR32, hwR64,
-  qBase, violations, type Booted, type WithDriver,
+  ATSCHK,
+  CERROR_ILL,
+  CMDQEN,
+  CONS_ERR_SHIFT,
+  CR1_LINUX,
+  EVTQEN,
+  GBPA_ABORT,
+  GBPA_UPDATE,
+  HOST_PAGES,
+  HYP_BASE,
+  HYP_END,
+  IDR0_ATS,
+  IDR0_HYP,
+  IDR0_MSI,
+  IDR0_S1P,
+  IDR0_S2P,
+  IDR0_VMID16,
+  PAGE,
+  Q_RA,
+  R,
+  SMMUEN,
+  SMMU_MMIO_SIZE,
+  bootHyp,
+  bootWithDriver,
+  hostR32,
+  hostR64,
+  hostW32,
+  hostW64,
+  hwR32,
+  hwR64,
+  qBase,
+  violations,
+  type Booted,
+  type WithDriver,
 } from './pkvm-rig.ts';
 
 // ---- reference encodings used below ----------------------------------------------------------
@@ -28,8 +59,17 @@ import {
 /** STRTAB_BASE_CFG: FMT[17:16]=1 (2-level), SPLIT[10:6]=8, LOG2SIZE[5:0]=16 — Linux's layout for 16-bit SIDs */
 const CFG_2LVL_16 = (1 << 16) | (8 << 6) | 16;
 const ADDR_MASK = ((1n << 56n) - 1n) & ~0x3fn;
-const OP_TLBI_NH_ALL = 0x10, OP_TLBI_S2_IPA = 0x2a, OP_TLBI_EL3_ALL = 0x18, OP_CFGI_CD_ALL = 0x06, OP_CFGI_STE = 0x03, OP_TLBI_NSNH_ALL = 0x30;
-const CFG_ABORT = 0, CFG_BYPASS = 4, CFG_S1 = 5, CFG_S2 = 6, CFG_NESTED = 7;
+const OP_TLBI_NH_ALL = 0x10,
+  OP_TLBI_S2_IPA = 0x2a,
+  OP_TLBI_EL3_ALL = 0x18,
+  OP_CFGI_CD_ALL = 0x06,
+  OP_CFGI_STE = 0x03,
+  OP_TLBI_NSNH_ALL = 0x30;
+const CFG_ABORT = 0,
+  CFG_BYPASS = 4,
+  CFG_S1 = 5,
+  CFG_S2 = 6,
+  CFG_NESTED = 7;
 
 /** a field of a 16-word STE at DWn[hi:lo] */
 function steField(w: Uint32Array, dw: number, hi: number, lo: number): number {
@@ -62,14 +102,20 @@ function writeHostSte(b: WithDriver, sid: number, dws: readonly bigint[]): void 
 }
 
 const perOp = (m: Machine, op: number): number => m.smmu.cmdq.stats.perOpcode[op]!;
-const cfgiSte = (sid: number): [string, Record<string, number>] => ['CFGI_STE', { StreamID: sid, Leaf: 1 }];
+const cfgiSte = (sid: number): [string, Record<string, number>] => [
+  'CFGI_STE',
+  { StreamID: sid, Leaf: 1 },
+];
 
 /**
  * Raw host command submission (no driver logic): write `cmds` at the driver's PROD, publish,
  * and report what the host then sees. The driver's own PROD is left alone; `recover` below
  * finishes the job as Linux would.
  */
-function rawSubmit(b: WithDriver, cmds: Uint32Array[]): { first: number; prod: number; cons: number; gerr: boolean } {
+function rawSubmit(
+  b: WithDriver,
+  cmds: Uint32Array[],
+): { first: number; prod: number; cons: number; gerr: boolean } {
   const q = b.drv.cmdq;
   const mask = 2 ** (q.log2size + 1) - 1;
   const first = q.prod;
@@ -86,7 +132,12 @@ function rawSubmit(b: WithDriver, cmds: Uint32Array[]): { first: number; prod: n
 /** Linux's arm_smmu_cmdq_skip_err by hand: a CMD_SYNC over the failed slot, ack GERRORN; the driver's PROD catches up. */
 function recover(b: WithDriver, failedPtr: number, prod: number): void {
   const q = b.drv.cmdq;
-  b.m.bus.writeWords('host', q.base + (failedPtr & (2 ** q.log2size - 1)) * 16, encodeCommand('CMD_SYNC', { CS: 2 }), 4);
+  b.m.bus.writeWords(
+    'host',
+    q.base + (failedPtr & (2 ** q.log2size - 1)) * 16,
+    encodeCommand('CMD_SYNC', { CS: 2 }),
+    4,
+  );
   hostW32(b.m, R.GERRORN, hostR32(b.m, R.GERROR));
   q.prod = prod;
 }
@@ -104,7 +155,11 @@ function rawCmdq(m: Machine, base = HOST_CMDQ, log2 = 8): void {
   hostW32(m, R.CMDQ_CONS, 0);
 }
 
-const expectState = (b: Booted, pa: number, s: { owner?: string; sharedWith?: string | null; pins?: number }) => expect(b.hyp.own.state(pa)).toMatchObject(s);
+const expectState = (
+  b: Booted,
+  pa: number,
+  s: { owner?: string; sharedWith?: string | null; pins?: number },
+) => expect(b.hyp.own.state(pa)).toMatchObject(s);
 
 // =================================================================================================
 
@@ -144,15 +199,35 @@ describe('boot: the hypervisor takes the SMMU (designs.md §1.2)', () => {
     expect(hwR32(b.m, R.CR0)).toBe(0);
   });
 
-  it('owns its memory and the SMMU MMIO: both donated, both out of the host\'s reach', () => {
-    for (const pa of [HYP_BASE, HYP_END - PAGE]) expectState(b, pa, { owner: 'hyp', sharedWith: null, pins: 0 });
-    expect(b.hyp.own.state(SMMU_BASE)).toEqual({ owner: 'hyp', sharedWith: null, pins: 0, mmio: true });
+  it("owns its memory and the SMMU MMIO: both donated, both out of the host's reach", () => {
+    for (const pa of [HYP_BASE, HYP_END - PAGE])
+      expectState(b, pa, { owner: 'hyp', sharedWith: null, pins: 0 });
+    expect(b.hyp.own.state(SMMU_BASE)).toEqual({
+      owner: 'hyp',
+      sharedWith: null,
+      pins: 0,
+      mmio: true,
+    });
     expect(b.hyp.own.state(SMMU_BASE + SMMU_MMIO_SIZE - 1).owner).toBe('hyp');
     expect(b.hyp.own.state(HYP_BASE - PAGE).owner).toBe('host');
-    expect(b.hyp.own.summary()).toEqual({ 'hyp-owned': (HYP_END - HYP_BASE) / PAGE + SMMU_MMIO_SIZE / PAGE });
+    expect(b.hyp.own.summary()).toEqual({
+      'hyp-owned': (HYP_END - HYP_BASE) / PAGE + SMMU_MMIO_SIZE / PAGE,
+    });
     const pr = b.hyp.protectedRanges();
-    expect(pr).toContainEqual({ base: SMMU_BASE, size: SMMU_MMIO_SIZE, owner: 'hyp', read: false, write: false });
-    expect(pr).toContainEqual({ base: HYP_BASE, size: HYP_END - HYP_BASE, owner: 'hyp', read: false, write: false });
+    expect(pr).toContainEqual({
+      base: SMMU_BASE,
+      size: SMMU_MMIO_SIZE,
+      owner: 'hyp',
+      read: false,
+      write: false,
+    });
+    expect(pr).toContainEqual({
+      base: HYP_BASE,
+      size: HYP_END - HYP_BASE,
+      owner: 'hyp',
+      read: false,
+      write: false,
+    });
   });
 
   it('the host CPU takes a stage-2 abort on hyp memory (read and write), and reaches its own RAM', () => {
@@ -174,7 +249,8 @@ describe('boot: the hypervisor takes the SMMU (designs.md §1.2)', () => {
   });
 
   it('shows IDR1, IDR3, IDR5 and IIDR as the hardware has them', () => {
-    for (const off of [R.IDR1, R.IDR3, R.IDR5, R.IIDR]) expect(hostR32(b.m, off)).toBe(hwR32(b.m, off));
+    for (const off of [R.IDR1, R.IDR3, R.IDR5, R.IIDR])
+      expect(hostR32(b.m, off)).toBe(hwR32(b.m, off));
   });
 
   it('GBPA always reads 0x00100000 (ABORT, Update clear) and host writes to it change nothing (attack 19)', () => {
@@ -255,9 +331,17 @@ describe('register emulation with the host driver probed (failure policy reject)
   });
 
   const refusedReads: Array<[string, number, 4 | 8]> = [
-    ['IDR2', R.IDR2, 4], ['IDR4', R.IDR4, 4], ['AIDR', R.AIDR, 4], ['STATUSR', R.STATUSR, 4], ['AGBPA', R.AGBPA, 4],
-    ['S_IDR1 (secure page)', 0x8004, 4], ['CMDQ_BASE as 32-bit', R.CMDQ_BASE, 4], ['STRTAB_BASE as 32-bit', R.STRTAB_BASE, 4],
-    ['CMDQ_BASE upper half', R.CMDQ_BASE + 4, 4], ['CR0 as 64-bit', R.CR0, 8], ['GATOS_CTRL', 0x100, 4],
+    ['IDR2', R.IDR2, 4],
+    ['IDR4', R.IDR4, 4],
+    ['AIDR', R.AIDR, 4],
+    ['STATUSR', R.STATUSR, 4],
+    ['AGBPA', R.AGBPA, 4],
+    ['S_IDR1 (secure page)', 0x8004, 4],
+    ['CMDQ_BASE as 32-bit', R.CMDQ_BASE, 4],
+    ['STRTAB_BASE as 32-bit', R.STRTAB_BASE, 4],
+    ['CMDQ_BASE upper half', R.CMDQ_BASE + 4, 4],
+    ['CR0 as 64-bit', R.CR0, 8],
+    ['GATOS_CTRL', 0x100, 4],
   ];
   for (const [name, off, size] of refusedReads) {
     it(`a host read of ${name} is refused: reads 0, reg-access recorded (attack 25)`, () => {
@@ -265,7 +349,10 @@ describe('register emulation with the host driver probed (failure policy reject)
       const v = b.m.bus.read('host', SMMU_BASE + off, size);
       expect(v).toBe(0n);
       expect(violations(b.hyp, 'reg-access')).toBe(v0 + 1);
-      expect(b.hyp.failures.violations.at(-1)).toMatchObject({ rule: 'reg-access', outcome: 'reject' });
+      expect(b.hyp.failures.violations.at(-1)).toMatchObject({
+        rule: 'reg-access',
+        outcome: 'reject',
+      });
     });
   }
 
@@ -354,7 +441,8 @@ describe('register emulation with the host driver probed (failure policy reject)
   it('CMDQEN 0→1 shared and pinned every page of the host command queue, and nothing beyond it', () => {
     const q = b.drv.cmdq;
     const bytes = 2 ** q.log2size * 16;
-    for (const pa of [q.base, q.base + bytes / 2, q.base + bytes - PAGE]) expectState(b, pa, { owner: 'host', sharedWith: 'hyp', pins: 1 });
+    for (const pa of [q.base, q.base + bytes / 2, q.base + bytes - PAGE])
+      expectState(b, pa, { owner: 'host', sharedWith: 'hyp', pins: 1 });
     // the driver allocates the event queue right after it: that page has the event queue's one pin, not a second
     expect(b.drv.evtq.base).toBe(q.base + bytes);
     expect(b.hyp.own.state(q.base + bytes).pins).toBe(1);
@@ -364,20 +452,26 @@ describe('register emulation with the host driver probed (failure policy reject)
   it('SMMUEN 0→1 shared and pinned the host L1 stream table; EVTQEN shared and pinned the event queue', () => {
     expectState(b, b.drv.strtab.base, { owner: 'host', sharedWith: 'hyp', pins: 1 });
     const evtqBytes = 2 ** b.drv.evtq.shift * 32;
-    for (const pa of [b.drv.evtq.base, b.drv.evtq.base + evtqBytes - PAGE]) expectState(b, pa, { owner: 'host', sharedWith: 'hyp', pins: 1 });
+    for (const pa of [b.drv.evtq.base, b.drv.evtq.base + evtqBytes - PAGE])
+      expectState(b, pa, { owner: 'host', sharedWith: 'hyp', pins: 1 });
     // (the driver allocates the L1 stream table right after it; nothing beyond that is shared)
     expect(b.drv.strtab.base).toBe(b.drv.evtq.base + evtqBytes);
     expect(b.hyp.own.state(b.drv.strtab.base + PAGE).sharedWith).toBe(null);
     const q = b.drv.cmdq;
     const l1Pages = 1;
-    expect(b.hyp.own.summary()).toEqual({ 'hyp-owned': expect.any(Number), pinned: (2 ** q.log2size * 16 + evtqBytes) / PAGE + l1Pages });
+    expect(b.hyp.own.summary()).toEqual({
+      'hyp-owned': expect.any(Number),
+      pinned: (2 ** q.log2size * 16 + evtqBytes) / PAGE + l1Pages,
+    });
   });
 
   it('the live event queue can be neither unshared nor then donated (G6: shrunk from a 10^6-operation campaign)', () => {
     for (const pa of [b.drv.evtq.base, b.drv.evtq.base + 7 * PAGE]) {
       const before = b.hyp.own.state(pa);
       expect(() => b.hyp.unshare(pa, PAGE)).toThrow(/unshare refused at page .*: pinned 1×/);
-      expect(() => b.hyp.donate(pa, PAGE)).toThrow(/donate refused at page .*: shared with hyp and pinned 1×/);
+      expect(() => b.hyp.donate(pa, PAGE)).toThrow(
+        /donate refused at page .*: shared with hyp and pinned 1×/,
+      );
       expect(() => b.hyp.donate(pa, PAGE, 'guest:vm1')).toThrow(OwnershipError);
       expect(b.hyp.own.state(pa)).toEqual(before);
     }
@@ -458,7 +552,8 @@ describe('CR0 edges with raw host MMIO (designs.md §1.4)', () => {
     rawCmdq(b.m, HOST_CMDQ, 10); // 1024 entries = 16 KiB = 4 pages
     hostW32(b.m, R.CR0, CMDQEN);
     expect(hwR32(b.m, R.CR0) & CMDQEN).toBe(CMDQEN);
-    for (let i = 0; i < 4; i++) expectState(b, HOST_CMDQ + i * PAGE, { owner: 'host', sharedWith: 'hyp', pins: 1 });
+    for (let i = 0; i < 4; i++)
+      expectState(b, HOST_CMDQ + i * PAGE, { owner: 'host', sharedWith: 'hyp', pins: 1 });
     expectState(b, HOST_CMDQ + 4 * PAGE, { sharedWith: null, pins: 0 });
     expect(b.hyp.own.summary()).toMatchObject({ pinned: 4 });
     hostW32(b.m, R.CR0, 0);
@@ -499,7 +594,7 @@ describe('CR0 edges with raw host MMIO (designs.md §1.4)', () => {
 
   const badGeometry: Array<[string, number]> = [
     ['a linear table (the shadow is 2-level)', 16],
-    ['SPLIT = 6 instead of Linux\'s 8', (1 << 16) | (6 << 6) | 16],
+    ["SPLIT = 6 instead of Linux's 8", (1 << 16) | (6 << 6) | 16],
     ['SPLIT ≥ LOG2SIZE', (1 << 16) | (8 << 6) | 8],
     ['LOG2SIZE beyond the SID space', (1 << 16) | (8 << 6) | 20],
   ];
@@ -535,7 +630,10 @@ describe('CR0 edges with raw host MMIO (designs.md §1.4)', () => {
   it('a host command queue in hyp memory cannot be enabled (queue-share, attack 15), aligned or not', () => {
     const b = bootHyp();
     // the second is not aligned to its 4 KiB size: the SMMU would read it from HYP_BASE
-    for (const [base, log2] of [[HYP_BASE + 0x10_0000, 8], [HYP_BASE + 0x80, 8]] as const) {
+    for (const [base, log2] of [
+      [HYP_BASE + 0x10_0000, 8],
+      [HYP_BASE + 0x80, 8],
+    ] as const) {
       rawCmdq(b.m, base, log2);
       hostW32(b.m, R.CR0, CMDQEN);
       expect(hwR32(b.m, R.CR0) & CMDQEN).toBe(0);
@@ -607,7 +705,7 @@ describe('CR0 edges with raw host MMIO (designs.md §1.4)', () => {
 // =================================================================================================
 
 describe('command emulation and error recovery (designs.md §1.5)', () => {
-  it('a refused command stops the queue at that command: host CONS points at it with ERR=CERROR_ILL and GERROR.CMDQ_ERR toggles; after Linux\'s recovery the rest runs', () => {
+  it("a refused command stops the queue at that command: host CONS points at it with ERR=CERROR_ILL and GERROR.CMDQ_ERR toggles; after Linux's recovery the rest runs", () => {
     const b = bootWithDriver({ failure: 'reject' });
     const cdAll0 = perOp(b.m, OP_CFGI_CD_ALL);
     const s2Ipa0 = perOp(b.m, OP_TLBI_S2_IPA);
@@ -630,7 +728,7 @@ describe('command emulation and error recovery (designs.md §1.5)', () => {
     recover(b, failed, r.prod);
     const cons = hostR32(b.m, R.CMDQ_CONS);
     expect(cons).toBe(r.prod);
-    expect(((hostR32(b.m, R.GERROR) ^ hostR32(b.m, R.GERRORN)) & 1)).toBe(0);
+    expect((hostR32(b.m, R.GERROR) ^ hostR32(b.m, R.GERRORN)) & 1).toBe(0);
     expect(perOp(b.m, OP_CFGI_CD_ALL)).toBe(cdAll0 + 1);
     expect(perOp(b.m, OP_TLBI_S2_IPA)).toBe(s2Ipa0);
     expect(b.hyp.hypStats().commandsRejected).toBe(1);
@@ -639,10 +737,14 @@ describe('command emulation and error recovery (designs.md §1.5)', () => {
     expect(perOp(b.m, OP_CFGI_CD_ALL)).toBe(cdAll0 + 2);
   });
 
-  it('a command the hardware refuses (TLBI_EL3_ALL on the NS queue) is reported at the host\'s slot the same way, with no hypervisor violation (attack 27)', () => {
+  it("a command the hardware refuses (TLBI_EL3_ALL on the NS queue) is reported at the host's slot the same way, with no hypervisor violation (attack 27)", () => {
     const b = bootWithDriver({ failure: 'reject' });
     const hwErr0 = b.m.smmu.cmdq.stats.errors;
-    const r = rawSubmit(b, [encodeCommand('CFGI_CD_ALL', { StreamID: 8 }), encodeCommand('TLBI_EL3_ALL'), encodeCommand('CMD_SYNC', { CS: 2 })]);
+    const r = rawSubmit(b, [
+      encodeCommand('CFGI_CD_ALL', { StreamID: 8 }),
+      encodeCommand('TLBI_EL3_ALL'),
+      encodeCommand('CMD_SYNC', { CS: 2 }),
+    ]);
     expect(r.cons & 0xfffff).toBe(r.first + 1);
     expect((r.cons >>> CONS_ERR_SHIFT) & 0x7f).toBe(CERROR_ILL);
     expect(r.gerr).toBe(true);
@@ -664,10 +766,25 @@ describe('command emulation and error recovery (designs.md §1.5)', () => {
       ['TLBI_S2_IPA', ['TLBI_S2_IPA', { VMID: 0, Address: 0x41000 }], 's2-tlbi', OP_TLBI_S2_IPA],
       ['TLBI_EL2_ALL', ['TLBI_EL2_ALL'], 's2-tlbi', 0x20],
       ['TLBI_S12_VMALL', ['TLBI_S12_VMALL', { VMID: 3 }], 's2-tlbi', 0x28],
-      ['TLBI_NH_VA with VMID 1', ['TLBI_NH_VA', { VMID: 1, ASID: 1, Address: 0x1000 }], 'tlbi-vmid', 0x12],
+      [
+        'TLBI_NH_VA with VMID 1',
+        ['TLBI_NH_VA', { VMID: 1, ASID: 1, Address: 0x1000 }],
+        'tlbi-vmid',
+        0x12,
+      ],
       ['CFGI_STE with Leaf=0', ['CFGI_STE', { StreamID: 8, Leaf: 0 }], 'cfgi-leaf', OP_CFGI_STE],
-      ['CFGI_STE_RANGE with Range=5', ['CFGI_STE_RANGE', { StreamID: 0, Range: 5 }], 'cfgi-all-range', 0x04],
-      ['CFGI_STE for a StreamID beyond the table', ['CFGI_STE', { StreamID: 0x10000, Leaf: 1 }], 'cfgi-sid', OP_CFGI_STE],
+      [
+        'CFGI_STE_RANGE with Range=5',
+        ['CFGI_STE_RANGE', { StreamID: 0, Range: 5 }],
+        'cfgi-all-range',
+        0x04,
+      ],
+      [
+        'CFGI_STE for a StreamID beyond the table',
+        ['CFGI_STE', { StreamID: 0x10000, Leaf: 1 }],
+        'cfgi-sid',
+        OP_CFGI_STE,
+      ],
       ['TLBI_EL3_ALL (hardware-refused)', ['TLBI_EL3_ALL'], '', OP_TLBI_EL3_ALL],
     ];
     for (const [what, command, rule, op] of bad) {
@@ -707,7 +824,11 @@ describe('command emulation and error recovery (designs.md §1.5)', () => {
   it('under log a refused command is dropped silently: CONS passes it, no error, the violation is recorded as logged', () => {
     const b = bootWithDriver({ failure: 'log' });
     const op0 = perOp(b.m, OP_TLBI_S2_IPA);
-    const r = rawSubmit(b, [encodeCommand('TLBI_S2_IPA', { VMID: 0, Address: 0x41000 }), encodeCommand('CFGI_CD_ALL', { StreamID: 8 }), encodeCommand('CMD_SYNC', { CS: 2 })]);
+    const r = rawSubmit(b, [
+      encodeCommand('TLBI_S2_IPA', { VMID: 0, Address: 0x41000 }),
+      encodeCommand('CFGI_CD_ALL', { StreamID: 8 }),
+      encodeCommand('CMD_SYNC', { CS: 2 }),
+    ]);
     expect(r.cons).toBe(r.prod);
     expect(r.gerr).toBe(false);
     expect(perOp(b.m, OP_TLBI_S2_IPA)).toBe(op0);
@@ -727,7 +848,7 @@ describe('command emulation and error recovery (designs.md §1.5)', () => {
     expect(b.m.smmu.cmdq.stats.syncs).toBeGreaterThan(syncs0);
   });
 
-  it('with the v6-era policy (sync-msi weakened) the same CMD_SYNC writes the host\'s data into hyp memory (the G1 hole)', () => {
+  it("with the v6-era policy (sync-msi weakened) the same CMD_SYNC writes the host's data into hyp memory (the G1 hole)", () => {
     const b = bootWithDriver({ failure: 'reject', policy: 'pkvm-v6' });
     const target = HYP_END - 0x10_0000;
     b.m.bus.write32('hyp', target, 0x1111_1111);
@@ -744,13 +865,19 @@ describe('STE reshadowing (designs.md §1.7)', () => {
   beforeAll(() => {
     b = bootWithDriver({
       failure: 'reject',
-      devices: [{ name: 'nic', sid: 8 }, { name: 'gpu', sid: 9 }, { name: 'evil', sid: 10 }, { name: 'strw', sid: 11 }, { name: 'ats', sid: 12 }],
+      devices: [
+        { name: 'nic', sid: 8 },
+        { name: 'gpu', sid: 9 },
+        { name: 'evil', sid: 10 },
+        { name: 'strw', sid: 11 },
+        { name: 'ats', sid: 12 },
+      ],
     });
     b.dma.attachDefault(8);
     b.dm.attach(9, b.dm.alloc('identity'));
   });
 
-  it('a host stage-1 (DMA domain) STE becomes nested in the hardware: VMID 0, the idmap\'s S2, the host\'s CD pointer', () => {
+  it("a host stage-1 (DMA domain) STE becomes nested in the hardware: VMID 0, the idmap's S2, the host's CD pointer", () => {
     const host = hostSte(b, 8);
     expect(ste.config(host)).toBe(CFG_S1);
     const hw = b.hyp.shadowSte(8);
@@ -803,7 +930,16 @@ describe('STE reshadowing (designs.md §1.7)', () => {
     const v0 = violations(b.hyp, 'ste-config');
     const rec0 = b.drv.cmdq.stats.errorsRecovered;
     // V=1, Config=nested, a CD pointer and a host-chosen S2 (VMID 5, S2TTB in hyp memory)
-    writeHostSte(b, 10, [0xfn | 0x4100_0000n, 0n, 5n | (1n << 51n), BigInt(HYP_BASE), 0n, 0n, 0n, 0n]);
+    writeHostSte(b, 10, [
+      0xfn | 0x4100_0000n,
+      0n,
+      5n | (1n << 51n),
+      BigInt(HYP_BASE),
+      0n,
+      0n,
+      0n,
+      0n,
+    ]);
     b.drv.issue([cfgiSte(10)]);
     expect(violations(b.hyp, 'ste-config')).toBe(v0 + 1);
     expect(b.drv.cmdq.stats.errorsRecovered).toBe(rec0 + 1);
@@ -852,7 +988,11 @@ describe('STE reshadowing (designs.md §1.7)', () => {
     expect(ste.v(hw)).toBe(1);
     expect(ste.config(hw)).toBe(CFG_ABORT);
     // and the hyp page was not left shared
-    expect(b.hyp.own.state(HYP_BASE + 0x40_0000)).toMatchObject({ owner: 'hyp', sharedWith: null, pins: 0 });
+    expect(b.hyp.own.state(HYP_BASE + 0x40_0000)).toMatchObject({
+      owner: 'hyp',
+      sharedWith: null,
+      pins: 0,
+    });
   });
 
   it('after a reshadow the host L2 table is not left shared or pinned', () => {
@@ -908,7 +1048,11 @@ describe('the idmap and donations (designs.md §1.9)', () => {
     expect(r.ok).toBe(false);
     const ev = b.drv.events.drain();
     expect(ev).toHaveLength(1);
-    expect(ev[0]).toMatchObject({ type: 'F_TRANSLATION', sid: 8, fields: { S2: 1, IPA: '0x' + PA.toString(16) } });
+    expect(ev[0]).toMatchObject({
+      type: 'F_TRANSLATION',
+      sid: 8,
+      fields: { S2: 1, IPA: '0x' + PA.toString(16) },
+    });
     expect(() => b.m.bus.read32('host', PA)).toThrow(CpuAbortError);
     // a neighbouring page is unaffected
     const iova2 = b.dma.map(8, PA + PAGE, PAGE);
@@ -1000,7 +1144,13 @@ describe('the idmap and donations (designs.md §1.9)', () => {
 describe('failure policy log: attacks are recorded, isolation still holds', () => {
   let b: WithDriver;
   beforeAll(() => {
-    b = bootWithDriver({ failure: 'log', devices: [{ name: 'nic', sid: 8 }, { name: 'evil', sid: 10 }] });
+    b = bootWithDriver({
+      failure: 'log',
+      devices: [
+        { name: 'nic', sid: 8 },
+        { name: 'evil', sid: 10 },
+      ],
+    });
     b.dm.attach(8, b.dm.alloc('identity'));
     // the attacks
     b.drv.issue([['TLBI_S2_IPA', { VMID: 0, Address: HYP_BASE / PAGE }]]);
@@ -1017,7 +1167,15 @@ describe('failure policy log: attacks are recorded, isolation still holds', () =
 
   it('every attack is recorded with outcome log, and the hypervisor did not panic', () => {
     expect(b.hyp.panicked).toBe(null);
-    for (const rule of ['s2-tlbi', 'cfgi-leaf', 'ste-config', 'reg-access', 'strtab-guard', 'queue-guard', 'irq-cfg-msi'] as const) {
+    for (const rule of [
+      's2-tlbi',
+      'cfgi-leaf',
+      'ste-config',
+      'reg-access',
+      'strtab-guard',
+      'queue-guard',
+      'irq-cfg-msi',
+    ] as const) {
       expect(violations(b.hyp, rule), rule).toBe(1);
     }
     expect(b.hyp.failures.violations.every((v) => v.outcome === 'log')).toBe(true);
@@ -1060,8 +1218,14 @@ describe('hardening', () => {
   // invalid), but the host is never told.
   it('under reject, a CFGI_STE that exhausts the hyp pool is reported to the host as a command error (attack 28)', () => {
     const m = new Machine({ ramSize: 0x0400_0000, devices: [{ name: 'nic', sid: 8 }] });
-    const hyp = new PkvmHyp(m, { policy: makePolicy('pkvm', { failure: 'reject' }), hypMemory: { base: 0x4300_0000, size: 0x6_0000 } }).boot();
-    const drv = new ArmSmmuV3(m.bus, { base: SMMU_BASE, pages: { base: 0x4100_0000, limit: 0x4300_0000 } });
+    const hyp = new PkvmHyp(m, {
+      policy: makePolicy('pkvm', { failure: 'reject' }),
+      hypMemory: { base: 0x4300_0000, size: 0x6_0000 },
+    }).boot();
+    const drv = new ArmSmmuV3(m.bus, {
+      base: SMMU_BASE,
+      pages: { base: 0x4100_0000, limit: 0x4300_0000 },
+    });
     drv.probe();
     const dm = new DomainManager(drv);
     const id = dm.alloc('identity');

@@ -10,7 +10,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { sanitizeSte, abortSte, type IdmapS2, type SteSanitizeEnv } from '../../hyp/ste-sanitize.ts';
+import {
+  sanitizeSte,
+  abortSte,
+  type IdmapS2,
+  type SteSanitizeEnv,
+} from '../../hyp/ste-sanitize.ts';
 import type { RuleName } from '../../hyp/policy.ts';
 
 // ---- the STE as eight 64-bit double-words -----------------------------------------------------
@@ -46,7 +51,11 @@ const S2S: F = [2, 57, 57];
 const S2R: F = [2, 58, 58];
 const S2TTB: F = [3, 51, 4];
 
-const CFG_ABORT = 0b000, CFG_BYPASS = 0b100, CFG_S1 = 0b101, CFG_S2 = 0b110, CFG_NESTED = 0b111;
+const CFG_ABORT = 0b000,
+  CFG_BYPASS = 0b100,
+  CFG_S1 = 0b101,
+  CFG_S2 = 0b110,
+  CFG_NESTED = 0b111;
 
 function dws(w: Uint32Array): bigint[] {
   const out: bigint[] = [];
@@ -66,7 +75,10 @@ function get(w: Uint32Array, [d, hi, lo]: F): number {
   return Number((dws(w)[d]! >> BigInt(lo)) & ((1n << BigInt(hi - lo + 1)) - 1n));
 }
 /** Build a host STE from field values. */
-function ste(fields: Array<[F, number | bigint]>, raw: Partial<Record<number, bigint>> = {}): Uint32Array {
+function ste(
+  fields: Array<[F, number | bigint]>,
+  raw: Partial<Record<number, bigint>> = {},
+): Uint32Array {
   const d = Array.from({ length: 8 }, (_, i) => raw[i] ?? 0n);
   for (const [[dw, hi, lo], v] of fields) {
     const m = ((1n << BigInt(hi - lo + 1)) - 1n) << BigInt(lo);
@@ -86,7 +98,10 @@ function env(o: { weak?: RuleName[]; allowAts?: boolean; s2?: IdmapS2 } = {}): S
 const HOST_S2_JUNK: Partial<Record<number, bigint>> = {
   2: 0xffff_ffff_ffff_0005n, // VMID 5, every VTCR/S2 flag set
   3: 0x0000_0000_4123_4560n, // S2TTB = host memory
-  4: 0x1111n, 5: 0x2222n, 6: 0x3333n, 7: 0x4444n,
+  4: 0x1111n,
+  5: 0x2222n,
+  6: 0x3333n,
+  7: 0x4444n,
 };
 
 /** the checks every sanitized valid, translating STE must pass */
@@ -110,7 +125,14 @@ function expectIdmapS2(w: Uint32Array, s2 = S2): void {
   expect(get(w, S2TTB) * 16).toBe(s2.vttbr);
   // nothing else in DW2/DW3 (e.g. the IMPLEMENTATION DEFINED DW2[31:16], S2TTB's upper bits)
   const d = dws(w);
-  const dw2Known = 0xffffn | (0x7ffffn << 32n) | (1n << 51n) | (1n << 52n) | (1n << 53n) | (1n << 54n) | (0xfn << 55n);
+  const dw2Known =
+    0xffffn |
+    (0x7ffffn << 32n) |
+    (1n << 51n) |
+    (1n << 52n) |
+    (1n << 53n) |
+    (1n << 54n) |
+    (0xfn << 55n);
   expect(d[2]! & ~dw2Known).toBe(0n);
   expect(d[3]! & ~(((1n << 48n) - 1n) << 4n)).toBe(0n);
 }
@@ -126,7 +148,15 @@ function expectAbortSte(w: Uint32Array): void {
 
 describe('ste-sanitize: host Config → hardware Config (designs.md §1.7)', () => {
   it('V=0 stays V=0: DW0/DW1 as the host wrote them, DW2/DW3 zeroed', () => {
-    const w = ste([[V, 0], [CONFIG, CFG_S1], [S1CTXPTR, 0x4123_4000 / 64], [EATS, 1]], HOST_S2_JUNK);
+    const w = ste(
+      [
+        [V, 0],
+        [CONFIG, CFG_S1],
+        [S1CTXPTR, 0x4123_4000 / 64],
+        [EATS, 1],
+      ],
+      HOST_S2_JUNK,
+    );
     const hostDw0 = dws(w)[0];
     const hostDw1 = dws(w)[1];
     expect(sanitizeSte(w, env())).toBe(null);
@@ -138,7 +168,13 @@ describe('ste-sanitize: host Config → hardware Config (designs.md §1.7)', () 
   });
 
   it('abort stays abort, DW2/DW3 zeroed', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_ABORT]], HOST_S2_JUNK);
+    const w = ste(
+      [
+        [V, 1],
+        [CONFIG, CFG_ABORT],
+      ],
+      HOST_S2_JUNK,
+    );
     expect(sanitizeSte(w, env())).toBe(null);
     expect(get(w, V)).toBe(1);
     expect(get(w, CONFIG)).toBe(CFG_ABORT);
@@ -147,16 +183,36 @@ describe('ste-sanitize: host Config → hardware Config (designs.md §1.7)', () 
   });
 
   it('bypass (0b100) becomes stage-2 only (0b110) with the idmap (attack 2)', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_BYPASS], [SHCFG, 1]], HOST_S2_JUNK);
+    const w = ste(
+      [
+        [V, 1],
+        [CONFIG, CFG_BYPASS],
+        [SHCFG, 1],
+      ],
+      HOST_S2_JUNK,
+    );
     expect(sanitizeSte(w, env())).toBe(null);
     expect(get(w, V)).toBe(1);
     expect(get(w, CONFIG)).toBe(CFG_S2);
     expectIdmapS2(w);
   });
 
-  it('stage 1 (0b101) becomes nested (0b111); the host\'s stage-1 fields are kept', () => {
+  it("stage 1 (0b101) becomes nested (0b111); the host's stage-1 fields are kept", () => {
     const ctx = 0x4123_4000 / 64;
-    const w = ste([[V, 1], [CONFIG, CFG_S1], [S1FMT, 1], [S1CTXPTR, ctx], [S1CDMAX, 5], [S1DSS, 2], [S1CIR, 1], [S1COR, 1], [S1CSH, 3]], HOST_S2_JUNK);
+    const w = ste(
+      [
+        [V, 1],
+        [CONFIG, CFG_S1],
+        [S1FMT, 1],
+        [S1CTXPTR, ctx],
+        [S1CDMAX, 5],
+        [S1DSS, 2],
+        [S1CIR, 1],
+        [S1COR, 1],
+        [S1CSH, 3],
+      ],
+      HOST_S2_JUNK,
+    );
     expect(sanitizeSte(w, env())).toBe(null);
     expect(get(w, CONFIG)).toBe(CFG_NESTED);
     expect(get(w, S1FMT)).toBe(1);
@@ -167,8 +223,14 @@ describe('ste-sanitize: host Config → hardware Config (designs.md §1.7)', () 
     expectIdmapS2(w);
   });
 
-  it('stage 2 (0b110) stays stage 2, with the host\'s VMID and S2TTB replaced by the idmap\'s (attack 3)', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_S2]], HOST_S2_JUNK);
+  it("stage 2 (0b110) stays stage 2, with the host's VMID and S2TTB replaced by the idmap's (attack 3)", () => {
+    const w = ste(
+      [
+        [V, 1],
+        [CONFIG, CFG_S2],
+      ],
+      HOST_S2_JUNK,
+    );
     expect(get(w, S2VMID)).toBe(5);
     expect(sanitizeSte(w, env())).toBe(null);
     expect(get(w, CONFIG)).toBe(CFG_S2);
@@ -176,7 +238,14 @@ describe('ste-sanitize: host Config → hardware Config (designs.md §1.7)', () 
   });
 
   it('nested (0b111) is refused as ste-config and leaves an abort STE (attack 3)', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_NESTED], [S1CTXPTR, 0x4100_0000 / 64]], HOST_S2_JUNK);
+    const w = ste(
+      [
+        [V, 1],
+        [CONFIG, CFG_NESTED],
+        [S1CTXPTR, 0x4100_0000 / 64],
+      ],
+      HOST_S2_JUNK,
+    );
     const r = sanitizeSte(w, env());
     expect(r?.rule).toBe('ste-config');
     expect(r?.reason).toMatch(/0b111/);
@@ -185,7 +254,13 @@ describe('ste-sanitize: host Config → hardware Config (designs.md §1.7)', () 
 
   for (const cfg of [0b001, 0b010, 0b011]) {
     it(`reserved Config 0b${cfg.toString(2).padStart(3, '0')} is refused as ste-config and leaves an abort STE (attack 4)`, () => {
-      const w = ste([[V, 1], [CONFIG, cfg]], HOST_S2_JUNK);
+      const w = ste(
+        [
+          [V, 1],
+          [CONFIG, cfg],
+        ],
+        HOST_S2_JUNK,
+      );
       const r = sanitizeSte(w, env());
       expect(r?.rule).toBe('ste-config');
       expect(r?.reason).toContain('reserved');
@@ -194,14 +269,32 @@ describe('ste-sanitize: host Config → hardware Config (designs.md §1.7)', () 
   }
 
   it('with different idmap parameters, DW2/DW3 follow the idmap, not a constant', () => {
-    const other: IdmapS2 = { tsz: 24, sl: 1, tg: 0, ps: 2, irgn: 0, orgn: 0, sh: 2, vttbr: 0x7d00_0000 };
-    const w = ste([[V, 1], [CONFIG, CFG_BYPASS]]);
+    const other: IdmapS2 = {
+      tsz: 24,
+      sl: 1,
+      tg: 0,
+      ps: 2,
+      irgn: 0,
+      orgn: 0,
+      sh: 2,
+      vttbr: 0x7d00_0000,
+    };
+    const w = ste([
+      [V, 1],
+      [CONFIG, CFG_BYPASS],
+    ]);
     expect(sanitizeSte(w, env({ s2: other }))).toBe(null);
     expectIdmapS2(w, other);
   });
 
   it('DW4..DW7 are cleared', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_S1]], HOST_S2_JUNK);
+    const w = ste(
+      [
+        [V, 1],
+        [CONFIG, CFG_S1],
+      ],
+      HOST_S2_JUNK,
+    );
     sanitizeSte(w, env());
     expect(dws(w).slice(4)).toEqual([0n, 0n, 0n, 0n]);
   });
@@ -210,7 +303,11 @@ describe('ste-sanitize: host Config → hardware Config (designs.md §1.7)', () 
 describe('ste-sanitize: DW1 fields', () => {
   it('SHCFG is forced to 1 ("use incoming") whatever the host wrote', () => {
     for (const sh of [0, 1, 2, 3]) {
-      const w = ste([[V, 1], [CONFIG, CFG_BYPASS], [SHCFG, sh]]);
+      const w = ste([
+        [V, 1],
+        [CONFIG, CFG_BYPASS],
+        [SHCFG, sh],
+      ]);
       expect(sanitizeSte(w, env())).toBe(null);
       expect(get(w, SHCFG)).toBe(1);
     }
@@ -218,15 +315,28 @@ describe('ste-sanitize: DW1 fields', () => {
 
   it('EATS is forced to 0 without allowAts (gap G3, attack 6)', () => {
     for (const eats of [0, 1, 2, 3]) {
-      const w = ste([[V, 1], [CONFIG, CFG_S1], [EATS, eats]]);
+      const w = ste([
+        [V, 1],
+        [CONFIG, CFG_S1],
+        [EATS, eats],
+      ]);
       expect(sanitizeSte(w, env())).toBe(null);
       expect(get(w, EATS)).toBe(0);
     }
   });
 
   it('with allowAts, EATS≠0 becomes split-stage (2), which returns IPAs; EATS=0 stays 0', () => {
-    for (const [eats, want] of [[0, 0], [1, 2], [2, 2], [3, 2]] as const) {
-      const w = ste([[V, 1], [CONFIG, CFG_S1], [EATS, eats]]);
+    for (const [eats, want] of [
+      [0, 0],
+      [1, 2],
+      [2, 2],
+      [3, 2],
+    ] as const) {
+      const w = ste([
+        [V, 1],
+        [CONFIG, CFG_S1],
+        [EATS, eats],
+      ]);
       expect(sanitizeSte(w, env({ allowAts: true }))).toBe(null);
       expect(get(w, EATS)).toBe(want);
     }
@@ -234,7 +344,14 @@ describe('ste-sanitize: DW1 fields', () => {
 
   it('STRW ≠ 0 (EL2 regimes) is refused as ste-strw and leaves an abort STE (attack 5)', () => {
     for (const strw of [1, 2, 3]) {
-      const w = ste([[V, 1], [CONFIG, CFG_S1], [STRW, strw]], HOST_S2_JUNK);
+      const w = ste(
+        [
+          [V, 1],
+          [CONFIG, CFG_S1],
+          [STRW, strw],
+        ],
+        HOST_S2_JUNK,
+      );
       const r = sanitizeSte(w, env());
       expect(r?.rule).toBe('ste-strw');
       expect(r?.reason).toContain(`STRW=${strw}`);
@@ -243,13 +360,21 @@ describe('ste-sanitize: DW1 fields', () => {
   });
 
   it('STRW = 0 passes', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_S1], [STRW, 0]]);
+    const w = ste([
+      [V, 1],
+      [CONFIG, CFG_S1],
+      [STRW, 0],
+    ]);
     expect(sanitizeSte(w, env())).toBe(null);
     expect(get(w, STRW)).toBe(0);
   });
 
   it('a STE breaking two rules reports the Config refusal', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_NESTED], [STRW, 2]]);
+    const w = ste([
+      [V, 1],
+      [CONFIG, CFG_NESTED],
+      [STRW, 2],
+    ]);
     expect(sanitizeSte(w, env())?.rule).toBe('ste-config');
     expectAbortSte(w);
   });
@@ -257,42 +382,68 @@ describe('ste-sanitize: DW1 fields', () => {
 
 describe('ste-sanitize: weakened rules copy verbatim', () => {
   it('ste-config weakened: bypass stays bypass (the hole the rule closes)', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_BYPASS]]);
+    const w = ste([
+      [V, 1],
+      [CONFIG, CFG_BYPASS],
+    ]);
     expect(sanitizeSte(w, env({ weak: ['ste-config'] }))).toBe(null);
     expect(get(w, CONFIG)).toBe(CFG_BYPASS);
   });
 
   it('ste-config weakened: nested and reserved values are copied, not refused', () => {
     for (const cfg of [CFG_NESTED, 0b001, 0b010, 0b011]) {
-      const w = ste([[V, 1], [CONFIG, cfg]]);
+      const w = ste([
+        [V, 1],
+        [CONFIG, cfg],
+      ]);
       expect(sanitizeSte(w, env({ weak: ['ste-config'] }))).toBe(null);
       expect(get(w, CONFIG)).toBe(cfg);
     }
   });
 
   it('ste-eats weakened: EATS is copied (gap G3 reopened)', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_S1], [EATS, 1]]);
+    const w = ste([
+      [V, 1],
+      [CONFIG, CFG_S1],
+      [EATS, 1],
+    ]);
     expect(sanitizeSte(w, env({ weak: ['ste-eats'] }))).toBe(null);
     expect(get(w, EATS)).toBe(1);
   });
 
   it('ste-strw weakened: STRW is copied and not refused', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_S1], [STRW, 2]]);
+    const w = ste([
+      [V, 1],
+      [CONFIG, CFG_S1],
+      [STRW, 2],
+    ]);
     expect(sanitizeSte(w, env({ weak: ['ste-strw'] }))).toBe(null);
     expect(get(w, STRW)).toBe(2);
     expect(get(w, CONFIG)).toBe(CFG_NESTED);
   });
 
-  it('ste-s2-fields weakened: the host\'s DW2/DW3 reach the hardware (VMID 5, host S2TTB)', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_S2]], HOST_S2_JUNK);
+  it("ste-s2-fields weakened: the host's DW2/DW3 reach the hardware (VMID 5, host S2TTB)", () => {
+    const w = ste(
+      [
+        [V, 1],
+        [CONFIG, CFG_S2],
+      ],
+      HOST_S2_JUNK,
+    );
     expect(sanitizeSte(w, env({ weak: ['ste-s2-fields'] }))).toBe(null);
     expect(dws(w)[2]).toBe(HOST_S2_JUNK[2]);
     expect(dws(w)[3]).toBe(HOST_S2_JUNK[3]);
     expect(get(w, S2VMID)).toBe(5);
   });
 
-  it('ste-s2-fields weakened: an abort STE keeps the host\'s DW2/DW3 too', () => {
-    const w = ste([[V, 1], [CONFIG, CFG_ABORT]], HOST_S2_JUNK);
+  it("ste-s2-fields weakened: an abort STE keeps the host's DW2/DW3 too", () => {
+    const w = ste(
+      [
+        [V, 1],
+        [CONFIG, CFG_ABORT],
+      ],
+      HOST_S2_JUNK,
+    );
     expect(sanitizeSte(w, env({ weak: ['ste-s2-fields'] }))).toBe(null);
     expect(dws(w)[2]).toBe(HOST_S2_JUNK[2]);
   });
@@ -327,7 +478,13 @@ describe('ste-sanitize: property over arbitrary host STEs', () => {
         const cfg = get(w, CONFIG);
         if (cfg !== CFG_S2 && cfg !== CFG_NESTED) return false;
         if ((hostCfg === CFG_S1) !== (cfg === CFG_NESTED)) return false;
-        if (get(w, S2VMID) !== 0 || get(w, S2PTW) !== 1 || get(w, S2R) !== 1 || get(w, S2AA64) !== 1) return false;
+        if (
+          get(w, S2VMID) !== 0 ||
+          get(w, S2PTW) !== 1 ||
+          get(w, S2R) !== 1 ||
+          get(w, S2AA64) !== 1
+        )
+          return false;
         if (get(w, S2TTB) * 16 !== S2.vttbr) return false;
         if (get(w, STRW) !== 0 || get(w, SHCFG) !== 1) return false;
         const eats = get(w, EATS);

@@ -6,7 +6,8 @@ describe('built-in scenarios', () => {
   const names = builtinNames();
 
   it('include the foundation scenarios', () => {
-    for (const n of ['bare-gbpa', 'bare-bypass-ste', 'bare-bad-ste', 'bare-cmdq-error']) expect(names).toContain(n);
+    for (const n of ['bare-gbpa', 'bare-bypass-ste', 'bare-bad-ste', 'bare-cmdq-error'])
+      expect(names).toContain(n);
   });
 
   for (const n of names) {
@@ -45,27 +46,47 @@ describe('built-in scenarios', () => {
 
   it('detects a wrong expectation in every built-in (each step really checks)', () => {
     for (const n of names) {
-     const scs = loadScenarios(n);
-     for (const sc of scs) {
-      const mode = sc.variants[0]!;
-      // flip the first read (or memread) expectation that runs under the first variant, and the run must fail
-      const i = sc.steps.findIndex((s) => (s.op === 'read' || s.op === 'memread') && s.expect !== undefined && s.expect !== 'abort' && (!s.when || s.when.includes(mode)));
-      if (scs.length > 1 && i < 0) continue; // catalog members need not read anything
-      expect(i, `${n} has a read or memread with an expectation`).toBeGreaterThanOrEqual(0);
-      const flip = (s: (typeof sc.steps)[number]) =>
-        s.op === 'read' ? { ...s, expect: (s.expect as bigint) ^ 1n, mask: undefined } : { ...s, expect: ((parseInt((s.expect as string).slice(0, 2), 16) ^ 1).toString(16).padStart(2, '0')) + (s.expect as string).slice(2) };
-      const bad = { ...sc, steps: sc.steps.map((s, j) => (j === i ? flip(s) : s)) };
-      const r = runScenario(bad, { hyp: mode });
-      expect(r.ok).toBe(false);
-      expect(r.failed[0]!.step).toBe(i);
-     }
+      const scs = loadScenarios(n);
+      for (const sc of scs) {
+        const mode = sc.variants[0]!;
+        // flip the first read (or memread) expectation that runs under the first variant, and the run must fail
+        const i = sc.steps.findIndex(
+          (s) =>
+            (s.op === 'read' || s.op === 'memread') &&
+            s.expect !== undefined &&
+            s.expect !== 'abort' &&
+            (!s.when || s.when.includes(mode)),
+        );
+        if (scs.length > 1 && i < 0) continue; // catalog members need not read anything
+        expect(i, `${n} has a read or memread with an expectation`).toBeGreaterThanOrEqual(0);
+        const flip = (s: (typeof sc.steps)[number]) =>
+          s.op === 'read'
+            ? { ...s, expect: (s.expect as bigint) ^ 1n, mask: undefined }
+            : {
+                ...s,
+                expect:
+                  (parseInt((s.expect as string).slice(0, 2), 16) ^ 1)
+                    .toString(16)
+                    .padStart(2, '0') + (s.expect as string).slice(2),
+              };
+        const bad = { ...sc, steps: sc.steps.map((s, j) => (j === i ? flip(s) : s)) };
+        const r = runScenario(bad, { hyp: mode });
+        expect(r.ok).toBe(false);
+        expect(r.failed[0]!.step).toBe(i);
+      }
     }
   });
 
   it('a failing step does not stop the run: later failures are reported too', () => {
     const sc = loadScenario('bare-cmdq-error');
-    const reads = sc.steps.map((s, j) => [s, j] as const).filter(([s]) => s.op === 'read').map(([, j]) => j);
-    const bad = { ...sc, steps: sc.steps.map((s, j) => (reads.includes(j) ? { ...s, expect: 0xdeadn } : s)) };
+    const reads = sc.steps
+      .map((s, j) => [s, j] as const)
+      .filter(([s]) => s.op === 'read')
+      .map(([, j]) => j);
+    const bad = {
+      ...sc,
+      steps: sc.steps.map((s, j) => (reads.includes(j) ? { ...s, expect: 0xdeadn } : s)),
+    };
     const r = runScenario(bad);
     expect(r.failed.map((f) => f.step)).toEqual(reads);
   });

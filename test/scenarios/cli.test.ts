@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const BIN = join(import.meta.dirname, '../../scenarios/bin/smmulab.mjs');
-const smmulab = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+const smmulab = (...args: string[]) =>
+  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
 
 describe('smmulab CLI', () => {
   it('run --json prints {scenario, ok, steps, failed, events, stats} and exits 0', () => {
@@ -21,12 +22,20 @@ describe('smmulab CLI', () => {
   it('exits 1 when an expectation fails, 2 (naming file, step and field) when the file is invalid', () => {
     const dir = mkdtempSync(join(tmpdir(), 'smmulab-'));
     const failing = join(dir, 'f.json');
-    writeFileSync(failing, JSON.stringify({ steps: [{ op: 'read', actor: 'host', addr: '0x9050044', size: 4, expect: '0x0' }] }));
+    writeFileSync(
+      failing,
+      JSON.stringify({
+        steps: [{ op: 'read', actor: 'host', addr: '0x9050044', size: 4, expect: '0x0' }],
+      }),
+    );
     const r1 = smmulab('run', failing);
     expect(r1.status).toBe(1);
     expect(r1.stdout).toContain('FAILED');
     const invalid = join(dir, 'bad.json');
-    writeFileSync(invalid, JSON.stringify({ steps: [{ op: 'read', actor: 'host', addr: '0x9050044', size: 5 }] }));
+    writeFileSync(
+      invalid,
+      JSON.stringify({ steps: [{ op: 'read', actor: 'host', addr: '0x9050044', size: 5 }] }),
+    );
     const r2 = smmulab('run', invalid);
     expect(r2.status).toBe(2);
     expect(r2.stderr).toContain(`${invalid}: invalid scenario`);
@@ -37,11 +46,38 @@ describe('smmulab CLI', () => {
     const dir = mkdtempSync(join(tmpdir(), 'smmulab-'));
     const log = join(dir, 'mmio.jsonl');
     expect(smmulab('run', 'bare-cmdq-error', '--mmio-log', log).status).toBe(0);
-    const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines[0]).toEqual({ actor: 'host', dir: 'w', addr: '0x9050090', offset: '0x90', reg: 'CMDQ_BASE', size: 8, value: '0x40020004' });
-    expect(lines).toContainEqual({ actor: 'host', dir: 'w', addr: '0x90600a8', offset: '0x100a8', reg: 'EVENTQ_PROD', size: 4, value: '0x0' });
+    const lines = readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines[0]).toEqual({
+      actor: 'host',
+      dir: 'w',
+      addr: '0x9050090',
+      offset: '0x90',
+      reg: 'CMDQ_BASE',
+      size: 8,
+      value: '0x40020004',
+    });
+    expect(lines).toContainEqual({
+      actor: 'host',
+      dir: 'w',
+      addr: '0x90600a8',
+      offset: '0x100a8',
+      reg: 'EVENTQ_PROD',
+      size: 4,
+      value: '0x0',
+    });
     // a read's value is what the CPU received: CONS with ERR=CERROR_ILL
-    expect(lines).toContainEqual({ actor: 'host', dir: 'r', addr: '0x905009c', offset: '0x9c', reg: 'CMDQ_CONS', size: 4, value: '0x1000001' });
+    expect(lines).toContainEqual({
+      actor: 'host',
+      dir: 'r',
+      addr: '0x905009c',
+      offset: '0x9c',
+      reg: 'CMDQ_CONS',
+      size: 4,
+      value: '0x1000001',
+    });
   });
 
   it('list names every built-in with a description; --help works on every command', () => {

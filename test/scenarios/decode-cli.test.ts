@@ -8,10 +8,11 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
 const BIN = join(import.meta.dirname, '../../scenarios/bin/smmulab.mjs');
-const smmulab = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+const smmulab = (...args: string[]) =>
+  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
 
 describe('smmulab decode', () => {
-  it('cmd: Linux\'s CMD_SYNC 0x0fc02046 shows CS=SIG_SEV, MSH=ISH, MSIAttr=0xF, grouped by DW', () => {
+  it("cmd: Linux's CMD_SYNC 0x0fc02046 shows CS=SIG_SEV, MSH=ISH, MSIAttr=0xF, grouped by DW", () => {
     const r = smmulab('decode', 'cmd', '0x000000000fc02046', '0x0000000000000000');
     expect(r.status).toBe(0);
     const lines = r.stdout.split('\n');
@@ -21,7 +22,9 @@ describe('smmulab decode', () => {
     expect(r.stdout).toMatch(/^ {2}\[13:12\] +CS=0b10 \(SIG_SEV\)$/m);
     expect(r.stdout).toMatch(/^ {2}\[23:22\] +MSH=0b11 \(Inner Shareable\)$/m);
     expect(r.stdout).toMatch(/^ {2}\[27:24\] +MSIAttr=15/m);
-    expect(lines.indexOf('DW1 0x0000000000000000')).toBeGreaterThan(lines.findIndex((l) => l.includes('MSIData')));
+    expect(lines.indexOf('DW1 0x0000000000000000')).toBeGreaterThan(
+      lines.findIndex((l) => l.includes('MSIData')),
+    );
     expect(r.stdout).toMatch(/^assumed: smmulab default SMMU: SMMUv3\.2 /m);
   });
 
@@ -44,18 +47,40 @@ describe('smmulab decode', () => {
     const r = smmulab('decode', 'cmd', '0x0001000000000012', '0x00000000ffffd701', '--json');
     expect(r.status).toBe(0);
     const d = JSON.parse(r.stdout);
-    expect(d).toMatchObject({ kind: 'cmd', name: 'TLBI_NH_VA', words: ['0x0001000000000012', '0x00000000ffffd701'], illegal: [], reserved: [] });
+    expect(d).toMatchObject({
+      kind: 'cmd',
+      name: 'TLBI_NH_VA',
+      words: ['0x0001000000000012', '0x00000000ffffd701'],
+      illegal: [],
+      reserved: [],
+    });
     // Linux capture: asid=1, TG=1 (4K), TTL=3, Leaf=1, Address 0xffffd000
     const by = Object.fromEntries(d.fields.map((f: { name: string }) => [f.name, f]));
     expect(by.ASID).toMatchObject({ dw: 0, hi: 63, lo: 48, bits: 'DW0[63:48]', value: '0x1' });
     expect(by.TG).toMatchObject({ dw: 1, hi: 11, lo: 10, value: '0x1', meaning: '4KB' });
-    expect(by.Address).toMatchObject({ dw: 1, hi: 63, lo: 12, value: '0xffffd', address: '0xffffd000' });
-    expect(d.notes).toContain('range: (NUM+1) x 2^SCALE = 1 x 4KB = 4KB, addresses 0xffffd000..0xffffdfff');
+    expect(by.Address).toMatchObject({
+      dw: 1,
+      hi: 63,
+      lo: 12,
+      value: '0xffffd',
+      address: '0xffffd000',
+    });
+    expect(d.notes).toContain(
+      'range: (NUM+1) x 2^SCALE = 1 x 4KB = 4KB, addresses 0xffffd000..0xffffdfff',
+    );
   });
 
   it('event, l1std, a reserved opcode; --u32 and --bytes give the same result as double-words', () => {
     // F_TRANSLATION SID 8, DW1 PnU|RnW|S2|CLASS=IN, DW3 IPA 0x40005000 (§5.2)
-    const e = smmulab('decode', 'event', '0x0000000800000010', '0x0000028a00000000', '0xffffd123', '0x40005000', '--nonzero');
+    const e = smmulab(
+      'decode',
+      'event',
+      '0x0000000800000010',
+      '0x0000028a00000000',
+      '0xffffd123',
+      '0x40005000',
+      '--nonzero',
+    );
     expect(e.status).toBe(0);
     expect(e.stdout.split('\n')[0]).toBe('F_TRANSLATION (event 0x10)');
     expect(e.stdout).toContain('CLASS=0b10 (IN)');
@@ -99,35 +124,102 @@ describe('smmulab decode', () => {
 
 describe('smmulab encode', () => {
   it('encode cmd TLBI_NH_VA --asid 3 --vmid 0 --addr 0x1000 --leaf prints the DWs, and decode reads them back', () => {
-    const r = smmulab('encode', 'cmd', 'TLBI_NH_VA', '--asid', '3', '--vmid', '0', '--addr', '0x1000', '--leaf');
+    const r = smmulab(
+      'encode',
+      'cmd',
+      'TLBI_NH_VA',
+      '--asid',
+      '3',
+      '--vmid',
+      '0',
+      '--addr',
+      '0x1000',
+      '--leaf',
+    );
     expect(r.status).toBe(0);
     // DW0 = 0x12 | ASID 3<<48; DW1 = Address 0x1000 | Leaf
     expect(r.stdout).toBe('0x0003000000000012 0x0000000000001001\n');
     const back = smmulab('decode', 'cmd', ...r.stdout.trim().split(' '), '--json');
-    const by = Object.fromEntries(JSON.parse(back.stdout).fields.map((f: { name: string; value: string }) => [f.name, f.value]));
-    expect(by).toMatchObject({ Opcode: '0x12', ASID: '0x3', VMID: '0x0', Leaf: '0x1', Address: '0x1' });
+    const by = Object.fromEntries(
+      JSON.parse(back.stdout).fields.map((f: { name: string; value: string }) => [f.name, f.value]),
+    );
+    expect(by).toMatchObject({
+      Opcode: '0x12',
+      ASID: '0x3',
+      VMID: '0x0',
+      Leaf: '0x1',
+      Address: '0x1',
+    });
   });
 
-  it('encode ste / cd / cmd reproduce Linux\'s words; 64-bit addresses keep every bit', () => {
-    const ste = smmulab('encode', 'ste', '--v', '1', '--config', '5', '--s1contextptr', '0x4806c000', '--s1dss', '2', '--s1cir', '1', '--s1cor', '1', '--s1csh', '3');
+  it("encode ste / cd / cmd reproduce Linux's words; 64-bit addresses keep every bit", () => {
+    const ste = smmulab(
+      'encode',
+      'ste',
+      '--v',
+      '1',
+      '--config',
+      '5',
+      '--s1contextptr',
+      '0x4806c000',
+      '--s1dss',
+      '2',
+      '--s1cir',
+      '1',
+      '--s1cor',
+      '1',
+      '--s1csh',
+      '3',
+    );
     expect(ste.status).toBe(0);
-    expect(ste.stdout.trim().split(' ')).toEqual(['0x000000004806c00b', '0x00000000000000d6', ...new Array(6).fill('0x0000000000000000')]);
-    const sync = smmulab('encode', 'cmd', 'CMD_SYNC', '--cs', '2', '--msh', '3', '--msiattr', '0xf');
+    expect(ste.stdout.trim().split(' ')).toEqual([
+      '0x000000004806c00b',
+      '0x00000000000000d6',
+      ...new Array(6).fill('0x0000000000000000'),
+    ]);
+    const sync = smmulab(
+      'encode',
+      'cmd',
+      'CMD_SYNC',
+      '--cs',
+      '2',
+      '--msh',
+      '3',
+      '--msiattr',
+      '0xf',
+    );
     expect(sync.stdout).toBe('0x000000000fc02046 0x0000000000000000\n');
     // a VA with bit 63 set survives (yargs would otherwise round it through a double)
-    const va = smmulab('encode', 'cmd', 'TLBI_EL2_VA', '--asid', '5', '--addr', '0xffff800000001000', '--leaf', '1');
+    const va = smmulab(
+      'encode',
+      'cmd',
+      'TLBI_EL2_VA',
+      '--asid',
+      '5',
+      '--addr',
+      '0xffff800000001000',
+      '--leaf',
+      '1',
+    );
     expect(va.stdout).toBe('0x0005000000000022 0xffff800000001001\n');
     const j = smmulab('encode', 'cd', '--v', '1', '--asid', '0x1', '--json');
-    expect(JSON.parse(j.stdout)).toMatchObject({ kind: 'cd', words: ['0x0001000080000000', ...new Array(7).fill('0x0000000000000000')] });
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      kind: 'cd',
+      words: ['0x0001000080000000', ...new Array(7).fill('0x0000000000000000')],
+    });
   });
 
   it('bad fields, values and names exit 2 with a message naming them', () => {
     const wide = smmulab('encode', 'ste', '--config', '9');
     expect(wide.status).toBe(2);
-    expect(wide.stderr).toContain('STE field Config (DW0[3:1], 3 bits): 0x9 does not fit (largest 0x7)');
+    expect(wide.stderr).toContain(
+      'STE field Config (DW0[3:1], 3 bits): 0x9 does not fit (largest 0x7)',
+    );
     const unknown = smmulab('encode', 'cmd', 'TLBI_NH_VA', '--bogus', '1');
     expect(unknown.status).toBe(2);
-    expect(unknown.stderr).toContain('CMD_TLBI_NH_VA has no field "bogus" (fields: NUM, SCALE, VMID, ASID, Leaf, TTL128, TTL, TG, Address)');
+    expect(unknown.stderr).toContain(
+      'CMD_TLBI_NH_VA has no field "bogus" (fields: NUM, SCALE, VMID, ASID, Leaf, TTL128, TTL, TG, Address)',
+    );
     const align = smmulab('encode', 'ste', '--s1contextptr', '0x40001001');
     expect(align.status).toBe(2);
     expect(align.stderr).toContain('address 0x40001001 is not 64-byte aligned');
@@ -137,7 +229,9 @@ describe('smmulab encode', () => {
     const op = smmulab('encode', 'cmd', 'TLBI_FOO');
     expect(op.status).toBe(2);
     expect(op.stderr).toContain('unknown command "TLBI_FOO"');
-    expect(smmulab('encode', 'cmd', 'CFGI_STE', '--sid', '1', '--sid', '2').stderr).toContain('--sid given 2 times');
+    expect(smmulab('encode', 'cmd', 'CFGI_STE', '--sid', '1', '--sid', '2').stderr).toContain(
+      '--sid given 2 times',
+    );
   });
 
   it('--help documents the conventions', () => {

@@ -4,13 +4,19 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadScenario } from '../../scenarios/loader.ts';
-import { explainDma, formatExplain, type ExplainNode, type ExplainResult } from '../../scenarios/explain.ts';
+import {
+  explainDma,
+  formatExplain,
+  type ExplainNode,
+  type ExplainResult,
+} from '../../scenarios/explain.ts';
 import { main } from '../../scenarios/cli.ts';
 
 const nested = loadScenario('bare-nested');
 const s1 = loadScenario('bare-s1');
 
-const top = (r: ExplainResult, kind: ExplainNode['kind']) => r.tree.children!.filter((n) => n.kind === kind);
+const top = (r: ExplainResult, kind: ExplainNode['kind']) =>
+  r.tree.children!.filter((n) => n.kind === kind);
 
 describe('explain: bare-nested, a stage-2 fault during the stage-1 walk', () => {
   // bare-nested: STE[10] is nested (Config=0b111) with S2TTB 0x40060000, S2T0SZ=24 (40-bit IPA),
@@ -27,18 +33,50 @@ describe('explain: bare-nested, a stage-2 fault during the stage-1 walk', () => 
   const r = explainDma(nested, { sid: 10, iova: 0x10000000n });
 
   it('reports F_TRANSLATION with S2=1, CLASS=TT and the stage-1 descriptor IPA', () => {
-    expect(r.outcome).toMatchObject({ ok: false, event: 'F_TRANSLATION', S2: 1, CLASS: 'TT', IPA: '0xa0000000', recorded: true });
+    expect(r.outcome).toMatchObject({
+      ok: false,
+      event: 'F_TRANSLATION',
+      S2: 1,
+      CLASS: 'TT',
+      IPA: '0xa0000000',
+      recorded: true,
+    });
     // the event record as written: DW0 = StreamID 10 << 32 | 0x10; DW1 = RnW(35) | S2(39) | CLASS=1 (40);
     // DW2 = InputAddr; DW3 = IPA[55:12]
     expect(r.event?.written).toBe(true);
-    expect(r.event?.raw).toEqual(['0x0000000a00000010', '0x0000018800000000', '0x0000000010000000', '0x00000000a0000000']);
-    expect(r.event?.decoded).toMatchObject({ type: 'F_TRANSLATION', sid: 10, fields: { S2: 1, CLASS: 1, RnW: 1, IPA: '0xa0000000', InputAddr: '0x10000000' } });
+    expect(r.event?.raw).toEqual([
+      '0x0000000a00000010',
+      '0x0000018800000000',
+      '0x0000000010000000',
+      '0x00000000a0000000',
+    ]);
+    expect(r.event?.decoded).toMatchObject({
+      type: 'F_TRANSLATION',
+      sid: 10,
+      fields: { S2: 1, CLASS: 1, RnW: 1, IPA: '0xa0000000', InputAddr: '0x10000000' },
+    });
   });
 
   it('shows the stage-2 reads done for the level-0 stage-1 descriptor, which was never read', () => {
     expect(r.reads).toEqual([
-      expect.objectContaining({ stage: 2, level: 1, pa: '0x40060010', kind: 'table', for: 'tt', s1Level: 0, desc: '0x0000000078001003' }),
-      expect.objectContaining({ stage: 2, level: 2, pa: '0x78001800', kind: 'invalid', for: 'tt', s1Level: 0, desc: '0x0000000000000000' }),
+      expect.objectContaining({
+        stage: 2,
+        level: 1,
+        pa: '0x40060010',
+        kind: 'table',
+        for: 'tt',
+        s1Level: 0,
+        desc: '0x0000000078001003',
+      }),
+      expect.objectContaining({
+        stage: 2,
+        level: 2,
+        pa: '0x78001800',
+        kind: 'invalid',
+        for: 'tt',
+        s1Level: 0,
+        desc: '0x0000000000000000',
+      }),
     ]);
     const [walk] = top(r, 's1');
     expect(walk!.text).toContain('TTB0 0xa0000000');
@@ -47,7 +85,13 @@ describe('explain: bare-nested, a stage-2 fault during the stage-1 walk', () => 
     expect(l0[0]!.text).toMatch(/^L0 descriptor @IPA 0xa0000000: not read/);
     const s2 = l0[0]!.children![0]!;
     expect(s2.kind).toBe('s2');
-    expect(s2.data).toMatchObject({ for: 'tt', ipa: '0xa0000000', s1Level: 0, fault: 'F_TRANSLATION', tlbHit: false });
+    expect(s2.data).toMatchObject({
+      for: 'tt',
+      ipa: '0xa0000000',
+      s1Level: 0,
+      fault: 'F_TRANSLATION',
+      tlbHit: false,
+    });
     expect(s2.children!.map((c) => c.data?.['pa'])).toEqual(['0x40060010', '0x78001800']);
     // the STE and CD are shown (from the configuration caches: the scenario's own DMA of SID 10 fetched them)
     expect(top(r, 'ste')[0]!.text).toContain('STE for SID 10 at PA 0x40010280'); // 0x40010000 + 10 * 64
@@ -55,7 +99,9 @@ describe('explain: bare-nested, a stage-2 fault during the stage-1 walk', () => 
     expect(top(r, 'cd')[0]!.text).toMatch(/^CD 0 at IPA 0x40041000: ASID 4 \[config cache hit\]/);
     const text = formatExplain(r);
     expect(text).toContain('└─ FAULT F_TRANSLATION S2=1 CLASS=TT IPA=0xa0000000');
-    expect(text).toContain('smmulab decode event 0x0000000a00000010 0x0000018800000000 0x0000000010000000 0x00000000a0000000');
+    expect(text).toContain(
+      'smmulab decode event 0x0000000a00000010 0x0000018800000000 0x0000000010000000 0x00000000a0000000',
+    );
   });
 
   it('--cold fetches the CD again, through stage 2 (the CD IPA 0x40041000 lies in the 2MB identity block)', () => {
@@ -65,21 +111,54 @@ describe('explain: bare-nested, a stage-2 fault during the stage-1 walk', () => 
     const cdS2 = cd.children!.find((n) => n.kind === 's2')!;
     // L1 index of 0x40041000 is 1 → 0x40060008, a table to the pool's first page 0x78000000; L2 index 0
     // → 0x78000000, the 2MB block 0x40000000 (identity): PA 0x40041000
-    expect(cdS2.data).toMatchObject({ for: 'cd', ipa: '0x40041000', pa: '0x40041000', tlbHit: false });
-    expect(cdS2.children!.map((n) => [n.data?.['pa'], n.data?.['kind']])).toEqual([['0x40060008', 'table'], ['0x78000000', 'block']]);
-    expect(c.outcome).toMatchObject({ event: 'F_TRANSLATION', S2: 1, CLASS: 'TT', IPA: '0xa0000000' });
+    expect(cdS2.data).toMatchObject({
+      for: 'cd',
+      ipa: '0x40041000',
+      pa: '0x40041000',
+      tlbHit: false,
+    });
+    expect(cdS2.children!.map((n) => [n.data?.['pa'], n.data?.['kind']])).toEqual([
+      ['0x40060008', 'table'],
+      ['0x78000000', 'block'],
+    ]);
+    expect(c.outcome).toMatchObject({
+      event: 'F_TRANSLATION',
+      S2: 1,
+      CLASS: 'TT',
+      IPA: '0xa0000000',
+    });
   });
 
   it('the other nested cases: CLASS=CD for SID 9, CLASS=IN for SID 8 at 0x10001000, and a full nested success', () => {
     // STE[9]'s S1ContextPtr, IPA 0x90000000, is not mapped by stage 2: the CD fetch faults
-    expect(explainDma(nested, { sid: 9, iova: 0x10000000n }).outcome).toMatchObject({ event: 'F_TRANSLATION', S2: 1, CLASS: 'CD', IPA: '0x90000000' });
+    expect(explainDma(nested, { sid: 9, iova: 0x10000000n }).outcome).toMatchObject({
+      event: 'F_TRANSLATION',
+      S2: 1,
+      CLASS: 'CD',
+      IPA: '0x90000000',
+    });
     // IOVA 0x10001000 → IPA 0xb0000000 (step 20), which stage 2 does not map: the final stage 2 faults
     const inFault = explainDma(nested, { sid: 8, iova: 0x10001000n, access: 'write' });
-    expect(inFault.outcome).toMatchObject({ event: 'F_TRANSLATION', S2: 1, CLASS: 'IN', IPA: '0xb0000000' });
-    expect(top(inFault, 's2')[0]!.data).toMatchObject({ for: 'in', ipa: '0xb0000000', fault: 'F_TRANSLATION' });
+    expect(inFault.outcome).toMatchObject({
+      event: 'F_TRANSLATION',
+      S2: 1,
+      CLASS: 'IN',
+      IPA: '0xb0000000',
+    });
+    expect(top(inFault, 's2')[0]!.data).toMatchObject({
+      for: 'in',
+      ipa: '0xb0000000',
+      fault: 'F_TRANSLATION',
+    });
     // IOVA 0x10000000 → IPA 0x80000000 → PA 0x40300000; cold, so all four stage-1 levels are walked
     const ok = explainDma(nested, { sid: 8, iova: 0x10000000n, cold: true });
-    expect(ok.outcome).toEqual({ ok: true, pa: '0x40300000', ipa: '0x80000000', tlbHit: false, razwi: false });
+    expect(ok.outcome).toEqual({
+      ok: true,
+      pa: '0x40300000',
+      ipa: '0x80000000',
+      tlbHit: false,
+      razwi: false,
+    });
     expect(ok.reads.filter((x) => x.stage === 1).map((x) => x.level)).toEqual([0, 1, 2, 3]);
     // every stage-1 read is nested: its address is an IPA, and it has a stage-2 child
     for (const d of top(ok, 's1')[0]!.children!) expect(d.children?.[0]?.kind).toBe('s2');
@@ -92,9 +171,15 @@ describe('explain: bare-s1, a stage-1 walk', () => {
   // allocating the L1, L2 and L3 tables from the pool at 0x78000000, 0x78001000 and 0x78002000.
   // IOVA 0x10000000: L0 idx [47:39]=0 → 0x40050000; L1 idx [38:30]=0 → 0x78000000;
   // L2 idx [29:21]=0x80 → 0x78001000 + 0x400 = 0x78001400; L3 idx [20:12]=0 → 0x78002000.
-  it('--at-step 21 (after the mappings, before the first DMA): each level\'s descriptor address and the PA', () => {
+  it("--at-step 21 (after the mappings, before the first DMA): each level's descriptor address and the PA", () => {
     const r = explainDma(s1, { sid: 8, iova: 0x10000000n, atStep: 21 });
-    expect(r.outcome).toEqual({ ok: true, pa: '0x40100000', ipa: null, tlbHit: false, razwi: false });
+    expect(r.outcome).toEqual({
+      ok: true,
+      pa: '0x40100000',
+      ipa: null,
+      tlbHit: false,
+      razwi: false,
+    });
     expect(r.reads.map((x) => [x.stage, x.level, x.pa, x.kind])).toEqual([
       [1, 0, '0x40050000', 'table'],
       [1, 1, '0x78000000', 'table'],
@@ -111,7 +196,9 @@ describe('explain: bare-s1, a stage-1 walk', () => {
     const warm = explainDma(s1, { sid: 8, iova: 0x10000000n, atStep: 22 });
     expect(warm.reads).toEqual([]);
     expect(warm.outcome).toMatchObject({ ok: true, pa: '0x40100000', tlbHit: true });
-    expect(top(warm, 'tlb')[0]!.text).toMatch(/^IOTLB hit: stage-1 entry for 0x10000000 .* no walk/);
+    expect(top(warm, 'tlb')[0]!.text).toMatch(
+      /^IOTLB hit: stage-1 entry for 0x10000000 .* no walk/,
+    );
     const cold = explainDma(s1, { sid: 8, iova: 0x10000000n, atStep: 22, cold: true });
     expect(cold.reads).toHaveLength(4);
     expect(cold.outcome).toMatchObject({ ok: true, pa: '0x40100000', tlbHit: false });
@@ -121,12 +208,31 @@ describe('explain: bare-s1, a stage-1 walk', () => {
   it('--at-step 19 (before pt.map) faults at level 0; after the unmap and TLBI (all steps) it faults at level 3', () => {
     // the L0 table at 0x40050000 is still zero: descriptor 0, bit[0]=0 → stage-1 F_TRANSLATION, S2=0, CLASS=IN
     const before = explainDma(s1, { sid: 8, iova: 0x10000000n, atStep: 19 });
-    expect(before.outcome).toMatchObject({ ok: false, event: 'F_TRANSLATION', S2: 0, CLASS: 'IN', recorded: true });
+    expect(before.outcome).toMatchObject({
+      ok: false,
+      event: 'F_TRANSLATION',
+      S2: 0,
+      CLASS: 'IN',
+      recorded: true,
+    });
     expect(before.outcome).not.toHaveProperty('IPA');
-    expect(before.reads).toEqual([expect.objectContaining({ stage: 1, level: 0, pa: '0x40050000', kind: 'invalid', desc: '0x0000000000000000' })]);
+    expect(before.reads).toEqual([
+      expect.objectContaining({
+        stage: 1,
+        level: 0,
+        pa: '0x40050000',
+        kind: 'invalid',
+        desc: '0x0000000000000000',
+      }),
+    ]);
     // step 29 cleared the L3 entry and step 31 invalidated the IOTLB: the walk reaches L3 and finds 0
     const after = explainDma(s1, { sid: 8, iova: 0x10000000n });
-    expect(after.reads.map((x) => [x.level, x.kind])).toEqual([[0, 'table'], [1, 'table'], [2, 'table'], [3, 'invalid']]);
+    expect(after.reads.map((x) => [x.level, x.kind])).toEqual([
+      [0, 'table'],
+      [1, 'table'],
+      [2, 'table'],
+      [3, 'invalid'],
+    ]);
     expect(after.outcome).toMatchObject({ event: 'F_TRANSLATION', S2: 0, CLASS: 'IN' });
   });
 
@@ -140,7 +246,7 @@ describe('explain: bare-s1, a stage-1 walk', () => {
 });
 
 describe('explain: under a hypervisor the hardware walks the shadow stream table', () => {
-  it('pkvm-donate: the STE the hardware uses is the hypervisor\'s nested shadow, not the host\'s stage-1 STE', () => {
+  it("pkvm-donate: the STE the hardware uses is the hypervisor's nested shadow, not the host's stage-1 STE", () => {
     const sc = loadScenario('pkvm-donate');
     // its first (only) variant is pkvm
     const hyp = explainDma(sc, { sid: 16, iova: 0xfffff000n, atStep: 4, cold: true });
@@ -160,18 +266,24 @@ describe('explain: under a hypervisor the hardware walks the shadow stream table
   });
 
   it('defaults to the first variant (pkvm-v6-gaps: pkvm-v6)', () => {
-    expect(explainDma(loadScenario('pkvm-v6-gaps'), { sid: 8, iova: 0x1000n, atStep: 2 }).hypMode).toBe('pkvm-v6');
+    expect(
+      explainDma(loadScenario('pkvm-v6-gaps'), { sid: 8, iova: 0x1000n, atStep: 2 }).hypMode,
+    ).toBe('pkvm-v6');
   });
 
   it('a C_BAD_STREAMID says which L1STD is empty (host-2level, SID 0x7700)', () => {
     const r = explainDma(loadScenario('host-2level'), { sid: 0x7700, iova: 0x1000n });
     expect(r.outcome).toMatchObject({ ok: false, event: 'C_BAD_STREAMID' });
     // SPLIT=8: L1 index 0x7700 >> 8 = 0x77 = 119
-    expect(formatExplain(r)).toMatch(/SID 30464: L1STD 119 at 0x[0-9a-f]+ = 0x0000000000000000 \(in memory now\): Span=0: no level-2 table/);
+    expect(formatExplain(r)).toMatch(
+      /SID 30464: L1STD 119 at 0x[0-9a-f]+ = 0x0000000000000000 \(in memory now\): Span=0: no level-2 table/,
+    );
   });
 
   it('bad input throws an error naming the argument', () => {
-    expect(() => explainDma(s1, { sid: 8, iova: 0n, atStep: 35 })).toThrow(/^--at-step: 35 is outside 0\.\.34/);
+    expect(() => explainDma(s1, { sid: 8, iova: 0n, atStep: 35 })).toThrow(
+      /^--at-step: 35 is outside 0\.\.34/,
+    );
     expect(() => explainDma(s1, { sid: -1, iova: 0n })).toThrow(/^--sid/);
     expect(() => explainDma(s1, { sid: 8, iova: 1n << 64n })).toThrow(/^--iova/);
   });
@@ -183,8 +295,12 @@ describe('smmulab explain (CLI)', () => {
   const run = async (...args: string[]): Promise<number> => {
     out = '';
     err = '';
-    const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-    const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
+    const o = vi
+      .spyOn(process.stdout, 'write')
+      .mockImplementation((s) => ((out += String(s)), true));
+    const e = vi
+      .spyOn(process.stderr, 'write')
+      .mockImplementation((s) => ((err += String(s)), true));
     try {
       return await main(args);
     } finally {
@@ -198,13 +314,51 @@ describe('smmulab explain (CLI)', () => {
     expect(await run('explain', 'bare-nested', '--sid', '10', '--iova', '0x10000000')).toBe(0);
     expect(out).toMatch(/^DMA sid 10 iova 0x10000000 read — bare-nested, after all 37 steps\n/);
     expect(out).toContain('FAULT F_TRANSLATION S2=1 CLASS=TT IPA=0xa0000000');
-    expect(await run('explain', 'bare-s1', '--sid', '8', '--iova', '268435456', '--at-step', '21', '--json')).toBe(0);
+    expect(
+      await run(
+        'explain',
+        'bare-s1',
+        '--sid',
+        '8',
+        '--iova',
+        '268435456',
+        '--at-step',
+        '21',
+        '--json',
+      ),
+    ).toBe(0);
     const j = JSON.parse(out);
-    expect(Object.keys(j)).toEqual(['scenario', 'hypMode', 'atStep', 'totalSteps', 'replay', 'cold', 'dma', 'outcome', 'event', 'reads', 'notes', 'tree']);
-    expect(j.dma).toEqual({ sid: 8, ssid: null, iova: '0x10000000', access: 'read', priv: false, instr: false });
+    expect(Object.keys(j)).toEqual([
+      'scenario',
+      'hypMode',
+      'atStep',
+      'totalSteps',
+      'replay',
+      'cold',
+      'dma',
+      'outcome',
+      'event',
+      'reads',
+      'notes',
+      'tree',
+    ]);
+    expect(j.dma).toEqual({
+      sid: 8,
+      ssid: null,
+      iova: '0x10000000',
+      access: 'read',
+      priv: false,
+      instr: false,
+    });
     expect(j.outcome.pa).toBe('0x40100000');
     expect(j.tree.kind).toBe('dma');
-    expect(j.tree.children.map((n: ExplainNode) => n.kind)).toEqual(['smmu', 'ste', 'cd', 's1', 'result']);
+    expect(j.tree.children.map((n: ExplainNode) => n.kind)).toEqual([
+      'smmu',
+      'ste',
+      'cd',
+      's1',
+      'result',
+    ]);
   });
 
   it('bad input exits 2 with a message naming the argument', async () => {

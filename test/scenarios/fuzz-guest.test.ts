@@ -15,8 +15,20 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fuzz, fuzzParallel, stepJson, type FuzzResult, type FindingKind } from '../../scenarios/fuzz.ts';
-import { GUEST_RULES, guestCoverageGaps, sampleGuestOperations, expectedNesting, VSMMU_REGISTERS } from '../../scenarios/fuzz-guest.ts';
+import {
+  fuzz,
+  fuzzParallel,
+  stepJson,
+  type FuzzResult,
+  type FindingKind,
+} from '../../scenarios/fuzz.ts';
+import {
+  GUEST_RULES,
+  guestCoverageGaps,
+  sampleGuestOperations,
+  expectedNesting,
+  VSMMU_REGISTERS,
+} from '../../scenarios/fuzz-guest.ts';
 import { STEPS } from '../../scenarios/steps/index.ts';
 import { parseScenarioText } from '../../scenarios/loader.ts';
 import { runScenario } from '../../scenarios/runner.ts';
@@ -26,7 +38,8 @@ import type { RuleName } from '../../hyp/policy.ts';
 import { boot, vm, bitsOf, VM1_PA } from '../guest/rig.ts';
 
 const BIN = join(import.meta.dirname, '../../scenarios/bin/smmulab.mjs');
-const smmulab = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+const smmulab = (...args: string[]) =>
+  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
 
 const SEED = 1;
 const BUDGET = 5000;
@@ -66,12 +79,17 @@ describe('fuzz --target guest: the operations', () => {
     const ops = sampleGuestOperations({ seed: 11, target: 'guest', resetEvery: 200 }, 400);
     expect(ops.length).toBeGreaterThan(800);
     // MMIO, memory, commands, DMA (races only once the race step takes a guest actor)
-    expect(new Set(ops.map((o) => o.op))).toEqual(new Set(['cmd', 'dma', 'memwrite', 'read', 'write']));
+    expect(new Set(ops.map((o) => o.op))).toEqual(
+      new Set(['cmd', 'dma', 'memwrite', 'read', 'write']),
+    );
     for (const op of ops) {
       if ('actor' in op) expect(op.actor).toMatch(/^guest:g[12]$/);
       // a guest's devices only: pSIDs 9 and 256 (g1) and 65535 (g2), scenarios/fuzz-guest.ts GUEST_FUZZ
       else expect([9, 256, 65535]).toContain(op.sid);
-      const json = JSON.parse(JSON.stringify(stepJson(op as unknown as HostileOp))) as Record<string, unknown>;
+      const json = JSON.parse(JSON.stringify(stepJson(op as unknown as HostileOp))) as Record<
+        string,
+        unknown
+      >;
       const parsed = STEPS.get(op.op)!.schema.safeParse(json);
       expect(parsed.success, JSON.stringify(json)).toBe(true);
       const { comment: _c1, ...a } = parsed.data as Record<string, unknown>;
@@ -83,7 +101,13 @@ describe('fuzz --target guest: the operations', () => {
   });
 
   it('a campaign is determined by its seed, and --workers 2 gives the same result as one worker', async () => {
-    const o = { seed: 5, iterations: 600, resetEvery: 200, target: 'guest' as const, shrink: false };
+    const o = {
+      seed: 5,
+      iterations: 600,
+      resetEvery: 200,
+      target: 'guest' as const,
+      shrink: false,
+    };
     const a = fuzz(o);
     expect(withoutTimings(fuzz(o))).toEqual(withoutTimings(a));
     expect(a.target).toBe('guest');
@@ -109,7 +133,8 @@ describe('fuzz --target guest: the unweakened hypervisor', () => {
     expect(VSMMU_REGISTERS.length).toBe(26);
     expect(guestCoverageGaps(r.coverage)).toEqual({ registers: [], opcodes: [] });
     expect(Object.keys(r.coverage.opcodes)).toContain('RESERVED');
-    for (const k of ['cmd', 'dma', 'memwrite', 'read', 'write']) expect(r.coverage.operations[k]).toBeGreaterThan(0);
+    for (const k of ['cmd', 'dma', 'memwrite', 'read', 'write'])
+      expect(r.coverage.operations[k]).toBeGreaterThan(0);
   }, 60_000);
 });
 
@@ -120,8 +145,17 @@ describe('fuzz --target guest: teeth', () => {
 
   for (const [rule, kind] of TEETH) {
     it(`--weaken ${rule} is found as ${kind === 'invariant' ? 'an' : 'a'} ${kind} from seed ${SEED}, shrunk, and its reproducer replays to it (and passes with the rule on)`, () => {
-      const mine = (f: { needs: readonly string[]; kind: string }): boolean => f.needs.includes(rule) && f.kind === kind;
-      const r = fuzz({ seed: SEED, iterations: BUDGET, target: 'guest', weaken: [rule], shrinkBudget: 150, maxReproducers: 30, stopWhen: mine });
+      const mine = (f: { needs: readonly string[]; kind: string }): boolean =>
+        f.needs.includes(rule) && f.kind === kind;
+      const r = fuzz({
+        seed: SEED,
+        iterations: BUDGET,
+        target: 'guest',
+        weaken: [rule],
+        shrinkBudget: 150,
+        maxReproducers: 30,
+        stopWhen: mine,
+      });
       const f = r.findings.find(mine);
       expect(f, `${rule}: ${JSON.stringify(r.failuresBySignature)}`).toBeDefined();
       // blamed on the rule alone: with it restored, the same operations fail nothing
@@ -132,7 +166,9 @@ describe('fuzz --target guest: teeth', () => {
       const sc = f!.scenario!;
       const m = sc.machine as Record<string, unknown>;
       expect(m.weaken).toEqual([rule]);
-      const fixed = runScenario(parseScenarioText(JSON.stringify({ ...sc, machine: { ...m, weaken: [] } }), 'fixed.json'));
+      const fixed = runScenario(
+        parseScenarioText(JSON.stringify({ ...sc, machine: { ...m, weaken: [] } }), 'fixed.json'),
+      );
       expect(fixed.failed).toEqual([]);
     }, 30_000);
   }
@@ -180,22 +216,58 @@ describe('fuzz --target guest: the invariant and the hook', () => {
 });
 
 describe('smmulab fuzz --target guest (CLI)', () => {
-  it('--json keeps the host target\'s shape, exits 1 on a finding, and its reproducer fails `smmulab run` at its check', () => {
+  it("--json keeps the host target's shape, exits 1 on a finding, and its reproducer fails `smmulab run` at its check", () => {
     const out = mkdtempSync(join(tmpdir(), 'fuzz-guest-'));
-    const p = smmulab('fuzz', '--target', 'guest', '--seed', '1', '--iterations', '30', '--weaken', 'vevt-vsid', '--max-reproducers', '1', '--json', '--out', out, '--log-level', 'silent');
+    const p = smmulab(
+      'fuzz',
+      '--target',
+      'guest',
+      '--seed',
+      '1',
+      '--iterations',
+      '30',
+      '--weaken',
+      'vevt-vsid',
+      '--max-reproducers',
+      '1',
+      '--json',
+      '--out',
+      out,
+      '--log-level',
+      'silent',
+    );
     expect(p.status, p.stderr).toBe(1);
     const j = JSON.parse(p.stdout) as Record<string, unknown>;
-    for (const k of ['seed', 'iterations', 'operations', 'commands', 'breaches', 'unexpectedExceptions', 'panics', 'operationsPerSecond', 'coverage', 'reproducers']) expect(j).toHaveProperty(k);
-    expect(Object.keys(j.coverage as object)).toEqual(expect.arrayContaining(['opcodes', 'registers']));
+    for (const k of [
+      'seed',
+      'iterations',
+      'operations',
+      'commands',
+      'breaches',
+      'unexpectedExceptions',
+      'panics',
+      'operationsPerSecond',
+      'coverage',
+      'reproducers',
+    ])
+      expect(j).toHaveProperty(k);
+    expect(Object.keys(j.coverage as object)).toEqual(
+      expect.arrayContaining(['opcodes', 'registers']),
+    );
     expect(j.target).toBe('guest');
     expect(j.invariantViolations).toBeGreaterThan(0);
     const files = readdirSync(out);
     expect(files.length).toBe(1);
     expect((j.reproducers as string[])[0]).toBe(join(out, files[0]!));
-    const sc = JSON.parse(readFileSync(join(out, files[0]!), 'utf8')) as { steps: Array<{ op: string }> };
+    const sc = JSON.parse(readFileSync(join(out, files[0]!), 'utf8')) as {
+      steps: Array<{ op: string }>;
+    };
     const run = smmulab('run', join(out, files[0]!), '--json', '--log-level', 'silent');
     expect(run.status).toBe(1);
-    const res = JSON.parse(run.stdout) as { results?: Array<{ failed: Array<{ step: number; op: string }> }>; failed?: Array<{ step: number; op: string }> };
+    const res = JSON.parse(run.stdout) as {
+      results?: Array<{ failed: Array<{ step: number; op: string }> }>;
+      failed?: Array<{ step: number; op: string }>;
+    };
     const failed = res.failed ?? res.results?.[0]?.failed ?? [];
     // it fails the guest's read of its own event record (the StreamID must be the vSID), after the operations
     expect(failed.length).toBeGreaterThan(0);
@@ -204,7 +276,19 @@ describe('smmulab fuzz --target guest (CLI)', () => {
   }, 30_000);
 
   it('without a weakened rule it exits 0 and says what it covered', () => {
-    const p = smmulab('fuzz', '--target', 'guest', '--seed', '2', '--iterations', '200', '--reset-every', '100', '--log-level', 'silent');
+    const p = smmulab(
+      'fuzz',
+      '--target',
+      'guest',
+      '--seed',
+      '2',
+      '--iterations',
+      '200',
+      '--reset-every',
+      '100',
+      '--log-level',
+      'silent',
+    );
     expect(p.status, p.stderr).toBe(0);
     expect(p.stdout).toMatch(/--target guest/);
     expect(p.stdout).toMatch(/no breach, no unexpected exception, no broken invariant/);

@@ -7,7 +7,15 @@
  * --mmio-log before running. Everything runs in this process, through the CLI's main().
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../scenarios/cli.ts';
@@ -34,7 +42,10 @@ async function cli(args: string[], onErr?: (s: string) => void): Promise<Run> {
     onErr?.(String(s));
     return true;
   });
-  const listeners = (): number[] => [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')];
+  const listeners = (): number[] => [
+    process.listenerCount('SIGINT'),
+    process.listenerCount('SIGTERM'),
+  ];
   const before = listeners();
   const t0 = performance.now();
   try {
@@ -89,7 +100,18 @@ describe('fuzz --out is checked before the campaign starts', () => {
   });
 
   it('with --max-reproducers 0 nothing is written, so --out is not checked', async () => {
-    const r = await cli(['fuzz', '--iterations', '5', '--reset-every', '5', '--max-reproducers', '0', '--json', '--out', '/proc/x']);
+    const r = await cli([
+      'fuzz',
+      '--iterations',
+      '5',
+      '--reset-every',
+      '5',
+      '--max-reproducers',
+      '0',
+      '--json',
+      '--out',
+      '/proc/x',
+    ]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out).iterations).toBe(5);
   });
@@ -101,24 +123,52 @@ describe('reproducers that cannot be written at the end', () => {
     // a folder where the first reproducer goes: renaming the file onto it fails
     const blocked = join(out, 'fuzz-s3-i0-breach-ste-bypass.json');
     mkdirSync(blocked);
-    const r = await cli(['fuzz', '--seed', '3', '--iterations', '3000', '--weaken', 'ste-config', '--json', '--out', out]);
+    const r = await cli([
+      'fuzz',
+      '--seed',
+      '3',
+      '--iterations',
+      '3000',
+      '--weaken',
+      'ste-config',
+      '--json',
+      '--out',
+      out,
+    ]);
     expect(r.code).toBe(2);
     const j = JSON.parse(r.out);
     expect(j.breaches).toBeGreaterThan(0);
-    expect(j.findings.map((f: { signature: string }) => f.signature)).toEqual(['breach:ste-bypass', 'breach:cd-writable']);
+    expect(j.findings.map((f: { signature: string }) => f.signature)).toEqual([
+      'breach:ste-bypass',
+      'breach:cd-writable',
+    ]);
     expect(j.reproducers).toEqual([join(out, 'fuzz-s3-i2000-breach-cd-writable.json')]);
     expect(JSON.parse(readFileSync(j.reproducers[0], 'utf8')).steps.length).toBeGreaterThan(0);
     expect(r.err).toContain(`--out ${out}: 1 of the 2 reproducers could not be written`);
     expect(r.err).toContain(`cannot write ${blocked}`);
-    expect(readdirSync(out).sort()).toEqual(['fuzz-s3-i0-breach-ste-bypass.json', 'fuzz-s3-i2000-breach-cd-writable.json']); // no temporary file left
+    expect(readdirSync(out).sort()).toEqual([
+      'fuzz-s3-i0-breach-ste-bypass.json',
+      'fuzz-s3-i2000-breach-cd-writable.json',
+    ]); // no temporary file left
   });
 });
 
 describe('the stop flag (FuzzOptions.stop)', () => {
   it('ends a campaign between episodes (host and guest); a campaign that ran to its end is not marked', async () => {
     const stop = new Int32Array(new SharedArrayBuffer(4));
-    for (const [target, resetEvery] of [['host', 100], ['guest', 10]] as const) {
-      const o = { seed: 5, target, iterations: 4 * resetEvery, resetEvery, shrink: false, maxReproducers: 0, stop };
+    for (const [target, resetEvery] of [
+      ['host', 100],
+      ['guest', 10],
+    ] as const) {
+      const o = {
+        seed: 5,
+        target,
+        iterations: 4 * resetEvery,
+        resetEvery,
+        shrink: false,
+        maxReproducers: 0,
+        stop,
+      };
       const whole = await fuzzSliced(o, 0);
       expect(whole.interrupted).toBeUndefined();
       expect(whole.iterations).toBe(4 * resetEvery);
@@ -147,7 +197,10 @@ describe('SIGINT or SIGTERM stops a campaign with what it found', () => {
    * Start a long campaign and raise `signal` once the progress shows at least one failing
    * iteration (the CLI's first progress line comes after the first machine's run).
    */
-  async function interrupt(signal: 'SIGINT' | 'SIGTERM', args: string[]): Promise<Run & { out: string; dir: string }> {
+  async function interrupt(
+    signal: 'SIGINT' | 'SIGTERM',
+    args: string[],
+  ): Promise<Run & { out: string; dir: string }> {
     const dir = tmp();
     let raised = false;
     const r = await cli(['fuzz', '--iterations', FOREVER, '--json', '--out', dir, ...args], (s) => {
@@ -174,12 +227,16 @@ describe('SIGINT or SIGTERM stops a campaign with what it found', () => {
     expect(j.findings.length).toBeGreaterThan(0);
     // every finding so far has its reproducer, written (and shrunk: the first ones are one operation)
     expect(j.reproducers).toHaveLength(j.findings.length);
-    expect(readdirSync(r.dir).sort()).toEqual(j.reproducers.map((p: string) => p.slice(r.dir.length + 1)).sort());
+    expect(readdirSync(r.dir).sort()).toEqual(
+      j.reproducers.map((p: string) => p.slice(r.dir.length + 1)).sort(),
+    );
     for (const f of j.findings) {
       expect(f.reproducer).toBeDefined();
       expect(f.minimalOperations).toBeLessThanOrEqual(f.operations);
       expect(f.replay.reproduces).toBe(true);
-      expect(JSON.parse(readFileSync(f.reproducer, 'utf8')).name).toBe(f.reproducer.slice(r.dir.length + 1, -'.json'.length));
+      expect(JSON.parse(readFileSync(f.reproducer, 'utf8')).name).toBe(
+        f.reproducer.slice(r.dir.length + 1, -'.json'.length),
+      );
     }
   }
 
@@ -190,19 +247,43 @@ describe('SIGINT or SIGTERM stops a campaign with what it found', () => {
   });
 
   it('SIGTERM, host target, two workers: the workers see the stop too and their results are merged', async () => {
-    const r = await interrupt('SIGTERM', ['--seed', '3', '--weaken', 'ste-config', '--workers', '2']);
+    const r = await interrupt('SIGTERM', [
+      '--seed',
+      '3',
+      '--weaken',
+      'ste-config',
+      '--workers',
+      '2',
+    ]);
     expectPartial(r, 'SIGTERM', 2);
   });
 
   it('SIGINT, guest target: the summary says it was interrupted and after how many iterations', async () => {
     const dir = tmp();
     let raised = false;
-    const r = await cli(['fuzz', '--target', 'guest', '--seed', '1', '--weaken', 'vevt-vsid', '--iterations', FOREVER, '--reset-every', '100', '--out', dir], (s) => {
-      if (!raised && PROGRESS.test(s)) {
-        raised = true;
-        setTimeout(() => process.emit('SIGINT', 'SIGINT'), 0);
-      }
-    });
+    const r = await cli(
+      [
+        'fuzz',
+        '--target',
+        'guest',
+        '--seed',
+        '1',
+        '--weaken',
+        'vevt-vsid',
+        '--iterations',
+        FOREVER,
+        '--reset-every',
+        '100',
+        '--out',
+        dir,
+      ],
+      (s) => {
+        if (!raised && PROGRESS.test(s)) {
+          raised = true;
+          setTimeout(() => process.emit('SIGINT', 'SIGINT'), 0);
+        }
+      },
+    );
     expect(r.code).toBe(130);
     const m = /^ {2}INTERRUPTED by SIGINT after (\d+) of 10000000 iterations/m.exec(r.out);
     expect(m).not.toBeNull();
@@ -211,7 +292,6 @@ describe('SIGINT or SIGTERM stops a campaign with what it found', () => {
     expect(r.out).toContain('reproducer: ');
     expect(readdirSync(dir).length).toBeGreaterThan(0);
   });
-
 });
 
 describe('fuzz --workers', () => {
@@ -223,11 +303,25 @@ describe('fuzz --workers', () => {
     expect(r.err).not.toMatch(PROGRESS);
   });
 
-  it('more workers than episodes are cut down to one per episode, said on stderr; the result is one worker\'s', async () => {
-    const args = ['fuzz', '--seed', '2', '--iterations', '200', '--reset-every', '100', '--json', '--no-shrink', '--max-reproducers', '0'];
+  it("more workers than episodes are cut down to one per episode, said on stderr; the result is one worker's", async () => {
+    const args = [
+      'fuzz',
+      '--seed',
+      '2',
+      '--iterations',
+      '200',
+      '--reset-every',
+      '100',
+      '--json',
+      '--no-shrink',
+      '--max-reproducers',
+      '0',
+    ];
     const many = await cli([...args, '--workers', '64']);
     expect(many.code).toBe(0);
-    expect(many.err).toContain('--workers 64 cut down to 2: the campaign has 2 episodes (200 iterations, --reset-every 100)');
+    expect(many.err).toContain(
+      '--workers 64 cut down to 2: the campaign has 2 episodes (200 iterations, --reset-every 100)',
+    );
     const one = await cli([...args, '--workers', '1']);
     expect(one.err).not.toContain('cut down');
     const strip = (s: string): Record<string, unknown> => {
@@ -238,17 +332,47 @@ describe('fuzz --workers', () => {
     expect({ ...strip(many.out), workers: 1 }).toEqual(strip(one.out));
   });
 
-  it('with --shard, the cap is the shard\'s own episodes', async () => {
-    const r = await cli(['fuzz', '--seed', '2', '--iterations', '300', '--reset-every', '100', '--shard', '2/3', '--workers', '8', '--json', '--no-shrink', '--max-reproducers', '0']);
+  it("with --shard, the cap is the shard's own episodes", async () => {
+    const r = await cli([
+      'fuzz',
+      '--seed',
+      '2',
+      '--iterations',
+      '300',
+      '--reset-every',
+      '100',
+      '--shard',
+      '2/3',
+      '--workers',
+      '8',
+      '--json',
+      '--no-shrink',
+      '--max-reproducers',
+      '0',
+    ]);
     expect(r.code).toBe(0);
-    expect(r.err).toContain('--workers 8 cut down to 1: the shard has 1 episode (300 iterations in all, --shard 2/3, --reset-every 100)');
+    expect(r.err).toContain(
+      '--workers 8 cut down to 1: the shard has 1 episode (300 iterations in all, --shard 2/3, --reset-every 100)',
+    );
     expect(JSON.parse(r.out).iterations).toBe(100);
   });
 });
 
 describe('fuzz --shrink-budget', () => {
   it('bounds the replays of a shrink; the summary says whether the reproducer is 1-minimal', async () => {
-    const args = ['fuzz', '--seed', '1', '--iterations', '2200', '--weaken', 'queue-pin', '--max-reproducers', '1', '--out', tmp()];
+    const args = [
+      'fuzz',
+      '--seed',
+      '1',
+      '--iterations',
+      '2200',
+      '--weaken',
+      'queue-pin',
+      '--max-reproducers',
+      '1',
+      '--out',
+      tmp(),
+    ];
     const full = await cli(args);
     expect(full.code).toBe(1);
     expect(full.out).toMatch(/BREACH breach:event \[needs queue-pin\]\n.*minimal: 3 \(1-minimal\)/);
@@ -296,12 +420,15 @@ describe('smmulab run --mmio-log and --trace are checked before running', () => 
     expect(readFileSync(f, 'utf8')).toBe('');
   });
 
-  it.skipIf(!existsSync('/dev/full'))('a write that fails during the run (a full disk: /dev/full) still prints the results, exit 2 naming the file', async () => {
-    const r = await cli(['run', 'guest-nesting', '--mmio-log', '/dev/full']);
-    expect(r.code).toBe(2);
-    expect(r.out).toMatch(/^scenario guest-nesting \[hyp pkvm\]: ok /);
-    expect(r.err).toContain('smmulab run: --mmio-log /dev/full: ENOSPC');
-  });
+  it.skipIf(!existsSync('/dev/full'))(
+    'a write that fails during the run (a full disk: /dev/full) still prints the results, exit 2 naming the file',
+    async () => {
+      const r = await cli(['run', 'guest-nesting', '--mmio-log', '/dev/full']);
+      expect(r.code).toBe(2);
+      expect(r.out).toMatch(/^scenario guest-nesting \[hyp pkvm\]: ok /);
+      expect(r.err).toContain('smmulab run: --mmio-log /dev/full: ENOSPC');
+    },
+  );
 
   it('writable files still get the log and the trace', async () => {
     const log = join(dir, 'mmio.jsonl');

@@ -9,7 +9,15 @@
  * small (1200 iterations on machines of 200, not shrunk) and weakened so that they find things.
  */
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../scenarios/cli.ts';
@@ -26,10 +34,11 @@ interface Run {
 async function smmulab(...args: string[]): Promise<Run> {
   const out: string[] = [];
   const err: string[] = [];
-  const capture = (into: string[]) => ((chunk: string | Uint8Array): boolean => {
-    into.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    return true;
-  }) as typeof process.stdout.write;
+  const capture = (into: string[]) =>
+    ((chunk: string | Uint8Array): boolean => {
+      into.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+      return true;
+    }) as typeof process.stdout.write;
   const o = vi.spyOn(process.stdout, 'write').mockImplementation(capture(out));
   const e = vi.spyOn(process.stderr, 'write').mockImplementation(capture(err));
   try {
@@ -41,7 +50,12 @@ async function smmulab(...args: string[]): Promise<Run> {
   }
 }
 
-type Json = Record<string, unknown> & { findings: Array<Record<string, unknown>>; iterations: number; workers: number; shard: { k: number; n: number } };
+type Json = Record<string, unknown> & {
+  findings: Array<Record<string, unknown>>;
+  iterations: number;
+  workers: number;
+  shard: { k: number; n: number };
+};
 
 /** A result without what depends on the machine and the threads: the timings and the worker count. */
 function untimed(j: Json): Record<string, unknown> {
@@ -51,22 +65,42 @@ function untimed(j: Json): Record<string, unknown> {
 
 /** The summary with its timing and its worker count normalized. */
 function untimedText(t: string): string {
-  return t.replace(/ in [0-9.]+ s: [0-9]+ operations\/s/, ' in T s: R operations/s').replace(/, [0-9]+ worker\(s\)$/m, ', W worker(s)');
+  return t
+    .replace(/ in [0-9.]+ s: [0-9]+ operations\/s/, ' in T s: R operations/s')
+    .replace(/, [0-9]+ worker\(s\)$/m, ', W worker(s)');
 }
 
 /** The files of a folder, by name. */
 function files(dir: string): Record<string, string> {
-  return Object.fromEntries(readdirSync(dir).sort().map((f) => [f, readFileSync(join(dir, f), 'utf8')]));
+  return Object.fromEntries(
+    readdirSync(dir)
+      .sort()
+      .map((f) => [f, readFileSync(join(dir, f), 'utf8')]),
+  );
 }
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'smmulab-shard-'));
 
 /** Run shards 1/n … n/n of a campaign with --json; their files, in shard order. */
-async function runShards(campaign: readonly string[], n: number, dir: string, extra: readonly string[] = []): Promise<string[]> {
+async function runShards(
+  campaign: readonly string[],
+  n: number,
+  dir: string,
+  extra: readonly string[] = [],
+): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   const out: string[] = [];
   for (let k = 1; k <= n; k++) {
-    const r = await smmulab('fuzz', ...campaign, '--shard', `${k}/${n}`, ...extra, '--json', '--out', join(dir, `repro-${k}`));
+    const r = await smmulab(
+      'fuzz',
+      ...campaign,
+      '--shard',
+      `${k}/${n}`,
+      ...extra,
+      '--json',
+      '--out',
+      join(dir, `repro-${k}`),
+    );
     expect([0, 1], r.stderr).toContain(r.code);
     const file = join(dir, `shard-${k}.json`);
     writeFileSync(file, r.stdout);
@@ -76,14 +110,53 @@ async function runShards(campaign: readonly string[], n: number, dir: string, ex
 }
 
 const CAMPAIGNS: ReadonlyArray<[string, readonly string[]]> = [
-  ['host', ['--seed', '1', '--iterations', '1200', '--reset-every', '200', '--weaken', 'ste-config', '--no-shrink', '--max-reproducers', '2']],
-  ['guest', ['--target', 'guest', '--seed', '1', '--iterations', '1200', '--reset-every', '200', '--weaken', 'vsid-owner', '--no-shrink', '--max-reproducers', '2']],
+  [
+    'host',
+    [
+      '--seed',
+      '1',
+      '--iterations',
+      '1200',
+      '--reset-every',
+      '200',
+      '--weaken',
+      'ste-config',
+      '--no-shrink',
+      '--max-reproducers',
+      '2',
+    ],
+  ],
+  [
+    'guest',
+    [
+      '--target',
+      'guest',
+      '--seed',
+      '1',
+      '--iterations',
+      '1200',
+      '--reset-every',
+      '200',
+      '--weaken',
+      'vsid-owner',
+      '--no-shrink',
+      '--max-reproducers',
+      '2',
+    ],
+  ],
 ];
 
 for (const [target, campaign] of CAMPAIGNS) {
   describe(`smmulab fuzz --shard and fuzz merge, --target ${target}`, () => {
     // the unsharded run: its JSON, its summary and its reproducers
-    const base = { dir: '', out: '', json: null as unknown as Json, text: '', code: 0, files: {} as Record<string, string> };
+    const base = {
+      dir: '',
+      out: '',
+      json: null as unknown as Json,
+      text: '',
+      code: 0,
+      files: {} as Record<string, string>,
+    };
     beforeAll(async () => {
       base.dir = tmp();
       base.out = join(base.dir, 'repro');
@@ -116,11 +189,20 @@ for (const [target, campaign] of CAMPAIGNS) {
         const parts = shards.map((f) => JSON.parse(readFileSync(f, 'utf8')) as Json);
         // each shard ran its own part of the campaign (1200 iterations, 6 episodes of 200)
         expect(parts.map((p) => p.shard)).toEqual(parts.map((_, i) => ({ k: i + 1, n })));
-        expect(parts.map((p) => p.iterations)).toEqual(parts.map((_, i) => shardIterations(1200, 200, { index: i, count: n })));
+        expect(parts.map((p) => p.iterations)).toEqual(
+          parts.map((_, i) => shardIterations(1200, 200, { index: i, count: n })),
+        );
         expect(parts.reduce((t, p) => t + p.iterations, 0)).toBe(1200);
         // merged in any order: the same JSON as the unsharded run, into the same --out
         rmSync(base.out, { recursive: true, force: true });
-        const mj = await smmulab('fuzz', 'merge', ...[...shards].reverse(), '--json', '--out', base.out);
+        const mj = await smmulab(
+          'fuzz',
+          'merge',
+          ...[...shards].reverse(),
+          '--json',
+          '--out',
+          base.out,
+        );
         expect(mj.stderr).toBe('');
         expect(mj.code).toBe(base.code);
         const merged = JSON.parse(mj.stdout) as Json;
@@ -152,7 +234,7 @@ for (const [target, campaign] of CAMPAIGNS) {
       }, 120_000);
     }
 
-    it('the unsharded run\'s own --json merges, as shard 1/1, into itself', async () => {
+    it("the unsharded run's own --json merges, as shard 1/1, into itself", async () => {
       const dir = tmp();
       const file = join(dir, 'whole.json');
       writeFileSync(file, JSON.stringify(base.json));
@@ -160,7 +242,11 @@ for (const [target, campaign] of CAMPAIGNS) {
       const m = await smmulab('fuzz', 'merge', file, '--json', '--out', base.out);
       expect(m.code).toBe(base.code);
       const j = JSON.parse(m.stdout) as Json;
-      expect(j).toEqual({ ...base.json, seconds: j.seconds, operationsPerSecond: j.operationsPerSecond });
+      expect(j).toEqual({
+        ...base.json,
+        seconds: j.seconds,
+        operationsPerSecond: j.operationsPerSecond,
+      });
       expect(files(base.out)).toEqual(base.files);
     });
 
@@ -173,7 +259,9 @@ for (const [target, campaign] of CAMPAIGNS) {
       const m = await smmulab('fuzz', 'merge', file, '--out', join(blocker, 'repro'));
       expect(m.code).toBe(2);
       expect(m.stdout).toBe('');
-      expect(m.stderr).toContain(`smmulab fuzz merge: --out ${join(blocker, 'repro')}: cannot write reproducers there`);
+      expect(m.stderr).toContain(
+        `smmulab fuzz merge: --out ${join(blocker, 'repro')}: cannot write reproducers there`,
+      );
       expect(readFileSync(blocker, 'utf8')).toBe('x');
     });
   });
@@ -184,10 +272,15 @@ describe('smmulab fuzz --shard with --workers', () => {
     for (const count of [1, 2, 3, 5]) {
       for (let index = 0; index < count; index++) {
         for (const workers of [1, 2, 3]) {
-          const mine = (s: { index: number; count: number }, e: number): boolean => e % s.count === s.index;
+          const mine = (s: { index: number; count: number }, e: number): boolean =>
+            e % s.count === s.index;
           for (let e = 0; e < 60; e++) {
-            const owners = Array.from({ length: workers }, (_, w) => w).filter((w) => mine(workerShard({ index, count }, w, workers), e));
-            expect(owners.length, `episode ${e}, shard ${index}/${count}, ${workers} workers`).toBe(mine({ index, count }, e) ? 1 : 0);
+            const owners = Array.from({ length: workers }, (_, w) => w).filter((w) =>
+              mine(workerShard({ index, count }, w, workers), e),
+            );
+            expect(owners.length, `episode ${e}, shard ${index}/${count}, ${workers} workers`).toBe(
+              mine({ index, count }, e) ? 1 : 0,
+            );
           }
         }
       }
@@ -211,7 +304,15 @@ describe('smmulab fuzz --shard: bad values', () => {
     ['1/2/3', '--shard 1/2/3: expected K/N'],
   ] as const) {
     it(`--shard ${v} exits 2: ${says}`, async () => {
-      const r = await smmulab('fuzz', '--iterations', '20', '--shard', v, '--out', join(dir, 'out'));
+      const r = await smmulab(
+        'fuzz',
+        '--iterations',
+        '20',
+        '--shard',
+        v,
+        '--out',
+        join(dir, 'out'),
+      );
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(`smmulab fuzz: ${says}`);
       expect(r.stdout).toBe('');
@@ -224,7 +325,17 @@ describe('smmulab fuzz --shard: bad values', () => {
     expect(r.stdout).toBe('');
   });
   it('--shard given twice exits 2', async () => {
-    const r = await smmulab('fuzz', '--iterations', '20', '--shard', '1/2', '--shard', '2/2', '--out', join(dir, 'out'));
+    const r = await smmulab(
+      'fuzz',
+      '--iterations',
+      '20',
+      '--shard',
+      '1/2',
+      '--shard',
+      '2/2',
+      '--out',
+      join(dir, 'out'),
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--shard given 2 times');
   });
@@ -253,21 +364,35 @@ describe('smmulab fuzz merge: refusals', () => {
     const r = await smmulab('fuzz', 'merge', ...inputs, '--out', out);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(typeof says === 'string' ? new RegExp(says.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : says);
+    expect(r.stderr).toMatch(
+      typeof says === 'string' ? new RegExp(says.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : says,
+    );
   };
 
-  it('the tiny campaign\'s shards merge, and with nothing found exit 0', async () => {
+  it("the tiny campaign's shards merge, and with nothing found exit 0", async () => {
     const whole = await smmulab('fuzz', ...TINY, '--json', '--out', join(dir, 'whole'));
     expect(whole.code).toBe(0);
     const m = await smmulab('fuzz', 'merge', ...a, '--json', '--out', join(dir, 'merged'));
     expect(m.code).toBe(0);
-    expect(untimed(JSON.parse(m.stdout) as Json)).toEqual(untimed(JSON.parse(whole.stdout) as Json));
+    expect(untimed(JSON.parse(m.stdout) as Json)).toEqual(
+      untimed(JSON.parse(whole.stdout) as Json),
+    );
     // nothing found: no reproducer folder either
     expect(existsSync(join(dir, 'merged'))).toBe(false);
   });
   it('results of another campaign (another seed; another --check-every), naming the file and the field', async () => {
-    await refused(`${b2}: not the same campaign as ${a[0]} (seed 5 there, 4 here)`, a[0]!, b2, a[2]!);
-    await refused(`${c2}: not the same campaign as ${a[0]} (checkEvery 8 there, 16 here)`, a[0]!, c2, a[2]!);
+    await refused(
+      `${b2}: not the same campaign as ${a[0]} (seed 5 there, 4 here)`,
+      a[0]!,
+      b2,
+      a[2]!,
+    );
+    await refused(
+      `${c2}: not the same campaign as ${a[0]} (checkEvery 8 there, 16 here)`,
+      a[0]!,
+      c2,
+      a[2]!,
+    );
   });
   it('a missing shard', async () => {
     await refused('shard 2/3 of the campaign is missing (2 of 3 given)', a[0]!, a[2]!);
@@ -276,7 +401,13 @@ describe('smmulab fuzz merge: refusals', () => {
   it('a shard given twice, and a file given twice', async () => {
     const copy = join(dir, 'copy-of-2.json');
     writeFileSync(copy, readFileSync(a[1]!));
-    await refused(`${a[1]} and ${copy} are both shard 2/3: give each shard once`, a[0]!, a[1]!, copy, a[2]!);
+    await refused(
+      `${a[1]} and ${copy} are both shard 2/3: give each shard once`,
+      a[0]!,
+      a[1]!,
+      copy,
+      a[2]!,
+    );
     await refused(`${a[1]} is given twice`, a[0]!, a[1]!, a[1]!, a[2]!);
   });
   it('shards of different counts', async () => {
@@ -289,7 +420,10 @@ describe('smmulab fuzz merge: refusals', () => {
     await refused(`${garbage}: not JSON`, a[0]!, garbage);
     const run = join(dir, 'run.json');
     writeFileSync(run, JSON.stringify({ scenario: 'bare-gbpa', ok: true, steps: 3 }));
-    await refused(`${run}: not a smmulab fuzz --json result (no "format": "smmulab-fuzz-result/1")`, run);
+    await refused(
+      `${run}: not a smmulab fuzz --json result (no "format": "smmulab-fuzz-result/1")`,
+      run,
+    );
     const list = join(dir, 'list.json');
     writeFileSync(list, '[1, 2]');
     await refused(`${list}: not a smmulab fuzz --json result (not a JSON object)`, list);
@@ -303,17 +437,30 @@ describe('smmulab fuzz merge: refusals', () => {
     await refused(`${broken}: not a valid smmulab fuzz result: coverage.registers:`, broken);
     const badShard = join(dir, 'bad-shard.json');
     writeFileSync(badShard, JSON.stringify({ ...j, shard: { k: 4, n: 3 } }));
-    await refused(`${badShard}: not a valid smmulab fuzz result: shard: k must not exceed n`, badShard);
+    await refused(
+      `${badShard}: not a valid smmulab fuzz result: shard: k must not exceed n`,
+      badShard,
+    );
   });
   it('a shard that did not run all its iterations (interrupted, or edited)', async () => {
     const j = JSON.parse(readFileSync(a[1]!, 'utf8')) as Record<string, number>;
     const cut = join(dir, 'cut.json');
     writeFileSync(cut, JSON.stringify({ ...j, iterations: j.iterations! - 5 }));
-    await refused(`${cut}: shard 2/3 ran 15 iterations, but that shard of a 60-iteration campaign has 20`, a[0]!, cut, a[2]!);
+    await refused(
+      `${cut}: shard 2/3 ran 15 iterations, but that shard of a 60-iteration campaign has 20`,
+      a[0]!,
+      cut,
+      a[2]!,
+    );
   });
   it('an option of fuzz runs', async () => {
     await refused('Unknown argument: seed', ...a, '--seed', '4');
-    await refused('--iterations is an option of smmulab fuzz, not of fuzz merge', ...a, '--iterations', '60');
+    await refused(
+      '--iterations is an option of smmulab fuzz, not of fuzz merge',
+      ...a,
+      '--iterations',
+      '60',
+    );
   });
 });
 
@@ -322,12 +469,28 @@ describe('mergeResults tells findings apart by their key at detection', () => {
     const o = { seed: 4, iterations: 20, resetEvery: 10, shrink: false };
     const [a, b] = [0, 1].map((index) => fuzz({ ...o, shard: { index, count: 2 } }));
     const finding = (iteration: number, needs: FuzzFinding['needs'], key: string): FuzzFinding => ({
-      kind: 'breach', signature: 'breach:event', detail: '', iteration, operations: 1, policy: 'pkvm', failure: 'reject', weaken: ['queue-pin', 'queue-guard'], raw: false, needs, key,
+      kind: 'breach',
+      signature: 'breach:event',
+      detail: '',
+      iteration,
+      operations: 1,
+      policy: 'pkvm',
+      failure: 'reject',
+      weaken: ['queue-pin', 'queue-guard'],
+      raw: false,
+      needs,
+      key,
     });
     // shard 0 found it first and its shrink narrowed needs to one rule; shard 1 found the same failure later, unshrunk
     a!.findings = [finding(3, ['queue-pin'], 'breach:event [needs queue-pin+queue-guard]')];
-    b!.findings = [finding(12, ['queue-pin', 'queue-guard'], 'breach:event [needs queue-pin+queue-guard]'), finding(15, ['queue-guard'], 'breach:event [needs queue-guard]')];
+    b!.findings = [
+      finding(12, ['queue-pin', 'queue-guard'], 'breach:event [needs queue-pin+queue-guard]'),
+      finding(15, ['queue-guard'], 'breach:event [needs queue-guard]'),
+    ];
     const m = mergeResults(o, [b!, a!], 0);
-    expect(m.findings.map((f) => [f.iteration, f.key])).toEqual([[3, 'breach:event [needs queue-pin+queue-guard]'], [15, 'breach:event [needs queue-guard]']]);
+    expect(m.findings.map((f) => [f.iteration, f.key])).toEqual([
+      [3, 'breach:event [needs queue-pin+queue-guard]'],
+      [15, 'breach:event [needs queue-guard]'],
+    ]);
   });
 });

@@ -13,14 +13,24 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fuzz, fuzzParallel, sampleOperations, stepJson, coverageGaps, type FuzzFinding, type FuzzResult, type FindingKind } from '../../scenarios/fuzz.ts';
+import {
+  fuzz,
+  fuzzParallel,
+  sampleOperations,
+  stepJson,
+  coverageGaps,
+  type FuzzFinding,
+  type FuzzResult,
+  type FindingKind,
+} from '../../scenarios/fuzz.ts';
 import { STEPS } from '../../scenarios/steps/index.ts';
 import { loadScenarios } from '../../scenarios/loader.ts';
 import { runScenario } from '../../scenarios/runner.ts';
 import { RULE_NAMES, V6_GAPS, type RuleName } from '../../hyp/policy.ts';
 
 const BIN = join(import.meta.dirname, '../../scenarios/bin/smmulab.mjs');
-const smmulab = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+const smmulab = (...args: string[]) =>
+  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
 
 /** the fixed seed of the teeth tests, and their budget: iterations (attacks), about twice as many operations */
 const SEED = 1;
@@ -87,7 +97,17 @@ describe('fuzz: the operations', () => {
     const kinds = new Set(ops.map((o) => o.op));
     // the attacker's whole vocabulary: MMIO, memory, commands, ownership, DMA, races, and a
     // guest it creates and destroys (whose kernel runs the driver step)
-    expect([...kinds].sort()).toEqual(['cmd', 'dma', 'driver', 'guest', 'hyp', 'memwrite', 'race', 'read', 'write']);
+    expect([...kinds].sort()).toEqual([
+      'cmd',
+      'dma',
+      'driver',
+      'guest',
+      'hyp',
+      'memwrite',
+      'race',
+      'read',
+      'write',
+    ]);
     for (const op of ops) {
       const json = JSON.parse(JSON.stringify(stepJson(op))) as Record<string, unknown>;
       const parsed = STEPS.get(op.op)!.schema.safeParse(json);
@@ -129,10 +149,21 @@ describe('fuzz: teeth (each weakened rule is found from a fixed seed)', () => {
   for (const [rule, kind, budget] of TEETH) {
     it(`finds ${rule} switched off (${kind})`, () => {
       // found: a failure this rule's weakening is needed for, of its kind (or a breach, stronger than an invariant)
-      const mine = (f: FuzzFinding): boolean => f.needs.includes(rule) && (f.kind === kind || f.kind === 'breach');
-      const r = fuzz({ seed: SEED, weaken: [rule], iterations: budget, maxReproducers: 20, shrinkBudget: 60, stopWhen: mine });
+      const mine = (f: FuzzFinding): boolean =>
+        f.needs.includes(rule) && (f.kind === kind || f.kind === 'breach');
+      const r = fuzz({
+        seed: SEED,
+        weaken: [rule],
+        iterations: budget,
+        maxReproducers: 20,
+        shrinkBudget: 60,
+        stopWhen: mine,
+      });
       const f = r.findings.find(mine);
-      expect(f, `no finding that needs ${rule} in ${r.iterations} iterations: ${JSON.stringify(r.failuresBySignature)}`).toBeDefined();
+      expect(
+        f,
+        `no finding that needs ${rule} in ${r.iterations} iterations: ${JSON.stringify(r.failuresBySignature)}`,
+      ).toBeDefined();
       expect([kind, 'breach']).toContain(f!.kind);
       // the shrunk reproducer replays (as `smmulab run` loads it) to the same failure
       expect(f!.replay, JSON.stringify(f!.replay)).toMatchObject({ reproduces: true });
@@ -142,14 +173,29 @@ describe('fuzz: teeth (each weakened rule is found from a fixed seed)', () => {
 
   // the same budget as the largest above
   it('the unweakened hypervisor survives the same budget: no breach, no exception, no broken invariant', () => {
-    const r = fuzz({ seed: SEED, iterations: 4 * BUDGET, shrink: false, maxReproducers: 0, stopAfterFindings: 1 });
-    expect({ breaches: r.breaches, unexpectedExceptions: r.unexpectedExceptions, invariantViolations: r.invariantViolations }).toEqual({ breaches: 0, unexpectedExceptions: 0, invariantViolations: 0 });
+    const r = fuzz({
+      seed: SEED,
+      iterations: 4 * BUDGET,
+      shrink: false,
+      maxReproducers: 0,
+      stopAfterFindings: 1,
+    });
+    expect({
+      breaches: r.breaches,
+      unexpectedExceptions: r.unexpectedExceptions,
+      invariantViolations: r.invariantViolations,
+    }).toEqual({ breaches: 0, unexpectedExceptions: 0, invariantViolations: 0 });
   });
 });
 
 describe('fuzz: reproducers', () => {
   it('replay with `smmulab run` to the same breach (exit 1), and pass with the rule restored', () => {
-    const r = fuzz({ seed: SEED, weaken: ['ste-config'], iterations: 200, stopWhen: (f) => f.needs.includes('ste-config') });
+    const r = fuzz({
+      seed: SEED,
+      weaken: ['ste-config'],
+      iterations: 200,
+      stopWhen: (f) => f.needs.includes('ste-config'),
+    });
     const f = r.findings.find((x) => x.needs.includes('ste-config'))!;
     expect(f.signature).toBe('breach:ste-bypass');
     const dir = mkdtempSync(join(tmpdir(), 'smmulab-fuzz-'));
@@ -160,7 +206,9 @@ describe('fuzz: reproducers', () => {
     const out = JSON.parse(run.stdout);
     // the last step (isolation: ok) fails with a device reaching hyp memory through a bypass STE
     expect(out.failed.at(-1).op).toBe('isolation');
-    expect(out.isolation.breaches.some((b: { path: string }) => b.path === 'ste-bypass')).toBe(true);
+    expect(out.isolation.breaches.some((b: { path: string }) => b.path === 'ste-bypass')).toBe(
+      true,
+    );
     // the same file with the rule switched back on passes: the reproducer is a regression test
     const [sc] = loadScenarios(file);
     delete sc!.machine.weaken;
@@ -170,7 +218,13 @@ describe('fuzz: reproducers', () => {
 
 describe('fuzz: policies, workers, CLI', () => {
   it('--policy pkvm-v6 rediscovers the v6-era gaps on its own', () => {
-    const r = fuzz({ seed: SEED, policy: 'pkvm-v6', iterations: 6000, maxReproducers: 40, shrink: false });
+    const r = fuzz({
+      seed: SEED,
+      policy: 'pkvm-v6',
+      iterations: 6000,
+      maxReproducers: 40,
+      shrink: false,
+    });
     const found = new Set(r.findings.flatMap((f) => f.needs));
     // designs.md §1.13: G1 (sync-msi), G2 (irq-cfg-msi), G3 (ste-eats), G4 (ste-strw), ATSCHK left 0 (ats-check),
     // and G6 (queue-pin: the event queue shared but not pinned, so unshared and donated while live)
@@ -188,14 +242,40 @@ describe('fuzz: policies, workers, CLI', () => {
 
   it('CLI: --json prints the counts and the coverage; bad input exits 2', () => {
     const dir = mkdtempSync(join(tmpdir(), 'smmulab-fuzz-'));
-    const r = smmulab('fuzz', '--seed', '3', '--iterations', '300', '--reset-every', '300', '--json', '--no-shrink', '--out', dir);
+    const r = smmulab(
+      'fuzz',
+      '--seed',
+      '3',
+      '--iterations',
+      '300',
+      '--reset-every',
+      '300',
+      '--json',
+      '--no-shrink',
+      '--out',
+      dir,
+    );
     expect([0, 1]).toContain(r.status);
     const out = JSON.parse(r.stdout);
-    for (const k of ['seed', 'iterations', 'operations', 'commands', 'breaches', 'unexpectedExceptions', 'panics', 'operationsPerSecond', 'coverage', 'reproducers']) expect(out).toHaveProperty(k);
+    for (const k of [
+      'seed',
+      'iterations',
+      'operations',
+      'commands',
+      'breaches',
+      'unexpectedExceptions',
+      'panics',
+      'operationsPerSecond',
+      'coverage',
+      'reproducers',
+    ])
+      expect(out).toHaveProperty(k);
     expect(out.seed).toBe(3);
     expect(out.iterations).toBe(300);
     expect(Object.keys(out.coverage)).toEqual(['opcodes', 'registers', 'operations']);
-    expect(r.status).toBe(out.breaches + out.unexpectedExceptions + out.invariantViolations > 0 ? 1 : 0);
+    expect(r.status).toBe(
+      out.breaches + out.unexpectedExceptions + out.invariantViolations > 0 ? 1 : 0,
+    );
     const g = smmulab('fuzz', '--target', 'vm');
     expect(g.status).toBe(2);
     expect(g.stderr).toContain('target');

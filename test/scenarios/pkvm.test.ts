@@ -7,7 +7,15 @@ describe('pkvm scenarios', () => {
     const r = runScenario(loadScenario('pkvm-boot'));
     expect(r.ok).toBe(true);
     expect(r.hypMode).toBe('pkvm');
-    for (const k of ['traps', 'commandsForwarded', 'commandsRejected', 'panics', 'shadowPages', 'poolPages']) expect(r.hyp).toHaveProperty(k);
+    for (const k of [
+      'traps',
+      'commandsForwarded',
+      'commandsRejected',
+      'panics',
+      'shadowPages',
+      'poolPages',
+    ])
+      expect(r.hyp).toHaveProperty(k);
     expect(r.hyp!.traps).toBeGreaterThan(40);
     expect(r.hyp!.panics).toEqual([]);
     // shadow queue (2^12 commands = 16 pages) + shadow L1 (1 page) + one L2 table per used span (4 pages)
@@ -24,10 +32,16 @@ describe('pkvm scenarios', () => {
   it('pkvm-attacks holds at least 30 named attacks, each citing the reference item it covers', () => {
     expect(attacks.length).toBeGreaterThanOrEqual(30);
     for (const a of attacks) expect(a.description).toMatch(/^\[(7\.1 #\d+|G\d)/);
-    const items = new Set(attacks.flatMap((a) => [...a.description.matchAll(/#(\d+)/g)].map((m) => Number(m[1]))));
+    const items = new Set(
+      attacks.flatMap((a) => [...a.description.matchAll(/#(\d+)/g)].map((m) => Number(m[1]))),
+    );
     // every item of reference 7.1 #1–#31 except #30 (concurrent MMIO: one trap at a time by construction)
     for (let i = 1; i <= 31; i++) if (i !== 30) expect(items, `7.1 #${i}`).toContain(i);
-    for (const g of ['G1', 'G2', 'G3', 'G4', 'G6']) expect(attacks.some((a) => a.description.includes(g)), g).toBe(true);
+    for (const g of ['G1', 'G2', 'G3', 'G4', 'G6'])
+      expect(
+        attacks.some((a) => a.description.includes(g)),
+        g,
+      ).toBe(true);
   });
 
   it('under the hypervisor every attack fails with isolation intact; where the attack also runs bare (or under the v6 design it is a gap of), it breaches isolation there', () => {
@@ -70,7 +84,9 @@ describe('pkvm scenarios', () => {
     const sc = loadScenario(attacks.find((a) => a.name.endsWith('cfgi-leaf0'))!.file);
     const r = runScenario(sc);
     expect(r.ok).toBe(true);
-    expect(r.hyp!.panics).toEqual([{ rule: 'cfgi-leaf', reason: 'CFGI_STE StreamID 8 with Leaf=0' }]);
+    expect(r.hyp!.panics).toEqual([
+      { rule: 'cfgi-leaf', reason: 'CFGI_STE StreamID 8 with Leaf=0' },
+    ]);
     const noExpect = { ...sc, steps: sc.steps.filter((s) => s.op !== 'expectPanic') };
     const r2 = runScenario(noExpect);
     expect(r2.ok).toBe(false);

@@ -10,7 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadScenarios } from '../../scenarios/loader.ts';
 import { runScenario } from '../../scenarios/runner.ts';
-import { occupancy, traceFile, type TraceEvent, type TraceRecorder } from '../../scenarios/trace.ts';
+import {
+  occupancy,
+  traceFile,
+  type TraceEvent,
+  type TraceRecorder,
+} from '../../scenarios/trace.ts';
 
 const BIN = join(import.meta.dirname, '../../scenarios/bin/smmulab.mjs');
 
@@ -36,7 +41,14 @@ function formatProblems(evs: TraceEvent[]): string[] {
   const xs = evs.filter((e) => e.ph === 'X');
   evs.forEach((e, i) => {
     const where = `event ${i} (${e.ph} ${e.name})`;
-    if (typeof e.name !== 'string' || typeof e.ph !== 'string' || !Number.isFinite(e.ts) || !Number.isInteger(e.pid) || !Number.isInteger(e.tid)) bad.push(`${where}: a required field is missing`);
+    if (
+      typeof e.name !== 'string' ||
+      typeof e.ph !== 'string' ||
+      !Number.isFinite(e.ts) ||
+      !Number.isInteger(e.pid) ||
+      !Number.isInteger(e.tid)
+    )
+      bad.push(`${where}: a required field is missing`);
     switch (e.ph as string) {
       case 'X':
         if (!(typeof e.dur === 'number' && e.dur >= 0)) bad.push(`${where}: X without dur >= 0`);
@@ -50,18 +62,30 @@ function formatProblems(evs: TraceEvent[]): string[] {
         break;
       }
       case 'M':
-        if (!['process_name', 'thread_name', 'thread_sort_index', 'process_sort_index'].includes(e.name)) bad.push(`${where}: unknown metadata`);
-        if (e.name.endsWith('_name') && typeof e.args?.name !== 'string') bad.push(`${where}: no args.name`);
+        if (
+          !['process_name', 'thread_name', 'thread_sort_index', 'process_sort_index'].includes(
+            e.name,
+          )
+        )
+          bad.push(`${where}: unknown metadata`);
+        if (e.name.endsWith('_name') && typeof e.args?.name !== 'string')
+          bad.push(`${where}: no args.name`);
         break;
       case 'C':
-        if (!e.args || !Object.values(e.args).every((v) => typeof v === 'number')) bad.push(`${where}: counter args must be numbers`);
+        if (!e.args || !Object.values(e.args).every((v) => typeof v === 'number'))
+          bad.push(`${where}: counter args must be numbers`);
         break;
       case 's':
       case 't':
       case 'f':
         if (typeof e.id !== 'number') bad.push(`${where}: flow without id`);
         else flows.set(e.id, [...(flows.get(e.id) ?? []), e]);
-        if (!xs.some((x) => x.pid === e.pid && x.tid === e.tid && x.ts <= e.ts && e.ts <= x.ts + x.dur!)) bad.push(`${where}: flow point outside any slice of its thread`);
+        if (
+          !xs.some(
+            (x) => x.pid === e.pid && x.tid === e.tid && x.ts <= e.ts && e.ts <= x.ts + x.dur!,
+          )
+        )
+          bad.push(`${where}: flow point outside any slice of its thread`);
         break;
       default:
         bad.push(`${where}: unexpected phase`);
@@ -74,14 +98,18 @@ function formatProblems(evs: TraceEvent[]): string[] {
   }
   // slices on one thread nest (Perfetto rejects partial overlaps)
   const byTid = new Map<string, TraceEvent[]>();
-  for (const x of xs) byTid.set(`${x.pid}/${x.tid}`, [...(byTid.get(`${x.pid}/${x.tid}`) ?? []), x]);
+  for (const x of xs)
+    byTid.set(`${x.pid}/${x.tid}`, [...(byTid.get(`${x.pid}/${x.tid}`) ?? []), x]);
   for (const [k, list] of byTid) {
     const sorted = [...list].sort((a, b) => a.ts - b.ts || b.dur! - a.dur!);
     const stack: TraceEvent[] = [];
     for (const x of sorted) {
       while (stack.length && stack.at(-1)!.ts + stack.at(-1)!.dur! <= x.ts) stack.pop();
       const top = stack.at(-1);
-      if (top && x.ts + x.dur! > top.ts + top.dur!) bad.push(`thread ${k}: ${x.name} at ${x.ts} overlaps ${top.name} at ${top.ts} without nesting`);
+      if (top && x.ts + x.dur! > top.ts + top.dur!)
+        bad.push(
+          `thread ${k}: ${x.name} at ${x.ts} overlaps ${top.name} at ${top.ts} without nesting`,
+        );
       stack.push(x);
     }
   }
@@ -89,14 +117,22 @@ function formatProblems(evs: TraceEvent[]): string[] {
 }
 
 function threadNames(evs: TraceEvent[]): Map<string, number> {
-  return new Map(evs.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => [e.args!.name as string, e.tid]));
+  return new Map(
+    evs
+      .filter((e) => e.ph === 'M' && e.name === 'thread_name')
+      .map((e) => [e.args!.name as string, e.tid]),
+  );
 }
 
 /** flows as lists of the X slices their points bind to (the slice of the thread starting at the point's ts) */
 function flowSlices(evs: TraceEvent[]): TraceEvent[][] {
   const byId = new Map<number, TraceEvent[]>();
-  for (const e of evs) if (e.ph === 's' || e.ph === 't' || e.ph === 'f') byId.set(e.id!, [...(byId.get(e.id!) ?? []), e]);
-  return [...byId.values()].map((pts) => pts.map((p) => evs.find((x) => x.ph === 'X' && x.tid === p.tid && x.ts === p.ts)!));
+  for (const e of evs)
+    if (e.ph === 's' || e.ph === 't' || e.ph === 'f')
+      byId.set(e.id!, [...(byId.get(e.id!) ?? []), e]);
+  return [...byId.values()].map((pts) =>
+    pts.map((p) => evs.find((x) => x.ph === 'X' && x.tid === p.tid && x.ts === p.ts)!),
+  );
 }
 
 describe('trace: guest-nesting timeline', () => {
@@ -116,13 +152,25 @@ describe('trace: guest-nesting timeline', () => {
     expect(formatProblems(noDur).join()).toMatch(/X without dur/);
     const fi = events.findIndex((e) => e.ph === 'f');
     expect(formatProblems(events.filter((_, i) => i !== fi)).join()).toMatch(/want s t\* f/);
-    const noTid = events.map((e, i) => (i === xi ? ({ ...e, tid: undefined } as unknown as TraceEvent) : e));
+    const noTid = events.map((e, i) =>
+      i === xi ? ({ ...e, tid: undefined } as unknown as TraceEvent) : e,
+    );
     expect(formatProblems(noTid).join()).toMatch(/required field/);
   });
 
   it('has one track per actor: host CPU, guest vm1 vCPU, hyp, SMMU command queue, SMMU translation, each device', () => {
     // the scenario's machine declares nic (SID 8) and gpu (SID 9); the guest is vm1
-    for (const t of ['scenario', 'host CPU', 'guest vm1 vCPU', 'hyp', 'SMMU command queue', 'SMMU translation', 'device gpu', 'device nic']) expect(tids.has(t), t).toBe(true);
+    for (const t of [
+      'scenario',
+      'host CPU',
+      'guest vm1 vCPU',
+      'hyp',
+      'SMMU command queue',
+      'SMMU translation',
+      'device gpu',
+      'device nic',
+    ])
+      expect(tids.has(t), t).toBe(true);
     expect(new Set(tids.values()).size).toBe(tids.size);
     expect(events.some((e) => e.ph === 'M' && e.name === 'process_name')).toBe(true);
   });
@@ -137,25 +185,43 @@ describe('trace: guest-nesting timeline', () => {
   it('host CMDQ_PROD traps carry the register and value; the hyp checks exactly the commands between two PROD values', () => {
     const host = tids.get('host CPU')!;
     const hyp = tids.get('hyp')!;
-    const prods = events.filter((e) => e.ph === 'X' && e.tid === host && e.name === 'trap W CMDQ_PROD');
+    const prods = events.filter(
+      (e) => e.ph === 'X' && e.tid === host && e.name === 'trap W CMDQ_PROD',
+    );
     expect(prods.length).toBeGreaterThan(1);
-    expect(prods.every((p) => p.args!.register === 'CMDQ_PROD' && /^0x[0-9a-f]+$/.test(p.args!.value as string) && p.args!.trapped === true)).toBe(true);
+    expect(
+      prods.every(
+        (p) =>
+          p.args!.register === 'CMDQ_PROD' &&
+          /^0x[0-9a-f]+$/.test(p.args!.value as string) &&
+          p.args!.trapped === true,
+      ),
+    ).toBe(true);
     // hyp/cmdq.ts: on a host PROD write the hypervisor copies and checks each command from its
     // CONS up to the new PROD, once; so the verdict slices inside a PROD trap number new - old PROD
     let prev = 0;
     for (const p of prods) {
       const v = Number(p.args!.value);
-      const verdicts = events.filter((e) => e.ph === 'X' && e.tid === hyp && e.cat === 'hyp' && e.ts > p.ts && e.ts < p.ts + p.dur!);
-      expect(verdicts.length, `PROD 0x${prev.toString(16)} → ${p.args!.value}`).toBe((v & 0xfffff) - (prev & 0xfffff));
+      const verdicts = events.filter(
+        (e) =>
+          e.ph === 'X' && e.tid === hyp && e.cat === 'hyp' && e.ts > p.ts && e.ts < p.ts + p.dur!,
+      );
+      expect(verdicts.length, `PROD 0x${prev.toString(16)} → ${p.args!.value}`).toBe(
+        (v & 0xfffff) - (prev & 0xfffff),
+      );
       // the hypervisor copies host slots CONS..PROD-1 in order
-      expect(verdicts.map((x) => Number(x.args!.hostPtr))).toEqual(Array.from({ length: verdicts.length }, (_, i) => (prev & 0xfffff) + i));
+      expect(verdicts.map((x) => Number(x.args!.hostPtr))).toEqual(
+        Array.from({ length: verdicts.length }, (_, i) => (prev & 0xfffff) + i),
+      );
       prev = v;
     }
   });
 
   it('hyp command slices carry the decoded opcode, fields and sanitizer verdict', () => {
     const hyp = tids.get('hyp')!;
-    const cmds = events.filter((e) => e.ph === 'X' && e.tid === hyp && e.cat === 'hyp' && e.args!.verdict !== 'EMULATED');
+    const cmds = events.filter(
+      (e) => e.ph === 'X' && e.tid === hyp && e.cat === 'hyp' && e.args!.verdict !== 'EMULATED',
+    );
     expect(cmds.length).toBeGreaterThan(0);
     for (const c of cmds) {
       expect(['FORWARD', 'RESHADOW', 'REFUSE']).toContain(c.args!.verdict);
@@ -166,16 +232,30 @@ describe('trace: guest-nesting timeline', () => {
     expect(sync.args!.verdict).toBe('FORWARD');
     expect(sync.args).toHaveProperty('CS');
     // guest commands reach the hyp track through the vSMMU (the guest's STE for vSID 0, guest-nesting.json)
-    expect(events.some((e) => e.ph === 'X' && e.tid === hyp && e.name === 'vSMMU vm1 CFGI_STE' && e.args!.StreamID === '0x0')).toBe(true);
+    expect(
+      events.some(
+        (e) =>
+          e.ph === 'X' &&
+          e.tid === hyp &&
+          e.name === 'vSMMU vm1 CFGI_STE' &&
+          e.args!.StreamID === '0x0',
+      ),
+    ).toBe(true);
   });
 
   it('flows run host PROD write → hyp verdicts → hardware consumption → CMD_SYNC', () => {
-    const host = tids.get('host CPU')!, hyp = tids.get('hyp')!, cmdq = tids.get('SMMU command queue')!, vcpu = tids.get('guest vm1 vCPU')!;
+    const host = tids.get('host CPU')!,
+      hyp = tids.get('hyp')!,
+      cmdq = tids.get('SMMU command queue')!,
+      vcpu = tids.get('guest vm1 vCPU')!;
     const flows = flowSlices(events);
     expect(flows.every((f) => f.every((x) => x !== undefined))).toBe(true);
     const hostFlows = flows.filter((f) => f[0]!.tid === host);
     expect(hostFlows.length).toBeGreaterThan(0);
-    const full = hostFlows.find((f) => f.some((x) => x.tid === hyp) && f.at(-1)!.tid === cmdq && f.at(-1)!.name === 'CMD_SYNC');
+    const full = hostFlows.find(
+      (f) =>
+        f.some((x) => x.tid === hyp) && f.at(-1)!.tid === cmdq && f.at(-1)!.name === 'CMD_SYNC',
+    );
     expect(full, 'a host flow ending in the hardware CMD_SYNC').toBeDefined();
     expect(full![0]!.name).toBe('trap W CMDQ_PROD');
     // every point after the first is later in time; hyp/cmdq.ts checks the commands up to PROD
@@ -185,14 +265,28 @@ describe('trace: guest-nesting timeline', () => {
     const firstHw = full!.findIndex((x) => x.tid === cmdq);
     const verdicts = full!.filter((x) => x.tid === hyp);
     expect(full!.slice(1, firstHw).every((x) => x.tid === hyp)).toBe(true);
-    expect(full!.slice(firstHw).map((x) => x.args!.opcode)).toEqual(verdicts.filter((v) => v.args!.verdict !== 'REFUSE').map((v) => v.args!.opcode));
+    expect(full!.slice(firstHw).map((x) => x.args!.opcode)).toEqual(
+      verdicts.filter((v) => v.args!.verdict !== 'REFUSE').map((v) => v.args!.opcode),
+    );
     // a guest PROD write flows through the vSMMU's emulation to a physical CMD_SYNC
-    expect(flows.some((f) => f[0]!.tid === vcpu && f.some((x) => x.name.startsWith('vSMMU vm1')) && f.at(-1)!.tid === cmdq && f.at(-1)!.name === 'CMD_SYNC')).toBe(true);
+    expect(
+      flows.some(
+        (f) =>
+          f[0]!.tid === vcpu &&
+          f.some((x) => x.name.startsWith('vSMMU vm1')) &&
+          f.at(-1)!.tid === cmdq &&
+          f.at(-1)!.name === 'CMD_SYNC',
+      ),
+    ).toBe(true);
   });
 
   it('walk slices list the descriptor reads: nested stage-1 reads through stage 2, landing in vm1 memory', () => {
-    const walks = events.filter((e) => e.ph === 'X' && e.tid === tids.get('SMMU translation') && e.cat === 'walk');
-    const w = walks.find((x) => (x.args!.descriptorReads as unknown[]).length > 0 && x.args!.ok === true)!;
+    const walks = events.filter(
+      (e) => e.ph === 'X' && e.tid === tids.get('SMMU translation') && e.cat === 'walk',
+    );
+    const w = walks.find(
+      (x) => (x.args!.descriptorReads as unknown[]).length > 0 && x.args!.ok === true,
+    )!;
     expect(w).toBeDefined();
     const reads = w.args!.descriptorReads as Array<{ stage: number; pa: string; kind: string }>;
     // nested: stage-1 tables live at IPAs, so both stages are walked (IHI 0070 3.4)
@@ -203,7 +297,9 @@ describe('trace: guest-nesting timeline', () => {
     expect(reads.filter((r) => r.stage === 1).every((r) => inVm1(Number(r.pa)))).toBe(true);
     expect(inVm1(Number(w.args!.pa))).toBe(true);
     // the DMA slice on the device track spans the same time
-    const dma = events.find((e) => e.ph === 'X' && e.tid === tids.get('device gpu') && e.ts === w.ts)!;
+    const dma = events.find(
+      (e) => e.ph === 'X' && e.tid === tids.get('device gpu') && e.ts === w.ts,
+    )!;
     expect(dma.dur).toBe(w.dur);
     expect(dma.args!.pa).toBe(w.args!.pa);
   });
@@ -214,18 +310,31 @@ describe('trace: guest-nesting timeline', () => {
     expect(ev).toBeDefined();
     // the scenario's final expectation: a stage-1 translation fault for the gpu's pSID 9
     expect(ev.name).toBe('event F_TRANSLATION');
-    const walk = events.find((e) => e.ph === 'X' && e.tid === tr && e.cat === 'walk' && e.ts <= ev.ts && ev.ts + ev.dur! <= e.ts + e.dur!)!;
+    const walk = events.find(
+      (e) =>
+        e.ph === 'X' &&
+        e.tid === tr &&
+        e.cat === 'walk' &&
+        e.ts <= ev.ts &&
+        ev.ts + ev.dur! <= e.ts + e.dur!,
+    )!;
     expect(walk.args!.ok).toBe(false);
   });
 
   it('counters: command queue occupancy, IOTLB hit rate, pages owned per owner', () => {
     const cs = events.filter((e) => e.ph === 'C');
     const names = new Set(cs.map((c) => c.name));
-    expect(names).toEqual(new Set(['SMMU command queue occupancy', 'IOTLB hit rate', 'pages owned']));
+    expect(names).toEqual(
+      new Set(['SMMU command queue occupancy', 'IOTLB hit rate', 'pages owned']),
+    );
     // guest-nesting.json donates 16 MiB = 4096 pages to vm1
     const last = cs.filter((c) => c.name === 'pages owned').at(-1)!;
     expect(last.args!['guest:vm1-owned']).toBe(0x100_0000 / 4096);
-    expect(cs.filter((c) => c.name === 'IOTLB hit rate').every((c) => (c.args!.percent as number) >= 0 && (c.args!.percent as number) <= 100)).toBe(true);
+    expect(
+      cs
+        .filter((c) => c.name === 'IOTLB hit rate')
+        .every((c) => (c.args!.percent as number) >= 0 && (c.args!.percent as number) <= 100),
+    ).toBe(true);
   });
 
   it('is deterministic: two runs give identical JSON', () => {
@@ -240,7 +349,9 @@ describe('trace: other runs and the CLI', () => {
     const tids = threadNames(events);
     expect(tids.has('hyp')).toBe(false);
     const flows = flowSlices(events);
-    expect(flows.some((f) => f[0]!.name === 'W CMDQ_PROD' && f.at(-1)!.name === 'CMD_SYNC')).toBe(true);
+    expect(flows.some((f) => f[0]!.name === 'W CMDQ_PROD' && f.at(-1)!.name === 'CMD_SYNC')).toBe(
+      true,
+    );
   });
 
   it('occupancy counts entries between CONS and PROD across the wrap bit', () => {
@@ -254,12 +365,18 @@ describe('trace: other runs and the CLI', () => {
   it('smmulab run --trace FILE writes the trace (one process per run); a bad path exits 2 naming it', () => {
     const dir = mkdtempSync(join(tmpdir(), 'smmulab-trace-'));
     const f = join(dir, 'out.json');
-    const r = spawnSync(process.execPath, [BIN, 'run', 'guest-nesting', '--trace', f], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [BIN, 'run', 'guest-nesting', '--trace', f], {
+      encoding: 'utf8',
+    });
     expect(r.status).toBe(0);
     const evs = JSON.parse(readFileSync(f, 'utf8')).traceEvents as TraceEvent[];
     expect(formatProblems(evs)).toEqual([]);
     expect(threadNames(evs).has('guest vm1 vCPU')).toBe(true);
-    const bad = spawnSync(process.execPath, [BIN, 'run', 'guest-nesting', '--trace', join(dir, 'no/such/dir/out.json')], { encoding: 'utf8' });
+    const bad = spawnSync(
+      process.execPath,
+      [BIN, 'run', 'guest-nesting', '--trace', join(dir, 'no/such/dir/out.json')],
+      { encoding: 'utf8' },
+    );
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('no/such/dir/out.json');
   });

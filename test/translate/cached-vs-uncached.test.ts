@@ -27,7 +27,8 @@ interface Geo {
 }
 
 const shift = (g: number, level: number): number => g + (3 - level) * (g - 3);
-const idxBits = (geo: Geo, level: number): number => (level === geo.start ? geo.ias - shift(geo.g, level) : geo.g - 3);
+const idxBits = (geo: Geo, level: number): number =>
+  level === geo.start ? geo.ias - shift(geo.g, level) : geo.g - 3;
 
 /** Levels at which a leaf may sit (reference §6.1 table: 4 KB L1/L2 blocks, 16 KB and 64 KB L2 blocks; 48-bit OA). */
 function leafLevels(geo: Geo): number[] {
@@ -68,7 +69,9 @@ interface Spec {
   leaves: Leaf[];
   /** addresses the transactions pick from */
   targets: number[];
-  ops: Array<{ kind: 'txn'; addr: number; a: Access } | { kind: 'mutate'; leaf: number; desc: bigint }>;
+  ops: Array<
+    { kind: 'txn'; addr: number; a: Access } | { kind: 'mutate'; leaf: number; desc: bigint }
+  >;
 }
 
 /** the CD and the stage-1 tables (identity-mapped by stage 2 when nested) */
@@ -124,8 +127,15 @@ function s1Desc(level: number, oa: number, bits: number): bigint {
   const uxn = (bits >> 9) & 3 ? 0 : 1; // XN bits one time in 4
   const pxn = (bits >> 11) & 3 ? 0 : 1;
   return (
-    BigInt(oa) | BigInt(level === 3 ? 3 : 1) | (1n << 2n) | (BigInt(ap) << 6n) | (3n << 8n) | (af << 10n) | (BigInt(ng) << 11n) |
-    (BigInt(pxn) << 53n) | (BigInt(uxn) << 54n)
+    BigInt(oa) |
+    BigInt(level === 3 ? 3 : 1) |
+    (1n << 2n) |
+    (BigInt(ap) << 6n) |
+    (3n << 8n) |
+    (af << 10n) |
+    (BigInt(ng) << 11n) |
+    (BigInt(pxn) << 53n) |
+    (BigInt(uxn) << 54n)
   );
 }
 
@@ -135,11 +145,26 @@ function s2Desc(level: number, oa: number, bits: number): bigint {
   const s2ap = (bits >> 4) & 4 ? 0b11 : (bits >> 4) & 3;
   const af = (bits >> 7) & 7 ? 1n : 0n;
   const xn = (bits >> 10) & 3 ? 0 : 1;
-  return BigInt(oa) | BigInt(level === 3 ? 3 : 1) | (0xfn << 2n) | (BigInt(s2ap) << 6n) | (3n << 8n) | (af << 10n) | (BigInt(xn) << 54n);
+  return (
+    BigInt(oa) |
+    BigInt(level === 3 ? 3 : 1) |
+    (0xfn << 2n) |
+    (BigInt(s2ap) << 6n) |
+    (3n << 8n) |
+    (af << 10n) |
+    (BigInt(xn) << 54n)
+  );
 }
 
 /** Random non-overlapping leaves of one stage. `iaSpace`/`oaOf` place inputs and outputs. */
-function makeLeaves(stage: 1 | 2, geo: Geo, raws: RawLeaf[], iaLo: number, iaSize: number, oaOf: (r: RawLeaf, size: number) => number): Leaf[] {
+function makeLeaves(
+  stage: 1 | 2,
+  geo: Geo,
+  raws: RawLeaf[],
+  iaLo: number,
+  iaSize: number,
+  oaOf: (r: RawLeaf, size: number) => number,
+): Leaf[] {
   const levels = leafLevels(geo);
   const out: Leaf[] = [];
   for (const r of raws) {
@@ -148,11 +173,19 @@ function makeLeaves(stage: 1 | 2, geo: Geo, raws: RawLeaf[], iaLo: number, iaSiz
     if (size > iaSize) continue;
     const slots = iaSize / size;
     // concentrate half of the leaves in the first 64 slots, so that they share tables
-    const slot = r.where % 2 === 0 ? (r.where2 % Math.min(slots, 64)) : ((r.where2 * 2 ** 31 + r.where) % slots);
+    const slot =
+      r.where % 2 === 0 ? r.where2 % Math.min(slots, 64) : (r.where2 * 2 ** 31 + r.where) % slots;
     const ia = iaLo + Math.floor(slot) * size;
     if (out.some((l) => ia < l.ia + l.size && l.ia < ia + size)) continue;
     const oa = oaOf(r, size);
-    out.push({ stage, level, ia, size, desc: stage === 1 ? s1Desc(level, oa, r.bits) : s2Desc(level, oa, r.bits), at: -1 });
+    out.push({
+      stage,
+      level,
+      ia,
+      size,
+      desc: stage === 1 ? s1Desc(level, oa, r.bits) : s2Desc(level, oa, r.bits),
+      at: -1,
+    });
   }
   return out;
 }
@@ -170,7 +203,10 @@ function makeSpec(raw: Raw): Spec {
   if (mode !== 's1') {
     let choices = s2Choices(g);
     // nested: stage 2 must reach the RAM tables and the IPA window [2^33, 2^33 + 2^32)
-    if (mode === 'nested') choices = choices.map((c) => ({ ...c, min: Math.max(c.min, 35) })).filter((c) => c.min <= c.max && c.start <= 2);
+    if (mode === 'nested')
+      choices = choices
+        .map((c) => ({ ...c, min: Math.max(c.min, 35) }))
+        .filter((c) => c.min <= c.max && c.start <= 2);
     const c = choices[raw.s2Pick % choices.length]!;
     const ias = c.min + (Math.floor(raw.s2Pick / 7) % (c.max - c.min + 1));
     spec.s2 = { g, ias, start: c.start, root: S2_ROOT, sl0: c.sl0 };
@@ -184,28 +220,44 @@ function makeSpec(raw: Raw): Spec {
     // stage-1 outputs: mostly inside a stage-2 leaf (so that both stages succeed), else anywhere in the window
     const inWin = (r: RawLeaf, size: number) => {
       const l2 = s2Leaves[r.out % s2Leaves.length];
-      if (l2 && r.out % 4 !== 0 && size <= l2.size) return l2.ia + (Math.floor(r.out / 4) % (l2.size / size)) * size;
+      if (l2 && r.out % 4 !== 0 && size <= l2.size)
+        return l2.ia + (Math.floor(r.out / 4) % (l2.size / size)) * size;
       return WIN + (r.out % (WIN_SIZE / size)) * size;
     };
-    spec.leaves = [...makeLeaves(1, spec.s1!, raw.s1Leaves, 0, 2 ** spec.s1!.ias, inWin), ...s2Leaves];
+    spec.leaves = [
+      ...makeLeaves(1, spec.s1!, raw.s1Leaves, 0, 2 ** spec.s1!.ias, inWin),
+      ...s2Leaves,
+    ];
   }
   // transaction targets: inside each input-stage leaf (and its first byte), plus unmapped addresses
   const inStage = spec.leaves.filter((l) => l.stage === (mode === 's2' ? 2 : 1));
   const iasIn = (mode === 's2' ? spec.s2! : spec.s1!).ias;
   for (const l of inStage) spec.targets.push(l.ia, l.ia + (l.size - 0x10));
-  for (const e of raw.extra) spec.targets.push(e % 3 === 0 ? 2 ** iasIn + (e % 0x1000) : (e * 0x1000) % 2 ** iasIn);
+  for (const e of raw.extra)
+    spec.targets.push(e % 3 === 0 ? 2 ** iasIn + (e % 0x1000) : (e * 0x1000) % 2 ** iasIn);
   if (spec.targets.length === 0) spec.targets.push(0);
   for (const o of raw.ops) {
     if (o.mutate === 0 && spec.leaves.length > 0) {
       const li = o.pick % spec.leaves.length;
       const l = spec.leaves[li]!;
-      const oa = mode === 'nested' && l.stage === 1 ? WIN + (o.out % (WIN_SIZE / l.size)) * l.size : (o.out % Math.floor(2 ** 40 / l.size)) * l.size;
-      spec.ops.push({ kind: 'mutate', leaf: li, desc: l.stage === 1 ? s1Desc(l.level, oa, o.bits) : s2Desc(l.level, oa, o.bits) });
+      const oa =
+        mode === 'nested' && l.stage === 1
+          ? WIN + (o.out % (WIN_SIZE / l.size)) * l.size
+          : (o.out % Math.floor(2 ** 40 / l.size)) * l.size;
+      spec.ops.push({
+        kind: 'mutate',
+        leaf: li,
+        desc: l.stage === 1 ? s1Desc(l.level, oa, o.bits) : s2Desc(l.level, oa, o.bits),
+      });
     } else {
       const base = spec.targets[o.pick % spec.targets.length]!;
       const leaf = inStage.find((l) => base >= l.ia && base < l.ia + l.size);
       const addr = leaf ? leaf.ia + ((base - leaf.ia + (o.off % 3) * 0x10) % leaf.size) : base;
-      spec.ops.push({ kind: 'txn', addr, a: { write: o.write, priv: o.priv, instr: o.instr === 0 && !o.write } });
+      spec.ops.push({
+        kind: 'txn',
+        addr,
+        a: { write: o.write, priv: o.priv, instr: o.instr === 0 && !o.write },
+      });
     }
   }
   return spec;
@@ -214,7 +266,14 @@ function makeSpec(raw: Raw): Spec {
 // ---- building a machine from a spec ---------------------------------------------------------------
 
 /** Write a leaf, creating the tables above it (reference §6.1 indexing; table descriptor = next | 0b11). */
-function writeLeaf(r: Rig, geo: Geo, pool: { next: number }, ia: number, level: number, desc: bigint): number {
+function writeLeaf(
+  r: Rig,
+  geo: Geo,
+  pool: { next: number },
+  ia: number,
+  level: number,
+  desc: bigint,
+): number {
   let table = geo.root;
   for (let l = geo.start; l < level; l++) {
     const ea = table + (Math.floor(ia / 2 ** shift(geo.g, l)) % 2 ** idxBits(geo, l)) * 8;
@@ -245,35 +304,92 @@ function build(spec: Spec, caching: boolean): Rig {
     const size = 2 ** shift(s2.g, level);
     for (let a = 0x4000_0000; a < 0x4200_0000; a += size) {
       const base = a - (a % size);
-      writeLeaf(r, s2, p2, base, level, BigInt(base) | 1n | (0xfn << 2n) | (3n << 6n) | (3n << 8n) | (1n << 10n));
+      writeLeaf(
+        r,
+        s2,
+        p2,
+        base,
+        level,
+        BigInt(base) | 1n | (0xfn << 2n) | (3n << 6n) | (3n << 8n) | (1n << 10n),
+      );
       a = base;
     }
   }
-  for (const l of spec.leaves) l.at = writeLeaf(r, l.stage === 1 ? spec.s1! : spec.s2!, l.stage === 1 ? p1 : p2, l.ia, l.level, l.desc);
+  for (const l of spec.leaves)
+    l.at = writeLeaf(
+      r,
+      l.stage === 1 ? spec.s1! : spec.s2!,
+      l.stage === 1 ? p1 : p2,
+      l.ia,
+      l.level,
+      l.desc,
+    );
   if (spec.s1) {
     r.cd(CD_ADDR, {
-      T0SZ: 64 - spec.s1.ias, TG0: tgEnc(2 ** spec.s1.g), IR0: 1, OR0: 1, SH0: 3, EPD1: 1, V: 1, IPS: psEnc(48), AA64: 1, R: 1, A: 1,
-      ASID, TTB0: spec.s1.root,
+      T0SZ: 64 - spec.s1.ias,
+      TG0: tgEnc(2 ** spec.s1.g),
+      IR0: 1,
+      OR0: 1,
+      SH0: 3,
+      EPD1: 1,
+      V: 1,
+      IPS: psEnc(48),
+      AA64: 1,
+      R: 1,
+      A: 1,
+      ASID,
+      TTB0: spec.s1.root,
     });
   }
   const s2f = spec.s2
-    ? { S2VMID: 3, S2T0SZ: 64 - spec.s2.ias, S2SL0: spec.s2.sl0, S2TG: tgEnc(2 ** spec.s2.g), S2PS: 5, S2AA64: 1, S2R: 1, S2IR0: 1, S2OR0: 1, S2SH0: 3, S2TTB: spec.s2.root }
+    ? {
+        S2VMID: 3,
+        S2T0SZ: 64 - spec.s2.ias,
+        S2SL0: spec.s2.sl0,
+        S2TG: tgEnc(2 ** spec.s2.g),
+        S2PS: 5,
+        S2AA64: 1,
+        S2R: 1,
+        S2IR0: 1,
+        S2OR0: 1,
+        S2SH0: 3,
+        S2TTB: spec.s2.root,
+      }
     : {};
   const config = spec.mode === 's1' ? 0b101 : spec.mode === 's2' ? 0b110 : 0b111;
-  r.ste(SID, { V: 1, Config: config, ...(spec.s1 ? { S1ContextPtr: CD_ADDR, S1CIR: 1, S1COR: 1, S1CSH: 3 } : {}), ...s2f });
+  r.ste(SID, {
+    V: 1,
+    Config: config,
+    ...(spec.s1 ? { S1ContextPtr: CD_ADDR, S1CIR: 1, S1COR: 1, S1CSH: 3 } : {}),
+    ...s2f,
+  });
   return r;
 }
 
 /** The invalidation software must issue after changing `l` (reference §4.4, §7 "Change a leaf PTE"). */
 function invalidationFor(spec: Spec, l: Leaf): Cmd[] {
-  if (l.stage === 1) return [cmd(OP.TLBI_NH_VA, { vmid: spec.mode === 'nested' ? 3 : 0, asid: ASID, addr: BigInt(l.ia), leaf: 1 })];
+  if (l.stage === 1)
+    return [
+      cmd(OP.TLBI_NH_VA, {
+        vmid: spec.mode === 'nested' ? 3 : 0,
+        asid: ASID,
+        addr: BigInt(l.ia),
+        leaf: 1,
+      }),
+    ];
   const c = [cmd(OP.TLBI_S2_IPA, { vmid: 3, addr: BigInt(l.ia), leaf: 1 })];
   // combined stage 1+2 entries are not reached by TLBI_S2_IPA
   if (spec.mode === 'nested') c.push(cmd(OP.TLBI_NH_ALL, { vmid: 3 }));
   return c;
 }
 
-const outcome = (x: TxnResult) => ({ ok: x.ok, pa: x.ok ? x.pa : 0, faultType: x.faultType, event: x.event, ipa: x.ipa });
+const outcome = (x: TxnResult) => ({
+  ok: x.ok,
+  pa: x.ok ? x.pa : 0,
+  faultType: x.faultType,
+  event: x.event,
+  ipa: x.ipa,
+});
 
 describe('cached vs uncached (property)', () => {
   it('a machine with caching on and one with caching off agree on every DMA', () => {
@@ -304,7 +420,10 @@ describe('cached vs uncached (property)', () => {
           if (a.tlbHit) hits++;
           if (!a.ok) faults++;
           expect(b.tlbHit).toBe(false);
-          expect(outcome(a), `${spec.mode} 0x${op.addr.toString(16)} ${JSON.stringify(op.a)}`).toEqual(outcome(b));
+          expect(
+            outcome(a),
+            `${spec.mode} 0x${op.addr.toString(16)} ${JSON.stringify(op.a)}`,
+          ).toEqual(outcome(b));
         }
         expect(on.m.smmu.evtq.log).toEqual(off.m.smmu.evtq.log);
       }),

@@ -8,7 +8,19 @@
  * require (tlb.ts: "exact-minimal"), so "still stale" is asserted as well as "gone".
  */
 import { describe, expect, it } from 'vitest';
-import { OP, EV, LAYOUT, Pt39, Rig, cmd, s1Leaf, s2Leaf, type Access, type CdFields, type SteFields } from './rig.ts';
+import {
+  OP,
+  EV,
+  LAYOUT,
+  Pt39,
+  Rig,
+  cmd,
+  s1Leaf,
+  s2Leaf,
+  type Access,
+  type CdFields,
+  type SteFields,
+} from './rig.ts';
 import type { TxnResult } from '../../hw/smmu/smmu.ts';
 
 // ---- the shared world ---------------------------------------------------------------------------
@@ -25,12 +37,43 @@ const IPA2 = 0x8000_2000;
 /** Where the new mappings point after a memory change: old PA + MOVED. */
 const MOVED = 0x0100_0000;
 
-const S1_STE = (cd: number, vmid = 0): SteFields => ({ V: 1, Config: 0b101, S1ContextPtr: cd, S1CIR: 1, S1COR: 1, S1CSH: 3, S2VMID: vmid });
+const S1_STE = (cd: number, vmid = 0): SteFields => ({
+  V: 1,
+  Config: 0b101,
+  S1ContextPtr: cd,
+  S1CIR: 1,
+  S1COR: 1,
+  S1CSH: 3,
+  S2VMID: vmid,
+});
 const CD = (ttb: number, asid: number, extra: CdFields = {}): CdFields => ({
-  T0SZ: 25, TG0: 0, IR0: 1, OR0: 1, SH0: 3, EPD1: 1, V: 1, IPS: 5, AA64: 1, R: 1, A: 1, ASID: asid, TTB0: ttb, ...extra,
+  T0SZ: 25,
+  TG0: 0,
+  IR0: 1,
+  OR0: 1,
+  SH0: 3,
+  EPD1: 1,
+  V: 1,
+  IPS: 5,
+  AA64: 1,
+  R: 1,
+  A: 1,
+  ASID: asid,
+  TTB0: ttb,
+  ...extra,
 });
 const S2_FIELDS = (vmid: number, ttb: number): SteFields => ({
-  S2VMID: vmid, S2T0SZ: 25, S2SL0: 1, S2TG: 0, S2PS: 5, S2AA64: 1, S2R: 1, S2IR0: 1, S2OR0: 1, S2SH0: 3, S2TTB: ttb,
+  S2VMID: vmid,
+  S2T0SZ: 25,
+  S2SL0: 1,
+  S2TG: 0,
+  S2PS: 5,
+  S2AA64: 1,
+  S2R: 1,
+  S2IR0: 1,
+  S2OR0: 1,
+  S2SH0: 3,
+  S2TTB: ttb,
 });
 
 /** Stream IDs of the world. */
@@ -70,7 +113,14 @@ function world(opts: { cr2?: number; fAsid?: number } = {}): World {
   const r = new Rig(opts.cr2 !== undefined ? { cr2: opts.cr2 } : {});
   const pool = { next: 0x4800_0000 };
   const mk = (root: number) => new Pt39(r.m.mem, root, pool);
-  const pt = { A: mk(0x4400_0000), B: mk(0x4410_0000), C: mk(0x4420_0000), D: mk(0x4600_0000), E: mk(0x4430_0000), F: mk(0x4440_0000) };
+  const pt = {
+    A: mk(0x4400_0000),
+    B: mk(0x4410_0000),
+    C: mk(0x4420_0000),
+    D: mk(0x4600_0000),
+    E: mk(0x4430_0000),
+    F: mk(0x4440_0000),
+  };
   const init = new Map<string, number>();
   const s1 = (sid: number, t: Pt39, va: number, pa: number, level = 3, ng = true) => {
     t.set(va, level, s1Leaf(pa, level, { ng }));
@@ -85,7 +135,11 @@ function world(opts: { cr2?: number; fAsid?: number } = {}): World {
   s1(S.B, pt.B, G, 0x7100_2000);
   s1(S.C, pt.C, P, 0x7200_0000);
   pt.D.set(0x4000_0000, 1, s2Leaf(0x4000_0000, 1));
-  for (const [ipa, pa] of [[IPA0, 0x7300_0000], [IPA1, 0x7300_1000], [IPA2, 0x7300_2000]] as const) {
+  for (const [ipa, pa] of [
+    [IPA0, 0x7300_0000],
+    [IPA1, 0x7300_1000],
+    [IPA2, 0x7300_2000],
+  ] as const) {
     pt.D.set(ipa, 3, s2Leaf(pa, 3));
     init.set(`${S.D}:${ipa}`, pa);
   }
@@ -107,7 +161,15 @@ function world(opts: { cr2?: number; fAsid?: number } = {}): World {
   r.ste(S.B, S1_STE(0x4700_1000));
   r.ste(S.C, S1_STE(0x4700_2000, 7));
   r.ste(S.D, { V: 1, Config: 0b110, ...S2_FIELDS(5, pt.D.root) });
-  r.ste(S.E, { V: 1, Config: 0b111, S1ContextPtr: 0x4700_3000, S1CIR: 1, S1COR: 1, S1CSH: 3, ...S2_FIELDS(5, pt.D.root) });
+  r.ste(S.E, {
+    V: 1,
+    Config: 0b111,
+    S1ContextPtr: 0x4700_3000,
+    S1CIR: 1,
+    S1COR: 1,
+    S1CSH: 3,
+    ...S2_FIELDS(5, pt.D.root),
+  });
   r.ste(S.F, { ...S1_STE(0x4700_4000), STRW: 0b10 });
   return {
     r,
@@ -131,7 +193,13 @@ function expectPa(res: TxnResult, pa: number, what: string): void {
  * asserts, per translation, the old PA (still cached) or the new one (invalidated).
  */
 class Probe {
-  private readonly items: Array<{ name: string; sid: number; addr: number; pa: number; a: Access }> = [];
+  private readonly items: Array<{
+    name: string;
+    sid: number;
+    addr: number;
+    pa: number;
+    a: Access;
+  }> = [];
   constructor(private readonly w: World) {}
 
   /** Prime (translate twice: the second is an IOTLB hit) and remember. */
@@ -164,32 +232,50 @@ class Probe {
 
   /** Assert the outcome of each remembered translation: names in `gone` see the new PA, the rest the old one. */
   expect(gone: readonly string[]): void {
-    for (const n of gone) if (!this.items.some((i) => i.name === n)) throw new Error(`unknown probe ${n}`);
+    for (const n of gone)
+      if (!this.items.some((i) => i.name === n)) throw new Error(`unknown probe ${n}`);
     for (const it of this.items) {
       const isGone = gone.includes(it.name);
       const res = this.w.r.txn(it.sid, it.addr, it.a);
-      expectPa(res, isGone ? it.pa + MOVED : it.pa, `${it.name}: ${isGone ? 'invalidated: the new mapping' : 'not covered: still the stale cached PA'}`);
+      expectPa(
+        res,
+        isGone ? it.pa + MOVED : it.pa,
+        `${it.name}: ${isGone ? 'invalidated: the new mapping' : 'not covered: still the stale cached PA'}`,
+      );
     }
   }
 }
 
 /** The standard probe set over the world. */
 function standardProbe(w: World): Probe {
-  return new Probe(w)
-    .add('A:P', S.A, P)
-    .add('A:Q', S.A, Q)
-    .add('A:G(global)', S.A, G)
-    .add('B:P', S.B, P)
-    .add('C:P(vmid7)', S.C, P)
-    .add('D:IPA0(s2)', S.D, IPA0)
-    .add('E:P(nested)', S.E, P)
-    .add('E:IPA0(nested, VA=IPA)', S.E, IPA0)
-    // privileged: see the EL2 permission note in the final report (unprivileged EL2 accesses fault in this model)
-    .add('F:P(el2)', S.F, P, { priv: true })
-    .add('F:Q(el2)', S.F, Q, { priv: true });
+  return (
+    new Probe(w)
+      .add('A:P', S.A, P)
+      .add('A:Q', S.A, Q)
+      .add('A:G(global)', S.A, G)
+      .add('B:P', S.B, P)
+      .add('C:P(vmid7)', S.C, P)
+      .add('D:IPA0(s2)', S.D, IPA0)
+      .add('E:P(nested)', S.E, P)
+      .add('E:IPA0(nested, VA=IPA)', S.E, IPA0)
+      // privileged: see the EL2 permission note in the final report (unprivileged EL2 accesses fault in this model)
+      .add('F:P(el2)', S.F, P, { priv: true })
+      .add('F:Q(el2)', S.F, Q, { priv: true })
+  );
 }
 
-const ALL = ['A:P', 'A:Q', 'A:G(global)', 'B:P', 'C:P(vmid7)', 'D:IPA0(s2)', 'E:P(nested)', 'E:IPA0(nested, VA=IPA)', 'F:P(el2)', 'F:Q(el2)'] as const;
+const ALL = [
+  'A:P',
+  'A:Q',
+  'A:G(global)',
+  'B:P',
+  'C:P(vmid7)',
+  'D:IPA0(s2)',
+  'E:P(nested)',
+  'E:IPA0(nested, VA=IPA)',
+  'F:P(el2)',
+  'F:Q(el2)',
+] as const;
 
 /** Every probe is stale after the memory change and before any command. */
 function staleBefore(p: Probe): void {
@@ -235,7 +321,10 @@ describe('configuration cache: CFGI_* (reference §4.3, §2.5, §3.2)', () => {
     const w = world();
     const p = new Probe(w).add('A:P', S.A, P);
     p.moveAll();
-    w.r.cmds(cmd(OP.CFGI_STE, { sid: S.A, leaf: 1 }), cmd(OP.CFGI_STE_RANGE, { sid: 0, range: 31 }));
+    w.r.cmds(
+      cmd(OP.CFGI_STE, { sid: S.A, leaf: 1 }),
+      cmd(OP.CFGI_STE_RANGE, { sid: 0, range: 31 }),
+    );
     p.expect([]);
   });
 
@@ -252,7 +341,12 @@ describe('configuration cache: CFGI_* (reference §4.3, §2.5, §3.2)', () => {
     for (const s of sids) expectPa(r.txn(s, P), 0x7000_0000, `SID ${s}: stale`);
     // Start = 5 & ~(2^(1+1) − 1) = 4; SIDs 4..4+4−1 = 7
     r.cmds(cmd(OP.CFGI_STE_RANGE, { sid: 5, range: 1 }));
-    for (const s of sids) expectPa(r.txn(s, P), s >= 4 && s <= 7 ? P : 0x7000_0000, `SID ${s} after CFGI_STE_RANGE(5, 1)`);
+    for (const s of sids)
+      expectPa(
+        r.txn(s, P),
+        s >= 4 && s <= 7 ? P : 0x7000_0000,
+        `SID ${s} after CFGI_STE_RANGE(5, 1)`,
+      );
     // Range=0: 2 SIDs, Start = 8 & ~1 = 8 → SIDs 8, 9
     r.cmds(cmd(OP.CFGI_STE_RANGE, { sid: 9, range: 0 }));
     expectPa(r.txn(8, P), P, 'SID 8 after CFGI_STE_RANGE(9, 0)');
@@ -292,7 +386,11 @@ describe('configuration cache: CFGI_* (reference §4.3, §2.5, §3.2)', () => {
     expectPa(r.txn(65, P), 0x7000_0000, 'stale STE and L1STD');
     r.cmds(cmd(OP.CFGI_STE, { sid: 65, leaf: 1 }));
     // Leaf=1 need not drop the L1STD (§2.1, §4.3): the model keeps it and refetches the STE from L2A
-    expectPa(r.txn(65, P), 0x7000_0000, 'after CFGI_STE(Leaf=1): the cached L1STD still points at L2A');
+    expectPa(
+      r.txn(65, P),
+      0x7000_0000,
+      'after CFGI_STE(Leaf=1): the cached L1STD still points at L2A',
+    );
     return r;
   }
 
@@ -319,9 +417,11 @@ describe('configuration cache: CFGI_* (reference §4.3, §2.5, §3.2)', () => {
     const base = 0x4700_0000;
     for (let n = 0; n < 4; n++) r.cd(base + 64 * n, CD(pt.root, 10 + n));
     r.ste(9, { ...S1_STE(base), S1CDMax: 2, S1Fmt: 0, S1DSS: 0 });
-    for (const ssid of [1, 2, 3]) expectPa(r.txn(9, P, {}, ssid), 0x7000_0000, `SSID ${ssid} before`);
+    for (const ssid of [1, 2, 3])
+      expectPa(r.txn(9, P, {}, ssid), 0x7000_0000, `SSID ${ssid} before`);
     for (const ssid of [1, 2, 3]) r.cd(base + 64 * ssid, CD(pt.root, 10 + ssid, { V: 0 }));
-    for (const ssid of [1, 2, 3]) expectPa(r.txn(9, P, {}, ssid), 0x7000_0000, `SSID ${ssid}: stale CD`);
+    for (const ssid of [1, 2, 3])
+      expectPa(r.txn(9, P, {}, ssid), 0x7000_0000, `SSID ${ssid}: stale CD`);
     r.cmds(cmd(OP.CFGI_CD, { sid: 9, ssid: 2, leaf: 1 }));
     expect(r.txn(9, P, {}, 2).event, 'SSID 2 after CFGI_CD(9, 2)').toBe(EV.C_BAD_CD);
     expectPa(r.txn(9, P, {}, 1), 0x7000_0000, 'SSID 1: still the cached CD');
@@ -383,7 +483,11 @@ describe('IOTLB: TLBI_* + CMD_SYNC (reference §4.4)', () => {
   it('TLBI_NH_ALL(VMID 5) removes the combined stage 1+2 entries of VMID 5 but not its stage-2 entries', () => {
     const w = world();
     const { r } = w;
-    for (const [sid, va, pa] of [[S.E, P, 0x7300_0000], [S.E, Q, 0x7300_1000], [S.A, P, 0x7000_0000]] as const) {
+    for (const [sid, va, pa] of [
+      [S.E, P, 0x7300_0000],
+      [S.E, Q, 0x7300_1000],
+      [S.A, P, 0x7000_0000],
+    ] as const) {
       expectPa(r.txn(sid, va), pa, 'prime');
       expect(r.txn(sid, va).tlbHit).toBe(true);
     }
@@ -395,8 +499,16 @@ describe('IOTLB: TLBI_* + CMD_SYNC (reference §4.4)', () => {
     expectPa(r.txn(S.E, Q), 0x7300_1000, 'E:Q stale');
     expectPa(r.txn(S.A, P), 0x7000_0000, 'A:P stale');
     r.cmds(cmd(OP.TLBI_NH_ALL, { vmid: 5 }));
-    expectPa(r.txn(S.E, P), 0x7300_2000, 'E:P: the combined entry is gone, stage 1 is walked again');
-    expectPa(r.txn(S.E, Q), 0x7300_1000, 'E:Q: stage 1 walked again, but the stage-2 entry for IPA1 is still cached');
+    expectPa(
+      r.txn(S.E, P),
+      0x7300_2000,
+      'E:P: the combined entry is gone, stage 1 is walked again',
+    );
+    expectPa(
+      r.txn(S.E, Q),
+      0x7300_1000,
+      'E:Q: stage 1 walked again, but the stage-2 entry for IPA1 is still cached',
+    );
     expectPa(r.txn(S.A, P), 0x7000_0000, 'A:P: VMID 0, not covered');
   });
 
@@ -440,7 +552,7 @@ describe('IOTLB: TLBI_* + CMD_SYNC (reference §4.4)', () => {
     p.expect(['C:P(vmid7)']);
   });
 
-  it('TLBI_EL2_ALL: the EL2 stream\'s entries only', () => {
+  it("TLBI_EL2_ALL: the EL2 stream's entries only", () => {
     const w = world();
     const p = standardProbe(w);
     staleBefore(p);
@@ -471,7 +583,16 @@ describe('IOTLB: TLBI_* + CMD_SYNC (reference §4.4)', () => {
     w.r.cmds(cmd(OP.TLBI_EL2_ASID, { asid: 5 }));
     p.expect([]);
     w.r.cmds(cmd(OP.TLBI_NH_ALL, { vmid: 0 }), cmd(OP.TLBI_NSNH_ALL));
-    p.expect(['A:P', 'A:Q', 'A:G(global)', 'B:P', 'C:P(vmid7)', 'D:IPA0(s2)', 'E:P(nested)', 'E:IPA0(nested, VA=IPA)']);
+    p.expect([
+      'A:P',
+      'A:Q',
+      'A:G(global)',
+      'B:P',
+      'C:P(vmid7)',
+      'D:IPA0(s2)',
+      'E:P(nested)',
+      'E:IPA0(nested, VA=IPA)',
+    ]);
     w.r.cmds(cmd(OP.TLBI_EL2_ASID, { asid: 4 }));
     p.expect([...ALL]);
   });
@@ -519,7 +640,10 @@ describe('IOTLB: TLBI_* + CMD_SYNC (reference §4.4)', () => {
     const w = world();
     const p = standardProbe(w);
     staleBefore(p);
-    w.r.cmds(cmd(OP.TLBI_S2_IPA, { vmid: 6, addr: BigInt(IPA0), leaf: 1 }), cmd(OP.TLBI_S2_IPA, { vmid: 5, addr: BigInt(IPA1), leaf: 1 }));
+    w.r.cmds(
+      cmd(OP.TLBI_S2_IPA, { vmid: 6, addr: BigInt(IPA0), leaf: 1 }),
+      cmd(OP.TLBI_S2_IPA, { vmid: 5, addr: BigInt(IPA1), leaf: 1 }),
+    );
     p.expect([]);
   });
 
@@ -528,7 +652,16 @@ describe('IOTLB: TLBI_* + CMD_SYNC (reference §4.4)', () => {
     const p = standardProbe(w);
     staleBefore(p);
     w.r.cmds(cmd(OP.TLBI_NSNH_ALL));
-    p.expect(['A:P', 'A:Q', 'A:G(global)', 'B:P', 'C:P(vmid7)', 'D:IPA0(s2)', 'E:P(nested)', 'E:IPA0(nested, VA=IPA)']);
+    p.expect([
+      'A:P',
+      'A:Q',
+      'A:G(global)',
+      'B:P',
+      'C:P(vmid7)',
+      'D:IPA0(s2)',
+      'E:P(nested)',
+      'E:IPA0(nested, VA=IPA)',
+    ]);
   });
 });
 
@@ -545,7 +678,18 @@ describe('IOTLB: range invalidation, TG/NUM/SCALE/TTL (reference §4.4 "Range in
     const w = world();
     const p = rangeProbe(w);
     staleBefore(p);
-    w.r.cmds(cmd(OP.TLBI_NH_VA, { vmid: 0, asid: 1, addr: BigInt(R(1)), tg: 1, num: 3, scale: 0, ttl: 3, leaf: 1 }));
+    w.r.cmds(
+      cmd(OP.TLBI_NH_VA, {
+        vmid: 0,
+        asid: 1,
+        addr: BigInt(R(1)),
+        tg: 1,
+        num: 3,
+        scale: 0,
+        ttl: 3,
+        leaf: 1,
+      }),
+    );
     p.expect(['R1', 'R2', 'R3', 'R4']);
   });
 
@@ -553,7 +697,17 @@ describe('IOTLB: range invalidation, TG/NUM/SCALE/TTL (reference §4.4 "Range in
     const w = world();
     const p = rangeProbe(w);
     staleBefore(p);
-    w.r.cmds(cmd(OP.TLBI_NH_VAA, { vmid: 0, addr: BigInt(R(0)), tg: 1, num: 1, scale: 1, ttl: 3, leaf: 1 }));
+    w.r.cmds(
+      cmd(OP.TLBI_NH_VAA, {
+        vmid: 0,
+        addr: BigInt(R(0)),
+        tg: 1,
+        num: 1,
+        scale: 1,
+        ttl: 3,
+        leaf: 1,
+      }),
+    );
     p.expect(['R0', 'R1', 'R2', 'R3']);
   });
 
@@ -573,7 +727,18 @@ describe('IOTLB: range invalidation, TG/NUM/SCALE/TTL (reference §4.4 "Range in
     const w = world();
     const p = rangeProbe(w);
     staleBefore(p);
-    w.r.cmds(cmd(OP.TLBI_NH_VA, { vmid: 0, asid: 1, addr: 0x1000_0000n, tg: 1, num: 1, scale: 16, ttl: 0, leaf: 1 }));
+    w.r.cmds(
+      cmd(OP.TLBI_NH_VA, {
+        vmid: 0,
+        asid: 1,
+        addr: 0x1000_0000n,
+        tg: 1,
+        num: 1,
+        scale: 16,
+        ttl: 0,
+        leaf: 1,
+      }),
+    );
     p.expect(['A:BLK', 'A:P', 'R0', 'R1', 'R2', 'R3', 'R4', 'R5']);
   });
 
@@ -582,10 +747,32 @@ describe('IOTLB: range invalidation, TG/NUM/SCALE/TTL (reference §4.4 "Range in
     const p = rangeProbe(w);
     staleBefore(p);
     // TG=3 (64 KB), NUM=0, SCALE=0, TTL=3: 64 KB from R0, covering R0..R5
-    w.r.cmds(cmd(OP.TLBI_NH_VA, { vmid: 0, asid: 1, addr: BigInt(R(0)), tg: 3, num: 0, scale: 0, ttl: 3, leaf: 1 }));
+    w.r.cmds(
+      cmd(OP.TLBI_NH_VA, {
+        vmid: 0,
+        asid: 1,
+        addr: BigInt(R(0)),
+        tg: 3,
+        num: 0,
+        scale: 0,
+        ttl: 3,
+        leaf: 1,
+      }),
+    );
     p.expect([]);
     // the same range with TG=1 (4 KB): (15+1)·4 KB = 64 KB
-    w.r.cmds(cmd(OP.TLBI_NH_VA, { vmid: 0, asid: 1, addr: BigInt(R(0)), tg: 1, num: 15, scale: 0, ttl: 3, leaf: 1 }));
+    w.r.cmds(
+      cmd(OP.TLBI_NH_VA, {
+        vmid: 0,
+        asid: 1,
+        addr: BigInt(R(0)),
+        tg: 1,
+        num: 15,
+        scale: 0,
+        ttl: 3,
+        leaf: 1,
+      }),
+    );
     p.expect(['R0', 'R1', 'R2', 'R3', 'R4', 'R5']);
   });
 
@@ -600,7 +787,10 @@ describe('IOTLB: range invalidation, TG/NUM/SCALE/TTL (reference §4.4 "Range in
   it('16 KB granule: TTL=1 is reserved without DS and acts as TTL=0 (any level); TTL=2 leaves a level-3 page', () => {
     // the "s1 16KB T0SZ=28 (IAS 36)" golden walk: VA 0x5_83B4_9ABC, page 0x5_83B4_8000 → 0x4567_C000
     const r = new Rig();
-    r.descs([[0x4112_1608, 0x4112_4003n], [0x4112_7690, 0x4567_cf43n]]);
+    r.descs([
+      [0x4112_1608, 0x4112_4003n],
+      [0x4112_7690, 0x4567_cf43n],
+    ]);
     r.cd(0x4700_0000, CD(0x4112_0000, 1, { T0SZ: 28, TG0: 2 }));
     r.ste(S.A, S1_STE(0x4700_0000));
     const va = 0x5_83b4_9abc;
@@ -609,9 +799,31 @@ describe('IOTLB: range invalidation, TG/NUM/SCALE/TTL (reference §4.4 "Range in
     r.w64(0x4112_7690, 0x4667_cf43n);
     expectPa(r.txn(S.A, va), 0x4567_dabc, 'stale');
     // TG=2 (16 KB), NUM=0, SCALE=0: one 16 KB granule at the page
-    r.cmds(cmd(OP.TLBI_NH_VA, { vmid: 0, asid: 1, addr: BigInt(page), tg: 2, num: 0, scale: 0, ttl: 2, leaf: 1 }));
+    r.cmds(
+      cmd(OP.TLBI_NH_VA, {
+        vmid: 0,
+        asid: 1,
+        addr: BigInt(page),
+        tg: 2,
+        num: 0,
+        scale: 0,
+        ttl: 2,
+        leaf: 1,
+      }),
+    );
     expectPa(r.txn(S.A, va), 0x4567_dabc, 'TTL=2: a level-3 entry stays');
-    r.cmds(cmd(OP.TLBI_NH_VA, { vmid: 0, asid: 1, addr: BigInt(page), tg: 2, num: 0, scale: 0, ttl: 1, leaf: 1 }));
+    r.cmds(
+      cmd(OP.TLBI_NH_VA, {
+        vmid: 0,
+        asid: 1,
+        addr: BigInt(page),
+        tg: 2,
+        num: 0,
+        scale: 0,
+        ttl: 1,
+        leaf: 1,
+      }),
+    );
     expectPa(r.txn(S.A, va), 0x4667_dabc, 'TTL=1 (reserved for 16 KB) acts as any level');
   });
 
@@ -619,7 +831,17 @@ describe('IOTLB: range invalidation, TG/NUM/SCALE/TTL (reference §4.4 "Range in
     const w = world();
     const p = new Probe(w).add('D0', S.D, IPA0).add('D1', S.D, IPA1).add('D2', S.D, IPA2);
     staleBefore(p);
-    w.r.cmds(cmd(OP.TLBI_S2_IPA, { vmid: 5, addr: BigInt(IPA0), tg: 1, num: 1, scale: 0, ttl: 3, leaf: 1 }));
+    w.r.cmds(
+      cmd(OP.TLBI_S2_IPA, {
+        vmid: 5,
+        addr: BigInt(IPA0),
+        tg: 1,
+        num: 1,
+        scale: 0,
+        ttl: 3,
+        leaf: 1,
+      }),
+    );
     p.expect(['D0', 'D1']);
   });
 });
@@ -646,7 +868,7 @@ describe('IOTLB tags: ASID, global (nG=0) and VMID (reference §7, §6.2)', () =
     expect(c.tlbHit).toBe(false);
   });
 
-  it('stage-2 entries are shared by the streams of one VMID: the nested stream reuses the S2-only stream\'s entry', () => {
+  it("stage-2 entries are shared by the streams of one VMID: the nested stream reuses the S2-only stream's entry", () => {
     const w = world();
     expectPa(w.r.txn(S.D, IPA0), 0x7300_0000, 'D fills the stage-2 entry for IPA0');
     // change the stage-2 leaf: E's final stage 2 for IPA0 hits D's stale entry

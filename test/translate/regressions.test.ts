@@ -6,7 +6,19 @@ import { describe, expect, it } from 'vitest';
 import { Rig, Pt39, EV, CLASS, OP, cmd, s1Leaf } from './rig.ts';
 
 const P = 0x1000_0000;
-const CD_FIELDS = { T0SZ: 25, TG0: 0, IR0: 1, OR0: 1, SH0: 3, EPD1: 1, V: 1, IPS: 5, AA64: 1, R: 1, A: 1 };
+const CD_FIELDS = {
+  T0SZ: 25,
+  TG0: 0,
+  IR0: 1,
+  OR0: 1,
+  SH0: 3,
+  EPD1: 1,
+  V: 1,
+  IPS: 5,
+  AA64: 1,
+  R: 1,
+  A: 1,
+};
 
 describe('translation engine regressions', () => {
   it('CFGI_CD with Leaf=0 drops the cached L1CD on the path (reference §4.3)', () => {
@@ -18,7 +30,16 @@ describe('translation engine regressions', () => {
     r.w64(0x4700_0008, 0x4701_0001n); // L1CD[1]: V=1, L2Ptr 0x4701_0000
     r.cd(0x4701_0000 + 1 * 64, { ...CD_FIELDS, ASID: 7, TTB0: 0x4400_0000 }); // CD 65 in the first L2 table
     r.cd(0x4702_0000 + 1 * 64, { ...CD_FIELDS, V: 0, ASID: 7, TTB0: 0x4400_0000 }); // CD 65 in the second: V=0
-    r.ste(9, { V: 1, Config: 0b101, S1ContextPtr: 0x4700_0000, S1CDMax: 7, S1Fmt: 1, S1CIR: 1, S1COR: 1, S1CSH: 3 });
+    r.ste(9, {
+      V: 1,
+      Config: 0b101,
+      S1ContextPtr: 0x4700_0000,
+      S1CDMax: 7,
+      S1Fmt: 1,
+      S1CIR: 1,
+      S1COR: 1,
+      S1CSH: 3,
+    });
     r.cmds(cmd(OP.CFGI_STE, { sid: 9, leaf: 1 }));
     expect(r.txn(9, P, {}, 65).ok).toBe(true);
     r.w64(0x4700_0008, 0x4702_0001n); // re-point L1CD[1] at the second L2 table
@@ -68,7 +89,8 @@ describe('translation engine regressions', () => {
     }
     r.cmds(cmd(OP.CFGI_STE_RANGE, { sid: 0, range: 31 }));
     for (const sid of [4, 7, 8]) expect(r.txn(sid, P).ok).toBe(true);
-    for (const sid of [4, 7, 8]) r.cd(0x4700_0000 + sid * 64, { ...CD_FIELDS, V: 0, ASID: sid, TTB0: 0x4400_0000 }); // CDs now invalid
+    for (const sid of [4, 7, 8])
+      r.cd(0x4700_0000 + sid * 64, { ...CD_FIELDS, V: 0, ASID: sid, TTB0: 0x4400_0000 }); // CDs now invalid
     r.cmds(cmd(OP.CFGI_STE_RANGE, { sid: 5, range: 1 })); // SIDs 4..7
     expect(r.txn(4, P).ok).toBe(false); // the new (V=0) CD is fetched: C_BAD_CD
     expect(r.lastEvent()).toMatchObject({ type: EV.C_BAD_CD, sid: 4 });

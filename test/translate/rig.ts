@@ -9,15 +9,36 @@
 import { Machine } from '../../hw/machine.ts';
 import { newTxn, newTxnResult, type TxnResult } from '../../hw/smmu/smmu.ts';
 import type { SmmuFeatures } from '../../hw/smmu/features.ts';
-import { R, SMMUEN, Sw, cmd, initCmdq, initEvtq, initStrtab, strtabCfg, sync, type Cmd, type SwCmdq } from '../hw/helpers.ts';
+import {
+  R,
+  SMMUEN,
+  Sw,
+  cmd,
+  initCmdq,
+  initEvtq,
+  initStrtab,
+  strtabCfg,
+  sync,
+  type Cmd,
+  type SwCmdq,
+} from '../hw/helpers.ts';
 
 export { cmd, sync, type Cmd };
 
 // ---- event numbers (reference §5.1) ------------------------------------------------------------
 
 export const EV = {
-  C_BAD_STREAMID: 0x02, F_STE_FETCH: 0x03, C_BAD_STE: 0x04, F_STREAM_DISABLED: 0x06, C_BAD_SUBSTREAMID: 0x08,
-  F_CD_FETCH: 0x09, C_BAD_CD: 0x0a, F_WALK_EABT: 0x0b, F_TRANSLATION: 0x10, F_ADDR_SIZE: 0x11, F_ACCESS: 0x12,
+  C_BAD_STREAMID: 0x02,
+  F_STE_FETCH: 0x03,
+  C_BAD_STE: 0x04,
+  F_STREAM_DISABLED: 0x06,
+  C_BAD_SUBSTREAMID: 0x08,
+  F_CD_FETCH: 0x09,
+  C_BAD_CD: 0x0a,
+  F_WALK_EABT: 0x0b,
+  F_TRANSLATION: 0x10,
+  F_ADDR_SIZE: 0x11,
+  F_ACCESS: 0x12,
   F_PERMISSION: 0x13,
 } as const;
 export type EvName = keyof typeof EV;
@@ -29,10 +50,21 @@ export type ClassName = keyof typeof CLASS;
 // ---- opcodes (reference §4.2) --------------------------------------------------------------------
 
 export const OP = {
-  CFGI_STE: 0x03, CFGI_STE_RANGE: 0x04, CFGI_CD: 0x05, CFGI_CD_ALL: 0x06,
-  TLBI_NH_ALL: 0x10, TLBI_NH_ASID: 0x11, TLBI_NH_VA: 0x12, TLBI_NH_VAA: 0x13,
-  TLBI_EL2_ALL: 0x20, TLBI_EL2_ASID: 0x21, TLBI_EL2_VA: 0x22, TLBI_EL2_VAA: 0x23,
-  TLBI_S12_VMALL: 0x28, TLBI_S2_IPA: 0x2a, TLBI_NSNH_ALL: 0x30,
+  CFGI_STE: 0x03,
+  CFGI_STE_RANGE: 0x04,
+  CFGI_CD: 0x05,
+  CFGI_CD_ALL: 0x06,
+  TLBI_NH_ALL: 0x10,
+  TLBI_NH_ASID: 0x11,
+  TLBI_NH_VA: 0x12,
+  TLBI_NH_VAA: 0x13,
+  TLBI_EL2_ALL: 0x20,
+  TLBI_EL2_ASID: 0x21,
+  TLBI_EL2_VA: 0x22,
+  TLBI_EL2_VAA: 0x23,
+  TLBI_S12_VMALL: 0x28,
+  TLBI_S2_IPA: 0x2a,
+  TLBI_NSNH_ALL: 0x30,
 } as const;
 
 /** CMD_SYNC with CS=SIG_NONE. */
@@ -47,29 +79,80 @@ interface Pos {
   /** for address fields: the address bit held by the field's least significant bit */
   addrLsb?: number;
 }
-const p = (hi: number, lo: number, addrLsb?: number): Pos => (addrLsb === undefined ? { hi, lo } : { hi, lo, addrLsb });
+const p = (hi: number, lo: number, addrLsb?: number): Pos =>
+  addrLsb === undefined ? { hi, lo } : { hi, lo, addrLsb };
 
 /** STE fields, reference §2.2 (absolute bit numbers). */
 export const STE_POS = {
-  V: p(0, 0), Config: p(3, 1), S1Fmt: p(5, 4), S1ContextPtr: p(55, 6, 6), S1CDMax: p(63, 59),
-  S1DSS: p(65, 64), S1CIR: p(67, 66), S1COR: p(69, 68), S1CSH: p(71, 70), EATS: p(93, 92), STRW: p(95, 94),
-  S2VMID: p(143, 128), S2T0SZ: p(165, 160), S2SL0: p(167, 166), S2IR0: p(169, 168), S2OR0: p(171, 170),
-  S2SH0: p(173, 172), S2TG: p(175, 174), S2PS: p(178, 176), S2AA64: p(179, 179), S2ENDI: p(180, 180),
-  S2AFFD: p(181, 181), S2PTW: p(182, 182), S2HD: p(183, 183), S2HA: p(184, 184), S2S: p(185, 185), S2R: p(186, 186),
+  V: p(0, 0),
+  Config: p(3, 1),
+  S1Fmt: p(5, 4),
+  S1ContextPtr: p(55, 6, 6),
+  S1CDMax: p(63, 59),
+  S1DSS: p(65, 64),
+  S1CIR: p(67, 66),
+  S1COR: p(69, 68),
+  S1CSH: p(71, 70),
+  EATS: p(93, 92),
+  STRW: p(95, 94),
+  S2VMID: p(143, 128),
+  S2T0SZ: p(165, 160),
+  S2SL0: p(167, 166),
+  S2IR0: p(169, 168),
+  S2OR0: p(171, 170),
+  S2SH0: p(173, 172),
+  S2TG: p(175, 174),
+  S2PS: p(178, 176),
+  S2AA64: p(179, 179),
+  S2ENDI: p(180, 180),
+  S2AFFD: p(181, 181),
+  S2PTW: p(182, 182),
+  S2HD: p(183, 183),
+  S2HA: p(184, 184),
+  S2S: p(185, 185),
+  S2R: p(186, 186),
   S2TTB: p(247, 196, 4),
 } as const;
 export type SteFields = Partial<Record<keyof typeof STE_POS, number>>;
 
 /** CD fields, reference §3.1. */
 export const CD_POS = {
-  T0SZ: p(5, 0), TG0: p(7, 6), IR0: p(9, 8), OR0: p(11, 10), SH0: p(13, 12), EPD0: p(14, 14), ENDI: p(15, 15),
-  T1SZ: p(21, 16), TG1: p(23, 22), EPD1: p(30, 30), V: p(31, 31), IPS: p(34, 32), AFFD: p(35, 35), WXN: p(36, 36),
-  UWXN: p(37, 37), TBI: p(39, 38), PAN: p(40, 40), AA64: p(41, 41), HD: p(42, 42), HA: p(43, 43), S: p(44, 44),
-  R: p(45, 45), A: p(46, 46), ASET: p(47, 47), ASID: p(63, 48), HAD0: p(65, 65), TTB0: p(119, 68, 4), TTB1: p(183, 132, 4),
+  T0SZ: p(5, 0),
+  TG0: p(7, 6),
+  IR0: p(9, 8),
+  OR0: p(11, 10),
+  SH0: p(13, 12),
+  EPD0: p(14, 14),
+  ENDI: p(15, 15),
+  T1SZ: p(21, 16),
+  TG1: p(23, 22),
+  EPD1: p(30, 30),
+  V: p(31, 31),
+  IPS: p(34, 32),
+  AFFD: p(35, 35),
+  WXN: p(36, 36),
+  UWXN: p(37, 37),
+  TBI: p(39, 38),
+  PAN: p(40, 40),
+  AA64: p(41, 41),
+  HD: p(42, 42),
+  HA: p(43, 43),
+  S: p(44, 44),
+  R: p(45, 45),
+  A: p(46, 46),
+  ASET: p(47, 47),
+  ASID: p(63, 48),
+  HAD0: p(65, 65),
+  TTB0: p(119, 68, 4),
+  TTB1: p(183, 132, 4),
 } as const;
 export type CdFields = Partial<Record<keyof typeof CD_POS, number>>;
 
-function encode(layout: Readonly<Record<string, Pos>>, fields: Readonly<Record<string, number | undefined>>, dws: number): bigint[] {
+function encode(
+  layout: Readonly<Record<string, Pos>>,
+  fields: Readonly<Record<string, number | undefined>>,
+  dws: number,
+): bigint[] {
   const out: bigint[] = new Array<bigint>(dws).fill(0n);
   for (const [k, v] of Object.entries(fields)) {
     if (v === undefined) continue;
@@ -77,11 +160,13 @@ function encode(layout: Readonly<Record<string, Pos>>, fields: Readonly<Record<s
     if (!f) throw new Error(`no field ${k}`);
     let val = BigInt(v);
     if (f.addrLsb !== undefined) {
-      if (val % (1n << BigInt(f.addrLsb)) !== 0n) throw new Error(`${k}: 0x${v.toString(16)} is not ${2 ** f.addrLsb}-byte aligned`);
+      if (val % (1n << BigInt(f.addrLsb)) !== 0n)
+        throw new Error(`${k}: 0x${v.toString(16)} is not ${2 ** f.addrLsb}-byte aligned`);
       val >>= BigInt(f.addrLsb);
     }
     const width = f.hi - f.lo + 1;
-    if (val >= 1n << BigInt(width)) throw new Error(`${k}: 0x${v.toString(16)} does not fit in ${width} bits`);
+    if (val >= 1n << BigInt(width))
+      throw new Error(`${k}: 0x${v.toString(16)} does not fit in ${width} bits`);
     const dw = Math.floor(f.lo / 64);
     if (Math.floor(f.hi / 64) !== dw) throw new Error(`${k} crosses a double-word`);
     out[dw]! |= val << BigInt(f.lo % 64);
@@ -188,10 +273,16 @@ export class Rig {
   readonly q: SwCmdq;
 
   constructor(o: RigOptions = {}) {
-    this.m = new Machine({ smmu: { caching: o.caching ?? true, ...(o.features ? { features: o.features } : {}) } });
+    this.m = new Machine({
+      smmu: { caching: o.caching ?? true, ...(o.features ? { features: o.features } : {}) },
+    });
     this.sw = new Sw(this.m);
     if (o.cr2 !== undefined) this.sw.w32(R.CR2, o.cr2);
-    initStrtab(this.sw, LAYOUT.STRTAB, o.split === undefined ? strtabCfg(LAYOUT.STRTAB_LOG2) : strtabCfg(8, 1, o.split));
+    initStrtab(
+      this.sw,
+      LAYOUT.STRTAB,
+      o.split === undefined ? strtabCfg(LAYOUT.STRTAB_LOG2) : strtabCfg(8, 1, o.split),
+    );
     this.q = initCmdq(this.sw, LAYOUT.CMDQ, LAYOUT.CMDQ_LOG2);
     initEvtq(this.sw, LAYOUT.EVTQ, LAYOUT.EVTQ_LOG2);
     this.sw.cr0(this.sw.r32(R.CR0) | SMMUEN);
@@ -221,7 +312,10 @@ export class Rig {
   /** Submit commands followed by CMD_SYNC; returns CMDQ_CONS. */
   cmds(...c: Cmd[]): number {
     const cons = this.q.submit(...c, SYNC);
-    if (this.q.prod !== (cons & this.q.mask)) throw new Error(`CMDQ_CONS 0x${cons.toString(16)} did not reach PROD 0x${this.q.prod.toString(16)} (a command error?)`);
+    if (this.q.prod !== (cons & this.q.mask))
+      throw new Error(
+        `CMDQ_CONS 0x${cons.toString(16)} did not reach PROD 0x${this.q.prod.toString(16)} (a command error?)`,
+      );
     return cons;
   }
 
@@ -262,18 +356,38 @@ export class Rig {
 // ---- descriptors (reference §6.2) ------------------------------------------------------------
 
 /** Stage-1 leaf attribute bits: AttrIndx=0, SH=0b11, AF=1, and AP[2:1] / nG as given. */
-export function s1Leaf(oa: number, level: number, o: { ap?: number; af?: boolean; ng?: boolean; uxn?: boolean; pxn?: boolean } = {}): bigint {
+export function s1Leaf(
+  oa: number,
+  level: number,
+  o: { ap?: number; af?: boolean; ng?: boolean; uxn?: boolean; pxn?: boolean } = {},
+): bigint {
   const ap = o.ap ?? 0b01;
-  let lo = BigInt(level === 3 ? 0b11 : 0b01) | (BigInt(ap) << 6n) | (3n << 8n) | ((o.af ?? true) ? 1n << 10n : 0n) | ((o.ng ?? true) ? 1n << 11n : 0n);
+  let lo =
+    BigInt(level === 3 ? 0b11 : 0b01) |
+    (BigInt(ap) << 6n) |
+    (3n << 8n) |
+    ((o.af ?? true) ? 1n << 10n : 0n) |
+    ((o.ng ?? true) ? 1n << 11n : 0n);
   if (o.pxn) lo |= 1n << 53n;
   if (o.uxn) lo |= 1n << 54n;
   return lo | BigInt(oa);
 }
 
 /** Stage-2 leaf: MemAttr=0b1111 (Normal WB), SH=0b11, AF=1, S2AP as given (bit 6 read, bit 7 write). */
-export function s2Leaf(oa: number, level: number, o: { s2ap?: number; af?: boolean; memattr?: number } = {}): bigint {
+export function s2Leaf(
+  oa: number,
+  level: number,
+  o: { s2ap?: number; af?: boolean; memattr?: number } = {},
+): bigint {
   const s2ap = o.s2ap ?? 0b11;
-  return BigInt(level === 3 ? 0b11 : 0b01) | (BigInt(o.memattr ?? 0xf) << 2n) | (BigInt(s2ap) << 6n) | (3n << 8n) | ((o.af ?? true) ? 1n << 10n : 0n) | BigInt(oa);
+  return (
+    BigInt(level === 3 ? 0b11 : 0b01) |
+    (BigInt(o.memattr ?? 0xf) << 2n) |
+    (BigInt(s2ap) << 6n) |
+    (3n << 8n) |
+    ((o.af ?? true) ? 1n << 10n : 0n) |
+    BigInt(oa)
+  );
 }
 
 export function tableDesc(next: number): bigint {
@@ -291,7 +405,11 @@ export class Pt39 {
   /** descriptor address of each leaf written, by input address */
   readonly leaves = new Map<number, number>();
 
-  constructor(readonly mem: { read64(a: number): bigint; write64(a: number, v: bigint): void }, readonly root: number, private readonly pool: { next: number }) {}
+  constructor(
+    readonly mem: { read64(a: number): bigint; write64(a: number, v: bigint): void },
+    readonly root: number,
+    private readonly pool: { next: number },
+  ) {}
 
   static shift(level: number): number {
     return 12 + 9 * (3 - level);
