@@ -6,8 +6,8 @@
  * register access traps to the hypervisor, and every "physical" address it uses is an IPA.
  */
 import type { MmioBus } from '../hw/bus.ts';
-import { ArmSmmuV3 } from '../host/driver.ts';
-import { DomainManager } from '../host/domain.ts';
+import { ArmSmmuV3 } from '../host/driver/driver.ts';
+import { DomainManager } from '../host/driver/domain.ts';
 import { DmaApi } from '../host/dma-api.ts';
 
 /** What the guest's firmware (its device tree) describes. */

@@ -7,9 +7,9 @@
  * The domain's io-pgtable flush ops are the driver's: walk flushes are Leaf=0 range TLBIs with a
  * sync, flush-all is TLBI_NH_ASID + sync.
  */
-import type { ArmSmmuV3 } from './driver.ts';
-import { DriverError } from './driver.ts';
-import type { DomainManager, Domain, AttachOptions } from './domain.ts';
+import type { ArmSmmuV3 } from './driver/driver.ts';
+import { DriverError } from './driver/driver.ts';
+import type { DomainManager, Domain, AttachOptions } from './driver/domain.ts';
 import {
   IoPgtable,
   newGather,
@@ -19,8 +19,8 @@ import {
   type FlushOps,
   type IotlbGather,
   type Prot,
-} from './io-pgtable.ts';
-import { encodeTlbiNhVa as encodeTlbiNhVaImported, type Command } from './cmdq.ts';
+} from '../hw/vmsa/io-pgtable.ts';
+import { encodeTlbiNhVa as encodeTlbiNhVaImported, type Command } from './driver/cmdq.ts';
 
 // module-local aliases of what the map/unmap path calls (imported bindings are getters under the loader)
 const encodeTlbiNhVa = encodeTlbiNhVaImported;

@@ -8,7 +8,7 @@
  * `QUIET_ERRORS.on` is set, these classes are built without a stack (their name and message
  * are unchanged). It is off by default, so everywhere else they keep their stacks; the fuzzer
  * turns it on for a campaign and, when one of them escapes as an unexpected exception,
- * replays the operations with it off to attribute it (scenarios/fuzz.ts).
+ * replays the operations with it off to attribute it (scenarios/fuzz/host.ts).
  */
 export const QUIET_ERRORS = { on: false };
 

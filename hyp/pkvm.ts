@@ -30,21 +30,21 @@ import {
 import { L1STD, STE_WORDS } from '../hw/smmu/ste.ts';
 import { encodeCommand, OP } from '../hw/smmu/commands.ts';
 import { layerLogger } from '../hw/log.ts';
-import { PageOwnership, OwnershipError, PAGE, type Owner } from './ownership.ts';
-import { HypPool, PoolExhausted } from './pool.ts';
-import { HostMemory } from './hostmem.ts';
-import { ShadowQueue, ShadowQueueError } from './shadowq.ts';
-import { ShadowStreamTable, LINUX_SPLIT } from './strtab.ts';
-import { Idmap } from './idmap.ts';
-import { HostCmdq } from './cmdq.ts';
-import { sanitizeSte, abortSte, type SteSanitizeEnv } from './ste-sanitize.ts';
-import { emulatedAt } from './emul.ts';
-import { FailureLog, HypPanic } from './failure.ts';
-import { Guest, VSMMU_IPA, VSID_BITS, type GuestSpec } from './guest.ts';
-import { VSmmu } from './vsmmu.ts';
+import { PageOwnership, OwnershipError, PAGE, type Owner } from './mem/ownership.ts';
+import { HypPool, PoolExhausted } from './mem/pool.ts';
+import { HostMemory } from './mem/hostmem.ts';
+import { ShadowQueue, ShadowQueueError } from './smmuv3/shadowq.ts';
+import { ShadowStreamTable, LINUX_SPLIT } from './smmuv3/strtab.ts';
+import { Idmap } from './iommu/idmap.ts';
+import { HostCmdq } from './smmuv3/cmdq.ts';
+import { sanitizeSte, abortSte, type SteSanitizeEnv } from './smmuv3/ste-sanitize.ts';
+import { emulatedAt } from './smmuv3/emul.ts';
+import { FailureLog, HypPanic } from './policy/failure.ts';
+import { Guest, VSMMU_IPA, VSID_BITS, type GuestSpec } from './vm/guest.ts';
+import { VSmmu } from './vm/vsmmu.ts';
 import { queueBase } from '../hw/smmu/smmu.ts';
 import { E_S2, EVT } from '../hw/smmu/events.ts';
-import { makePolicy, RULE_NAMES, type HypPolicy, type RuleName } from './policy.ts';
+import { makePolicy, RULE_NAMES, type HypPolicy, type RuleName } from './policy/policy.ts';
 
 const log = layerLogger('hyp');
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// The smmulab CLI entry point: registers the TypeScript loader, then runs scenarios/cli.ts.
+// The smmulab CLI entry point: registers the TypeScript loader, then runs scenarios/cli/main.ts.
 import { register } from 'tsx/esm/api';
 
 register();
-const { main } = await import('../cli.ts');
+const { main } = await import('../cli/main.ts');
 process.exitCode = await main(process.argv.slice(2));

@@ -10,17 +10,17 @@
  *   issue      {commands:[{name,…}], sync?}            commands (fields as in the cmd step) through the driver's queue
  */
 import { z } from 'zod';
-import { defineStep, type RunContext } from '../context.ts';
-import { zActor, zAddr, zU32, zHex, hexToBytes, bytesToHex } from '../schema.ts';
+import { defineStep, type RunContext } from '../engine/context.ts';
+import { zActor, zAddr, zU32, zHex, hexToBytes, bytesToHex } from '../engine/schema.ts';
 import { commandValues, zCommand } from './structs.ts';
-import { ArmSmmuV3 } from '../../host/driver.ts';
-import { DomainManager } from '../../host/domain.ts';
+import { ArmSmmuV3 } from '../../host/driver/driver.ts';
+import { DomainManager } from '../../host/driver/domain.ts';
 import { DmaApi } from '../../host/dma-api.ts';
 import { SMMU_BASE } from '../../hw/machine.ts';
-import type { Command } from '../../host/cmdq.ts';
+import type { Command } from '../../host/driver/cmdq.ts';
 import { isGuestActor } from '../../hw/bus.ts';
 import { GuestKernel } from '../../guest/vm.ts';
-import { VSMMU_IPA } from '../../hyp/guest.ts';
+import { VSMMU_IPA } from '../../hyp/vm/guest.ts';
 
 export interface HostKernel {
   drv: ArmSmmuV3;

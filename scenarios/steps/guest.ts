@@ -11,13 +11,13 @@
  * (attach, map, dma, unmap, drainEvents, issue take the guest's vSIDs and IPAs).
  */
 import { z } from 'zod';
-import { defineStep, type RunContext } from '../context.ts';
-import { zAddr, zU32 } from '../schema.ts';
+import { defineStep, type RunContext } from '../engine/context.ts';
+import { zAddr, zU32 } from '../engine/schema.ts';
 import { GuestError, TEARDOWN_PHASES, type TeardownPhase } from '../../hyp/pkvm.ts';
-import { GUEST_RAM_IPA, VSMMU_IPA } from '../../hyp/guest.ts';
+import { GUEST_RAM_IPA, VSMMU_IPA } from '../../hyp/vm/guest.ts';
 import { GuestKernel } from '../../guest/vm.ts';
-import { OwnershipError } from '../../hyp/ownership.ts';
-import { oracleFor } from '../isolation.ts';
+import { OwnershipError } from '../../hyp/mem/ownership.ts';
+import { oracleFor } from '../check/isolation.ts';
 
 const zName = z
   .string()

@@ -7,12 +7,12 @@ import { z } from 'zod';
 import { get } from '../../hw/bits.ts';
 import { STE, STE_FIELDS } from '../../hw/smmu/ste.ts';
 import { newLookup } from '../../hw/smmu/strtab.ts';
-import { defineStep, type RunContext } from '../context.ts';
-import { zAddr, zU32 } from '../schema.ts';
-import { OwnershipError } from '../../hyp/ownership.ts';
-import { ShadowQueueError } from '../../hyp/shadowq.ts';
-import { RULE_NAMES, isRule } from '../../hyp/policy.ts';
-import { oracleFor } from '../isolation.ts';
+import { defineStep, type RunContext } from '../engine/context.ts';
+import { zAddr, zU32 } from '../engine/schema.ts';
+import { OwnershipError } from '../../hyp/mem/ownership.ts';
+import { ShadowQueueError } from '../../hyp/smmuv3/shadowq.ts';
+import { RULE_NAMES, isRule } from '../../hyp/policy/policy.ts';
+import { oracleFor } from '../check/isolation.ts';
 
 const zRule = z
   .string()

@@ -1,5 +1,5 @@
 /** Every step op a scenario may use, by name. Later layers add their vocabularies here. */
-import type { StepDef } from '../context.ts';
+import type { StepDef } from '../engine/context.ts';
 import { RAW_STEPS } from './raw.ts';
 import { STRUCT_STEPS } from './structs.ts';
 import { DRIVER_STEPS } from './driver.ts';

@@ -5,8 +5,17 @@
  */
 import { z } from 'zod';
 import { CpuAbortError } from '../../hw/bus.ts';
-import { defineStep, type RunContext } from '../context.ts';
-import { zActor, zAddr, zHex, zSize, zU32, zU64, hexToBytes, bytesToHex } from '../schema.ts';
+import { defineStep, type RunContext } from '../engine/context.ts';
+import {
+  zActor,
+  zAddr,
+  zHex,
+  zSize,
+  zU32,
+  zU64,
+  hexToBytes,
+  bytesToHex,
+} from '../engine/schema.ts';
 import { eventNumber, eventFields } from '../../hw/smmu/events.ts';
 
 const hex = (v: bigint | number): string => '0x' + v.toString(16);

@@ -6,9 +6,9 @@
  * All memory and register accesses go through the bus as the step's actor.
  */
 import { z } from 'zod';
-import { defineStep, type RunContext } from '../context.ts';
-import { zActor, zAddr, zU32, zU64, parseBig } from '../schema.ts';
-import { geometry, ptMap, ptUnmap, TableAllocator, type PtMemory } from '../pagetable.ts';
+import { defineStep, type RunContext } from '../engine/context.ts';
+import { zActor, zAddr, zU32, zU64, parseBig } from '../engine/schema.ts';
+import { geometry, ptMap, ptUnmap, TableAllocator, type PtMemory } from './pagetable.ts';
 import { STE, STE_WORDS } from '../../hw/smmu/ste.ts';
 import { CD, CD_WORDS } from '../../hw/smmu/cd.ts';
 import { encodeCommand, opcodeByName, CMD_WORDS } from '../../hw/smmu/commands.ts';

@@ -9,17 +9,17 @@
  */
 import { Machine, SMMU_BASE, type DeviceSpec } from '../../hw/machine.ts';
 import { PkvmHyp } from '../../hyp/pkvm.ts';
-import { makePolicy, type FailurePolicy, type RuleName } from '../../hyp/policy.ts';
-import type { Guest } from '../../hyp/guest.ts';
-import type { VSmmu } from '../../hyp/vsmmu.ts';
-import { ArmSmmuV3 } from '../../host/driver.ts';
-import { DomainManager } from '../../host/domain.ts';
+import { makePolicy, type FailurePolicy, type RuleName } from '../../hyp/policy/policy.ts';
+import type { Guest } from '../../hyp/vm/guest.ts';
+import type { VSmmu } from '../../hyp/vm/vsmmu.ts';
+import { ArmSmmuV3 } from '../../host/driver/driver.ts';
+import { DomainManager } from '../../host/driver/domain.ts';
 import { DmaApi } from '../../host/dma-api.ts';
 import { GuestKernel } from '../../guest/vm.ts';
 import { encodeCommand } from '../../hw/smmu/commands.ts';
 import { HOST_PAGES } from '../hyp/pkvm-rig.ts';
 
-/** where a guest finds its vSMMU and its RAM (the virt layout; hyp/guest.ts) */
+/** where a guest finds its vSMMU and its RAM (the virt layout; hyp/vm/guest.ts) */
 export const VSMMU = 0x0905_0000;
 export const GUEST_RAM = 0x4000_0000;
 export const GUEST_SIZE = 0x100_0000;

@@ -7,8 +7,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Machine, SMMU_BASE } from '../../hw/machine.ts';
-import { ArmSmmuV3 } from '../../host/driver.ts';
-import { DomainManager } from '../../host/domain.ts';
+import { ArmSmmuV3 } from '../../host/driver/driver.ts';
+import { DomainManager } from '../../host/driver/domain.ts';
 import { DmaApi, IovaAllocator } from '../../host/dma-api.ts';
 
 const QEMU = {

@@ -6,9 +6,9 @@
  */
 import { Machine, SMMU_BASE, type DeviceSpec } from '../../hw/machine.ts';
 import { PkvmHyp } from '../../hyp/pkvm.ts';
-import { makePolicy, type FailurePolicy, type RuleName } from '../../hyp/policy.ts';
-import { ArmSmmuV3 } from '../../host/driver.ts';
-import { DomainManager } from '../../host/domain.ts';
+import { makePolicy, type FailurePolicy, type RuleName } from '../../hyp/policy/policy.ts';
+import { ArmSmmuV3 } from '../../host/driver/driver.ts';
+import { DomainManager } from '../../host/driver/domain.ts';
 import { DmaApi } from '../../host/dma-api.ts';
 
 /** designs.md §1.2 / pkvm.ts: the hypervisor's memory, the top 64 MiB of the 1 GiB of RAM */

@@ -12,11 +12,11 @@ import { Machine, SMMU_BASE } from '../../hw/machine.ts';
 import { CpuAbortError } from '../../hw/bus.ts';
 import { encodeCommand } from '../../hw/smmu/commands.ts';
 import { PkvmHyp } from '../../hyp/pkvm.ts';
-import { makePolicy } from '../../hyp/policy.ts';
-import { HypPanic } from '../../hyp/failure.ts';
-import { OwnershipError } from '../../hyp/ownership.ts';
-import { ArmSmmuV3 } from '../../host/driver.ts';
-import { DomainManager } from '../../host/domain.ts';
+import { makePolicy } from '../../hyp/policy/policy.ts';
+import { HypPanic } from '../../hyp/policy/failure.ts';
+import { OwnershipError } from '../../hyp/mem/ownership.ts';
+import { ArmSmmuV3 } from '../../host/driver/driver.ts';
+import { DomainManager } from '../../host/driver/domain.ts';
 import {
   ATSCHK,
   CERROR_ILL,

@@ -1,0 +1,370 @@
+/**
+ * Page ownership, as pKVM's mem_protect keeps it: every physical page has an owner and a
+ * sharing state, and every change is an explicit transition that checks its preconditions
+ * for every page first and then applies to all of them (all or nothing).
+ *
+ * States (from the host's side, pKVM's names in brackets):
+ *  - host-owned            [PKVM_PAGE_OWNED]          the default for every page
+ *  - shared host→hyp       [SHARED_OWNED / BORROWED]  the host still owns and uses it
+ *  - shared host→guest     [SHARED_OWNED / BORROWED]
+ *  - pinned                a shared page the hyp is using (pin count > 0): cannot be unshared
+ *  - hyp-owned             [NOPAGE, owner = hyp]      the host may not touch it
+ *  - guest-owned           [NOPAGE, owner = guest]
+ *
+ * Transitions: donate (host → hyp/guest), reclaim (hyp/guest → host), share, unshare, pin,
+ * unpin. Listeners (the host CPU stage-2 and the IOMMU idmap) run after a transition's checks
+ * pass; a listener that vetoes (throws) undoes the transition, so nothing is left half done.
+ */
+import { quietLimit } from '../../hw/quiet-errors.ts';
+
+const quiet = quietLimit;
+
+export const PAGE = 4096;
+
+export type Owner = 'host' | 'hyp' | `guest:${string}`;
+
+export interface PageState {
+  readonly owner: Owner;
+  /** who a host-owned page is shared with */
+  readonly sharedWith: Owner | null;
+  /** hyp pins on a shared page */
+  readonly pins: number;
+  /** MMIO rather than memory (mapped with blocks in the idmap) */
+  readonly mmio: boolean;
+}
+
+const HOST_OWNED: PageState = Object.freeze({
+  owner: 'host',
+  sharedWith: null,
+  pins: 0,
+  mmio: false,
+});
+
+export type Transition = 'donate' | 'reclaim' | 'share' | 'unshare' | 'pin' | 'unpin';
+
+/** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
+export class OwnershipError extends Error {
+  constructor(
+    readonly transition: Transition,
+    readonly pa: number,
+    readonly why: string,
+  ) {
+    const limit = quiet();
+    super(`${transition} refused at page 0x${pa.toString(16)}: ${why}`);
+    Error.stackTraceLimit = limit;
+    this.name = 'OwnershipError';
+  }
+}
+
+/** What the host may do with a page now (its CPU stage-2 and the idmap follow this). */
+export function hostAccess(s: PageState): { read: boolean; write: boolean } {
+  const ok = s.owner === 'host';
+  return { read: ok, write: ok };
+}
+
+export interface OwnershipChange {
+  readonly transition: Transition;
+  readonly base: number;
+  readonly pages: number;
+  /** whether the host's access changed (donate/reclaim) */
+  readonly hostAccessChanged: boolean;
+  /** host access after the change */
+  readonly hostCanAccess: boolean;
+  readonly mmio: boolean;
+}
+export type OwnershipListener = (c: OwnershipChange) => void;
+
+export interface OwnedRange {
+  base: number;
+  size: number;
+  state: PageState;
+}
+
+export class PageOwnership {
+  /** non-default pages only: pfn → state */
+  private readonly pages = new Map<number, PageState>();
+  private readonly listeners: OwnershipListener[] = [];
+  /** transitions applied, by kind */
+  readonly counts: Record<Transition, number> = {
+    donate: 0,
+    reclaim: 0,
+    share: 0,
+    unshare: 0,
+    pin: 0,
+    unpin: 0,
+  };
+  refused = 0;
+
+  onChange(l: OwnershipListener): void {
+    this.listeners.push(l);
+  }
+
+  state(pa: number): PageState {
+    return this.pages.get(Math.floor(pa / PAGE)) ?? HOST_OWNED;
+  }
+
+  /** Fast check for the host CPU stage-2: may the host access the page holding `pa`? */
+  hostMay(pa: number): boolean {
+    const s = this.pages.get(Math.floor(pa / PAGE));
+    return s === undefined || s.owner === 'host';
+  }
+
+  /**
+   * The page frames in [firstPfn, endPfn) the host may not access (owned away from it), in
+   * ascending order: the complement of `hostMay` over the range, without visiting every page.
+   */
+  nonHostPfns(firstPfn: number, endPfn: number): number[] {
+    const out: number[] = [];
+    this.pages.forEach((s, pfn) => {
+      if (pfn >= firstPfn && pfn < endPfn && s.owner !== 'host') out.push(pfn);
+    });
+    return out.sort((a, b) => a - b);
+  }
+
+  /** Pages not in the default state, merged into runs of equal state, by address. */
+  ranges(): OwnedRange[] {
+    // pages are set a range at a time, so in insertion order they come in runs of consecutive
+    // frames sharing one state object: gather those runs, sort the runs (not the pages), then
+    // merge neighbours of equal state
+    const starts: number[] = [];
+    const lens: number[] = [];
+    const states: PageState[] = [];
+    let n = 0;
+    // (forEach: no [key, value] array per page)
+    this.pages.forEach((s, pfn) => {
+      if (s === HOST_OWNED) return;
+      if (n > 0 && states[n - 1] === s && starts[n - 1]! + lens[n - 1]! === pfn) lens[n - 1]!++;
+      else {
+        starts.push(pfn);
+        lens.push(1);
+        states.push(s);
+        n++;
+      }
+    });
+    const order = Array.from({ length: n }, (_, i) => i);
+    order.sort((a, b) => starts[a]! - starts[b]!);
+    const out: OwnedRange[] = [];
+    for (const i of order) {
+      const base = starts[i]! * PAGE;
+      const last = out[out.length - 1];
+      if (last && last.base + last.size === base && sameState(last.state, states[i]!))
+        last.size += lens[i]! * PAGE;
+      else out.push({ base, size: lens[i]! * PAGE, state: states[i]! });
+    }
+    return out;
+  }
+
+  /** How many pages each owner holds away from the host, and how many are shared / pinned. */
+  summary(): Record<string, number> {
+    const r: Record<string, number> = {};
+    for (const s of this.pages.values()) {
+      if (s === HOST_OWNED) continue;
+      const k =
+        s.owner !== 'host'
+          ? `${s.owner}-owned`
+          : s.pins
+            ? 'pinned'
+            : s.sharedWith
+              ? `shared-${s.sharedWith}`
+              : 'host';
+      r[k] = (r[k] ?? 0) + 1;
+    }
+    return r;
+  }
+
+  // ---- transitions ---------------------------------------------------------------------------
+
+  /** host → `to`: the host loses access. Pages must be host-owned, not shared, not pinned. */
+  donate(base: number, size: number, to: Exclude<Owner, 'host'>, o: { mmio?: boolean } = {}): void {
+    this.apply(
+      'donate',
+      base,
+      size,
+      (s) => {
+        if (s.owner !== 'host') return `owned by ${s.owner}`;
+        if (s.sharedWith)
+          return `shared with ${s.sharedWith}${s.pins ? ` and pinned ${s.pins}×` : ''}`;
+        return null;
+      },
+      (s) => ({ owner: to, sharedWith: null, pins: 0, mmio: o.mmio ?? s.mmio }),
+      true,
+      false,
+    );
+  }
+
+  /** `from` → host: the pages come back to the host. */
+  reclaim(base: number, size: number, from: Exclude<Owner, 'host'>): void {
+    this.apply(
+      'reclaim',
+      base,
+      size,
+      (s) => (s.owner !== from ? `owned by ${s.owner}, not ${from}` : null),
+      (s) => ({ owner: 'host', sharedWith: null, pins: 0, mmio: s.mmio }),
+      true,
+      true,
+    );
+  }
+
+  /** host shares with `to`: the host keeps access. Pages must be host-owned and not yet shared. */
+  share(base: number, size: number, to: Exclude<Owner, 'host'>): void {
+    this.apply(
+      'share',
+      base,
+      size,
+      (s) => {
+        if (s.owner !== 'host') return `owned by ${s.owner}: only host-owned memory can be shared`;
+        if (s.sharedWith) return `already shared with ${s.sharedWith}`;
+        return null;
+      },
+      (s) => ({ ...s, sharedWith: to }),
+      false,
+      true,
+    );
+  }
+
+  unshare(base: number, size: number, from: Exclude<Owner, 'host'>): void {
+    this.apply(
+      'unshare',
+      base,
+      size,
+      (s) => {
+        if (s.owner !== 'host' || s.sharedWith !== from) return `not shared with ${from}`;
+        if (s.pins) return `pinned ${s.pins}×`;
+        return null;
+      },
+      (s) => ({ ...s, sharedWith: null }),
+      false,
+      true,
+    );
+  }
+
+  /** The hyp pins a page the host shared with it, so it cannot be unshared while in use. */
+  pin(base: number, size: number): void {
+    this.apply(
+      'pin',
+      base,
+      size,
+      (s) => (s.owner !== 'host' || s.sharedWith !== 'hyp' ? 'not shared with the hyp' : null),
+      (s) => ({ ...s, pins: s.pins + 1 }),
+      false,
+      true,
+    );
+  }
+
+  unpin(base: number, size: number): void {
+    this.apply(
+      'unpin',
+      base,
+      size,
+      (s) => (s.pins === 0 ? 'not pinned' : null),
+      (s) => ({ ...s, pins: s.pins - 1 }),
+      false,
+      true,
+    );
+  }
+
+  /** share + pin as one step (pKVM's hyp_pin_shared_mem after a share) */
+  shareAndPin(base: number, size: number): void {
+    this.share(base, size, 'hyp');
+    try {
+      this.pin(base, size);
+    } catch (e) {
+      this.unshare(base, size, 'hyp');
+      throw e;
+    }
+  }
+
+  unpinAndUnshare(base: number, size: number): void {
+    this.unpin(base, size);
+    this.unshare(base, size, 'hyp');
+  }
+
+  private apply(
+    t: Transition,
+    base: number,
+    size: number,
+    check: (s: PageState) => string | null,
+    next: (s: PageState) => PageState,
+    accessChanges: boolean,
+    hostCanAccess: boolean,
+  ): void {
+    if (
+      !Number.isSafeInteger(base) ||
+      !Number.isSafeInteger(size) ||
+      base % PAGE ||
+      size % PAGE ||
+      size <= 0
+    ) {
+      this.refused++;
+      throw new OwnershipError(
+        t,
+        base,
+        `range 0x${base.toString(16)}+0x${size.toString(16)} is not page aligned`,
+      );
+    }
+    const first = base / PAGE;
+    const n = size / PAGE;
+    const before: Array<PageState | undefined> = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const s = this.pages.get(first + i);
+      const why = check(s ?? HOST_OWNED);
+      if (why) {
+        this.refused++;
+        throw new OwnershipError(t, (first + i) * PAGE, why);
+      }
+      before[i] = s;
+    }
+    // `next` is a pure function of the state, and a run of pages usually shares one state object
+    // (the states are frozen): compute it once per distinct state, not once per page
+    let lastIn: PageState | null = null;
+    let lastOut: PageState = HOST_OWNED;
+    for (let i = 0; i < n; i++) {
+      const s = before[i] ?? HOST_OWNED;
+      if (s !== lastIn) {
+        lastIn = s;
+        lastOut = next(s);
+      }
+      this.set(first + i, lastOut);
+    }
+    const mmio = (before[0] ?? HOST_OWNED).mmio;
+    try {
+      for (const l of this.listeners)
+        l({ transition: t, base, pages: n, hostAccessChanged: accessChanges, hostCanAccess, mmio });
+    } catch (e) {
+      // a listener vetoed (e.g. the idmap could not be invalidated): undo, so nothing is half done
+      for (let i = 0; i < n; i++) this.set(first + i, before[i] ?? HOST_OWNED);
+      if (accessChanges)
+        for (const l of this.listeners) {
+          try {
+            l({
+              transition: t === 'donate' ? 'reclaim' : 'donate',
+              base,
+              pages: n,
+              hostAccessChanged: true,
+              hostCanAccess: !hostCanAccess,
+              mmio,
+            });
+          } catch {
+            /* best effort: the original error is what matters */
+          }
+        }
+      this.refused++;
+      throw e;
+    }
+    this.counts[t]++;
+  }
+
+  private set(pfn: number, s: PageState): void {
+    if (s.owner === 'host' && !s.sharedWith && !s.pins && !s.mmio) {
+      // back to the default: keep the key (deleting from a large Map and re-inserting is slow
+      // in V8, and a reshadow shares and unshares the same L2 pages every time)
+      if (this.pages.has(pfn)) this.pages.set(pfn, HOST_OWNED);
+    } else this.pages.set(pfn, Object.isFrozen(s) ? s : Object.freeze(s));
+  }
+}
+
+function sameState(a: PageState, b: PageState): boolean {
+  return (
+    a.owner === b.owner && a.sharedWith === b.sharedWith && a.pins === b.pins && a.mmio === b.mmio
+  );
+}

@@ -1,0 +1,1635 @@
+/**
+ * The malicious-guest fuzzer (`smmulab fuzz --target guest`): seeded campaigns of hostile guest
+ * operations (guest/malicious/attacker.ts) against the hypervisor's vSMMU, checked by the isolation
+ * oracle and by the vSMMU's own invariants, with every failure shrunk to an ordinary scenario
+ * file that `smmulab run` replays. The terms are those of the host fuzzer (scenarios/fuzz/host.ts):
+ * operation, iteration, machine, episode; the options, the result, the sharding over workers,
+ * the coverage merging and the reproducer files are its own (FuzzOptions, FuzzResult,
+ * mergeResults, writeReproducers).
+ *
+ * A machine: the hypervisor boots on the host fuzzer's 16 MiB machine (FUZZ_MACHINE); the
+ * host's driver probes and maps a buffer for its own device (StreamID 8); guest g1 is built
+ * from 4 MiB of host memory with two devices (pSID 9 as vSID 0, pSID 256 as vSID 1) and, three
+ * machines in four, guest g2 with one (pSID 65535 as vSID 0, the same vSID as g1's first).
+ * Their kernels probe their vSMMUs, attach stage-1 DMA domains and map buffers (one machine in
+ * seven leaves the vSMMUs at reset). Then the guests' hostile operations run, as scenario steps.
+ *
+ * After every operation (cheap, continuous checks):
+ *  - a JavaScript exception out of hypervisor or model code is a bug (a data abort the guest
+ *    takes is its own business; one the hypervisor takes is a bug; HypPanic is counted);
+ *  - a DMA from a guest's device that lands outside that guest's memory, or from a host
+ *    device outside host memory; an SMMU write (event, MSI) on memory the host may not write;
+ *    a guest CPU write that completes outside its RAM; a hypervisor read or write of memory
+ *    outside the guest's RAM on that guest's behalf (Guest.watch): breaches at once;
+ *  - invariants of the vSMMU: the physical STE installed for a guest's pSID is the nesting of
+ *    some legal guest STE under that guest's stage-2 (its VMID, S2TTB and stage-2 fields, S2PTW,
+ *    S2R, STRW=NS-EL1, EATS=0: nestSte of the unweakened rules maps it to itself); a guest's
+ *    operation installs STEs only for its own pSIDs; every physical command issued on a guest's
+ *    behalf is a CFGI/ATC_INV of its own pSIDs, a TLBI_NH_* or TLBI_S12_VMALL of its own VMID,
+ *    or CMD_SYNC, and never stops the hardware queue; no trap consumes more than two command
+ *    budgets (its own batch and one continuation); every record the guest's event queue receives names one of its vSIDs (but
+ *    C_BAD_STREAMID, which names the stray one);
+ * and every `checkEvery` operations when the state changed, and at the end: the full
+ * isolation oracle (scenarios/check/oracle.ts; a guest's device may reach only its guest's memory).
+ *
+ * A reproducer ends with a step that fails: `isolation` for a breach the oracle sees, the DMA
+ * or the write itself, a `memread` of the page a hypervisor write landed on, `expectSte` for
+ * a physical STE, a `read` (as the hypervisor) of the physical command-queue slot, a `read`
+ * (as the guest) of its event record; and otherwise, for a failure that needs a weakened
+ * rule, probes of what the guest can see (its vSMMU registers) and of the physical STEs and
+ * command slots whose expected values come from replaying the same steps with the rule on.
+ */
+import type { Machine } from '../../hw/machine.ts';
+import { CpuAbortError } from '../../hw/bus.ts';
+import { get, set } from '../../hw/bits.ts';
+import { STE, STE_FIELDS, STE_WORDS, CFG } from '../../hw/smmu/ste.ts';
+import { SMMU_MMIO_SIZE, regNameAt, OFF, regByName, type RegName } from '../../hw/smmu/regs.ts';
+import { OP, OPCODES, VMID as VMID_F, opcodeName } from '../../hw/smmu/commands.ts';
+import { EVT } from '../../hw/smmu/events.ts';
+import { GERR } from '../../hw/smmu/gerror.ts';
+import { queueBase } from '../../hw/smmu/smmu.ts';
+import { qIndex, ptrMask } from '../../hw/smmu/queue.ts';
+import type { DmaEndpoint, DmaOutcome } from '../../hw/dma.ts';
+import { HypPanic } from '../../hyp/policy/failure.ts';
+import { V6_GAPS, type FailurePolicy, type RuleName } from '../../hyp/policy/policy.ts';
+import { PATHS, IsolationOracle, type ProtectedRange } from '../check/oracle.ts';
+import { nestSte, S1_FIELDS, type NestEnv } from '../../hyp/vm/vsmmu-ste.ts';
+import { VSMMU_IPA, type Guest } from '../../hyp/vm/guest.ts';
+import type { VSmmu } from '../../hyp/vm/vsmmu.ts';
+import type { PkvmHyp } from '../../hyp/pkvm.ts';
+import { isolationPolicy } from '../check/isolation.ts';
+import { RunContext } from '../engine/context.ts';
+import { STEPS } from '../steps/index.ts';
+import { buildMachine, bootHyp, runScenario } from '../engine/runner.ts';
+import { parseScenarioText } from '../engine/loader.ts';
+import { opKind, SHRINK_BUDGET, shrinkFailure, type ShrunkFailure } from './shrink.ts';
+import type { MachineConfig } from '../engine/schema.ts';
+import type { HostKernel } from '../steps/driver.ts';
+import {
+  machineConfig,
+  mergeCoverage,
+  findingKey,
+  stepJson,
+  validateOptions,
+  stopRequested,
+  type FuzzOptions,
+  type FuzzResult,
+  type FuzzFinding,
+  type FuzzCoverage,
+  type FindingKind,
+  type FuzzProgress,
+} from './host.ts';
+import type { HostileOp } from '../../host/malicious/attacker.ts';
+import {
+  GuestAttacker,
+  Rng,
+  type GuestOp,
+  type GuestView,
+  type GuestProbe,
+} from '../../guest/malicious/attacker.ts';
+
+/** The vSMMU's named rules: the ones `--target guest` exists to test. */
+export const GUEST_RULES: readonly RuleName[] = [
+  'vsid-owner',
+  'vste-s1-only',
+  'vste-legal',
+  'vtlbi-vmid',
+  'vsmmu-p2m',
+  'vcmd-budget',
+  'vevt-vsid',
+];
+
+// ---- the machine -----------------------------------------------------------------------------
+
+/**
+ * The fuzzing machine and its guests (host PAs; each guest sees its RAM at IPA 0x4000_0000):
+ * 16 MiB of RAM, the host's driver in the first 4 MiB, g1 and g2 in the next two 4 MiB, the
+ * hypervisor in the last 4 MiB; the devices are the host fuzzer's.
+ */
+export const GUEST_FUZZ = {
+  machine: {
+    ramBase: 0x4000_0000,
+    ramSize: 0x100_0000,
+    hypMemory: { base: 0x40c0_0000, size: 0x40_0000 },
+    devices: [
+      { name: 'dev0', sid: 0 },
+      { name: 'dev8', sid: 8 },
+      { name: 'dev9', sid: 9 },
+      { name: 'dev256', sid: 256 },
+      { name: 'dev65535', sid: 0xffff },
+    ],
+  },
+  hostPages: { base: 0x4000_0000, limit: 0x4040_0000 },
+  hostBuffer: 0x4030_0000,
+  guests: [
+    {
+      name: 'g1',
+      memory: { base: 0x4040_0000, size: 0x40_0000 },
+      devices: [
+        { device: 'dev9', vsid: 0 },
+        { device: 'dev256', vsid: 1 },
+      ],
+    },
+    {
+      name: 'g2',
+      memory: { base: 0x4080_0000, size: 0x40_0000 },
+      devices: [{ device: 'dev65535', vsid: 0 }],
+    },
+  ],
+  /** the guest kernel's own pages (IPA): its queues and tables */
+  guestPages: { base: 0x4010_0000, limit: 0x4040_0000 },
+  /** guest RAM kept for the attacker's own structures (IPA) */
+  scratch: { base: 0x4004_0000, size: 0xc_0000 },
+} as const;
+
+type Step = { op: string; [k: string]: unknown };
+
+function hexs(v: number | bigint): string {
+  return '0x' + v.toString(16);
+}
+
+/** The prologue of a machine: the host's driver, then each guest built, booted and attached (JSON, as a scenario holds it). */
+export function guestPrologue(twoGuests: boolean, raw: boolean): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [
+    {
+      op: 'driver',
+      call: 'probe',
+      pages: { base: hexs(GUEST_FUZZ.hostPages.base), limit: hexs(GUEST_FUZZ.hostPages.limit) },
+      comment: 'the host driver probes (every SMMU access traps into the hypervisor)',
+    },
+    { op: 'driver', call: 'attach', sid: 8, domain: 'dma' },
+    { op: 'driver', call: 'map', sid: 8, pa: hexs(GUEST_FUZZ.hostBuffer), size: 0x2000, as: 'm8' },
+  ];
+  for (const g of GUEST_FUZZ.guests.slice(0, twoGuests ? 2 : 1)) {
+    const actor = `guest:${g.name}`;
+    out.push({
+      op: 'guest',
+      call: 'create',
+      name: g.name,
+      memory: { base: hexs(g.memory.base), size: hexs(g.memory.size) },
+      devices: g.devices.map((d) => ({ ...d })),
+      boot: false,
+      comment: `the host donates 4 MiB at PA ${hexs(g.memory.base)} to ${g.name} (IPA 0x40000000), with ${g.devices.map((d) => `${d.device} as vSID ${d.vsid}`).join(', ')}`,
+    });
+    if (raw) continue;
+    out.push({
+      op: 'driver',
+      actor,
+      call: 'probe',
+      pages: { base: hexs(GUEST_FUZZ.guestPages.base), limit: hexs(GUEST_FUZZ.guestPages.limit) },
+      comment: `${g.name}'s kernel probes its vSMMU`,
+    });
+    g.devices.forEach((d, i) => {
+      out.push({
+        op: 'driver',
+        actor,
+        call: 'attach',
+        sid: d.vsid,
+        domain: 'dma',
+        ...(i === 1 ? { ssidBits: 2 } : {}),
+      });
+      out.push({
+        op: 'driver',
+        actor,
+        call: 'map',
+        sid: d.vsid,
+        pa: hexs(0x4000_1000 + i * 0x4000),
+        size: 0x2000,
+        as: `${g.name}-b${d.vsid}`,
+      });
+    });
+  }
+  return out;
+}
+
+function parseStep(json: Record<string, unknown>): Step {
+  const def = STEPS.get(json.op as string);
+  if (!def) throw new Error(`fuzz-guest: no step op ${String(json.op)}`);
+  return def.schema.parse(json) as Step;
+}
+
+/** The race step takes a guest actor (a second vCPU rewriting guest memory between hypervisor reads). */
+const GUEST_RACES =
+  STEPS.get('race')?.schema.safeParse({ op: 'race', actor: 'guest:g1', addr: 0, hex: '00' })
+    .success === true;
+
+export interface GuestPlan {
+  episode: number;
+  firstIteration: number;
+  machine: MachineConfig;
+  failure: FailurePolicy;
+  weaken: RuleName[];
+  raw: boolean;
+  twoGuests: boolean;
+  /** the prologue steps (JSON) and their parsed form */
+  prologueJson: Record<string, unknown>[];
+  prologue: Step[];
+}
+
+/** the weakened rules: --weaken, and the v6-era gaps under --policy pkvm-v6 (host-side rules: they change nothing a guest reaches) */
+function baseWeaken(o: FuzzOptions): RuleName[] {
+  return [
+    ...new Set([...(o.weaken ?? []), ...((o.policy ?? 'pkvm') === 'pkvm-v6' ? V6_GAPS : [])]),
+  ];
+}
+
+export function planGuestMachine(
+  o: FuzzOptions,
+  episode: number,
+  firstIteration: number,
+  rng: Rng,
+): GuestPlan {
+  const choice = o.failure ?? 'mixed';
+  const failure: FailurePolicy =
+    choice === 'mixed'
+      ? rng.weighted<FailurePolicy>([
+          [5, 'panic'],
+          [50, 'reject'],
+          [45, 'log'],
+        ])
+      : choice;
+  let weaken = baseWeaken(o);
+  if (weaken.length > 1) {
+    const keep = weaken.filter(() => rng.chance(0.5));
+    weaken = keep.length ? keep : [rng.pick(weaken)];
+  }
+  const raw = rng.chance(1 / 7);
+  const twoGuests = rng.chance(3 / 4);
+  const prologueJson = guestPrologue(twoGuests, raw);
+  return {
+    episode,
+    firstIteration,
+    machine: guestMachineConfig(failure, weaken, o.allowAts ?? false),
+    failure,
+    weaken,
+    raw,
+    twoGuests,
+    prologueJson,
+    prologue: prologueJson.map(parseStep),
+  };
+}
+
+/** The host fuzzer's machine configuration (policy, failure, weakened rules), on this file's layout. */
+function guestMachineConfig(
+  failure: FailurePolicy,
+  weaken: readonly RuleName[],
+  allowAts: boolean,
+): MachineConfig {
+  const L = GUEST_FUZZ.machine;
+  return {
+    ...machineConfig(failure, weaken, allowAts),
+    ramBase: L.ramBase,
+    ramSize: L.ramSize,
+    hypMemory: { ...L.hypMemory },
+    devices: L.devices.map((d) => ({ ...d })),
+  };
+}
+
+function withWeaken(plan: GuestPlan, weaken: RuleName[]): GuestPlan {
+  return {
+    ...plan,
+    weaken,
+    machine: guestMachineConfig(plan.failure, weaken, plan.machine.allowAts ?? false),
+  };
+}
+
+// ---- the executor ----------------------------------------------------------------------------
+
+/** A reproducer's closing step, and what it is for. */
+type Probe = Record<string, unknown>;
+
+interface Detected {
+  kind: FindingKind;
+  signature: string;
+  detail: string;
+  /** steps that fail on replay and pass once fixed (after the operations) */
+  checks?: Probe[];
+  /** the last operation itself fails on replay (its expectation is set here) */
+  lastOpExpect?: 'abort';
+  /** physical command slots and pSIDs worth probing (differential reproducers) */
+  slots?: number[];
+  psids?: number[];
+}
+
+export interface GuestExecResult {
+  invalid?: string;
+  executed: GuestOp[];
+  found: Detected | null;
+  foundAt: number;
+  panic: { rule: string; reason: string } | null;
+  commands: number;
+  opcodes: Record<string, number>;
+  registers: Record<string, { read: number; write: number }>;
+  kinds: Record<string, number>;
+  /** the machine at the end (for probes) */
+  machine?: { m: Machine; hyp: PkvmHyp; ctx: RunContext };
+}
+
+interface ExecOptions {
+  checkEvery: number;
+  coverage: boolean;
+  /** keep the machine in the result */
+  keep?: boolean;
+}
+
+const PATH_RANK = new Map<string, number>(PATHS.map((p, i) => [p, i]));
+const PAGE = 4096;
+const EVT_SID_MASK = 0xffff_ffff_0000_0000n;
+/** VMID's position in the first doubleword of a TLBI command (bits [47:32]) */
+const VMID_MASK64 = 0xffffn << 32n;
+const ALLOWED_PHYS = new Set<number>([
+  OP.CFGI_STE,
+  OP.CFGI_CD,
+  OP.CFGI_CD_ALL,
+  OP.ATC_INV,
+  OP.TLBI_NH_ALL,
+  OP.TLBI_NH_ASID,
+  OP.TLBI_NH_VA,
+  OP.TLBI_NH_VAA,
+  OP.TLBI_S12_VMALL,
+  OP.CMD_SYNC,
+]);
+/** (CFGI_STE comes with an STE install, which the install check judges by its effect) */
+const SID_OPS = new Set<number>([OP.CFGI_CD, OP.CFGI_CD_ALL, OP.ATC_INV]);
+const VMID_OPS = new Set<number>([
+  OP.TLBI_NH_ALL,
+  OP.TLBI_NH_ASID,
+  OP.TLBI_NH_VA,
+  OP.TLBI_NH_VAA,
+  OP.TLBI_S12_VMALL,
+]);
+const STE_CHECKED = STE_FIELDS.filter((f) => f.name !== 'IMPLEMENTATION_DEFINED');
+
+/** Where an exception came from: the first frame in the project's own code. */
+function origin(e: Error): string {
+  const m = /(?:hyp|hw|host|guest|scenarios)[/\\][A-Za-z0-9_/\\.-]+\.ts:\d+/.exec(e.stack ?? '');
+  return m ? m[0].replace(/\\/g, '/') : 'unknown';
+}
+
+function normalize(msg: string): string {
+  return msg
+    .replace(/0x[0-9a-f]+/gi, '#')
+    .replace(/\d+/g, '#')
+    .slice(0, 120);
+}
+
+const bytesHex = (b: Uint8Array): string =>
+  Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+
+/**
+ * The physical STE the unweakened vSMMU would install for a guest STE with this STE's
+ * configuration: the guest STE is read back from the physical one (V, Config un-nested, the
+ * stage-1 fields), then nested again by the rules. An STE that is not a nesting of a legal
+ * guest STE under `env` differs from the result.
+ */
+export function expectedNesting(phys: Uint32Array, env: NestEnv): Uint32Array {
+  const out = new Uint32Array(STE_WORDS);
+  if (get(phys, STE.V) === 0) return out;
+  const g = new Uint32Array(STE_WORDS);
+  set(g, STE.V, 1);
+  const c = get(phys, STE.Config);
+  set(
+    g,
+    STE.Config,
+    c === CFG.NESTED
+      ? CFG.S1_TRANS
+      : c === CFG.S2_TRANS
+        ? CFG.BYPASS
+        : c === CFG.ABORT
+          ? CFG.ABORT
+          : CFG.BYPASS,
+  );
+  if (c === CFG.NESTED) for (const f of S1_FIELDS) set(g, f, get(phys, f));
+  nestSte(g, out, { features: env.features, s2: env.s2, vmid: env.vmid }, []);
+  return out;
+}
+
+/** The differing fields of two STEs, as expectSte wants them (the `want` side), and the first one. */
+function steDiff(
+  got: Uint32Array,
+  want: Uint32Array,
+): { fields: Record<string, number | string>; first: string } {
+  // V=0 is the whole story when it is wanted (nothing else of an invalid STE matters)
+  if (get(want, STE.V) === 0 && get(got, STE.V) === 1) return { fields: { V: 0 }, first: 'V' };
+  const fields: Record<string, number | string> = {};
+  let first = '';
+  for (const f of STE_CHECKED) {
+    const w = get(want, f);
+    if (get(got, f) !== w) {
+      fields[f.name] =
+        f.name === 'S2TTB' ? hexs(w * 16) : f.name === 'S1ContextPtr' ? hexs(w * 64) : w;
+      if (!first) first = f.name;
+    }
+  }
+  return { fields, first };
+}
+
+/**
+ * Run one trial: build the machine from `plan`, run the prologue, then the operations from
+ * `source` until it runs dry, a failure is found or the hypervisor panics. Operations run as
+ * the scenario steps themselves, their `expect` set to what happened (an aborted access).
+ */
+export function executeGuest(
+  plan: GuestPlan,
+  source: () => GuestOp[] | null,
+  eo: ExecOptions,
+  makeAttacker?: (views: GuestView[]) => void,
+): GuestExecResult {
+  const res: GuestExecResult = {
+    executed: [],
+    found: null,
+    foundAt: -1,
+    panic: null,
+    commands: 0,
+    opcodes: {},
+    registers: {},
+    kinds: {},
+  };
+  const m = buildMachine(plan.machine);
+  const hyp = bootHyp(m, plan.machine);
+  const ctx = new RunContext(m);
+  ctx.hyp = hyp;
+  ctx.hypMode = 'pkvm';
+  ctx.hypMemory = { ...GUEST_FUZZ.machine.hypMemory };
+  if (eo.keep) res.machine = { m, hyp, ctx };
+  const own = hyp.own;
+  const owners = (): number => own.counts.donate + own.counts.reclaim;
+  let rangesAt = -1;
+  let ranges: readonly ProtectedRange[] = [];
+  const policy = isolationPolicy(ctx);
+  const oracle = new IsolationOracle(m, {
+    ...policy,
+    protectedRanges: () => {
+      if (owners() !== rangesAt) {
+        rangesAt = owners();
+        ranges = policy.protectedRanges();
+      }
+      return ranges;
+    },
+  });
+  oracle.attach();
+  ctx.oracle = oracle;
+
+  /** the guest whose operation is running (null: the prologue, the host) */
+  let acting: Guest | null = null;
+  let cheap: Detected | null = null;
+  /** one operation may break several things: keep the most telling (a breach, then what the hardware was given, then the rest) */
+  const rank = (d: Detected): number =>
+    d.kind === 'breach'
+      ? 0
+      : d.signature.startsWith('invariant:guest-ste')
+        ? 1
+        : d.signature.startsWith('invariant:guest-command')
+          ? 2
+          : 3;
+  const flag = (d: Detected): void => {
+    if (cheap === null || rank(d) < rank(cheap)) cheap = d;
+  };
+
+  // ---- continuous checks -------------------------------------------------------------------
+  let smmuWrites = 0;
+  m.smmu.writer.observe((w) => {
+    smmuWrites++;
+    for (let a = w.pa - (w.pa % PAGE); a < w.pa + w.len; a += PAGE) {
+      if (!own.hostMay(a)) {
+        const path = w.kind === 'event' ? 'event' : w.kind === 'priq' ? 'priq' : 'msi';
+        flag({
+          kind: 'breach',
+          signature: `breach:${path}`,
+          detail: `SMMU ${w.kind} write of ${w.len} bytes at 0x${w.pa.toString(16)} landed on ${own.state(a).owner} memory`,
+        });
+        return;
+      }
+    }
+  });
+
+  // DMA: a guest's device within its guest's memory, a host device within host memory
+  const wrapEp = (ep: DmaEndpoint): void => {
+    const watch = (out: DmaOutcome, access: string): DmaOutcome => {
+      if (out.ok && out.pa >= 0) {
+        const g = hyp.sidOwner.get(ep.sid);
+        const ok = g ? own.state(out.pa).owner === g.actor : own.hostMay(out.pa);
+        if (!ok)
+          flag({
+            kind: 'breach',
+            signature: 'breach:dma-landed',
+            detail: `a ${access} DMA from StreamID ${ep.sid} (${g ? `${g.actor}'s device` : 'a host device'}) reached PA 0x${out.pa.toString(16)}, ${own.state(out.pa).owner} memory`,
+          });
+      }
+      return out;
+    };
+    const { read, write, readTranslated, writeTranslated } = ep;
+    ep.read = (iova, len, o) => watch(read.call(ep, iova, len, o), 'read');
+    ep.write = (iova, data, o) => watch(write.call(ep, iova, data, o), 'write');
+    ep.readTranslated = (addr, len, o) =>
+      watch(readTranslated.call(ep, addr, len, o), 'Translated read');
+    ep.writeTranslated = (addr, data, o) =>
+      watch(writeTranslated.call(ep, addr, data, o), 'Translated write');
+  };
+  for (const ep of m.devices.values()) wrapEp(ep);
+  const origEndpoint = ctx.endpointForSid;
+  ctx.endpointForSid = (sid: number) => {
+    const known = m.devices.size;
+    const ep = origEndpoint.call(ctx, sid);
+    if (m.devices.size !== known) wrapEp(ep);
+    return ep;
+  };
+
+  // physical STE installs: which pSIDs changed, and none of another's during a guest's operation
+  const dirty = new Set<number>();
+  let installs = 0;
+  const strtab = hyp.strtab;
+  const origInstall = strtab.install;
+  strtab.install = (sid: number, next: Uint32Array, sync: (cmds: Uint32Array[]) => void): void => {
+    const g = acting;
+    const before = g && !g.psidToVsid.has(sid) ? hyp.shadowSte(sid) : null;
+    origInstall.call(strtab, sid, next, sync);
+    installs++;
+    dirty.add(sid);
+    if (g && before) {
+      const d = steDiff(hyp.shadowSte(sid), before);
+      if (d.first)
+        flag({
+          kind: 'invariant',
+          signature: 'invariant:guest-ste:foreign-psid',
+          detail: `an operation of ${g.actor} changed the physical STE of pSID ${sid}, which is ${hyp.sidOwner.get(sid)?.actor ?? 'the host'}'s (${Object.keys(d.fields).join(', ')})`,
+          checks: [
+            {
+              op: 'expectSte',
+              sid,
+              fields: d.fields,
+              comment: `pSID ${sid} is not ${g.name}'s: its STE must be as it was`,
+            },
+          ],
+          psids: [sid],
+        });
+    }
+  };
+
+  // physical commands issued on a guest's behalf
+  const sq = hyp.shadowQ;
+  const origIssue = sq.issueAndSync;
+  sq.issueAndSync = (cmds: readonly Uint32Array[]): void => {
+    const g = acting;
+    const p0 = sq.prod;
+    let thrown: unknown = null;
+    try {
+      origIssue.call(sq, cmds);
+    } catch (e) {
+      thrown = e;
+    }
+    if (g && sq.prod !== p0) {
+      const size = 2 ** sq.log2size;
+      cmds.forEach((c, i) => {
+        const op = c[0]! & 0xff;
+        const slot = sq.base + ((p0 + i) & (size - 1)) * 16;
+        const name = opcodeName(op);
+        const at = `the physical command-queue slot 0x${slot.toString(16)}`;
+        if (!ALLOWED_PHYS.has(op)) {
+          flag({
+            kind: 'invariant',
+            signature: `invariant:guest-command:${name}`,
+            detail: `${g.actor}'s vSMMU issued a physical ${name} (${at}); a guest gets only CFGI/ATC_INV of its pSIDs, TLBI_NH_*/TLBI_S12_VMALL of its VMID and CMD_SYNC`,
+            slots: [slot],
+          });
+        } else if (SID_OPS.has(op) && !g.psidToVsid.has(c[1]!)) {
+          flag({
+            kind: 'invariant',
+            signature: 'invariant:guest-command:foreign-sid',
+            detail: `${g.actor}'s vSMMU issued a physical ${name} for StreamID ${c[1]}, which is not one of its pSIDs (${at})`,
+            slots: [slot],
+            psids: [c[1]!],
+          });
+        } else if (VMID_OPS.has(op) && get(c, VMID_F) !== g.vmid) {
+          flag({
+            kind: 'invariant',
+            signature: 'invariant:guest-command:vmid',
+            detail: `${g.actor}'s vSMMU issued a physical ${name} with VMID ${get(c, VMID_F)}, not its VMID ${g.vmid} (${at})`,
+            slots: [slot],
+            checks: [
+              {
+                op: 'read',
+                actor: 'hyp',
+                addr: hexs(slot),
+                size: 8,
+                mask: hexs(VMID_MASK64),
+                expect: hexs(BigInt(g.vmid) << 32n),
+                comment: `the physical ${name} issued for ${g.name}'s TLBI (${at}): its VMID must be ${g.name}'s, ${g.vmid}`,
+              },
+            ],
+          });
+        }
+      });
+    }
+    if (thrown !== null) throw thrown;
+  };
+
+  // per guest: hypervisor accesses to its memory, the command budget, its event records
+  const budget = hyp.policy.guestCmdBudget;
+  const watched = new Set<string>();
+  const watchGuests = (): void => {
+    for (const [name, g] of hyp.guests) {
+      if (watched.has(name)) continue;
+      watched.add(name);
+      const v = hyp.vsmmus.get(name)!;
+      g.watch = (dir, ipa, pa, bytes) => {
+        if (pa < 0 || g.ownsPa(pa, bytes)) return;
+        const what = `the hypervisor ${dir === 'w' ? 'wrote' : 'read'} ${bytes} bytes at PA 0x${pa.toString(16)} (${own.state(pa).owner} memory) for ${g.actor}'s IPA 0x${ipa.toString(16)}`;
+        if (dir === 'w') {
+          const orig = m.mem.readBytes(pa, bytes);
+          flag({
+            kind: 'breach',
+            signature: 'breach:hyp-write',
+            detail: what,
+            checks: [
+              {
+                op: 'memread',
+                actor: 'hyp',
+                addr: hexs(pa),
+                len: bytes,
+                expect: bytesHex(orig),
+                comment: `${own.state(pa).owner} memory at PA 0x${pa.toString(16)} must not hold a record of ${g.name}'s`,
+              },
+            ],
+          });
+        } else flag({ kind: 'breach', signature: 'breach:hyp-read', detail: what });
+      };
+      // commands consumed per trap: the trap's own batch and one continuation, a budget each
+      const q = v.cmdq;
+      const origConsume = q.consume;
+      let inTrap = 0;
+      q.consume = (limit?: number): number => {
+        const n = origConsume.call(q, limit);
+        inTrap += n;
+        return n;
+      };
+      const trapped = <T>(f: () => T): T => {
+        inTrap = 0;
+        const out = f();
+        if (inTrap > 2 * budget)
+          flag({
+            kind: 'invariant',
+            signature: 'invariant:guest-work',
+            detail: `one trap of ${g.actor} made the vSMMU consume ${inTrap} of its commands (at most ${2 * budget}: a budget of ${budget} for the trap's own batch and one for the continuation)`,
+          });
+        return out;
+      };
+      const { read: vRead, write: vWrite } = v;
+      v.read = (off, size) => trapped(() => vRead.call(v, off, size));
+      v.write = (off, size, value) => trapped(() => vWrite.call(v, off, size, value));
+      const origInject = v.inject;
+      v.inject = (words: Uint32Array): boolean => {
+        const qs = Math.min(v.eventqBase.lo & 0x1f, v.features.eventqs);
+        const ipa = queueBase(v.eventqBase, qs, 32) + qIndex(v.evtq.prod & ptrMask(qs), qs) * 32;
+        const ok = origInject.call(v, words);
+        const sid = words[1]!;
+        if (ok && (words[0]! & 0xff) !== EVT.C_BAD_STREAMID && !g.vsidToPsid.has(sid)) {
+          const vsid = g.psidToVsid.get(sid);
+          flag({
+            kind: 'invariant',
+            signature: 'invariant:guest-event-sid',
+            detail: `${g.actor}'s event queue got a record for StreamID ${sid}, which is not one of its vSIDs${vsid !== undefined ? ` (it is the pSID behind its vSID ${vsid})` : ''}`,
+            ...(vsid !== undefined
+              ? {
+                  checks: [
+                    {
+                      op: 'read',
+                      actor: g.actor,
+                      addr: hexs(ipa),
+                      size: 8,
+                      mask: hexs(EVT_SID_MASK),
+                      expect: hexs(BigInt(vsid) << 32n),
+                      comment: `${g.name} reads its event record: the StreamID must be its vSID ${vsid}, not the pSID ${sid}`,
+                    },
+                  ],
+                }
+              : {}),
+          });
+        }
+        return ok;
+      };
+    }
+  };
+
+  const steInvariant = (): Detected | null => {
+    for (const psid of dirty) {
+      const g = hyp.sidOwner.get(psid);
+      if (!g) continue;
+      const v = hyp.vsmmus.get(g.name);
+      if (!v) continue;
+      const sh = hyp.shadowSte(psid);
+      const want = expectedNesting(sh, { features: v.features, s2: g.s2cfg, vmid: g.vmid });
+      const d = steDiff(sh, want);
+      dirty.delete(psid);
+      if (d.first) {
+        return {
+          kind: 'invariant',
+          signature: `invariant:guest-ste:${d.first}`,
+          detail: `the physical STE of ${g.actor}'s pSID ${psid} is not the nesting of a legal guest STE under its stage-2: ${Object.entries(
+            d.fields,
+          )
+            .map(
+              ([k, w]) =>
+                `${k}=${get(
+                  sh,
+                  STE_FIELDS.find((f) => f.name === k)!,
+                )} (want ${w})`,
+            )
+            .join(', ')}`,
+          checks: [
+            {
+              op: 'expectSte',
+              sid: psid,
+              fields: d.fields,
+              comment: `${g.name}'s pSID ${psid}: only the guest's stage-1 fields under the hypervisor's stage-2`,
+            },
+          ],
+          psids: [psid],
+        };
+      }
+    }
+    dirty.clear();
+    return null;
+  };
+
+  const fp: number[] = [];
+  const fingerprint = (): boolean => {
+    let dmas = 0;
+    for (const d of m.devices.values()) dmas += d.dmas + d.atsRequests + d.atc.size;
+    const s = m.smmu;
+    const now = [
+      s.cr0,
+      s.gbpa.value,
+      installs,
+      owners(),
+      smmuWrites,
+      dmas,
+      s.strtab.fetches,
+      m.devices.size,
+    ];
+    let changed = now.length !== fp.length;
+    for (let i = 0; i < now.length && !changed; i++) changed = now[i] !== fp[i];
+    if (changed) {
+      fp.length = 0;
+      fp.push(...now);
+    }
+    return changed;
+  };
+
+  const fullCheck = (): Detected | null => {
+    const r = oracle.check();
+    if (r.ok) return null;
+    let best = r.breaches[0]!;
+    for (const b of r.breaches)
+      if ((PATH_RANK.get(b.path) ?? 99) < (PATH_RANK.get(best.path) ?? 99)) best = b;
+    return {
+      kind: 'breach',
+      signature: `breach:${best.path}`,
+      detail: `${r.total} breach(es); ${best.detail}`,
+      checks: [{ op: 'isolation', expect: 'ok', comment: `fails: ${best.detail}` }],
+    };
+  };
+
+  const afterOp = (force: boolean, opNo: number): Detected | null => {
+    const c: Detected | null = cheap ?? steInvariant();
+    cheap = null;
+    if (c || force || (opNo + 1) % eo.checkEvery === 0) {
+      if (c || force || fingerprint()) {
+        const b = fullCheck();
+        if (b) {
+          if (c && c.signature !== b.signature) b.detail += ` (first seen as: ${c.detail})`;
+          return b;
+        }
+      }
+    }
+    return c;
+  };
+
+  // ---- the prologue ------------------------------------------------------------------------
+  for (let i = 0; i < plan.prologue.length; i++) {
+    const st = plan.prologue[i]!;
+    ctx.stepIndex = i;
+    ctx.op = st.op;
+    try {
+      STEPS.get(st.op)!.run(ctx, st);
+    } catch (e) {
+      if (e instanceof HypPanic || hyp.panicked) {
+        res.panic = hyp.panicked ?? { rule: (e as HypPanic).rule, reason: (e as HypPanic).reason };
+        return res;
+      }
+      res.invalid = `prologue step ${i} (${st.op}): ${(e as Error).message}`;
+      return res;
+    }
+    watchGuests();
+  }
+  if (ctx.failures.length) {
+    res.invalid = `the prologue failed: ${JSON.stringify(ctx.failures)}`;
+    return res;
+  }
+  cheap = null;
+  dirty.clear();
+  fingerprint();
+
+  if (makeAttacker)
+    makeAttacker(
+      [...hyp.guests.values()].map((g) => guestView(g, hyp, m, ctx.kernels.get(g.actor), plan.raw)),
+    );
+
+  // ---- the hostile operations --------------------------------------------------------------
+  let n = 0;
+  for (;;) {
+    let batch: GuestOp[] | null;
+    try {
+      batch = source();
+    } catch (e) {
+      const x = e as Error;
+      res.found = {
+        kind: 'exception',
+        signature: `exception:${x.name}:${normalize(x.message)}`,
+        detail: `${x.name}: ${x.message} (at ${origin(x)}, while the guest aimed its next operation)`,
+      };
+      res.foundAt = res.executed.length - 1;
+      return res;
+    }
+    if (batch === null) break;
+    for (const op0 of batch) {
+      const op = { ...op0 } as GuestOp;
+      const idx = res.executed.length;
+      res.executed.push(op);
+      if (eo.coverage) cover(res, op);
+      ctx.stepIndex = plan.prologue.length + idx;
+      ctx.op = op.op;
+      const actor = 'actor' in op ? op.actor : null;
+      acting = actor?.startsWith('guest:') ? (hyp.guests.get(actor.slice(6)) ?? null) : null;
+      const physErr = m.smmu.gerror.active(GERR.CMDQ_ERR);
+      const failuresBefore = ctx.failures.length;
+      let thrown: unknown = null;
+      try {
+        STEPS.get(op.op)!.run(ctx, op as unknown as Step);
+      } catch (e) {
+        thrown = e;
+      }
+      const g = acting;
+      acting = null;
+      n++;
+      if (thrown !== null || hyp.panicked) {
+        if (thrown instanceof HypPanic || hyp.panicked) {
+          res.panic = hyp.panicked ?? {
+            rule: (thrown as HypPanic).rule,
+            reason: (thrown as HypPanic).reason,
+          };
+          res.found = afterOp(true, idx);
+          res.foundAt = idx;
+          return res;
+        }
+        const e = thrown as Error;
+        if (!(e instanceof CpuAbortError && e.actor.startsWith('guest:'))) {
+          res.found = {
+            kind: 'exception',
+            signature: `exception:${e.name}:${normalize(e.message)}`,
+            detail: `${e.name}: ${e.message} (at ${origin(e)})`,
+          };
+          res.foundAt = idx;
+          return res;
+        }
+      }
+      const hypAbort = annotate(op, ctx.failures.splice(failuresBefore));
+      if (hypAbort) {
+        res.found = {
+          kind: 'exception',
+          signature: 'exception:CpuAbortError:hyp',
+          detail: `the hypervisor's own access aborted inside a guest ${op.op}: ${hypAbort}`,
+        };
+        res.foundAt = idx;
+        return res;
+      }
+      if (g && (op.op === 'write' || op.op === 'memwrite') && op.expect !== 'abort') {
+        const bad = guestWriteLanded(op, g, hyp);
+        if (bad)
+          flag({
+            kind: 'breach',
+            signature: 'breach:cpu-write',
+            detail: bad,
+            lastOpExpect: 'abort',
+          });
+      }
+      if (g && !physErr && m.smmu.gerror.active(GERR.CMDQ_ERR)) {
+        const cons = m.smmu.cmdq.err;
+        flag({
+          kind: 'invariant',
+          signature: 'invariant:guest-command:hw-error',
+          detail: `a physical command issued for ${g.actor} stopped the hardware command queue (CONS.ERR=${cons}): the guest can stall the host's and every guest's invalidations`,
+          checks: [
+            {
+              op: 'read',
+              actor: 'hyp',
+              addr: hexs(m.smmu.base + OFF.GERROR),
+              size: 4,
+              mask: '0x1',
+              expect: hexs(m.smmu.gerror.gerrorn & 1),
+              comment: 'the hardware GERROR.CMDQ_ERR must not be active after a guest operation',
+            },
+          ],
+        });
+      }
+      const f = afterOp(false, n - 1);
+      if (f) {
+        res.found = f;
+        res.foundAt = idx;
+        return res;
+      }
+    }
+  }
+  res.found = afterOp(true, n - 1);
+  res.foundAt = res.executed.length - 1;
+  return res;
+}
+
+/** Set an operation's expectation to what happened. Returns the message when the hypervisor itself took the data abort. */
+function annotate(
+  op: GuestOp,
+  failures: ReadonlyArray<{ expected: unknown; actual: unknown; message?: string }>,
+): string | null {
+  for (const f of failures) {
+    if (op.op === 'write' || op.op === 'read' || op.op === 'memwrite') {
+      if (f.expected === 'completed' && f.actual === 'abort') {
+        if (f.message && !f.message.startsWith('guest:')) return f.message;
+        op.expect = 'abort';
+      } else if (f.expected === 'abort' && f.actual === 'completed') delete op.expect;
+    } else if (op.op === 'dma') {
+      if (f.expected === 'fault') delete op.expect;
+    }
+  }
+  return null;
+}
+
+/** A guest CPU write that completed must have stayed in the guest's RAM (or trapped to its vSMMU). */
+function guestWriteLanded(
+  op: GuestOp & { op: 'write' | 'memwrite' },
+  g: Guest,
+  hyp: PkvmHyp,
+): string | null {
+  const len = op.op === 'write' ? op.size : op.hex.length / 2;
+  const off = op.addr - VSMMU_IPA;
+  if (off >= 0 && off + len <= SMMU_MMIO_SIZE) return null;
+  for (let a = op.addr - (op.addr % PAGE); a < op.addr + len; a += PAGE) {
+    const pa = g.ipaToPa(a);
+    if (pa < 0 || hyp.own.state(pa).owner !== g.actor)
+      return `a ${g.actor} CPU write of ${len} bytes at IPA 0x${op.addr.toString(16)} completed outside its RAM (IPA page 0x${a.toString(16)})`;
+  }
+  return null;
+}
+
+function cover(res: GuestExecResult, op: GuestOp): void {
+  res.kinds[op.op] = (res.kinds[op.op] ?? 0) + 1;
+  const count = (name: string, k = 1): void => {
+    res.commands += k;
+    res.opcodes[name] = (res.opcodes[name] ?? 0) + k;
+  };
+  if (op.op === 'cmd') {
+    for (const c of op.commands) count(c.name);
+  } else if (
+    op.op === 'memwrite' &&
+    op.comment &&
+    (op.comment.startsWith('a raw command') || / × |at the guest's CMDQ_PROD slot/.test(op.comment))
+  ) {
+    const opc = parseInt(op.hex.slice(0, 2), 16);
+    const name = opcodeName(opc).startsWith('RESERVED') ? 'RESERVED' : opcodeName(opc);
+    count(name, op.comment.includes(' × ') ? op.hex.length / 32 : 1);
+  } else if (op.op === 'write' || op.op === 'read') {
+    const off = op.addr - VSMMU_IPA;
+    if (off < 0 || off >= SMMU_MMIO_SIZE) return;
+    const name = VSMMU_REG_BY_OFFSET.get(off) ?? 'other';
+    const e = (res.registers[name] ??= { read: 0, write: 0 });
+    if (op.op === 'read') e.read++;
+    else e.write++;
+  }
+}
+
+/** The registers the vSMMU implements (others are RAZ/WI, counted as "other"), by offset; 64-bit ones by either half. */
+export const VSMMU_REGISTERS: readonly RegName[] = [
+  'IDR0',
+  'IDR1',
+  'IDR2',
+  'IDR3',
+  'IDR4',
+  'IDR5',
+  'IIDR',
+  'AIDR',
+  'CR0',
+  'CR0ACK',
+  'CR1',
+  'CR2',
+  'STATUSR',
+  'GBPA',
+  'IRQ_CTRL',
+  'IRQ_CTRLACK',
+  'GERROR',
+  'GERRORN',
+  'STRTAB_BASE',
+  'STRTAB_BASE_CFG',
+  'CMDQ_BASE',
+  'CMDQ_PROD',
+  'CMDQ_CONS',
+  'EVENTQ_BASE',
+  'EVENTQ_PROD',
+  'EVENTQ_CONS',
+];
+const VSMMU_REG_BY_OFFSET = new Map<number, string>();
+for (const name of VSMMU_REGISTERS) {
+  const r = regByName(name)!;
+  VSMMU_REG_BY_OFFSET.set(r.offset, name);
+  if (r.width === 8) VSMMU_REG_BY_OFFSET.set(r.offset + 4, name);
+}
+
+/** The vSMMU registers no operation touched, and the opcodes no guest command used. */
+export function guestCoverageGaps(c: FuzzCoverage): { registers: string[]; opcodes: string[] } {
+  const registers = VSMMU_REGISTERS.filter(
+    (n) => !c.registers[n] || c.registers[n]!.read + c.registers[n]!.write === 0,
+  );
+  const opcodes = OPCODES.map((d) => d.name as string).filter((n) => !c.opcodes[n]);
+  return { registers, opcodes };
+}
+
+/** A guest as its attacker sees it, from its kernel's structures and the vSMMU (side-effect free). */
+function guestView(
+  g: Guest,
+  hyp: PkvmHyp,
+  m: Machine,
+  k: HostKernel | undefined,
+  raw: boolean,
+): GuestView {
+  const v: VSmmu = hyp.vsmmus.get(g.name)!;
+  const structures: Array<{ what: string; base: number; size: number }> = [];
+  const mappings: Array<{ sid: number; iova: number; pa: number; size: number }> = [];
+  const asids: number[] = [];
+  const vsids = [...g.vsidToPsid.keys()];
+  if (k) {
+    const d = k.drv;
+    structures.push({ what: 'cmdq', base: d.cmdq.base, size: 2 ** d.cmdq.log2size * 16 });
+    structures.push({ what: 'evtq', base: d.evtq.base, size: 2 ** d.evtq.shift * 32 });
+    structures.push({
+      what: 'strtab-l1',
+      base: d.strtab.base,
+      size: Math.max(PAGE, d.strtab.l1.length * 8),
+    });
+    for (const l2 of d.strtab.l1)
+      if (l2) structures.push({ what: 'strtab-l2', base: l2, size: 256 * 64 });
+    for (const [, mp] of k.mappings) mappings.push({ ...mp });
+    for (const vsid of vsids) {
+      try {
+        const dd = k.dma.domainOf(vsid);
+        asids.push(dd.domain.asid);
+        const s1 = dd.domain.pgtable?.s1;
+        if (s1) structures.push({ what: `pgtable-${vsid}`, base: s1.ttbr, size: PAGE });
+        const w0 = m.mem.read64(g.ipaToPa(d.steAddr(vsid)));
+        structures.push({
+          what: `cd-${vsid}`,
+          base: Number(w0 & 0x00ff_ffff_ffff_ffc0n),
+          size: 256,
+        });
+      } catch {
+        /* not attached */
+      }
+    }
+  }
+  const others = [...hyp.guests.values()].filter((o) => o !== g);
+  const foreign = [
+    ...new Set([
+      ...others.flatMap((o) => [...o.vsidToPsid.keys(), ...o.psidToVsid.keys()]),
+      ...g.psidToVsid.keys(),
+      ...GUEST_FUZZ.machine.devices.map((d) => d.sid).filter((s) => !hyp.sidOwner.has(s)),
+    ]),
+  ]
+    .filter((s) => !g.vsidToPsid.has(s))
+    .sort((a, b) => a - b);
+  const probe: GuestProbe = {
+    reg(name: RegName): bigint {
+      const r = regByName(name)!;
+      const lo = BigInt(v.read32(r.offset) >>> 0);
+      return r.width === 8 ? lo | (BigInt(v.read32(r.offset + 4) >>> 0) << 32n) : lo;
+    },
+    mem64(ipa: number): bigint | null {
+      const pa = g.ipaToPa(ipa);
+      return pa < 0 || g.ipaToPa(ipa + 7) < 0 ? null : m.mem.read64(pa);
+    },
+  };
+  return {
+    actor: g.actor,
+    L: {
+      ram: { base: g.ipaBase, size: g.size },
+      hyp: { ...GUEST_FUZZ.machine.hypMemory },
+      smmu: VSMMU_IPA,
+      scratch: { ...GUEST_FUZZ.scratch },
+      sids: vsids,
+      mappings,
+      structures,
+      asids,
+      sidBits: 16,
+    },
+    devices: [...g.vsidToPsid].map(([vsid, psid]) => ({ vsid, psid })),
+    foreign,
+    probe,
+    raw: raw || !k,
+  };
+}
+
+// ---- episodes --------------------------------------------------------------------------------
+
+interface GuestRun {
+  plan: GuestPlan;
+  exec: GuestExecResult;
+  iterations: number;
+  lastIteration: number;
+}
+
+function runEpisode(
+  o: FuzzOptions,
+  e: number,
+  limit: number,
+  onRun: (r: GuestRun) => boolean,
+): boolean {
+  const K = o.resetEvery ?? 1000;
+  const rng = new Rng(o.seed, e);
+  const last = Math.min((e + 1) * K, limit);
+  let next = e * K;
+  while (next < last) {
+    const start = next;
+    const plan = planGuestMachine(o, e, start, rng);
+    let attacker: GuestAttacker | null = null;
+    const exec = executeGuest(
+      plan,
+      () => {
+        if (next >= last || !attacker) return null;
+        next++;
+        return attacker.next();
+      },
+      { checkEvery: o.checkEvery ?? 16, coverage: true },
+      (views) => {
+        attacker = new GuestAttacker(rng, views, { races: GUEST_RACES });
+      },
+    );
+    if (next === start) next++;
+    if (onRun({ plan, exec, iterations: next - start, lastIteration: next - 1 })) return true;
+    if (!exec.found && !exec.panic) break;
+  }
+  return false;
+}
+
+/** The operations a guest campaign's first `iterations` iterations execute (for tests of the grammar). */
+export function sampleGuestOperations(o: FuzzOptions, iterations: number): GuestOp[] {
+  const out: GuestOp[] = [];
+  const K = o.resetEvery ?? 1000;
+  for (let e = 0; e * K < iterations; e++) {
+    runEpisode({ ...o, resetEvery: K }, e, iterations, (run) => {
+      out.push(...run.exec.executed);
+      return false;
+    });
+  }
+  return out;
+}
+
+// ---- shrinking and blame ---------------------------------------------------------------------
+
+function replayOps(plan: GuestPlan, ops: readonly GuestOp[], keep = false): GuestExecResult {
+  let given = false;
+  return executeGuest(
+    plan,
+    () => {
+      if (given) return null;
+      given = true;
+      return ops as GuestOp[];
+    },
+    { checkEvery: Number.MAX_SAFE_INTEGER, coverage: false, keep },
+  );
+}
+
+/** The steps of the prologue a shrink may drop: not the host's probe, not g1's creation. */
+function droppable(plan: GuestPlan, i: number): boolean {
+  const st = plan.prologueJson[i]!;
+  return i > 0 && !(st.op === 'guest' && st.name === 'g1');
+}
+
+/**
+ * Shrink a failure as the host fuzzer's `shrink` does (scenarios/fuzz/shrink.ts `shrinkFailure`),
+ * starting with the last operations alone (then twice as many, ...: a failure usually needs
+ * only the last attack); memory writes of more than 64 words keep their values.
+ */
+export function shrinkGuest(
+  plan0: GuestPlan,
+  ops0: readonly GuestOp[],
+  signature: string,
+  budget: number,
+  needs: readonly RuleName[] = [],
+): ShrunkFailure<GuestPlan, GuestOp, GuestExecResult> {
+  return shrinkFailure<GuestPlan, GuestOp, GuestExecResult>(
+    {
+      replay: (p, ops) => replayOps(p, ops),
+      signature: (r) => r.found?.signature,
+      failed: (r) => r.executed.slice(0, r.foundAt + 1),
+      restored: (p) =>
+        needs.length
+          ? withWeaken(
+              p,
+              p.weaken.filter((w) => !needs.includes(w)),
+            )
+          : null,
+      dropStep: (p, i) => {
+        if (!droppable(p, i)) return null;
+        const keep = (_: unknown, k: number): boolean => k !== i;
+        return {
+          ...p,
+          prologueJson: p.prologueJson.filter(keep),
+          prologue: p.prologue.filter(keep),
+        };
+      },
+      kindOf: opKind,
+      prologueLength: (p) => p.prologueJson.length,
+      suffixes: true,
+      maxHex: 512,
+    },
+    plan0,
+    ops0,
+    signature,
+    budget,
+  );
+}
+
+/** Which weakened rules the failure needs (restoring any one of them makes it go away); empty for a failure of the hypervisor as it is. */
+export function blameGuest(
+  plan: GuestPlan,
+  ops: readonly GuestOp[],
+  signature: string,
+): RuleName[] {
+  if (!plan.weaken.length) return [];
+  if (replayOps(withWeaken(plan, []), ops).found?.signature === signature) return [];
+  if (plan.weaken.length === 1) return [...plan.weaken];
+  const needs = plan.weaken.filter(
+    (r) =>
+      replayOps(
+        withWeaken(
+          plan,
+          plan.weaken.filter((w) => w !== r),
+        ),
+        ops,
+      ).found?.signature !== signature,
+  );
+  return needs.length ? needs : [...plan.weaken];
+}
+
+// ---- reproducers -----------------------------------------------------------------------------
+
+/**
+ * Probes for a failure with no check of its own: what each guest reads in its vSMMU, the
+ * physical STEs of the guests' (and the flagged) pSIDs, and the flagged physical command slots,
+ * run after the operations; the expected values are those of a replay with `needs` restored.
+ */
+function differentialChecks(
+  plan: GuestPlan,
+  ops: readonly GuestOp[],
+  d: Detected,
+  needs: readonly RuleName[],
+): Probe[] {
+  const reads = (hyp: PkvmHyp): Array<{ actor: string; addr: number; size: 4 | 8 }> => {
+    const out: Array<{ actor: string; addr: number; size: 4 | 8 }> = [];
+    for (const g of hyp.guests.values())
+      for (const r of ['CMDQ_CONS', 'GERROR', 'EVENTQ_PROD', 'CR0'] as const)
+        out.push({ actor: g.actor, addr: VSMMU_IPA + regByName(r)!.offset, size: 4 });
+    for (const s of d.slots ?? [])
+      out.push({ actor: 'hyp', addr: s, size: 8 }, { actor: 'hyp', addr: s + 8, size: 8 });
+    return out;
+  };
+  const observe = (
+    p: GuestPlan,
+  ): {
+    reads: Array<{ actor: string; addr: number; size: 4 | 8; value: bigint | 'abort' }>;
+    stes: Map<number, Uint32Array>;
+  } | null => {
+    const r = replayOps(p, ops, true);
+    if (!r.machine) return null;
+    const { m, hyp } = r.machine;
+    const values = reads(hyp).map((x) => {
+      try {
+        return { ...x, value: m.bus.read(x.actor, x.addr, x.size) };
+      } catch (e) {
+        if (e instanceof CpuAbortError) return { ...x, value: 'abort' as const };
+        throw e;
+      }
+    });
+    const stes = new Map<number, Uint32Array>();
+    for (const psid of new Set([...hyp.sidOwner.keys(), ...(d.psids ?? [])]))
+      stes.set(psid, hyp.shadowSte(psid));
+    return { reads: values, stes };
+  };
+  const fixed = observe(
+    withWeaken(
+      plan,
+      plan.weaken.filter((w) => !needs.includes(w)),
+    ),
+  );
+  const broken = observe(plan);
+  if (!fixed || !broken) return [];
+  const out: Probe[] = [];
+  fixed.reads.forEach((x, i) => {
+    const differs = broken.reads[i]?.value !== x.value;
+    const what =
+      x.actor === 'hyp'
+        ? `the physical command-queue slot 0x${x.addr.toString(16)}`
+        : `${x.actor}'s ${regNameAt(x.addr - VSMMU_IPA)}`;
+    out.push({
+      op: 'read',
+      actor: x.actor,
+      addr: hexs(x.addr),
+      size: x.size,
+      expect: x.value === 'abort' ? 'abort' : hexs(x.value),
+      comment: `${what}${differs ? ` (fails: ${hexs(broken.reads[i]!.value === 'abort' ? 0 : (broken.reads[i]!.value as bigint))} here, ${x.value === 'abort' ? 'abort' : hexs(x.value)} with ${needs.join(', ')} on)` : ''}`,
+    });
+  });
+  for (const [psid, want] of fixed.stes) {
+    const got = broken.stes.get(psid);
+    if (!got) continue;
+    const diff = steDiff(got, want);
+    if (diff.first)
+      out.push({
+        op: 'expectSte',
+        sid: psid,
+        fields: diff.fields,
+        comment: `the physical STE of pSID ${psid}, as with ${needs.join(', ')} on`,
+      });
+  }
+  return out;
+}
+
+function reproducerScenario(
+  o: FuzzOptions,
+  plan: GuestPlan,
+  ops: readonly GuestOp[],
+  found: Detected,
+  panic: { rule: string; reason: string } | null,
+  needs: readonly RuleName[],
+  original: number,
+  iteration: number,
+): Record<string, unknown> {
+  const steps = ops.map((op, i) => {
+    const j = stepJson(op as unknown as HostileOp);
+    if (i === ops.length - 1 && found.lastOpExpect) {
+      j.expect = found.lastOpExpect;
+      j.comment = `fails: ${found.detail}`;
+    }
+    return j;
+  });
+  let checks = found.checks ?? [];
+  if (!checks.length && !found.lastOpExpect && found.kind !== 'exception' && needs.length)
+    checks = differentialChecks(plan, ops, found, needs);
+  const tail: Record<string, unknown>[] = [];
+  if (panic)
+    tail.push({
+      op: 'expectPanic',
+      reason: panic.reason.slice(0, 60),
+      comment: 'the hypervisor panicked (a modeled outcome)',
+    });
+  tail.push(...checks);
+  if (!checks.some((c) => c.op === 'isolation'))
+    tail.push({ op: 'isolation', expect: 'ok', comment: 'isolation after the failure' });
+  const m = plan.machine;
+  const machine: Record<string, unknown> = {
+    hyp: 'pkvm',
+    ramBase: hexs(m.ramBase!),
+    ramSize: hexs(m.ramSize!),
+    hypMemory: { base: hexs(m.hypMemory!.base), size: hexs(m.hypMemory!.size) },
+    devices: m.devices,
+    policy: m.policy,
+    failure: m.failure,
+    ...(m.weaken ? { weaken: m.weaken } : {}),
+    ...(m.allowAts ? { allowAts: true } : {}),
+  };
+  const cli = `smmulab fuzz --target guest --seed ${o.seed}${(o.weaken ?? []).map((w) => ` --weaken ${w}`).join('')}`;
+  return {
+    name: `fuzz-guest-s${o.seed}-i${iteration}-${found.signature
+      .replace(/[^a-z0-9]+/gi, '-')
+      .replace(/-+$/, '')
+      .slice(0, 60)}`,
+    description: `${cli}, iteration ${iteration} (a machine started at iteration ${plan.firstIteration}): ${found.kind} ${found.signature}: ${found.detail}. Shrunk from ${original} to ${ops.length} hostile guest operations${plan.raw ? ' (the guest kernels did not probe)' : ''}. Replaying it fails ${found.kind === 'exception' ? 'the last operation' : found.lastOpExpect ? 'the last operation (expected to abort)' : 'a step after the operations'}; it passes once the hypervisor is fixed.`,
+    machine,
+    steps: [...plan.prologueJson, ...steps, ...tail],
+  };
+}
+
+/**
+ * Replay a reproducer the way `smmulab run` does (JSON text → loader → runner): it reproduces
+ * when it fails at step `lastOp` (its last operation) or after it, where its checks are (and,
+ * for an oracle breach, with the same path; for an exception, with the same exception).
+ */
+export function replayGuestReproducer(
+  sc: Record<string, unknown>,
+  signature: string,
+  lastOp: number,
+): { reproduces: boolean; failures: string[] } {
+  const parsed = parseScenarioText(JSON.stringify(sc), `${String(sc.name)}.json`);
+  const r = runScenario(parsed);
+  const failures = r.failed.map(
+    (f) =>
+      `step ${f.step} ${f.op}: expected ${JSON.stringify(f.expected)}, got ${JSON.stringify(f.actual)}${f.message ? ` (${f.message})` : ''}`,
+  );
+  let reproduces = r.failed.some((f) => f.step >= lastOp);
+  if (
+    signature.startsWith('breach:') &&
+    !['breach:dma-landed', 'breach:cpu-write', 'breach:hyp-write', 'breach:hyp-read'].includes(
+      signature,
+    )
+  ) {
+    const path = signature.slice(7);
+    reproduces =
+      r.failed.some((f) => f.op === 'isolation') &&
+      (r.isolation?.breaches.some((b) => b.path === path) ?? false);
+  } else if (signature.startsWith('exception:')) {
+    const name = signature.split(':')[1]!;
+    reproduces = r.failed.some(
+      (f) =>
+        (f.expected === 'step completes' && String(f.actual).startsWith(name)) ||
+        (name === 'CpuAbortError' &&
+          f.actual === 'abort' &&
+          !(f.message ?? '').startsWith('guest:')),
+    );
+  }
+  return { reproduces, failures };
+}
+
+function makeFinding(
+  o: FuzzOptions,
+  plan: GuestPlan,
+  exec: GuestExecResult,
+  f: Detected,
+  needs: RuleName[],
+  iteration: number,
+): FuzzFinding {
+  const finding: FuzzFinding = {
+    kind: f.kind,
+    signature: f.signature,
+    detail: f.detail,
+    iteration,
+    operations: exec.foundAt + 1,
+    policy: plan.machine.policy ?? 'pkvm',
+    failure: plan.failure,
+    weaken: plan.weaken,
+    raw: plan.raw,
+    needs,
+    key: findingKey(f.signature, needs),
+  };
+  const original = exec.foundAt + 1;
+  let sPlan = plan;
+  let ops = exec.executed.slice(0, exec.foundAt + 1);
+  let found = f;
+  let panic = exec.panic;
+  if (o.shrink ?? true) {
+    const s = shrinkGuest(plan, ops, f.signature, o.shrinkBudget ?? SHRINK_BUDGET, needs);
+    sPlan = s.plan;
+    ops = s.ops;
+    if (s.exec) {
+      found = s.exec.found ?? f;
+      panic = s.exec.panic;
+    } else finding.detail += ' (did not reproduce from its operations alone: not shrunk)';
+    finding.shrinkRuns = s.runs;
+    finding.oneMinimal = s.oneMinimal;
+    if (needs.length) finding.needs = blameGuest(sPlan, ops, f.signature);
+  }
+  finding.minimalOperations = ops.length;
+  finding.scenario = reproducerScenario(
+    o,
+    sPlan,
+    ops,
+    found,
+    panic,
+    finding.needs,
+    original,
+    iteration,
+  );
+  try {
+    finding.replay = replayGuestReproducer(
+      finding.scenario,
+      f.signature,
+      sPlan.prologueJson.length + ops.length - 1,
+    );
+  } catch (e) {
+    finding.replay = {
+      reproduces: false,
+      failures: [`the reproducer does not load or run: ${(e as Error).message}`],
+    };
+  }
+  return finding;
+}
+
+// ---- a campaign (one shard) ------------------------------------------------------------------
+
+/**
+ * Run a guest campaign (or one shard of it) in this thread: `fuzz()` dispatches here for
+ * `target: 'guest'`, so `fuzzParallel` shards it over workers by episode as it does the host's.
+ */
+export function fuzzGuest(o: FuzzOptions): FuzzResult {
+  const g = guestCampaign(o);
+  for (;;) {
+    const s = g.next();
+    if (s.done) return s.value;
+  }
+}
+
+/** A guest campaign (or one shard of it) that yields after each episode (scenarios/fuzz/host.ts campaign()). */
+export function* guestCampaign(o: FuzzOptions): Generator<void, FuzzResult, void> {
+  validateOptions(o);
+  const t0 = performance.now();
+  const shard = o.shard ?? { index: 0, count: 1 };
+  const K = o.resetEvery ?? 1000;
+  const limit = o.timeSec !== undefined ? Infinity : (o.iterations ?? 2000);
+  const deadline = o.timeSec !== undefined ? t0 + o.timeSec * 1000 : Infinity;
+  const res: FuzzResult = {
+    seed: o.seed,
+    iterations: 0,
+    operations: 0,
+    commands: 0,
+    machines: 0,
+    breaches: 0,
+    unexpectedExceptions: 0,
+    invariantViolations: 0,
+    panics: 0,
+    operationsPerSecond: 0,
+    seconds: 0,
+    target: 'guest',
+    policy: o.policy ?? 'pkvm',
+    weaken: [...(o.weaken ?? [])],
+    failure: o.failure ?? 'mixed',
+    resetEvery: K,
+    workers: 1,
+    panicsByRule: {},
+    failuresBySignature: {},
+    coverage: { opcodes: {}, registers: {}, operations: {} },
+    findings: [],
+    reproducers: [],
+  };
+  let lastProgress = t0;
+  let failing = 0;
+  const onRun = (run: GuestRun): boolean => {
+    const { plan, exec } = run;
+    res.machines++;
+    res.iterations += run.iterations;
+    res.operations += exec.executed.length;
+    res.commands += exec.commands;
+    mergeCoverage(res.coverage, {
+      opcodes: exec.opcodes,
+      registers: exec.registers,
+      operations: exec.kinds,
+    });
+    const f = exec.found;
+    let stop = false;
+    if (exec.invalid) {
+      // a prologue that failed on a fresh machine is a bug of its own
+      failing++;
+      res.unexpectedExceptions++;
+      const key = `exception:prologue:${normalize(exec.invalid)}`;
+      res.failuresBySignature[key] = (res.failuresBySignature[key] ?? 0) + 1;
+    } else if (f) {
+      failing++;
+      if (f.kind === 'breach') res.breaches++;
+      else if (f.kind === 'exception') res.unexpectedExceptions++;
+      else res.invariantViolations++;
+      const needs = blameGuest(plan, exec.executed.slice(0, exec.foundAt + 1), f.signature);
+      const key = findingKey(f.signature, needs);
+      res.failuresBySignature[key] = (res.failuresBySignature[key] ?? 0) + 1;
+      if (
+        !res.findings.some((x) => x.key === key) &&
+        res.findings.length < (o.maxReproducers ?? 8)
+      ) {
+        const finding = makeFinding(o, plan, exec, f, needs, run.lastIteration);
+        res.findings.push(finding);
+        if (o.stopWhen?.(finding)) stop = true;
+      }
+    } else if (exec.panic) {
+      res.panics++;
+      res.panicsByRule[exec.panic.rule] = (res.panicsByRule[exec.panic.rule] ?? 0) + 1;
+    }
+    const now = performance.now();
+    if (o.onProgress && now - lastProgress > 500) {
+      lastProgress = now;
+      const p: FuzzProgress = {
+        iterations: res.iterations,
+        operations: res.operations,
+        findings: failing,
+        panics: res.panics,
+        seconds: (now - t0) / 1000,
+      };
+      o.onProgress(p);
+    }
+    return stop || (o.stopAfterFindings !== undefined && failing >= o.stopAfterFindings);
+  };
+  for (let e = shard.index; e * K < limit; e += shard.count) {
+    if (performance.now() >= deadline) break;
+    if (stopRequested(o)) {
+      res.interrupted = true;
+      break;
+    }
+    if (runEpisode(o, e, limit, onRun)) break;
+    yield;
+  }
+  res.seconds = (performance.now() - t0) / 1000;
+  res.operationsPerSecond = Math.round(res.operations / Math.max(res.seconds, 1e-9));
+  return res;
+}
