@@ -3,6 +3,7 @@
  * every failed expectation (the run goes on), and report the result with the events the SMMU
  * wrote and its counters.
  */
+import { produce } from 'immer';
 import { Machine } from '../../hw/machine.ts';
 import { layerLogger } from '../../hw/log.ts';
 import type { DecodedEvent } from '../../hw/smmu/events.ts';
@@ -181,13 +182,14 @@ export function machineStats(m: Machine): Record<string, unknown> {
 
 export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   const mode: HypMode = opts.hyp ?? sc.machine.hyp;
-  const cfg: MachineConfig = {
-    ...sc.machine,
-    hyp: mode === 'none' ? 'none' : 'pkvm',
-    ...(mode === 'pkvm-v6' ? { policy: 'pkvm-v6' as const } : {}),
-  };
-  if (mode === 'none')
-    for (const k of ['policy', 'failure', 'weaken', 'allowAts'] as const) delete cfg[k];
+  // the machine this run builds: the scenario's own configuration (left untouched, as every
+  // other run of the same scenario reads it) with the hypervisor mode applied
+  const cfg: MachineConfig = produce(sc.machine, (d) => {
+    d.hyp = mode === 'none' ? 'none' : 'pkvm';
+    if (mode === 'pkvm-v6') d.policy = 'pkvm-v6';
+    if (mode === 'none')
+      for (const k of ['policy', 'failure', 'weaken', 'allowAts'] as const) delete d[k];
+  });
   let m: Machine;
   let hyp: PkvmHyp | null = null;
   try {
