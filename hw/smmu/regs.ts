@@ -391,6 +391,15 @@ export const REGISTERS: readonly RegDef[] = [
   reg('PRIQ_CONS', 4, 'RW', [Q_CONS.RD, EVENTQ_CONS.OVACKFLG]),
 ];
 
+/** The PRI queue's registers (implemented with IDR0.PRI=1). */
+export const PRIQ_REG_NAMES: readonly string[] = REGISTERS.filter((r) =>
+  r.name.startsWith('PRIQ_'),
+).map((r) => r.name);
+/** The MSI configuration registers, *_IRQ_CFG0..2 (used with IDR0.MSI=1). */
+export const IRQ_CFG_REG_NAMES: readonly string[] = REGISTERS.filter((r) =>
+  r.name.includes('_IRQ_CFG'),
+).map((r) => r.name);
+
 /** The CoreSight-style identification registers at 0xFD0..0xFFC, in offset order. */
 export const ID_REG_NAMES = [
   'PIDR4',

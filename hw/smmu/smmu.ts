@@ -22,6 +22,7 @@ import {
   ID_REG_NAMES,
   IRQ_CFG0,
   IRQ_CTRL_BITS,
+  PRIQ_REG_NAMES,
   Q_BASE,
   SMMU_MMIO_SIZE,
   STRTAB_BASE,
@@ -99,16 +100,6 @@ const S_STRTAB_BASE_CFG = regSlot('STRTAB_BASE_CFG');
 const S_GERROR_IRQ_CFG1 = regSlot('GERROR_IRQ_CFG1');
 const S_EVENTQ_IRQ_CFG1 = regSlot('EVENTQ_IRQ_CFG1');
 const S_PRIQ_IRQ_CFG1 = regSlot('PRIQ_IRQ_CFG1');
-
-/** The PRI queue's registers: RAZ/WI without PRI. */
-const PRIQ_REGS = [
-  'PRIQ_BASE',
-  'PRIQ_IRQ_CFG0',
-  'PRIQ_IRQ_CFG1',
-  'PRIQ_IRQ_CFG2',
-  'PRIQ_PROD',
-  'PRIQ_CONS',
-];
 
 export interface IrqCounts {
   gerror: number;
@@ -259,7 +250,7 @@ export class Smmu implements MmioDevice, TranslateEnv {
         GERRORN: () => this.kickCmdq(),
         CMDQ_PROD: () => this.kickCmdq(),
       },
-      writesIgnored: ['AGBPA', ...(this.features.pri ? [] : PRIQ_REGS)],
+      writesIgnored: ['AGBPA', ...(this.features.pri ? [] : PRIQ_REG_NAMES)],
       readsUndefined: ['AGBPA'],
       writesUndefined: ID_REG_NAMES,
       guarded: (offset) => this.guardHolds(offset),

@@ -32,6 +32,8 @@ import {
   CR0_BITS,
   GBPA_BITS,
   ID_REG_NAMES,
+  IRQ_CFG_REG_NAMES,
+  PRIQ_REG_NAMES,
   IRQ_CTRL_BITS,
   STRTAB_BASE,
 } from '../../hw/smmu/regs.ts';
@@ -83,22 +85,7 @@ const S_STRTAB_BASE_CFG = regSlot('STRTAB_BASE_CFG');
  * What the vSMMU does not implement (RES0, RAZ/WI, counted as undefined offsets): without MSIs
  * the *_IRQ_CFG registers, without PRI the PRI queue, AGBPA and the identification registers.
  */
-const VSMMU_ABSENT = [
-  'AGBPA',
-  'GERROR_IRQ_CFG0',
-  'GERROR_IRQ_CFG1',
-  'GERROR_IRQ_CFG2',
-  'EVENTQ_IRQ_CFG0',
-  'EVENTQ_IRQ_CFG1',
-  'EVENTQ_IRQ_CFG2',
-  'PRIQ_BASE',
-  'PRIQ_IRQ_CFG0',
-  'PRIQ_IRQ_CFG1',
-  'PRIQ_IRQ_CFG2',
-  'PRIQ_PROD',
-  'PRIQ_CONS',
-  ...ID_REG_NAMES,
-];
+const VSMMU_ABSENT = ['AGBPA', ...IRQ_CFG_REG_NAMES, ...PRIQ_REG_NAMES, ...ID_REG_NAMES];
 
 /** What the vSMMU needs from the hypervisor: physical commands and STE installs. */
 export interface VSmmuHost {
