@@ -5,7 +5,7 @@
  * one register file (regfile.ts); the hypervisor's emulation table, the MMIO log and the
  * decoders use the same declarations.
  */
-import { bits, definedMask, wordMask, type Field } from '../bits.ts';
+import { bits, definedMask, place, wordMask, type Field } from '../bits.ts';
 
 export type RegAccess = 'RO' | 'RW';
 
@@ -181,6 +181,18 @@ export const CR1 = {
   TABLE_OC: f('TABLE_OC', 9, 8, { values: cacheability }),
   TABLE_SH: f('TABLE_SH', 11, 10, { values: shareability }),
 } as const;
+/** CR1 *_IC/*_OC and *_SH encodings (smmuv3.md §1.5: not the TCR-style ones) */
+export const CR1_CACHE = { NC: 0, WB: 1, WT: 2 } as const;
+export const CR1_SH = { NSH: 0, OSH: 2, ISH: 3 } as const;
+/** CR1 with queues and tables Write-Back and Inner Shareable: what Linux writes (0xd75) */
+export const CR1_WB_ISH =
+  (place(CR1.QUEUE_IC, CR1_CACHE.WB) |
+    place(CR1.QUEUE_OC, CR1_CACHE.WB) |
+    place(CR1.QUEUE_SH, CR1_SH.ISH) |
+    place(CR1.TABLE_IC, CR1_CACHE.WB) |
+    place(CR1.TABLE_OC, CR1_CACHE.WB) |
+    place(CR1.TABLE_SH, CR1_SH.ISH)) >>>
+  0;
 
 export const CR2 = {
   E2H: f('E2H', 0, 0),
