@@ -14,7 +14,7 @@
  */
 import type { AccessSize, Actor, MmioDevice } from '../bus.ts';
 import { ExternalAbort, type PhysicalMemory } from '../memory.ts';
-import { definedMask } from '../bits.ts';
+import { definedMask, get, wordMask } from '../bits.ts';
 import { layerLogger } from '../log.ts';
 import {
   CR0_BITS,
@@ -58,6 +58,7 @@ import {
 import { Iotlb, newScope } from './tlb.ts';
 import { CdCache } from './cdtab.ts';
 import { tlbiScope } from './tlbi.ts';
+import { AtcSize, Global, SSV, StreamID, SubstreamID, VA } from './commands.ts';
 
 const log = layerLogger('hw');
 
@@ -87,6 +88,13 @@ const ADDR_HI = definedMask([Q_BASE.ADDR], 2)[1]!;
 const STRTAB_ADDR_LO = definedMask([STRTAB_BASE.ADDR], 1)[0]!;
 const MSI_ADDR_LO = definedMask([IRQ_CFG0.ADDR], 1)[0]!;
 const Q_ADDR_LO = definedMask([Q_BASE.ADDR], 1)[0]!;
+const Q_LOG2SIZE = wordMask(Q_BASE.LOG2SIZE);
+
+/** CMD_ATC_INV Address[63:12]: its low-word bits, and the high-word bits kept (to bit 52: a number holds 53 bits) */
+const ATC_ADDR_LO = definedMask([VA], 4)[VA.word]!;
+const ATC_ADDR_HI = definedMask([VA], 4)[VA.word + 1]! & (2 ** (53 - 32) - 1);
+/** CMD_ATC_INV Size: 52 and above invalidate everything */
+const ATC_SIZE_ALL = 52;
 
 /** CoreSight-style ID registers (PIDR4..7, PIDR0..3, CIDR0..3), as QEMU reports an MMU-600-like part. */
 const ID_REGS = [0x04, 0, 0, 0, 0x84, 0xb4, 0xf0, 0x10, 0x0d, 0xf0, 0x05, 0xb1];
@@ -199,15 +207,14 @@ export class Smmu implements MmioDevice, TranslateEnv {
       },
       atcInv: (w) => {
         this.atcInvs++;
-        const sid = w[1]!;
-        const global = (w[0]! >>> 9) & 1;
-        const ssv = (w[0]! >>> 11) & 1;
-        const size = w[2]! & 0x3f;
-        const addr = (w[3]! & 0x1fffff) * 0x1_0000_0000 + ((w[2]! & 0xfffff000) >>> 0);
-        const bytes = size >= 52 ? 2 ** 64 : 2 ** (12 + size);
-        const base = size >= 52 ? 0 : addr - (addr % bytes);
-        for (const inv of this.atcs.get(sid) ?? [])
-          inv(ssv && !global ? (w[0]! >>> 12) & 0xfffff : null, base, bytes);
+        const sid = get(w, StreamID);
+        const size = get(w, AtcSize);
+        const addr =
+          (w[VA.word + 1]! & ATC_ADDR_HI) * 0x1_0000_0000 + ((w[VA.word]! & ATC_ADDR_LO) >>> 0);
+        const bytes = size >= ATC_SIZE_ALL ? 2 ** 64 : 2 ** (12 + size);
+        const base = size >= ATC_SIZE_ALL ? 0 : addr - (addr % bytes);
+        const ssid = get(w, SSV) === 1 && get(w, Global) === 0 ? get(w, SubstreamID) : null;
+        for (const inv of this.atcs.get(sid) ?? []) inv(ssid, base, bytes);
       },
       priResp: () => {},
       resume: () => {},
@@ -233,8 +240,8 @@ export class Smmu implements MmioDevice, TranslateEnv {
     });
     this.evtq = new EventQueue({
       enabled: () => (this.cr0 & EVENTQEN) !== 0,
-      base: () => queueBase(this.eventqBase, this.log2(this.eventqBase, this.features.eventqs), 32),
-      log2size: () => this.log2(this.eventqBase, this.features.eventqs),
+      base: () => queueBase(this.eventqBase, queueLog2(this.eventqBase, this.features.eventqs), 32),
+      log2size: () => queueLog2(this.eventqBase, this.features.eventqs),
       writer: this.writer,
       abort: () => this.gerror.activate(GERR.EVENTQ_ABT_ERR),
       irq: () => this.signal('eventq'),
@@ -331,10 +338,6 @@ export class Smmu implements MmioDevice, TranslateEnv {
 
   // ---- helpers -------------------------------------------------------------------------------
 
-  private log2(reg: Reg64, cap: number): number {
-    return Math.min(reg.lo & 0x1f, cap);
-  }
-
   /** Raise an interrupt line if enabled in IRQ_CTRL: an MSI where configured, else the wired line. */
   signal(line: 'gerror' | 'eventq' | 'priq'): void {
     const en =
@@ -383,7 +386,7 @@ export class Smmu implements MmioDevice, TranslateEnv {
 
   private kickCmdq(): void {
     if (!this.cmdqRunnable) return;
-    const qs = this.log2(this.cmdqBase, this.features.cmdqs);
+    const qs = queueLog2(this.cmdqBase, this.features.cmdqs);
     this.cmdq.log2size = qs;
     this.cmdq.base = queueBase(this.cmdqBase, qs, 16);
     this.cmdq.consume();
@@ -453,6 +456,11 @@ export class Smmu implements MmioDevice, TranslateEnv {
   translated(t: Txn, r: TxnResult): TxnResult {
     return this.translator.translated(t, r);
   }
+}
+
+/** A queue's log2 size from its *_BASE register: LOG2SIZE, capped at the IDR1 maximum. */
+export function queueLog2(r: Reg64, cap: number): number {
+  return Math.min(r.lo & Q_LOG2SIZE, cap);
 }
 
 /** Queue base PA from a *_BASE register: ADDR[55:5], aligned to MAX(queue bytes, 32). */

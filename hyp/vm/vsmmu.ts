@@ -54,7 +54,7 @@ import { CommandQueue, CmdqWait, type CmdqTarget } from '../../hw/smmu/cmdq.ts';
 import { EventQueue } from '../../hw/smmu/evtq.ts';
 import { GlobalErrors, GERR } from '../../hw/smmu/gerror.ts';
 import { Gbpa } from '../../hw/smmu/gbpa.ts';
-import { queueBase } from '../../hw/smmu/smmu.ts';
+import { queueBase, queueLog2 } from '../../hw/smmu/smmu.ts';
 import { ptrMask } from '../../hw/smmu/queue.ts';
 import { OP, encodeCommand, VMID as VMID_F, opcodeName } from '../../hw/smmu/commands.ts';
 import {
@@ -227,8 +227,8 @@ export class VSmmu implements CmdqTarget {
     this.cmdq = new CommandQueue(this);
     this.evtq = new EventQueue({
       enabled: () => (this.cr0 & EVENTQEN) !== 0,
-      base: () => queueBase(this.eventqBase, this.log2(this.eventqBase, this.features.eventqs), 32),
-      log2size: () => this.log2(this.eventqBase, this.features.eventqs),
+      base: () => queueBase(this.eventqBase, queueLog2(this.eventqBase, this.features.eventqs), 32),
+      log2size: () => queueLog2(this.eventqBase, this.features.eventqs),
       writer: { record: (_kind, ipa, words) => guest.write(ipa, words, words.length, this.wk.p2m) },
       abort: () => this.gerr.activate(GERR.EVENTQ_ABT_ERR),
       irq: () => this.virq('eventq'),
@@ -282,10 +282,6 @@ export class VSmmu implements CmdqTarget {
     return ((this.regs.val[S_CR0]! | this.regs.val[S_CR0ACK]!) & SMMUEN) === 0;
   }
 
-  private log2(r: Reg64, cap: number): number {
-    return Math.min(r.lo & 0x1f, cap);
-  }
-
   private virq(line: 'eventq' | 'gerror'): void {
     const en = line === 'gerror' ? IRQ_CTRL_BITS.GERROR_IRQEN : IRQ_CTRL_BITS.EVENTQ_IRQEN;
     if (this.irqCtrl & en) this.guest.stats.virqs[line]++;
@@ -325,7 +321,7 @@ export class VSmmu implements CmdqTarget {
       this.pending = false;
       return;
     }
-    const qs = this.log2(this.cmdqBase, this.features.cmdqs);
+    const qs = queueLog2(this.cmdqBase, this.features.cmdqs);
     this.cmdq.log2size = qs;
     this.cmdq.base = queueBase(this.cmdqBase, qs, 16);
     const n = this.cmdq.consume(this.wk.budget ? Infinity : this.host.budget);
