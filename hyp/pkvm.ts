@@ -20,7 +20,8 @@ import {
   IDR1,
   IDR3,
   IDR5,
-  CR1,
+  CR0_BITS,
+  CR1_WB_ISH,
   GBPA,
   Q_BASE,
   STRTAB_BASE_CFG,
@@ -28,6 +29,7 @@ import {
   regNameAt,
 } from '../hw/smmu/regs.ts';
 import { L1STD, STE_WORDS } from '../hw/smmu/ste.ts';
+import { GERR } from '../hw/smmu/gerror.ts';
 import { encodeCommand, OP } from '../hw/smmu/commands.ts';
 import { layerLogger } from '../hw/log.ts';
 import { PageOwnership, OwnershipError, PAGE, type Owner } from './mem/ownership.ts';
@@ -52,12 +54,9 @@ const log = layerLogger('hyp');
 export const HYP_MEMORY_DEFAULT = { base: 0x7c00_0000, size: 0x0400_0000 } as const;
 
 const OP_SYNC = OP.CMD_SYNC;
-const SMMUEN = 1,
-  PRIQEN = 2,
-  EVTQEN = 4,
-  CMDQEN = 8,
-  ATSCHK = 16;
-const GERR_CMDQ = 1;
+const { SMMUEN, PRIQEN, CMDQEN, ATSCHK } = CR0_BITS;
+const EVTQEN = CR0_BITS.EVENTQEN;
+const GERR_CMDQ = GERR.CMDQ_ERR;
 /** shadow command queue: 2^12 commands (64 KiB), as pKVM's 2^4 pages of 4 KiB */
 const SHADOW_CMDQ_SHIFT = 12;
 /** what the host must not see in IDR0 */
@@ -67,16 +66,7 @@ const IDR0_ATS = wordMask(IDR0.ATS);
 const GBPA_ABORT = wordMask(GBPA.ABORT);
 const GBPA_UPDATE = wordMask(GBPA.Update);
 /** Linux's CR1: queues and tables Inner Shareable, Write-Back (the template pKVM enforces) */
-export const CR1_TEMPLATE = (() => {
-  const w = [0];
-  set(w, CR1.QUEUE_IC, 1);
-  set(w, CR1.QUEUE_OC, 1);
-  set(w, CR1.QUEUE_SH, 3);
-  set(w, CR1.TABLE_IC, 1);
-  set(w, CR1.TABLE_OC, 1);
-  set(w, CR1.TABLE_SH, 3);
-  return w[0]!;
-})();
+export const CR1_TEMPLATE = CR1_WB_ISH;
 
 /** A guest could not be created or destroyed; nothing was changed (creation) or its memory was kept (teardown). */
 export class GuestError extends Error {

@@ -13,7 +13,19 @@
  * Domains and attach are in domain.ts, the event queue consumer in events.ts.
  */
 import type { MmioBus } from '../../hw/bus.ts';
-import { OFF, IDR0, IDR1, IDR3, IDR5, STRTAB_BASE_CFG, Q_BASE } from '../../hw/smmu/regs.ts';
+import {
+  OFF,
+  IDR0,
+  IDR1,
+  IDR3,
+  IDR5,
+  STRTAB_BASE_CFG,
+  Q_BASE,
+  CR0_BITS as CR0,
+  CR1_WB_ISH,
+  CR2_BITS as CR2,
+  GBPA_BITS,
+} from '../../hw/smmu/regs.ts';
 import { get, set } from '../../hw/bits.ts';
 import { OAS_BITS } from '../../hw/smmu/features.ts';
 import { layerLogger } from '../../hw/log.ts';
@@ -69,12 +81,10 @@ const STRTAB_SPLIT = 8;
 const STRTAB_L1_DESC_BYTES = 8;
 /** Linux caps the L1 table at 2^20 entries... and the SIDs it covers at sid_bits. */
 const STRTAB_MAX_L1_ENTRIES = 1 << 20;
-const CR0 = { SMMUEN: 1, PRIQEN: 2, EVTQEN: 4, CMDQEN: 8, ATSCHK: 16 } as const;
 /** Linux's CR1: queues and tables Inner Shareable, Write-Back (0xd75). */
-export const LINUX_CR1 = (1 << 0) | (1 << 2) | (3 << 4) | (1 << 6) | (1 << 8) | (3 << 10);
-const CR2 = { E2H: 1, RECINVSID: 2, PTM: 4 } as const;
-const GBPA_UPDATE = 1 << 31;
-const GBPA_ABORT = 1 << 20;
+export const LINUX_CR1 = CR1_WB_ISH;
+const GBPA_UPDATE = GBPA_BITS.Update;
+const GBPA_ABORT = GBPA_BITS.ABORT;
 const RA = 1n << 62n;
 
 export class DriverError extends Error {
@@ -326,7 +336,7 @@ export class ArmSmmuV3 {
     this.write64(OFF.EVENTQ_BASE, this.qBase(this.evtq.base, this.evtq.shift));
     this.write32(OFF.EVENTQ_PROD, 0);
     this.write32(OFF.EVENTQ_CONS, 0);
-    enables |= CR0.EVTQEN;
+    enables |= CR0.EVENTQEN;
     this.writeCr0(enables);
     if (ft.pri) {
       this.write64(OFF.PRIQ_BASE, this.qBase(this.priq.base, this.priq.shift));

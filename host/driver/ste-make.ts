@@ -8,7 +8,7 @@
  * architectural fields ([55:x]).
  */
 import { set, setBig } from '../../hw/bits.ts';
-import { STE, STE_WORDS, CFG, EATS } from '../../hw/smmu/ste.ts';
+import { STE, STE_WORDS, CFG, EATS, SHCFG } from '../../hw/smmu/ste.ts';
 import { CD, CD_WORDS } from '../../hw/smmu/cd.ts';
 import type { SmmuFeatures } from '../../hw/smmu/features.ts';
 import { S1DSS } from './entry.ts';
@@ -21,8 +21,6 @@ export const S1FMT = { LINEAR: 0, L2_4K: 1, L2_64K: 2 } as const;
 export const CACHE_WB = 1;
 /** Shareability: Inner Shareable. */
 export const SH_ISH = 3;
-/** STE.SHCFG: use the incoming shareability. */
-export const SHCFG_INCOMING = 1;
 /** STE.STRW encodings. */
 export const STRW = { NSEL1: 0, EL2: 2 } as const;
 
@@ -85,7 +83,7 @@ export function makeBypassSte(ft: HostSmmuFeatures): Uint32Array {
   const w = ste();
   set(w, STE.V, 1);
   set(w, STE.Config, CFG.BYPASS);
-  if (ft.attrTypesOvr) set(w, STE.SHCFG, SHCFG_INCOMING);
+  if (ft.attrTypesOvr) set(w, STE.SHCFG, SHCFG.INCOMING);
   return w;
 }
 
@@ -123,7 +121,7 @@ export function makeCdtableSte(
   set(w, STE.S1CSH, SH_ISH);
   if (ft.stalls && !master.stallEnabled) set(w, STE.S1STALLD, 1);
   set(w, STE.EATS, master.ats ? EATS.TRANS : EATS.ABT);
-  if (ft.attrTypesOvr && s1dss === S1DSS.BYPASS) set(w, STE.SHCFG, SHCFG_INCOMING);
+  if (ft.attrTypesOvr && s1dss === S1DSS.BYPASS) set(w, STE.SHCFG, SHCFG.INCOMING);
   if (ft.e2h) {
     set(w, STE.STRW, STRW.EL2);
   } else {
@@ -166,7 +164,7 @@ export function makeS2Ste(ft: HostSmmuFeatures, master: MasterOpts, s2: S2Config
   set(w, STE.Config, CFG.S2_TRANS);
   set(w, STE.EATS, master.ats ? EATS.TRANS : EATS.ABT);
   if (s2.s2fwb) set(w, STE.S2FWB, 1);
-  if (ft.attrTypesOvr) set(w, STE.SHCFG, SHCFG_INCOMING);
+  if (ft.attrTypesOvr) set(w, STE.SHCFG, SHCFG.INCOMING);
 
   set(w, STE.S2VMID, s2.vmid);
   set(w, STE.S2T0SZ, s2.vtcr.tsz);

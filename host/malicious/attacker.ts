@@ -16,7 +16,7 @@
  * the host can read (its registers through the trap, its own memory) to aim, and nothing else;
  * given the same seed and the same machine it generates the same operations.
  */
-import { OFF, regByName, type RegName } from '../../hw/smmu/regs.ts';
+import { CR0_BITS, OFF, regByName, type RegName } from '../../hw/smmu/regs.ts';
 import { CFG, STE } from '../../hw/smmu/ste.ts';
 import { encodeCommand } from '../../hw/smmu/commands.ts';
 import { set } from '../../hw/bits.ts';
@@ -40,6 +40,12 @@ import {
   type HostLayout,
   type CmdSpec,
 } from './grammar.ts';
+
+const { SMMUEN, EVENTQEN, CMDQEN, ATSCHK } = CR0_BITS;
+/** SMMUEN, EVENTQEN and CMDQEN: the SMMU on with its queues */
+const CR0_QUEUES_ON = BigInt(SMMUEN | EVENTQEN | CMDQEN);
+/** SMMUEN and CMDQEN: commands are consumed */
+const CR0_CMDQ_ON = BigInt(SMMUEN | CMDQEN);
 
 export { Rng, type HostLayout, type CmdSpec } from './grammar.ts';
 
@@ -235,8 +241,8 @@ export class Attacker {
     if (g !== null && n !== null && ((g ^ n) & 1n) !== 0n && r.chance(0.7))
       out.push(this.regWrite('GERRORN', g));
     const cr0 = this.probe.reg('CR0');
-    if (cr0 !== null && (cr0 & 0xdn) !== 0xdn && r.chance(0.15))
-      out.push(this.regWrite('CR0', cr0 | 0xdn));
+    if (cr0 !== null && (cr0 & CR0_QUEUES_ON) !== CR0_QUEUES_ON && r.chance(0.15))
+      out.push(this.regWrite('CR0', cr0 | CR0_QUEUES_ON));
     return out;
   }
 
@@ -822,7 +828,8 @@ export class Attacker {
     const cmdq = r.chance(0.8) ? scratch(0x20000) : targetAddress(r, L, 32);
     const evtq = r.chance(0.5) ? scratch(0x30000) : targetAddress(r, L, 32);
     const ops: HostileOp[] = [];
-    if (r.chance(0.5)) ops.push(this.regWrite('CR0', BigInt(Number(this.cur('CR0') ?? 0n) & 0x4)));
+    if (r.chance(0.5))
+      ops.push(this.regWrite('CR0', BigInt(Number(this.cur('CR0') ?? 0n) & EVENTQEN)));
     ops.push(
       ...this.wideWrite('STRTAB_BASE', (1n << 62n) | BigInt(l1)),
       this.regWrite('STRTAB_BASE_CFG', BigInt(cfg[0]! >>> 0)),
@@ -850,8 +857,11 @@ export class Attacker {
         'EVENTQ_BASE',
         (1n << 62n) | BigInt(evtq) | BigInt(r.chance(0.8) ? 8 : r.bits(5)),
       ),
-      this.regWrite('CR0', BigInt(0x8 | (r.chance(0.8) ? 0x4 : 0))),
-      this.regWrite('CR0', BigInt(0x9 | (r.chance(0.8) ? 0x4 : 0) | (r.chance(0.3) ? 0x10 : 0))),
+      this.regWrite('CR0', BigInt(CMDQEN | (r.chance(0.8) ? EVENTQEN : 0))),
+      this.regWrite(
+        'CR0',
+        BigInt(CMDQEN | SMMUEN | (r.chance(0.8) ? EVENTQEN : 0) | (r.chance(0.3) ? ATSCHK : 0)),
+      ),
       {
         op: 'cmd',
         actor: 'host',
@@ -920,7 +930,7 @@ export class Attacker {
     const gn = this.probe.reg('GERRORN');
     const queueRuns =
       cr0 !== null &&
-      (cr0 & 0x9n) === 0x9n &&
+      (cr0 & CR0_CMDQ_ON) === CR0_CMDQ_ON &&
       g0 !== null &&
       gn !== null &&
       ((g0 ^ gn) & 1n) === 0n;

@@ -1,11 +1,22 @@
 /**
  * SMMUv3 register map (IHI 0070, Page 0 and Page 1), declared once as data:
- * offset, width, access and fields. The device model, the hypervisor's emulation table,
- * the MMIO log and the decoders all use these declarations.
+ * offset, width, access, fields, and the access semantics (write mask, reset value, guard,
+ * acknowledge register). The device model and the vSMMU drive their registers from it through
+ * one register file (regfile.ts); the hypervisor's emulation table, the MMIO log and the
+ * decoders use the same declarations.
  */
-import { bits, type Field } from '../bits.ts';
+import { bits, definedMask, place, wordMask, type Field } from '../bits.ts';
 
 export type RegAccess = 'RO' | 'RW';
+
+/**
+ * A guard (IHI 0070 6.3.9.1, smmuv3.md §1.5): the register may be written only while this
+ * enable bit is 0 in its control register and in that register's acknowledge register.
+ */
+export interface RegGuard {
+  readonly reg: 'CR0' | 'IRQ_CTRL';
+  readonly field: Field;
+}
 
 export interface RegDef {
   readonly name: string;
@@ -16,6 +27,17 @@ export interface RegDef {
   readonly access: RegAccess;
   readonly fields: readonly Field[];
   readonly doc?: string;
+  /**
+   * The bits software may write, per 32-bit word (two for a 64-bit register). Default: the bits
+   * of `fields` (a RW register), none (RO). Given where a field is read-only (CMDQ_CONS.ERR).
+   */
+  readonly wmask?: readonly number[];
+  /** the architectural reset value of the low word (default 0; the IMPLEMENTATION DEFINED ones are the instance's) */
+  readonly reset?: number;
+  /** writes are ignored while this enable is set (from SMMUv3.2; see RegGuard) */
+  readonly guard?: RegGuard;
+  /** the register that acknowledges a write of this one (CR0ACK, IRQ_CTRLACK): the update completes at once */
+  readonly ack?: string;
 }
 
 const f = bits;
@@ -130,6 +152,14 @@ export const CR0 = {
   VMW: f('VMW', 8, 6),
   DPT_WALK_EN: f('DPT_WALK_EN', 10, 10),
 } as const;
+/** CR0's (and CR0ACK's) single-bit fields as word masks, for the hot paths and the enables. */
+export const CR0_BITS = {
+  SMMUEN: wordMask(CR0.SMMUEN),
+  PRIQEN: wordMask(CR0.PRIQEN),
+  EVENTQEN: wordMask(CR0.EVENTQEN),
+  CMDQEN: wordMask(CR0.CMDQEN),
+  ATSCHK: wordMask(CR0.ATSCHK),
+} as const;
 
 const cacheability = {
   0: 'Non-cacheable',
@@ -151,11 +181,28 @@ export const CR1 = {
   TABLE_OC: f('TABLE_OC', 9, 8, { values: cacheability }),
   TABLE_SH: f('TABLE_SH', 11, 10, { values: shareability }),
 } as const;
+/** CR1 *_IC/*_OC and *_SH encodings (smmuv3.md §1.5: not the TCR-style ones) */
+export const CR1_CACHE = { NC: 0, WB: 1, WT: 2 } as const;
+export const CR1_SH = { NSH: 0, OSH: 2, ISH: 3 } as const;
+/** CR1 with queues and tables Write-Back and Inner Shareable: what Linux writes (0xd75) */
+export const CR1_WB_ISH =
+  (place(CR1.QUEUE_IC, CR1_CACHE.WB) |
+    place(CR1.QUEUE_OC, CR1_CACHE.WB) |
+    place(CR1.QUEUE_SH, CR1_SH.ISH) |
+    place(CR1.TABLE_IC, CR1_CACHE.WB) |
+    place(CR1.TABLE_OC, CR1_CACHE.WB) |
+    place(CR1.TABLE_SH, CR1_SH.ISH)) >>>
+  0;
 
 export const CR2 = {
   E2H: f('E2H', 0, 0),
   RECINVSID: f('RECINVSID', 1, 1),
   PTM: f('PTM', 2, 2),
+} as const;
+export const CR2_BITS = {
+  E2H: wordMask(CR2.E2H),
+  RECINVSID: wordMask(CR2.RECINVSID),
+  PTM: wordMask(CR2.PTM),
 } as const;
 
 export const STATUSR = { DORMANT: f('DORMANT', 0, 0) } as const;
@@ -176,11 +223,17 @@ export const GBPA = {
   ABORT: f('ABORT', 20, 20),
   Update: f('Update', 31, 31),
 } as const;
+export const GBPA_BITS = { ABORT: wordMask(GBPA.ABORT), Update: wordMask(GBPA.Update) } as const;
 
 export const IRQ_CTRL = {
   GERROR_IRQEN: f('GERROR_IRQEN', 0, 0),
   PRIQ_IRQEN: f('PRIQ_IRQEN', 1, 1),
   EVENTQ_IRQEN: f('EVENTQ_IRQEN', 2, 2),
+} as const;
+export const IRQ_CTRL_BITS = {
+  GERROR_IRQEN: wordMask(IRQ_CTRL.GERROR_IRQEN),
+  PRIQ_IRQEN: wordMask(IRQ_CTRL.PRIQ_IRQEN),
+  EVENTQ_IRQEN: wordMask(IRQ_CTRL.EVENTQ_IRQEN),
 } as const;
 
 export const GERROR = {
@@ -216,6 +269,9 @@ export const Q_BASE = {
   ADDR: f('ADDR', 55, 5),
   RWA: f('RA/WA', 62, 62),
 } as const;
+/** *Q_PROD.WR and *Q_CONS.RD: index and wrap, [19:0] at the widest (queue.ts) */
+export const Q_PROD = { WR: f('WR', 19, 0) } as const;
+export const Q_CONS = { RD: f('RD', 19, 0) } as const;
 export const CMDQ_CONS = {
   ERR: f('ERR', 30, 24, {
     values: { 0: 'CERROR_NONE', 1: 'CERROR_ILL', 2: 'CERROR_ABT', 3: 'CERROR_ATC_INV_SYNC' },
@@ -278,164 +334,117 @@ export type RegName = keyof typeof OFF;
 
 const values = (o: Record<string, Field>): Field[] => Object.values(o);
 
-/** Every register the model implements, in offset order. */
-export const REGISTERS: readonly RegDef[] = [
-  { name: 'IDR0', offset: OFF.IDR0, width: 4, access: 'RO', fields: values(IDR0) },
-  { name: 'IDR1', offset: OFF.IDR1, width: 4, access: 'RO', fields: values(IDR1) },
-  { name: 'IDR2', offset: OFF.IDR2, width: 4, access: 'RO', fields: values(IDR2) },
-  { name: 'IDR3', offset: OFF.IDR3, width: 4, access: 'RO', fields: values(IDR3) },
-  {
-    name: 'IDR4',
-    offset: OFF.IDR4,
-    width: 4,
-    access: 'RO',
-    fields: [],
-    doc: 'IMPLEMENTATION DEFINED (reads 0)',
-  },
-  { name: 'IDR5', offset: OFF.IDR5, width: 4, access: 'RO', fields: values(IDR5) },
-  { name: 'IIDR', offset: OFF.IIDR, width: 4, access: 'RO', fields: values(IIDR) },
-  { name: 'AIDR', offset: OFF.AIDR, width: 4, access: 'RO', fields: values(AIDR) },
-  { name: 'CR0', offset: OFF.CR0, width: 4, access: 'RW', fields: values(CR0) },
-  { name: 'CR0ACK', offset: OFF.CR0ACK, width: 4, access: 'RO', fields: values(CR0) },
-  { name: 'CR1', offset: OFF.CR1, width: 4, access: 'RW', fields: values(CR1) },
-  { name: 'CR2', offset: OFF.CR2, width: 4, access: 'RW', fields: values(CR2) },
-  { name: 'STATUSR', offset: OFF.STATUSR, width: 4, access: 'RO', fields: values(STATUSR) },
-  { name: 'GBPA', offset: OFF.GBPA, width: 4, access: 'RW', fields: values(GBPA) },
-  {
-    name: 'AGBPA',
-    offset: OFF.AGBPA,
-    width: 4,
-    access: 'RW',
-    fields: [],
-    doc: 'IMPLEMENTATION DEFINED (RAZ/WI here)',
-  },
-  { name: 'IRQ_CTRL', offset: OFF.IRQ_CTRL, width: 4, access: 'RW', fields: values(IRQ_CTRL) },
-  {
-    name: 'IRQ_CTRLACK',
-    offset: OFF.IRQ_CTRLACK,
-    width: 4,
-    access: 'RO',
-    fields: values(IRQ_CTRL),
-  },
-  { name: 'GERROR', offset: OFF.GERROR, width: 4, access: 'RO', fields: values(GERROR) },
-  { name: 'GERRORN', offset: OFF.GERRORN, width: 4, access: 'RW', fields: values(GERROR) },
-  {
-    name: 'GERROR_IRQ_CFG0',
-    offset: OFF.GERROR_IRQ_CFG0,
-    width: 8,
-    access: 'RW',
-    fields: values(IRQ_CFG0),
-  },
-  {
-    name: 'GERROR_IRQ_CFG1',
-    offset: OFF.GERROR_IRQ_CFG1,
-    width: 4,
-    access: 'RW',
-    fields: values(IRQ_CFG1),
-  },
-  {
-    name: 'GERROR_IRQ_CFG2',
-    offset: OFF.GERROR_IRQ_CFG2,
-    width: 4,
-    access: 'RW',
-    fields: values(IRQ_CFG2),
-  },
-  {
-    name: 'STRTAB_BASE',
-    offset: OFF.STRTAB_BASE,
-    width: 8,
-    access: 'RW',
-    fields: values(STRTAB_BASE),
-  },
-  {
-    name: 'STRTAB_BASE_CFG',
-    offset: OFF.STRTAB_BASE_CFG,
-    width: 4,
-    access: 'RW',
-    fields: values(STRTAB_BASE_CFG),
-  },
-  { name: 'CMDQ_BASE', offset: OFF.CMDQ_BASE, width: 8, access: 'RW', fields: values(Q_BASE) },
-  { name: 'CMDQ_PROD', offset: OFF.CMDQ_PROD, width: 4, access: 'RW', fields: [f('WR', 19, 0)] },
-  {
-    name: 'CMDQ_CONS',
-    offset: OFF.CMDQ_CONS,
-    width: 4,
-    access: 'RW',
-    fields: [f('RD', 19, 0), CMDQ_CONS.ERR],
-  },
-  { name: 'EVENTQ_BASE', offset: OFF.EVENTQ_BASE, width: 8, access: 'RW', fields: values(Q_BASE) },
-  {
-    name: 'EVENTQ_IRQ_CFG0',
-    offset: OFF.EVENTQ_IRQ_CFG0,
-    width: 8,
-    access: 'RW',
-    fields: values(IRQ_CFG0),
-  },
-  {
-    name: 'EVENTQ_IRQ_CFG1',
-    offset: OFF.EVENTQ_IRQ_CFG1,
-    width: 4,
-    access: 'RW',
-    fields: values(IRQ_CFG1),
-  },
-  {
-    name: 'EVENTQ_IRQ_CFG2',
-    offset: OFF.EVENTQ_IRQ_CFG2,
-    width: 4,
-    access: 'RW',
-    fields: values(IRQ_CFG2),
-  },
-  { name: 'PRIQ_BASE', offset: OFF.PRIQ_BASE, width: 8, access: 'RW', fields: values(Q_BASE) },
-  {
-    name: 'PRIQ_IRQ_CFG0',
-    offset: OFF.PRIQ_IRQ_CFG0,
-    width: 8,
-    access: 'RW',
-    fields: values(IRQ_CFG0),
-  },
-  {
-    name: 'PRIQ_IRQ_CFG1',
-    offset: OFF.PRIQ_IRQ_CFG1,
-    width: 4,
-    access: 'RW',
-    fields: values(IRQ_CFG1),
-  },
-  {
-    name: 'PRIQ_IRQ_CFG2',
-    offset: OFF.PRIQ_IRQ_CFG2,
-    width: 4,
-    access: 'RW',
-    fields: values(IRQ_CFG2),
-  },
-  {
-    name: 'EVENTQ_PROD',
-    offset: OFF.EVENTQ_PROD,
-    width: 4,
-    access: 'RW',
-    fields: [f('WR', 19, 0), EVENTQ_PROD.OVFLG],
-  },
-  {
-    name: 'EVENTQ_CONS',
-    offset: OFF.EVENTQ_CONS,
-    width: 4,
-    access: 'RW',
-    fields: [f('RD', 19, 0), EVENTQ_CONS.OVACKFLG],
-  },
-  {
-    name: 'PRIQ_PROD',
-    offset: OFF.PRIQ_PROD,
-    width: 4,
-    access: 'RW',
-    fields: [f('WR', 19, 0), EVENTQ_PROD.OVFLG],
-  },
-  {
-    name: 'PRIQ_CONS',
-    offset: OFF.PRIQ_CONS,
-    width: 4,
-    access: 'RW',
-    fields: [f('RD', 19, 0), EVENTQ_CONS.OVACKFLG],
-  },
+/** The guards (RegGuard), by the enable they follow. */
+export const GUARD = {
+  SMMUEN: { reg: 'CR0', field: CR0.SMMUEN },
+  CMDQEN: { reg: 'CR0', field: CR0.CMDQEN },
+  EVENTQEN: { reg: 'CR0', field: CR0.EVENTQEN },
+  PRIQEN: { reg: 'CR0', field: CR0.PRIQEN },
+  GERROR_IRQEN: { reg: 'IRQ_CTRL', field: IRQ_CTRL.GERROR_IRQEN },
+  EVENTQ_IRQEN: { reg: 'IRQ_CTRL', field: IRQ_CTRL.EVENTQ_IRQEN },
+  PRIQ_IRQEN: { reg: 'IRQ_CTRL', field: IRQ_CTRL.PRIQ_IRQEN },
+} as const satisfies Record<string, RegGuard>;
+
+const reg = (
+  name: RegName,
+  width: 4 | 8,
+  access: RegAccess,
+  fields: readonly Field[],
+  more: Omit<Partial<RegDef>, 'name' | 'offset' | 'width' | 'access' | 'fields'> = {},
+): RegDef => ({ name, offset: OFF[name], width, access, fields, ...more });
+
+const irqCfg = (q: 'GERROR' | 'EVENTQ' | 'PRIQ', guard: RegGuard): RegDef[] => [
+  reg(`${q}_IRQ_CFG0`, 8, 'RW', values(IRQ_CFG0), { guard }),
+  reg(`${q}_IRQ_CFG1`, 4, 'RW', values(IRQ_CFG1), { guard }),
+  reg(`${q}_IRQ_CFG2`, 4, 'RW', values(IRQ_CFG2), { guard }),
 ];
+
+/**
+ * Every register the model implements, in offset order (Page 0, then Page 1). Reset values are
+ * 0 unless given: the ID registers' and GBPA's are IMPLEMENTATION DEFINED, given by the instance.
+ */
+export const REGISTERS: readonly RegDef[] = [
+  reg('IDR0', 4, 'RO', values(IDR0)),
+  reg('IDR1', 4, 'RO', values(IDR1)),
+  reg('IDR2', 4, 'RO', values(IDR2)),
+  reg('IDR3', 4, 'RO', values(IDR3)),
+  reg('IDR4', 4, 'RO', [], { doc: 'IMPLEMENTATION DEFINED (reads 0)' }),
+  reg('IDR5', 4, 'RO', values(IDR5)),
+  reg('IIDR', 4, 'RO', values(IIDR)),
+  reg('AIDR', 4, 'RO', values(AIDR)),
+  reg('CR0', 4, 'RW', values(CR0), { ack: 'CR0ACK' }),
+  reg('CR0ACK', 4, 'RO', values(CR0)),
+  reg('CR1', 4, 'RW', values(CR1), { guard: GUARD.SMMUEN }),
+  reg('CR2', 4, 'RW', values(CR2), { guard: GUARD.SMMUEN }),
+  reg('STATUSR', 4, 'RO', values(STATUSR)),
+  reg('GBPA', 4, 'RW', values(GBPA)),
+  reg('AGBPA', 4, 'RW', [], { doc: 'IMPLEMENTATION DEFINED (RAZ/WI here)' }),
+  reg('IRQ_CTRL', 4, 'RW', values(IRQ_CTRL), { ack: 'IRQ_CTRLACK' }),
+  reg('IRQ_CTRLACK', 4, 'RO', values(IRQ_CTRL)),
+  reg('GERROR', 4, 'RO', values(GERROR)),
+  reg('GERRORN', 4, 'RW', values(GERROR)),
+  ...irqCfg('GERROR', GUARD.GERROR_IRQEN),
+  reg('STRTAB_BASE', 8, 'RW', values(STRTAB_BASE), { guard: GUARD.SMMUEN }),
+  reg('STRTAB_BASE_CFG', 4, 'RW', values(STRTAB_BASE_CFG), { guard: GUARD.SMMUEN }),
+  reg('CMDQ_BASE', 8, 'RW', values(Q_BASE), { guard: GUARD.CMDQEN }),
+  reg('CMDQ_PROD', 4, 'RW', [Q_PROD.WR]),
+  reg('CMDQ_CONS', 4, 'RW', [Q_CONS.RD, CMDQ_CONS.ERR], {
+    guard: GUARD.CMDQEN,
+    wmask: [wordMask(Q_CONS.RD)], // ERR is the SMMU's
+  }),
+  reg('EVENTQ_BASE', 8, 'RW', values(Q_BASE), { guard: GUARD.EVENTQEN }),
+  ...irqCfg('EVENTQ', GUARD.EVENTQ_IRQEN),
+  reg('PRIQ_BASE', 8, 'RW', values(Q_BASE), { guard: GUARD.PRIQEN }),
+  ...irqCfg('PRIQ', GUARD.PRIQ_IRQEN),
+  // the SMMU owns PROD while the queue is enabled
+  reg('EVENTQ_PROD', 4, 'RW', [Q_PROD.WR, EVENTQ_PROD.OVFLG], { guard: GUARD.EVENTQEN }),
+  reg('EVENTQ_CONS', 4, 'RW', [Q_CONS.RD, EVENTQ_CONS.OVACKFLG]),
+  reg('PRIQ_PROD', 4, 'RW', [Q_PROD.WR, EVENTQ_PROD.OVFLG], { guard: GUARD.PRIQEN }),
+  reg('PRIQ_CONS', 4, 'RW', [Q_CONS.RD, EVENTQ_CONS.OVACKFLG]),
+];
+
+/** The PRI queue's registers (implemented with IDR0.PRI=1). */
+export const PRIQ_REG_NAMES: readonly string[] = REGISTERS.filter((r) =>
+  r.name.startsWith('PRIQ_'),
+).map((r) => r.name);
+/** The MSI configuration registers, *_IRQ_CFG0..2 (used with IDR0.MSI=1). */
+export const IRQ_CFG_REG_NAMES: readonly string[] = REGISTERS.filter((r) =>
+  r.name.includes('_IRQ_CFG'),
+).map((r) => r.name);
+
+/** The CoreSight-style identification registers at 0xFD0..0xFFC, in offset order. */
+export const ID_REG_NAMES = [
+  'PIDR4',
+  'PIDR5',
+  'PIDR6',
+  'PIDR7',
+  'PIDR0',
+  'PIDR1',
+  'PIDR2',
+  'PIDR3',
+  'CIDR0',
+  'CIDR1',
+  'CIDR2',
+  'CIDR3',
+] as const;
+export const ID_REGS_OFFSET = 0xfd0;
+const ID_REGS_LAST = ID_REGS_OFFSET + 4 * (ID_REG_NAMES.length - 1);
+
+/** The identification registers as register definitions (their values are IMPLEMENTATION DEFINED). */
+export const ID_REGISTERS: readonly RegDef[] = ID_REG_NAMES.map((name, i) => ({
+  name,
+  offset: ID_REGS_OFFSET + 4 * i,
+  width: 4,
+  access: 'RO',
+  fields: [],
+}));
+
+/** The bits software may write in each 32-bit word of `r` (RegDef.wmask). */
+export function writeMask(r: RegDef): readonly number[] {
+  if (r.wmask) return r.wmask;
+  if (r.access === 'RO') return r.width === 8 ? [0, 0] : [0];
+  return [...definedMask(r.fields, r.width / 4)];
+}
 
 const byOffset = new Map<number, RegDef>(REGISTERS.map((r) => [r.offset, r]));
 const byName = new Map<string, RegDef>(REGISTERS.map((r) => [r.name, r]));
@@ -453,7 +462,8 @@ export function regNameAt(offset: number): string {
   if (r) return r.name;
   const lo = byOffset.get(offset - 4);
   if (lo && lo.width === 8) return `${lo.name}[63:32]`;
-  if (offset >= 0xfd0 && offset <= 0xffc) return ID_REG_NAMES[(offset - 0xfd0) >> 2]!;
+  if (offset >= ID_REGS_OFFSET && offset <= ID_REGS_LAST)
+    return ID_REG_NAMES[(offset - ID_REGS_OFFSET) >> 2]!;
   return offset >= PAGE1
     ? `page1+0x${(offset - PAGE1).toString(16)}`
     : `page0+0x${offset.toString(16)}`;
@@ -462,19 +472,3 @@ export function regNameAt(offset: number): string {
 export function regAt(offset: number): RegDef | undefined {
   return byOffset.get(offset);
 }
-
-/** The CoreSight-style identification registers at 0xFD0..0xFFC, in offset order. */
-export const ID_REG_NAMES = [
-  'PIDR4',
-  'PIDR5',
-  'PIDR6',
-  'PIDR7',
-  'PIDR0',
-  'PIDR1',
-  'PIDR2',
-  'PIDR3',
-  'CIDR0',
-  'CIDR1',
-  'CIDR2',
-  'CIDR3',
-] as const;

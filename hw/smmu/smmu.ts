@@ -14,9 +14,27 @@
  */
 import type { AccessSize, Actor, MmioDevice } from '../bus.ts';
 import { ExternalAbort, type PhysicalMemory } from '../memory.ts';
-import { wordMask } from '../bits.ts';
+import { definedMask, get, wordMask } from '../bits.ts';
 import { layerLogger } from '../log.ts';
-import { CR0, CR1, CR2, IRQ_CTRL, OFF, SMMU_MMIO_SIZE, regNameAt } from './regs.ts';
+import {
+  CR0_BITS,
+  CR2_BITS,
+  ID_REG_NAMES,
+  IRQ_CFG0,
+  IRQ_CTRL_BITS,
+  PRIQ_REG_NAMES,
+  Q_BASE,
+  SMMU_MMIO_SIZE,
+  STRTAB_BASE,
+  regNameAt,
+} from './regs.ts';
+import {
+  RegisterFile,
+  componentBackings,
+  featureWriteMasks,
+  regSlot,
+  type Reg64,
+} from './regfile.ts';
 import {
   DEFAULT_FEATURES,
   idRegisters,
@@ -40,10 +58,9 @@ import {
 import { Iotlb, newScope } from './tlb.ts';
 import { CdCache } from './cdtab.ts';
 import { tlbiScope } from './tlbi.ts';
+import { AtcSize, Global, SSV, StreamID, SubstreamID, VA } from './commands.ts';
 
 const log = layerLogger('hw');
-/** register offsets as a module-local object: the register switches compare against it on every access */
-const R = { ...OFF };
 
 export {
   NotImplementedError,
@@ -63,28 +80,34 @@ export interface SmmuOptions {
   caching?: boolean;
 }
 
-const CR0_BASE_MASK =
-  wordMask(CR0.SMMUEN) |
-  wordMask(CR0.PRIQEN) |
-  wordMask(CR0.EVENTQEN) |
-  wordMask(CR0.CMDQEN) |
-  wordMask(CR0.ATSCHK);
-const CR1_MASK = Object.values(CR1).reduce((m, f) => (m | wordMask(f)) >>> 0, 0);
-const SMMUEN = 1,
-  PRIQEN = 2,
-  EVENTQEN = 4,
-  CMDQEN = 8;
-const ADDR_HI_MASK = 0x00ffffff; // bits [55:32]
-const RWA_HI = 1 << 30; // bit 62
+const { SMMUEN, EVENTQEN, CMDQEN, ATSCHK } = CR0_BITS;
+const { E2H, RECINVSID } = CR2_BITS;
+/** ADDR[55:32] in the high word of a 64-bit base or MSI address register */
+const ADDR_HI = definedMask([Q_BASE.ADDR], 2)[1]!;
+/** the low-word bits below STRTAB_BASE.ADDR and IRQ_CFG0.ADDR */
+const STRTAB_ADDR_LO = definedMask([STRTAB_BASE.ADDR], 1)[0]!;
+const MSI_ADDR_LO = definedMask([IRQ_CFG0.ADDR], 1)[0]!;
+const Q_ADDR_LO = definedMask([Q_BASE.ADDR], 1)[0]!;
+const Q_LOG2SIZE = wordMask(Q_BASE.LOG2SIZE);
+
+/** CMD_ATC_INV Address[63:12]: its low-word bits, and the high-word bits kept (to bit 52: a number holds 53 bits) */
+const ATC_ADDR_LO = definedMask([VA], 4)[VA.word]!;
+const ATC_ADDR_HI = definedMask([VA], 4)[VA.word + 1]! & (2 ** (53 - 32) - 1);
+/** CMD_ATC_INV Size: 52 and above invalidate everything */
+const ATC_SIZE_ALL = 52;
 
 /** CoreSight-style ID registers (PIDR4..7, PIDR0..3, CIDR0..3), as QEMU reports an MMU-600-like part. */
 const ID_REGS = [0x04, 0, 0, 0, 0x84, 0xb4, 0xf0, 0x10, 0x0d, 0xf0, 0x05, 0xb1];
 
-interface Reg64 {
-  lo: number;
-  hi: number;
-}
-const r64 = (): Reg64 => ({ lo: 0, hi: 0 });
+// register-file slots read on the hot paths (CR0 on every transaction)
+const S_CR0 = regSlot('CR0');
+const S_CR1 = regSlot('CR1');
+const S_CR2 = regSlot('CR2');
+const S_IRQ_CTRL = regSlot('IRQ_CTRL');
+const S_STRTAB_BASE_CFG = regSlot('STRTAB_BASE_CFG');
+const S_GERROR_IRQ_CFG1 = regSlot('GERROR_IRQ_CFG1');
+const S_EVENTQ_IRQ_CFG1 = regSlot('EVENTQ_IRQ_CFG1');
+const S_PRIQ_IRQ_CFG1 = regSlot('PRIQ_IRQ_CFG1');
 
 export interface IrqCounts {
   gerror: number;
@@ -103,31 +126,17 @@ export class Smmu implements MmioDevice, TranslateEnv {
   readonly idr: IdRegisters;
   readonly caching: boolean;
 
-  // control registers
-  cr0 = 0;
-  cr0ack = 0;
-  cr1 = 0;
-  cr2 = 0;
-  irqCtrl = 0;
-  irqCtrlAck = 0;
+  /** the register file (regfile.ts): every register access goes through it */
+  readonly regs: RegisterFile;
   readonly gbpa: Gbpa;
   readonly gerror: GlobalErrors;
-  readonly gerrorIrqCfg0 = r64();
-  gerrorIrqCfg1 = 0;
-  gerrorIrqCfg2 = 0;
-  readonly strtabBase = r64();
-  strtabBaseCfg = 0;
-  readonly cmdqBase = r64();
-  readonly eventqBase = r64();
-  readonly eventqIrqCfg0 = r64();
-  eventqIrqCfg1 = 0;
-  eventqIrqCfg2 = 0;
-  readonly priqBase = r64();
-  priqProd = 0;
-  priqCons = 0;
-  readonly priqIrqCfg0 = r64();
-  priqIrqCfg1 = 0;
-  priqIrqCfg2 = 0;
+  readonly gerrorIrqCfg0: Reg64;
+  readonly strtabBase: Reg64;
+  readonly cmdqBase: Reg64;
+  readonly eventqBase: Reg64;
+  readonly eventqIrqCfg0: Reg64;
+  readonly priqBase: Reg64;
+  readonly priqIrqCfg0: Reg64;
 
   readonly writer: SmmuWriter;
   readonly cmdq: CommandQueue;
@@ -193,20 +202,19 @@ export class Smmu implements MmioDevice, TranslateEnv {
       },
       tlbi: (op, w) => {
         this.tlbiCounts[op]!++;
-        if (tlbiScope(op, w, this.features, (this.cr2 & 1) === 1, this.tlbiScratch))
+        if (tlbiScope(op, w, this.features, (this.cr2 & E2H) !== 0, this.tlbiScratch))
           this.tlb.invalidate(this.tlbiScratch);
       },
       atcInv: (w) => {
         this.atcInvs++;
-        const sid = w[1]!;
-        const global = (w[0]! >>> 9) & 1;
-        const ssv = (w[0]! >>> 11) & 1;
-        const size = w[2]! & 0x3f;
-        const addr = (w[3]! & 0x1fffff) * 0x1_0000_0000 + ((w[2]! & 0xfffff000) >>> 0);
-        const bytes = size >= 52 ? 2 ** 64 : 2 ** (12 + size);
-        const base = size >= 52 ? 0 : addr - (addr % bytes);
-        for (const inv of this.atcs.get(sid) ?? [])
-          inv(ssv && !global ? (w[0]! >>> 12) & 0xfffff : null, base, bytes);
+        const sid = get(w, StreamID);
+        const size = get(w, AtcSize);
+        const addr =
+          (w[VA.word + 1]! & ATC_ADDR_HI) * 0x1_0000_0000 + ((w[VA.word]! & ATC_ADDR_LO) >>> 0);
+        const bytes = size >= ATC_SIZE_ALL ? 2 ** 64 : 2 ** (12 + size);
+        const base = size >= ATC_SIZE_ALL ? 0 : addr - (addr % bytes);
+        const ssid = get(w, SSV) === 1 && get(w, Global) === 0 ? get(w, SubstreamID) : null;
+        for (const inv of this.atcs.get(sid) ?? []) inv(ssid, base, bytes);
       },
       priResp: () => {},
       resume: () => {},
@@ -232,21 +240,63 @@ export class Smmu implements MmioDevice, TranslateEnv {
     });
     this.evtq = new EventQueue({
       enabled: () => (this.cr0 & EVENTQEN) !== 0,
-      base: () => queueBase(this.eventqBase, this.log2(this.eventqBase, this.features.eventqs), 32),
-      log2size: () => this.log2(this.eventqBase, this.features.eventqs),
+      base: () => queueBase(this.eventqBase, queueLog2(this.eventqBase, this.features.eventqs), 32),
+      log2size: () => queueLog2(this.eventqBase, this.features.eventqs),
       writer: this.writer,
       abort: () => this.gerror.activate(GERR.EVENTQ_ABT_ERR),
       irq: () => this.signal('eventq'),
     });
+    this.regs = new RegisterFile({
+      ignored: this.ignored,
+      reset: { ...this.idr, ...Object.fromEntries(ID_REGS.map((v, i) => [ID_REG_NAMES[i]!, v])) },
+      wmask: featureWriteMasks(this.features),
+      backing: componentBackings(this),
+      after: {
+        CR0: (old, nv) => this.cr0Written(old, nv),
+        // acknowledging CMDQ_ERR lets consumption resume (if CMDQEN=1)
+        GERRORN: () => this.kickCmdq(),
+        CMDQ_PROD: () => this.kickCmdq(),
+      },
+      writesIgnored: ['AGBPA', ...(this.features.pri ? [] : PRIQ_REG_NAMES)],
+      readsUndefined: ['AGBPA'],
+      writesUndefined: ID_REG_NAMES,
+      guarded: (offset) => this.guardHolds(offset),
+    });
+    this.gerrorIrqCfg0 = this.regs.view64('GERROR_IRQ_CFG0');
+    this.strtabBase = this.regs.view64('STRTAB_BASE');
+    this.cmdqBase = this.regs.view64('CMDQ_BASE');
+    this.eventqBase = this.regs.view64('EVENTQ_BASE');
+    this.eventqIrqCfg0 = this.regs.view64('EVENTQ_IRQ_CFG0');
+    this.priqBase = this.regs.view64('PRIQ_BASE');
+    this.priqIrqCfg0 = this.regs.view64('PRIQ_IRQ_CFG0');
     this.strtab = new StreamTable({
       features: this.features,
       mem,
       baseAddr: () =>
-        (this.strtabBase.hi & ADDR_HI_MASK) * 0x1_0000_0000 + ((this.strtabBase.lo & ~0x3f) >>> 0),
+        (this.strtabBase.hi & ADDR_HI) * 0x1_0000_0000 +
+        ((this.strtabBase.lo & STRTAB_ADDR_LO) >>> 0),
       cfg: () => this.strtabBaseCfg,
       cacheable: () => this.caching && (this.cr0 & SMMUEN) !== 0,
     });
     this.translator = new Translator(this, this.lookupScratch);
+  }
+
+  // ---- register values ------------------------------------------------------------------------
+
+  get cr0(): number {
+    return this.regs.val[S_CR0]!;
+  }
+  get cr1(): number {
+    return this.regs.val[S_CR1]!;
+  }
+  get cr2(): number {
+    return this.regs.val[S_CR2]!;
+  }
+  get irqCtrl(): number {
+    return this.regs.val[S_IRQ_CTRL]!;
+  }
+  get strtabBaseCfg(): number {
+    return this.regs.val[S_STRTAB_BASE_CFG]!;
   }
 
   // ---- TranslateEnv --------------------------------------------------------------------------
@@ -258,13 +308,13 @@ export class Smmu implements MmioDevice, TranslateEnv {
     return this.caching;
   }
   e2h(): boolean {
-    return (this.cr2 & 1) === 1;
+    return (this.cr2 & E2H) !== 0;
   }
   recinvsid(): boolean {
-    return (this.cr2 & 2) === 2;
+    return (this.cr2 & RECINVSID) !== 0;
   }
   atschk(): boolean {
-    return (this.cr0 & 0x10) !== 0;
+    return (this.cr0 & ATSCHK) !== 0;
   }
   recordEventWords(words: Uint32Array): boolean {
     return this.evtq.record(words);
@@ -288,21 +338,23 @@ export class Smmu implements MmioDevice, TranslateEnv {
 
   // ---- helpers -------------------------------------------------------------------------------
 
-  private log2(reg: Reg64, cap: number): number {
-    return Math.min(reg.lo & 0x1f, cap);
-  }
-
   /** Raise an interrupt line if enabled in IRQ_CTRL: an MSI where configured, else the wired line. */
   signal(line: 'gerror' | 'eventq' | 'priq'): void {
-    const en = line === 'gerror' ? 1 : line === 'priq' ? 2 : 4;
-    if ((this.irqCtrl & en) === 0) return;
-    const [cfg0, data, abt] =
+    const en =
       line === 'gerror'
-        ? [this.gerrorIrqCfg0, this.gerrorIrqCfg1, GERR.MSI_GERROR_ABT_ERR]
+        ? IRQ_CTRL_BITS.GERROR_IRQEN
+        : line === 'priq'
+          ? IRQ_CTRL_BITS.PRIQ_IRQEN
+          : IRQ_CTRL_BITS.EVENTQ_IRQEN;
+    if ((this.irqCtrl & en) === 0) return;
+    const [cfg0, cfg1, abt] =
+      line === 'gerror'
+        ? [this.gerrorIrqCfg0, S_GERROR_IRQ_CFG1, GERR.MSI_GERROR_ABT_ERR]
         : line === 'eventq'
-          ? [this.eventqIrqCfg0, this.eventqIrqCfg1, GERR.MSI_EVENTQ_ABT_ERR]
-          : [this.priqIrqCfg0, this.priqIrqCfg1, GERR.MSI_PRIQ_ABT_ERR];
-    const addr = (cfg0.hi & ADDR_HI_MASK) * 0x1_0000_0000 + ((cfg0.lo & ~3) >>> 0);
+          ? [this.eventqIrqCfg0, S_EVENTQ_IRQ_CFG1, GERR.MSI_EVENTQ_ABT_ERR]
+          : [this.priqIrqCfg0, S_PRIQ_IRQ_CFG1, GERR.MSI_PRIQ_ABT_ERR];
+    const data = this.regs.val[cfg1]!;
+    const addr = (cfg0.hi & ADDR_HI) * 0x1_0000_0000 + ((cfg0.lo & MSI_ADDR_LO) >>> 0);
     if (this.features.msi && addr !== 0) {
       if (this.writer.msi(addr, data, line.toUpperCase())) this.msis++;
       else this.gerror.activate(abt);
@@ -334,7 +386,7 @@ export class Smmu implements MmioDevice, TranslateEnv {
 
   private kickCmdq(): void {
     if (!this.cmdqRunnable) return;
-    const qs = this.log2(this.cmdqBase, this.features.cmdqs);
+    const qs = queueLog2(this.cmdqBase, this.features.cmdqs);
     this.cmdq.log2size = qs;
     this.cmdq.base = queueBase(this.cmdqBase, qs, 16);
     this.cmdq.consume();
@@ -343,165 +395,21 @@ export class Smmu implements MmioDevice, TranslateEnv {
   // ---- MMIO ----------------------------------------------------------------------------------
 
   read(offset: number, size: AccessSize, _actor: Actor): bigint {
-    if (size === 8) {
-      if (offset & 7) {
-        this.ignored.size++;
-        return 0n;
-      }
-      const lo = this.read32(offset);
-      const hi = this.read32(offset + 4);
-      return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
-    }
-    if (size !== 4 || offset & 3) {
-      this.ignored.size++;
-      return 0n;
-    }
-    return BigInt(this.read32(offset) >>> 0);
+    return this.regs.read(offset, size);
   }
 
   write(offset: number, size: AccessSize, value: bigint, _actor: Actor): void {
-    if (size === 8) {
-      if (offset & 7) {
-        this.ignored.size++;
-        return;
-      }
-      const lo = Number(value & 0xffffffffn);
-      const hi = Number((value >> 32n) & 0xffffffffn);
-      if (this.is64(offset)) this.write64(offset, lo, hi);
-      else {
-        this.write32(offset, lo);
-        this.write32(offset + 4, hi);
-      }
-      return;
-    }
-    if (size !== 4 || offset & 3) {
-      this.ignored.size++;
-      return;
-    }
-    this.write32(offset, Number(value & 0xffffffffn));
-  }
-
-  private is64(offset: number): boolean {
-    switch (offset) {
-      case R.GERROR_IRQ_CFG0:
-      case R.STRTAB_BASE:
-      case R.CMDQ_BASE:
-      case R.EVENTQ_BASE:
-      case R.EVENTQ_IRQ_CFG0:
-      case R.PRIQ_BASE:
-      case R.PRIQ_IRQ_CFG0:
-        return true;
-    }
-    return false;
+    this.regs.write(offset, size, value);
   }
 
   /** 32-bit register read at `offset` (the architectural register value). */
   read32(offset: number): number {
-    switch (offset) {
-      case R.IDR0:
-        return this.idr.IDR0;
-      case R.IDR1:
-        return this.idr.IDR1;
-      case R.IDR2:
-        return this.idr.IDR2;
-      case R.IDR3:
-        return this.idr.IDR3;
-      case R.IDR4:
-        return this.idr.IDR4;
-      case R.IDR5:
-        return this.idr.IDR5;
-      case R.IIDR:
-        return this.idr.IIDR;
-      case R.AIDR:
-        return this.idr.AIDR;
-      case R.CR0:
-        return this.cr0;
-      case R.CR0ACK:
-        return this.cr0ack;
-      case R.CR1:
-        return this.cr1;
-      case R.CR2:
-        return this.cr2;
-      case R.STATUSR:
-        return 0;
-      case R.GBPA:
-        return this.gbpa.read();
-      case R.IRQ_CTRL:
-        return this.irqCtrl;
-      case R.IRQ_CTRLACK:
-        return this.irqCtrlAck;
-      case R.GERROR:
-        return this.gerror.gerror;
-      case R.GERRORN:
-        return this.gerror.gerrorn;
-      case R.GERROR_IRQ_CFG0:
-        return this.gerrorIrqCfg0.lo;
-      case R.GERROR_IRQ_CFG0 + 4:
-        return this.gerrorIrqCfg0.hi;
-      case R.GERROR_IRQ_CFG1:
-        return this.gerrorIrqCfg1;
-      case R.GERROR_IRQ_CFG2:
-        return this.gerrorIrqCfg2;
-      case R.STRTAB_BASE:
-        return this.strtabBase.lo;
-      case R.STRTAB_BASE + 4:
-        return this.strtabBase.hi;
-      case R.STRTAB_BASE_CFG:
-        return this.strtabBaseCfg;
-      case R.CMDQ_BASE:
-        return this.cmdqBase.lo;
-      case R.CMDQ_BASE + 4:
-        return this.cmdqBase.hi;
-      case R.CMDQ_PROD:
-        return this.cmdq.prod;
-      case R.CMDQ_CONS:
-        return (
-          (this.cmdq.cons | (this.gerror.active(GERR.CMDQ_ERR) ? this.cmdq.err << 24 : 0)) >>> 0
-        );
-      case R.EVENTQ_BASE:
-        return this.eventqBase.lo;
-      case R.EVENTQ_BASE + 4:
-        return this.eventqBase.hi;
-      case R.EVENTQ_IRQ_CFG0:
-        return this.eventqIrqCfg0.lo;
-      case R.EVENTQ_IRQ_CFG0 + 4:
-        return this.eventqIrqCfg0.hi;
-      case R.EVENTQ_IRQ_CFG1:
-        return this.eventqIrqCfg1;
-      case R.EVENTQ_IRQ_CFG2:
-        return this.eventqIrqCfg2;
-      case R.PRIQ_BASE:
-        return this.priqBase.lo;
-      case R.PRIQ_BASE + 4:
-        return this.priqBase.hi;
-      case R.PRIQ_IRQ_CFG0:
-        return this.priqIrqCfg0.lo;
-      case R.PRIQ_IRQ_CFG0 + 4:
-        return this.priqIrqCfg0.hi;
-      case R.PRIQ_IRQ_CFG1:
-        return this.priqIrqCfg1;
-      case R.PRIQ_IRQ_CFG2:
-        return this.priqIrqCfg2;
-      case R.EVENTQ_PROD:
-        return this.evtq.prod;
-      case R.EVENTQ_CONS:
-        return this.evtq.cons;
-      case R.PRIQ_PROD:
-        return this.priqProd;
-      case R.PRIQ_CONS:
-        return this.priqCons;
-    }
-    if (offset >= 0xfd0 && offset <= 0xffc) return ID_REGS[(offset - 0xfd0) >> 2]!;
-    this.ignored.undefinedOffset++;
-    return 0;
+    return this.regs.read32(offset);
   }
 
-  /** Guard: SMMUEN and its ACK both 0. */
-  private get smmuDisabled(): boolean {
-    return ((this.cr0 | this.cr0ack) & SMMUEN) === 0;
-  }
-  private qDisabled(bit: number): boolean {
-    return ((this.cr0 | this.cr0ack) & bit) === 0;
+  /** 32-bit register write at `offset`. */
+  write32(offset: number, v: number): void {
+    this.regs.write32(offset, v >>> 0);
   }
 
   /**
@@ -526,210 +434,9 @@ export class Smmu implements MmioDevice, TranslateEnv {
     return true;
   }
 
-  private write64(offset: number, lo: number, hi: number): void {
-    switch (offset) {
-      case R.GERROR_IRQ_CFG0:
-        if (this.irqCtrl & 1 && this.guardHolds(offset)) return;
-        this.gerrorIrqCfg0.lo = (lo & ~3) >>> 0;
-        this.gerrorIrqCfg0.hi = hi & ADDR_HI_MASK;
-        return;
-      case R.EVENTQ_IRQ_CFG0:
-        if (this.irqCtrl & 4 && this.guardHolds(offset)) return;
-        this.eventqIrqCfg0.lo = (lo & ~3) >>> 0;
-        this.eventqIrqCfg0.hi = hi & ADDR_HI_MASK;
-        return;
-      case R.PRIQ_IRQ_CFG0:
-        if (!this.features.pri) return;
-        if (this.irqCtrl & 2 && this.guardHolds(offset)) return;
-        this.priqIrqCfg0.lo = (lo & ~3) >>> 0;
-        this.priqIrqCfg0.hi = hi & ADDR_HI_MASK;
-        return;
-      case R.STRTAB_BASE:
-        if (!this.smmuDisabled && this.guardHolds(offset)) return;
-        this.strtabBase.lo = (lo & ~0x3f) >>> 0;
-        this.strtabBase.hi = (hi & (ADDR_HI_MASK | RWA_HI)) >>> 0;
-        return;
-      case R.CMDQ_BASE:
-        if (!this.qDisabled(CMDQEN) && this.guardHolds(offset)) return;
-        this.setQBase(this.cmdqBase, lo, hi);
-        return;
-      case R.EVENTQ_BASE:
-        if (!this.qDisabled(EVENTQEN) && this.guardHolds(offset)) return;
-        this.setQBase(this.eventqBase, lo, hi);
-        return;
-      case R.PRIQ_BASE:
-        if (!this.features.pri) return;
-        if (!this.qDisabled(PRIQEN) && this.guardHolds(offset)) return;
-        this.setQBase(this.priqBase, lo, hi);
-        return;
-    }
-  }
-
-  private setQBase(r: Reg64, lo: number, hi: number): void {
-    r.lo = lo >>> 0; // LOG2SIZE[4:0] and ADDR[31:5]
-    r.hi = (hi & (ADDR_HI_MASK | RWA_HI)) >>> 0;
-  }
-
-  /** 32-bit register write at `offset`. */
-  write32(offset: number, v: number): void {
-    v >>>= 0;
-    switch (offset) {
-      case R.IDR0:
-      case R.IDR1:
-      case R.IDR2:
-      case R.IDR3:
-      case R.IDR4:
-      case R.IDR5:
-      case R.IIDR:
-      case R.AIDR:
-      case R.CR0ACK:
-      case R.STATUSR:
-      case R.IRQ_CTRLACK:
-      case R.GERROR:
-        this.ignored.readOnly++;
-        return;
-      case R.CR0:
-        return this.writeCr0(v);
-      case R.CR1:
-        if (!this.smmuDisabled && this.guardHolds(offset)) return;
-        this.cr1 = v & CR1_MASK;
-        return;
-      case R.CR2: {
-        if (!this.smmuDisabled && this.guardHolds(offset)) return;
-        let m = wordMask(CR2.RECINVSID) | wordMask(CR2.PTM);
-        if (this.features.hyp) m |= wordMask(CR2.E2H);
-        this.cr2 = v & m;
-        return;
-      }
-      case R.GBPA:
-        return this.gbpa.write(v);
-      case R.AGBPA:
-        return;
-      case R.IRQ_CTRL: {
-        let m = wordMask(IRQ_CTRL.GERROR_IRQEN) | wordMask(IRQ_CTRL.EVENTQ_IRQEN);
-        if (this.features.pri) m |= wordMask(IRQ_CTRL.PRIQ_IRQEN);
-        this.irqCtrl = v & m;
-        this.irqCtrlAck = this.irqCtrl;
-        return;
-      }
-      case R.GERRORN: {
-        this.gerror.writeN(v);
-        // acknowledging CMDQ_ERR lets consumption resume (if CMDQEN=1)
-        this.kickCmdq();
-        return;
-      }
-      case R.GERROR_IRQ_CFG0:
-      case R.GERROR_IRQ_CFG0 + 4:
-        if (this.irqCtrl & 1 && this.guardHolds(offset)) return;
-        return this.half(this.gerrorIrqCfg0, offset - R.GERROR_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
-      case R.GERROR_IRQ_CFG1:
-        if (this.irqCtrl & 1 && this.guardHolds(offset)) return;
-        this.gerrorIrqCfg1 = v;
-        return;
-      case R.GERROR_IRQ_CFG2:
-        if (this.irqCtrl & 1 && this.guardHolds(offset)) return;
-        this.gerrorIrqCfg2 = v & 0x3f;
-        return;
-      case R.STRTAB_BASE:
-      case R.STRTAB_BASE + 4:
-        if (!this.smmuDisabled && this.guardHolds(offset)) return;
-        return this.half(this.strtabBase, offset - R.STRTAB_BASE, v, ~0x3f, ADDR_HI_MASK | RWA_HI);
-      case R.STRTAB_BASE_CFG:
-        if (!this.smmuDisabled && this.guardHolds(offset)) return;
-        this.strtabBaseCfg = v & (0x3f | (0x1f << 6) | (3 << 16));
-        return;
-      case R.CMDQ_BASE:
-      case R.CMDQ_BASE + 4:
-        if (!this.qDisabled(CMDQEN) && this.guardHolds(offset)) return;
-        return this.half(this.cmdqBase, offset - R.CMDQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
-      case R.CMDQ_PROD:
-        this.cmdq.prod = v & 0xfffff;
-        this.kickCmdq();
-        return;
-      case R.CMDQ_CONS:
-        if (!this.qDisabled(CMDQEN) && this.guardHolds(offset)) return;
-        this.cmdq.cons = v & 0xfffff;
-        return;
-      case R.EVENTQ_BASE:
-      case R.EVENTQ_BASE + 4:
-        if (!this.qDisabled(EVENTQEN) && this.guardHolds(offset)) return;
-        return this.half(
-          this.eventqBase,
-          offset - R.EVENTQ_BASE,
-          v,
-          0xffffffff,
-          ADDR_HI_MASK | RWA_HI,
-        );
-      case R.EVENTQ_IRQ_CFG0:
-      case R.EVENTQ_IRQ_CFG0 + 4:
-        if (this.irqCtrl & 4 && this.guardHolds(offset)) return;
-        return this.half(this.eventqIrqCfg0, offset - R.EVENTQ_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
-      case R.EVENTQ_IRQ_CFG1:
-        if (this.irqCtrl & 4 && this.guardHolds(offset)) return;
-        this.eventqIrqCfg1 = v;
-        return;
-      case R.EVENTQ_IRQ_CFG2:
-        if (this.irqCtrl & 4 && this.guardHolds(offset)) return;
-        this.eventqIrqCfg2 = v & 0x3f;
-        return;
-      case R.EVENTQ_PROD:
-        // the SMMU owns PROD while the queue is enabled
-        if (!this.qDisabled(EVENTQEN) && this.guardHolds(offset)) return;
-        this.evtq.prod = v & (0xfffff | 0x8000_0000);
-        return;
-      case R.EVENTQ_CONS:
-        this.evtq.cons = v & (0xfffff | 0x8000_0000);
-        return;
-      case R.PRIQ_BASE:
-      case R.PRIQ_BASE + 4:
-        if (!this.features.pri) return;
-        if (!this.qDisabled(PRIQEN) && this.guardHolds(offset)) return;
-        return this.half(this.priqBase, offset - R.PRIQ_BASE, v, 0xffffffff, ADDR_HI_MASK | RWA_HI);
-      case R.PRIQ_IRQ_CFG0:
-      case R.PRIQ_IRQ_CFG0 + 4:
-        if (!this.features.pri) return;
-        if (this.irqCtrl & 2 && this.guardHolds(offset)) return;
-        return this.half(this.priqIrqCfg0, offset - R.PRIQ_IRQ_CFG0, v, ~3, ADDR_HI_MASK);
-      case R.PRIQ_IRQ_CFG1:
-        if (!this.features.pri) return;
-        if (this.irqCtrl & 2 && this.guardHolds(offset)) return;
-        this.priqIrqCfg1 = v;
-        return;
-      case R.PRIQ_IRQ_CFG2:
-        if (!this.features.pri) return;
-        if (this.irqCtrl & 2 && this.guardHolds(offset)) return;
-        this.priqIrqCfg2 = v & 0x3f;
-        return;
-      case R.PRIQ_PROD:
-        if (!this.features.pri) return;
-        if (!this.qDisabled(PRIQEN) && this.guardHolds(offset)) return;
-        this.priqProd = v & (0xfffff | 0x8000_0000);
-        return;
-      case R.PRIQ_CONS:
-        if (!this.features.pri) return;
-        this.priqCons = v & (0xfffff | 0x8000_0000);
-        return;
-    }
-    this.ignored.undefinedOffset++;
-  }
-
-  private half(r: Reg64, which: number, v: number, loMask: number, hiMask: number): void {
-    if (which === 0) r.lo = (v & loMask) >>> 0;
-    else r.hi = (v & hiMask) >>> 0;
-  }
-
-  private writeCr0(v: number): void {
-    let mask = CR0_BASE_MASK;
-    if (!this.features.pri) mask &= ~PRIQEN;
-    if (!this.features.ats) mask &= ~wordMask(CR0.ATSCHK);
-    if (this.features.vmw) mask |= wordMask(CR0.VMW);
-    const old = this.cr0;
-    const nv = (v & mask) >>> 0;
-    this.cr0 = nv;
-    this.cr0ack = nv; // the update completes at once
-    if ((old ^ nv) & CMDQEN) {
-      if (nv & CMDQEN) this.kickCmdq();
-    }
+  /** CR0 written (CR0ACK already follows): a CMDQEN 0→1 edge considers the queue. */
+  private cr0Written(old: number, nv: number): void {
+    if ((old ^ nv) & nv & CMDQEN) this.kickCmdq();
     if ((old ^ nv) & SMMUEN) log.debug({ smmuen: nv & SMMUEN }, 'SMMUEN changed');
   }
 
@@ -751,9 +458,14 @@ export class Smmu implements MmioDevice, TranslateEnv {
   }
 }
 
+/** A queue's log2 size from its *_BASE register: LOG2SIZE, capped at the IDR1 maximum. */
+export function queueLog2(r: Reg64, cap: number): number {
+  return Math.min(r.lo & Q_LOG2SIZE, cap);
+}
+
 /** Queue base PA from a *_BASE register: ADDR[55:5], aligned to MAX(queue bytes, 32). */
 export function queueBase(r: Reg64, log2size: number, entryBytes: number): number {
-  const addr = (r.hi & ADDR_HI_MASK) * 0x1_0000_0000 + ((r.lo & ~0x1f) >>> 0);
+  const addr = (r.hi & ADDR_HI) * 0x1_0000_0000 + ((r.lo & Q_ADDR_LO) >>> 0);
   const align = Math.max(2 ** log2size * entryBytes, 32);
   return addr - (addr % align);
 }

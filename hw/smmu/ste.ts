@@ -157,6 +157,8 @@ export const STE_RES0 = definedMask(STE_FIELDS, 8).map((m) => ~m >>> 0);
 
 export const CFG = { ABORT: 0, BYPASS: 4, S1_TRANS: 5, S2_TRANS: 6, NESTED: 7 } as const;
 export const EATS = { ABT: 0, TRANS: 1, S1CHK: 2, DPT: 3 } as const;
+/** STE.SHCFG (and GBPA.SHCFG) values */
+export const SHCFG = { NSH: 0, INCOMING: 1, OSH: 2, ISH: 3 } as const;
 
 /** The Level-1 Stream Table Descriptor (IHI 0070 5.1): 8 bytes. */
 export const L1STD = {

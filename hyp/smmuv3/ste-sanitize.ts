@@ -20,7 +20,7 @@
  * that the idmap translates, so they cannot reach memory the host may not.
  */
 import { get, set } from '../../hw/bits.ts';
-import { STE, CFG } from '../../hw/smmu/ste.ts';
+import { STE, CFG, SHCFG } from '../../hw/smmu/ste.ts';
 import type { RuleName } from '../policy/policy.ts';
 import type { S2PgtableCfg } from '../../hw/vmsa/io-pgtable.ts';
 
@@ -39,7 +39,6 @@ export interface SteRefusal {
 }
 
 const EATS_SPLIT = 2;
-const SHCFG_INCOMING = 1;
 
 /**
  * Sanitize `w` (16 words) in place. On a refusal the STE is turned into an abort STE (the safe
@@ -88,7 +87,7 @@ export function sanitizeSte(w: Uint32Array, env: SteSanitizeEnv): SteRefusal | n
     return refusal;
   }
   set(w, STE.Config, hwConfig);
-  set(w, STE.SHCFG, SHCFG_INCOMING);
+  set(w, STE.SHCFG, SHCFG.INCOMING);
   if (!env.weak('ste-eats'))
     set(w, STE.EATS, env.allowAts && get(w, STE.EATS) !== 0 ? EATS_SPLIT : 0);
   if (!env.weak('ste-s2-fields')) {

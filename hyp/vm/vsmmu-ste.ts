@@ -24,7 +24,7 @@
  * hypervisor's value: its stage-2 fields, VMID, STRW, EATS and overrides).
  */
 import { get, set } from '../../hw/bits.ts';
-import { STE, STE_FIELDS, CFG, steIllegal } from '../../hw/smmu/ste.ts';
+import { STE, STE_FIELDS, CFG, SHCFG, steIllegal } from '../../hw/smmu/ste.ts';
 import type { SmmuFeatures } from '../../hw/smmu/features.ts';
 import type { S2PgtableCfg } from '../../hw/vmsa/io-pgtable.ts';
 import { setStage2 } from '../smmuv3/ste-sanitize.ts';
@@ -56,7 +56,6 @@ export const S1_FIELDS = [
 const OTHER_FIELDS = STE_FIELDS.filter(
   (f) => f !== STE.V && f !== STE.Config && !S1_FIELDS.includes(f),
 );
-const SHCFG_INCOMING = 1;
 
 /**
  * Build the physical STE for guest STE `g` into `out` (16 words). Returns the outcome and, when
@@ -84,7 +83,7 @@ export function nestSte(
   const nested = config === CFG.S1_TRANS;
   set(out, STE.Config, nested ? CFG.NESTED : CFG.S2_TRANS);
   if (nested) for (const f of S1_FIELDS) set(out, f, get(g, f));
-  set(out, STE.SHCFG, SHCFG_INCOMING);
+  set(out, STE.SHCFG, SHCFG.INCOMING);
   setStage2(out, env.s2, env.vmid);
   if (env.weak?.s1Only) {
     // the weakened merge: what the guest wrote over the hypervisor's template

@@ -23,18 +23,27 @@
  * `vsid-owner`, `vste-s1-only`, `vste-legal` (vsmmu-ste.ts), `vtlbi-vmid`, `vsmmu-p2m`,
  * `vcmd-budget` and `vevt-vsid`. Weakened, each behaves as the rule's text says.
  */
-import { get, set, wordMask } from '../../hw/bits.ts';
+import { definedMask, get, set } from '../../hw/bits.ts';
 import {
-  OFF,
   IDR0,
   IDR1,
   IDR3,
   IDR5,
-  CR0,
-  CR2,
-  IRQ_CTRL,
-  STRTAB_BASE_CFG,
+  CR0_BITS,
+  GBPA_BITS,
+  ID_REG_NAMES,
+  IRQ_CFG_REG_NAMES,
+  PRIQ_REG_NAMES,
+  IRQ_CTRL_BITS,
+  STRTAB_BASE,
 } from '../../hw/smmu/regs.ts';
+import {
+  RegisterFile,
+  componentBackings,
+  featureWriteMasks,
+  regSlot,
+  type Reg64,
+} from '../../hw/smmu/regfile.ts';
 import {
   idRegisters,
   OAS_BITS,
@@ -42,11 +51,10 @@ import {
   type IdRegisters,
 } from '../../hw/smmu/features.ts';
 import { CommandQueue, CmdqWait, type CmdqTarget } from '../../hw/smmu/cmdq.ts';
-import { EventQueue, OVFLG } from '../../hw/smmu/evtq.ts';
+import { EventQueue } from '../../hw/smmu/evtq.ts';
 import { GlobalErrors, GERR } from '../../hw/smmu/gerror.ts';
 import { Gbpa } from '../../hw/smmu/gbpa.ts';
-import { GBPA } from '../../hw/smmu/regs.ts';
-import { queueBase } from '../../hw/smmu/smmu.ts';
+import { queueBase, queueLog2 } from '../../hw/smmu/smmu.ts';
 import { ptrMask } from '../../hw/smmu/queue.ts';
 import { OP, encodeCommand, VMID as VMID_F, opcodeName } from '../../hw/smmu/commands.ts';
 import {
@@ -65,22 +73,19 @@ import { nestSte, disabledSte, type NestEnv, type NestOutcome } from './vsmmu-st
 import { VSID_BITS, type Guest } from './guest.ts';
 import type { RuleName } from '../policy/policy.ts';
 
-const SMMUEN = wordMask(CR0.SMMUEN),
-  EVENTQEN = wordMask(CR0.EVENTQEN),
-  CMDQEN = wordMask(CR0.CMDQEN),
-  ATSCHK = wordMask(CR0.ATSCHK);
-const ADDR_HI_MASK = 0x00ffffff; // bits [55:32]
-const RWA_HI = 1 << 30; // bit 62
-const GBPA_ABORT = wordMask(GBPA.ABORT);
-const CFG_MASK =
-  wordMask(STRTAB_BASE_CFG.LOG2SIZE) |
-  wordMask(STRTAB_BASE_CFG.SPLIT) |
-  wordMask(STRTAB_BASE_CFG.FMT);
+const { SMMUEN, EVENTQEN, CMDQEN } = CR0_BITS;
+const ADDR_HI = definedMask([STRTAB_BASE.ADDR], 2)[1]!;
+const STRTAB_ADDR_LO = definedMask([STRTAB_BASE.ADDR], 1)[0]!;
+const S_CR0 = regSlot('CR0');
+const S_CR0ACK = regSlot('CR0ACK');
+const S_IRQ_CTRL = regSlot('IRQ_CTRL');
+const S_STRTAB_BASE_CFG = regSlot('STRTAB_BASE_CFG');
 
-interface Reg64 {
-  lo: number;
-  hi: number;
-}
+/**
+ * What the vSMMU does not implement (RES0, RAZ/WI, counted as undefined offsets): without MSIs
+ * the *_IRQ_CFG registers, without PRI the PRI queue, AGBPA and the identification registers.
+ */
+const VSMMU_ABSENT = ['AGBPA', ...IRQ_CFG_REG_NAMES, ...PRIQ_REG_NAMES, ...ID_REG_NAMES];
 
 /** What the vSMMU needs from the hypervisor: physical commands and STE installs. */
 export interface VSmmuHost {
@@ -161,15 +166,11 @@ export class VSmmu implements CmdqTarget {
   readonly evtq: EventQueue;
   readonly gerr: GlobalErrors;
   readonly gbpa: Gbpa;
-  cr0 = 0;
-  cr0ack = 0;
-  cr1 = 0;
-  cr2 = 0;
-  irqCtrl = 0;
-  readonly strtabBase: Reg64 = { lo: 0, hi: 0 };
-  strtabCfg = 0;
-  readonly cmdqBase: Reg64 = { lo: 0, hi: 0 };
-  readonly eventqBase: Reg64 = { lo: 0, hi: 0 };
+  /** the register file (hw/smmu/regfile.ts), with the vSMMU's backings, hooks and absent registers */
+  readonly regs: RegisterFile;
+  readonly strtabBase: Reg64;
+  readonly cmdqBase: Reg64;
+  readonly eventqBase: Reg64;
   /** register accesses ignored: guarded, read-only, RES0/unknown, bad size */
   readonly ignored = { guarded: 0, readOnly: 0, undefinedOffset: 0, size: 0 };
   /** per-opcode counts of the physical commands issued for the guest (its own commands: cmdq.stats.perOpcode) */
@@ -218,7 +219,7 @@ export class VSmmu implements CmdqTarget {
     if (weak('vste-legal') || weak('vste-s1-only'))
       this.nestEnv.weak = { legal: weak('vste-legal'), s1Only: weak('vste-s1-only') };
     // the reset value: ABORT=1 (IMPLEMENTATION DEFINED; a guest device does nothing until the guest says so)
-    this.gbpa = new Gbpa(GBPA_ABORT);
+    this.gbpa = new Gbpa(GBPA_BITS.ABORT);
     this.gerr = new GlobalErrors((bit) => {
       if (bit === GERR.CMDQ_ERR) guest.stats.cmdErrors++;
       this.virq('gerror');
@@ -226,22 +227,63 @@ export class VSmmu implements CmdqTarget {
     this.cmdq = new CommandQueue(this);
     this.evtq = new EventQueue({
       enabled: () => (this.cr0 & EVENTQEN) !== 0,
-      base: () => queueBase(this.eventqBase, this.log2(this.eventqBase, this.features.eventqs), 32),
-      log2size: () => this.log2(this.eventqBase, this.features.eventqs),
+      base: () => queueBase(this.eventqBase, queueLog2(this.eventqBase, this.features.eventqs), 32),
+      log2size: () => queueLog2(this.eventqBase, this.features.eventqs),
       writer: { record: (_kind, ipa, words) => guest.write(ipa, words, words.length, this.wk.p2m) },
       abort: () => this.gerr.activate(GERR.EVENTQ_ABT_ERR),
       irq: () => this.virq('eventq'),
     });
     this.evtq.keepLog = false;
+    this.regs = new RegisterFile({
+      ignored: this.ignored,
+      reset: { ...this.idr },
+      wmask: featureWriteMasks(this.features),
+      backing: componentBackings({
+        cmdq: this.cmdq,
+        evtq: this.evtq,
+        gerror: this.gerr,
+        gbpa: this.gbpa,
+      }),
+      after: {
+        CR0: (old, nv) => {
+          if ((old ^ nv) & SMMUEN) this.configureAll(false);
+          if ((old ^ nv) & nv & CMDQEN) this.kick();
+        },
+        // the device follows GBPA while SMMUEN=0
+        GBPA: (old) => {
+          if (this.gbpa.abort !== ((old & GBPA_BITS.ABORT) !== 0) && this.smmuDisabled)
+            this.configureAll(false);
+        },
+        // acknowledging CMDQ_ERR lets consumption resume
+        GERRORN: (old) => {
+          const wasErr = ((this.gerr.gerror ^ old) & GERR.CMDQ_ERR) !== 0;
+          if (wasErr && !this.gerr.active(GERR.CMDQ_ERR)) this.kick();
+        },
+        CMDQ_PROD: () => this.kick(),
+      },
+      absent: VSMMU_ABSENT,
+      readsUndefined: ['STATUSR'],
+    });
+    this.strtabBase = this.regs.view64('STRTAB_BASE');
+    this.cmdqBase = this.regs.view64('CMDQ_BASE');
+    this.eventqBase = this.regs.view64('EVENTQ_BASE');
   }
 
-  private log2(r: Reg64, cap: number): number {
-    return Math.min(r.lo & 0x1f, cap);
+  get cr0(): number {
+    return this.regs.val[S_CR0]!;
+  }
+  get irqCtrl(): number {
+    return this.regs.val[S_IRQ_CTRL]!;
+  }
+  private get strtabCfg(): number {
+    return this.regs.val[S_STRTAB_BASE_CFG]!;
+  }
+  private get smmuDisabled(): boolean {
+    return ((this.regs.val[S_CR0]! | this.regs.val[S_CR0ACK]!) & SMMUEN) === 0;
   }
 
   private virq(line: 'eventq' | 'gerror'): void {
-    const en =
-      line === 'gerror' ? wordMask(IRQ_CTRL.GERROR_IRQEN) : wordMask(IRQ_CTRL.EVENTQ_IRQEN);
+    const en = line === 'gerror' ? IRQ_CTRL_BITS.GERROR_IRQEN : IRQ_CTRL_BITS.EVENTQ_IRQEN;
     if (this.irqCtrl & en) this.guest.stats.virqs[line]++;
   }
 
@@ -250,216 +292,21 @@ export class VSmmu implements CmdqTarget {
   read(off: number, size: AccessSize): bigint {
     this.continueWork();
     this.flushStaged();
-    if (size === 8 && (off & 7) === 0)
-      return (BigInt(this.read32(off + 4) >>> 0) << 32n) | BigInt(this.read32(off) >>> 0);
-    if (size !== 4 || off & 3) {
-      this.ignored.size++;
-      return 0n;
-    }
-    return BigInt(this.read32(off) >>> 0);
+    return this.regs.read(off, size);
   }
 
   write(off: number, size: AccessSize, value: bigint): void {
     this.continueWork();
-    if (size === 8 && (off & 7) === 0) {
-      const lo = Number(value & 0xffffffffn) >>> 0;
-      const hi = Number((value >> 32n) & 0xffffffffn) >>> 0;
-      if (off === OFF.STRTAB_BASE || off === OFF.CMDQ_BASE || off === OFF.EVENTQ_BASE)
-        this.write64(off, lo, hi);
-      else {
-        this.write32(off, lo);
-        this.write32(off + 4, hi);
-      }
-    } else if (size !== 4 || off & 3) {
-      this.ignored.size++;
-    } else {
-      this.write32(off, Number(value & 0xffffffffn) >>> 0);
-    }
+    this.regs.write(off, size, value);
     this.flushStaged();
   }
 
   read32(off: number): number {
-    switch (off) {
-      case OFF.IDR0:
-        return this.idr.IDR0;
-      case OFF.IDR1:
-        return this.idr.IDR1;
-      case OFF.IDR2:
-        return this.idr.IDR2;
-      case OFF.IDR3:
-        return this.idr.IDR3;
-      case OFF.IDR4:
-        return this.idr.IDR4;
-      case OFF.IDR5:
-        return this.idr.IDR5;
-      case OFF.IIDR:
-        return this.idr.IIDR;
-      case OFF.AIDR:
-        return this.idr.AIDR;
-      case OFF.CR0:
-        return this.cr0;
-      case OFF.CR0ACK:
-        return this.cr0ack;
-      case OFF.CR1:
-        return this.cr1;
-      case OFF.CR2:
-        return this.cr2;
-      case OFF.GBPA:
-        return this.gbpa.read();
-      case OFF.IRQ_CTRL:
-        return this.irqCtrl;
-      case OFF.IRQ_CTRLACK:
-        return this.irqCtrl;
-      case OFF.GERROR:
-        return this.gerr.gerror;
-      case OFF.GERRORN:
-        return this.gerr.gerrorn;
-      case OFF.STRTAB_BASE:
-        return this.strtabBase.lo;
-      case OFF.STRTAB_BASE + 4:
-        return this.strtabBase.hi;
-      case OFF.STRTAB_BASE_CFG:
-        return this.strtabCfg;
-      case OFF.CMDQ_BASE:
-        return this.cmdqBase.lo;
-      case OFF.CMDQ_BASE + 4:
-        return this.cmdqBase.hi;
-      case OFF.CMDQ_PROD:
-        return this.cmdq.prod;
-      case OFF.CMDQ_CONS:
-        return (this.cmdq.cons | (this.gerr.active(GERR.CMDQ_ERR) ? this.cmdq.err << 24 : 0)) >>> 0;
-      case OFF.EVENTQ_BASE:
-        return this.eventqBase.lo;
-      case OFF.EVENTQ_BASE + 4:
-        return this.eventqBase.hi;
-      case OFF.EVENTQ_PROD:
-        return this.evtq.prod;
-      case OFF.EVENTQ_CONS:
-        return this.evtq.cons;
-    }
-    this.ignored.undefinedOffset++;
-    return 0;
-  }
-
-  private get smmuDisabled(): boolean {
-    return ((this.cr0 | this.cr0ack) & SMMUEN) === 0;
-  }
-
-  private qDisabled(bit: number): boolean {
-    return ((this.cr0 | this.cr0ack) & bit) === 0;
-  }
-
-  private write64(off: number, lo: number, hi: number): void {
-    switch (off) {
-      case OFF.STRTAB_BASE:
-        if (!this.smmuDisabled) return void this.ignored.guarded++;
-        this.strtabBase.lo = (lo & ~0x3f) >>> 0;
-        this.strtabBase.hi = (hi & (ADDR_HI_MASK | RWA_HI)) >>> 0;
-        return;
-      case OFF.CMDQ_BASE:
-        if (!this.qDisabled(CMDQEN)) return void this.ignored.guarded++;
-        this.cmdqBase.lo = lo >>> 0;
-        this.cmdqBase.hi = (hi & (ADDR_HI_MASK | RWA_HI)) >>> 0;
-        return;
-      case OFF.EVENTQ_BASE:
-        if (!this.qDisabled(EVENTQEN)) return void this.ignored.guarded++;
-        this.eventqBase.lo = lo >>> 0;
-        this.eventqBase.hi = (hi & (ADDR_HI_MASK | RWA_HI)) >>> 0;
-        return;
-    }
+    return this.regs.read32(off);
   }
 
   write32(off: number, v: number): void {
-    switch (off) {
-      case OFF.IDR0:
-      case OFF.IDR1:
-      case OFF.IDR2:
-      case OFF.IDR3:
-      case OFF.IDR4:
-      case OFF.IDR5:
-      case OFF.IIDR:
-      case OFF.AIDR:
-      case OFF.CR0ACK:
-      case OFF.STATUSR:
-      case OFF.IRQ_CTRLACK:
-      case OFF.GERROR:
-        this.ignored.readOnly++;
-        return;
-      case OFF.CR0:
-        return this.writeCr0(v);
-      case OFF.CR1:
-        if (!this.smmuDisabled) return void this.ignored.guarded++;
-        this.cr1 = v & 0xfff;
-        return;
-      case OFF.CR2:
-        if (!this.smmuDisabled) return void this.ignored.guarded++;
-        this.cr2 = v & (wordMask(CR2.RECINVSID) | wordMask(CR2.PTM));
-        return;
-      case OFF.GBPA: {
-        const wasAbort = this.gbpa.abort;
-        this.gbpa.write(v);
-        if (this.gbpa.abort !== wasAbort && this.smmuDisabled) this.configureAll(false);
-        return;
-      }
-      case OFF.IRQ_CTRL:
-        this.irqCtrl = v & (wordMask(IRQ_CTRL.GERROR_IRQEN) | wordMask(IRQ_CTRL.EVENTQ_IRQEN));
-        return;
-      case OFF.GERRORN: {
-        const wasErr = this.gerr.active(GERR.CMDQ_ERR);
-        this.gerr.writeN(v);
-        if (wasErr && !this.gerr.active(GERR.CMDQ_ERR)) this.kick();
-        return;
-      }
-      case OFF.STRTAB_BASE:
-      case OFF.STRTAB_BASE + 4:
-        if (!this.smmuDisabled) return void this.ignored.guarded++;
-        if (off === OFF.STRTAB_BASE) this.strtabBase.lo = (v & ~0x3f) >>> 0;
-        else this.strtabBase.hi = (v & (ADDR_HI_MASK | RWA_HI)) >>> 0;
-        return;
-      case OFF.STRTAB_BASE_CFG:
-        if (!this.smmuDisabled) return void this.ignored.guarded++;
-        this.strtabCfg = (v & CFG_MASK) >>> 0;
-        return;
-      case OFF.CMDQ_BASE:
-      case OFF.CMDQ_BASE + 4:
-        if (!this.qDisabled(CMDQEN)) return void this.ignored.guarded++;
-        if (off === OFF.CMDQ_BASE) this.cmdqBase.lo = v >>> 0;
-        else this.cmdqBase.hi = (v & (ADDR_HI_MASK | RWA_HI)) >>> 0;
-        return;
-      case OFF.CMDQ_PROD:
-        this.cmdq.prod = v & 0xfffff;
-        this.kick();
-        return;
-      case OFF.CMDQ_CONS:
-        if (!this.qDisabled(CMDQEN)) return void this.ignored.guarded++;
-        this.cmdq.cons = v & 0xfffff;
-        return;
-      case OFF.EVENTQ_BASE:
-      case OFF.EVENTQ_BASE + 4:
-        if (!this.qDisabled(EVENTQEN)) return void this.ignored.guarded++;
-        if (off === OFF.EVENTQ_BASE) this.eventqBase.lo = v >>> 0;
-        else this.eventqBase.hi = (v & (ADDR_HI_MASK | RWA_HI)) >>> 0;
-        return;
-      case OFF.EVENTQ_PROD:
-        if (!this.qDisabled(EVENTQEN)) return void this.ignored.guarded++;
-        this.evtq.prod = v & (0xfffff | OVFLG);
-        return;
-      case OFF.EVENTQ_CONS:
-        this.evtq.cons = v & (0xfffff | OVFLG);
-        return;
-    }
-    this.ignored.undefinedOffset++;
-  }
-
-  private writeCr0(v: number): void {
-    let mask = SMMUEN | EVENTQEN | CMDQEN;
-    if (this.features.ats) mask |= ATSCHK;
-    const old = this.cr0;
-    const nv = (v & mask) >>> 0;
-    this.cr0 = nv;
-    this.cr0ack = nv;
-    if ((old ^ nv) & SMMUEN) this.configureAll(false);
-    if ((old ^ nv) & nv & CMDQEN) this.kick();
+    this.regs.write32(off, v);
   }
 
   // ---- command consumption ---------------------------------------------------------------------
@@ -474,7 +321,7 @@ export class VSmmu implements CmdqTarget {
       this.pending = false;
       return;
     }
-    const qs = this.log2(this.cmdqBase, this.features.cmdqs);
+    const qs = queueLog2(this.cmdqBase, this.features.cmdqs);
     this.cmdq.log2size = qs;
     this.cmdq.base = queueBase(this.cmdqBase, qs, 16);
     const n = this.cmdq.consume(this.wk.budget ? Infinity : this.host.budget);
@@ -657,7 +504,8 @@ export class VSmmu implements CmdqTarget {
   private readGuestSte(vsid: number, report: boolean): boolean {
     // the hardware's geometry rules: reserved SPLIT behaves as 6, the base is aligned to the table
     const geo = strtabGeometry(
-      (this.strtabBase.hi & ADDR_HI_MASK) * 0x1_0000_0000 + ((this.strtabBase.lo & ~0x3f) >>> 0),
+      (this.strtabBase.hi & ADDR_HI) * 0x1_0000_0000 +
+        ((this.strtabBase.lo & STRTAB_ADDR_LO) >>> 0),
       this.strtabCfg,
       VSID_BITS,
       true,

@@ -4,7 +4,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Machine, SMMU_BASE } from '../../hw/machine.ts';
-import { OFF } from '../../hw/smmu/regs.ts';
+import { CR0_BITS, OFF } from '../../hw/smmu/regs.ts';
 import { encodeCommand, OP } from '../../hw/smmu/commands.ts';
 import { newTxn, newTxnResult } from '../../hw/smmu/smmu.ts';
 import { Testbed, LINUX_CD, S2_48 } from '../engine/testbed.ts';
@@ -35,8 +35,8 @@ function bareSmmu(qs: number): Machine {
   w(OFF.CMDQ_BASE, BigInt(RAM + 0x100_0000) | BigInt(qs), 8);
   w(OFF.CMDQ_PROD, 0);
   w(OFF.CMDQ_CONS, 0);
-  w(OFF.CR0, 0x8);
-  w(OFF.CR0, 0x9);
+  w(OFF.CR0, CR0_BITS.CMDQEN);
+  w(OFF.CR0, CR0_BITS.CMDQEN | CR0_BITS.SMMUEN);
   return m;
 }
 

@@ -4,7 +4,7 @@
  * submit commands — the same encodings the scenario steps use.
  */
 import { Machine, SMMU_BASE, type MachineOptions } from '../../hw/machine.ts';
-import { OFF } from '../../hw/smmu/regs.ts';
+import { CR0_BITS, CR2_BITS, OFF } from '../../hw/smmu/regs.ts';
 import { STE, STE_WORDS } from '../../hw/smmu/ste.ts';
 import { CD, CD_WORDS } from '../../hw/smmu/cd.ts';
 import { build, type Field } from '../../hw/bits.ts';
@@ -39,8 +39,9 @@ export class Testbed {
     this.reg(OFF.STRTAB_BASE_CFG, TB.STRTAB_LOG2);
     this.reg64(OFF.CMDQ_BASE, TB.CMDQ + TB.CMDQ_LOG2);
     this.reg64(OFF.EVENTQ_BASE, TB.EVTQ + TB.EVTQ_LOG2);
-    this.reg(OFF.CR2, 0x2);
-    this.reg(OFF.CR0, 0x1d); // ATSCHK | CMDQEN | EVENTQEN | SMMUEN
+    this.reg(OFF.CR2, CR2_BITS.RECINVSID);
+    const { ATSCHK, CMDQEN, EVENTQEN, SMMUEN } = CR0_BITS;
+    this.reg(OFF.CR0, ATSCHK | CMDQEN | EVENTQEN | SMMUEN);
   }
 
   reg(off: number, v: number): void {
