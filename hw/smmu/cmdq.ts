@@ -13,6 +13,8 @@
 import { qIndex, qInc, ptrMask } from './queue.ts';
 import { CMD_BYTES, OP, OPCODE_TABLE } from './commands.ts';
 import type { SmmuFeatures } from './features.ts';
+import { Probe, ProbeSlot } from '../probe.ts';
+import { HW_PROBES } from '../probes.ts';
 
 export const CERROR = { NONE: 0, ILL: 1, ABT: 2, ATC_INV_SYNC: 3 } as const;
 
@@ -69,6 +71,9 @@ export interface CmdqStats {
   readonly perOpcode: Uint32Array;
 }
 
+/** What the `onCommand` slot receives: the command's words and its CONS. */
+export type CommandSlot = (w: Uint32Array, cons: number) => void;
+
 export class CommandQueue {
   base = 0;
   /** effective log2 size (min(LOG2SIZE, IDR1.CMDQS)) */
@@ -84,11 +89,27 @@ export class CommandQueue {
     waits: 0,
     perOpcode: new Uint32Array(256),
   };
-  /** optional per-command observer (traces, coverage); null on the hot path */
-  onCommand: ((w: Uint32Array, cons: number) => void) | null = null;
+  /** probe points: each command read, before it is executed (traces, coverage) */
+  readonly probes = { command: new Probe(HW_PROBES.command) } as const;
+  private readonly slot = new ProbeSlot(
+    this.probes.command,
+    (fn: CommandSlot) => (c) => fn(c.words, c.cons),
+  );
   private readonly w = new Uint32Array(4);
 
   constructor(private readonly t: CmdqTarget) {}
+
+  /**
+   * One listener slot on `probes.command` (assigning replaces the previous one; null clears
+   * it), for callers that want the command words alone. Other listeners subscribe to the probe.
+   */
+  get onCommand(): CommandSlot | null {
+    return this.slot.get();
+  }
+
+  set onCommand(fn: CommandSlot | null) {
+    this.slot.set(fn);
+  }
 
   /**
    * Consume commands from CONS up to PROD, at most `limit` of them (an emulated SMMU bounds its
@@ -103,6 +124,7 @@ export class CommandQueue {
     const w = this.w;
     const t = this.t;
     const perOp = this.stats.perOpcode;
+    const cmdProbe = this.probes.command;
     let n = 0;
     try {
       while (cons !== prod && n < limit) {
@@ -113,7 +135,7 @@ export class CommandQueue {
           this.fail(CERROR.ABT);
           return n;
         }
-        if (this.onCommand !== null) this.onCommand(w, cons);
+        if (cmdProbe.active) cmdProbe.fire({ queue: this, words: w, cons });
         const code = this.execute(w);
         if (code !== CERROR.NONE) {
           this.cons = cons;
