@@ -31,7 +31,10 @@ export interface EventOffered {
 /** Which translator entry point a translation came through. */
 export type TranslationKind = 'translate' | 'translated' | 'ats';
 
-/** One translation, with the explanation the translator built for it. */
+/**
+ * One translation, with the explanation the translator built for it. `txn` and `result` are
+ * the caller's buffers (an endpoint reuses its own): read them in the listener.
+ */
 export interface TranslationExplained {
   readonly kind: TranslationKind;
   readonly txn: Readonly<Txn>;
