@@ -1,9 +1,11 @@
 /**
- * The machine's probe points (hw layer), declared once: name, payload type and what a firing
- * means. Components own a `Probe` per point (hw/probe.ts); subscribers find it on the component
- * (`machine.bus.probes.access`, `smmu.cmdq.probes.command`, `endpoint.probes.dmaStart`, ...).
+ * The machine's probe points and stat groups (hw layer), declared once: name, payload type and
+ * what a firing means; each counter with what it counts. Components own a `Probe` per point
+ * (hw/probe.ts); subscribers find it on the component (`machine.bus.probes.access`,
+ * `smmu.cmdq.probes.command`, `endpoint.probes.dmaStart`, ...), and counters in the record the
+ * component made from its group (`smmu.cmdq.stats`, `translator.stats(sid)`).
  */
-import { probePoint } from './probe.ts';
+import { probePoint, statGroup } from './probe.ts';
 import type { BusAccessEvent } from './bus.ts';
 import type { SmmuWrite } from './smmu/msi.ts';
 import type { CommandQueue } from './smmu/cmdq.ts';
@@ -87,4 +89,21 @@ export const HW_PROBES = {
   sev: probePoint<null>('smmu.sev', 'hw', 'CMD_SYNC with CS=SEV sent an SEV event'),
   dmaStart: probePoint<DmaStart>('dma.start', 'hw', 'an endpoint starts a DMA'),
   dmaEnd: probePoint<DmaEnd>('dma.end', 'hw', "an endpoint's DMA finished (with its outcome)"),
+} as const;
+
+export const HW_STATS = {
+  cmdq: statGroup('smmu.cmdq', 'hw', 'a command queue consumer (the SMMU, or an emulated one)', {
+    consumed: 'commands executed without error',
+    syncs: 'CMD_SYNCs executed',
+    errors: 'consumption stopped at a command error (CMDQ_ERR raised)',
+    waits: 'consumption stopped at a command the target could not complete yet (CmdqWait)',
+  }),
+  stream: statGroup('smmu.stream', 'hw', "one StreamID's transactions in the translator", {
+    txns: 'transactions presented',
+    hits: 'IOTLB hits',
+    misses: 'IOTLB misses',
+    walks: 'table walks started',
+    descReads: 'descriptors read by walks',
+    faults: 'faults (recorded or not)',
+  }),
 } as const;

@@ -46,7 +46,7 @@ import { queueBase } from '../hw/smmu/smmu.ts';
 import { E_S2, EVT } from '../hw/smmu/events.ts';
 import { makePolicy, RULE_NAMES, type HypPolicy, type RuleName } from './policy/policy.ts';
 import { Probe } from '../hw/probe.ts';
-import { HYP_PROBES } from './probes.ts';
+import { HYP_PROBES, HYP_STATS } from './probes.ts';
 
 const log = layerLogger('hyp');
 
@@ -193,7 +193,7 @@ export class PkvmHyp {
   /** guests whose memory is back with the host (early only when guest-teardown is weakened) */
   private readonly memoryReturned = new WeakSet<Guest>();
 
-  stats = { traps: 0, mmioTraps: 0, memoryTraps: 0, reshadows: 0, refusedAccesses: 0 };
+  stats = HYP_STATS.traps.create();
   /** probe points: each data abort taken, before it is handled (hyp/probes.ts) */
   readonly probes = { trap: new Probe(HYP_PROBES.trap) } as const;
 

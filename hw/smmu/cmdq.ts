@@ -13,8 +13,8 @@
 import { qIndex, qInc, ptrMask } from './queue.ts';
 import { CMD_BYTES, OP, OPCODE_TABLE } from './commands.ts';
 import type { SmmuFeatures } from './features.ts';
-import { Probe, ProbeSlot } from '../probe.ts';
-import { HW_PROBES } from '../probes.ts';
+import { Probe, ProbeSlot, type StatRecord } from '../probe.ts';
+import { HW_PROBES, HW_STATS } from '../probes.ts';
 
 export const CERROR = { NONE: 0, ILL: 1, ABT: 2, ATC_INV_SYNC: 3 } as const;
 
@@ -62,14 +62,8 @@ export interface CmdqTarget {
   error(code: number): void;
 }
 
-export interface CmdqStats {
-  consumed: number;
-  syncs: number;
-  errors: number;
-  /** consumption stopped at a command the target could not complete yet (CmdqWait) */
-  waits: number;
-  readonly perOpcode: Uint32Array;
-}
+/** The queue's counters (declared in HW_STATS.cmdq) and its per-opcode counts. */
+export type CmdqStats = StatRecord<typeof HW_STATS.cmdq> & { readonly perOpcode: Uint32Array };
 
 /** What the `onCommand` slot receives: the command's words and its CONS. */
 export type CommandSlot = (w: Uint32Array, cons: number) => void;
@@ -82,13 +76,7 @@ export class CommandQueue {
   cons = 0;
   /** CONS.ERR (valid while GERROR.CMDQ_ERR is active) */
   err = 0;
-  readonly stats: CmdqStats = {
-    consumed: 0,
-    syncs: 0,
-    errors: 0,
-    waits: 0,
-    perOpcode: new Uint32Array(256),
-  };
+  readonly stats: CmdqStats = { ...HW_STATS.cmdq.create(), perOpcode: new Uint32Array(256) };
   /** probe points: each command read, before it is executed (traces, coverage) */
   readonly probes = { command: new Probe(HW_PROBES.command) } as const;
   private readonly slot = new ProbeSlot(

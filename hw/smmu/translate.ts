@@ -30,8 +30,8 @@ import {
 import type { SmmuFeatures } from './features.ts';
 import type { StreamTable, SteEntry, SteLookup } from './strtab.ts';
 import type { Gbpa } from './gbpa.ts';
-import { Probe } from '../probe.ts';
-import { HW_PROBES, type TranslationKind } from '../probes.ts';
+import { Probe, type StatRecord } from '../probe.ts';
+import { HW_PROBES, HW_STATS, type TranslationKind } from '../probes.ts';
 
 export class NotImplementedError extends Error {
   constructor(what: string) {
@@ -139,15 +139,8 @@ export interface TranslateEnv {
   setAccessFlag(pa: number): void;
 }
 
-/** Per-stream counters. */
-export interface StreamStats {
-  txns: number;
-  hits: number;
-  misses: number;
-  walks: number;
-  descReads: number;
-  faults: number;
-}
+/** Per-stream counters (declared in HW_STATS.stream). */
+export type StreamStats = StatRecord<typeof HW_STATS.stream>;
 
 const TWO32 = 0x1_0000_0000;
 // module-local copies of the tags used on the hot path
@@ -252,11 +245,7 @@ export class Translator {
   stats(sid: number): StreamStats {
     if (sid === this.lastSid) return this.lastStats!;
     let s = this.perStream.get(sid);
-    if (!s)
-      this.perStream.set(
-        sid,
-        (s = { txns: 0, hits: 0, misses: 0, walks: 0, descReads: 0, faults: 0 }),
-      );
+    if (!s) this.perStream.set(sid, (s = HW_STATS.stream.create()));
     this.lastSid = sid;
     this.lastStats = s;
     return s;

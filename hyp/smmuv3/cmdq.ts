@@ -21,8 +21,8 @@ import { POISON, HYP_SLOT, type ShadowQueue } from './shadowq.ts';
 import type { HostMemory } from '../mem/hostmem.ts';
 import type { FailureLog } from '../policy/failure.ts';
 import type { RuleName } from '../policy/policy.ts';
-import { Probe } from '../../hw/probe.ts';
-import { HYP_PROBES } from '../probes.ts';
+import { Probe, type StatRecord } from '../../hw/probe.ts';
+import { HYP_PROBES, HYP_STATS } from '../probes.ts';
 
 // Module-local aliases of imported bindings for the per-command loop (under the TypeScript
 // loader an imported binding is read through a getter on every access).
@@ -47,14 +47,8 @@ export interface CmdqEmuEnv {
   reshadow(sid: number): 'ok' | 'reject' | 'log';
 }
 
-export interface CmdqEmuStats {
-  forwarded: number;
-  rejected: number;
-  dropped: number;
-  syncRewrites: number;
-  prodWrites: number;
-  hwErrors: number;
-}
+/** The emulation's counters (declared in HYP_STATS.hostCmdq). */
+export type CmdqEmuStats = StatRecord<typeof HYP_STATS.hostCmdq>;
 
 export class HostCmdq {
   /** the host's CMDQ_BASE as written (cached; the hardware has the shadow queue) */
@@ -69,14 +63,7 @@ export class HostCmdq {
   cons = 0;
   /** while a command error is pending: the host slot it belongs to, else -1 */
   errHostPtr = -1;
-  readonly stats: CmdqEmuStats = {
-    forwarded: 0,
-    rejected: 0,
-    dropped: 0,
-    syncRewrites: 0,
-    prodWrites: 0,
-    hwErrors: 0,
-  };
+  readonly stats: CmdqEmuStats = HYP_STATS.hostCmdq.create();
   private readonly cmd = new Uint32Array(4);
   private readonly check: CmdCheck;
   /** probe points: each host command's verdict, before it is acted on (traces) */
