@@ -8,7 +8,8 @@
  * hw imports nothing from hyp/, host/ or guest/: the check and the handler are interfaces.
  */
 import { ExternalAbort, type PhysicalMemory } from './memory.ts';
-import { Observers } from './observers.ts';
+import { Probe } from './probe.ts';
+import { HW_PROBES } from './probes.ts';
 import { quietLimit } from './quiet-errors.ts';
 
 const quiet = quietLimit;
@@ -90,7 +91,8 @@ export class MmioBus {
   private readonly devices: MmioDevice[] = [];
   private stage2: Stage2Check | null = null;
   private trapHandler: TrapHandler | null = null;
-  private readonly observers = new Observers<BusAccessEvent>();
+  /** probe points: every CPU access that reached a device or trapped (hw/probes.ts) */
+  readonly probes = { access: new Probe(HW_PROBES.busAccess) } as const;
   /** counters */
   traps = 0;
   deviceAccesses = 0;
@@ -126,12 +128,13 @@ export class MmioBus {
     return this.stage2 !== null;
   }
 
+  /** Subscribe to `probes.access`; returns the unsubscribe function. */
   observe(o: BusObserver): () => void {
-    return this.observers.add(o);
+    return this.probes.access.subscribe(o);
   }
 
   private notify(e: BusAccessEvent): void {
-    this.observers.notify(e);
+    this.probes.access.fire(e);
   }
 
   /** Resolve an actor's address to a PA, or TRAP. The hyp bypasses stage 2. */
@@ -146,12 +149,12 @@ export class MmioBus {
       throw new CpuAbortError(actor, addr, dir, 'stage-2 trap with no handler');
     const abort: DataAbort = { actor, addr, size, dir, value };
     // a trapped write is logged before the handler runs (it happened first); a read after (its value is the handler's)
-    if (dir === 'w' && this.observers.active)
+    if (dir === 'w' && this.probes.access.active)
       this.notify({ actor, dir, addr, size, value, trapped: true });
     const result = this.trapHandler(abort);
     if (dir === 'w') return value;
     const v = BigInt.asUintN(size * 8, result);
-    if (this.observers.active) this.notify({ actor, dir, addr, size, value: v, trapped: true });
+    if (this.probes.access.active) this.notify({ actor, dir, addr, size, value: v, trapped: true });
     return v;
   }
 
@@ -162,7 +165,7 @@ export class MmioBus {
     if (dev) {
       this.deviceAccesses++;
       const v = BigInt.asUintN(size * 8, dev.read(pa - dev.base, size, actor));
-      if (this.observers.active)
+      if (this.probes.access.active)
         this.notify({
           actor,
           dir: 'r',
@@ -194,7 +197,7 @@ export class MmioBus {
     const dev = this.deviceAt(pa);
     if (dev) {
       this.deviceAccesses++;
-      if (this.observers.active)
+      if (this.probes.access.active)
         this.notify({
           actor,
           dir: 'w',

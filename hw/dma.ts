@@ -12,6 +12,8 @@
 import { ExternalAbort, type PhysicalMemory } from './memory.ts';
 import { newTxn, newTxnResult, type Smmu, type Txn, type TxnResult } from './smmu/smmu.ts';
 import { eventName } from './smmu/events.ts';
+import { Probe } from './probe.ts';
+import { HW_PROBES } from './probes.ts';
 
 export interface DmaOptions {
   /** SubstreamID (PASID); undefined means no SubstreamID (SSV=0) */
@@ -35,18 +37,6 @@ interface AtcEntry {
 
 const TWO53 = 2 ** 53;
 
-/** Sees each DMA start and its outcome (traces); an endpoint's observer is null on the hot path. */
-export interface DmaObserver {
-  start(
-    ep: DmaEndpoint,
-    iova: number | bigint,
-    len: number,
-    write: boolean,
-    translated: boolean,
-  ): void;
-  end(ep: DmaEndpoint, out: DmaOutcome): void;
-}
-
 export class DmaEndpoint {
   dmas = 0;
   faults = 0;
@@ -55,8 +45,11 @@ export class DmaEndpoint {
   readonly atc = new Map<string, AtcEntry>();
   private readonly txn: Txn = newTxn();
   private readonly res: TxnResult = newTxnResult();
-  /** optional DMA observer (traces); null on the hot path */
-  observer: DmaObserver | null = null;
+  /** probe points: each DMA's start and its outcome (traces) */
+  readonly probes = {
+    dmaStart: new Probe(HW_PROBES.dmaStart),
+    dmaEnd: new Probe(HW_PROBES.dmaEnd),
+  } as const;
 
   constructor(
     readonly name: string,
@@ -101,12 +94,13 @@ export class DmaEndpoint {
     o: DmaOptions,
     translated: boolean,
   ): DmaOutcome {
-    const ob = this.observer;
-    if (ob === null) return this.runDma(iova, len, write, data, o, translated);
-    ob.start(this, iova, len, write, translated);
-    const out = this.runDma(iova, len, write, data, o, translated);
-    ob.end(this, out);
-    return out;
+    const pr = this.probes;
+    if (!pr.dmaStart.active && !pr.dmaEnd.active)
+      return this.runDma(iova, len, write, data, o, translated);
+    if (pr.dmaStart.active) pr.dmaStart.fire({ ep: this, iova, len, write, translated });
+    const outcome = this.runDma(iova, len, write, data, o, translated);
+    if (pr.dmaEnd.active) pr.dmaEnd.fire({ ep: this, outcome });
+    return outcome;
   }
 
   private runDma(

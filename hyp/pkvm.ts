@@ -47,6 +47,8 @@ import { VSmmu } from './vm/vsmmu.ts';
 import { queueBase } from '../hw/smmu/smmu.ts';
 import { E_S2, EVT } from '../hw/smmu/events.ts';
 import { makePolicy, RULE_NAMES, type HypPolicy, type RuleName } from './policy/policy.ts';
+import { Probe } from '../hw/probe.ts';
+import { HYP_PROBES, HYP_STATS } from './probes.ts';
 
 const log = layerLogger('hyp');
 
@@ -181,7 +183,9 @@ export class PkvmHyp {
   /** guests whose memory is back with the host (early only when guest-teardown is weakened) */
   private readonly memoryReturned = new WeakSet<Guest>();
 
-  stats = { traps: 0, mmioTraps: 0, memoryTraps: 0, reshadows: 0, refusedAccesses: 0 };
+  stats = HYP_STATS.traps.create();
+  /** probe points: each data abort taken, before it is handled (hyp/probes.ts) */
+  readonly probes = { trap: new Probe(HYP_PROBES.trap) } as const;
 
   constructor(
     readonly machine: Machine,
@@ -423,6 +427,7 @@ export class PkvmHyp {
 
   trap(a: DataAbort): bigint {
     this.stats.traps++;
+    if (this.probes.trap.active) this.probes.trap.fire(a);
     this.alive();
     if (isGuestActor(a.actor)) return this.guestTrap(a);
     const off = a.addr - this.mmio;

@@ -13,6 +13,8 @@
 import { qIndex, qInc, ptrMask } from './queue.ts';
 import { CMD_BYTES, OP, OPCODE_TABLE } from './commands.ts';
 import type { SmmuFeatures } from './features.ts';
+import { Probe, ProbeSlot, type StatRecord } from '../probe.ts';
+import { HW_PROBES, HW_STATS } from '../probes.ts';
 
 export const CERROR = { NONE: 0, ILL: 1, ABT: 2, ATC_INV_SYNC: 3 } as const;
 
@@ -60,14 +62,11 @@ export interface CmdqTarget {
   error(code: number): void;
 }
 
-export interface CmdqStats {
-  consumed: number;
-  syncs: number;
-  errors: number;
-  /** consumption stopped at a command the target could not complete yet (CmdqWait) */
-  waits: number;
-  readonly perOpcode: Uint32Array;
-}
+/** The queue's counters (declared in HW_STATS.cmdq) and its per-opcode counts. */
+export type CmdqStats = StatRecord<typeof HW_STATS.cmdq> & { readonly perOpcode: Uint32Array };
+
+/** What the `onCommand` slot receives: the command's words and its CONS. */
+export type CommandSlot = (w: Uint32Array, cons: number) => void;
 
 export class CommandQueue {
   base = 0;
@@ -77,18 +76,28 @@ export class CommandQueue {
   cons = 0;
   /** CONS.ERR (valid while GERROR.CMDQ_ERR is active) */
   err = 0;
-  readonly stats: CmdqStats = {
-    consumed: 0,
-    syncs: 0,
-    errors: 0,
-    waits: 0,
-    perOpcode: new Uint32Array(256),
-  };
-  /** optional per-command observer (traces, coverage); null on the hot path */
-  onCommand: ((w: Uint32Array, cons: number) => void) | null = null;
+  readonly stats: CmdqStats = { ...HW_STATS.cmdq.create(), perOpcode: new Uint32Array(256) };
+  /** probe points: each command read, before it is executed (traces, coverage) */
+  readonly probes = { command: new Probe(HW_PROBES.command) } as const;
+  private readonly slot = new ProbeSlot(
+    this.probes.command,
+    (fn: CommandSlot) => (c) => fn(c.words, c.cons),
+  );
   private readonly w = new Uint32Array(4);
 
   constructor(private readonly t: CmdqTarget) {}
+
+  /**
+   * One listener slot on `probes.command` (assigning replaces the previous one; null clears
+   * it), for callers that want the command words alone. Other listeners subscribe to the probe.
+   */
+  get onCommand(): CommandSlot | null {
+    return this.slot.get();
+  }
+
+  set onCommand(fn: CommandSlot | null) {
+    this.slot.set(fn);
+  }
 
   /**
    * Consume commands from CONS up to PROD, at most `limit` of them (an emulated SMMU bounds its
@@ -103,6 +112,7 @@ export class CommandQueue {
     const w = this.w;
     const t = this.t;
     const perOp = this.stats.perOpcode;
+    const cmdProbe = this.probes.command;
     let n = 0;
     try {
       while (cons !== prod && n < limit) {
@@ -113,7 +123,7 @@ export class CommandQueue {
           this.fail(CERROR.ABT);
           return n;
         }
-        if (this.onCommand !== null) this.onCommand(w, cons);
+        if (cmdProbe.active) cmdProbe.fire({ queue: this, words: w, cons });
         const code = this.execute(w);
         if (code !== CERROR.NONE) {
           this.cons = cons;

@@ -8,6 +8,8 @@ import { EVT_BYTES, EVT_WORDS, decodeEvent, type DecodedEvent } from './events.t
 import { qFull, qIndex, qInc, ptrMask } from './queue.ts';
 import type { SmmuWriter } from './msi.ts';
 import { Observers } from '../observers.ts';
+import { Probe } from '../probe.ts';
+import { HW_PROBES } from '../probes.ts';
 
 export const OVFLG = 0x8000_0000;
 
@@ -36,11 +38,14 @@ export class EventQueue {
   keepLog = true;
 
   /**
-   * Sees every record the SMMU generates, before the queue's enable and space are checked (the
-   * hypervisor uses it to route its guests' faults; traces watch it too). Inactive (one
-   * length check) on the hot path.
+   * Sees every record the SMMU generates, before the queue's enable and space are checked.
+   * Functional, not instrumentation: the hypervisor routes its guests' faults through it (until
+   * event routing gets its own seam). Inactive (one length check) on the hot path. Debugging
+   * subscribers use `probes.event` instead.
    */
   readonly taps = new Observers<Uint32Array>();
+  /** probe points: every record offered, after the taps have routed it (traces) */
+  readonly probes = { event: new Probe(HW_PROBES.event) } as const;
 
   constructor(private readonly env: EvtqEnv) {}
 
@@ -52,6 +57,7 @@ export class EventQueue {
   record(words: Uint32Array): boolean {
     if (words.length !== EVT_WORDS) throw new Error('an event record is 8 words');
     if (this.taps.active) this.taps.notify(words);
+    if (this.probes.event.active) this.probes.event.fire({ queue: this, words });
     if (!this.env.enabled()) {
       this.dropped++;
       return false;

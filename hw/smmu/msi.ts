@@ -1,10 +1,11 @@
 /**
  * SMMU-originated writes: MSIs, event records and PRI/queue writes all go to physical memory
- * without translation. Every one is reported to the write observers, so that an isolation
+ * without translation. Every one fires the `smmu.write` probe (hw/probes.ts), so that an isolation
  * oracle can check that none of them ever lands where its owner may not write.
  */
 import { ExternalAbort, type PhysicalMemory } from '../memory.ts';
-import { Observers } from '../observers.ts';
+import { Probe } from '../probe.ts';
+import { HW_PROBES } from '../probes.ts';
 
 export type SmmuWriteKind = 'msi' | 'event' | 'priq' | 'cmdq-msi-sync';
 
@@ -18,17 +19,19 @@ export interface SmmuWrite {
 export type SmmuWriteObserver = (w: SmmuWrite) => void;
 
 export class SmmuWriter {
-  private readonly observers = new Observers<SmmuWrite>();
+  /** probe points: every write that landed */
+  readonly probes = { write: new Probe(HW_PROBES.smmuWrite) } as const;
   writes = 0;
 
   constructor(private readonly mem: PhysicalMemory) {}
 
+  /** Subscribe to `probes.write`; returns the unsubscribe function. */
   observe(o: SmmuWriteObserver): () => void {
-    return this.observers.add(o);
+    return this.probes.write.subscribe(o);
   }
 
   private notify(w: SmmuWrite): void {
-    this.observers.notify(w);
+    this.probes.write.fire(w);
   }
 
   /** A 32-bit MSI write of `data` to `pa`. Returns false on an external abort. */
@@ -40,7 +43,7 @@ export class SmmuWriter {
       throw e;
     }
     this.writes++;
-    if (this.observers.active) this.notify({ kind: 'msi', pa, len: 4, source });
+    if (this.probes.write.active) this.notify({ kind: 'msi', pa, len: 4, source });
     return true;
   }
 
@@ -49,7 +52,7 @@ export class SmmuWriter {
     if (!this.mem.isRam(pa, words.length * 4)) return false;
     this.mem.writeWords(pa, words);
     this.writes++;
-    if (this.observers.active) this.notify({ kind, pa, len: words.length * 4 });
+    if (this.probes.write.active) this.notify({ kind, pa, len: words.length * 4 });
     return true;
   }
 }

@@ -59,6 +59,8 @@ import { Iotlb, newScope } from './tlb.ts';
 import { CdCache } from './cdtab.ts';
 import { tlbiScope } from './tlbi.ts';
 import { AtcSize, Global, SSV, StreamID, SubstreamID, VA } from './commands.ts';
+import { Probe, ProbeSlot } from '../probe.ts';
+import { HW_PROBES } from '../probes.ts';
 
 const log = layerLogger('hw');
 
@@ -109,6 +111,8 @@ const S_GERROR_IRQ_CFG1 = regSlot('GERROR_IRQ_CFG1');
 const S_EVENTQ_IRQ_CFG1 = regSlot('EVENTQ_IRQ_CFG1');
 const S_PRIQ_IRQ_CFG1 = regSlot('PRIQ_IRQ_CFG1');
 
+export type IrqListener = (line: keyof IrqCounts) => void;
+
 export interface IrqCounts {
   gerror: number;
   eventq: number;
@@ -154,9 +158,23 @@ export class Smmu implements MmioDevice, TranslateEnv {
   readonly irqs: IrqCounts = { gerror: 0, eventq: 0, priq: 0, cmdSync: 0 };
   msis = 0;
   sevs = 0;
-  /** listeners for wired interrupts and SEV (the host's IRQ handler, WFE) */
-  onIrq: ((line: keyof IrqCounts) => void) | null = null;
-  onSev: (() => void) | null = null;
+  /** probe points: wired interrupts raised and SEV events (the host's IRQ handler, WFE) */
+  readonly probes = { irq: new Probe(HW_PROBES.irq), sev: new Probe(HW_PROBES.sev) } as const;
+  private readonly irqSlot = new ProbeSlot(this.probes.irq, (fn: IrqListener) => fn);
+  private readonly sevSlot = new ProbeSlot(this.probes.sev, (fn: () => void) => () => fn());
+  /** one replaceable listener on `probes.irq` / `probes.sev` */
+  get onIrq(): IrqListener | null {
+    return this.irqSlot.get();
+  }
+  set onIrq(fn: IrqListener | null) {
+    this.irqSlot.set(fn);
+  }
+  get onSev(): (() => void) | null {
+    return this.sevSlot.get();
+  }
+  set onSev(fn: (() => void) | null) {
+    this.sevSlot.set(fn);
+  }
   /** accesses this model ignored (RAZ/WI), by reason, for diagnostics */
   readonly ignored = { guarded: 0, guardedTaken: 0, readOnly: 0, size: 0, undefinedOffset: 0 };
   readonly tlbiCounts = new Uint32Array(256);
@@ -361,7 +379,7 @@ export class Smmu implements MmioDevice, TranslateEnv {
       return;
     }
     this.irqs[line]++;
-    this.onIrq?.(line);
+    if (this.probes.irq.active) this.probes.irq.fire(line);
   }
 
   private cmdSync(cs: number, msiAddr: number, msiData: number): void {
@@ -371,11 +389,11 @@ export class Smmu implements MmioDevice, TranslateEnv {
         else this.gerror.activate(GERR.MSI_CMDQ_ABT_ERR);
       } else {
         this.irqs.cmdSync++;
-        this.onIrq?.('cmdSync');
+        if (this.probes.irq.active) this.probes.irq.fire('cmdSync');
       }
     } else if (cs === 2 && this.features.sev) {
       this.sevs++;
-      this.onSev?.();
+      if (this.probes.sev.active) this.probes.sev.fire(null);
     }
   }
 

@@ -30,6 +30,8 @@ import {
 import type { SmmuFeatures } from './features.ts';
 import type { StreamTable, SteEntry, SteLookup } from './strtab.ts';
 import type { Gbpa } from './gbpa.ts';
+import { Probe, type StatRecord } from '../probe.ts';
+import { HW_PROBES, HW_STATS, type TranslationKind } from '../probes.ts';
 
 export class NotImplementedError extends Error {
   constructor(what: string) {
@@ -137,15 +139,8 @@ export interface TranslateEnv {
   setAccessFlag(pa: number): void;
 }
 
-/** Per-stream counters. */
-export interface StreamStats {
-  txns: number;
-  hits: number;
-  misses: number;
-  walks: number;
-  descReads: number;
-  faults: number;
-}
+/** Per-stream counters (declared in HW_STATS.stream). */
+export type StreamStats = StatRecord<typeof HW_STATS.stream>;
 
 const TWO32 = 0x1_0000_0000;
 // module-local copies of the tags used on the hot path
@@ -224,8 +219,10 @@ export class Translator {
   private readonly s2out: WalkOut = newWalkOut();
   private readonly s2sub: WalkOut = newWalkOut();
   private readonly cdLookup: CdLookup = { cd: null, event: 0, fetchAddr: 0 };
-  /** explanation sink (only while explaining) */
-  explain: Explain | null = null;
+  /** probe points: each translation with its explanation (explainers, traces) */
+  readonly probes = { translation: new Probe(HW_PROBES.translation) } as const;
+  /** the explanation being built (only while someone listens to probes.translation) */
+  private explain: Explain | null = null;
   /** current transaction context for readers */
   private cur!: Txn;
   private curDec!: StreamDec;
@@ -248,11 +245,7 @@ export class Translator {
   stats(sid: number): StreamStats {
     if (sid === this.lastSid) return this.lastStats!;
     let s = this.perStream.get(sid);
-    if (!s)
-      this.perStream.set(
-        sid,
-        (s = { txns: 0, hits: 0, misses: 0, walks: 0, descReads: 0, faults: 0 }),
-      );
+    if (!s) this.perStream.set(sid, (s = HW_STATS.stream.create()));
     this.lastSid = sid;
     this.lastStats = s;
     return s;
@@ -502,6 +495,36 @@ export class Translator {
   // ---- the pipeline ------------------------------------------------------------------------------
 
   translate(t: Txn, r: TxnResult): TxnResult {
+    if (this.probes.translation.active && this.explain === null)
+      return this.explained('translate', t, r) as TxnResult;
+    return this.translateTxn(t, r);
+  }
+
+  /**
+   * Run one top-level translation with an explanation sink, then fire `probes.translation`
+   * with it (a nested call, such as an ATS request's probes, adds to the same explanation).
+   */
+  private explained(kind: TranslationKind, t: Txn, r: TxnResult | null): AtsResponse | TxnResult {
+    const x: Explain = { steps: [], walk: [], marks: [] };
+    this.explain = x;
+    let out: AtsResponse | TxnResult;
+    try {
+      out =
+        kind === 'translate'
+          ? this.translateTxn(t, r!)
+          : kind === 'translated'
+            ? this.translatedTxn(t, r!)
+            : this.atsTranslateTxn(t);
+    } finally {
+      this.explain = null;
+    }
+    this.probes.translation.fire(
+      r === null ? { kind, txn: t, explain: x } : { kind, txn: t, result: r, explain: x },
+    );
+    return out;
+  }
+
+  private translateTxn(t: Txn, r: TxnResult): TxnResult {
     r.ok = false;
     r.pa = 0;
     r.event = 0;
@@ -1028,6 +1051,12 @@ export class Translator {
    * split-stage EATS=0b10) with the permissions granted, or a denial (UR/CA).
    */
   atsTranslate(t: Txn): AtsResponse {
+    if (this.probes.translation.active && this.explain === null)
+      return this.explained('ats', t, null) as AtsResponse;
+    return this.atsTranslateTxn(t);
+  }
+
+  private atsTranslateTxn(t: Txn): AtsResponse {
     const env = this.env;
     if (!env.smmuEnabled()) return { ok: false, status: 'UR', reason: 'SMMUEN=0' };
     this.curStats = this.stats(t.sid);
@@ -1093,6 +1122,12 @@ export class Translator {
    * or an IPA under split-stage ATS). With CR0.ATSCHK=0 it is not checked at all.
    */
   translated(t: Txn, r: TxnResult): TxnResult {
+    if (this.probes.translation.active && this.explain === null)
+      return this.explained('translated', t, r) as TxnResult;
+    return this.translatedTxn(t, r);
+  }
+
+  private translatedTxn(t: Txn, r: TxnResult): TxnResult {
     r.ok = false;
     r.event = 0;
     r.faultType = 0;

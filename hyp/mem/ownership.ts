@@ -16,6 +16,8 @@
  * pass; a listener that vetoes (throws) undoes the transition, so nothing is left half done.
  */
 import { quietLimit } from '../../hw/quiet-errors.ts';
+import { Probe } from '../../hw/probe.ts';
+import { HYP_PROBES } from '../probes.ts';
 
 const quiet = quietLimit;
 
@@ -84,6 +86,8 @@ export class PageOwnership {
   /** non-default pages only: pfn → state */
   private readonly pages = new Map<number, PageState>();
   private readonly listeners: OwnershipListener[] = [];
+  /** probe points: each accepted transition (and each undo after a veto), for traces */
+  readonly probes = { change: new Probe(HYP_PROBES.ownershipChange) } as const;
   /** transitions applied, by kind */
   readonly counts: Record<Transition, number> = {
     donate: 0,
@@ -330,6 +334,16 @@ export class PageOwnership {
     try {
       for (const l of this.listeners)
         l({ transition: t, base, pages: n, hostAccessChanged: accessChanges, hostCanAccess, mmio });
+      const pr = this.probes.change;
+      if (pr.active)
+        pr.fire({
+          transition: t,
+          base,
+          pages: n,
+          hostAccessChanged: accessChanges,
+          hostCanAccess,
+          mmio,
+        });
     } catch (e) {
       // a listener vetoed (e.g. the idmap could not be invalidated): undo, so nothing is half done
       for (let i = 0; i < n; i++) this.set(first + i, before[i] ?? HOST_OWNED);
@@ -348,6 +362,16 @@ export class PageOwnership {
             /* best effort: the original error is what matters */
           }
         }
+      const pr = this.probes.change;
+      if (accessChanges && pr.active)
+        pr.fire({
+          transition: t === 'donate' ? 'reclaim' : 'donate',
+          base,
+          pages: n,
+          hostAccessChanged: true,
+          hostCanAccess: !hostCanAccess,
+          mmio,
+        });
       this.refused++;
       throw e;
     }

@@ -21,6 +21,8 @@ import { POISON, HYP_SLOT, type ShadowQueue } from './shadowq.ts';
 import type { HostMemory } from '../mem/hostmem.ts';
 import type { FailureLog } from '../policy/failure.ts';
 import type { RuleName } from '../policy/policy.ts';
+import { Probe, type StatRecord } from '../../hw/probe.ts';
+import { HYP_PROBES, HYP_STATS } from '../probes.ts';
 
 // Module-local aliases of imported bindings for the per-command loop (under the TypeScript
 // loader an imported binding is read through a getter on every access).
@@ -45,14 +47,8 @@ export interface CmdqEmuEnv {
   reshadow(sid: number): 'ok' | 'reject' | 'log';
 }
 
-export interface CmdqEmuStats {
-  forwarded: number;
-  rejected: number;
-  dropped: number;
-  syncRewrites: number;
-  prodWrites: number;
-  hwErrors: number;
-}
+/** The emulation's counters (declared in HYP_STATS.hostCmdq). */
+export type CmdqEmuStats = StatRecord<typeof HYP_STATS.hostCmdq>;
 
 export class HostCmdq {
   /** the host's CMDQ_BASE as written (cached; the hardware has the shadow queue) */
@@ -67,23 +63,11 @@ export class HostCmdq {
   cons = 0;
   /** while a command error is pending: the host slot it belongs to, else -1 */
   errHostPtr = -1;
-  readonly stats: CmdqEmuStats = {
-    forwarded: 0,
-    rejected: 0,
-    dropped: 0,
-    syncRewrites: 0,
-    prodWrites: 0,
-    hwErrors: 0,
-  };
+  readonly stats: CmdqEmuStats = HYP_STATS.hostCmdq.create();
   private readonly cmd = new Uint32Array(4);
   private readonly check: CmdCheck;
-  /**
-   * Optional observer of each host command's verdict (FORWARD, RESHADOW or REFUSE, with the
-   * check's rule/reason) and its host queue pointer, before it is acted on (traces); null on the hot path.
-   */
-  onVerdict:
-    ((w: Uint32Array, verdict: number, c: Readonly<CmdCheck>, hostPtr: number) => void) | null =
-    null;
+  /** probe points: each host command's verdict, before it is acted on (traces) */
+  readonly probes = { verdict: new Probe(HYP_PROBES.verdict) } as const;
 
   constructor(private readonly env: CmdqEmuEnv) {
     this.check = {
@@ -181,12 +165,13 @@ export class HostCmdq {
     const prod = this.prod;
     let cons = this.cons;
     const doubleFetch = env.weak('double-fetch');
+    const verdictProbe = this.probes.verdict;
     while (cons !== prod) {
       if (!sq.hasRoom(8) && !this.flush()) break;
       const addr = base + (cons & idxMask) * 16;
       hostMem.copy(addr, w, 4);
       const v = checkCmd(w, c);
-      if (this.onVerdict !== null) this.onVerdict(w, v, c, cons);
+      if (verdictProbe.active) verdictProbe.fire({ words: w, verdict: v, check: c, hostPtr: cons });
       if (v === V_RESHADOW) {
         // the commands before it go first; a hardware error stops here, before the reshadow
         if (!this.flush()) break;

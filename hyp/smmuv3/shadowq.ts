@@ -16,6 +16,7 @@ import type { MmioBus } from '../../hw/bus.ts';
 import { OFF, CMDQ_CONS } from '../../hw/smmu/regs.ts';
 import { encodeCommand } from '../../hw/smmu/commands.ts';
 import { quietLimit } from '../../hw/quiet-errors.ts';
+import { HYP_STATS } from '../probes.ts';
 
 const quiet = quietLimit;
 
@@ -52,7 +53,7 @@ export class ShadowQueue {
   readonly size: number;
   private readonly mask: number;
   /** commands the hardware consumed from this queue, by who wrote them */
-  stats = { host: 0, hyp: 0, published: 0, syncs: 0 };
+  stats = HYP_STATS.shadowQ.create();
   private pendingHost = 0;
   private pendingHyp = 0;
   /** the ring's commands as the hypervisor wrote them (4 words a slot), and its bytes */

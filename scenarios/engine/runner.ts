@@ -208,7 +208,7 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   if (wantIsolation) oracleFor(ctx);
   if (sc.steps.some((s) => s.op === 'expectTrace')) {
     const trace: string[] = (ctx.trace = []);
-    m.smmu.cmdq.onCommand = (w) => trace.push(`hw ${opcodeName(w[0]! & 0xff)}`);
+    m.smmu.cmdq.probes.command.subscribe((c) => trace.push(`hw ${opcodeName(c.words[0]! & 0xff)}`));
   }
   let rec: TraceRecorder | null = null;
   if (opts.trace) {

@@ -216,14 +216,15 @@ export function explainDma(sc: Scenario, o: ExplainOptions): ExplainResult {
   t.priv = o.priv ?? false;
   t.instr = o.instr ?? false;
 
-  const x: Explain = { steps: [], walk: [], marks: [] };
+  let explained: Explain | null = null;
   const r = newTxnResult();
-  smmu.translator.explain = x;
+  const off = smmu.translator.probes.translation.subscribe((e) => (explained ??= e.explain));
   try {
     smmu.translate(t, r);
   } finally {
-    smmu.translator.explain = null;
+    off();
   }
+  const x: Explain = explained!;
 
   const dma = {
     sid: o.sid,

@@ -13,16 +13,16 @@
  * trapped (or direct) register write stays open on its CPU track until that CPU's next access
  * or the end of the step, so it spans what the hypervisor and the SMMU did for it.
  *
- * Hooks used (all inactive when no recorder is attached): the bus observers, the SMMU command
- * queue's onCommand (and each vSMMU's), the event queue taps, each endpoint's DMA observer with
- * the translator's explain sink (for the descriptor reads of walks), the hypervisor's command
- * verdicts and its page ownership changes.
+ * Probes subscribed (hw/probes.ts, hyp/probes.ts; all inactive when no recorder is attached):
+ * bus.access, smmu.cmdq.command (the SMMU's queue and each vSMMU's), smmu.evtq.event, each
+ * endpoint's dma.start and dma.end with smmu.translation (for the descriptor reads of walks),
+ * hyp.cmdq.verdict and hyp.ownership.change.
  */
 import { writeFileSync } from 'node:fs';
 import type { Machine } from '../../hw/machine.ts';
 import type { BusAccessEvent } from '../../hw/bus.ts';
 import type { DmaEndpoint, DmaOutcome } from '../../hw/dma.ts';
-import type { Explain } from '../../hw/smmu/translate.ts';
+import type { WalkTraceStep } from '../../hw/smmu/walk.ts';
 import type { CommandQueue } from '../../hw/smmu/cmdq.ts';
 import { regNameAt } from '../../hw/smmu/regs.ts';
 import {
@@ -80,6 +80,19 @@ interface Flow {
   origin: Point;
 }
 
+/** A DMA in progress: what it asked for, and its translations' notes and descriptor reads. */
+interface DmaSlice {
+  ts: number;
+  iova: number | bigint;
+  len: number;
+  write: boolean;
+  translated: boolean;
+  steps: string[];
+  walk: WalkTraceStep[];
+  /** the DMA that was current when this one started */
+  saved: DmaSlice | null;
+}
+
 interface OpenSlice {
   ev: TraceEvent;
   flow: Flow | null;
@@ -104,18 +117,9 @@ export class TraceRecorder {
   private nextFlowId = 1;
   private step: TraceEvent | null = null;
   private readonly hookedVsmmus = new Set<unknown>();
-  private readonly dma = new Map<
-    DmaEndpoint,
-    {
-      ts: number;
-      iova: number | bigint;
-      len: number;
-      write: boolean;
-      translated: boolean;
-      x: Explain;
-      saved: Explain | null;
-    }
-  >();
+  private readonly dma = new Map<DmaEndpoint, DmaSlice>();
+  /** the DMA the translations being explained belong to (the innermost one started) */
+  private dmaNow: DmaSlice | null = null;
   private readonly undo: Array<() => void> = [];
 
   constructor(
@@ -335,12 +339,9 @@ export class TraceRecorder {
     for (const [name, v] of hyp.vsmmus) {
       if (this.hookedVsmmus.has(v)) continue;
       this.hookedVsmmus.add(v);
-      const q = v.cmdq;
-      const prev = q.onCommand;
-      q.onCommand = (w, cons) => {
-        if (prev) prev(w, cons);
-        this.onGuestCommand(name, w, cons);
-      };
+      this.undo.push(
+        v.cmdq.probes.command.subscribe((c) => this.onGuestCommand(name, c.words, c.cons)),
+      );
     }
   }
 
@@ -353,18 +354,33 @@ export class TraceRecorder {
     write: boolean,
     translated: boolean,
   ): void {
-    const tr = this.machine.smmu.translator;
-    const x: Explain = { steps: [], walk: [], marks: [] };
-    this.dma.set(ep, { ts: this.tick(), iova, len, write, translated, x, saved: tr.explain });
-    tr.explain = x;
+    const d: DmaSlice = {
+      ts: this.tick(),
+      iova,
+      len,
+      write,
+      translated,
+      steps: [],
+      walk: [],
+      saved: this.dmaNow,
+    };
+    this.dma.set(ep, d);
+    this.dmaNow = d;
+  }
+
+  /** A translation explained: its notes and reads belong to the current DMA, if any. */
+  private onTranslation(steps: readonly string[], walk: readonly WalkTraceStep[]): void {
+    const d = this.dmaNow;
+    if (d === null) return;
+    for (const st of steps) d.steps.push(st);
+    for (const w of walk) d.walk.push(w);
   }
 
   onDmaEnd(ep: DmaEndpoint, out: DmaOutcome): void {
     const s = this.dma.get(ep);
     if (!s) return;
     this.dma.delete(ep);
-    const tr = this.machine.smmu.translator;
-    tr.explain = s.saved;
+    this.dmaNow = s.saved;
     this.tick();
     const dur = this.now - s.ts;
     const result: TraceArgs = out.ok
@@ -393,7 +409,7 @@ export class TraceRecorder {
       tid: this.tid(TRACK.device(ep.name)),
       args: { ...common, ...result },
     });
-    const reads = s.x.walk.map((st) => ({
+    const reads = s.walk.map((st) => ({
       stage: st.stage,
       level: st.level,
       addr: hex(st.addr),
@@ -415,7 +431,7 @@ export class TraceRecorder {
       dur,
       pid: this.pid,
       tid: this.tid(TRACK.translation),
-      args: { device: ep.name, ...common, descriptorReads: reads, steps: s.x.steps, ...result },
+      args: { device: ep.name, ...common, descriptorReads: reads, steps: s.steps, ...result },
     });
     let hits = 0,
       misses = 0;
@@ -490,27 +506,29 @@ export class TraceRecorder {
     const m = this.machine;
     this.undo.push(m.bus.observe((e) => this.onAccess(e)));
     const q = m.smmu.cmdq;
-    const prev = q.onCommand;
-    q.onCommand = (w, cons) => {
-      if (prev) prev(w, cons);
-      this.onHwCommand(q, w, cons);
-    };
-    this.undo.push(() => (q.onCommand = prev));
-    this.undo.push(m.smmu.evtq.taps.add((w) => this.onEvent(w)));
-    const obs = { start: this.onDmaStart.bind(this), end: this.onDmaEnd.bind(this) };
+    this.undo.push(q.probes.command.subscribe((c) => this.onHwCommand(q, c.words, c.cons)));
+    this.undo.push(m.smmu.evtq.probes.event.subscribe((e) => this.onEvent(e.words)));
+    this.undo.push(
+      m.smmu.translator.probes.translation.subscribe((t) =>
+        this.onTranslation(t.explain.steps, t.explain.walk),
+      ),
+    );
     for (const d of m.devices.values()) {
-      d.observer = obs;
-      this.undo.push(() => (d.observer = null));
+      this.undo.push(
+        d.probes.dmaStart.subscribe((e) =>
+          this.onDmaStart(e.ep, e.iova, e.len, e.write, e.translated),
+        ),
+      );
+      this.undo.push(d.probes.dmaEnd.subscribe((e) => this.onDmaEnd(e.ep, e.outcome)));
     }
     const hyp = this.hyp;
     if (hyp) {
-      hyp.cmdq.onVerdict = (w, v, c, p) => this.onVerdict(w, v, c, p);
-      this.undo.push(() => (hyp.cmdq.onVerdict = null));
-      let live = true;
-      hyp.own.onChange(() => {
-        if (live) this.ownership();
-      });
-      this.undo.push(() => (live = false));
+      this.undo.push(
+        hyp.cmdq.probes.verdict.subscribe((v) =>
+          this.onVerdict(v.words, v.verdict, v.check, v.hostPtr),
+        ),
+      );
+      this.undo.push(hyp.own.probes.change.subscribe(() => this.ownership()));
       this.ownership();
       this.hookVsmmus();
     }

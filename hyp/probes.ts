@@ -1,0 +1,64 @@
+/**
+ * The hypervisor's probe points and stat groups (hyp layer), declared once: name, payload type
+ * and what a firing means; each counter with what it counts. Components own a `Probe` per
+ * point (hw/probe.ts): `hyp.cmdq.probes.verdict`, `hyp.own.probes.change`, `hyp.probes.trap`;
+ * and the record made from their group: `hyp.stats`, `hyp.cmdq.stats`, `shadowQ.stats`.
+ */
+import { probePoint, statGroup } from '../hw/probe.ts';
+import type { DataAbort } from '../hw/bus.ts';
+import type { CmdCheck } from './smmuv3/cmd-policy.ts';
+import type { OwnershipChange } from './mem/ownership.ts';
+
+/** The hypervisor's verdict on one host command, before it is acted on. */
+export interface CommandVerdict {
+  /** the command as copied from the host queue (the emulator's buffer: copy it to keep it) */
+  readonly words: Uint32Array;
+  /** FORWARD, RESHADOW or a refusal (hyp/smmuv3/cmd-policy.ts) */
+  readonly verdict: number;
+  /** the check's rule, reason and StreamID to reshadow */
+  readonly check: Readonly<CmdCheck>;
+  /** the host queue pointer (index and wrap) of the command */
+  readonly hostPtr: number;
+}
+
+export const HYP_PROBES = {
+  verdict: probePoint<CommandVerdict>(
+    'hyp.cmdq.verdict',
+    'hyp',
+    "the hypervisor's verdict on one host command (FORWARD, RESHADOW or REFUSE)",
+  ),
+  ownershipChange: probePoint<OwnershipChange>(
+    'hyp.ownership.change',
+    'hyp',
+    'a page ownership transition, once its listeners accepted it (or its undo, after a veto)',
+  ),
+  trap: probePoint<DataAbort>(
+    'hyp.trap',
+    'hyp',
+    'a data abort taken to the hypervisor (host or guest), before it is handled',
+  ),
+} as const;
+
+export const HYP_STATS = {
+  traps: statGroup('hyp.traps', 'hyp', "the hypervisor's trap handling", {
+    traps: 'data aborts taken (host and guests)',
+    mmioTraps: "host accesses to the SMMU's registers",
+    memoryTraps: 'host accesses to memory it may not touch (a stage-2 fault)',
+    reshadows: 'stream table entries reshadowed',
+    refusedAccesses: 'register accesses refused by policy',
+  }),
+  hostCmdq: statGroup('hyp.cmdq', 'hyp', "the host command queue's emulation", {
+    forwarded: 'host commands copied to the shadow queue',
+    rejected: 'host commands refused (an illegal command in their shadow slot)',
+    dropped: 'host commands refused under a policy that does not reject: skipped',
+    syncRewrites: 'CMD_SYNCs with CS=SIG_IRQ rewritten to SEV with no MSI (G1)',
+    prodWrites: 'host CMDQ_PROD writes trapped',
+    hwErrors: 'command errors the hardware reported on the shadow queue',
+  }),
+  shadowQ: statGroup('hyp.shadowq', 'hyp', 'the shadow command queue the hardware reads', {
+    host: "the host's commands the hardware consumed",
+    hyp: "the hypervisor's own commands the hardware consumed",
+    published: 'PROD writes to the hardware',
+    syncs: "the hypervisor's own CMD_SYNCs issued and waited for",
+  }),
+} as const;
