@@ -7,7 +7,8 @@
  *   RIL, HAD and ASID16 from the hardware; OAS 48 bits (the guest's IPA space).
  * - CR0/CR0ACK, the CR1/CR2 and queue-base guards, GBPA with its Update protocol,
  *   IRQ_CTRL/IRQ_CTRLACK and the GERROR/GERRORN toggle protocol behave as on the hardware (the
- *   same hw/ classes). Without MSIs the *_IRQ_CFG registers are RES0. Unknown offsets RAZ/WI.
+ *   same hw/ classes and the same register file, hw/smmu/regfile.ts: what differs is data given
+ *   to it, VSMMU_ABSENT and the hooks below). Without MSIs the *_IRQ_CFG registers are RES0. Unknown offsets RAZ/WI.
  * - The command queue, event queue and stream table live in guest memory (IPAs). Every read
  *   and write of them goes through the guest's stage-2.
  * - Commands are consumed by the hardware model's own queue logic (so legality, CERROR_ILL,
