@@ -254,11 +254,11 @@ export class Smmu implements MmioDevice, TranslateEnv {
       reset: { ...this.idr, ...Object.fromEntries(ID_REGS.map((v, i) => [ID_REG_NAMES[i]!, v])) },
       wmask: featureWriteMasks(this.features),
       backing: componentBackings(this),
-      after: {
-        CR0: (old, nv) => this.cr0Written(old, nv),
+      effects: {
+        enable: (old, nv) => this.cr0Written(old, nv),
         // acknowledging CMDQ_ERR lets consumption resume (if CMDQEN=1)
-        GERRORN: () => this.kickCmdq(),
-        CMDQ_PROD: () => this.kickCmdq(),
+        errorAck: () => this.kickCmdq(),
+        cmdqProd: () => this.kickCmdq(),
       },
       writesIgnored: ['AGBPA', ...(this.features.pri ? [] : PRIQ_REG_NAMES)],
       readsUndefined: ['AGBPA'],

@@ -245,22 +245,22 @@ export class VSmmu implements CmdqTarget {
         gerror: this.gerr,
         gbpa: this.gbpa,
       }),
-      after: {
-        CR0: (old, nv) => {
+      effects: {
+        enable: (old, nv) => {
           if ((old ^ nv) & SMMUEN) this.configureAll(false);
           if ((old ^ nv) & nv & CMDQEN) this.kick();
         },
         // the device follows GBPA while SMMUEN=0
-        GBPA: (old) => {
+        bypass: (old) => {
           if (this.gbpa.abort !== ((old & GBPA_BITS.ABORT) !== 0) && this.smmuDisabled)
             this.configureAll(false);
         },
         // acknowledging CMDQ_ERR lets consumption resume
-        GERRORN: (old) => {
+        errorAck: (old) => {
           const wasErr = ((this.gerr.gerror ^ old) & GERR.CMDQ_ERR) !== 0;
           if (wasErr && !this.gerr.active(GERR.CMDQ_ERR)) this.kick();
         },
-        CMDQ_PROD: () => this.kick(),
+        cmdqProd: () => this.kick(),
       },
       absent: VSMMU_ABSENT,
       readsUndefined: ['STATUSR'],
