@@ -23,7 +23,7 @@
  * vSMMU registers and its own memory (`GuestProbe`), nothing else. Given the same seed and the
  * same machine it generates the same operations.
  */
-import { regByName, OFF, type RegName } from '../../hw/smmu/regs.ts';
+import { regByName, CR0_BITS, OFF, type RegName } from '../../hw/smmu/regs.ts';
 import { CFG, STE } from '../../hw/smmu/ste.ts';
 import { get, set } from '../../hw/bits.ts';
 import {
@@ -47,6 +47,10 @@ import {
 } from '../../host/malicious/grammar.ts';
 import { encodeSpec } from '../../host/malicious/attacker.ts';
 import { OPCODES } from '../../hw/smmu/commands.ts';
+
+const { SMMUEN, EVENTQEN, CMDQEN } = CR0_BITS;
+/** SMMUEN, EVENTQEN and CMDQEN: the vSMMU on with its queues */
+const CR0_QUEUES_ON = BigInt(SMMUEN | EVENTQEN | CMDQEN);
 
 export { Rng, type CmdSpec } from '../../host/malicious/grammar.ts';
 
@@ -202,7 +206,8 @@ export class GuestAttacker {
       out.push(this.regWrite('GERRORN', g));
     }
     const cr0 = this.reg('CR0');
-    if ((cr0 & 0xdn) !== 0xdn && r.chance(0.15)) out.push(this.regWrite('CR0', cr0 | 0xdn));
+    if ((cr0 & CR0_QUEUES_ON) !== CR0_QUEUES_ON && r.chance(0.15))
+      out.push(this.regWrite('CR0', cr0 | CR0_QUEUES_ON));
     return out;
   }
 
@@ -419,7 +424,7 @@ export class GuestAttacker {
       // a queue of its own, from scratch: every value fixed, whatever came before
       const base = this.L.scratch.base + 0x10000;
       ops.push(
-        this.regWrite('CR0', 0x5n),
+        this.regWrite('CR0', BigInt(SMMUEN | EVENTQEN)),
         this.regWrite('CMDQ_BASE', (1n << 62n) | BigInt(base) | 12n),
         this.regWrite('CMDQ_PROD', 0n),
         this.regWrite('CMDQ_CONS', 0n),
@@ -434,7 +439,10 @@ export class GuestAttacker {
           comment: `${run} × ${cmd.name} in the guest's command queue`,
         });
       }
-      ops.push(this.regWrite('CR0', 0xdn), this.regWrite('CMDQ_PROD', BigInt(Math.min(n, 4096))));
+      ops.push(
+        this.regWrite('CR0', CR0_QUEUES_ON),
+        this.regWrite('CMDQ_PROD', BigInt(Math.min(n, 4096))),
+      );
       if (r.chance(0.5))
         ops.push({
           op: 'read',
@@ -671,7 +679,7 @@ export class GuestAttacker {
     const r = this.r;
     const ops: GuestOp[] = [];
     const cr0 = Number(this.reg('CR0'));
-    if (r.chance(0.7)) ops.push(this.regWrite('CR0', BigInt(cr0 & ~0x4)));
+    if (r.chance(0.7)) ops.push(this.regWrite('CR0', BigInt(cr0 & ~EVENTQEN)));
     if (r.chance(0.8))
       ops.push(
         this.regWrite('EVENTQ_BASE', registerValue(r, this.L, regByName('EVENTQ_BASE')!, this.cur)),
@@ -685,7 +693,7 @@ export class GuestAttacker {
       );
     if (r.chance(0.3))
       ops.push(this.regWrite('EVENTQ_CONS', BigInt(prodStep(r, Number(this.reg('EVENTQ_CONS'))))));
-    if (r.chance(0.7)) ops.push(this.regWrite('CR0', BigInt(cr0 | 0x4)));
+    if (r.chance(0.7)) ops.push(this.regWrite('CR0', BigInt(cr0 | EVENTQEN)));
     for (let i = r.range(1, 4); i > 0; i--)
       ops.push(this.dmaFrom(r.pick(this.g.devices).psid, Math.floor(r.bits(40) / 4) * 4));
     return ops;
@@ -736,8 +744,8 @@ export class GuestAttacker {
         'EVENTQ_BASE',
         (1n << 62n) | BigInt(evtq) | BigInt(r.chance(0.8) ? 6 : r.bits(5)),
       ),
-      this.regWrite('CR0', BigInt(0x8 | (r.chance(0.8) ? 0x4 : 0))),
-      this.regWrite('CR0', BigInt(0x9 | (r.chance(0.8) ? 0x4 : 0))),
+      this.regWrite('CR0', BigInt(CMDQEN | (r.chance(0.8) ? EVENTQEN : 0))),
+      this.regWrite('CR0', BigInt(CMDQEN | SMMUEN | (r.chance(0.8) ? EVENTQEN : 0))),
       ...this.submit([
         { name: 'CFGI_STE', StreamID: vsid, Leaf: 1 },
         { name: 'CMD_SYNC', CS: 0 },

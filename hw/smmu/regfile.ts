@@ -2,8 +2,8 @@
  * The SMMUv3 register file: one engine for the access semantics the register table declares
  * (regs.ts: width, RO, write mask, reset, guard, acknowledge), shared by the hardware SMMU and
  * the vSMMU. Each instance gives its backing storage (a register kept in a component: the queue
- * pointers, GBPA, GERROR/GERRORN), its side effects (named after-write hooks: CR0 edges, a PROD
- * write, GERRORN) and how it differs (registers it does not implement, feature-dependent write
+ * pointers, GBPA, GERROR/GERRORN), the handlers of the side effects the table names (CR0's
+ * enables, GBPA, GERRORN, CMDQ_PROD) and how it differs (registers it does not implement, feature-dependent write
  * masks, IMPLEMENTATION DEFINED reset values). There is no per-register switch anywhere.
  *
  * Layout: registers are grouped in banks, each a base and a list of definitions; a 64-bit
@@ -26,6 +26,7 @@ import {
   SMMU_MMIO_SIZE,
   writeMask,
   type RegDef,
+  type RegEffect,
 } from './regs.ts';
 import { wordMask } from '../bits.ts';
 import type { SmmuFeatures } from './features.ts';
@@ -85,7 +86,9 @@ export interface RegFileConfig {
   /** write masks by register name that replace the table's (low word): feature-dependent bits */
   readonly wmask?: Readonly<Record<string, number>>;
   readonly backing?: Readonly<Record<string, RegBacking>>;
-  readonly after?: Readonly<Record<string, AfterWrite>>;
+  /** the handlers of the side effects the table names (RegEffect), prefixed by the bank's prefix */
+  readonly effects?: Readonly<Partial<Record<RegEffect, AfterWrite>>> &
+    Readonly<Record<string, AfterWrite>>;
   /** registers this instance does not implement: RES0, each access counted as an undefined offset */
   readonly absent?: readonly string[];
   /** registers whose writes are ignored without a count (RAZ/WI, or a feature not implemented) */
@@ -246,6 +249,7 @@ export class RegisterFile {
         return true;
       });
 
+    const effects = new Set<string>();
     for (let s = 1; s < n; s++) {
       const d = layout.defs[s]!;
       const h = layout.half[s]!;
@@ -261,7 +265,14 @@ export class RegisterFile {
         this.guardMask[s] = wordMask(d.guard.field);
       }
       if (d.ack) this.ackSlot[s] = layout.slot(bank + d.ack);
+      if (d.effect && h === 0) {
+        const key = bank + d.effect;
+        this.after[s] = cfg.effects?.[key] ?? null;
+        effects.add(key);
+      }
     }
+    for (const k of Object.keys(cfg.effects ?? {}))
+      if (!effects.has(k)) throw new Error(`no register has the side effect ${k}`);
     const each = <T>(o: Readonly<Record<string, T>> | undefined, fn: (s: number, v: T) => void) => {
       for (const [k, v] of Object.entries(o ?? {})) fn(layout.slot(k), v);
     };
@@ -277,7 +288,6 @@ export class RegisterFile {
       this.rd[s] = b.read;
       if (b.write) this.wr[s] = b.write;
     });
-    each(cfg.after, (s, fn) => (this.after[s] = fn));
     halves(cfg.absent, (s) => {
       this.rkind[s] = READ_UNDEFINED;
       this.wkind[s] = WRITE_UNDEFINED;

@@ -18,6 +18,15 @@ export interface RegGuard {
   readonly field: Field;
 }
 
+/**
+ * A side effect of a write, named here and given by each instance (RegFileConfig.effects), run
+ * after the write took effect: `enable` (CR0: an enable changed, e.g. CMDQEN 0→1 considers the
+ * queue), `bypass` (GBPA: the attributes used while SMMUEN=0 changed), `errorAck` (GERRORN: an
+ * error acknowledged, e.g. CMDQ_ERR lets consumption resume), `cmdqProd` (CMDQ_PROD: commands to
+ * consider).
+ */
+export type RegEffect = 'enable' | 'bypass' | 'errorAck' | 'cmdqProd';
+
 export interface RegDef {
   readonly name: string;
   /** offset from the SMMU base (Page 1 registers include the 0x10000) */
@@ -38,6 +47,8 @@ export interface RegDef {
   readonly guard?: RegGuard;
   /** the register that acknowledges a write of this one (CR0ACK, IRQ_CTRLACK): the update completes at once */
   readonly ack?: string;
+  /** the side effect of a write (RegEffect) */
+  readonly effect?: RegEffect;
 }
 
 const f = bits;
@@ -372,22 +383,22 @@ export const REGISTERS: readonly RegDef[] = [
   reg('IDR5', 4, 'RO', values(IDR5)),
   reg('IIDR', 4, 'RO', values(IIDR)),
   reg('AIDR', 4, 'RO', values(AIDR)),
-  reg('CR0', 4, 'RW', values(CR0), { ack: 'CR0ACK' }),
+  reg('CR0', 4, 'RW', values(CR0), { ack: 'CR0ACK', effect: 'enable' }),
   reg('CR0ACK', 4, 'RO', values(CR0)),
   reg('CR1', 4, 'RW', values(CR1), { guard: GUARD.SMMUEN }),
   reg('CR2', 4, 'RW', values(CR2), { guard: GUARD.SMMUEN }),
   reg('STATUSR', 4, 'RO', values(STATUSR)),
-  reg('GBPA', 4, 'RW', values(GBPA)),
+  reg('GBPA', 4, 'RW', values(GBPA), { effect: 'bypass' }),
   reg('AGBPA', 4, 'RW', [], { doc: 'IMPLEMENTATION DEFINED (RAZ/WI here)' }),
   reg('IRQ_CTRL', 4, 'RW', values(IRQ_CTRL), { ack: 'IRQ_CTRLACK' }),
   reg('IRQ_CTRLACK', 4, 'RO', values(IRQ_CTRL)),
   reg('GERROR', 4, 'RO', values(GERROR)),
-  reg('GERRORN', 4, 'RW', values(GERROR)),
+  reg('GERRORN', 4, 'RW', values(GERROR), { effect: 'errorAck' }),
   ...irqCfg('GERROR', GUARD.GERROR_IRQEN),
   reg('STRTAB_BASE', 8, 'RW', values(STRTAB_BASE), { guard: GUARD.SMMUEN }),
   reg('STRTAB_BASE_CFG', 4, 'RW', values(STRTAB_BASE_CFG), { guard: GUARD.SMMUEN }),
   reg('CMDQ_BASE', 8, 'RW', values(Q_BASE), { guard: GUARD.CMDQEN }),
-  reg('CMDQ_PROD', 4, 'RW', [Q_PROD.WR]),
+  reg('CMDQ_PROD', 4, 'RW', [Q_PROD.WR], { effect: 'cmdqProd' }),
   reg('CMDQ_CONS', 4, 'RW', [Q_CONS.RD, CMDQ_CONS.ERR], {
     guard: GUARD.CMDQEN,
     wmask: [wordMask(Q_CONS.RD)], // ERR is the SMMU's

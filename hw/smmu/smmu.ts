@@ -1,6 +1,7 @@
 /**
- * The SMMUv3 device: its register file (Page 0 and Page 1), the CR0/CR0ACK, IRQ_CTRL and GBPA
- * handshakes, guarded registers, GERROR, the queues, the stream table and the DMA entry point.
+ * The SMMUv3 device: its register file (Page 0 and Page 1, regfile.ts over the table in regs.ts,
+ * with this device's backings and side effects), the CR0/CR0ACK, IRQ_CTRL and GBPA handshakes,
+ * guarded registers, GERROR, the queues, the stream table and the DMA entry point.
  *
  * Modelling choices where the architecture allows one (each is also named in the README):
  * - Updates complete immediately: CR0ACK and IRQ_CTRLACK follow a write at once, and
@@ -132,6 +133,8 @@ export class Smmu implements MmioDevice, TranslateEnv {
 
   /** the register file (regfile.ts): every register access goes through it */
   readonly regs: RegisterFile;
+  /** the register file's stored values, by slot (the hot paths read CR0 here) */
+  private readonly rv: Uint32Array;
   readonly gbpa: Gbpa;
   readonly gerror: GlobalErrors;
   readonly gerrorIrqCfg0: Reg64;
@@ -269,17 +272,18 @@ export class Smmu implements MmioDevice, TranslateEnv {
       reset: { ...this.idr, ...Object.fromEntries(ID_REGS.map((v, i) => [ID_REG_NAMES[i]!, v])) },
       wmask: featureWriteMasks(this.features),
       backing: componentBackings(this),
-      after: {
-        CR0: (old, nv) => this.cr0Written(old, nv),
+      effects: {
+        enable: (old, nv) => this.cr0Written(old, nv),
         // acknowledging CMDQ_ERR lets consumption resume (if CMDQEN=1)
-        GERRORN: () => this.kickCmdq(),
-        CMDQ_PROD: () => this.kickCmdq(),
+        errorAck: () => this.kickCmdq(),
+        cmdqProd: () => this.kickCmdq(),
       },
       writesIgnored: ['AGBPA', ...(this.features.pri ? [] : PRIQ_REG_NAMES)],
       readsUndefined: ['AGBPA'],
       writesUndefined: ID_REG_NAMES,
       guarded: (offset) => this.guardHolds(offset),
     });
+    this.rv = this.regs.val;
     this.gerrorIrqCfg0 = this.regs.view64('GERROR_IRQ_CFG0');
     this.strtabBase = this.regs.view64('STRTAB_BASE');
     this.cmdqBase = this.regs.view64('CMDQ_BASE');
@@ -302,19 +306,19 @@ export class Smmu implements MmioDevice, TranslateEnv {
   // ---- register values ------------------------------------------------------------------------
 
   get cr0(): number {
-    return this.regs.val[S_CR0]!;
+    return this.rv[S_CR0]!;
   }
   get cr1(): number {
-    return this.regs.val[S_CR1]!;
+    return this.rv[S_CR1]!;
   }
   get cr2(): number {
-    return this.regs.val[S_CR2]!;
+    return this.rv[S_CR2]!;
   }
   get irqCtrl(): number {
-    return this.regs.val[S_IRQ_CTRL]!;
+    return this.rv[S_IRQ_CTRL]!;
   }
   get strtabBaseCfg(): number {
-    return this.regs.val[S_STRTAB_BASE_CFG]!;
+    return this.rv[S_STRTAB_BASE_CFG]!;
   }
 
   // ---- TranslateEnv --------------------------------------------------------------------------
@@ -371,7 +375,7 @@ export class Smmu implements MmioDevice, TranslateEnv {
         : line === 'eventq'
           ? [this.eventqIrqCfg0, S_EVENTQ_IRQ_CFG1, GERR.MSI_EVENTQ_ABT_ERR]
           : [this.priqIrqCfg0, S_PRIQ_IRQ_CFG1, GERR.MSI_PRIQ_ABT_ERR];
-    const data = this.regs.val[cfg1]!;
+    const data = this.rv[cfg1]!;
     const addr = (cfg0.hi & ADDR_HI) * 0x1_0000_0000 + ((cfg0.lo & MSI_ADDR_LO) >>> 0);
     if (this.features.msi && addr !== 0) {
       if (this.writer.msi(addr, data, line.toUpperCase())) this.msis++;

@@ -7,7 +7,8 @@
  *   RIL, HAD and ASID16 from the hardware; OAS 48 bits (the guest's IPA space).
  * - CR0/CR0ACK, the CR1/CR2 and queue-base guards, GBPA with its Update protocol,
  *   IRQ_CTRL/IRQ_CTRLACK and the GERROR/GERRORN toggle protocol behave as on the hardware (the
- *   same hw/ classes). Without MSIs the *_IRQ_CFG registers are RES0. Unknown offsets RAZ/WI.
+ *   same hw/ classes and the same register file, hw/smmu/regfile.ts: what differs is data given
+ *   to it, VSMMU_ABSENT and the hooks below). Without MSIs the *_IRQ_CFG registers are RES0. Unknown offsets RAZ/WI.
  * - The command queue, event queue and stream table live in guest memory (IPAs). Every read
  *   and write of them goes through the guest's stage-2.
  * - Commands are consumed by the hardware model's own queue logic (so legality, CERROR_ILL,
@@ -244,22 +245,22 @@ export class VSmmu implements CmdqTarget {
         gerror: this.gerr,
         gbpa: this.gbpa,
       }),
-      after: {
-        CR0: (old, nv) => {
+      effects: {
+        enable: (old, nv) => {
           if ((old ^ nv) & SMMUEN) this.configureAll(false);
           if ((old ^ nv) & nv & CMDQEN) this.kick();
         },
         // the device follows GBPA while SMMUEN=0
-        GBPA: (old) => {
+        bypass: (old) => {
           if (this.gbpa.abort !== ((old & GBPA_BITS.ABORT) !== 0) && this.smmuDisabled)
             this.configureAll(false);
         },
         // acknowledging CMDQ_ERR lets consumption resume
-        GERRORN: (old) => {
+        errorAck: (old) => {
           const wasErr = ((this.gerr.gerror ^ old) & GERR.CMDQ_ERR) !== 0;
           if (wasErr && !this.gerr.active(GERR.CMDQ_ERR)) this.kick();
         },
-        CMDQ_PROD: () => this.kick(),
+        cmdqProd: () => this.kick(),
       },
       absent: VSMMU_ABSENT,
       readsUndefined: ['STATUSR'],

@@ -44,7 +44,7 @@ import type { DmaEndpoint } from '../../hw/dma.ts';
 import { get, wordMask } from '../../hw/bits.ts';
 import { PA_LIMIT, PAGE_SIZE, type PhysicalMemory } from '../../hw/memory.ts';
 import { CR0, IRQ_CTRL, IRQ_CFG0 } from '../../hw/smmu/regs.ts';
-import { queueBase, type Smmu } from '../../hw/smmu/smmu.ts';
+import { queueBase, queueLog2, type Smmu } from '../../hw/smmu/smmu.ts';
 import { STE, STE_WORDS, STE_BYTES, L1STD, CFG, EATS, steIllegal } from '../../hw/smmu/ste.ts';
 import { CD, CD_WORDS, CD_BYTES, L1CD, cdIllegal, type CdCheckEnv } from '../../hw/smmu/cd.ts';
 import { decodeCd, type CdEntry } from '../../hw/smmu/cdtab.ts';
@@ -940,7 +940,7 @@ export class IsolationOracle {
     const out: Array<{ path: 'event' | 'priq' | 'msi'; base: number; size: number; what: string }> =
       [];
     if (s.cr0 & SMMU_EVENTQEN) {
-      const qs = Math.min(s.eventqBase.lo & 0x1f, s.features.eventqs);
+      const qs = queueLog2(s.eventqBase, s.features.eventqs);
       out.push({
         path: 'event',
         base: queueBase(s.eventqBase, qs, EVT_BYTES),
@@ -949,7 +949,7 @@ export class IsolationOracle {
       });
     }
     if (s.features.pri && s.cr0 & SMMU_PRIQEN) {
-      const qs = Math.min(s.priqBase.lo & 0x1f, s.features.priqs);
+      const qs = queueLog2(s.priqBase, s.features.priqs);
       out.push({
         path: 'priq',
         base: queueBase(s.priqBase, qs, PRI_BYTES),

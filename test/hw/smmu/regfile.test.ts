@@ -163,12 +163,15 @@ describe('register file: guards (smmuv3.md §1.5: IGNORED from SMMUv3.2)', () =>
 });
 
 describe('register file: backings, hooks and what an instance leaves out', () => {
-  it('a backed register reads and writes its component; the after hook sees the old and new value', () => {
+  it('a backed register reads and writes its component; the effect handler sees the old and new value', () => {
     let prod = 0;
     const log: number[][] = [];
     const { rf } = file({
       backing: { CMDQ_PROD: { read: () => prod, write: (v) => (prod = v) } },
-      after: { CMDQ_PROD: (old, nv) => log.push([old, nv]), CR0: (old, nv) => log.push([old, nv]) },
+      effects: {
+        cmdqProd: (old, nv) => log.push([old, nv]),
+        enable: (old, nv) => log.push([old, nv]),
+      },
     });
     rf.write32(OFF.CMDQ_PROD, 0xfff0_0005); // WR[19:0] only
     rf.write32(OFF.CMDQ_PROD, 6);
@@ -182,6 +185,18 @@ describe('register file: backings, hooks and what an instance leaves out', () =>
         [0, 8],
       ],
     ]);
+  });
+
+  it('side effects are those the table names (CR0 enable, GBPA bypass, GERRORN errorAck, CMDQ_PROD cmdqProd)', () => {
+    expect(REGISTERS.filter((r) => r.effect).map((r) => [r.name, r.effect])).toEqual([
+      ['CR0', 'enable'],
+      ['GBPA', 'bypass'],
+      ['GERRORN', 'errorAck'],
+      ['CMDQ_PROD', 'cmdqProd'],
+    ]);
+    expect(() => file({ effects: { eventqProd: () => {} } })).toThrow(
+      'no register has the side effect eventqProd',
+    );
   });
 
   it('absent registers are RES0 and counted; ignored writes are not; bad sizes are RAZ/WI', () => {
