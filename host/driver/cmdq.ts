@@ -15,6 +15,8 @@ import * as commands from '../../hw/smmu/commands.ts';
 import { qIndex, qEmpty, ptrMask } from '../../hw/smmu/queue.ts';
 import { CERROR } from '../../hw/smmu/cmdq.ts';
 import { layerLogger } from '../../hw/log.ts';
+import type { StatRecord } from '../../hw/probe.ts';
+import { HOST_STATS } from '../stats.ts';
 
 const log = layerLogger('host');
 // register offsets used on every batch (module-local: imported bindings are getters under the loader)
@@ -95,23 +97,12 @@ export class CmdqTimeout extends Error {
   }
 }
 
-export interface CmdqStats {
-  batches: number;
-  commands: number;
-  syncs: number;
-  errorsRecovered: number;
-  consPolls: number;
-}
+/** The driver queue's counters (declared in HOST_STATS.cmdq). */
+export type CmdqStats = StatRecord<typeof HOST_STATS.cmdq>;
 
 export class DriverCmdq {
   prod = 0;
-  readonly stats: CmdqStats = {
-    batches: 0,
-    commands: 0,
-    syncs: 0,
-    errorsRecovered: 0,
-    consPolls: 0,
-  };
+  readonly stats: CmdqStats = HOST_STATS.cmdq.create();
   /** how many CONS reads before giving up on a CMD_SYNC */
   pollLimit = 10_000;
   private readonly mask: number;

@@ -852,7 +852,7 @@ export class IsolationOracle {
 
   /** Subscribe to SMMU-originated writes; a write landing on a range with write=false at that moment is a breach, kept until reset(). */
   attach(): () => void {
-    return this.machine.smmu.writer.observe((w) => this.onSmmuWrite(w));
+    return this.machine.smmu.writer.probes.write.subscribe((w) => this.onSmmuWrite(w));
   }
 
   /** Forget the SMMU-write breaches recorded so far. */

@@ -24,7 +24,7 @@ const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'
 
 /** Attach a JSON-lines log of every CPU access that reaches the SMMU (or traps). */
 export function attachMmioLog(m: Machine, out: { write(s: string): unknown }): void {
-  m.bus.observe((e) => {
+  m.bus.probes.access.subscribe((e) => {
     const inSmmu = e.addr >= SMMU_BASE && e.addr < SMMU_BASE + SMMU_MMIO_SIZE;
     if (e.device ? e.device !== m.smmu : !inSmmu) {
       if (!e.trapped) return;

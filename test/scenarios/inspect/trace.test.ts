@@ -354,6 +354,30 @@ describe('trace: other runs and the CLI', () => {
     );
   });
 
+  it('detach leaves no probe it subscribed to active (a traced run costs nothing after it)', () => {
+    const sc = loadScenarios('guest-two-vms')[0]!;
+    let rec: TraceRecorder | undefined;
+    expect(runScenario(sc, { trace: (x) => (rec = x) }).ok).toBe(true);
+    const m = rec!.machine;
+    const hyp = rec!.hyp!;
+    expect(hyp.vsmmus.size).toBe(2);
+    const probes = [
+      m.bus.probes.access,
+      m.smmu.cmdq.probes.command,
+      m.smmu.evtq.probes.event,
+      m.smmu.translator.probes.translation,
+      ...[...m.devices.values()].flatMap((d) => [d.probes.dmaStart, d.probes.dmaEnd]),
+      hyp.cmdq.probes.verdict,
+      hyp.own.probes.change,
+      ...[...hyp.vsmmus.values()].map((v) => v.cmdq.probes.command),
+    ];
+    expect(probes.filter((p) => p.active).map((p) => p.point.name)).toEqual([]);
+    // while attached it did listen: the file has guest command slices and walks
+    const names = rec!.events.map((e) => e.name);
+    expect(names.some((n) => n.startsWith('vSMMU vm1 '))).toBe(true);
+    expect(names.some((n) => n.startsWith('walk ') || n.startsWith('IOTLB hit '))).toBe(true);
+  });
+
   it('occupancy counts entries between CONS and PROD across the wrap bit', () => {
     // queue.ts: PROD/CONS are an index of log2size bits plus a wrap bit above it
     expect(occupancy(5, 2, 4)).toBe(3);
