@@ -11,7 +11,8 @@
  */
 import { get } from '../bits.ts';
 import { ExternalAbort, type PhysicalMemory } from '../memory.ts';
-import { STE, CFG, EATS, s2StartLevel, s2GranuleShift, effectivePs } from './ste.ts';
+import { STE, CFG, EATS, effectivePs } from './ste.ts';
+import { s2StartLevel, tg0Shift as s2GranuleShift } from '../vmsa/geometry.ts';
 import { EVT, CLASS, EVT_WORDS } from './events.ts';
 import { CdCache, fetchCd, type CdEntry, type CdLookup } from './cdtab.ts';
 import { Iotlb, ASID_GLOBAL, STAGE, WORLD, SEC, ctxKey, type TlbEntry } from './tlb.ts';
