@@ -13,7 +13,7 @@
  * Permissions are returned, and checked by the caller (F_PERMISSION comes last).
  */
 import { EVT } from './events.ts';
-import type { Field } from '../bits.ts';
+import { inWord, type Field } from '../bits.ts';
 import {
   DESC,
   DESC_TYPE,
@@ -202,14 +202,10 @@ const PXNTABLE_SH = inHi(TABLE_DESC.PXNTable).shift;
 const PXNTABLE_M = TABLE_DESC.PXNTable.mask;
 
 function inLo(f: Field): Field {
-  if (f.word !== 0 || !f.single)
-    throw new Error(`walk: descriptor field ${f.name} is not in bits [31:0]`);
-  return f;
+  return inWord(f, 0);
 }
 function inHi(f: Field): Field {
-  if (f.word !== 1 || !f.single)
-    throw new Error(`walk: descriptor field ${f.name} is not in bits [63:32]`);
-  return f;
+  return inWord(f, 1);
 }
 
 function bswap(x: number): number {
