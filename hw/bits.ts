@@ -209,3 +209,28 @@ export function fromDwords(d: readonly bigint[]): Uint32Array {
   });
   return w;
 }
+
+/**
+ * `f`, checked (once, at module load) to start in 32-bit word `w`: for hot paths that cache
+ * `f.shift` and `f.mask` and read the word themselves.
+ */
+export function inWord(f: Field, w: number): Field {
+  if (f.word !== w) throw new Error(`field ${f.name} is in word ${f.word}, not ${w}`);
+  return f;
+}
+
+/** The index of the 32-bit word a field fills completely (checked once, at module load). */
+export function wholeWord(f: Field): number {
+  if (f.shift !== 0 || f.width !== 32) throw new Error(`field ${f.name} is not a whole word`);
+  return f.word;
+}
+
+/**
+ * Masks of an address field kept in place over words `f.word` (bits from `f.shift` up) and
+ * `f.word + 1` (its bits below `topBit`, at most bit 63 of the pair): the address is
+ * (w[f.word + 1] & hi) * 2^32 + ((w[f.word] & lo) >>> 0).
+ */
+export function addressMasks(f: Field, topBit = f.shift + f.width): { lo: number; hi: number } {
+  if (f.shift + f.width <= 32) throw new Error(`field ${f.name} lies in one word`);
+  return { lo: (0xffffffff << f.shift) >>> 0, hi: 2 ** (Math.min(topBit, 64) - 32) - 1 };
+}

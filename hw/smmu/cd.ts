@@ -5,6 +5,7 @@
 import { dw, get, type Field } from '../bits.ts';
 import type { SmmuFeatures } from './features.ts';
 import { effectivePs } from './ste.ts';
+import { tg0Shift, tg1Shift } from '../vmsa/geometry.ts';
 
 export const CD_WORDS = 16;
 export const CD_BYTES = 64;
@@ -96,14 +97,8 @@ export const L1CD = {
   L2Ptr: dw(0, 'L2Ptr', 55, 12, { doc: 'L2 CD table, 4KB aligned' }),
 } as const satisfies Record<string, Field>;
 
-/** log2 granule for CD.TG0 (0 4K, 1 64K, 2 16K) — 0 when reserved. */
-export function tg0Shift(tg0: number): number {
-  return tg0 === 0 ? 12 : tg0 === 1 ? 16 : tg0 === 2 ? 14 : 0;
-}
-/** log2 granule for CD.TG1 (1 16K, 2 4K, 3 64K) — 0 when reserved. */
-export function tg1Shift(tg1: number): number {
-  return tg1 === 1 ? 14 : tg1 === 2 ? 12 : tg1 === 3 ? 16 : 0;
-}
+/** log2 granule for CD.TG0 / CD.TG1: the VMSA encodings. */
+export { tg0Shift, tg1Shift };
 
 export interface CdCheckEnv {
   readonly features: SmmuFeatures;

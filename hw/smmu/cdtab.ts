@@ -5,10 +5,11 @@
  * translates them (reporting stage-2 faults with CLASS=CD) before reading.
  */
 import { get } from '../bits.ts';
-import { CD, CD_WORDS, cdIllegal, tg0Shift, tg1Shift, type CdCheckEnv } from './cd.ts';
+import { CD, CD_WORDS, cdIllegal, type CdCheckEnv } from './cd.ts';
+import { tg0Shift, tg1Shift, s1StartLevel } from '../vmsa/geometry.ts';
 import { EVT } from './events.ts';
 import { effectivePs } from './ste.ts';
-import { newStageCfg, s1StartLevel, type StageCfg } from './walk.ts';
+import { newStageCfg, type StageCfg } from './walk.ts';
 import type { SmmuFeatures } from './features.ts';
 
 export interface CdEntry {

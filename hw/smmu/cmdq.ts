@@ -11,7 +11,33 @@
  * Hot path: one preallocated 4-word buffer, a dense opcode table, no allocation per command.
  */
 import { qIndex, qInc, ptrMask } from './queue.ts';
-import { CMD_BYTES, OP, OPCODE_TABLE } from './commands.ts';
+import {
+  CMD_BYTES,
+  OP,
+  OPCODE_TABLE,
+  Opcode,
+  SSec,
+  SubstreamID,
+  StreamID,
+  Leaf,
+  Range,
+  PfStride,
+  AtcSize,
+  ATC_SIZE_ALL,
+  Resp,
+  RESP,
+  CS,
+  CS_SIG,
+  MSIData,
+  MSIAddress,
+  VMID,
+  NUM,
+  SCALE,
+  TTL,
+  TG,
+  TLBI_TG,
+} from './commands.ts';
+import { inWord as at, wholeWord as whole, addressMasks } from '../bits.ts';
 import type { SmmuFeatures } from './features.ts';
 import { Probe, ProbeSlot, type StatRecord } from '../probe.ts';
 import { HW_PROBES, HW_STATS } from '../probes.ts';
@@ -38,6 +64,43 @@ const BYTES = CMD_BYTES;
 const incPtr = qInc;
 const indexOf = qIndex;
 const maskOf = ptrMask;
+
+// Command fields as word / shift / mask, from their declarations in commands.ts: a field `F`
+// reads as (w[F_W] >>> F_SH) & F_M; a field filling a whole word reads as w[F_W].
+const OPC_M = at(Opcode, 0).mask;
+const SSEC_SH = at(SSec, 0).shift;
+const SSEC_M = SSec.mask;
+const SSID_SH = at(SubstreamID, 0).shift;
+const SSID_M = SubstreamID.mask;
+const SID_W = whole(StreamID);
+const VMID_SH = at(VMID, 1).shift;
+const VMID_M = VMID.mask;
+const NUM_SH = at(NUM, 0).shift;
+const NUM_M = NUM.mask;
+const SCALE_SH = at(SCALE, 0).shift;
+const SCALE_M = SCALE.mask;
+const LEAF_SH = at(Leaf, 2).shift;
+const LEAF_M = Leaf.mask;
+const TTL_SH = at(TTL, 2).shift;
+const TTL_M = TTL.mask;
+const TG_SH = at(TG, 2).shift;
+const TG_M = TG.mask;
+const RANGE_SH = at(Range, 2).shift;
+const RANGE_M = Range.mask;
+const PFSTRIDE_SH = at(PfStride, 2).shift;
+const PFSTRIDE_M = PfStride.mask;
+const ATCSIZE_SH = at(AtcSize, 2).shift;
+const ATCSIZE_M = AtcSize.mask;
+const RESP_SH = at(Resp, 2).shift;
+const RESP_M = Resp.mask;
+const CS_SH = at(CS, 0).shift;
+const CS_M = CS.mask;
+const MSIDATA_W = whole(MSIData);
+// MSIAddress[55:2] is an address in place over words 2 and 3
+const MSIADDR = addressMasks(at(MSIAddress, 2));
+const MSIADDR_LO_M = MSIADDR.lo;
+const MSIADDR_HI_M = MSIADDR.hi;
+const TWO32 = 0x1_0000_0000;
 
 /** What command execution needs from the rest of the SMMU. */
 export interface CmdqTarget {
@@ -131,7 +194,7 @@ export class CommandQueue {
           this.fail(code);
           return n;
         }
-        perOp[w[0]! & 0xff]!++;
+        perOp[w[0]! & OPC_M]!++;
         cons = incPtr(cons, qs);
         n++;
       }
@@ -155,7 +218,7 @@ export class CommandQueue {
     const t = this.t;
     const ft = t.features;
     const w0 = w[0]!;
-    const op = w0 & 0xff;
+    const op = w0 & OPC_M;
     const def = TABLE[op];
     if (def === undefined) return CERROR.ILL;
     if (ft.checkRes0) {
@@ -163,32 +226,31 @@ export class CommandQueue {
       if ((w0 & r[0]!) | (w[1]! & r[1]!) | (w[2]! & r[2]!) | (w[3]! & r[3]!)) return CERROR.ILL;
       if (res0ByFeature(op, w, ft)) return CERROR.ILL;
     }
-    const ssec = (w0 >>> 10) & 1;
+    const ssec = (w0 >>> SSEC_SH) & SSEC_M;
     switch (op) {
       case O.CMD_SYNC: {
-        const cs = (w0 >>> 12) & 3;
-        if (cs === 3) return CERROR.ILL;
+        const cs = (w0 >>> CS_SH) & CS_M;
+        if (cs === CS_SIG.ILLEGAL) return CERROR.ILL;
         this.stats.syncs++;
-        // MSIAddress[55:2] in DW1
-        const msiAddr = (w[3]! & 0x00ffffff) * 0x1_0000_0000 + ((w[2]! & ~3) >>> 0);
-        t.sync(cs, msiAddr, w[1]!);
+        const msiAddr = (w[3]! & MSIADDR_HI_M) * TWO32 + ((w[2]! & MSIADDR_LO_M) >>> 0);
+        t.sync(cs, msiAddr, w[MSIDATA_W]!);
         return CERROR.NONE;
       }
       case O.CFGI_STE:
         if (ssec) return CERROR.ILL;
-        t.cfgiSte(w[1]!, (w[2]! & 1) === 1);
+        t.cfgiSte(w[SID_W]!, ((w[2]! >>> LEAF_SH) & LEAF_M) === 1);
         return CERROR.NONE;
       case O.CFGI_STE_RANGE:
         if (ssec) return CERROR.ILL;
-        t.cfgiSteRange(w[1]!, w[2]! & 0x1f);
+        t.cfgiSteRange(w[SID_W]!, (w[2]! >>> RANGE_SH) & RANGE_M);
         return CERROR.NONE;
       case O.CFGI_CD:
         if (ssec || !ft.s1p) return CERROR.ILL;
-        t.cfgiCd(w[1]!, (w0 >>> 12) & 0xfffff, (w[2]! & 1) === 1);
+        t.cfgiCd(w[SID_W]!, (w0 >>> SSID_SH) & SSID_M, ((w[2]! >>> LEAF_SH) & LEAF_M) === 1);
         return CERROR.NONE;
       case O.CFGI_CD_ALL:
         if (ssec || !ft.s1p) return CERROR.ILL;
-        t.cfgiCdAll(w[1]!);
+        t.cfgiCdAll(w[SID_W]!);
         return CERROR.NONE;
       case O.CFGI_VMS_PIDM:
         if (ssec || !ft.mpam) return CERROR.ILL;
@@ -196,10 +258,14 @@ export class CommandQueue {
       case O.PREFETCH_CONFIG:
       case O.PREFETCH_ADDR:
         if (ssec) return CERROR.ILL;
-        if (op === O.PREFETCH_ADDR && ft.archMinor === 0 && ((w[2]! >>> 5) & 0x1f) !== 0)
+        if (
+          op === O.PREFETCH_ADDR &&
+          ft.archMinor === 0 &&
+          ((w[2]! >>> PFSTRIDE_SH) & PFSTRIDE_M) !== 0
+        )
           return CERROR.ILL;
         // a prefetch is IGNORED while SMMUEN=0 and fails silently on bad configuration
-        if (t.smmuEnabled()) t.prefetchConfig(w[1]!);
+        if (t.smmuEnabled()) t.prefetchConfig(w[SID_W]!);
         return CERROR.NONE;
       case O.TLBI_NH_ALL:
       case O.TLBI_NH_ASID:
@@ -230,11 +296,11 @@ export class CommandQueue {
         return CERROR.NONE;
       case O.ATC_INV:
         if (!ft.ats) return CERROR.ILL;
-        if ((w[2]! & 0x3f) > 52) return CERROR.ILL;
+        if (((w[2]! >>> ATCSIZE_SH) & ATCSIZE_M) > ATC_SIZE_ALL) return CERROR.ILL;
         if (t.smmuEnabled()) t.atcInv(w);
         return CERROR.NONE;
       case O.PRI_RESP:
-        if (!ft.pri || ((w[2]! >>> 12) & 3) === 3) return CERROR.ILL;
+        if (!ft.pri || ((w[2]! >>> RESP_SH) & RESP_M) === RESP.ILLEGAL) return CERROR.ILL;
         if (t.smmuEnabled()) t.priResp(w);
         return CERROR.NONE;
       case O.RESUME:
@@ -243,7 +309,7 @@ export class CommandQueue {
         return CERROR.NONE;
       case O.STALL_TERM:
         if (ssec || ft.stallModel === 1) return CERROR.ILL;
-        t.stallTerm(w[1]!);
+        t.stallTerm(w[SID_W]!);
         return CERROR.NONE;
       default:
         // EL3 and Secure-only TLBIs on the Non-secure queue, DPTI without DPT
@@ -258,11 +324,11 @@ export class CommandQueue {
  */
 function rangeIllegal(w: Uint32Array, ft: SmmuFeatures): boolean {
   if (!ft.ril) return false;
-  const tg = (w[2]! >>> 10) & 3;
-  if (tg === 0) return false;
-  const num = (w[0]! >>> 12) & 0x1f;
-  const scale = (w[0]! >>> 20) & 0x3f;
-  const ttl = (w[2]! >>> 8) & 3;
+  const tg = (w[2]! >>> TG_SH) & TG_M;
+  if (tg === TLBI_TG.NONE) return false;
+  const num = (w[0]! >>> NUM_SH) & NUM_M;
+  const scale = (w[0]! >>> SCALE_SH) & SCALE_M;
+  const ttl = (w[2]! >>> TTL_SH) & TTL_M;
   return num === 0 && scale === 0 && ttl === 0;
 }
 
@@ -279,14 +345,14 @@ function res0ByFeature(op: number, w: Uint32Array, ft: SmmuFeatures): boolean {
     op === O.TLBI_EL2_VAA ||
     op === O.TLBI_S2_IPA;
   if (ranged) {
-    const tg = (w[2]! >>> 10) & 3;
-    const num = (w[0]! >>> 12) & 0x1f;
-    const scale = (w[0]! >>> 20) & 0x3f;
-    const ttl = (w[2]! >>> 8) & 3;
+    const tg = (w[2]! >>> TG_SH) & TG_M;
+    const num = (w[0]! >>> NUM_SH) & NUM_M;
+    const scale = (w[0]! >>> SCALE_SH) & SCALE_M;
+    const ttl = (w[2]! >>> TTL_SH) & TTL_M;
     if (!ft.ril && (tg | num | scale | ttl) !== 0) return true;
-    if (tg === 0 && (num | scale | ttl) !== 0) return true;
+    if (tg === TLBI_TG.NONE && (num | scale | ttl) !== 0) return true;
   }
   const nh = op >= O.TLBI_NH_ALL && op <= O.TLBI_NH_VAA;
-  if (nh && !ft.s2p && (w[1]! & 0xffff) !== 0) return true;
+  if (nh && !ft.s2p && ((w[1]! >>> VMID_SH) & VMID_M) !== 0) return true;
   return false;
 }

@@ -36,6 +36,8 @@ export const TTL = dw(1, 'TTL', 9, 8, {
     3: 'leaves at level 3',
   },
 });
+/** TLBI TG: 0 is a non-range command; else the range's granule. */
+export const TLBI_TG = { NONE: 0, SZ_4K: 1, SZ_16K: 2, SZ_64K: 3 } as const;
 export const TG = dw(1, 'TG', 11, 10, {
   values: { 0: 'non-range', 1: '4KB', 2: '16KB', 3: '64KB' },
 });
@@ -52,11 +54,15 @@ export const PfStride = dw(1, 'Stride', 9, 5, {
 });
 // ATC_INV
 export const Global = dw(0, 'Global', 9, 9);
+/** ATC_INV Size meaning the whole ATC (the largest legal value). */
+export const ATC_SIZE_ALL = 52;
 export const AtcSize = dw(1, 'Size', 5, 0, {
   doc: 'span 4KB x 2^Size, aligned; 52 means everything',
 });
 // PRI_RESP
 export const PRGIndex = dw(1, 'PRGIndex', 8, 0);
+/** PRI_RESP Resp values (3 is ILLEGAL). */
+export const RESP = { FAILURE: 0, INVALID: 1, SUCCESS: 2, ILLEGAL: 3 } as const;
 export const Resp = dw(1, 'Resp', 13, 12, {
   values: { 0: 'ResponseFailure', 1: 'InvalidRequest', 2: 'Success', 3: 'ILLEGAL' },
 });
@@ -65,6 +71,8 @@ export const Ac = dw(0, 'Ac', 12, 12, { values: { 0: 'terminate', 1: 'retry' } }
 export const Ab = dw(0, 'Ab', 13, 13, { values: { 0: 'RAZ/WI', 1: 'abort' } });
 export const STAG = dw(1, 'STAG', 15, 0);
 // CMD_SYNC
+/** CMD_SYNC completion signal (3 is ILLEGAL). */
+export const CS_SIG = { NONE: 0, IRQ: 1, SEV: 2, ILLEGAL: 3 } as const;
 export const CS = dw(0, 'CS', 13, 12, {
   values: { 0: 'SIG_NONE', 1: 'SIG_IRQ', 2: 'SIG_SEV', 3: 'ILLEGAL' },
 });

@@ -24,9 +24,8 @@ import {
   steIllegal,
   cfgStage1,
   cfgStage2,
-  s2StartLevel,
-  s2GranuleShift,
 } from './ste.ts';
+import { s2StartLevel, tg0Shift as s2GranuleShift } from '../vmsa/geometry.ts';
 import { CD, CD_FIELDS, CD_WORDS, L1CD, cdIllegal } from './cd.ts';
 import {
   CMD_WORDS,

@@ -7,6 +7,7 @@
  * (STALL_MODEL=0b01 terminate-only, like QEMU). Everything can be overridden per scenario.
  */
 import { set } from '../bits.ts';
+import { PS_BITS } from '../vmsa/tcr.ts';
 import { IDR0, IDR1, IDR3, IDR5, AIDR } from './regs.ts';
 
 export interface SmmuFeatures {
@@ -136,7 +137,7 @@ export const OAS_ENCODING: Readonly<Record<number, number>> = {
   52: 6,
   56: 7,
 };
-export const OAS_BITS = [32, 36, 40, 42, 44, 48, 52, 56] as const;
+export const OAS_BITS = PS_BITS;
 
 /** Raw IDR values; a scenario may override any of these directly. */
 export interface IdRegisters {

@@ -6,6 +6,7 @@
 import { dw, get, definedMask, type Field } from '../bits.ts';
 import type { SmmuFeatures } from './features.ts';
 import { OAS_BITS } from './features.ts';
+import { s2StartLevel, s2WalkConsistent, tg0Shift } from '../vmsa/geometry.ts';
 
 export const STE_WORDS = 16;
 export const STE_BYTES = 64;
@@ -179,33 +180,10 @@ export function cfgStage2(config: number): boolean {
 }
 
 /**
- * Start level of a stage-2 walk from S2SL0 and S2TG (VMSAv8-64, no LPA2/TTST), or -1 when reserved.
- * S2TG: 0 = 4KB, 1 = 64KB, 2 = 16KB.
+ * The stage-2 geometry of S2SL0, S2TG and S2T0SZ is VTCR_EL2's (hw/vmsa/geometry.ts):
+ * s2StartLevel(S2SL0, S2TG), s2GranuleShift(S2TG) and s2WalkConsistent(S2SL0, S2TG, S2T0SZ).
  */
-export function s2StartLevel(sl0: number, s2tg: number): number {
-  if (sl0 === 3) return -1;
-  return s2tg === 0 ? 2 - sl0 : 3 - sl0;
-}
-
-/** log2 of a stage-2 granule from S2TG, or 0 when reserved. */
-export function s2GranuleShift(s2tg: number): number {
-  return s2tg === 0 ? 12 : s2tg === 1 ? 16 : s2tg === 2 ? 14 : 0;
-}
-
-/**
- * Walk consistency of {S2SL0, S2TG, S2T0SZ} (reference §6.3): with k levels below the start
- * level, min_IAS = k*stride + g + 1 and max_IAS = min_IAS + stride - 1 + 4 (16 concatenated tables).
- */
-export function s2WalkConsistent(sl0: number, s2tg: number, t0sz: number): boolean {
-  const start = s2StartLevel(sl0, s2tg);
-  const g = s2GranuleShift(s2tg);
-  if (start < 0 || g === 0) return false;
-  const stride = g - 3;
-  const ias = 64 - t0sz;
-  const minIas = (3 - start) * stride + g + 1;
-  const maxIas = minIas + stride - 1 + 4;
-  return ias >= minIas && ias <= maxIas;
-}
+export { s2StartLevel, s2WalkConsistent, tg0Shift as s2GranuleShift };
 
 /** Environment the STE checks depend on. */
 export interface SteCheckEnv {
@@ -302,7 +280,7 @@ export function steIllegal(w: ArrayLike<number>, env: SteCheckEnv): string | nul
     if (ttb >= 2 ** ps)
       return `S2TTB 0x${ttb.toString(16)} is outside the effective ${ps}-bit S2PS range`;
     const t0sz = get(w, STE.S2T0SZ);
-    const g = s2GranuleShift(tg);
+    const g = tg0Shift(tg);
     const maxT0sz = ft.stt ? (g === 16 ? 47 : 48) : 39;
     const ias = ft.ttf & 1 ? Math.max(ft.oas, 40) : ft.oas;
     // 4KB/16KB without DS: MAX(16, 64-IAS); 64KB: MAX(12, 64-IAS); SMMUv3.0: 64-IAS

@@ -9,10 +9,27 @@
  * always. Stalling (CD.S / STE.S2S with a stall-capable STALL_MODEL) is not built yet and
  * raises NotImplementedError rather than passing silently.
  */
-import { get } from '../bits.ts';
+import { get, place, inWord, wholeWord, addressMasks, type Field } from '../bits.ts';
 import { ExternalAbort, type PhysicalMemory } from '../memory.ts';
-import { STE, CFG, EATS, s2StartLevel, s2GranuleShift, effectivePs } from './ste.ts';
-import { EVT, CLASS, EVT_WORDS } from './events.ts';
+import { STE, CFG, EATS, effectivePs } from './ste.ts';
+import { s2StartLevel, tg0Shift as s2GranuleShift } from '../vmsa/geometry.ts';
+import {
+  EVT,
+  CLASS,
+  EVT_WORDS,
+  EventNum,
+  E_SSV,
+  E_SubstreamID,
+  E_StreamID,
+  E_PnU,
+  E_InD,
+  E_RnW,
+  E_S2,
+  E_CLASS,
+  E_InputAddr,
+  E_IPA,
+  E_FetchAddr,
+} from './events.ts';
 import { CdCache, fetchCd, type CdEntry, type CdLookup } from './cdtab.ts';
 import { Iotlb, ASID_GLOBAL, STAGE, WORLD, SEC, ctxKey, type TlbEntry } from './tlb.ts';
 import {
@@ -364,27 +381,26 @@ export class Translator {
     r.event = num;
     const e = this.ev;
     e.fill(0);
-    e[0] = (num & 0xff) | (t.ssv ? (1 << 11) | ((t.ssid & 0xfffff) << 12) : 0);
-    e[1] = t.sid >>> 0;
+    e[EV_W0] = place(EventNum, num) | (t.ssv ? place(E_SSV, 1) | place(E_SubstreamID, t.ssid) : 0);
+    e[EV_SID_W] = t.sid >>> 0;
     if ((num >= E.F_TRANSLATION && num <= E.F_PERMISSION) || num === E.F_WALK_EABT) {
       const priv = this.effPriv(t);
       const instr = this.effInstr(t);
-      // DW1: PnU[33], InD[34] (0 for writes), RnW[35], S2[39], CLASS[41:40]
-      e[3] =
-        ((priv ? 1 : 0) << 1) |
-        ((instr && !t.write ? 1 : 0) << 2) |
-        ((t.write ? 0 : 1) << 3) |
-        (s2 << 7) |
-        (cls << 8);
+      // InD is 0 for writes
+      e[EV_DW1_HI] =
+        place(E_PnU, priv ? 1 : 0) |
+        place(E_InD, instr && !t.write ? 1 : 0) |
+        place(E_RnW, t.write ? 0 : 1) |
+        place(E_S2, s2) |
+        place(E_CLASS, cls);
       putInputAddr(e, t);
-      if (num === E.F_WALK_EABT)
-        putDw3(e, fetchAddr, 8); // FetchAddr[55:3]
-      else if (s2) putDw3(e, ipa, 4096); // IPA[55:12]
+      if (num === E.F_WALK_EABT) putDw3(e, fetchAddr, FETCH_LO_M, FETCH_HI_M);
+      else if (s2) putDw3(e, ipa, IPA_LO_M, IPA_HI_M);
     } else if (num === E.F_STE_FETCH || num === E.F_CD_FETCH) {
       putInputAddr(e, t);
-      putDw3(e, fetchAddr, 8);
+      putDw3(e, fetchAddr, FETCH_LO_M, FETCH_HI_M);
     } else if (num === E.F_TRANSL_FORBIDDEN) {
-      e[3] = (t.write ? 0 : 1) << 3; // RnW[35]
+      e[EV_DW1_HI] = place(E_RnW, t.write ? 0 : 1);
       putInputAddr(e, t);
     } else if (num === E.F_BAD_ATS_TREQ) {
       putInputAddr(e, t);
@@ -1198,16 +1214,40 @@ export class Translator {
   }
 }
 
-/** DW2 of an event record: the full 64-bit input address. */
-function putInputAddr(e: Uint32Array, t: Txn): void {
-  e[4] = (t.addr % TWO32) >>> 0;
-  e[5] = ((Math.floor(t.addr / TWO32) & 0x1fffff) | ((t.addrHi & 0x7ff) << 21)) >>> 0;
+// Event record words, from the field declarations in events.ts (checked once at load)
+const EV_W0 = wordOf([EventNum, E_SSV, E_SubstreamID], 0);
+const EV_SID_W = wholeWord(E_StreamID);
+/** PnU, InD, RnW, S2 and CLASS share DW1's upper word */
+const EV_DW1_HI = wordOf([E_PnU, E_InD, E_RnW, E_S2, E_CLASS], 3);
+const INADDR_W = inWord(E_InputAddr, 4).word;
+/** a number holds address bits [52:32] in the upper word; Txn.addrHi holds bits [63:53] */
+const NUM_HI_BITS = 53 - 32;
+const NUM_HI_M = 2 ** NUM_HI_BITS - 1;
+const ADDR_HI_M = 2 ** (64 - 53) - 1;
+const IPA_M = addressMasks(inWord(E_IPA, 6));
+const IPA_LO_M = IPA_M.lo;
+const IPA_HI_M = IPA_M.hi;
+const FETCH_M = addressMasks(inWord(E_FetchAddr, 6));
+const FETCH_LO_M = FETCH_M.lo;
+const FETCH_HI_M = FETCH_M.hi;
+
+/** `w`, once every field is checked to lie in it. */
+function wordOf(fields: readonly Field[], w: number): number {
+  for (const f of fields) inWord(f, w);
+  return w;
 }
 
-/** DW3 of an event record: an address field [55:log2(align)] (IPA or FetchAddr). */
-function putDw3(e: Uint32Array, addr: number, align: number): void {
-  e[6] = ((addr % TWO32) - (addr % align)) >>> 0;
-  e[7] = Math.floor(addr / TWO32) & 0x00ffffff;
+/** DW2 of an event record: the full 64-bit input address. */
+function putInputAddr(e: Uint32Array, t: Txn): void {
+  e[INADDR_W] = (t.addr % TWO32) >>> 0;
+  e[INADDR_W + 1] =
+    ((Math.floor(t.addr / TWO32) & NUM_HI_M) | ((t.addrHi & ADDR_HI_M) << NUM_HI_BITS)) >>> 0;
+}
+
+/** DW3 of an event record: an address field in place (IPA[55:12] or FetchAddr[55:3]). */
+function putDw3(e: Uint32Array, addr: number, lo: number, hi: number): void {
+  e[6] = ((addr % TWO32) & lo) >>> 0;
+  e[7] = Math.floor(addr / TWO32) & hi;
 }
 
 export type AtsResponse =

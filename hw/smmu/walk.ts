@@ -13,6 +13,29 @@
  * Permissions are returned, and checked by the caller (F_PERMISSION comes last).
  */
 import { EVT } from './events.ts';
+import { inWord, type Field } from '../bits.ts';
+import {
+  DESC,
+  DESC_TYPE,
+  DESC_VALID,
+  S1_DESC,
+  S2_DESC,
+  TABLE_DESC,
+  AP_BIT,
+  S2AP,
+  S2_XN,
+  descOA,
+} from '../vmsa/descriptor.ts';
+import {
+  levelShift,
+  levelIndex,
+  blockAllowed,
+  contigBits,
+  oaFolds52,
+  LAST_LEVEL,
+} from '../vmsa/geometry.ts';
+
+export { levelShift, s1StartLevel, blockAllowed, contigBits } from '../vmsa/geometry.ts';
 
 /** Permission bits of a translation (stage 1 sets priv/unpriv separately; stage 2 sets both alike). */
 export const PERM = { R_P: 1, W_P: 2, X_P: 4, R_U: 8, W_U: 16, X_U: 32, ALL: 63 } as const;
@@ -147,29 +170,42 @@ const E_ADDR_SIZE = EVT.F_ADDR_SIZE;
 const E_ACCESS = EVT.F_ACCESS;
 const E_WALK_EABT = EVT.F_WALK_EABT;
 
-/** Level shift: g + (3 - level) * (g - 3). */
-export function levelShift(g: number, level: number): number {
-  return g + (3 - level) * (g - 3);
-}
+// Descriptor fields as (shift, mask) inside their 32-bit half, from the declarations
+// (hw/vmsa/descriptor.ts); `lo` holds bits [31:0] and `hi` bits [63:32].
+const TYPE_SH = inLo(DESC.Type).shift;
+const TYPE_M = DESC.Type.mask;
+const AF_SH = inLo(DESC.AF).shift;
+const AF_M = DESC.AF.mask;
+const CONTIG_SH = inHi(DESC.Contiguous).shift;
+const CONTIG_M = DESC.Contiguous.mask;
+const ATTRINDX_SH = inLo(S1_DESC.AttrIndx).shift;
+const ATTRINDX_M = S1_DESC.AttrIndx.mask;
+const AP_SH = inLo(S1_DESC.AP).shift;
+const AP_M = S1_DESC.AP.mask;
+const NG_SH = inLo(S1_DESC.nG).shift;
+const NG_M = S1_DESC.nG.mask;
+const PXN_SH = inHi(S1_DESC.PXN).shift;
+const PXN_M = S1_DESC.PXN.mask;
+const UXN_SH = inHi(S1_DESC.UXN).shift;
+const UXN_M = S1_DESC.UXN.mask;
+const MEMATTR_SH = inLo(S2_DESC.MemAttr).shift;
+const MEMATTR_M = S2_DESC.MemAttr.mask;
+const S2AP_SH = inLo(S2_DESC.S2AP).shift;
+const S2AP_M = S2_DESC.S2AP.mask;
+const XN_SH = inHi(S2_DESC.XN).shift;
+const XN_M = S2_DESC.XN.mask;
+const APTABLE_SH = inHi(TABLE_DESC.APTable).shift;
+const APTABLE_M = TABLE_DESC.APTable.mask;
+const XNTABLE_SH = inHi(TABLE_DESC.XNTable).shift;
+const XNTABLE_M = TABLE_DESC.XNTable.mask;
+const PXNTABLE_SH = inHi(TABLE_DESC.PXNTable).shift;
+const PXNTABLE_M = TABLE_DESC.PXNTable.mask;
 
-/** Stage-1 start level for an input size (reference §6.1): 4 - ceil((IAS - g) / stride). */
-export function s1StartLevel(g: number, ias: number): number {
-  const stride = g - 3;
-  return 4 - Math.ceil((ias - g) / stride);
+function inLo(f: Field): Field {
+  return inWord(f, 0);
 }
-
-/** Whether a block descriptor is permitted at `level` for granule g and output size. */
-export function blockAllowed(g: number, level: number, oas: number): boolean {
-  if (g === 12) return level === 1 || level === 2;
-  if (g === 14) return level === 2;
-  return level === 2 || (level === 1 && oas === 52);
-}
-
-/** Contiguous-hint run length (log2 entries) for a granule and level. */
-export function contigBits(g: number, level: number): number {
-  if (g === 12) return 4; // 16 entries at L2 and L3
-  if (g === 14) return level === 3 ? 7 : 5; // 128 x 16KB, 32 x 32MB
-  return 5; // 64KB: 32 entries at L2 and L3
+function inHi(f: Field): Field {
+  return inWord(f, 1);
 }
 
 function bswap(x: number): number {
@@ -178,23 +214,6 @@ function bswap(x: number): number {
 
 /** 2^i for i in 0..63, so the hot path never calls Math.pow. */
 export const POW2 = Float64Array.from({ length: 64 }, (_, i) => 2 ** i);
-
-/** Output address field of a descriptor at `shift` (bits [47:shift], plus OA[51:48] in [15:12] for 64KB). */
-function descOA(lo: number, hi: number, shift: number, g: number, oas: number): number {
-  const loPart = shift >= 32 ? 0 : (lo & (-1 << shift)) >>> 0;
-  const hiPart = shift > 32 ? hi & 0xffff & (-1 << (shift - 32)) : hi & 0xffff; // bits [47:32]
-  let oa = hiPart * TWO32 + loPart;
-  if (g === 16 && oas === 52) oa += ((lo >>> 12) & 0xf) * POW2[48]!;
-  return oa;
-}
-
-/** Bits [shift+bits-1 : shift] of an address given as 32-bit halves (bits ≤ 31). */
-function field(iaLo: number, iaHi: number, shift: number, bits: number): number {
-  const mask = bits >= 31 ? 0x7fffffff : (1 << bits) - 1;
-  if (shift >= 32) return (iaHi >>> (shift - 32)) & mask;
-  if (shift === 0) return iaLo & mask;
-  return ((iaLo >>> shift) | (iaHi << (32 - shift))) & mask;
-}
 
 /**
  * Walk one stage for input address `ia` (already range-checked against cfg.ias by the caller
@@ -278,6 +297,7 @@ function walkLevels(
 ): number {
   const g = cfg.g;
   const stride = g - 3;
+  const fold52 = oaFolds52(g, cfg.oas);
   const iaLo = ia >>> 0;
   const iaHi = Math.floor(ia / TWO32);
   // hierarchical attributes accumulated through table descriptors (stage 1)
@@ -285,11 +305,11 @@ function walkLevels(
   let xnTable = (hattr & HATTR_XN) >>> 2;
   let pxnTable = (hattr & HATTR_PXN) >>> 3;
   out.hattr = hattr;
-  const desc = DESC;
-  for (let level = from; level <= 3; level++) {
+  const desc = DESC_BUF;
+  for (let level = from; level <= LAST_LEVEL; level++) {
     const shift = levelShift(g, level);
     const idxBits = level === cfg.start ? cfg.ias - shift : stride;
-    const idx = field(iaLo, iaHi, shift, idxBits);
+    const idx = levelIndex(iaLo, iaHi, shift, idxBits);
     const dAddr = table + idx * 8;
     out.level = level;
     out.table = table;
@@ -317,8 +337,11 @@ function walkLevels(
       lo = bswap(hi);
       hi = t;
     }
-    const type = lo & 3;
-    if ((type & 1) === 0 || (type === 1 && (level === 3 || !blockAllowed(g, level, cfg.oas)))) {
+    const type = (lo >>> TYPE_SH) & TYPE_M;
+    if (
+      (type & DESC_VALID) === 0 ||
+      (type === DESC_TYPE.BLOCK && (level === LAST_LEVEL || !blockAllowed(g, level, cfg.oas)))
+    ) {
       out.fault = E_TRANSLATION;
       if (trace)
         trace.push({
@@ -329,15 +352,15 @@ function walkLevels(
           desc: big(lo, hi),
           kind: 'invalid',
           note:
-            type & 1
+            type & DESC_VALID
               ? `type=0b01 (block) is not permitted at level ${level}`
               : 'bit[0]=0: invalid descriptor',
         });
       return out.fault;
     }
-    if (type === 3 && level < 3) {
+    if (type === DESC_TYPE.TABLE && level < LAST_LEVEL) {
       // table descriptor
-      const next = descOA(lo, hi, g, g, cfg.oas);
+      const next = descOA(lo, hi, g, fold52);
       if (next >= POW2[cfg.oas]!) {
         out.fault = E_ADDR_SIZE;
         if (trace)
@@ -353,9 +376,9 @@ function walkLevels(
         return out.fault;
       }
       if (cfg.stage === 1 && !cfg.had) {
-        apTable |= (hi >>> 29) & 3; // bits [62:61]
-        xnTable |= (hi >>> 28) & 1; // bit 60
-        pxnTable |= (hi >>> 27) & 1; // bit 59
+        apTable |= (hi >>> APTABLE_SH) & APTABLE_M;
+        xnTable |= (hi >>> XNTABLE_SH) & XNTABLE_M;
+        pxnTable |= (hi >>> PXNTABLE_SH) & PXNTABLE_M;
         out.hattr = apTable | (xnTable << 2) | (pxnTable << 3);
       }
       if (trace)
@@ -372,7 +395,7 @@ function walkLevels(
       continue;
     }
     // block or page
-    const oaField = descOA(lo, hi, shift, g, cfg.oas);
+    const oaField = descOA(lo, hi, shift, fold52);
     if (oaField >= POW2[cfg.oas]!) {
       out.fault = E_ADDR_SIZE;
       if (trace)
@@ -387,7 +410,7 @@ function walkLevels(
         });
       return out.fault;
     }
-    const contig = (hi >>> 20) & 1; // bit 52
+    const contig = (hi >>> CONTIG_SH) & CONTIG_M;
     let pageShift = shift;
     let oa = oaField;
     if (contig) {
@@ -396,21 +419,21 @@ function walkLevels(
     }
     out.oa = oa;
     out.pageShift = pageShift;
-    const af = (lo >>> 10) & 1;
+    const af = (lo >>> AF_SH) & AF_M;
     const s1 = cfg.stage === 1;
     if (s1) {
-      out.attr = (lo >>> 2) & 7;
-      out.global = ((lo >>> 11) & 1) === 0;
+      out.attr = (lo >>> ATTRINDX_SH) & ATTRINDX_M;
+      out.global = ((lo >>> NG_SH) & NG_M) === 0;
       out.perm = s1Perm(cfg, lo, hi, apTable, xnTable, pxnTable);
     } else {
-      out.attr = (lo >>> 2) & 0xf;
+      out.attr = (lo >>> MEMATTR_SH) & MEMATTR_M;
       out.global = false;
       out.perm = s2Perm(cfg, lo, hi);
     }
     if (trace) {
       const what = s1
-        ? `AP[2:1]=0b${((lo >>> 6) & 3).toString(2).padStart(2, '0')} AF=${af} nG=${(lo >>> 11) & 1} PXN=${(hi >>> 21) & 1} UXN=${(hi >>> 22) & 1}${contig ? ' Contiguous' : ''}`
-        : `S2AP=0b${((lo >>> 6) & 3).toString(2).padStart(2, '0')} AF=${af} MemAttr=0b${((lo >>> 2) & 15).toString(2).padStart(4, '0')} XN=0b${((hi >>> 21) & 3).toString(2)}${contig ? ' Contiguous' : ''}`;
+        ? `AP[2:1]=0b${((lo >>> AP_SH) & AP_M).toString(2).padStart(2, '0')} AF=${af} nG=${(lo >>> NG_SH) & NG_M} PXN=${(hi >>> PXN_SH) & PXN_M} UXN=${(hi >>> UXN_SH) & UXN_M}${contig ? ' Contiguous' : ''}`
+        : `S2AP=0b${((lo >>> S2AP_SH) & S2AP_M).toString(2).padStart(2, '0')} AF=${af} MemAttr=0b${((lo >>> MEMATTR_SH) & MEMATTR_M).toString(2).padStart(4, '0')} XN=0b${((hi >>> XN_SH) & XN_M).toString(2)}${contig ? ' Contiguous' : ''}`;
       trace.push({
         stage: cfg.stage,
         level,
@@ -435,7 +458,7 @@ function walkLevels(
   return out.fault;
 }
 
-const DESC = new Uint32Array(2);
+const DESC_BUF = new Uint32Array(2);
 
 function big(lo: number, hi: number): bigint {
   return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
@@ -449,51 +472,51 @@ function s1Perm(
   xnTable: number,
   pxnTable: number,
 ): number {
-  const ap = (lo >>> 6) & 3; // AP[2:1]
-  const pxn = ((hi >>> 21) & 1) | pxnTable; // bit 53
-  const uxn = ((hi >>> 22) & 1) | xnTable; // bit 54
+  const ap = (lo >>> AP_SH) & AP_M;
+  const pxn = ((hi >>> PXN_SH) & PXN_M) | pxnTable;
+  const uxn = ((hi >>> UXN_SH) & UXN_M) | xnTable;
   let p = 0;
   if (cfg.el2) {
     // EL2 (E2H=0): AP[1] is ignored and treated as 1, so only AP[2] matters (0 RW, 1 RO), for
     // privileged and unprivileged transactions alike; XN is bit 54 (XNTable bit 60)
-    const rw = ap & 2 || apTable & 2 ? 0 : 1;
+    const rw = ap & AP_BIT.RDONLY || apTable & AP_BIT.RDONLY ? 0 : 1;
     p = PERM.R_P | PERM.R_U | (rw ? PERM.W_P | PERM.W_U : 0);
     if (!uxn && !(cfg.wxn && rw)) p |= PERM.X_P | PERM.X_U;
     return p;
   }
-  const roBelow = apTable & 2;
-  const noUnprivBelow = apTable & 1;
+  const roBelow = apTable & AP_BIT.RDONLY;
+  const noUnprivBelow = apTable & AP_BIT.UNPRIV;
   // privileged
   p |= PERM.R_P;
-  if (!(ap & 2) && !roBelow) p |= PERM.W_P;
+  if (!(ap & AP_BIT.RDONLY) && !roBelow) p |= PERM.W_P;
   // unprivileged
-  if (ap & 1 && !noUnprivBelow) {
+  if (ap & AP_BIT.UNPRIV && !noUnprivBelow) {
     p |= PERM.R_U;
-    if (!(ap & 2) && !roBelow) p |= PERM.W_U;
+    if (!(ap & AP_BIT.RDONLY) && !roBelow) p |= PERM.W_U;
   }
   const unprivWritable = (p & PERM.W_U) !== 0;
   // privileged execute: not PXN, not writable at EL0 (implied PXN), not WXN-writable
   if (!pxn && !unprivWritable && !(cfg.wxn && p & PERM.W_P)) p |= PERM.X_P;
   if (!uxn && p & PERM.R_U && !(cfg.wxn && p & PERM.W_U)) p |= PERM.X_U;
   // PAN: privileged data accesses to unprivileged-accessible pages fault
-  if (cfg.pan && ap & 1) p &= ~(PERM.R_P | PERM.W_P);
+  if (cfg.pan && ap & AP_BIT.UNPRIV) p &= ~(PERM.R_P | PERM.W_P);
   return p;
 }
 
 function s2Perm(cfg: StageCfg, lo: number, hi: number): number {
-  const s2ap = (lo >>> 6) & 3; // bit 6 read, bit 7 write
+  const s2ap = (lo >>> S2AP_SH) & S2AP_M;
   let p = 0;
-  if (s2ap & 1) p |= PERM.R_P | PERM.R_U;
-  if (s2ap & 2) p |= PERM.W_P | PERM.W_U;
-  const xn = (hi >>> 21) & 3; // bits [54:53]
+  if (s2ap & S2AP.READ) p |= PERM.R_P | PERM.R_U;
+  if (s2ap & S2AP.WRITE) p |= PERM.W_P | PERM.W_U;
+  const xn = (hi >>> XN_SH) & XN_M;
   let xP = true;
   let xU = true;
   if (cfg.xnx) {
     // 00 exec at both, 01 not privileged (EL1), 10 neither, 11 not unprivileged (EL0)
-    if (xn === 1) xP = false;
-    else if (xn === 2) xP = xU = false;
-    else if (xn === 3) xU = false;
-  } else if (xn & 2) {
+    if (xn === S2_XN.NO_EL1) xP = false;
+    else if (xn === S2_XN.NONE) xP = xU = false;
+    else if (xn === S2_XN.NO_EL0) xU = false;
+  } else if (xn & S2_XN.NONE) {
     xP = xU = false;
   }
   if (xP) p |= PERM.X_P;

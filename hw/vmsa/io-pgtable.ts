@@ -31,6 +31,34 @@
  *    table entry it has cleaned to memory with software bit 55 (SW_SYNC), and so does this.
  */
 
+import {
+  DESC,
+  DESC_TYPE,
+  AP_BIT,
+  SH,
+  S2AP,
+  S2_XN,
+  S2_MEMATTR,
+  S2_DESC,
+  placeBig,
+  s1LeafAttrs,
+  s2LeafAttrs,
+  oaToDesc,
+  descToOa,
+} from './descriptor.ts';
+import {
+  LAST_LEVEL,
+  levelShift,
+  indexBits,
+  s1StartLevel,
+  s2ConcatStartLevel,
+  s2Sl0,
+  tg0Encoding,
+} from './geometry.ts';
+import { RGN, psEncoding } from './tcr.ts';
+
+export { S2_MEMATTR };
+
 // ---- public types ----------------------------------------------------------------------------
 
 /** The CPU's view of memory (through the bus, as the host). */
@@ -136,47 +164,22 @@ export class IoPgtableError extends Error {
 /** The CPU's page size (the host kernel runs with 4 KiB pages). */
 export const CPU_PAGE_SIZE = 4096;
 
-/** TCR/VTCR TGx encodings. */
-const TG_ENC: Record<number, number> = { 12: 0, 14: 2, 16: 1 };
-/** IPS/PS encodings by address size. */
-const PS_ENC: Record<number, number> = { 32: 0, 36: 1, 40: 2, 42: 3, 44: 4, 48: 5, 52: 6 };
-/** TCR.SH and IRGN/ORGN values. */
-const SH_OS = 2;
-const SH_IS = 3;
-const RGN_NC = 0;
-const RGN_WBWA = 1;
-
 /** MAIR attribute indices and the MAIR value (NC 0x44, WBRWA 0xff, Device-nGnRE 0x04, INC_OWBRWA 0xf4). */
 export const MAIR_IDX = { NC: 0, CACHE: 1, DEV: 2, INC_OCACHE: 3 } as const;
 const MAIR_U32 = (0xf4 << 24) | (0x04 << 16) | (0xff << 8) | 0x44; // a negative 32-bit int, as in C
 /** 0xfffffffff404ff44: Linux builds the MAIR in an int, so it is sign-extended into the 64-bit field. */
 export const LINUX_MAIR = BigInt.asUintN(64, BigInt(MAIR_U32));
 
-const TYPE_MASK = 3n;
-const TYPE_BLOCK = 1n;
-const TYPE_TABLE = 3n;
-const TYPE_PAGE = 3n;
-const PTE_AP_UNPRIV = 1n << 6n;
-const PTE_AP_RDONLY = 2n << 6n;
-const PTE_S2AP_READ = 1n << 6n;
-const PTE_S2AP_WRITE = 2n << 6n;
-const PTE_SH_OS = 2n << 8n;
-const PTE_SH_IS = 3n << 8n;
-const PTE_AF = 1n << 10n;
-const PTE_NG = 1n << 11n;
-/** PXN and UXN at stage 1, XN[1:0] at stage 2 */
-const PTE_XN = 3n << 53n;
-/** software bit: a table entry cleaned to memory for a non-coherent walker */
-const PTE_SW_SYNC = 1n << 55n;
-const ATTRINDX_SHIFT = 2n;
-/** stage-2 MemAttr[3:0] values (bits 5:2) */
-export const S2_MEMATTR = { DEVICE_nGnRE: 0x1, NORMAL_NC: 0x5, NORMAL_WB: 0xf } as const;
-/** descriptor address bits [47:12] */
-const ADDR_MASK = ((1n << 48n) - 1n) & ~((1n << 12n) - 1n);
+const TYPE_MASK = placeBig(DESC.Type, DESC.Type.mask);
+const TYPE_BLOCK = BigInt(DESC_TYPE.BLOCK);
+const TYPE_TABLE = BigInt(DESC_TYPE.TABLE);
+const TYPE_PAGE = BigInt(DESC_TYPE.PAGE);
+/** Linux's software bit: a table entry cleaned to memory for a non-coherent walker */
+const PTE_SW_SYNC = placeBig(DESC.SW, 1);
 
-const MAX_LEVELS = 4;
-/** Stage 2 may concatenate up to 16 start-level tables. */
-const S2_MAX_CONCAT = 16;
+const MAX_LEVELS = LAST_LEVEL + 1;
+/** Linux's ARM_LPAE_PTE_XN at stage 2: XN[1:0] = 0b11 */
+const S2_XN_BOTH = S2_DESC.XN.mask;
 const SZ_4K = 0x1000;
 const SZ_16K = 0x4000;
 const SZ_64K = 0x10000;
@@ -278,20 +281,16 @@ export class IoPgtable {
         'EINVAL',
         `IAS ${cfg.ias} is too small for a ${granule / 1024} KB granule`,
       );
-    const psEnc = PS_ENC[this.oas];
-    if (psEnc === undefined)
-      throw new IoPgtableError('EINVAL', `OAS ${cfg.oas} has no IPS/PS encoding`);
+    const psEnc = psEncoding(this.oas);
+    if (psEnc < 0) throw new IoPgtableError('EINVAL', `OAS ${cfg.oas} has no IPS/PS encoding`);
 
-    let levels = Math.ceil(vaBits / this.bitsPerLevel);
-    let startLevel = MAX_LEVELS - levels;
-    let pgdBits = vaBits - this.bitsPerLevel * (levels - 1);
-    if (cfg.fmt === 'ARM_64_LPAE_S2' && startLevel === 0 && pow2(pgdBits) <= S2_MAX_CONCAT) {
-      // concatenate the start level's tables one level lower, to shorten the walk
-      pgdBits += this.bitsPerLevel;
-      startLevel++;
-      levels--;
-    }
-    this.levels = levels;
+    // stage 2 concatenates a small level-0 start into level-1 tables, to shorten the walk
+    const startLevel =
+      cfg.fmt === 'ARM_64_LPAE_S2'
+        ? s2ConcatStartLevel(this.pgShift, this.ias)
+        : s1StartLevel(this.pgShift, this.ias);
+    const pgdBits = indexBits(this.pgShift, startLevel, startLevel, this.ias);
+    this.levels = MAX_LEVELS - startLevel;
     this.startLevel = startLevel;
     this.pgdBits = pgdBits;
     for (let l = 0; l < MAX_LEVELS; l++) {
@@ -301,10 +300,10 @@ export class IoPgtable {
     this.iasLimit = pow2(this.ias);
     this.oasLimit = pow2(this.oas);
 
-    const sh = cfg.coherentWalk ? SH_IS : SH_OS;
-    const rgn = cfg.coherentWalk ? RGN_WBWA : RGN_NC;
+    const sh = cfg.coherentWalk ? SH.ISH : SH.OSH;
+    const rgn = cfg.coherentWalk ? RGN.WBWA : RGN.NC;
     const tsz = 64 - this.ias;
-    const tg = TG_ENC[this.pgShift]!;
+    const tg = tg0Encoding(this.pgShift);
     this.root = this.allocTable(this.tableBytes(startLevel));
     if (cfg.fmt === 'ARM_64_LPAE_S1') {
       this.s1 = {
@@ -319,7 +318,7 @@ export class IoPgtable {
       };
     } else if (cfg.fmt === 'ARM_64_LPAE_S2') {
       // S2SL0: 4K counts from level 2 (start = 2 - SL0), 16K/64K from level 3 (start = 3 - SL0)
-      const sl = this.pgShift === 12 ? 2 - startLevel : 3 - startLevel;
+      const sl = s2Sl0(startLevel, this.pgShift);
       this.s2 = { tsz, sl, tg, ps: psEnc, irgn: rgn, orgn: rgn, sh, vttbr: this.root };
     } else {
       throw new IoPgtableError('EINVAL', `format ${String(cfg.fmt)}`);
@@ -330,7 +329,7 @@ export class IoPgtable {
 
   /** log2 of the size one entry at `level` maps. */
   levelShift(level: number): number {
-    return this.pgShift + (MAX_LEVELS - 1 - level) * this.bitsPerLevel;
+    return levelShift(this.pgShift, level);
   }
 
   /** Size one entry at `level` maps (the block or page size there). */
@@ -362,16 +361,12 @@ export class IoPgtable {
   private paddrToPte(pa: number): bigint {
     // the common case: a granule-aligned PA below 2^48 is its own descriptor address field
     if (this.granule !== SZ_64K && pa >= 0 && pa < PA48 && pa % SZ_4K === 0) return BigInt(pa);
-    const p = BigInt(pa);
     // 64 KB granule: PA[51:48] go into bits [15:12]
-    if (this.granule === SZ_64K) return (p | (p >> 36n)) & ADDR_MASK;
-    return p & ADDR_MASK;
+    return oaToDesc(pa, this.granule === SZ_64K);
   }
 
   private pteToPaddr(pte: bigint): number {
-    const p = pte & ADDR_MASK;
-    if (this.granule < SZ_64K) return Number(p);
-    return Number((p | (p << 36n)) & (ADDR_MASK << 4n));
+    return descToOa(pte, this.granule === SZ_64K);
   }
 
   private isLeaf(pte: bigint, level: number): boolean {
@@ -398,29 +393,29 @@ export class IoPgtable {
   }
 
   private computeProtToPte(prot: Prot): bigint {
-    let pte: bigint;
+    const sh = prot.cache ? SH.ISH : SH.OSH;
     if (this.fmt === 'ARM_64_LPAE_S1') {
-      pte = PTE_NG;
-      if (!prot.write && prot.read) pte |= PTE_AP_RDONLY;
-      if (!prot.priv) pte |= PTE_AP_UNPRIV;
-      if (prot.mmio) pte |= BigInt(MAIR_IDX.DEV) << ATTRINDX_SHIFT;
-      else if (prot.cache) pte |= BigInt(MAIR_IDX.CACHE) << ATTRINDX_SHIFT;
-      else pte |= BigInt(MAIR_IDX.NC) << ATTRINDX_SHIFT;
-    } else {
-      pte = 0n;
-      if (prot.read) pte |= PTE_S2AP_READ;
-      if (prot.write) pte |= PTE_S2AP_WRITE;
-      const memattr = prot.mmio
-        ? S2_MEMATTR.DEVICE_nGnRE
-        : prot.cache
-          ? S2_MEMATTR.NORMAL_WB
-          : S2_MEMATTR.NORMAL_NC;
-      pte |= BigInt(memattr) << 2n;
+      // a write-only mapping is RW: AP[2] only for read-without-write
+      const ap = (!prot.write && prot.read ? AP_BIT.RDONLY : 0) | (prot.priv ? 0 : AP_BIT.UNPRIV);
+      const attrIndx = prot.mmio ? MAIR_IDX.DEV : prot.cache ? MAIR_IDX.CACHE : MAIR_IDX.NC;
+      return s1LeafAttrs({
+        attrIndx,
+        ap,
+        sh,
+        af: true,
+        ng: true,
+        pxn: !prot.exec,
+        uxn: !prot.exec,
+      });
     }
-    pte |= prot.cache ? PTE_SH_IS : PTE_SH_OS;
-    if (!prot.exec) pte |= PTE_XN;
-    pte |= PTE_AF;
-    return pte;
+    const s2ap = (prot.read ? S2AP.READ : 0) | (prot.write ? S2AP.WRITE : 0);
+    const memAttr = prot.mmio
+      ? S2_MEMATTR.DEVICE_nGnRE
+      : prot.cache
+        ? S2_MEMATTR.NORMAL_WB
+        : S2_MEMATTR.NORMAL_NC;
+    // Linux's XN sets both XN bits (0b11: XN[1] makes it execute-never without FEAT_XNX)
+    return s2LeafAttrs({ memAttr, s2ap, sh, af: true, xn: prot.exec ? S2_XN.EXEC : S2_XN_BOTH });
   }
 
   // ---- tables ----

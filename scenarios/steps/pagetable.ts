@@ -3,7 +3,29 @@
  * stage-1 or stage-2 tables in memory through a CPU actor's bus accesses, allocating table
  * pages from a bump allocator. (The host's Linux-like io-pgtable is a separate component.)
  */
-import { levelShift, s1StartLevel, blockAllowed, contigBits } from '../../hw/smmu/walk.ts';
+import {
+  levelShift,
+  s1StartLevel,
+  blockAllowed,
+  contigBits,
+  indexBits,
+  startTableBytes,
+  oaFolds52,
+  LAST_LEVEL,
+} from '../../hw/vmsa/geometry.ts';
+import {
+  DESC,
+  DESC_TYPE,
+  DESC_VALID,
+  maskBig,
+  AP_BIT,
+  S2AP,
+  S2_XN,
+  OA_MASK,
+  s1LeafAttrs,
+  s2LeafAttrs,
+  oaToDesc,
+} from '../../hw/vmsa/descriptor.ts';
 
 export interface PtMemory {
   read64(addr: number): bigint;
@@ -68,46 +90,63 @@ export function geometry(
   return { stage, g, ias, start, root, oas };
 }
 
-const TWO32 = 0x1_0000_0000;
-
 function leafDesc(geo: PtGeometry, level: number, oa: number, p: PtPerm, a: PtAttrs): bigint {
-  let lo =
-    (level === 3 ? 3 : 1) |
-    ((a.attr & (geo.stage === 1 ? 7 : 15)) << 2) |
-    ((a.sh & 3) << 8) |
-    ((a.af ? 1 : 0) << 10);
-  let hi = 0;
-  if (geo.stage === 1) {
-    // AP[2:1]: bit 7 read-only, bit 6 unprivileged
-    lo |= ((p.write ? 0 : 1) << 7) | ((p.user ? 1 : 0) << 6) | ((a.global ? 0 : 1) << 11);
-    if (!p.exec) hi |= (1 << 21) | (1 << 22); // PXN, UXN
-  } else {
-    lo |= ((p.read ? 1 : 0) << 6) | ((p.write ? 1 : 0) << 7);
-    if (!p.exec) hi |= 1 << 22; // XN[1] (bit 54): no execution
-  }
-  if (a.contiguous) hi |= 1 << 20;
+  const type = BigInt(level === LAST_LEVEL ? DESC_TYPE.PAGE : DESC_TYPE.BLOCK);
+  const attrs =
+    geo.stage === 1
+      ? s1LeafAttrs({
+          attrIndx: a.attr,
+          ap: (p.write ? 0 : AP_BIT.RDONLY) | (p.user ? AP_BIT.UNPRIV : 0),
+          sh: a.sh,
+          af: a.af,
+          ng: !a.global,
+          pxn: !p.exec,
+          uxn: !p.exec,
+          contiguous: a.contiguous,
+        })
+      : s2LeafAttrs({
+          memAttr: a.attr,
+          s2ap: (p.read ? S2AP.READ : 0) | (p.write ? S2AP.WRITE : 0),
+          sh: a.sh,
+          af: a.af,
+          // XN[1] only: execute-never with or without FEAT_XNX
+          xn: p.exec ? S2_XN.EXEC : S2_XN.NONE,
+          contiguous: a.contiguous,
+        });
   const shift = levelShift(geo.g, level);
   const oaField = oa - (oa % 2 ** shift);
-  lo |= (oaField % TWO32) >>> 0;
-  hi |= Math.floor(oaField / TWO32) & 0xffff;
-  if (geo.g === 16 && geo.oas === 52) lo |= Math.floor(oaField / 2 ** 48) << 12;
-  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+  return type | attrs | oaToDesc(oaField, oaFolds52(geo.g, geo.oas));
 }
 
+const TYPE_MASK = maskBig(DESC.Type);
+const TYPE_TABLE = BigInt(DESC_TYPE.TABLE);
+const DESC_VALID_BIG = BigInt(DESC_VALID);
+
 function tableDesc(next: number): bigint {
-  return BigInt(next) | 3n;
+  return BigInt(next) | TYPE_TABLE;
+}
+
+/** The next-level table address of a table descriptor (bits [47:12]). */
+function nextTable(d: bigint): number {
+  return Number(d & OA_MASK);
+}
+
+function isValid(d: bigint): boolean {
+  return (d & DESC_VALID_BIG) !== 0n;
+}
+
+function isTable(d: bigint): boolean {
+  return (d & TYPE_MASK) === TYPE_TABLE;
 }
 
 function entryAddr(geo: PtGeometry, table: number, level: number, va: number): number {
   const shift = levelShift(geo.g, level);
-  const bits = level === geo.start ? geo.ias - shift : geo.g - 3;
+  const bits = indexBits(geo.g, level, geo.start, geo.ias);
   return table + (Math.floor(va / 2 ** shift) % 2 ** bits) * 8;
 }
 
 function tableBytes(geo: PtGeometry, level: number): number {
-  return level === geo.start
-    ? Math.max(8, 2 ** (geo.ias - levelShift(geo.g, level) + 3))
-    : 2 ** geo.g;
+  return level === geo.start ? Math.max(8, startTableBytes(geo.g, level, geo.ias)) : 2 ** geo.g;
 }
 
 /** Map [va, va+size) → pa. Uses the largest blocks allowed by alignment unless `pagesOnly`. Returns descriptors written. */
@@ -134,10 +173,10 @@ export function ptMap(
     const v = va + off;
     const o = pa + off;
     // choose the leaf level
-    let leaf = 3;
+    let leaf = LAST_LEVEL;
     if (level !== undefined) leaf = level;
     else if (!pagesOnly) {
-      for (let l = Math.max(geo.start, 1); l < 3; l++) {
+      for (let l = Math.max(geo.start, 1); l < LAST_LEVEL; l++) {
         const bs = 2 ** levelShift(geo.g, l);
         if (blockAllowed(geo.g, l, geo.oas) && v % bs === 0 && o % bs === 0 && size - off >= bs) {
           leaf = l;
@@ -145,7 +184,7 @@ export function ptMap(
         }
       }
     }
-    if (leaf < geo.start || (leaf < 3 && !blockAllowed(geo.g, leaf, geo.oas)))
+    if (leaf < geo.start || (leaf < LAST_LEVEL && !blockAllowed(geo.g, leaf, geo.oas)))
       throw new Error(`no block mapping is possible at level ${leaf} with a ${gsz}-byte granule`);
     const bsz = 2 ** levelShift(geo.g, leaf);
     if (v % bsz || o % bsz)
@@ -154,10 +193,10 @@ export function ptMap(
     for (let l = geo.start; l < leaf; l++) {
       const ea = entryAddr(geo, table, l, v);
       const d = mem.read64(ea);
-      if ((d & 3n) === 3n) {
-        table = Number(d & 0x0000_ffff_ffff_f000n) - (Number(d & 0x0000_ffff_ffff_f000n) % gsz);
+      if (isTable(d)) {
+        table = nextTable(d) - (nextTable(d) % gsz);
       } else {
-        if ((d & 1n) === 1n)
+        if (isValid(d))
           throw new Error(`0x${v.toString(16)} is already mapped by a block at level ${l}`);
         const next = alloc.alloc(gsz);
         mem.zero(next, gsz);
@@ -195,15 +234,15 @@ export function ptUnmap(mem: PtMemory, geo: PtGeometry, va: number, size: number
     const v = va + off;
     let table = geo.root - (geo.root % Math.max(64, tableBytes(geo, geo.start)));
     let step = gsz;
-    for (let l = geo.start; l <= 3; l++) {
+    for (let l = geo.start; l <= LAST_LEVEL; l++) {
       const ea = entryAddr(geo, table, l, v);
       const d = mem.read64(ea);
-      if ((d & 1n) === 0n) {
+      if (!isValid(d)) {
         step = 2 ** levelShift(geo.g, l);
         break;
       }
-      if ((d & 3n) === 3n && l < 3) {
-        table = Number(d & 0x0000_ffff_ffff_f000n);
+      if (isTable(d) && l < LAST_LEVEL) {
+        table = nextTable(d);
         continue;
       }
       mem.write64(ea, 0n);
