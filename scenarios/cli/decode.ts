@@ -26,6 +26,7 @@ import {
 } from '../../hw/smmu/describe.ts';
 import type { SmmuFeatures } from '../../hw/smmu/features.ts';
 import { cliStatus, exitWith } from './status.ts';
+import { cliIo } from './io.ts';
 
 /** Keep hex strings as strings: yargs would turn 0x… into an inexact Number. */
 const PARSER_CONFIG = {
@@ -110,7 +111,7 @@ export function parseHexWords(
 
 function fail(cmd: string, e: unknown): void {
   if (!(e instanceof InputError)) throw e;
-  process.stderr.write(`smmulab ${cmd}: ${e.message}\n`);
+  cliIo.err.write(`smmulab ${cmd}: ${e.message}\n`);
   exitWith(2);
 }
 
@@ -222,8 +223,8 @@ export const decodeCommand: CommandModule = {
         s2aa32: Boolean(a.s2aa32),
       };
       const d = describe(kind, words, opts);
-      if (a.json) process.stdout.write(JSON.stringify(d, null, 2) + '\n');
-      else process.stdout.write(formatDescription(d, { nonzero: Boolean(a.nonzero) }) + '\n');
+      if (a.json) cliIo.out.write(JSON.stringify(d, null, 2) + '\n');
+      else cliIo.out.write(formatDescription(d, { nonzero: Boolean(a.nonzero) }) + '\n');
     } catch (e) {
       fail('decode', e);
     }
@@ -312,9 +313,9 @@ export const encodeCommand: CommandModule = {
         words,
         a.features !== undefined ? { features: featuresOf(a.features)! } : {},
       );
-      if (a.json) process.stdout.write(JSON.stringify(d, null, 2) + '\n');
+      if (a.json) cliIo.out.write(JSON.stringify(d, null, 2) + '\n');
       else
-        process.stdout.write(
+        cliIo.out.write(
           dwordsOf(words, KIND_DWORDS[kind])
             .map((v) => '0x' + v.toString(16).padStart(16, '0'))
             .join(' ') + '\n',

@@ -12,6 +12,7 @@ import {
   ExplainInputError,
 } from '../inspect/explain.ts';
 import { cliStatus, exitWith } from './status.ts';
+import { cliIo } from './io.ts';
 
 interface ExplainArgs {
   scenario: string;
@@ -114,10 +115,10 @@ export const explainCommand: CommandModule<object, ExplainArgs> = {
         ...(a.hyp ? { hyp: a.hyp } : {}),
         cold: a.cold,
       });
-      process.stdout.write((a.json ? JSON.stringify(res, null, 2) : formatExplain(res)) + '\n');
+      cliIo.out.write((a.json ? JSON.stringify(res, null, 2) : formatExplain(res)) + '\n');
     } catch (e) {
       if (e instanceof ExplainInputError) {
-        process.stderr.write(`smmulab explain: ${e.message}\n`);
+        cliIo.err.write(`smmulab explain: ${e.message}\n`);
         exitWith(2);
         return;
       }

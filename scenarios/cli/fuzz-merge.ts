@@ -27,6 +27,7 @@ import {
   type FuzzResult,
 } from '../fuzz/host.ts';
 import { exitWith } from './status.ts';
+import { cliIo } from './io.ts';
 import { unwritableDir } from './out-path.ts';
 
 /** The `format` of a mergeable `smmulab fuzz --json` result. */
@@ -436,7 +437,7 @@ export function fuzzMergeCommand(print: ResultPrinters): CommandModule<object, M
         .epilog(MERGE_EPILOG),
     handler: async (a) => {
       const bad = (msg: string): void => {
-        process.stderr.write(`smmulab fuzz merge: ${msg}\n`);
+        cliIo.err.write(`smmulab fuzz merge: ${msg}\n`);
         exitWith(2);
       };
       if ((a as { iterations?: unknown }).iterations !== undefined)
@@ -465,8 +466,8 @@ export function fuzzMergeCommand(print: ResultPrinters): CommandModule<object, M
       } catch (e) {
         writeError = (e as Error).message;
       }
-      if (a.json) process.stdout.write(JSON.stringify(print.json(r, o), null, 2) + '\n');
-      else process.stdout.write(print.summary(r, o) + '\n');
+      if (a.json) cliIo.out.write(JSON.stringify(print.json(r, o), null, 2) + '\n');
+      else cliIo.out.write(print.summary(r, o) + '\n');
       if (writeError) {
         const all = r.findings.filter((f) => f.scenario).length;
         return bad(

@@ -33,6 +33,7 @@ import {
 } from '../fuzz/host.ts';
 import { guestCoverageGaps, GUEST_RULES } from '../fuzz/guest.ts';
 import { exitWith } from './status.ts';
+import { cliIo } from './io.ts';
 import {
   fuzzMergeCommand,
   parseShard,
@@ -334,20 +335,20 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
           a['reset-every'],
       );
       if (workers > episodes) {
-        process.stderr.write(
+        cliIo.err.write(
           `smmulab fuzz: --workers ${workers} cut down to ${Math.max(episodes, 1)}: the ${shard ? 'shard' : 'campaign'} has ${episodes} episode${episodes === 1 ? '' : 's'} (${o.iterations} iterations${shard ? ` in all, --shard ${a.shard}` : ''}, --reset-every ${a['reset-every']}) and a worker runs whole episodes\n`,
         );
         workers = Math.max(episodes, 1);
       }
     }
-    const tty = process.stderr.isTTY === true;
+    const tty = cliIo.err.isTTY === true;
     let last = 0;
     o.onProgress = (p) => {
       const now = Date.now();
       if (now - last < 1000) return;
       last = now;
       const line = `fuzz: ${p.iterations} iterations, ${p.operations} operations (${Math.round(p.operations / Math.max(p.seconds, 1e-3))}/s), ${p.findings} failing, ${p.panics} panics, ${p.seconds.toFixed(0)} s`;
-      process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
+      cliIo.err.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
     };
     // hostile runs make the driver and the runner warn all the time: keep warnings out unless asked for more
     const level = layerLogger('scenarios').level as LogLevel;
@@ -362,7 +363,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       signal = sig;
       Atomics.store(o.stop!, 0, 1);
       removeHandlers();
-      process.stderr.write(
+      cliIo.err.write(
         `${tty ? '\n' : ''}smmulab fuzz: ${sig}: stopping at the end of the current episode, then printing and writing what was found (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again quits at once, without results)\n`,
       );
     };
@@ -374,7 +375,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     let writeError: string | null = null;
     try {
       r = await fuzzParallel(o, workers, quiet);
-      if (tty) process.stderr.write('\r\x1b[K');
+      if (tty) cliIo.err.write('\r\x1b[K');
       try {
         await writeReproducers(r, out);
       } catch (e) {
@@ -383,11 +384,11 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
     } finally {
       removeHandlers();
     }
-    if (a.json) process.stdout.write(JSON.stringify(jsonResult(r, o, signal), null, 2) + '\n');
-    else process.stdout.write(summary(r, o, signal) + '\n');
+    if (a.json) cliIo.out.write(JSON.stringify(jsonResult(r, o, signal), null, 2) + '\n');
+    else cliIo.out.write(summary(r, o, signal) + '\n');
     if (writeError) {
       const all = r.findings.filter((f) => f.scenario).length;
-      process.stderr.write(
+      cliIo.err.write(
         `smmulab fuzz: --out ${a.out}: ${all - r.reproducers.length} of the ${all} reproducers could not be written (the results above list the ones that were): ${writeError}\n`,
       );
       exitWith(2);
@@ -398,7 +399,7 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
 };
 
 function bad(msg: string): void {
-  process.stderr.write(`smmulab fuzz: ${msg}\n`);
+  cliIo.err.write(`smmulab fuzz: ${msg}\n`);
   exitWith(2);
 }
 

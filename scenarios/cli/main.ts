@@ -14,6 +14,7 @@ import { builtinNames, loadScenarios, ScenarioError } from '../engine/loader.ts'
 import { runVariants, type RunResult } from '../engine/runner.ts';
 import { formatResult, formatSummary, table } from '../report/report.ts';
 import { cliStatus } from './status.ts';
+import { cliIo, processIo, type CliIo } from './io.ts';
 import { decodeCommand, encodeCommand } from './decode.ts';
 import { explainCommand } from './explain.ts';
 import { fuzzCommand } from './fuzz.ts';
@@ -47,18 +48,32 @@ export function attachMmioLog(m: Machine, out: { write(s: string): unknown }): v
 }
 
 function printResults(rs: RunResult[], json: boolean): void {
-  if (json) process.stdout.write(JSON.stringify(rs.length === 1 ? rs[0] : rs, null, 2) + '\n');
-  else if (rs.length === 1) process.stdout.write(formatResult(rs[0]!) + '\n');
+  if (json) cliIo.out.write(JSON.stringify(rs.length === 1 ? rs[0] : rs, null, 2) + '\n');
+  else if (rs.length === 1) cliIo.out.write(formatResult(rs[0]!) + '\n');
   else {
-    process.stdout.write(formatSummary(rs) + '\n');
-    for (const r of rs.filter((x) => !x.ok)) process.stdout.write(formatResult(r) + '\n');
+    cliIo.out.write(formatSummary(rs) + '\n');
+    for (const r of rs.filter((x) => !x.ok)) cliIo.out.write(formatResult(r) + '\n');
   }
 }
 
 /** A command line yargs refused (already reported on stderr). */
 class UsageError extends Error {}
 
-export async function main(argv: string[]): Promise<number> {
+/**
+ * Run one command line; returns the exit code. `io` is where results and messages go (the
+ * process's streams unless given: a test passes buffers).
+ */
+export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
+  const outer = { ...cliIo };
+  Object.assign(cliIo, io);
+  try {
+    return await invoke(argv);
+  } finally {
+    Object.assign(cliIo, outer);
+  }
+}
+
+async function invoke(argv: string[]): Promise<number> {
   let code = 0;
   cliStatus.code = 0;
   const parser = yargs(argv)
@@ -111,7 +126,7 @@ export async function main(argv: string[]): Promise<number> {
           if (f === undefined) continue;
           const why = f === '' ? null : unwritableFile(f);
           if (f === '' || why) {
-            process.stderr.write(
+            cliIo.err.write(
               f === ''
                 ? `smmulab run: --${k} needs a file name\n`
                 : `smmulab run: --${k} ${f}${f === resolve(f) ? '' : ` (${resolve(f)})`}: ${why}\n`,
@@ -121,7 +136,7 @@ export async function main(argv: string[]): Promise<number> {
           }
         }
         if (a.trace && a['mmio-log'] && canonicalPath(a.trace) === canonicalPath(a['mmio-log'])) {
-          process.stderr.write(
+          cliIo.err.write(
             `smmulab run: --trace and --mmio-log name the same file (${canonicalPath(a.trace)}): give each its own\n`,
           );
           code = 2;
@@ -135,9 +150,7 @@ export async function main(argv: string[]): Promise<number> {
           try {
             fd = openSync(path, 'w');
           } catch (e) {
-            process.stderr.write(
-              `smmulab run: --mmio-log ${a['mmio-log']}: ${(e as Error).message}\n`,
-            );
+            cliIo.err.write(`smmulab run: --mmio-log ${a['mmio-log']}: ${(e as Error).message}\n`);
             code = 2;
             return;
           }
@@ -149,7 +162,7 @@ export async function main(argv: string[]): Promise<number> {
         const rs: RunResult[] = [];
         const recs: TraceRecorder[] = [];
         for (const sc of scs) {
-          if (scs.length > 1) process.stderr.write(`run ${sc.name}...\n`);
+          if (scs.length > 1) cliIo.err.write(`run ${sc.name}...\n`);
           rs.push(
             ...runVariants(sc, {
               ...(a.hyp ? { hyp: a.hyp } : {}),
@@ -168,7 +181,7 @@ export async function main(argv: string[]): Promise<number> {
             m.end();
           });
           if (mmioError) {
-            process.stderr.write(
+            cliIo.err.write(
               `smmulab run: --mmio-log ${a['mmio-log']}: ${(mmioError as Error).message}\n`,
             );
             code = 2;
@@ -179,7 +192,7 @@ export async function main(argv: string[]): Promise<number> {
           try {
             writeTrace(a.trace, recs);
           } catch (e) {
-            process.stderr.write(`--trace ${a.trace}: ${(e as Error).message}\n`);
+            cliIo.err.write(`--trace ${a.trace}: ${(e as Error).message}\n`);
             code = 2;
             return;
           }
@@ -203,9 +216,9 @@ export async function main(argv: string[]): Promise<number> {
                 : scs[0]!.description,
           };
         });
-        if (a.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+        if (a.json) cliIo.out.write(JSON.stringify(rows, null, 2) + '\n');
         else
-          process.stdout.write(
+          cliIo.out.write(
             table(
               ['scenario', 'description'],
               rows.map((r) => [r.name, r.description]),
@@ -222,7 +235,7 @@ export async function main(argv: string[]): Promise<number> {
         const results: RunResult[] = [];
         const catalogs: Array<{ name: string; rs: RunResult[] }> = [];
         for (const n of builtinNames()) {
-          process.stderr.write(`demo: ${n}\n`);
+          cliIo.err.write(`demo: ${n}\n`);
           const scs = loadScenarios(n);
           const rs = scs.flatMap((sc) => runVariants(sc));
           if (scs.length > 1) catalogs.push({ name: n, rs });
@@ -230,20 +243,20 @@ export async function main(argv: string[]): Promise<number> {
         }
         const all = [...results, ...catalogs.flatMap((c) => c.rs)];
         if (a.json) {
-          process.stdout.write(JSON.stringify(all, null, 2) + '\n');
+          cliIo.out.write(JSON.stringify(all, null, 2) + '\n');
         } else {
-          process.stdout.write(
+          cliIo.out.write(
             'smmulab demonstration: every built-in scenario on the simulated machine\n',
           );
-          process.stdout.write(formatSummary(results) + '\n');
+          cliIo.out.write(formatSummary(results) + '\n');
           for (const c of catalogs) {
-            process.stdout.write(
+            cliIo.out.write(
               `\ncatalog ${c.name}: ${c.rs.filter((r) => r.ok).length}/${c.rs.length} runs as expected\n`,
             );
-            process.stdout.write(formatSummary(c.rs) + '\n');
+            cliIo.out.write(formatSummary(c.rs) + '\n');
           }
-          for (const r of all.filter((x) => !x.ok)) process.stdout.write(formatResult(r) + '\n');
-          process.stdout.write(
+          for (const r of all.filter((x) => !x.ok)) cliIo.out.write(formatResult(r) + '\n');
+          cliIo.out.write(
             'Run one with `npx smmulab run <scenario>` (add --json for the full result), list them with `npx smmulab list`.\n',
           );
         }
@@ -265,7 +278,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(false)
     .fail((msg, err) => {
       if (err) throw err;
-      process.stderr.write(`smmulab: ${msg}\n(see smmulab --help)\n`);
+      cliIo.err.write(`smmulab: ${msg}\n(see smmulab --help)\n`);
       code = 2;
       cliStatus.code = 2;
       // stop here: with exitProcess(false) yargs would otherwise still run the command's handler
@@ -273,14 +286,17 @@ export async function main(argv: string[]): Promise<number> {
     })
     .exitProcess(false);
   try {
-    await parser.parseAsync();
+    // yargs' own output (--help) is handed to the callback instead of console.log
+    await parser.parseAsync(argv, (_e: unknown, _a: unknown, output: string) => {
+      if (output) cliIo.out.write(output + '\n');
+    });
   } catch (e) {
     if (e instanceof UsageError) return 2;
     if (e instanceof ScenarioError) {
-      process.stderr.write(`smmulab: ${e.message}\n`);
+      cliIo.err.write(`smmulab: ${e.message}\n`);
       return 2;
     }
-    process.stderr.write(`smmulab: ${(e as Error).stack ?? e}\n`);
+    cliIo.err.write(`smmulab: ${(e as Error).stack ?? e}\n`);
     return 2;
   }
   return Math.max(code, cliStatus.code);

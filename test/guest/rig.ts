@@ -4,10 +4,11 @@
  * same driver, as actor guest:<name>), raw access to a guest's vSMMU registers and memory, and
  * a log of every command the physical SMMU consumed.
  *
- * Register offsets and field positions are restated from the reference (smmuv3.md §1, §4, §5;
- * designs.md Appendix A) as plain numbers, so a wrong declaration in hw/ or hyp/ shows up here.
+ * Register offsets and field positions are the reference's (smmuv3.md §1, §4, §5; designs.md
+ * Appendix A), written once as plain numbers in test/reference.ts, so a wrong declaration in hw/
+ * or hyp/ shows up here.
  */
-import { Machine, SMMU_BASE, type DeviceSpec } from '../../hw/machine.ts';
+import { Machine, type DeviceSpec } from '../../hw/machine.ts';
 import { PkvmHyp } from '../../hyp/pkvm.ts';
 import { makePolicy, type FailurePolicy, type RuleName } from '../../hyp/policy/policy.ts';
 import type { Guest } from '../../hyp/vm/guest.ts';
@@ -18,80 +19,28 @@ import { DmaApi } from '../../host/dma-api.ts';
 import { GuestKernel } from '../../guest/vm.ts';
 import { encodeCommand } from '../../hw/smmu/commands.ts';
 import { HOST_PAGES } from '../hyp/pkvm-rig.ts';
+import { CERROR_ILL, CR0, EVENT, GERROR, OPCODE, RAM_BASE, REG, SMMU_BASE } from '../reference.ts';
 
 /** where a guest finds its vSMMU and its RAM (the virt layout; hyp/vm/guest.ts) */
-export const VSMMU = 0x0905_0000;
-export const GUEST_RAM = 0x4000_0000;
+export const VSMMU = SMMU_BASE;
+export const GUEST_RAM = RAM_BASE;
 export const GUEST_SIZE = 0x100_0000;
 /** the PAs the tests donate to guests */
 export const VM1_PA = 0x6000_0000;
 export const VM2_PA = 0x6100_0000;
 
 /** designs.md Appendix A offsets (page 1 at +0x10000 for the event queue pointers) */
-export const O = {
-  IDR0: 0x00,
-  IDR1: 0x04,
-  IDR2: 0x08,
-  IDR3: 0x0c,
-  IDR4: 0x10,
-  IDR5: 0x14,
-  IIDR: 0x18,
-  AIDR: 0x1c,
-  CR0: 0x20,
-  CR0ACK: 0x24,
-  CR1: 0x28,
-  CR2: 0x2c,
-  STATUSR: 0x40,
-  GBPA: 0x44,
-  IRQ_CTRL: 0x50,
-  IRQ_CTRLACK: 0x54,
-  GERROR: 0x60,
-  GERRORN: 0x64,
-  GERROR_IRQ_CFG0: 0x68,
-  STRTAB_BASE: 0x80,
-  STRTAB_BASE_CFG: 0x88,
-  CMDQ_BASE: 0x90,
-  CMDQ_PROD: 0x98,
-  CMDQ_CONS: 0x9c,
-  EVENTQ_BASE: 0xa0,
-  EVENTQ_PROD: 0x100a8,
-  EVENTQ_CONS: 0x100ac,
-} as const;
+export const O = REG;
 /** CR0 bits */
-export const SMMUEN = 1,
-  PRIQEN = 2,
-  EVENTQEN = 4,
-  CMDQEN = 8,
-  ATSCHK = 16;
+export const { SMMUEN, PRIQEN, EVENTQEN, CMDQEN, ATSCHK } = CR0;
 /** GERROR bits */
-export const CMDQ_ERR = 1 << 0,
-  EVENTQ_ABT_ERR = 1 << 2;
+export const { CMDQ_ERR, EVENTQ_ABT_ERR } = GERROR;
 /** CMDQ_CONS.ERR[30:24] = CERROR_ILL */
-export const CERROR_ILL = 1;
+export { CERROR_ILL };
 /** opcodes (reference §4.2) */
-export const OPC = {
-  PREFETCH_CONFIG: 0x01,
-  CFGI_STE: 0x03,
-  CFGI_STE_RANGE: 0x04,
-  CFGI_CD: 0x05,
-  CFGI_CD_ALL: 0x06,
-  TLBI_NH_ALL: 0x10,
-  TLBI_NH_ASID: 0x11,
-  TLBI_NH_VA: 0x12,
-  TLBI_S12_VMALL: 0x28,
-  TLBI_NSNH_ALL: 0x30,
-  CMD_SYNC: 0x46,
-} as const;
+export const OPC = OPCODE;
 /** event numbers (reference §5.1) */
-export const EV = {
-  C_BAD_STREAMID: 0x02,
-  F_STE_FETCH: 0x03,
-  C_BAD_STE: 0x04,
-  F_STREAM_DISABLED: 0x06,
-  C_BAD_SUBSTREAMID: 0x08,
-  C_BAD_CD: 0x0a,
-  F_TRANSLATION: 0x10,
-} as const;
+export const EV = EVENT;
 
 /** a bit field of a little-endian structure given as 32-bit words: absolute bits [hi:lo] */
 export function bitsOf(w: ArrayLike<number>, hi: number, lo: number): number {

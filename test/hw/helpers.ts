@@ -4,143 +4,63 @@
  *
  * Every offset and bit position here is taken from the architectural reference
  * (/work/shared/reference/smmuv3.md §1, §2, §4, §5), not from the code under test, so
- * that a wrong declaration in hw/ shows up as a failing test.
+ * that a wrong declaration in hw/ shows up as a failing test. The values are written once, in
+ * test/reference.ts; this file gives them the names the device tests use.
  */
 import { Machine, type MachineOptions } from '../../hw/machine.ts';
+import {
+  CERROR_ABT,
+  CERROR_ILL,
+  CR0,
+  CR2_RECINVSID,
+  EVENT,
+  GERROR,
+  IRQ_CTRL,
+  LINUX_CMD_SYNC,
+  OPCODE,
+  OVFLG,
+  RAM_BASE,
+  RAM_END,
+  REG,
+  SMMU_BASE,
+  STE_ABORT,
+  STE_BYPASS,
+  STE_INVALID,
+} from '../reference.ts';
 
-export const SMMU = 0x0905_0000;
-export const RAM = 0x4000_0000;
-export const RAM_END = 0x8000_0000; // 1 GiB default
+export const SMMU = SMMU_BASE;
+export const RAM = RAM_BASE;
+export { RAM_END }; // 1 GiB default
 /** an address with neither RAM nor a device behind it */
 export const NO_RAM = 0x2000_0000;
 
 /** Register offsets (reference §1.1, §1.2). */
-export const R = {
-  IDR0: 0x000,
-  IDR1: 0x004,
-  IDR2: 0x008,
-  IDR3: 0x00c,
-  IDR4: 0x010,
-  IDR5: 0x014,
-  IIDR: 0x018,
-  AIDR: 0x01c,
-  CR0: 0x020,
-  CR0ACK: 0x024,
-  CR1: 0x028,
-  CR2: 0x02c,
-  STATUSR: 0x040,
-  GBPA: 0x044,
-  AGBPA: 0x048,
-  IRQ_CTRL: 0x050,
-  IRQ_CTRLACK: 0x054,
-  GERROR: 0x060,
-  GERRORN: 0x064,
-  GERROR_IRQ_CFG0: 0x068,
-  GERROR_IRQ_CFG1: 0x070,
-  GERROR_IRQ_CFG2: 0x074,
-  STRTAB_BASE: 0x080,
-  STRTAB_BASE_CFG: 0x088,
-  CMDQ_BASE: 0x090,
-  CMDQ_PROD: 0x098,
-  CMDQ_CONS: 0x09c,
-  EVENTQ_BASE: 0x0a0,
-  EVENTQ_PROD_ALIAS: 0x0a8,
-  EVENTQ_CONS_ALIAS: 0x0ac,
-  EVENTQ_IRQ_CFG0: 0x0b0,
-  EVENTQ_IRQ_CFG1: 0x0b8,
-  EVENTQ_IRQ_CFG2: 0x0bc,
-  PRIQ_BASE: 0x0c0,
-  PRIQ_PROD_ALIAS: 0x0c8,
-  PRIQ_CONS_ALIAS: 0x0cc,
-  PRIQ_IRQ_CFG0: 0x0d0,
-  PRIQ_IRQ_CFG1: 0x0d8,
-  PRIQ_IRQ_CFG2: 0x0dc,
-  EVENTQ_PROD: 0x100a8,
-  EVENTQ_CONS: 0x100ac,
-  PRIQ_PROD: 0x100c8,
-  PRIQ_CONS: 0x100cc,
-} as const;
+export const R = REG;
 
 /** CR0 bits (reference §1.5). */
-export const SMMUEN = 1 << 0,
-  PRIQEN = 1 << 1,
-  EVENTQEN = 1 << 2,
-  CMDQEN = 1 << 3,
-  ATSCHK = 1 << 4;
+export const { SMMUEN, PRIQEN, EVENTQEN, CMDQEN, ATSCHK } = CR0;
 /** IRQ_CTRL bits. */
-export const GERROR_IRQEN = 1 << 0,
-  PRIQ_IRQEN = 1 << 1,
-  EVENTQ_IRQEN = 1 << 2;
+export const { GERROR_IRQEN, PRIQ_IRQEN, EVENTQ_IRQEN } = IRQ_CTRL;
 /** GERROR bits. */
-export const G = {
-  CMDQ_ERR: 1 << 0,
-  EVENTQ_ABT_ERR: 1 << 2,
-  PRIQ_ABT_ERR: 1 << 3,
-  MSI_CMDQ_ABT_ERR: 1 << 4,
-  MSI_EVENTQ_ABT_ERR: 1 << 5,
-  MSI_PRIQ_ABT_ERR: 1 << 6,
-  MSI_GERROR_ABT_ERR: 1 << 7,
-  SFM_ERR: 1 << 8,
-} as const;
+export const G = GERROR;
 /** CMDQ_CONS.ERR codes (reference §1.7). */
-export const CERROR_ILL = 1,
-  CERROR_ABT = 2;
+export { CERROR_ILL, CERROR_ABT };
 /** CR2.RECINVSID */
-export const RECINVSID = 1 << 1;
+export const RECINVSID = CR2_RECINVSID;
 /** *_PROD.OVFLG / *_CONS.OVACKFLG */
-export const OVFLG = 0x8000_0000;
+export { OVFLG };
 
 /** Event numbers (reference §5.1). */
-export const E = {
-  C_BAD_STREAMID: 0x02,
-  F_STE_FETCH: 0x03,
-  C_BAD_STE: 0x04,
-  C_BAD_SUBSTREAMID: 0x08,
-} as const;
+export const E = EVENT;
 
 /** Opcodes (reference §4.2). */
-export const OPC = {
-  PREFETCH_CONFIG: 0x01,
-  PREFETCH_ADDR: 0x02,
-  CFGI_STE: 0x03,
-  CFGI_STE_RANGE: 0x04,
-  CFGI_CD: 0x05,
-  CFGI_CD_ALL: 0x06,
-  CFGI_VMS_PIDM: 0x07,
-  TLBI_NH_ALL: 0x10,
-  TLBI_NH_ASID: 0x11,
-  TLBI_NH_VA: 0x12,
-  TLBI_NH_VAA: 0x13,
-  TLBI_EL3_ALL: 0x18,
-  TLBI_EL3_VA: 0x1a,
-  TLBI_EL2_ALL: 0x20,
-  TLBI_EL2_ASID: 0x21,
-  TLBI_EL2_VA: 0x22,
-  TLBI_EL2_VAA: 0x23,
-  TLBI_S12_VMALL: 0x28,
-  TLBI_S2_IPA: 0x2a,
-  TLBI_NSNH_ALL: 0x30,
-  ATC_INV: 0x40,
-  PRI_RESP: 0x41,
-  RESUME: 0x44,
-  STALL_TERM: 0x45,
-  CMD_SYNC: 0x46,
-  TLBI_S_EL2_ALL: 0x50,
-  TLBI_S_EL2_ASID: 0x51,
-  TLBI_S_EL2_VA: 0x52,
-  TLBI_S_EL2_VAA: 0x53,
-  TLBI_S_S12_VMALL: 0x58,
-  TLBI_S_S2_IPA: 0x5a,
-  TLBI_SNH_ALL: 0x60,
-  DPTI_ALL: 0x70,
-  DPTI_PA: 0x73,
-} as const;
+export const OPC = OPCODE;
 
 /** A command as two 64-bit double-words. */
 export type Cmd = readonly [bigint, bigint];
 
 /** The exact CMD_SYNC Linux issues on QEMU (linux-sequence.md §3): CS=SEV, MSH=ISH, MSIAttr=0xF. */
-export const LINUX_SYNC: Cmd = [0x0fc02046n, 0n];
+export const LINUX_SYNC: Cmd = LINUX_CMD_SYNC;
 /** CMD_SYNC with CS=SIG_NONE. */
 export const SYNC_NONE: Cmd = [0x46n, 0n];
 
@@ -298,9 +218,7 @@ export function initStrtab(sw: Sw, base: number, cfg: number): void {
 }
 
 /** STE DW0: V[0], Config[3:1]. Linux abort STE = 0x1, bypass (identity) STE = 0x9. */
-export const STE_ABORT = 0x1n;
-export const STE_BYPASS = 0x9n;
-export const STE_INVALID = 0x0n;
+export { STE_ABORT, STE_BYPASS, STE_INVALID };
 
 /** Write an STE (up to 8 double-words; the rest are zero). */
 export function writeSte(m: Machine, pa: number, dws: readonly bigint[]): void {

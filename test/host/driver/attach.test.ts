@@ -9,35 +9,9 @@ import { opcodeName } from '../../../hw/smmu/commands.ts';
 import { ArmSmmuV3 } from '../../../host/driver/driver.ts';
 import { DomainManager } from '../../../host/driver/domain.ts';
 import { geometry, ptMap, TableAllocator } from '../../../scenarios/steps/pagetable.ts';
+import { QEMU_VIRT_SMMU } from '../../reference.ts';
 
-const QEMU = {
-  s1p: true,
-  s2p: true,
-  ttf: 2,
-  cohacc: true,
-  hyp: false,
-  ats: false,
-  asid16: true,
-  msi: false,
-  sev: false,
-  pri: false,
-  vmid16: true,
-  cd2l: false,
-  ttendian: 2,
-  stallModel: 1,
-  termModel: true,
-  twoLevelStrtab: true,
-  sidSize: 16,
-  ssidSize: 0,
-  cmdqs: 19,
-  eventqs: 19,
-  had: true,
-  xnx: true,
-  ril: true,
-  bbml: 2,
-  oas: 44,
-  archMinor: 1,
-} as const;
+const QEMU = QEMU_VIRT_SMMU;
 
 function setup() {
   const m = new Machine({

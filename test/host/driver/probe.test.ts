@@ -7,36 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { Machine, SMMU_BASE } from '../../../hw/machine.ts';
 import { regNameAt } from '../../../hw/smmu/regs.ts';
 import { ArmSmmuV3 } from '../../../host/driver/driver.ts';
+import { QEMU_VIRT_SMMU } from '../../reference.ts';
 
 /** QEMU virt's SMMUv3: IDR0 0x0d44101b, IDR1 0x02730010, IDR3 0x1414, IDR5 0x74 (linux-sequence.md §1). */
-const QEMU = {
-  s1p: true,
-  s2p: true,
-  ttf: 2,
-  cohacc: true,
-  hyp: false,
-  ats: false,
-  asid16: true,
-  msi: false,
-  sev: false,
-  pri: false,
-  vmid16: true,
-  cd2l: false,
-  ttendian: 2,
-  stallModel: 1,
-  termModel: true,
-  twoLevelStrtab: true,
-  sidSize: 16,
-  ssidSize: 0,
-  cmdqs: 19,
-  eventqs: 19,
-  had: true,
-  xnx: true,
-  ril: true,
-  bbml: 2,
-  oas: 44,
-  archMinor: 1,
-} as const;
+const QEMU = QEMU_VIRT_SMMU;
 
 /** linux-sequence.md §2, in order: [dir, register, value] (null where the value is an allocated address). */
 const LINUX_PROBE: Array<[string, string, bigint | null]> = [

@@ -18,35 +18,9 @@ import {
   cmd,
   writeSte,
 } from '../helpers.ts';
+import { QEMU_VIRT_SMMU } from '../../reference.ts';
 
-const QEMU = {
-  s1p: true,
-  s2p: true,
-  ttf: 2,
-  cohacc: true,
-  hyp: false,
-  ats: false,
-  asid16: true,
-  msi: false,
-  sev: false,
-  pri: false,
-  vmid16: true,
-  cd2l: false,
-  ttendian: 2,
-  stallModel: 1,
-  termModel: true,
-  twoLevelStrtab: true,
-  sidSize: 16,
-  ssidSize: 0,
-  cmdqs: 19,
-  eventqs: 19,
-  had: true,
-  xnx: true,
-  ril: true,
-  bbml: 2,
-  oas: 44,
-  archMinor: 1,
-} as const;
+const QEMU = QEMU_VIRT_SMMU;
 
 const L1 = 0x4415_1000;
 const L2 = 0x7aa6_0000;

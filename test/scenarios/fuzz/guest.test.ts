@@ -11,10 +11,10 @@
  * stopping at the finding.
  */
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { smmulab } from '../cli/in-process.ts';
 import {
   fuzz,
   fuzzParallel,
@@ -36,10 +36,6 @@ import { OPCODES } from '../../../hw/smmu/commands.ts';
 import type { HostileOp } from '../../../host/malicious/attacker.ts';
 import type { RuleName } from '../../../hyp/policy/policy.ts';
 import { boot, vm, bitsOf, VM1_PA } from '../../guest/rig.ts';
-
-const BIN = join(import.meta.dirname, '../../../scenarios/bin/smmulab.mjs');
-const smmulab = (...args: string[]) =>
-  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
 
 const SEED = 1;
 const BUDGET = 5000;
@@ -216,9 +212,9 @@ describe('fuzz --target guest: the invariant and the hook', () => {
 });
 
 describe('smmulab fuzz --target guest (CLI)', () => {
-  it("--json keeps the host target's shape, exits 1 on a finding, and its reproducer fails `smmulab run` at its check", () => {
+  it("--json keeps the host target's shape, exits 1 on a finding, and its reproducer fails `smmulab run` at its check", async () => {
     const out = mkdtempSync(join(tmpdir(), 'fuzz-guest-'));
-    const p = smmulab(
+    const p = await smmulab(
       'fuzz',
       '--target',
       'guest',
@@ -262,7 +258,7 @@ describe('smmulab fuzz --target guest (CLI)', () => {
     const sc = JSON.parse(readFileSync(join(out, files[0]!), 'utf8')) as {
       steps: Array<{ op: string }>;
     };
-    const run = smmulab('run', join(out, files[0]!), '--json', '--log-level', 'silent');
+    const run = await smmulab('run', join(out, files[0]!), '--json', '--log-level', 'silent');
     expect(run.status).toBe(1);
     const res = JSON.parse(run.stdout) as {
       results?: Array<{ failed: Array<{ step: number; op: string }> }>;
@@ -275,8 +271,8 @@ describe('smmulab fuzz --target guest (CLI)', () => {
     expect(failed[0]!.step).toBeGreaterThanOrEqual(sc.steps.length - 3);
   }, 30_000);
 
-  it('without a weakened rule it exits 0 and says what it covered', () => {
-    const p = smmulab(
+  it('without a weakened rule it exits 0 and says what it covered', async () => {
+    const p = await smmulab(
       'fuzz',
       '--target',
       'guest',

@@ -9,10 +9,10 @@
  * Budgets are CI-sized (a few thousand iterations); `npm run fuzz:long` runs long campaigns.
  */
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { smmulab } from '../cli/in-process.ts';
 import {
   fuzz,
   fuzzParallel,
@@ -27,10 +27,6 @@ import { STEPS } from '../../../scenarios/steps/index.ts';
 import { loadScenarios } from '../../../scenarios/engine/loader.ts';
 import { runScenario } from '../../../scenarios/engine/runner.ts';
 import { RULE_NAMES, V6_GAPS, type RuleName } from '../../../hyp/policy/policy.ts';
-
-const BIN = join(import.meta.dirname, '../../../scenarios/bin/smmulab.mjs');
-const smmulab = (...args: string[]) =>
-  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
 
 /** the fixed seed of the teeth tests, and their budget: iterations (attacks), about twice as many operations */
 const SEED = 1;
@@ -189,7 +185,7 @@ describe('fuzz: teeth (each weakened rule is found from a fixed seed)', () => {
 });
 
 describe('fuzz: reproducers', () => {
-  it('replay with `smmulab run` to the same breach (exit 1), and pass with the rule restored', () => {
+  it('replay with `smmulab run` to the same breach (exit 1), and pass with the rule restored', async () => {
     const r = fuzz({
       seed: SEED,
       weaken: ['ste-config'],
@@ -201,7 +197,7 @@ describe('fuzz: reproducers', () => {
     const dir = mkdtempSync(join(tmpdir(), 'smmulab-fuzz-'));
     const file = join(dir, 'repro.json');
     writeFileSync(file, JSON.stringify(f.scenario, null, 1));
-    const run = smmulab('run', file, '--json');
+    const run = await smmulab('run', file, '--json');
     expect(run.status).toBe(1);
     const out = JSON.parse(run.stdout);
     // the last step (isolation: ok) fails with a device reaching hyp memory through a bypass STE
@@ -240,9 +236,9 @@ describe('fuzz: policies, workers, CLI', () => {
     expect(withoutTimings(two)).toEqual(withoutTimings(one));
   });
 
-  it('CLI: --json prints the counts and the coverage; bad input exits 2', () => {
+  it('CLI: --json prints the counts and the coverage; bad input exits 2', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'smmulab-fuzz-'));
-    const r = smmulab(
+    const r = await smmulab(
       'fuzz',
       '--seed',
       '3',
@@ -276,10 +272,10 @@ describe('fuzz: policies, workers, CLI', () => {
     expect(r.status).toBe(
       out.breaches + out.unexpectedExceptions + out.invariantViolations > 0 ? 1 : 0,
     );
-    const g = smmulab('fuzz', '--target', 'vm');
+    const g = await smmulab('fuzz', '--target', 'vm');
     expect(g.status).toBe(2);
     expect(g.stderr).toContain('target');
-    const w = smmulab('fuzz', '--weaken', 'no-such-rule');
+    const w = await smmulab('fuzz', '--weaken', 'no-such-rule');
     expect(w.status).toBe(2);
     expect(w.stderr).toContain('--weaken no-such-rule: no such rule');
   });

@@ -18,7 +18,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../../scenarios/cli/main.ts';
+import { runCli } from '../cli/in-process.ts';
 import { campaign, fuzz, fuzzSliced } from '../../../scenarios/fuzz/host.ts';
 import { makeDirs, unwritableDir, unwritableFile } from '../../../scenarios/cli/out-path.ts';
 
@@ -34,14 +34,6 @@ interface Run {
  * (progress lines among them) as it is made.
  */
 async function cli(args: string[], onErr?: (s: string) => void): Promise<Run> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
-    err += String(s);
-    onErr?.(String(s));
-    return true;
-  });
   const listeners = (): number[] => [
     process.listenerCount('SIGINT'),
     process.listenerCount('SIGTERM'),
@@ -49,11 +41,9 @@ async function cli(args: string[], onErr?: (s: string) => void): Promise<Run> {
   const before = listeners();
   const t0 = performance.now();
   try {
-    const code = await main([...args, '--log-level', 'silent']);
-    return { code, out, err, ms: performance.now() - t0 };
+    const r = await runCli([...args, '--log-level', 'silent'], onErr);
+    return { code: r.status, out: r.stdout, err: r.stderr, ms: performance.now() - t0 };
   } finally {
-    o.mockRestore();
-    e.mockRestore();
     // whatever happened, the campaign's signal handlers are gone
     expect(listeners()).toEqual(before);
   }

@@ -8,7 +8,7 @@
  * In-process: main() from scenarios/cli/main.ts with stdout and stderr captured. The campaigns are
  * small (1200 iterations on machines of 200, not shrunk) and weakened so that they find things.
  */
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   existsSync,
   mkdirSync,
@@ -20,7 +20,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../../scenarios/cli/main.ts';
+import { runCli } from '../cli/in-process.ts';
 import { fuzz, mergeResults, workerShard, type FuzzFinding } from '../../../scenarios/fuzz/host.ts';
 import { shardIterations } from '../../../scenarios/cli/fuzz-merge.ts';
 
@@ -32,22 +32,8 @@ interface Run {
 
 /** `smmulab …` in this process, its output captured. */
 async function smmulab(...args: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const capture = (into: string[]) =>
-    ((chunk: string | Uint8Array): boolean => {
-      into.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-      return true;
-    }) as typeof process.stdout.write;
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation(capture(out));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation(capture(err));
-  try {
-    const code = await main([...args, '--log-level', 'silent']);
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
+  const r = await runCli([...args, '--log-level', 'silent']);
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 type Json = Record<string, unknown> & {

@@ -4,10 +4,10 @@
  * slices carry what the issue asks for, and it is deterministic.
  */
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { smmulab } from '../cli/in-process.ts';
 import { loadScenarios } from '../../../scenarios/engine/loader.ts';
 import { runScenario } from '../../../scenarios/engine/runner.ts';
 import {
@@ -16,8 +16,6 @@ import {
   type TraceEvent,
   type TraceRecorder,
 } from '../../../scenarios/inspect/trace.ts';
-
-const BIN = join(import.meta.dirname, '../../../scenarios/bin/smmulab.mjs');
 
 function traced(name: string, hyp?: 'none' | 'pkvm'): { events: TraceEvent[]; ok: boolean } {
   const sc = loadScenarios(name)[0]!;
@@ -386,21 +384,15 @@ describe('trace: other runs and the CLI', () => {
     expect(occupancy(0x10 | 3, 3, 4)).toBe(16);
   });
 
-  it('smmulab run --trace FILE writes the trace (one process per run); a bad path exits 2 naming it', () => {
+  it('smmulab run --trace FILE writes the trace (one process per run); a bad path exits 2 naming it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'smmulab-trace-'));
     const f = join(dir, 'out.json');
-    const r = spawnSync(process.execPath, [BIN, 'run', 'guest-nesting', '--trace', f], {
-      encoding: 'utf8',
-    });
+    const r = await smmulab('run', 'guest-nesting', '--trace', f);
     expect(r.status).toBe(0);
     const evs = JSON.parse(readFileSync(f, 'utf8')).traceEvents as TraceEvent[];
     expect(formatProblems(evs)).toEqual([]);
     expect(threadNames(evs).has('guest vm1 vCPU')).toBe(true);
-    const bad = spawnSync(
-      process.execPath,
-      [BIN, 'run', 'guest-nesting', '--trace', join(dir, 'no/such/dir/out.json')],
-      { encoding: 'utf8' },
-    );
+    const bad = await smmulab('run', 'guest-nesting', '--trace', join(dir, 'no/such/dir/out.json'));
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('no/such/dir/out.json');
   });

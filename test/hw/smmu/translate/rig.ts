@@ -22,50 +22,22 @@ import {
   type Cmd,
   type SwCmdq,
 } from '../../helpers.ts';
+import { EVENT, EVENT_CLASS, OPCODE } from '../../../reference.ts';
 
 export { cmd, sync, type Cmd };
 
 // ---- event numbers (reference §5.1) ------------------------------------------------------------
 
-export const EV = {
-  C_BAD_STREAMID: 0x02,
-  F_STE_FETCH: 0x03,
-  C_BAD_STE: 0x04,
-  F_STREAM_DISABLED: 0x06,
-  C_BAD_SUBSTREAMID: 0x08,
-  F_CD_FETCH: 0x09,
-  C_BAD_CD: 0x0a,
-  F_WALK_EABT: 0x0b,
-  F_TRANSLATION: 0x10,
-  F_ADDR_SIZE: 0x11,
-  F_ACCESS: 0x12,
-  F_PERMISSION: 0x13,
-} as const;
+export const EV = EVENT;
 export type EvName = keyof typeof EV;
 
 /** CLASS encoding (reference §5.2): 0 CD, 1 TT, 2 IN. */
-export const CLASS = { CD: 0, TT: 1, IN: 2 } as const;
+export const CLASS = EVENT_CLASS;
 export type ClassName = keyof typeof CLASS;
 
 // ---- opcodes (reference §4.2) --------------------------------------------------------------------
 
-export const OP = {
-  CFGI_STE: 0x03,
-  CFGI_STE_RANGE: 0x04,
-  CFGI_CD: 0x05,
-  CFGI_CD_ALL: 0x06,
-  TLBI_NH_ALL: 0x10,
-  TLBI_NH_ASID: 0x11,
-  TLBI_NH_VA: 0x12,
-  TLBI_NH_VAA: 0x13,
-  TLBI_EL2_ALL: 0x20,
-  TLBI_EL2_ASID: 0x21,
-  TLBI_EL2_VA: 0x22,
-  TLBI_EL2_VAA: 0x23,
-  TLBI_S12_VMALL: 0x28,
-  TLBI_S2_IPA: 0x2a,
-  TLBI_NSNH_ALL: 0x30,
-} as const;
+export const OP = OPCODE;
 
 /** CMD_SYNC with CS=SIG_NONE. */
 export const SYNC: Cmd = sync(0);
