@@ -18,6 +18,7 @@
  */
 import type { AccessSize } from '../bus.ts';
 import {
+  CMDQ_CONS,
   CR0,
   CR2,
   ID_REGISTERS,
@@ -28,7 +29,7 @@ import {
   type RegDef,
   type RegEffect,
 } from './regs.ts';
-import { wordMask } from '../bits.ts';
+import { place, wordMask } from '../bits.ts';
 import type { SmmuFeatures } from './features.ts';
 import type { CommandQueue } from './cmdq.ts';
 import type { EventQueue } from './evtq.ts';
@@ -193,7 +194,8 @@ export function componentBackings(c: {
     CMDQ_PROD: { read: () => cmdq.prod, write: (v) => (cmdq.prod = v) },
     CMDQ_CONS: {
       // ERR is valid while CMDQ_ERR is active
-      read: () => (cmdq.cons | (gerror.active(GERR.CMDQ_ERR) ? cmdq.err << 24 : 0)) >>> 0,
+      read: () =>
+        (cmdq.cons | (gerror.active(GERR.CMDQ_ERR) ? place(CMDQ_CONS.ERR, cmdq.err) : 0)) >>> 0,
       write: (v) => (cmdq.cons = v),
     },
     EVENTQ_PROD: { read: () => evtq.prod, write: (v) => (evtq.prod = v) },
@@ -260,8 +262,11 @@ export class RegisterFile {
       if (h === 0) this.reset0[s] = d.reset ?? 0;
       const bank = name.slice(0, name.length - d.name.length);
       if (d.guard) {
-        this.guardA[s] = layout.slot(bank + d.guard.reg);
-        this.guardB[s] = layout.slot(bank + d.guard.reg + 'ACK');
+        // the enable and the register that acknowledges it (CR0ACK, IRQ_CTRLACK)
+        const en = layout.slot(bank + d.guard.reg);
+        const ack = layout.defs[en]!.ack;
+        this.guardA[s] = en;
+        this.guardB[s] = ack ? layout.slot(bank + ack) : en;
         this.guardMask[s] = wordMask(d.guard.field);
       }
       if (d.ack) this.ackSlot[s] = layout.slot(bank + d.ack);
