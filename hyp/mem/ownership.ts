@@ -15,9 +15,7 @@
  * unpin. Listeners (the host CPU stage-2 and the IOMMU idmap) run after a transition's checks
  * pass; a listener that vetoes (throws) undoes the transition, so nothing is left half done.
  */
-import { quietLimit } from '../../hw/quiet-errors.ts';
-
-const quiet = quietLimit;
+import { ExpectedError } from '../../hw/expected-error.ts';
 
 export const PAGE = 4096;
 
@@ -42,16 +40,14 @@ const HOST_OWNED: PageState = Object.freeze({
 
 export type Transition = 'donate' | 'reclaim' | 'share' | 'unshare' | 'pin' | 'unpin';
 
-/** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
-export class OwnershipError extends Error {
+/** An expected outcome; built without a stack (hw/expected-error.ts). */
+export class OwnershipError extends ExpectedError {
   constructor(
     readonly transition: Transition,
     readonly pa: number,
     readonly why: string,
   ) {
-    const limit = quiet();
     super(`${transition} refused at page 0x${pa.toString(16)}: ${why}`);
-    Error.stackTraceLimit = limit;
     this.name = 'OwnershipError';
   }
 }

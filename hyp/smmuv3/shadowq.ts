@@ -15,9 +15,7 @@
 import type { MmioBus } from '../../hw/bus.ts';
 import { OFF, CMDQ_CONS } from '../../hw/smmu/regs.ts';
 import { encodeCommand } from '../../hw/smmu/commands.ts';
-import { quietLimit } from '../../hw/quiet-errors.ts';
-
-const quiet = quietLimit;
+import { ExpectedError } from '../../hw/expected-error.ts';
 
 const R_PROD = OFF.CMDQ_PROD;
 const R_CONS = OFF.CMDQ_CONS;
@@ -33,14 +31,12 @@ export const POISON = new Uint32Array(4);
 /** the slot was written by the hypervisor itself */
 export const HYP_SLOT = -1;
 
-/** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
-export class ShadowQueueError extends Error {
+/** An expected outcome; built without a stack (hw/expected-error.ts). */
+export class ShadowQueueError extends ExpectedError {
   /** the commands were appended (and will run when the hardware restarts), as opposed to refused for lack of room */
   queued = false;
   constructor(why: string) {
-    const limit = quiet();
     super(`shadow command queue: ${why}`);
-    Error.stackTraceLimit = limit;
     this.name = 'ShadowQueueError';
   }
 }
