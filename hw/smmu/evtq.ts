@@ -37,10 +37,17 @@ export class EventQueue {
 
   /**
    * Sees every record the SMMU generates, before the queue's enable and space are checked (the
-   * hypervisor uses it to route its guests' faults; traces watch it too). Inactive (one
+   * traces watch it; the hypervisor routes through `router`). Inactive (one
    * length check) on the hot path.
    */
   readonly taps = new Observers<Uint32Array>();
+  /**
+   * The hypervisor's interposition on event records (where pKVM handles the event-queue
+   * interrupt and routes its guests' faults): called with every record before it is written,
+   * ahead of the taps. A part of the machine's configuration, not an observer: one slot, null
+   * without a hypervisor.
+   */
+  router: ((words: Uint32Array) => void) | null = null;
 
   constructor(private readonly env: EvtqEnv) {}
 
@@ -51,6 +58,7 @@ export class EventQueue {
   /** Record an event. Returns true when it was written to memory. */
   record(words: Uint32Array): boolean {
     if (words.length !== EVT_WORDS) throw new Error('an event record is 8 words');
+    if (this.router !== null) this.router(words);
     if (this.taps.active) this.taps.notify(words);
     if (!this.env.enabled()) {
       this.dropped++;

@@ -21,6 +21,7 @@ import { POISON, HYP_SLOT, type ShadowQueue } from './shadowq.ts';
 import type { HostMemory } from '../mem/hostmem.ts';
 import type { FailureLog } from '../policy/failure.ts';
 import type { RuleName } from '../policy/policy.ts';
+import type { HostCommandPath } from './cmd-path.ts';
 
 // Module-local aliases of imported bindings for the per-command loop (under the TypeScript
 // loader an imported binding is read through a getter on every access).
@@ -54,7 +55,7 @@ export interface CmdqEmuStats {
   hwErrors: number;
 }
 
-export class HostCmdq {
+export class HostCmdq implements HostCommandPath {
   /** the host's CMDQ_BASE as written (cached; the hardware has the shadow queue) */
   baseLo = 0;
   baseHi = 0;
