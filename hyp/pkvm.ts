@@ -30,7 +30,7 @@ import { layerLogger } from '../hw/log.ts';
 import { PageOwnership, OwnershipError, PAGE, type Owner } from './mem/ownership.ts';
 import { HypPool } from './mem/pool.ts';
 import { HostMemory } from './mem/hostmem.ts';
-import { ShadowQueue, ShadowQueueError } from './smmuv3/shadowq.ts';
+import { ShadowQueue, ShadowQueueError, SYNC_OK } from './smmuv3/shadowq.ts';
 import { ShadowStreamTable } from './smmuv3/strtab.ts';
 import type { SmmuStage2 } from './iommu/stage2.ts';
 import { selectSmmuStage2, type Stage2Env } from './iommu/stage2.ts';
@@ -408,12 +408,11 @@ export class PkvmHyp {
       );
       throw new ShadowQueueError('the command queue is disabled');
     }
-    try {
-      this.shadowQ.issueAndSync(cmds);
-    } catch (e) {
-      if (e instanceof ShadowQueueError)
-        this.failures.violate('donate-tlbi', `stage-2 invalidation did not complete: ${e.message}`);
-      throw e;
+    const r = this.shadowQ.sync(cmds);
+    if (r !== SYNC_OK) {
+      const e = this.shadowQ.error(r);
+      this.failures.violate('donate-tlbi', `stage-2 invalidation did not complete: ${e.message}`);
+      throw e; // the ownership change's veto (mem/ownership.ts undoes it)
     }
   }
 

@@ -14,11 +14,11 @@ import { get, set, wordMask } from '../../hw/bits.ts';
 import { OFF, IDR0, CR1, GBPA, Q_BASE, STRTAB_BASE_CFG, regNameAt } from '../../hw/smmu/regs.ts';
 import { encodeCommand } from '../../hw/smmu/commands.ts';
 import { queueBase } from '../../hw/smmu/smmu.ts';
-import { OwnershipError, type PageOwnership } from '../mem/ownership.ts';
+import { refusalMessage, type PageOwnership } from '../mem/ownership.ts';
 import { pageSpan, type Span } from '../mem/span.ts';
 import type { FailureLog } from '../policy/failure.ts';
 import type { RuleName } from '../policy/policy.ts';
-import { ShadowQueueError, type ShadowQueue } from './shadowq.ts';
+import { SYNC_OK, type ShadowQueue } from './shadowq.ts';
 import { LINUX_SPLIT, type ShadowStreamTable } from './strtab.ts';
 import { emulatedAt } from './emul.ts';
 import type { HostCommandPath } from './cmd-path.ts';
@@ -373,16 +373,14 @@ export class HostRegs {
       // an idmap change happened while the queue was off: invalidate everything first
       const hwOld = bus.read32('hyp', env.mmio + OFF.CR0);
       bus.write32('hyp', env.mmio + OFF.CR0, (v & ~SMMUEN & ~ATSCHK) >>> 0);
-      try {
-        env.shadowQ.issueAndSync([encodeCommand('TLBI_NSNH_ALL', {})]);
-      } catch (e) {
-        if (!(e instanceof ShadowQueueError)) throw e;
+      const r = env.shadowQ.sync([encodeCommand('TLBI_NSNH_ALL', {})]);
+      if (r !== SYNC_OK) {
         // the invalidation cannot complete (the queue is stopped): SMMUEN stays off, nothing changes
         bus.write32('hyp', env.mmio + OFF.CR0, hwOld);
         for (const u of undo.reverse()) u();
         env.failures.violate(
           'donate-tlbi',
-          `SMMUEN 0→1 refused: the stage-2 invalidation it needs did not complete (${e.message})`,
+          `SMMUEN 0→1 refused: the stage-2 invalidation it needs did not complete (${env.shadowQ.why(r)})`,
         );
         return;
       }
@@ -407,12 +405,14 @@ export class HostRegs {
       env.failures.violate(rule, `${what} is not memory`);
       return REFUSED;
     }
-    try {
-      if (pin) env.own.shareAndPin(span.base, span.size);
-      else env.own.share(span.base, span.size, 'hyp');
-    } catch (e) {
-      if (!(e instanceof OwnershipError)) throw e;
-      env.failures.violate(rule, `${what} cannot be shared with the hypervisor: ${e.message}`);
+    const r = pin
+      ? env.own.tryShareAndPin(span.base, span.size)
+      : env.own.tryShare(span.base, span.size, 'hyp');
+    if (r !== null) {
+      env.failures.violate(
+        rule,
+        `${what} cannot be shared with the hypervisor: ${refusalMessage(r.transition, r.pa, r.why)}`,
+      );
       return REFUSED;
     }
     return SHARED;

@@ -5,7 +5,7 @@
  */
 import { get } from '../../hw/bits.ts';
 import { L1STD, STE_WORDS } from '../../hw/smmu/ste.ts';
-import { OwnershipError } from '../mem/ownership.ts';
+import { refusalMessage } from '../mem/ownership.ts';
 import { PoolExhausted } from '../mem/pool.ts';
 import { pageSpan, type Span } from '../mem/span.ts';
 import { RULE_NAMES, type RuleName } from '../policy/policy.ts';
@@ -69,16 +69,13 @@ export class CfgiSteShadowing implements SteShadowing {
           `host L2 stream table 0x${l2ptr.toString(16)} for StreamID ${sid} is not memory`,
         );
       if (!env.weak('queue-share')) {
-        try {
-          env.own.shareAndPin(l2.base, l2.size);
-        } catch (e) {
-          if (!(e instanceof OwnershipError)) throw e;
+        const r = env.own.tryShareAndPin(l2.base, l2.size);
+        if (r !== null)
           return this.refuseSte(
             sid,
             'queue-share',
-            `host L2 stream table 0x${l2ptr.toString(16)} for StreamID ${sid} cannot be shared: ${e.message}`,
+            `host L2 stream table 0x${l2ptr.toString(16)} for StreamID ${sid} cannot be shared: ${refusalMessage(r.transition, r.pa, r.why)}`,
           );
-        }
       } else l2 = null;
     } else {
       steAddr = t.base + sid * 64;
