@@ -269,12 +269,17 @@ export class PkvmHyp {
       weak,
       sidGuest: (sid) => this.vms.sidOwner.get(sid)?.name,
     });
+    const steShadow = this.steShadow;
     this.cmdq = this.buildCmdPath({
       hostMem: this.hostMem,
       shadow: this.shadowQ,
       failures: this.failures,
       weak,
-      reshadow: (sid) => this.reshadow(sid),
+      // straight to the strategy: one call per CFGI_STE on the trap path
+      reshadow: (sid) => {
+        this.stats.reshadows++;
+        return steShadow.reshadow(sid);
+      },
     });
     this.regs = new HostRegs({
       bus,
