@@ -10,9 +10,7 @@
 import { ExternalAbort, type PhysicalMemory } from './memory.ts';
 import { Probe } from './probe.ts';
 import { HW_PROBES } from './probes.ts';
-import { quietLimit } from './quiet-errors.ts';
-
-const quiet = quietLimit;
+import { ExpectedError } from './expected-error.ts';
 
 /** `host`, `hyp`, or `guest:<name>` */
 export type Actor = string;
@@ -70,19 +68,17 @@ export interface BusAccessEvent {
 }
 export type BusObserver = (e: BusAccessEvent) => void;
 
-/** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
-export class CpuAbortError extends Error {
+/** An architecturally synchronous outcome, thrown; built without a stack (hw/expected-error.ts). */
+export class CpuAbortError extends ExpectedError {
   constructor(
     readonly actor: Actor,
     readonly addr: number,
     readonly dir: Dir,
     why: string,
   ) {
-    const limit = quiet();
     super(
       `${actor}: data abort on ${dir === 'r' ? 'read' : 'write'} at 0x${addr.toString(16)}: ${why}`,
     );
-    Error.stackTraceLimit = limit;
     this.name = 'CpuAbortError';
   }
 }

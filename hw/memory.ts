@@ -6,24 +6,20 @@
  * made it: the CPU (through the bus) or the SMMU (as F_*_FETCH / CERROR_ABT / *_ABT_ERR).
  */
 
-import { quietLimit } from './quiet-errors.ts';
-
-const quiet = quietLimit;
+import { ExpectedError } from './expected-error.ts';
 
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 1 << PAGE_SHIFT;
 export const PA_BITS = 48;
 export const PA_LIMIT = 2 ** PA_BITS;
 
-/** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
-export class ExternalAbort extends Error {
+/** An architecturally synchronous outcome, thrown; built without a stack (hw/expected-error.ts). */
+export class ExternalAbort extends ExpectedError {
   constructor(
     readonly addr: number,
     readonly what: string,
   ) {
-    const limit = quiet();
     super(`external abort: ${what} at 0x${addr.toString(16)}`);
-    Error.stackTraceLimit = limit;
     this.name = 'ExternalAbort';
   }
 }

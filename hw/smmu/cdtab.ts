@@ -103,6 +103,16 @@ export class CdCache {
     return n;
   }
 
+  /** The CDs cached through `sid` by SubstreamID, without filling or counting (inspection: hw/smmu/inspect.ts). */
+  peekCds(sid: number): ReadonlyMap<number, CdEntry> | undefined {
+    return this.cds.get(sid);
+  }
+
+  /** The L1CDs cached through `sid` by L1 index, without filling or counting. */
+  peekL1s(sid: number): ReadonlyMap<number, number> | undefined {
+    return this.l1.get(sid);
+  }
+
   private lastSid = -1;
   private lastMap: Map<number, CdEntry> | undefined;
 

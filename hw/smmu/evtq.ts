@@ -7,7 +7,6 @@
 import { EVT_BYTES, EVT_WORDS, decodeEvent, type DecodedEvent } from './events.ts';
 import { qFull, qIndex, qInc, ptrMask } from './queue.ts';
 import type { SmmuWriter } from './msi.ts';
-import { Observers } from '../observers.ts';
 import { Probe } from '../probe.ts';
 import { HW_PROBES } from '../probes.ts';
 
@@ -38,13 +37,13 @@ export class EventQueue {
   keepLog = true;
 
   /**
-   * Sees every record the SMMU generates, before the queue's enable and space are checked.
-   * Functional, not instrumentation: the hypervisor routes its guests' faults through it (until
-   * event routing gets its own seam). Inactive (one length check) on the hot path. Debugging
-   * subscribers use `probes.event` instead.
+   * The hypervisor's interposition on event records (where pKVM handles the event-queue
+   * interrupt and routes its guests' faults): called with every record before it is written,
+   * ahead of the probes. A part of the machine's configuration, not an observer: one slot, null
+   * without a hypervisor.
    */
-  readonly taps = new Observers<Uint32Array>();
-  /** probe points: every record offered, after the taps have routed it (traces) */
+  router: ((words: Uint32Array) => void) | null = null;
+  /** probe points: every record offered, after the hypervisor has routed it (traces) */
   readonly probes = { event: new Probe(HW_PROBES.event) } as const;
 
   constructor(private readonly env: EvtqEnv) {}
@@ -56,7 +55,7 @@ export class EventQueue {
   /** Record an event. Returns true when it was written to memory. */
   record(words: Uint32Array): boolean {
     if (words.length !== EVT_WORDS) throw new Error('an event record is 8 words');
-    if (this.taps.active) this.taps.notify(words);
+    if (this.router !== null) this.router(words);
     if (this.probes.event.active) this.probes.event.fire({ queue: this, words });
     if (!this.env.enabled()) {
       this.dropped++;

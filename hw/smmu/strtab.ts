@@ -91,6 +91,16 @@ export class StreamTable {
     return this.l1Cache.size;
   }
 
+  /** The cached STE of `sid`, without filling, evicting or counting (inspection: hw/smmu/inspect.ts). */
+  peekSte(sid: number): SteEntry | undefined {
+    return this.steCache.get(sid);
+  }
+
+  /** The cached L1STD at L1 index `l1idx`, without filling, evicting or counting. */
+  peekL1(l1idx: number): number | undefined {
+    return this.l1Cache.get(l1idx);
+  }
+
   geometry(): StrtabGeometry {
     return strtabGeometry(
       this.env.baseAddr(),

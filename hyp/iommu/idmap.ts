@@ -21,22 +21,14 @@ import {
 } from '../../hw/vmsa/io-pgtable.ts';
 import type { HypPool } from '../mem/pool.ts';
 import { PAGE, type OwnershipChange, type PageOwnership } from '../mem/ownership.ts';
+import type { IdmapGranule } from './granule.ts';
+import type { SmmuStage2, IdmapFlush, IdmapRegion } from './stage2.ts';
 
 const RAM_PROT: Prot = { read: true, write: true, cache: true };
 const MMIO_PROT: Prot = { read: true, write: true, mmio: true };
 
-export interface IdmapRegion {
-  base: number;
-  size: number;
-  mmio: boolean;
-}
-
-export interface IdmapFlush {
-  /** issue the TLBIs and wait for their CMD_SYNC; throw if that cannot be done */
-  (cmds: Uint32Array[]): void;
-}
-
-export class Idmap {
+/** The SMMU's stage-2 as a shadow of the host CPU stage-2 (strategy (c), 'shadow-idmap'). */
+export class Idmap implements SmmuStage2 {
   readonly pgtable: IoPgtable;
   /** pages (RAM) and blocks (MMIO) mapped */
   mappedPages = 0;
@@ -47,6 +39,7 @@ export class Idmap {
     bus: MmioBus,
     pool: HypPool,
     private readonly ril: boolean,
+    private readonly granule: IdmapGranule,
   ) {
     this.pgtable = new IoPgtable(
       {
@@ -88,18 +81,7 @@ export class Idmap {
             // memory, page by page (at most 512 pages per call)
             while (a < stop) {
               const run = Math.min(512, Math.ceil((stop - a) / PAGE));
-              let done = 0;
-              while (done < run) {
-                const n = this.pgtable.map(
-                  a + done * PAGE,
-                  a + done * PAGE,
-                  PAGE,
-                  run - done,
-                  RAM_PROT,
-                );
-                if (n === 0) break;
-                done += n / PAGE;
-              }
+              this.granule.map(this.pgtable, a, run * PAGE, RAM_PROT);
               this.mappedPages += run;
               a += run * PAGE;
             }
@@ -121,33 +103,17 @@ export class Idmap {
     if (c.hostCanAccess) {
       if (c.mmio) this.pgtable.mapRange(c.base, c.base, size, MMIO_PROT);
       else {
-        // memory stays page-granular, so any page of it can be donated again
-        let done = 0;
-        while (done < size) {
-          const n = this.pgtable.map(
-            c.base + done,
-            c.base + done,
-            PAGE,
-            (size - done) / PAGE,
-            RAM_PROT,
-          );
-          if (n === 0) throw new Error(`idmap: cannot map 0x${(c.base + done).toString(16)}`);
-          done += n;
-        }
+        // memory stays at the granule, so any page of it can be donated again
+        const done = this.granule.map(this.pgtable, c.base, size, RAM_PROT);
+        if (done < size) throw new Error(`idmap: cannot map 0x${(c.base + done).toString(16)}`);
       }
       this.mappedPages += c.pages;
       return; // a new mapping needs no invalidation (nothing was cached for it: it was unmapped)
     }
     const g = newGather();
-    let done = 0;
-    while (done < size) {
-      const n = this.pgtable.unmap(c.base + done, PAGE, (size - done) / PAGE, g);
-      if (n === 0)
-        throw new Error(
-          `idmap: 0x${(c.base + done).toString(16)} is not mapped at page granularity`,
-        );
-      done += n;
-    }
+    const done = this.granule.unmap(this.pgtable, c.base, size, g);
+    if (done < size)
+      throw new Error(`idmap: 0x${(c.base + done).toString(16)} is not mapped at page granularity`);
     this.mappedPages -= c.pages;
     this.unmaps++;
     if (skipTlbi) return;

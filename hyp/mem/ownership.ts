@@ -15,11 +15,9 @@
  * unpin. Listeners (the host CPU stage-2 and the IOMMU idmap) run after a transition's checks
  * pass; a listener that vetoes (throws) undoes the transition, so nothing is left half done.
  */
-import { quietLimit } from '../../hw/quiet-errors.ts';
 import { Probe } from '../../hw/probe.ts';
 import { HYP_PROBES } from '../probes.ts';
-
-const quiet = quietLimit;
+import { ExpectedError } from '../../hw/expected-error.ts';
 
 export const PAGE = 4096;
 
@@ -44,18 +42,36 @@ const HOST_OWNED: PageState = Object.freeze({
 
 export type Transition = 'donate' | 'reclaim' | 'share' | 'unshare' | 'pin' | 'unpin';
 
-/** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
-export class OwnershipError extends Error {
+/** An expected outcome; built without a stack (hw/expected-error.ts). */
+export class OwnershipError extends ExpectedError {
   constructor(
     readonly transition: Transition,
     readonly pa: number,
     readonly why: string,
   ) {
-    const limit = quiet();
-    super(`${transition} refused at page 0x${pa.toString(16)}: ${why}`);
-    Error.stackTraceLimit = limit;
+    super(refusalMessage(transition, pa, why));
     this.name = 'OwnershipError';
   }
+}
+
+/**
+ * A transition the checks refused (nothing changed): the value the try* transitions return,
+ * as pKVM's __pkvm_host_* return -EPERM. Allocated only on a refusal.
+ */
+export interface OwnershipRefusal {
+  readonly transition: Transition;
+  readonly pa: number;
+  readonly why: string;
+}
+
+/** How a refusal reads: `<transition> refused at page 0x…: <why>`. */
+export function refusalMessage(transition: Transition, pa: number, why: string): string {
+  return `${transition} refused at page 0x${pa.toString(16)}: ${why}`;
+}
+
+/** The exception for a refusal, for callers at a boundary that unwinds (scenario steps, the API). */
+export function refusalError(r: OwnershipRefusal): OwnershipError {
+  return new OwnershipError(r.transition, r.pa, r.why);
 }
 
 /** What the host may do with a page now (its CPU stage-2 and the idmap follow this). */
@@ -179,8 +195,13 @@ export class PageOwnership {
   // ---- transitions ---------------------------------------------------------------------------
 
   /** host → `to`: the host loses access. Pages must be host-owned, not shared, not pinned. */
-  donate(base: number, size: number, to: Exclude<Owner, 'host'>, o: { mmio?: boolean } = {}): void {
-    this.apply(
+  tryDonate(
+    base: number,
+    size: number,
+    to: Exclude<Owner, 'host'>,
+    o: { mmio?: boolean } = {},
+  ): OwnershipRefusal | null {
+    return this.apply(
       'donate',
       base,
       size,
@@ -197,8 +218,8 @@ export class PageOwnership {
   }
 
   /** `from` → host: the pages come back to the host. */
-  reclaim(base: number, size: number, from: Exclude<Owner, 'host'>): void {
-    this.apply(
+  tryReclaim(base: number, size: number, from: Exclude<Owner, 'host'>): OwnershipRefusal | null {
+    return this.apply(
       'reclaim',
       base,
       size,
@@ -210,8 +231,8 @@ export class PageOwnership {
   }
 
   /** host shares with `to`: the host keeps access. Pages must be host-owned and not yet shared. */
-  share(base: number, size: number, to: Exclude<Owner, 'host'>): void {
-    this.apply(
+  tryShare(base: number, size: number, to: Exclude<Owner, 'host'>): OwnershipRefusal | null {
+    return this.apply(
       'share',
       base,
       size,
@@ -226,8 +247,8 @@ export class PageOwnership {
     );
   }
 
-  unshare(base: number, size: number, from: Exclude<Owner, 'host'>): void {
-    this.apply(
+  tryUnshare(base: number, size: number, from: Exclude<Owner, 'host'>): OwnershipRefusal | null {
+    return this.apply(
       'unshare',
       base,
       size,
@@ -243,8 +264,8 @@ export class PageOwnership {
   }
 
   /** The hyp pins a page the host shared with it, so it cannot be unshared while in use. */
-  pin(base: number, size: number): void {
-    this.apply(
+  tryPin(base: number, size: number): OwnershipRefusal | null {
+    return this.apply(
       'pin',
       base,
       size,
@@ -255,8 +276,8 @@ export class PageOwnership {
     );
   }
 
-  unpin(base: number, size: number): void {
-    this.apply(
+  tryUnpin(base: number, size: number): OwnershipRefusal | null {
+    return this.apply(
       'unpin',
       base,
       size,
@@ -267,20 +288,55 @@ export class PageOwnership {
     );
   }
 
-  /** share + pin as one step (pKVM's hyp_pin_shared_mem after a share) */
-  shareAndPin(base: number, size: number): void {
-    this.share(base, size, 'hyp');
-    try {
-      this.pin(base, size);
-    } catch (e) {
-      this.unshare(base, size, 'hyp');
-      throw e;
-    }
+  /** share + pin as one step (pKVM's hyp_pin_shared_mem after a share); nothing changed on a refusal */
+  tryShareAndPin(base: number, size: number): OwnershipRefusal | null {
+    const r = this.tryShare(base, size, 'hyp');
+    if (r !== null) return r;
+    const p = this.tryPin(base, size);
+    if (p !== null) this.unshare(base, size, 'hyp');
+    return p;
   }
 
   unpinAndUnshare(base: number, size: number): void {
     this.unpin(base, size);
     this.unshare(base, size, 'hyp');
+  }
+
+  // the same transitions, throwing OwnershipError on a refusal (for callers that unwind)
+
+  donate(base: number, size: number, to: Exclude<Owner, 'host'>, o: { mmio?: boolean } = {}): void {
+    const r = this.tryDonate(base, size, to, o);
+    if (r !== null) throw refusalError(r);
+  }
+
+  reclaim(base: number, size: number, from: Exclude<Owner, 'host'>): void {
+    const r = this.tryReclaim(base, size, from);
+    if (r !== null) throw refusalError(r);
+  }
+
+  share(base: number, size: number, to: Exclude<Owner, 'host'>): void {
+    const r = this.tryShare(base, size, to);
+    if (r !== null) throw refusalError(r);
+  }
+
+  unshare(base: number, size: number, from: Exclude<Owner, 'host'>): void {
+    const r = this.tryUnshare(base, size, from);
+    if (r !== null) throw refusalError(r);
+  }
+
+  pin(base: number, size: number): void {
+    const r = this.tryPin(base, size);
+    if (r !== null) throw refusalError(r);
+  }
+
+  unpin(base: number, size: number): void {
+    const r = this.tryUnpin(base, size);
+    if (r !== null) throw refusalError(r);
+  }
+
+  shareAndPin(base: number, size: number): void {
+    const r = this.tryShareAndPin(base, size);
+    if (r !== null) throw refusalError(r);
   }
 
   private apply(
@@ -291,7 +347,7 @@ export class PageOwnership {
     next: (s: PageState) => PageState,
     accessChanges: boolean,
     hostCanAccess: boolean,
-  ): void {
+  ): OwnershipRefusal | null {
     if (
       !Number.isSafeInteger(base) ||
       !Number.isSafeInteger(size) ||
@@ -300,11 +356,11 @@ export class PageOwnership {
       size <= 0
     ) {
       this.refused++;
-      throw new OwnershipError(
-        t,
-        base,
-        `range 0x${base.toString(16)}+0x${size.toString(16)} is not page aligned`,
-      );
+      return {
+        transition: t,
+        pa: base,
+        why: `range 0x${base.toString(16)}+0x${size.toString(16)} is not page aligned`,
+      };
     }
     const first = base / PAGE;
     const n = size / PAGE;
@@ -314,7 +370,7 @@ export class PageOwnership {
       const why = check(s ?? HOST_OWNED);
       if (why) {
         this.refused++;
-        throw new OwnershipError(t, (first + i) * PAGE, why);
+        return { transition: t, pa: (first + i) * PAGE, why };
       }
       before[i] = s;
     }
@@ -345,7 +401,8 @@ export class PageOwnership {
           mmio,
         });
     } catch (e) {
-      // a listener vetoed (e.g. the idmap could not be invalidated): undo, so nothing is half done
+      // a listener vetoed (e.g. the idmap could not be invalidated): undo, so nothing is half
+      // done, and pass its error on (another layer's failure, not a refused transition)
       for (let i = 0; i < n; i++) this.set(first + i, before[i] ?? HOST_OWNED);
       if (accessChanges)
         for (const l of this.listeners) {
@@ -376,6 +433,7 @@ export class PageOwnership {
       throw e;
     }
     this.counts[t]++;
+    return null;
   }
 
   private set(pfn: number, s: PageState): void {

@@ -5,7 +5,12 @@
  */
 import type { FailurePolicy, RuleName } from './policy.ts';
 
-/** The hypervisor has panicked: the machine is stopped. */
+/**
+ * The hypervisor has panicked: the machine is stopped. This one stays an exception: it models a
+ * hyp panic, which unwinds everything in progress (no caller carries on after it), while the
+ * outcomes a caller does act on (a refused transition, a failed sync, a refused register
+ * access) are returned values.
+ */
 export class HypPanic extends Error {
   constructor(
     readonly rule: RuleName | 'internal',

@@ -1,7 +1,9 @@
 /**
  * The hypervisor's policy switches: what it does when the host breaks a rule (the failure
  * policy), which sanitizer rules are on, and the alternative designs the policy-evaluation
- * work compares. Policies are plain data, chosen per machine.
+ * work compares. Policies are plain data, chosen per machine. Each design axis (`cmdq`,
+ * `steShadowing`, `smmuStage2`, `idmapGranule`) is one strategy interface in hyp/ whose
+ * selector builds the named implementation or refuses an unbuilt one (NotBuiltError).
  *
  * Failure policy (pKVM treats a WARN as a fatal hyp panic):
  *  - `panic`:  faithful to pKVM. The hypervisor records the reason and stops the machine.
@@ -88,6 +90,10 @@ export interface HypPolicy {
   readonly steShadowing: 'cfgi' | 'trap-writes';
   /** how the host issues commands: trap-and-emulate (pKVM v4+) or paravirtual hypercalls (pKVM v1/v2) */
   readonly cmdq: 'trap' | 'pv';
+  /** what the SMMU's stage-2 for the host is: a shadow identity table (pKVM) or the CPU's stage-2 shared */
+  readonly smmuStage2: 'shadow-idmap' | 'cpu-shared';
+  /** the granularity of the idmap's memory mappings: pages (pKVM) or blocks split on donation */
+  readonly idmapGranule: 'page' | 'block';
   /** guest commands the hypervisor consumes per vSMMU trap (the rest continue on the next trap) */
   readonly guestCmdBudget: number;
 }
@@ -121,6 +127,8 @@ export function makePolicy(
     allowAts?: boolean;
     steShadowing?: 'cfgi' | 'trap-writes';
     cmdq?: 'trap' | 'pv';
+    smmuStage2?: 'shadow-idmap' | 'cpu-shared';
+    idmapGranule?: 'page' | 'block';
     guestCmdBudget?: number;
   } = {},
 ): HypPolicy {
@@ -136,6 +144,8 @@ export function makePolicy(
     allowAts: o.allowAts ?? false,
     steShadowing: o.steShadowing ?? 'cfgi',
     cmdq: o.cmdq ?? 'trap',
+    smmuStage2: o.smmuStage2 ?? 'shadow-idmap',
+    idmapGranule: o.idmapGranule ?? 'page',
     guestCmdBudget: budget,
   });
 }

@@ -23,6 +23,7 @@ import type { FailureLog } from '../policy/failure.ts';
 import type { RuleName } from '../policy/policy.ts';
 import { Probe, type StatRecord } from '../../hw/probe.ts';
 import { HYP_PROBES, HYP_STATS } from '../probes.ts';
+import type { HostCommandPath } from './cmd-path.ts';
 
 // Module-local aliases of imported bindings for the per-command loop (under the TypeScript
 // loader an imported binding is read through a getter on every access).
@@ -50,7 +51,7 @@ export interface CmdqEmuEnv {
 /** The emulation's counters (declared in HYP_STATS.hostCmdq). */
 export type CmdqEmuStats = StatRecord<typeof HYP_STATS.hostCmdq>;
 
-export class HostCmdq {
+export class HostCmdq implements HostCommandPath {
   /** the host's CMDQ_BASE as written (cached; the hardware has the shadow queue) */
   baseLo = 0;
   baseHi = 0;

@@ -15,10 +15,8 @@
 import type { MmioBus } from '../../hw/bus.ts';
 import { OFF, CMDQ_CONS } from '../../hw/smmu/regs.ts';
 import { encodeCommand } from '../../hw/smmu/commands.ts';
-import { quietLimit } from '../../hw/quiet-errors.ts';
 import { HYP_STATS } from '../probes.ts';
-
-const quiet = quietLimit;
+import { ExpectedError } from '../../hw/expected-error.ts';
 
 const R_PROD = OFF.CMDQ_PROD;
 const R_CONS = OFF.CMDQ_CONS;
@@ -31,17 +29,20 @@ export const SYNC_NONE = encodeCommand('CMD_SYNC', { CS: 0 });
 /** a command the hardware rejects with CERROR_ILL (reserved opcode 0x00): how a rejected host command is reported */
 export const POISON = new Uint32Array(4);
 
+/** sync() outcomes */
+export const SYNC_OK = 0;
+export const SYNC_NO_ROOM = 1;
+export const SYNC_STOPPED = 2;
+
 /** the slot was written by the hypervisor itself */
 export const HYP_SLOT = -1;
 
-/** An expected control-flow error: built without a stack while QUIET_ERRORS is on (hw/quiet-errors.ts). */
-export class ShadowQueueError extends Error {
+/** A sync() failure carried across a boundary that unwinds; built without a stack (hw/expected-error.ts). */
+export class ShadowQueueError extends ExpectedError {
   /** the commands were appended (and will run when the hardware restarts), as opposed to refused for lack of room */
   queued = false;
   constructor(why: string) {
-    const limit = quiet();
     super(`shadow command queue: ${why}`);
-    Error.stackTraceLimit = limit;
     this.name = 'ShadowQueueError';
   }
 }
@@ -63,6 +64,8 @@ export class ShadowQueue {
   private written = 0;
   /** free slots, a lower bound: exact after a publish, decremented by append (the hardware only frees slots) */
   private room = 0;
+  /** CONS.ERR when the last sync() stopped */
+  private stoppedErr = 0;
 
   constructor(
     private readonly bus: MmioBus,
@@ -156,27 +159,44 @@ export class ShadowQueue {
   }
 
   /**
-   * The hypervisor's own commands, followed by a CMD_SYNC, published and waited for. Throws
-   * ShadowQueueError when the hardware cannot complete them (queue disabled or in error):
-   * the caller must then not complete whatever needed them.
+   * The hypervisor's own commands, followed by a CMD_SYNC, published and waited for. Returns
+   * SYNC_OK, or why the hardware could not complete them (SYNC_NO_ROOM: nothing appended;
+   * SYNC_STOPPED: appended, the hardware stopped or is disabled): the caller must then not
+   * complete whatever needed them. A value, as pKVM returns an error code; no allocation.
    */
-  issueAndSync(cmds: readonly Uint32Array[]): void {
-    if (!this.hasRoom(cmds.length + 1))
-      throw new ShadowQueueError("no space for the hypervisor's commands");
+  sync(cmds: readonly Uint32Array[]): number {
+    if (!this.hasRoom(cmds.length + 1)) return SYNC_NO_ROOM;
     for (const c of cmds) this.append(c, HYP_SLOT);
     this.append(SYNC, HYP_SLOT);
     this.stats.syncs++;
     const cons = this.publish();
     if (!this.drained(cons)) {
-      const err = this.hwErr(cons);
-      const e = new ShadowQueueError(
-        err
-          ? `the hardware stopped with CONS.ERR=${err}`
-          : 'the hardware did not consume the queue (CMDQEN=0?)',
-      );
-      e.queued = true;
-      throw e;
+      this.stoppedErr = this.hwErr(cons);
+      return SYNC_STOPPED;
     }
+    return SYNC_OK;
+  }
+
+  /** Why the last sync() that failed with `code` failed, for a report. */
+  why(code: number): string {
+    if (code === SYNC_NO_ROOM)
+      return "shadow command queue: no space for the hypervisor's commands";
+    return this.stoppedErr
+      ? `shadow command queue: the hardware stopped with CONS.ERR=${this.stoppedErr}`
+      : 'shadow command queue: the hardware did not consume the queue (CMDQEN=0?)';
+  }
+
+  /** sync() for callers across a boundary that unwinds (the ownership veto, the vSMMU): throws ShadowQueueError. */
+  issueAndSync(cmds: readonly Uint32Array[]): void {
+    const r = this.sync(cmds);
+    if (r !== SYNC_OK) throw this.error(r);
+  }
+
+  /** The ShadowQueueError for a failed sync() code. */
+  error(code: number): ShadowQueueError {
+    const e = new ShadowQueueError(this.why(code).slice('shadow command queue: '.length));
+    e.queued = code === SYNC_STOPPED;
+    return e;
   }
 
   /** Replace the slot the hardware stopped at (an acknowledged error) with CMD_SYNC CS=NONE. */

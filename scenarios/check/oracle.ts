@@ -60,8 +60,8 @@ import {
 } from '../../hw/smmu/walk.ts';
 import { STAGE, WORLD, ASID_GLOBAL, type TlbEntry } from '../../hw/smmu/tlb.ts';
 import { EVT, EVT_BYTES } from '../../hw/smmu/events.ts';
-import type { SteEntry } from '../../hw/smmu/strtab.ts';
 import type { StreamDec } from '../../hw/smmu/translate.ts';
+import { inspectCaches, type CachedSte, type SmmuCacheView } from '../../hw/smmu/inspect.ts';
 import type { SmmuWrite } from '../../hw/smmu/msi.ts';
 
 // ---- public interface ----------------------------------------------------------------------------
@@ -736,38 +736,6 @@ function enumerateStage(
   return res;
 }
 
-// ---- cache internals ------------------------------------------------------------------------------
-
-/*
- * The configuration caches keep their maps private; the oracle reads them without going through
- * lookup() (which would fill the cache and count hits). If the model changes shape, fail loudly:
- * an oracle that silently ignored a cache would under-approximate.
- */
-interface StrtabCaches {
-  steCache: Map<number, SteEntry & { dec?: StreamDec }>;
-  l1Cache: Map<number, number>;
-}
-interface CdCaches {
-  cds: Map<number, Map<number, CdEntry>>;
-  l1: Map<number, Map<number, number>>;
-}
-
-function strtabCaches(smmu: Smmu): StrtabCaches {
-  const s = smmu.strtab as unknown as Partial<StrtabCaches>;
-  if (!(s.steCache instanceof Map) || !(s.l1Cache instanceof Map))
-    throw new Error(
-      'isolation oracle: cannot read the stream table caches (StreamTable.steCache / l1Cache)',
-    );
-  return s as StrtabCaches;
-}
-
-function cdCaches(smmu: Smmu): CdCaches {
-  const c = smmu.cds as unknown as Partial<CdCaches>;
-  if (!(c.cds instanceof Map) || !(c.l1 instanceof Map))
-    throw new Error('isolation oracle: cannot read the CD caches (CdCache.cds / l1)');
-  return c as CdCaches;
-}
-
 type CtxTlbEntry = TlbEntry & { ctx: { world: number; stage: number; vmid: number; asid: number } };
 
 /** Per-check state: the policy snapshot and memoized enumerations. */
@@ -775,6 +743,8 @@ class CheckCtx {
   readonly stages = new Map<string, StageReach>();
   private tlbIdx: Map<string, CtxTlbEntry[]> | null = null;
   readonly wp: WriteProtected;
+  /** the SMMU's configuration caches, read without filling or counting */
+  readonly caches: SmmuCacheView;
 
   constructor(
     readonly smmu: Smmu,
@@ -782,6 +752,7 @@ class CheckCtx {
     readonly trustTables: boolean,
   ) {
     this.wp = new WriteProtected(ranges);
+    this.caches = inspectCaches(smmu);
   }
 
   /** Whether the host could write [a, a+len) (always false with trustTableMemory). */
@@ -805,7 +776,7 @@ class CheckCtx {
 
 /** An STE the SMMU could use for a StreamID. */
 interface SteCand {
-  entry: SteEntry & { dec?: StreamDec };
+  entry: CachedSte;
   where: string;
 }
 
@@ -1092,8 +1063,8 @@ export class IsolationOracle {
     const smmu = this.machine.smmu;
     const mem = this.machine.mem;
     const out: SteCand[] = [];
-    const caches = smmu.caching ? strtabCaches(smmu) : null;
-    const cached = caches?.steCache.get(sid);
+    const caches = ctx.caches.caching ? ctx.caches : null;
+    const cached = caches?.ste(sid);
     if (cached) out.push({ entry: cached, where: `cached STE (fetched from ${hex(cached.addr)})` });
 
     const geo = smmu.strtab.geometry();
@@ -1105,7 +1076,7 @@ export class IsolationOracle {
       const l1idx = Math.floor(sid / 2 ** geo.split);
       const l1Addr = geo.base + l1idx * 8;
       const descs: Array<{ desc: number; via: string }> = [];
-      const c = caches?.l1Cache.get(l1idx);
+      const c = caches?.l1std(l1idx);
       if (c !== undefined) descs.push({ desc: c, via: ` via the cached L1STD ${l1idx}` });
       if (mem.isRam(l1Addr, 8)) {
         if (ctx.hostWritable(l1Addr, 8))
@@ -1281,8 +1252,8 @@ export class IsolationOracle {
     };
     const cds: Array<{ cd: CdEntry; where: string }> = [];
     this.cdsInMemory(ctx, sid, dec, first, end, env, el2, cds, r, tag);
-    if (smmu.caching) {
-      const m = cdCaches(smmu).cds.get(sid);
+    if (ctx.caches.caching) {
+      const m = ctx.caches.cds(sid);
       if (m)
         for (const [ssid, cd] of m)
           if (ssid >= first && ssid < end)
@@ -1346,7 +1317,7 @@ export class IsolationOracle {
     const leafN = 2 ** leafBits;
     const l1entries = cdmax <= leafBits ? 1 : 2 ** (cdmax - leafBits);
     const l1base = ptr - (ptr % Math.max(64, l1entries * 8));
-    const cachedL1 = smmu.caching ? cdCaches(smmu).l1.get(sid) : undefined;
+    const cachedL1 = ctx.caches.caching ? ctx.caches.l1cds(sid) : undefined;
     const w = new Uint32Array(2);
     const l1First = cdmax <= leafBits ? 0 : Math.floor(first / leafN);
     const l1Last = cdmax <= leafBits ? 0 : Math.floor((end - 1) / leafN);

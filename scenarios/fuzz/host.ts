@@ -35,7 +35,6 @@
 import { spawnSync } from 'node:child_process';
 import { Machine, SMMU_BASE } from '../../hw/machine.ts';
 import { CpuAbortError } from '../../hw/bus.ts';
-import { QUIET_ERRORS } from '../../hw/quiet-errors.ts';
 import { layerLogger, setLogLevel, type LogLevel } from '../../hw/log.ts';
 import { get, set } from '../../hw/bits.ts';
 import { STE, STE_FIELDS, CFG } from '../../hw/smmu/ste.ts';
@@ -390,8 +389,6 @@ export interface ExecResult {
   opcodes: Record<string, number>;
   registers: Record<string, { read: number; write: number }>;
   kinds: Record<string, number>;
-  /** the exception found was built without a stack (QUIET_ERRORS): attribute it by a replay */
-  restack?: boolean;
 }
 
 interface ExecOptions {
@@ -401,18 +398,12 @@ interface ExecOptions {
   coverage: boolean;
 }
 
-const QUIET = QUIET_ERRORS;
 /** what an operation whose step reported nothing reported (never written to) */
 const NO_REPORTS: RunContext['failures'] = [];
 const EMUL_BY_OFFSET = new Map(EMULATION.map((e) => [e.offset, e.name]));
 const STRICT_WEAK = (): boolean => false;
 const PATH_RANK = new Map<string, number>(PATHS.map((p, i) => [p, i]));
 const PAGE = 4096;
-
-/** Whether an error carries stack frames (the expected classes are built without while QUIET_ERRORS is on). */
-function hasFrames(e: Error): boolean {
-  return (e.stack ?? '').includes('\n    at ');
-}
 
 function isHypFrame(e: Error): boolean {
   return /[/\\]hyp[/\\][a-z-]+\.ts/.test(e.stack ?? '');
@@ -445,41 +436,9 @@ export function execute(
   eo: ExecOptions,
   makeAttacker?: (L: HostLayout, probe: HostProbe, cmdqMaxShift: number) => void,
 ): ExecResult {
-  // the expected control-flow errors (a host data abort, a refused ownership call, ...) are
-  // built without stacks while the machine runs: most of their cost
-  const quiet = QUIET.on;
-  QUIET.on = true;
-  let res: ExecResult;
-  try {
-    res = executeQuietly(plan, source, eo, makeAttacker);
-  } finally {
-    QUIET.on = quiet;
-  }
-  if (res.restack) {
-    // one of them escaped as an unexpected exception: the same operations again, with stacks,
-    // say where it came from (a replay of a machine's operations is exact: shrinking relies on it)
-    delete res.restack;
-    const ops = res.executed.slice(0, res.foundAt + 1);
-    let given = false;
-    QUIET.on = false;
-    let again: ExecResult;
-    try {
-      again = executeQuietly(
-        plan,
-        () => {
-          if (given) return null;
-          given = true;
-          return ops;
-        },
-        { ...eo, coverage: false },
-      );
-    } finally {
-      QUIET.on = quiet;
-    }
-    if (res.found && again.found?.signature === res.found.signature)
-      res.found.detail = again.found.detail;
-  }
-  return res;
+  // the expected outcomes thrown (a host data abort, ...) never carry a stack
+  // (hw/expected-error.ts): one that escapes is told by its name and message
+  return executeQuietly(plan, source, eo, makeAttacker);
 }
 
 function executeQuietly(
@@ -880,7 +839,6 @@ function executeQuietly(
             detail: `${e.name}: ${e.message} (at ${origin(e)}${isHypFrame(e) ? ', through hypervisor code' : ''})`,
           };
           res.foundAt = idx;
-          if (!hasFrames(e)) res.restack = true;
           return res;
         }
       }
@@ -1056,21 +1014,15 @@ function hostLayout(k: HostKernel | undefined, m: Machine): HostLayout {
 
 /** Host reads, as the attacker makes them to aim (side-effect free: registers through the trap, its own memory). */
 function hostProbe(m: Machine, ctx: RunContext): HostProbe {
-  // an error escaping a probe is attributed by its stack (there is no operation to replay), so
-  // the probe's reads build theirs with stacks
   return {
     reg(name: RegName): bigint | null {
       const r = regByName(name);
       if (!r) return null;
-      const quiet = QUIET.on;
-      QUIET.on = false;
       try {
         return m.bus.read('host', m.smmu.base + r.offset, r.width);
       } catch (e) {
         if (e instanceof CpuAbortError) return null;
         throw e;
-      } finally {
-        QUIET.on = quiet;
       }
     },
     guest(name: string) {
@@ -1090,15 +1042,11 @@ function hostProbe(m: Machine, ctx: RunContext): HostProbe {
     },
     mem64(addr: number): bigint | null {
       if (!m.mem.isRam(addr, 8)) return null;
-      const quiet = QUIET.on;
-      QUIET.on = false;
       try {
         return m.bus.read64('host', addr);
       } catch (e) {
         if (e instanceof CpuAbortError) return null;
         throw e;
-      } finally {
-        QUIET.on = quiet;
       }
     },
   };

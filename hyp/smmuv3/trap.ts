@@ -1,0 +1,57 @@
+/**
+ * Trap dispatch: every CPU access the stage-2 check refused lands here. A host access to the
+ * SMMU registers is emulated (host-regs.ts), a guest vCPU access goes to its vSMMU or aborts
+ * (hyp/vm/guests.ts), anything else is a data abort (thrown: architecturally synchronous).
+ */
+import { CpuAbortError, isGuestActor, type DataAbort } from '../../hw/bus.ts';
+import { SMMU_MMIO_SIZE } from '../../hw/smmu/regs.ts';
+import type { PageOwnership } from '../mem/ownership.ts';
+import type { HostRegs } from './host-regs.ts';
+import type { Probe } from '../../hw/probe.ts';
+
+export interface TrapStats {
+  traps: number;
+  mmioTraps: number;
+  memoryTraps: number;
+}
+
+export interface TrapEnv {
+  readonly mmio: number;
+  readonly own: PageOwnership;
+  readonly regs: HostRegs;
+  readonly stats: TrapStats;
+  /** fired with each data abort taken, before it is handled (hyp/probes.ts `hyp.trap`) */
+  readonly trapProbe: Probe<DataAbort>;
+  /** a guest vCPU's trap */
+  guestTrap(a: DataAbort): bigint;
+  readonly failures: { readonly panic: unknown };
+  /** throws HypPanic (called once the hypervisor has panicked) */
+  panicked(): never;
+}
+
+export class TrapDispatch {
+  constructor(private readonly env: TrapEnv) {}
+
+  trap(a: DataAbort): bigint {
+    const env = this.env;
+    env.stats.traps++;
+    if (env.trapProbe.active) env.trapProbe.fire(a);
+    if (env.failures.panic !== null) env.panicked();
+    if (isGuestActor(a.actor)) return env.guestTrap(a);
+    const off = a.addr - env.mmio;
+    if (a.actor === 'host' && off >= 0 && off < SMMU_MMIO_SIZE) {
+      env.stats.mmioTraps++;
+      return a.dir === 'r'
+        ? env.regs.read(off, a.size)
+        : (env.regs.write(off, a.size, a.value), 0n);
+    }
+    env.stats.memoryTraps++;
+    const s = env.own.state(a.addr);
+    throw new CpuAbortError(
+      a.actor,
+      a.addr,
+      a.dir,
+      `stage-2 fault: the page is ${s.owner === 'host' ? 'not mapped' : `owned by ${s.owner}`}`,
+    );
+  }
+}
