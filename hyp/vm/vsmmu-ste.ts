@@ -24,7 +24,7 @@
  * hypervisor's value: its stage-2 fields, VMID, STRW, EATS and overrides).
  */
 import { get, set } from '../../hw/bits.ts';
-import { STE, STE_FIELDS, CFG, steIllegal } from '../../hw/smmu/ste.ts';
+import { STE, STE_FIELDS, CFG, SHCFG, steIllegal } from '../../hw/smmu/ste.ts';
 import type { SmmuFeatures } from '../../hw/smmu/features.ts';
 import type { S2PgtableCfg } from '../../hw/vmsa/io-pgtable.ts';
 import { setStage2 } from '../smmuv3/ste-sanitize.ts';
@@ -56,7 +56,7 @@ export const S1_FIELDS = [
 const OTHER_FIELDS = STE_FIELDS.filter(
   (f) => f !== STE.V && f !== STE.Config && !S1_FIELDS.includes(f),
 );
-const SHCFG_INCOMING = 1;
+const SHCFG_INCOMING = SHCFG.INCOMING;
 
 /**
  * Build the physical STE for guest STE `g` into `out` (16 words). Returns the outcome and, when
