@@ -17,6 +17,7 @@ import { CERROR } from '../../hw/smmu/cmdq.ts';
 import { layerLogger } from '../../hw/log.ts';
 import type { StatRecord } from '../../hw/probe.ts';
 import { HOST_STATS } from '../stats.ts';
+import { SH, S2_MEMATTR } from '../../hw/vmsa/descriptor.ts';
 
 const log = layerLogger('host');
 // register offsets used on every batch (module-local: imported bindings are getters under the loader)
@@ -41,12 +42,16 @@ const F = {
 } as const;
 const OP_TLBI_NH_VA = commands.OP.TLBI_NH_VA;
 /** Linux's CMD_SYNC without MSIs: CS=SEV, MSH=ISH, MSIAttr=0xF (0x0fc02046) — constant, encoded once */
-const SYNC_SEV = encodeCommand('CMD_SYNC', { CS: 2, MSH: 3, MSIAttr: 0xf });
+const SYNC_SEV = encodeCommand('CMD_SYNC', {
+  CS: commands.CS_SIG.SEV,
+  MSH: SH.ISH,
+  MSIAttr: S2_MEMATTR.NORMAL_WB,
+});
 /** Linux's MSIPOLL CMD_SYNC with MSIAddress 0; the entry's own address is filled in per command */
 const SYNC_MSI = encodeCommand('CMD_SYNC', {
-  CS: 1,
-  MSH: 3,
-  MSIAttr: 0xf,
+  CS: commands.CS_SIG.IRQ,
+  MSH: SH.ISH,
+  MSIAttr: S2_MEMATTR.NORMAL_WB,
   MSIData: 0,
   MSIAddress: 0,
 });

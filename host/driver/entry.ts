@@ -12,7 +12,7 @@
  * 2i+1 (high half). All masks are derived from the field tables in hw/smmu/ste.ts and cd.ts.
  */
 import { definedMask, get, place, type Field } from '../../hw/bits.ts';
-import { STE, STE_WORDS, CFG, EATS } from '../../hw/smmu/ste.ts';
+import { STE, STE_WORDS, CFG, EATS, S1DSS } from '../../hw/smmu/ste.ts';
 import { CD, CD_WORDS } from '../../hw/smmu/cd.ts';
 
 export const ENTRY_WORDS = 16;
@@ -21,8 +21,8 @@ export const ENTRY_QWORDS = 8;
 if (STE_WORDS !== ENTRY_WORDS || CD_WORDS !== ENTRY_WORDS)
   throw new Error('host/entry: STE and CD must be 16 words');
 
-/** STE.S1DSS encodings (reference §2.2). */
-export const S1DSS = { TERMINATE: 0, BYPASS: 1, SSID0: 2 } as const;
+/** STE.S1DSS encodings (reference §2.2), declared beside the field. */
+export { S1DSS };
 
 function mask(...fields: Field[]): Uint32Array {
   return definedMask(fields, ENTRY_WORDS);

@@ -8,21 +8,21 @@
  * architectural fields ([55:x]).
  */
 import { set, setBig } from '../../hw/bits.ts';
-import { STE, STE_WORDS, CFG, EATS, SHCFG } from '../../hw/smmu/ste.ts';
+import { STE, STE_WORDS, CFG, EATS, S1FMT, STRW, SHCFG } from '../../hw/smmu/ste.ts';
 import { CD, CD_WORDS } from '../../hw/smmu/cd.ts';
 import type { SmmuFeatures } from '../../hw/smmu/features.ts';
 import { S1DSS } from './entry.ts';
+import { RGN, SH } from '../../hw/vmsa/tcr.ts';
+import { tg0Encoding } from '../../hw/vmsa/geometry.ts';
 
 export { S1DSS };
 
-/** STE.S1Fmt encodings. */
-export const S1FMT = { LINEAR: 0, L2_4K: 1, L2_64K: 2 } as const;
+/** STE.S1Fmt, SHCFG and STRW encodings, declared beside the fields. */
+export { S1FMT, STRW };
 /** STE.S1CIR/S1COR and CD.IRx/ORx: write-back read-allocate (STE) / write-back RA+WA (CD). */
-export const CACHE_WB = 1;
+export const CACHE_WB = RGN.WBWA;
 /** Shareability: Inner Shareable. */
-export const SH_ISH = 3;
-/** STE.STRW encodings. */
-export const STRW = { NSEL1: 0, EL2: 2 } as const;
+export const SH_ISH = SH.ISH;
 
 /** The SMMU features the builders depend on (the driver's view, from the ID registers). */
 export interface HostSmmuFeatures {
@@ -305,7 +305,7 @@ export function makeSvaCd(
   if (mm) {
     const shift = cpu.pageShift ?? 12;
     set(w, CD.T0SZ, 64 - mm.vaBits);
-    set(w, CD.TG0, shift === 16 ? 1 : shift === 14 ? 2 : 0);
+    set(w, CD.TG0, tg0Encoding(shift));
     set(w, CD.IR0, CACHE_WB);
     set(w, CD.OR0, CACHE_WB);
     set(w, CD.SH0, SH_ISH);

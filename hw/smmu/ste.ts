@@ -158,8 +158,17 @@ export const STE_RES0 = definedMask(STE_FIELDS, 8).map((m) => ~m >>> 0);
 
 export const CFG = { ABORT: 0, BYPASS: 4, S1_TRANS: 5, S2_TRANS: 6, NESTED: 7 } as const;
 export const EATS = { ABT: 0, TRANS: 1, S1CHK: 2, DPT: 3 } as const;
-/** STE.SHCFG (and GBPA.SHCFG) values */
+/** STE.S1Fmt values. */
+export const S1FMT = { LINEAR: 0, L2_4K: 1, L2_64K: 2 } as const;
+/** STE.S1DSS values. */
+export const S1DSS = { TERMINATE: 0, BYPASS: 1, SSID0: 2 } as const;
+/** STE.STRW values (Non-secure). */
+export const STRW = { NSEL1: 0, EL2: 2 } as const;
+/** STE.SHCFG values. */
 export const SHCFG = { NSH: 0, INCOMING: 1, OSH: 2, ISH: 3 } as const;
+/** STE.PRIVCFG and INSTCFG values (1 is reserved). */
+export const PRIVCFG = { INCOMING: 0, UNPRIV: 2, PRIV: 3 } as const;
+export const INSTCFG = { INCOMING: 0, DATA: 2, INSTR: 3 } as const;
 
 /** The Level-1 Stream Table Descriptor (IHI 0070 5.1): 8 bytes. */
 export const L1STD = {

@@ -11,7 +11,7 @@
  */
 import { get, place, inWord, wholeWord, addressMasks, type Field } from '../bits.ts';
 import { ExternalAbort, type PhysicalMemory } from '../memory.ts';
-import { STE, CFG, EATS, effectivePs } from './ste.ts';
+import { STE, CFG, EATS, PRIVCFG, INSTCFG, effectivePs } from './ste.ts';
 import { s2StartLevel, tg0Shift as s2GranuleShift } from '../vmsa/geometry.ts';
 import {
   EVT,
@@ -413,12 +413,12 @@ export class Translator {
   }
 
   private effPriv(t: Txn): boolean {
-    const p = this.curDec?.privcfg ?? 0;
-    return p === 2 ? false : p === 3 ? true : t.priv;
+    const p = this.curDec?.privcfg ?? PRIVCFG.INCOMING;
+    return p === PRIVCFG.UNPRIV ? false : p === PRIVCFG.PRIV ? true : t.priv;
   }
   private effInstr(t: Txn): boolean {
-    const p = this.curDec?.instcfg ?? 0;
-    return p === 2 ? false : p === 3 ? true : t.instr;
+    const p = this.curDec?.instcfg ?? INSTCFG.INCOMING;
+    return p === INSTCFG.DATA ? false : p === INSTCFG.INSTR ? true : t.instr;
   }
 
   // ---- stage 2 ---------------------------------------------------------------------------------

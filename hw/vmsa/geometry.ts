@@ -29,7 +29,7 @@ export function tg1Shift(tg1: number): number {
 
 /** The TG0 / S2TG encoding of granule 2^g. */
 export function tg0Encoding(g: number): number {
-  return g === 12 ? TG0.SZ_4K : g === 16 ? TG0.SZ_64K : TG0.SZ_16K;
+  return g === 16 ? TG0.SZ_64K : g === 14 ? TG0.SZ_16K : TG0.SZ_4K;
 }
 
 /** Index bits of a table below the start level: g - 3. */

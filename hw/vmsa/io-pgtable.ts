@@ -1,7 +1,9 @@
 /**
- * The host kernel's io-pgtable: VMSAv8-64 LPAE page tables for the SMMU, behaving like Linux's
- * io-pgtable-arm formats ARM_64_LPAE_S1 and ARM_64_LPAE_S2 (written here from the reference,
- * smmuv3.md §6, and linux-sequence.md §3; not from Linux's source).
+ * io-pgtable: VMSAv8-64 LPAE page tables for the SMMU, behaving like Linux's io-pgtable-arm
+ * formats ARM_64_LPAE_S1 and ARM_64_LPAE_S2 (written here from the reference, smmuv3.md §6, and
+ * linux-sequence.md §3; not from Linux's source). A neutral library, as pKVM shares
+ * io-pgtable-arm: the host driver and the hypervisor both import it, and it imports only
+ * hw/vmsa (descriptor fields, level geometry, TCR encodings).
  *
  * What it does, in Linux's terms:
  *  - Configuration: the granule is PAGE_SIZE (4 KiB) when the page-size bitmap has it, else the

@@ -20,7 +20,7 @@
  * that the idmap translates, so they cannot reach memory the host may not.
  */
 import { get, set } from '../../hw/bits.ts';
-import { STE, CFG, SHCFG } from '../../hw/smmu/ste.ts';
+import { STE, CFG, EATS, SHCFG } from '../../hw/smmu/ste.ts';
 import type { RuleName } from '../policy/policy.ts';
 import type { S2PgtableCfg } from '../../hw/vmsa/io-pgtable.ts';
 
@@ -38,7 +38,7 @@ export interface SteRefusal {
   reason: string;
 }
 
-const EATS_SPLIT = 2;
+const EATS_SPLIT = EATS.S1CHK;
 
 /**
  * Sanitize `w` (16 words) in place. On a refusal the STE is turned into an abort STE (the safe
