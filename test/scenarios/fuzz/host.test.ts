@@ -13,16 +13,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  fuzz,
-  fuzzParallel,
-  sampleOperations,
-  stepJson,
-  coverageGaps,
-  type FuzzFinding,
-  type FuzzResult,
-  type FindingKind,
-} from '../../../scenarios/fuzz/host.ts';
+import { fuzz, sampleOperations } from '../../../scenarios/fuzz/engine.ts';
+import { fuzzParallel } from '../../../scenarios/fuzz/parallel.ts';
+import { stepJson } from '../../../scenarios/fuzz/reproducer.ts';
+import { coverageGaps } from '../../../scenarios/fuzz/target-host.ts';
+import type { FuzzFinding, FuzzResult, FindingKind } from '../../../scenarios/fuzz/result.ts';
 import { STEPS } from '../../../scenarios/steps/index.ts';
 import { loadScenarios } from '../../../scenarios/engine/loader.ts';
 import { runScenario } from '../../../scenarios/engine/runner.ts';

@@ -19,7 +19,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../../scenarios/cli/main.ts';
-import { campaign, fuzz, fuzzSliced } from '../../../scenarios/fuzz/host.ts';
+import { campaign, fuzz, fuzzSliced } from '../../../scenarios/fuzz/engine.ts';
 import { makeDirs, unwritableDir, unwritableFile } from '../../../scenarios/cli/out-path.ts';
 
 interface Run {
