@@ -205,7 +205,16 @@ function makeFinding(
     if (needs.length) finding.needs = blame(t, sPlan, ops, f.signature);
   }
   finding.minimalOperations = ops.length;
-  finding.scenario = t.scenario(o, sPlan, ops, found, panic, finding.needs, original, iteration);
+  finding.scenario = t.scenario({
+    o,
+    plan: sPlan,
+    ops,
+    found,
+    panic,
+    needs: finding.needs,
+    original,
+    iteration,
+  });
   try {
     const { r, failures } = replayScenario(finding.scenario);
     const lastOp = sPlan.prologue.length + ops.length - 1;

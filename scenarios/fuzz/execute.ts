@@ -24,6 +24,10 @@ import type {
 
 const QUIET = QUIET_ERRORS;
 
+/** What a trial's run() returns when the machine's run ended without a finding of its own (a panic with nothing found, an exception already recorded). */
+export const ENDED = { ended: true } as const;
+export type Ended = typeof ENDED;
+
 /** What an operation whose step reported nothing reported (never written to). */
 export const NO_REPORTS: RunContext['failures'] = [];
 
@@ -94,6 +98,7 @@ export function once<Op>(ops: readonly Op[]): () => Op[] | null {
   };
 }
 
+/** One run of a trial (execute, without the restack). */
 function executeOnce<
   P extends Plan,
   Op extends Operation,
@@ -160,7 +165,11 @@ function executeOnce<
       res.executed.push(op);
       ctx.stepIndex = plan.prologue.length + idx;
       ctx.op = op.op;
-      if (trial.run(op, idx)) return res;
+      const f = trial.run(op, idx);
+      if (f === null) continue;
+      if (f !== ENDED) res.found = f as D;
+      res.foundAt = idx;
+      return res;
     }
   }
   res.found = trial.finish(res.executed.length - 1);
@@ -181,13 +190,12 @@ export function runStep(ctx: RunContext, op: Operation): unknown {
 /**
  * After a step that threw, or with the hypervisor panicked: 'panic' when it is a modeled
  * panic (res.panic set), 'own' when it is a data abort the acting side took (its own
- * business: the run goes on), else the unexpected exception found (res.found, res.foundAt set).
+ * business: the run goes on), else the unexpected exception found (res.found set).
  */
 export function stepThrew<Op, D extends Detected>(
   res: Execution<Op, D>,
   hyp: PkvmHyp,
   thrown: unknown,
-  idx: number,
   ownAbort: (actor: string) => boolean,
   where: (e: Error) => string = () => '',
 ): 'panic' | 'own' | 'exception' {
@@ -201,7 +209,6 @@ export function stepThrew<Op, D extends Detected>(
   const e = thrown as Error;
   if (e instanceof CpuAbortError && ownAbort(e.actor)) return 'own';
   res.found = exceptionFound(e, where(e)) as D;
-  res.foundAt = idx;
   if (QUIET.on && !hasFrames(e)) res.restack = true;
   return 'exception';
 }

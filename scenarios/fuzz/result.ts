@@ -3,6 +3,7 @@
  * result of a campaign (or of one shard of it), and the merge of shard results.
  */
 import type { FailurePolicy, RuleName, PolicyName } from '../../hyp/policy/policy.ts';
+import { OPCODES } from '../../hw/smmu/commands.ts';
 import type { FailureChoice, FuzzOptions } from './options.ts';
 
 export interface FuzzProgress {
@@ -107,18 +108,25 @@ export function emptyCoverage(): FuzzCoverage {
   return { opcodes: {}, registers: {}, operations: {} };
 }
 
+/** The counts a result adds up, before anything ran. */
+const COUNTS = [
+  'iterations',
+  'operations',
+  'commands',
+  'machines',
+  'breaches',
+  'unexpectedExceptions',
+  'invariantViolations',
+  'panics',
+] as const;
+type Counts = Record<(typeof COUNTS)[number], number>;
+const zeroCounts = (): Counts => Object.fromEntries(COUNTS.map((k) => [k, 0])) as Counts;
+
 /** A campaign's result before anything ran. */
 export function emptyResult(o: FuzzOptions, target: 'host' | 'guest'): FuzzResult {
   return {
     seed: o.seed,
-    iterations: 0,
-    operations: 0,
-    commands: 0,
-    machines: 0,
-    breaches: 0,
-    unexpectedExceptions: 0,
-    invariantViolations: 0,
-    panics: 0,
+    ...zeroCounts(),
     operationsPerSecond: 0,
     seconds: 0,
     target,
@@ -150,14 +158,7 @@ export function mergeCoverage(into: FuzzCoverage, c: FuzzCoverage): void {
 export function mergeResults(o: FuzzOptions, parts: FuzzResult[], seconds: number): FuzzResult {
   const res: FuzzResult = {
     ...parts[0]!,
-    iterations: 0,
-    operations: 0,
-    commands: 0,
-    machines: 0,
-    breaches: 0,
-    unexpectedExceptions: 0,
-    invariantViolations: 0,
-    panics: 0,
+    ...zeroCounts(),
     panicsByRule: {},
     failuresBySignature: {},
     coverage: emptyCoverage(),
@@ -166,14 +167,7 @@ export function mergeResults(o: FuzzOptions, parts: FuzzResult[], seconds: numbe
     workers: parts.length,
   };
   for (const p of parts) {
-    res.iterations += p.iterations;
-    res.operations += p.operations;
-    res.commands += p.commands;
-    res.machines += p.machines;
-    res.breaches += p.breaches;
-    res.unexpectedExceptions += p.unexpectedExceptions;
-    res.invariantViolations += p.invariantViolations;
-    res.panics += p.panics;
+    for (const k of COUNTS) res[k] += p[k];
     for (const [k, v] of Object.entries(p.panicsByRule))
       res.panicsByRule[k] = (res.panicsByRule[k] ?? 0) + v;
     for (const [k, v] of Object.entries(p.failuresBySignature))
@@ -202,5 +196,18 @@ function sortCoverage(c: FuzzCoverage): FuzzCoverage {
     opcodes: sortKeys(c.opcodes),
     registers: sortKeys(c.registers),
     operations: sortKeys(c.operations),
+  };
+}
+
+/** The registers of `registers` no operation touched, and the opcodes no command used. */
+export function coverageGapsOf(
+  c: FuzzCoverage,
+  registers: readonly string[],
+): { registers: string[]; opcodes: string[] } {
+  return {
+    registers: registers.filter(
+      (n) => !c.registers[n] || c.registers[n]!.read + c.registers[n]!.write === 0,
+    ),
+    opcodes: OPCODES.map((d) => d.name as string).filter((n) => !c.opcodes[n]),
   };
 }

@@ -41,47 +41,48 @@ import { CpuAbortError } from '../../hw/bus.ts';
 import { get, set } from '../../hw/bits.ts';
 import { STE, STE_FIELDS, STE_WORDS, CFG } from '../../hw/smmu/ste.ts';
 import { SMMU_MMIO_SIZE, regNameAt, OFF, regByName, type RegName } from '../../hw/smmu/regs.ts';
-import { OP, OPCODES, VMID as VMID_F, opcodeName } from '../../hw/smmu/commands.ts';
+import { OP, VMID as VMID_F, opcodeName } from '../../hw/smmu/commands.ts';
 import { EVT } from '../../hw/smmu/events.ts';
 import { GERR } from '../../hw/smmu/gerror.ts';
 import { queueBase } from '../../hw/smmu/smmu.ts';
 import { qIndex, ptrMask } from '../../hw/smmu/queue.ts';
-import type { DmaEndpoint, DmaOutcome } from '../../hw/dma.ts';
 import { V6_GAPS, type FailurePolicy, type RuleName } from '../../hyp/policy/policy.ts';
-import { PATHS, IsolationOracle, type ProtectedRange } from '../check/oracle.ts';
 import { nestSte, S1_FIELDS, type NestEnv } from '../../hyp/vm/vsmmu-ste.ts';
 import { VSMMU_IPA, type Guest } from '../../hyp/vm/guest.ts';
 import type { VSmmu } from '../../hyp/vm/vsmmu.ts';
 import type { PkvmHyp } from '../../hyp/pkvm.ts';
-import { isolationPolicy } from '../check/isolation.ts';
 import { RunContext } from '../engine/context.ts';
 import { STEPS } from '../steps/index.ts';
-import { buildMachine, bootHyp, type RunResult } from '../engine/runner.ts';
+import type { RunResult } from '../engine/runner.ts';
 import type { MachineConfig } from '../engine/schema.ts';
 import type { HostKernel } from '../steps/driver.ts';
-import { machineConfig } from './target-host.ts';
-import type { FuzzOptions } from './options.ts';
-import type { FuzzCoverage } from './result.ts';
-import { NO_REPORTS, runStep, stepThrew } from './execute.ts';
-import { replayOps, type AnyTarget } from './blame.ts';
-import {
-  hexs,
-  machineJson,
-  scenarioName,
-  stepJson,
-  oracleBreachReplays,
-  exceptionReplays,
-} from './reproducer.ts';
+// the target's interface, then the engine's pieces a target is built from
 import type {
   Detected as Detection,
-  Plan,
   ExecOptions,
   Execution,
   FuzzTarget,
-  Panic,
+  Plan,
   Step,
   Trial,
 } from './target.ts';
+import type { FuzzOptions } from './options.ts';
+import { drawHypervisor } from './plan.ts';
+import { ENDED, NO_REPORTS, runStep, stepThrew, type Ended } from './execute.ts';
+import * as check from './checks.ts';
+import { driverView } from './view.ts';
+import { replayOps, type AnyTarget } from './blame.ts';
+import { coverageGapsOf, type FuzzCoverage } from './result.ts';
+import {
+  exceptionReplays,
+  hexs,
+  machineJson,
+  oracleBreachReplays,
+  scenarioName,
+  stepJson,
+} from './reproducer.ts';
+// the host target's machine, which the guests' is laid out in
+import { FUZZ_MACHINE, machineConfig } from './target-host.ts';
 import {
   GuestAttacker,
   type Rng,
@@ -112,14 +113,8 @@ export const GUEST_FUZZ = {
   machine: {
     ramBase: 0x4000_0000,
     ramSize: 0x100_0000,
-    hypMemory: { base: 0x40c0_0000, size: 0x40_0000 },
-    devices: [
-      { name: 'dev0', sid: 0 },
-      { name: 'dev8', sid: 8 },
-      { name: 'dev9', sid: 9 },
-      { name: 'dev256', sid: 256 },
-      { name: 'dev65535', sid: 0xffff },
-    ],
+    hypMemory: FUZZ_MACHINE.hyp,
+    devices: FUZZ_MACHINE.devices,
   },
   hostPages: { base: 0x4000_0000, limit: 0x4040_0000 },
   hostBuffer: 0x4030_0000,
@@ -228,21 +223,7 @@ export function planGuestMachine(
   firstIteration: number,
   rng: Rng,
 ): GuestPlan {
-  const choice = o.failure ?? 'mixed';
-  const failure: FailurePolicy =
-    choice === 'mixed'
-      ? rng.weighted<FailurePolicy>([
-          [5, 'panic'],
-          [50, 'reject'],
-          [45, 'log'],
-        ])
-      : choice;
-  let weaken = baseWeaken(o);
-  if (weaken.length > 1) {
-    const keep = weaken.filter(() => rng.chance(0.5));
-    weaken = keep.length ? keep : [rng.pick(weaken)];
-  }
-  const raw = rng.chance(1 / 7);
+  const { failure, weaken, raw } = drawHypervisor(o, baseWeaken(o), rng);
   const twoGuests = rng.chance(3 / 4);
   const prologueJson = guestPrologue(twoGuests, raw);
   return {
@@ -302,8 +283,9 @@ export interface GuestExecResult extends Execution<GuestOp, Detected> {
   machine?: { m: Machine; hyp: PkvmHyp; ctx: RunContext };
 }
 
+type GuestTarget = FuzzTarget<GuestPlan, GuestOp, Detected, GuestView[], GuestExecResult>;
+
 const ownAbort = (actor: string): boolean => actor.startsWith('guest:');
-const PATH_RANK = new Map<string, number>(PATHS.map((p, i) => [p, i]));
 const PAGE = 4096;
 const EVT_SID_MASK = 0xffff_ffff_0000_0000n;
 /** VMID's position in the first doubleword of a TLBI command (bits [47:32]) */
@@ -388,30 +370,10 @@ function guestTrial(
   eo: ExecOptions,
   res: GuestExecResult,
 ): Trial<GuestOp, Detected, GuestView[]> {
-  const m = buildMachine(plan.machine);
-  const hyp = bootHyp(m, plan.machine);
-  const ctx = new RunContext(m);
-  ctx.hyp = hyp;
-  ctx.hypMode = 'pkvm';
-  ctx.hypMemory = { ...GUEST_FUZZ.machine.hypMemory };
+  const { m, hyp, ctx } = check.trialMachine(plan, GUEST_FUZZ.machine.hypMemory);
   if (eo.keep) res.machine = { m, hyp, ctx };
   const own = hyp.own;
-  const owners = (): number => own.counts.donate + own.counts.reclaim;
-  let rangesAt = -1;
-  let ranges: readonly ProtectedRange[] = [];
-  const policy = isolationPolicy(ctx);
-  const oracle = new IsolationOracle(m, {
-    ...policy,
-    protectedRanges: () => {
-      if (owners() !== rangesAt) {
-        rangesAt = owners();
-        ranges = policy.protectedRanges();
-      }
-      return ranges;
-    },
-  });
-  oracle.attach();
-  ctx.oracle = oracle;
+  const oracle = check.trialOracle(m, ctx, hyp, false);
 
   /** the guest whose operation is running (null: the prologue, the host) */
   let acting: Guest | null = null;
@@ -433,50 +395,24 @@ function guestTrial(
   let smmuWrites = 0;
   m.smmu.writer.observe((w) => {
     smmuWrites++;
-    for (let a = w.pa - (w.pa % PAGE); a < w.pa + w.len; a += PAGE) {
-      if (!own.hostMay(a)) {
-        const path = w.kind === 'event' ? 'event' : w.kind === 'priq' ? 'priq' : 'msi';
-        flag({
-          kind: 'breach',
-          signature: `breach:${path}`,
-          detail: `SMMU ${w.kind} write of ${w.len} bytes at 0x${w.pa.toString(16)} landed on ${own.state(a).owner} memory`,
-        });
-        return;
-      }
-    }
+    const d = check.smmuWriteBreach(w, own);
+    if (d) flag(d);
   });
 
   // DMA: a guest's device within its guest's memory, a host device within host memory
-  const wrapEp = (ep: DmaEndpoint): void => {
-    const watch = (out: DmaOutcome, access: string): DmaOutcome => {
-      if (out.ok && out.pa >= 0) {
-        const g = hyp.sidOwner.get(ep.sid);
-        const ok = g ? own.state(out.pa).owner === g.actor : own.hostMay(out.pa);
-        if (!ok)
-          flag({
-            kind: 'breach',
-            signature: 'breach:dma-landed',
-            detail: `a ${access} DMA from StreamID ${ep.sid} (${g ? `${g.actor}'s device` : 'a host device'}) reached PA 0x${out.pa.toString(16)}, ${own.state(out.pa).owner} memory`,
-          });
-      }
-      return out;
-    };
-    const { read, write, readTranslated, writeTranslated } = ep;
-    ep.read = (iova, len, o) => watch(read.call(ep, iova, len, o), 'read');
-    ep.write = (iova, data, o) => watch(write.call(ep, iova, data, o), 'write');
-    ep.readTranslated = (addr, len, o) =>
-      watch(readTranslated.call(ep, addr, len, o), 'Translated read');
-    ep.writeTranslated = (addr, data, o) =>
-      watch(writeTranslated.call(ep, addr, data, o), 'Translated write');
-  };
-  for (const ep of m.devices.values()) wrapEp(ep);
-  const origEndpoint = ctx.endpointForSid;
-  ctx.endpointForSid = (sid: number) => {
-    const known = m.devices.size;
-    const ep = origEndpoint.call(ctx, sid);
-    if (m.devices.size !== known) wrapEp(ep);
-    return ep;
-  };
+  check.watchDma(m, ctx, (ep, out, access) => {
+    if (out.ok && out.pa >= 0) {
+      const g = hyp.sidOwner.get(ep.sid);
+      const ok = g ? own.state(out.pa).owner === g.actor : own.hostMay(out.pa);
+      if (!ok)
+        flag({
+          kind: 'breach',
+          signature: 'breach:dma-landed',
+          detail: `a ${access} DMA from StreamID ${ep.sid} (${g ? `${g.actor}'s device` : 'a host device'}) reached PA 0x${out.pa.toString(16)}, ${own.state(out.pa).owner} memory`,
+        });
+    }
+    return out;
+  });
 
   // physical STE installs: which pSIDs changed, and none of another's during a guest's operation
   const dirty = new Set<number>();
@@ -704,33 +640,23 @@ function guestTrial(
       s.cr0,
       s.gbpa.value,
       installs,
-      owners(),
+      check.ownerChanges(own),
       smmuWrites,
       dmas,
       s.strtab.fetches,
       m.devices.size,
     ];
-    let changed = now.length !== fp.length;
-    for (let i = 0; i < now.length && !changed; i++) changed = now[i] !== fp[i];
-    if (changed) {
-      fp.length = 0;
-      fp.push(...now);
-    }
-    return changed;
+    return check.fingerprintChanged(fp, now);
   };
 
   const fullCheck = (): Detected | null => {
-    const r = oracle.check();
-    if (r.ok) return null;
-    let best = r.breaches[0]!;
-    for (const b of r.breaches)
-      if ((PATH_RANK.get(b.path) ?? 99) < (PATH_RANK.get(best.path) ?? 99)) best = b;
-    return {
-      kind: 'breach',
-      signature: `breach:${best.path}`,
-      detail: `${r.total} breach(es); ${best.detail}`,
-      checks: [{ op: 'isolation', expect: 'ok', comment: `fails: ${best.detail}` }],
-    };
+    const b = check.oracleBreach(oracle);
+    return b
+      ? {
+          ...b.found,
+          checks: [{ op: 'isolation', expect: 'ok', comment: `fails: ${b.best}` }],
+        }
+      : null;
   };
 
   const afterOp = (force: boolean, opNo: number): Detected | null => {
@@ -748,7 +674,7 @@ function guestTrial(
     return c;
   };
 
-  const run = (op: GuestOp, idx: number): boolean => {
+  const run = (op: GuestOp, idx: number): Detected | Ended | null => {
     if (eo.coverage) cover(res, op);
     const actor = 'actor' in op ? op.actor : null;
     acting = actor?.startsWith('guest:') ? (hyp.guests.get(actor.slice(6)) ?? null) : null;
@@ -758,25 +684,19 @@ function guestTrial(
     const g = acting;
     acting = null;
     if (thrown !== null || hyp.panicked) {
-      const how = stepThrew(res, hyp, thrown, idx, ownAbort);
-      if (how === 'panic') {
-        res.found = afterOp(true, idx);
-        res.foundAt = idx;
-      }
-      if (how !== 'own') return true;
+      const how = stepThrew(res, hyp, thrown, ownAbort);
+      if (how === 'panic') return afterOp(true, idx) ?? ENDED;
+      if (how !== 'own') return ENDED;
     }
     const reported =
       ctx.failures.length > failuresBefore ? ctx.failures.splice(failuresBefore) : NO_REPORTS;
-    const hypAbort = annotate(op, reported);
-    if (hypAbort) {
-      res.found = {
+    const hypAbort = check.annotate(op, reported, 'guest:');
+    if (hypAbort)
+      return {
         kind: 'exception',
         signature: 'exception:CpuAbortError:hyp',
         detail: `the hypervisor's own access aborted inside a guest ${op.op}: ${hypAbort}`,
       };
-      res.foundAt = idx;
-      return true;
-    }
     if (g && (op.op === 'write' || op.op === 'memwrite') && op.expect !== 'abort') {
       const bad = guestWriteLanded(op, g, hyp);
       if (bad)
@@ -806,11 +726,7 @@ function guestTrial(
         ],
       });
     }
-    const f = afterOp(false, idx);
-    if (!f) return false;
-    res.found = f;
-    res.foundAt = idx;
-    return true;
+    return afterOp(false, idx);
   };
 
   return {
@@ -827,24 +743,6 @@ function guestTrial(
     run,
     finish: (opNo) => afterOp(true, opNo),
   };
-}
-
-/** Set an operation's expectation to what happened. Returns the message when the hypervisor itself took the data abort. */
-function annotate(
-  op: GuestOp,
-  failures: ReadonlyArray<{ expected: unknown; actual: unknown; message?: string }>,
-): string | null {
-  for (const f of failures) {
-    if (op.op === 'write' || op.op === 'read' || op.op === 'memwrite') {
-      if (f.expected === 'completed' && f.actual === 'abort') {
-        if (f.message && !f.message.startsWith('guest:')) return f.message;
-        op.expect = 'abort';
-      } else if (f.expected === 'abort' && f.actual === 'completed') delete op.expect;
-    } else if (op.op === 'dma') {
-      if (f.expected === 'fault') delete op.expect;
-    }
-  }
-  return null;
 }
 
 /** A guest CPU write that completed must have stayed in the guest's RAM (or trapped to its vSMMU). */
@@ -865,28 +763,17 @@ function guestWriteLanded(
 }
 
 function cover(res: GuestExecResult, op: GuestOp): void {
-  res.kinds[op.op] = (res.kinds[op.op] ?? 0) + 1;
-  const count = (name: string, k = 1): void => {
-    res.commands += k;
-    res.opcodes[name] = (res.opcodes[name] ?? 0) + k;
-  };
-  if (op.op === 'cmd') {
-    for (const c of op.commands) count(c.name);
-  } else if (
+  check.coverOperation(res, op);
+  if (
     op.op === 'memwrite' &&
     op.comment &&
     (op.comment.startsWith('a raw command') || / × |at the guest's CMDQ_PROD slot/.test(op.comment))
   ) {
-    const opc = parseInt(op.hex.slice(0, 2), 16);
-    const name = opcodeName(opc).startsWith('RESERVED') ? 'RESERVED' : opcodeName(opc);
-    count(name, op.comment.includes(' × ') ? op.hex.length / 32 : 1);
+    check.coverRawCommand(res, op.hex, op.comment.includes(' × ') ? op.hex.length / 32 : 1);
   } else if (op.op === 'write' || op.op === 'read') {
     const off = op.addr - VSMMU_IPA;
     if (off < 0 || off >= SMMU_MMIO_SIZE) return;
-    const name = VSMMU_REG_BY_OFFSET.get(off) ?? 'other';
-    const e = (res.registers[name] ??= { read: 0, write: 0 });
-    if (op.op === 'read') e.read++;
-    else e.write++;
+    check.coverRegister(res, VSMMU_REG_BY_OFFSET.get(off) ?? 'other', op.op === 'read');
   }
 }
 
@@ -928,11 +815,7 @@ for (const name of VSMMU_REGISTERS) {
 
 /** The vSMMU registers no operation touched, and the opcodes no guest command used. */
 export function guestCoverageGaps(c: FuzzCoverage): { registers: string[]; opcodes: string[] } {
-  const registers = VSMMU_REGISTERS.filter(
-    (n) => !c.registers[n] || c.registers[n]!.read + c.registers[n]!.write === 0,
-  );
-  const opcodes = OPCODES.map((d) => d.name as string).filter((n) => !c.opcodes[n]);
-  return { registers, opcodes };
+  return coverageGapsOf(c, VSMMU_REGISTERS);
 }
 
 /** A guest as its attacker sees it, from its kernel's structures and the vSMMU (side-effect free). */
@@ -944,39 +827,8 @@ function guestView(
   raw: boolean,
 ): GuestView {
   const v: VSmmu = hyp.vsmmus.get(g.name)!;
-  const structures: Array<{ what: string; base: number; size: number }> = [];
-  const mappings: Array<{ sid: number; iova: number; pa: number; size: number }> = [];
-  const asids: number[] = [];
   const vsids = [...g.vsidToPsid.keys()];
-  if (k) {
-    const d = k.drv;
-    structures.push({ what: 'cmdq', base: d.cmdq.base, size: 2 ** d.cmdq.log2size * 16 });
-    structures.push({ what: 'evtq', base: d.evtq.base, size: 2 ** d.evtq.shift * 32 });
-    structures.push({
-      what: 'strtab-l1',
-      base: d.strtab.base,
-      size: Math.max(PAGE, d.strtab.l1.length * 8),
-    });
-    for (const l2 of d.strtab.l1)
-      if (l2) structures.push({ what: 'strtab-l2', base: l2, size: 256 * 64 });
-    for (const [, mp] of k.mappings) mappings.push({ ...mp });
-    for (const vsid of vsids) {
-      try {
-        const dd = k.dma.domainOf(vsid);
-        asids.push(dd.domain.asid);
-        const s1 = dd.domain.pgtable?.s1;
-        if (s1) structures.push({ what: `pgtable-${vsid}`, base: s1.ttbr, size: PAGE });
-        const w0 = m.mem.read64(g.ipaToPa(d.steAddr(vsid)));
-        structures.push({
-          what: `cd-${vsid}`,
-          base: Number(w0 & 0x00ff_ffff_ffff_ffc0n),
-          size: 256,
-        });
-      } catch {
-        /* not attached */
-      }
-    }
-  }
+  const { structures, mappings, asids } = driverView(k, vsids, m.mem, (ipa) => g.ipaToPa(ipa));
   const others = [...hyp.guests.values()].filter((o) => o !== g);
   const foreign = [
     ...new Set([
@@ -1109,16 +961,16 @@ function differentialChecks(
   return out;
 }
 
-function reproducerScenario(
-  o: FuzzOptions,
-  plan: GuestPlan,
-  ops: readonly GuestOp[],
-  found: Detected,
-  panic: Panic | null,
-  needs: readonly RuleName[],
-  original: number,
-  iteration: number,
-): Record<string, unknown> {
+const reproducerScenario: GuestTarget['scenario'] = ({
+  o,
+  plan,
+  ops,
+  found,
+  panic,
+  needs,
+  original,
+  iteration,
+}) => {
   const steps = ops.map((op, i) => {
     const j = stepJson(op);
     if (i === ops.length - 1 && found.lastOpExpect) {
@@ -1147,7 +999,7 @@ function reproducerScenario(
     machine: machineJson(plan.machine),
     steps: [...plan.prologueJson, ...steps, ...tail],
   };
-}
+};
 
 /**
  * Whether the replay of a reproducer fails with its finding: at step `lastOp` (its last
@@ -1170,24 +1022,23 @@ function reproduces(r: RunResult, signature: string, _found: Detected, lastOp: n
 // ---- the target ------------------------------------------------------------------------------
 
 /** The malicious guests, as the fuzz engine runs them. */
-export const GUEST_TARGET: FuzzTarget<GuestPlan, GuestOp, Detected, GuestView[], GuestExecResult> =
-  {
-    name: 'guest',
-    quiet: false,
-    aiming: 'while the guest aimed its next operation',
-    prologueFailures: true,
-    plan: planGuestMachine,
-    withWeaken,
-    dropStep: (p, i) => {
-      if (!droppable(p, i)) return null;
-      const keep = (_: unknown, k: number): boolean => k !== i;
-      return { ...p, prologueJson: p.prologueJson.filter(keep), prologue: p.prologue.filter(keep) };
-    },
-    // the last operations alone first (then twice as many, ...: a failure usually needs only the
-    // last attack); memory writes of more than 64 words keep their values
-    shrink: { suffixes: true, maxHex: 512 },
-    trial: guestTrial,
-    attacker: (rng: Rng, _plan, views) => new GuestAttacker(rng, views, { races: GUEST_RACES }),
-    scenario: reproducerScenario,
-    reproduces,
-  };
+export const GUEST_TARGET: GuestTarget = {
+  name: 'guest',
+  quiet: false,
+  aiming: 'while the guest aimed its next operation',
+  prologueFailures: true,
+  plan: planGuestMachine,
+  withWeaken,
+  dropStep: (p, i) => {
+    if (!droppable(p, i)) return null;
+    const keep = (_: unknown, k: number): boolean => k !== i;
+    return { ...p, prologueJson: p.prologueJson.filter(keep), prologue: p.prologue.filter(keep) };
+  },
+  // the last operations alone first (then twice as many, ...: a failure usually needs only the
+  // last attack); memory writes of more than 64 words keep their values
+  shrink: { suffixes: true, maxHex: 512 },
+  trial: guestTrial,
+  attacker: (rng: Rng, _plan, views) => new GuestAttacker(rng, views, { races: GUEST_RACES }),
+  scenario: reproducerScenario,
+  reproduces,
+};

@@ -27,8 +27,7 @@ import { QUIET_ERRORS } from '../../hw/quiet-errors.ts';
 import { get, set } from '../../hw/bits.ts';
 import { STE, STE_FIELDS, CFG } from '../../hw/smmu/ste.ts';
 import { SMMU_MMIO_SIZE, OFF, regByName, type RegName } from '../../hw/smmu/regs.ts';
-import { opcodeName, OPCODES } from '../../hw/smmu/commands.ts';
-import type { DmaEndpoint, DmaOutcome } from '../../hw/dma.ts';
+import { opcodeName } from '../../hw/smmu/commands.ts';
 import {
   RULE_NAMES,
   V6_GAPS,
@@ -42,12 +41,9 @@ import { HYP_SLOT } from '../../hyp/smmuv3/shadowq.ts';
 import { CR1_TEMPLATE } from '../../hyp/pkvm.ts';
 import { GUEST_RAM_IPA } from '../../hyp/vm/guest.ts';
 import { EMULATION } from '../../hyp/smmuv3/emul.ts';
-import { PATHS, IsolationOracle, type ProtectedRange } from '../check/oracle.ts';
-import { isolationPolicy } from '../check/isolation.ts';
 import { RunContext } from '../engine/context.ts';
 import type { RunResult } from '../engine/runner.ts';
 import { STEPS } from '../steps/index.ts';
-import { buildMachine, bootHyp } from '../engine/runner.ts';
 import type { MachineConfig } from '../engine/schema.ts';
 import type { HostKernel } from '../steps/driver.ts';
 import {
@@ -58,8 +54,11 @@ import {
 } from '../../host/malicious/attacker.ts';
 import type { Rng } from '../../host/malicious/grammar.ts';
 import type { FuzzOptions } from './options.ts';
-import type { FuzzCoverage } from './result.ts';
-import { NO_REPORTS, runStep, stepThrew, throughHyp } from './execute.ts';
+import { coverageGapsOf, type FuzzCoverage } from './result.ts';
+import * as check from './checks.ts';
+import { drawHypervisor } from './plan.ts';
+import { driverView } from './view.ts';
+import { ENDED, type Ended, NO_REPORTS, runStep, stepThrew, throughHyp } from './execute.ts';
 import {
   hexs,
   machineJson,
@@ -73,7 +72,6 @@ import type {
   ExecOptions,
   Execution,
   FuzzTarget,
-  Panic,
   Plan,
   Step,
   Trial,
@@ -158,22 +156,7 @@ export function planMachine(
   firstIteration: number,
   rng: Rng,
 ): Plan {
-  const choice = o.failure ?? 'mixed';
-  const failure: FailurePolicy =
-    choice === 'mixed'
-      ? rng.weighted<FailurePolicy>([
-          [5, 'panic'],
-          [50, 'reject'],
-          [45, 'log'],
-        ])
-      : choice;
-  let weaken = baseWeaken(o);
-  if (weaken.length > 1) {
-    // several weakened rules: each machine keeps a random non-empty subset, so one gap does not hide the others
-    const keep = weaken.filter(() => rng.chance(0.5));
-    weaken = keep.length ? keep : [rng.pick(weaken)];
-  }
-  const raw = rng.chance(1 / 7);
+  const { failure, weaken, raw } = drawHypervisor(o, baseWeaken(o), rng);
   // one machine in four has an SMMUv3.1 that lets guarded register writes take effect
   const preV32 = rng.chance(1 / 4);
   return {
@@ -247,10 +230,11 @@ export interface HostView {
   cmdqMaxShift: number;
 }
 
+type HostTarget = FuzzTarget<Plan, HostileOp, Detected, HostView>;
+
 const QUIET = QUIET_ERRORS;
 const EMUL_BY_OFFSET = new Map(EMULATION.map((e) => [e.offset, e.name]));
 const STRICT_WEAK = (): boolean => false;
-const PATH_RANK = new Map<string, number>(PATHS.map((p, i) => [p, i]));
 const PAGE = 4096;
 const ownAbort = (actor: string): boolean => actor === 'host';
 
@@ -260,69 +244,17 @@ function hostTrial(
   eo: ExecOptions,
   res: ExecResult,
 ): Trial<HostileOp, Detected, HostView> {
-  const m = buildMachine(plan.machine);
-  const hyp = bootHyp(m, plan.machine);
-  const ctx = new RunContext(m);
-  ctx.hyp = hyp;
-  ctx.hypMode = 'pkvm';
-  ctx.hypMemory = { ...(plan.machine.hypMemory ?? FUZZ_MACHINE.hyp) };
+  const { m, hyp, ctx } = check.trialMachine(plan, plan.machine.hypMemory ?? FUZZ_MACHINE.hyp);
   const own = hyp.own;
   const hostMay = (a: number): boolean => own.hostMay(a);
-  // The oracle, as oracleFor(ctx) makes it for a replay, with two caches that change no answer:
-  // the protected ranges (recomputed when a page changes owner) and the idmap's enumeration
-  // (its tables change only when a page changes owner: the hypervisor's update then; any other
-  // write into hypervisor memory is an SMMU or DMA write that the continuous checks report).
-  const owners = (): number => own.counts.donate + own.counts.reclaim;
-  let rangesAt = -1;
-  let ranges: readonly ProtectedRange[] = [];
-  const idmapRoot = hyp.idmap.s2.vttbr;
-  let memoAt = -1;
-  let memo: { key: string; reach: unknown } | null = null;
-  const policy = isolationPolicy(ctx);
-  const oracle = new IsolationOracle(
-    m,
-    {
-      ...policy,
-      protectedRanges: () => {
-        if (owners() !== rangesAt) {
-          rangesAt = owners();
-          ranges = policy.protectedRanges();
-        }
-        return ranges;
-      },
-    },
-    {
-      stageMemo: {
-        get: (key) =>
-          memo !== null && memo.key === key && memoAt === owners() ? memo.reach : undefined,
-        set: (key, cfg, reach) => {
-          if (cfg.stage !== 2 || cfg.ttb !== idmapRoot) return;
-          memo = { key, reach };
-          memoAt = owners();
-        },
-      },
-    },
-  );
-  oracle.attach();
-  ctx.oracle = oracle;
+  const oracle = check.trialOracle(m, ctx, hyp, true);
 
   // ---- continuous checks -------------------------------------------------------------------
   let landed: Detected | null = null;
   let smmuWrites = 0;
   m.smmu.writer.observe((w) => {
     smmuWrites++;
-    if (landed) return;
-    for (let a = w.pa - (w.pa % PAGE); a < w.pa + w.len; a += PAGE) {
-      if (!own.hostMay(a)) {
-        const path = w.kind === 'event' ? 'event' : w.kind === 'priq' ? 'priq' : 'msi';
-        landed = {
-          kind: 'breach',
-          signature: `breach:${path}`,
-          detail: `SMMU ${w.kind} write of ${w.len} bytes at 0x${w.pa.toString(16)} landed on ${own.state(a).owner} memory`,
-        };
-        return;
-      }
-    }
+    if (!landed) landed = check.smmuWriteBreach(w, own);
   });
   const dirtySids = new Set<number>();
   const origReshadow = hyp.reshadow;
@@ -369,39 +301,22 @@ function hostTrial(
   }
   let dmaLanded: Detected | null = null;
   let dmaIndex = -1;
-  const wrapEp = (ep: DmaEndpoint): void => {
-    const watch = (out: DmaOutcome, access: string): DmaOutcome => {
-      if (out.ok && out.pa >= 0 && dmaLanded === null) {
-        // a host device may reach host memory, a device the host gave a guest only that guest's
-        const guest = hyp.sidOwner.get(ep.sid);
-        const owner = own.state(out.pa).owner;
-        if (guest ? owner !== guest.actor : owner !== 'host') {
-          dmaLanded = {
-            kind: 'breach',
-            signature: 'breach:dma-landed',
-            detail: `a ${access} DMA from StreamID ${ep.sid}${guest ? ` (guest ${guest.name}'s device)` : ''} reached PA 0x${out.pa.toString(16)}, ${owner} memory`,
-            dmaOp: dmaIndex,
-          };
-        }
+  check.watchDma(m, ctx, (ep, out, access) => {
+    if (out.ok && out.pa >= 0 && dmaLanded === null) {
+      // a host device may reach host memory, a device the host gave a guest only that guest's
+      const guest = hyp.sidOwner.get(ep.sid);
+      const owner = own.state(out.pa).owner;
+      if (guest ? owner !== guest.actor : owner !== 'host') {
+        dmaLanded = {
+          kind: 'breach',
+          signature: 'breach:dma-landed',
+          detail: `a ${access} DMA from StreamID ${ep.sid}${guest ? ` (guest ${guest.name}'s device)` : ''} reached PA 0x${out.pa.toString(16)}, ${owner} memory`,
+          dmaOp: dmaIndex,
+        };
       }
-      return out;
-    };
-    const { read, write, readTranslated, writeTranslated } = ep;
-    ep.read = (iova, len, o) => watch(read.call(ep, iova, len, o), 'read');
-    ep.write = (iova, data, o) => watch(write.call(ep, iova, data, o), 'write');
-    ep.readTranslated = (addr, len, o) =>
-      watch(readTranslated.call(ep, addr, len, o), 'Translated read');
-    ep.writeTranslated = (addr, data, o) =>
-      watch(writeTranslated.call(ep, addr, data, o), 'Translated write');
-  };
-  for (const ep of m.devices.values()) wrapEp(ep);
-  const origEndpoint = ctx.endpointForSid;
-  ctx.endpointForSid = (sid: number) => {
-    const known = m.devices.size;
-    const ep = origEndpoint.call(ctx, sid);
-    if (m.devices.size !== known) wrapEp(ep);
-    return ep;
-  };
+    }
+    return out;
+  });
 
   const steInvariant = (): Detected | null => {
     for (const sid of dirtySids) {
@@ -504,31 +419,14 @@ function hostTrial(
       dmas,
       atc,
       m.devices.size,
-      owners(),
+      check.ownerChanges(own),
       hyp.stats.reshadows,
       smmuWrites,
     ];
-    let changed = now.length !== fp.length;
-    for (let i = 0; i < now.length && !changed; i++) changed = now[i] !== fp[i];
-    if (changed) {
-      fp.length = 0;
-      fp.push(...now);
-    }
-    return changed;
+    return check.fingerprintChanged(fp, now);
   };
 
-  const fullCheck = (): Detected | null => {
-    const r = oracle.check();
-    if (r.ok) return null;
-    let best = r.breaches[0]!;
-    for (const b of r.breaches)
-      if ((PATH_RANK.get(b.path) ?? 99) < (PATH_RANK.get(best.path) ?? 99)) best = b;
-    return {
-      kind: 'breach',
-      signature: `breach:${best.path}`,
-      detail: `${r.total} breach(es); ${best.detail}`,
-    };
-  };
+  const fullCheck = (): Detected | null => check.oracleBreach(oracle)?.found ?? null;
 
   // the hypervisor writes CR1 at boot and the host can never change it (cr1-template)
   const cr1Invariant = (): Detected | null =>
@@ -557,24 +455,20 @@ function hostTrial(
     return cheap;
   };
 
-  const run = (op: HostileOp, idx: number): boolean => {
+  const run = (op: HostileOp, idx: number): Detected | Ended | null => {
     if (eo.coverage) cover(res, op, m);
     const failuresBefore = ctx.failures.length;
     dmaIndex = idx;
     const thrown = runStep(ctx, op);
     if (thrown !== null || hyp.panicked) {
-      const how = stepThrew(res, hyp, thrown, idx, ownAbort, throughHyp);
-      if (how === 'panic') {
-        res.found = afterOp(true, idx);
-        res.foundAt = idx;
-      }
-      if (how !== 'own') return true;
+      const how = stepThrew(res, hyp, thrown, ownAbort, throughHyp);
+      if (how === 'panic') return afterOp(true, idx) ?? ENDED;
+      if (how !== 'own') return ENDED;
     }
     // what the step reported: a data abort the host took, a refused ownership call, a DMA or
     // a breach between two phases of a guest's teardown
     const reported =
       ctx.failures.length > failuresBefore ? ctx.failures.splice(failuresBefore) : NO_REPORTS;
-    let f: Detected | null = null;
     if (op.op === 'guest' && op.call === 'destroy') {
       const mid = reported.find(
         (x) =>
@@ -583,30 +477,24 @@ function hostTrial(
             x.expected.startsWith('no DMA outside')),
       );
       if (mid)
-        f = {
+        return {
           kind: 'breach',
           signature: 'breach:teardown',
           detail: `during the teardown of guest ${op.name}: expected ${String(mid.expected)}, got ${String(mid.actual)}`,
         };
     }
-    if (!f) {
-      const hypAbort = annotate(op, reported);
-      if (hypAbort)
-        f = {
-          kind: 'exception',
-          signature: `exception:CpuAbortError:hyp`,
-          detail: `the hypervisor's own access aborted inside a host ${op.op}: ${hypAbort}`,
-        };
-    }
-    if (!f && (op.op === 'write' || op.op === 'memwrite')) {
+    const hypAbort = check.annotate(op, reported, 'host:', expectCall);
+    if (hypAbort)
+      return {
+        kind: 'exception',
+        signature: `exception:CpuAbortError:hyp`,
+        detail: `the hypervisor's own access aborted inside a host ${op.op}: ${hypAbort}`,
+      };
+    if (op.op === 'write' || op.op === 'memwrite') {
       const bad = hostWriteLanded(op, hostMay, m);
-      if (bad) f = { kind: 'breach', signature: 'breach:cpu-write', detail: bad };
+      if (bad) return { kind: 'breach', signature: 'breach:cpu-write', detail: bad };
     }
-    f ??= afterOp(false, idx);
-    if (!f) return false;
-    res.found = f;
-    res.foundAt = idx;
-    return true;
+    return afterOp(false, idx);
   };
 
   return {
@@ -627,35 +515,19 @@ function hostTrial(
   };
 }
 
-/**
- * Set an operation's expectation to what happened, from the failures its step recorded.
- * Returns the message when the hypervisor itself took the data abort (a bug, not the host's).
- */
-function annotate(
-  op: HostileOp,
-  failures: ReadonlyArray<{ expected: unknown; actual: unknown; message?: string }>,
-): string | null {
-  for (const f of failures) {
-    if (op.op === 'write' || op.op === 'read' || op.op === 'memwrite') {
-      if (f.expected === 'completed' && f.actual === 'abort') {
-        if (f.message && !f.message.startsWith('host:')) return f.message;
-        op.expect = 'abort';
-      } else if (f.expected === 'abort' && f.actual === 'completed') delete op.expect;
-    } else if (op.op === 'hyp') {
-      if (f.expected === 'completed' && f.actual === 'refused') op.expect = 'refused';
-      else if (f.expected === 'refused' && f.actual === 'completed') op.expect = 'ok';
-    } else if (op.op === 'dma') {
-      if (f.expected === 'fault') delete op.expect;
-    } else if (op.op === 'guest') {
-      if (
-        (f.expected === 'guest created' || f.expected === 'guest destroyed') &&
-        f.actual === 'refused'
-      )
-        op.expect = 'refused';
-      else if (f.expected === 'refused') op.expect = 'ok';
-    }
+/** Set an ownership call's or a guest call's expectation to what its step reported. */
+function expectCall(op: HostileOp, f: check.Reported): void {
+  if (op.op === 'hyp') {
+    if (f.expected === 'completed' && f.actual === 'refused') op.expect = 'refused';
+    else if (f.expected === 'refused' && f.actual === 'completed') op.expect = 'ok';
+  } else if (op.op === 'guest') {
+    if (
+      (f.expected === 'guest created' || f.expected === 'guest destroyed') &&
+      f.actual === 'refused'
+    )
+      op.expect = 'refused';
+    else if (f.expected === 'refused') op.expect = 'ok';
   }
-  return null;
 }
 
 function hostWriteLanded(
@@ -674,63 +546,19 @@ function hostWriteLanded(
 }
 
 function cover(res: ExecResult, op: HostileOp, m: Machine): void {
-  res.kinds[op.op] = (res.kinds[op.op] ?? 0) + 1;
-  if (op.op === 'cmd') {
-    for (const c of op.commands) {
-      res.commands++;
-      res.opcodes[c.name] = (res.opcodes[c.name] ?? 0) + 1;
-    }
-  } else if (op.op === 'memwrite' && op.comment?.startsWith('a raw command')) {
-    const opc = parseInt(op.hex.slice(0, 2), 16);
-    const name = opcodeName(opc).startsWith('RESERVED') ? 'RESERVED' : opcodeName(opc);
-    res.commands++;
-    res.opcodes[name] = (res.opcodes[name] ?? 0) + 1;
-  } else if (op.op === 'write' || op.op === 'read') {
+  check.coverOperation(res, op);
+  if (op.op === 'memwrite' && op.comment?.startsWith('a raw command'))
+    check.coverRawCommand(res, op.hex);
+  else if (op.op === 'write' || op.op === 'read') {
     const off = op.addr - m.smmu.base;
     if (off < 0 || off >= SMMU_MMIO_SIZE) return;
-    const name = EMUL_BY_OFFSET.get(off) ?? 'other';
-    const e = (res.registers[name] ??= { read: 0, write: 0 });
-    if (op.op === 'read') e.read++;
-    else e.write++;
+    check.coverRegister(res, EMUL_BY_OFFSET.get(off) ?? 'other', op.op === 'read');
   }
 }
 
 /** The layout the attacker aims at: the fuzzing machine, plus what the driver set up. */
 function hostLayout(k: HostKernel | undefined, m: Machine): HostLayout {
-  const structures: Array<{ what: string; base: number; size: number }> = [];
-  const mappings: Array<{ sid: number; iova: number; pa: number; size: number }> = [];
-  const asids: number[] = [];
-  if (k) {
-    const d = k.drv;
-    structures.push({ what: 'cmdq', base: d.cmdq.base, size: 2 ** d.cmdq.log2size * 16 });
-    structures.push({ what: 'evtq', base: d.evtq.base, size: 2 ** d.evtq.shift * 32 });
-    structures.push({
-      what: 'strtab-l1',
-      base: d.strtab.base,
-      size: Math.max(PAGE, d.strtab.l1.length * 8),
-    });
-    for (const l2 of d.strtab.l1)
-      if (l2) structures.push({ what: 'strtab-l2', base: l2, size: 256 * 64 });
-    for (const [, mp] of k.mappings) mappings.push({ ...mp });
-    for (const sid of [8, 256]) {
-      try {
-        const dd = k.dma.domainOf(sid);
-        asids.push(dd.domain.asid);
-        const s1 = dd.domain.pgtable?.s1;
-        if (s1) structures.push({ what: `pgtable-${sid}`, base: s1.ttbr, size: PAGE });
-        // the CD table the host STE points at
-        const steAt = d.steAddr(sid);
-        const w0 = m.mem.read64(steAt);
-        structures.push({
-          what: `cd-${sid}`,
-          base: Number(w0 & 0x00ff_ffff_ffff_ffc0n),
-          size: 256,
-        });
-      } catch {
-        /* not attached */
-      }
-    }
-  }
+  const { structures, mappings, asids } = driverView(k, [8, 256], m.mem);
   return {
     ram: { ...FUZZ_MACHINE.ram },
     hyp: { ...FUZZ_MACHINE.hyp },
@@ -831,16 +659,8 @@ function finalSteps(
   return out;
 }
 
-function reproducerScenario(
-  o: FuzzOptions,
-  plan: Plan,
-  ops: readonly HostileOp[],
-  found: Detected,
-  panic: Panic | null,
-  _needs: readonly RuleName[],
-  original: number,
-  iteration: number,
-): Record<string, unknown> {
+const reproducerScenario: HostTarget['scenario'] = (f) => {
+  const { o, plan, ops, found, panic, original, iteration } = f;
   const steps = ops.map((op, i) => {
     const j = stepJson(op);
     if (found.dmaOp !== undefined && i === ops.length - 1 && op.op === 'dma') {
@@ -867,7 +687,7 @@ function reproducerScenario(
     machine: machineJson(plan.machine),
     steps: [...prologue, ...steps, ...finalSteps(found, panic)],
   };
-}
+};
 
 /** Whether the replay of a reproducer fails with its finding. */
 function reproduces(r: RunResult, signature: string, found: Detected): boolean {
@@ -891,17 +711,16 @@ function reproduces(r: RunResult, signature: string, found: Detected): boolean {
 
 /** The registers of the emulation table no operation touched, and the opcodes no command used. */
 export function coverageGaps(c: FuzzCoverage): { registers: string[]; opcodes: string[] } {
-  const registers = EMULATION.map((e) => e.name).filter(
-    (n) => !c.registers[n] || c.registers[n]!.read + c.registers[n]!.write === 0,
+  return coverageGapsOf(
+    c,
+    EMULATION.map((e) => e.name),
   );
-  const opcodes = OPCODES.map((d) => d.name as string).filter((n) => !c.opcodes[n]);
-  return { registers, opcodes };
 }
 
 // ---- the target ------------------------------------------------------------------------------
 
 /** The malicious host, as the fuzz engine runs it. */
-export const HOST_TARGET: FuzzTarget<Plan, HostileOp, Detected, HostView> = {
+export const HOST_TARGET: HostTarget = {
   name: 'host',
   quiet: true,
   aiming: 'in a register read the host made to aim its next operation',

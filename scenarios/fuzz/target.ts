@@ -90,12 +90,29 @@ export interface Trial<Op, D extends Detected, V> {
   /** what the attacker aims with */
   view(): V;
   /**
-   * Run operation `idx` (recorded in the execution already) and check what it did: true when
-   * the machine's run ends there (the execution's found, foundAt or panic are set).
+   * Run operation `idx` (recorded in the execution already) and check what it did: null when
+   * the machine's run goes on; else it ends there, with this finding, or (ENDED, execute.ts)
+   * with what the execution holds already (a panic, an exception).
    */
-  run(op: Op, idx: number): boolean;
+  run(op: Op, idx: number): D | { readonly ended: true } | null;
   /** every check, the full oracle forced (the end of the machine's run) */
   finish(opNo: number): D | null;
+}
+
+/** A (shrunk) failure, as its reproducer is written. */
+export interface Reproducible<P, Op, D> {
+  o: FuzzOptions;
+  plan: P;
+  /** the operations, shrunk */
+  ops: readonly Op[];
+  found: D;
+  panic: Panic | null;
+  /** the weakened rules it needs */
+  needs: readonly RuleName[];
+  /** the operations before shrinking */
+  original: number;
+  /** the iteration it was found in */
+  iteration: number;
 }
 
 export interface FuzzTarget<
@@ -133,16 +150,7 @@ export interface FuzzTarget<
 
   // ---- reproducer probes
   /** the reproducer scenario of a (shrunk) failure */
-  scenario(
-    o: FuzzOptions,
-    plan: P,
-    ops: readonly Op[],
-    found: D,
-    panic: Panic | null,
-    needs: readonly RuleName[],
-    original: number,
-    iteration: number,
-  ): Record<string, unknown>;
+  scenario(f: Reproducible<P, Op, D>): Record<string, unknown>;
   /** whether the replay `r` of the reproducer (its last operation is step `lastOp`) fails with the finding */
   reproduces(r: RunResult, signature: string, found: D, lastOp: number): boolean;
 }
