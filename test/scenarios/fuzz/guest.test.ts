@@ -1,5 +1,5 @@
 /**
- * The malicious-guest fuzzer (scenarios/fuzz/guest.ts, guest/malicious/attacker.ts; `smmulab fuzz
+ * The malicious-guest fuzzer (scenarios/fuzz/target-guest.ts, guest/malicious/attacker.ts; `smmulab fuzz
  * --target guest`): its operations are ordinary scenario steps of the guests' actors, a
  * campaign is determined by its seed (one worker or two), it covers every opcode and every
  * register of the vSMMU, the unweakened hypervisor survives it, and it has teeth: each of the
@@ -40,7 +40,7 @@ const SEED = 1;
 const BUDGET = 5000;
 
 /**
- * How each weakened vSMMU rule shows (scenarios/fuzz/guest.ts, the checks):
+ * How each weakened vSMMU rule shows (scenarios/fuzz/target-guest.ts, the checks):
  * - vsid-owner: a guest configures a StreamID it does not own (a host device's, the other
  *   guest's): the device translates through the guest's stage-2 ('s2'/'nested' breach). Asked
  *   for as a breach here; the first thing seen is usually the invariant (a physical command
@@ -79,7 +79,7 @@ describe('fuzz --target guest: the operations', () => {
     );
     for (const op of ops) {
       if ('actor' in op) expect(op.actor).toMatch(/^guest:g[12]$/);
-      // a guest's devices only: pSIDs 9 and 256 (g1) and 65535 (g2), scenarios/fuzz/guest.ts GUEST_FUZZ
+      // a guest's devices only: pSIDs 9 and 256 (g1) and 65535 (g2), scenarios/fuzz/target-guest.ts GUEST_FUZZ
       else expect([9, 256, 65535]).toContain(op.sid);
       const json = JSON.parse(JSON.stringify(stepJson(op))) as Record<string, unknown>;
       const parsed = STEPS.get(op.op)!.schema.safeParse(json);

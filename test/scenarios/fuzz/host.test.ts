@@ -1,5 +1,5 @@
 /**
- * The malicious-host fuzzer (scenarios/fuzz/host.ts, host/malicious/attacker.ts): its operations are
+ * The malicious-host fuzzer (scenarios/fuzz/target-host.ts, host/malicious/attacker.ts): its operations are
  * ordinary scenario steps, a campaign is determined by its seed (and by nothing else: one
  * worker or two), it covers every opcode and every trapped register, it has teeth (every
  * sanitizer rule with a consequence, switched off, is found from a fixed seed within a small
