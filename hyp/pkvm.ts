@@ -128,8 +128,12 @@ export class PkvmHyp {
   private weakSet: ReadonlySet<RuleName>;
 
   stats = HYP_STATS.traps.create();
-  /** probe points: each data abort taken, before it is handled (hyp/probes.ts) */
-  readonly probes = { trap: new Probe(HYP_PROBES.trap) } as const;
+  /** probe points (hyp/probes.ts) */
+  readonly probes = {
+    trap: new Probe(HYP_PROBES.trap),
+    /** each StreamID about to be reshadowed (on CFGI_STE and the other reshadowing paths) */
+    reshadow: new Probe(HYP_PROBES.reshadow),
+  } as const;
 
   constructor(
     readonly machine: Machine,
@@ -274,6 +278,7 @@ export class PkvmHyp {
       sidGuest: (sid) => this.vms.sidOwner.get(sid)?.name,
     });
     const steShadow = this.steShadow;
+    const reshadowProbe = this.probes.reshadow;
     this.cmdq = this.buildCmdPath({
       hostMem: this.hostMem,
       shadow: this.shadowQ,
@@ -282,6 +287,7 @@ export class PkvmHyp {
       // straight to the strategy: one call per CFGI_STE on the trap path
       reshadow: (sid) => {
         this.stats.reshadows++;
+        if (reshadowProbe.active) reshadowProbe.fire(sid);
         return steShadow.reshadow(sid);
       },
     });
@@ -435,6 +441,7 @@ export class PkvmHyp {
   /** The host asked for StreamID `sid`'s STE to take effect (CFGI_STE under 'cfgi'). */
   reshadow(sid: number): 'ok' | 'reject' | 'log' {
     this.stats.reshadows++;
+    if (this.probes.reshadow.active) this.probes.reshadow.fire(sid);
     return this.steShadow.reshadow(sid);
   }
 

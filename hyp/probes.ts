@@ -1,7 +1,8 @@
 /**
  * The hypervisor's probe points and stat groups (hyp layer), declared once: name, payload type
  * and what a firing means; each counter with what it counts. Components own a `Probe` per
- * point (hw/probe.ts): `hyp.cmdq.probes.verdict`, `hyp.own.probes.change`, `hyp.probes.trap`;
+ * point (hw/probe.ts): `hyp.cmdq.probes.verdict`, `hyp.own.probes.change`, `hyp.probes.trap`,
+ * `hyp.probes.reshadow`, `shadowQ.probes.append`;
  * and the record made from their group: `hyp.stats`, `hyp.cmdq.stats`, `shadowQ.stats`.
  */
 import { probePoint, statGroup } from '../hw/probe.ts';
@@ -37,7 +38,25 @@ export const HYP_PROBES = {
     'hyp',
     'a data abort taken to the hypervisor (host or guest), before it is handled',
   ),
+  reshadow: probePoint<number>(
+    'hyp.ste.reshadow',
+    'hyp',
+    "a StreamID whose shadow STE the hypervisor is about to rebuild from the host's",
+  ),
+  shadowAppend: probePoint<ShadowAppend>(
+    'hyp.shadowq.append',
+    'hyp',
+    'a command about to be written to the shadow queue the hardware reads',
+  ),
 } as const;
+
+/** One command the hypervisor puts in the shadow queue (a reused record: copy what you keep). */
+export interface ShadowAppend {
+  /** the command (4 words; the caller's buffer) */
+  words: Uint32Array;
+  /** the host queue pointer it came from, or HYP_SLOT for the hypervisor's own */
+  hostPtr: number;
+}
 
 export const HYP_STATS = {
   traps: statGroup('hyp.traps', 'hyp', "the hypervisor's trap handling", {

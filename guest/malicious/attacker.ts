@@ -26,26 +26,15 @@
 import { regByName, CR0_BITS, OFF, type RegName } from '../../hw/smmu/regs.ts';
 import { CFG, STE } from '../../hw/smmu/ste.ts';
 import { get, set } from '../../hw/bits.ts';
+import * as grammar from '../../host/malicious/grammar.ts';
 import {
   Rng,
-  HOST_REGS,
-  targetAddress,
-  registerValue,
-  prodStep,
-  commandOf,
-  opcodeDef,
-  rawCommandWords,
-  steWords,
-  cdWords,
-  l1Words,
-  ptDescriptor,
-  wordsToHex,
-  u64ToHex,
-  hex,
+  type AccessSize,
+  type CpuOp,
+  type DmaOp,
   type HostLayout,
   type CmdSpec,
 } from '../../host/malicious/grammar.ts';
-import { encodeSpec } from '../../host/malicious/attacker.ts';
 import { OPCODES } from '../../hw/smmu/commands.ts';
 
 const { SMMUEN, EVENTQEN, CMDQEN } = CR0_BITS;
@@ -54,35 +43,12 @@ const CR0_QUEUES_ON = BigInt(SMMUEN | EVENTQEN | CMDQEN);
 
 export { Rng, type CmdSpec } from '../../host/malicious/grammar.ts';
 
-export type Size = 1 | 2 | 4 | 8;
+export type Size = AccessSize;
 
 /** One hostile guest operation: a scenario step in its validated form. */
 export type GuestOp =
-  | {
-      op: 'write';
-      actor: string;
-      addr: number;
-      size: Size;
-      value: bigint;
-      expect?: 'abort';
-      comment?: string;
-    }
-  | { op: 'read'; actor: string; addr: number; size: Size; expect?: 'abort'; comment?: string }
-  | { op: 'memwrite'; actor: string; addr: number; hex: string; expect?: 'abort'; comment?: string }
-  | { op: 'cmd'; actor: string; commands: CmdSpec[]; comment?: string }
-  | {
-      op: 'dma';
-      sid: number;
-      iova: bigint;
-      access: 'read' | 'write';
-      len?: number;
-      ats?: boolean;
-      translated?: boolean;
-      ssid?: number;
-      ssv?: boolean;
-      expect?: 'fault';
-      comment?: string;
-    }
+  | CpuOp<string>
+  | DmaOp
   | { op: 'race'; actor: string; addr: number; hex: string; afterReads: number; comment?: string };
 
 export type GuestOpKind = GuestOp['op'];
@@ -121,9 +87,15 @@ export interface GuestAttackerOptions {
   races: boolean;
 }
 
-const PAGE = 4096;
 /** IPA windows outside the guest's RAM and vSMMU: the physical SMMU's page 1, the GIC, nothing */
 const ELSEWHERE = [0x0800_0000, 0x0906_0000, 0x0907_0000, 0x0a00_0000, 0x0000_1000];
+/** offsets in the vSMMU page that are not the drawn register's (registerWrite) */
+const ODD_OFFSETS = [OFF.STATUSR, OFF.AGBPA, OFF.GATOS_CTRL];
+const elsewhereWrite = (r: Rng, L: HostLayout): number =>
+  r.chance(0.5) ? r.pick(ELSEWHERE) + r.int(0x100) * 4 : grammar.targetAddress(r, L, 4);
+const elsewhereRead = (r: Rng): number => r.pick(ELSEWHERE);
+/** a guest kernel's CMD_SYNCs: no signal or SEV */
+const CS_ANY = (r: Rng): number => r.pick([0, 2]);
 
 export class GuestAttacker {
   private readonly table: ReadonlyArray<readonly [number, () => GuestOp[]]>;
@@ -142,13 +114,7 @@ export class GuestAttacker {
       [12, () => [this.mmioWrite()]],
       [4, () => [this.mmioRead()]],
       [14, () => this.commands()],
-      [3, () => this.rawCommand()],
-      [10, () => this.steAndCfgi()],
-      [3, () => this.cdWrite()],
-      [3, () => [this.ptWrite()]],
-      [3, () => this.l1Write()],
-      [2, () => [this.queueEntryWrite()]],
-      [2, () => [this.randomMemWrite()]],
+      ...grammar.structureAttacks<GuestOp>(this),
       [10, () => [this.dma()]],
       [3, () => this.flood()],
       [3, () => this.eventqGames()],
@@ -200,7 +166,7 @@ export class GuestAttacker {
         op: 'memwrite',
         actor: this.actor,
         addr: this.slot(q, cons),
-        hex: wordsToHex(encodeSpec({ name: 'CMD_SYNC', CS: 0 })),
+        hex: grammar.wordsToHex(grammar.encodeSpec({ name: 'CMD_SYNC', CS: 0 })),
         comment: 'the guest kernel skips the command at CONS (a CMD_SYNC in its place)',
       });
       out.push(this.regWrite('GERRORN', g));
@@ -255,69 +221,32 @@ export class GuestAttacker {
   /** a command of `name` (or any opcode), with StreamIDs aimed by pickVsid */
   private command(name?: string): CmdSpec {
     const r = this.r;
-    const c = commandOf(r, this.L, name ? opcodeDef(name) : r.pick(OPCODES));
+    const c = grammar.commandOf(r, this.L, name ? grammar.opcodeDef(name) : r.pick(OPCODES));
     if ('StreamID' in c && r.chance(0.7)) c.StreamID = this.pickVsid();
     return c;
   }
 
-  private sync(): CmdSpec {
-    return this.r.chance(0.7)
-      ? { name: 'CMD_SYNC', CS: this.r.pick([0, 2]) }
-      : commandOf(this.r, this.L, opcodeDef('CMD_SYNC'));
-  }
+  private readonly sync = (): CmdSpec => grammar.syncCommand(this.r, this.L, CS_ANY);
+
+  private readonly anyCmd = (): CmdSpec => this.command();
 
   // ---- registers ---------------------------------------------------------------------------
 
   mmioWrite(): GuestOp {
-    const r = this.r;
-    const L = this.L;
-    const reg = r.pick(HOST_REGS);
-    let addr = L.smmu + reg.offset;
-    let size: Size = reg.width;
-    const odd = r.int(20);
-    if (odd === 0) size = r.pick([1, 2, 4, 8] as const);
-    else if (odd === 1) addr += r.pick([1, 2, 4, 8]);
-    else if (odd === 2)
-      addr =
-        L.smmu +
-        r.weighted<number>([
-          [2, OFF.AIDR],
-          [1, OFF.STATUSR],
-          [1, OFF.AGBPA],
-          [1, OFF.GATOS_CTRL],
-          [1, 0x8000 + r.int(0x80) * 4],
-          [1, r.int(0x20000 / 4) * 4],
-        ]);
-    else if (odd === 3)
-      addr = r.chance(0.5) ? r.pick(ELSEWHERE) + r.int(0x100) * 4 : targetAddress(r, L, 4);
-    const value = registerValue(r, L, reg, this.cur);
-    return { op: 'write', actor: this.actor, addr, size, value: BigInt.asUintN(size * 8, value) };
+    const w = grammar.registerWrite(this.r, this.L, this.cur, ODD_OFFSETS, elsewhereWrite);
+    return { op: 'write', actor: this.actor, addr: w.addr, size: w.size, value: w.value };
   }
 
   mmioRead(): GuestOp {
-    const r = this.r;
-    const L = this.L;
-    const reg = r.pick(HOST_REGS);
-    let addr = L.smmu + reg.offset;
-    let size: Size = reg.width;
-    if (r.chance(0.1)) size = r.pick([1, 2, 4, 8] as const);
-    if (r.chance(0.05)) addr = L.smmu + r.int(0x20000 / 4) * 4;
-    // eslint-disable-next-line no-dupe-else-if -- each draw is a fresh random number
-    else if (r.chance(0.05)) addr = r.pick(ELSEWHERE);
-    return { op: 'read', actor: this.actor, addr, size };
+    const a = grammar.registerRead(this.r, this.L, elsewhereRead);
+    return { op: 'read', actor: this.actor, addr: a.addr, size: a.size };
   }
 
   // ---- the command queue -------------------------------------------------------------------
 
   /** The guest's command queue as it programmed it: base (IPA), size and PROD. */
   private queue(): { base: number; qs: number; prod: number } {
-    const b = this.reg('CMDQ_BASE');
-    const qs = Math.min(Number(b & 0x1fn), 19);
-    return {
-      base: Number(b & 0x00ff_ffff_ffff_ffe0n),
-      qs,
-      prod: Number(this.reg('CMDQ_PROD')) & (2 ** (qs + 1) - 1),
-    };
+    return grammar.queueOf(this.reg('CMDQ_BASE'), this.reg('CMDQ_PROD'), 19);
   }
 
   private slot(q: { base: number; qs: number }, prod: number): number {
@@ -343,7 +272,7 @@ export class GuestAttacker {
         op: 'memwrite',
         actor: this.actor,
         addr: this.slot(q, p),
-        hex: wordsToHex(encodeSpec(c)),
+        hex: grammar.wordsToHex(grammar.encodeSpec(c)),
         comment: `${c.name} at the guest's CMDQ_PROD slot`,
       });
       p = (p + 1) & (2 ** (q.qs + 1) - 1);
@@ -353,42 +282,30 @@ export class GuestAttacker {
   }
 
   commands(): GuestOp[] {
-    const r = this.r;
-    const n = r.weighted<number>([
-      [5, 1],
-      [3, 2],
-      [1, 4],
-      [1, 8],
-    ]);
-    const cmds: CmdSpec[] = [];
-    for (let i = 0; i < n; i++) cmds.push(this.command());
-    if (r.chance(0.6)) cmds.push(this.sync());
-    return this.submit(cmds);
+    return this.submit(grammar.commandBatch(this.r, this.anyCmd, this.sync));
   }
 
   /** Raw command bytes (any opcode, reserved ones included) at PROD, then a PROD write (a step or a jump). */
   rawCommand(): GuestOp[] {
     const q = this.queue();
-    const next = (q.prod + 1) & (2 ** (q.qs + 1) - 1);
+    const raw = grammar.rawAtProd(this.r, q);
     return [
       {
         op: 'memwrite',
         actor: this.actor,
         addr: this.slot(q, q.prod),
-        hex: wordsToHex(rawCommandWords(this.r)),
+        hex: raw.hex,
         comment: 'a raw command at the guest CMDQ_PROD slot',
       },
-      this.regWrite('CMDQ_PROD', BigInt(this.r.chance(0.8) ? next : prodStep(this.r, q.prod))),
+      this.regWrite('CMDQ_PROD', BigInt(raw.prod)),
     ];
   }
 
   /** Commands written into queue slots without moving PROD. */
   queueEntryWrite(): GuestOp {
     const q = this.queue();
-    const r = this.r;
-    const words = r.chance(0.5) ? rawCommandWords(r) : encodeSpec(this.command());
-    const at = (q.prod + r.range(0, 8)) & (2 ** (q.qs + 1) - 1);
-    return { op: 'memwrite', actor: this.actor, addr: this.slot(q, at), hex: wordsToHex(words) };
+    const e = grammar.entryAhead(this.r, q, this.anyCmd);
+    return { op: 'memwrite', actor: this.actor, addr: this.slot(q, e.index), hex: e.hex };
   }
 
   /** [X5] many valid commands written ahead of PROD, then one PROD jump over all of them. */
@@ -410,7 +327,7 @@ export class GuestAttacker {
         {
           name: 'TLBI_NH_VA',
           ASID: this.L.asids[0] ?? 1,
-          Address: hex(this.L.mappings[0]?.iova ?? 0x1000),
+          Address: grammar.hex(this.L.mappings[0]?.iova ?? 0x1000),
           Leaf: 1,
         },
       ],
@@ -418,7 +335,7 @@ export class GuestAttacker {
       [1, { name: 'CMD_SYNC', CS: 0 }],
       [1, this.command()],
     ]);
-    const one = wordsToHex(encodeSpec(cmd));
+    const one = grammar.wordsToHex(grammar.encodeSpec(cmd));
     const ops: GuestOp[] = [];
     if (r.chance(0.5)) {
       // a queue of its own, from scratch: every value fixed, whatever came before
@@ -470,7 +387,7 @@ export class GuestAttacker {
       p = (p + run) & (2 * size - 1);
       left -= run;
     }
-    ops.push(this.regWrite('CMDQ_PROD', BigInt(r.chance(0.9) ? p : prodStep(r, q.prod))));
+    ops.push(this.regWrite('CMDQ_PROD', BigInt(r.chance(0.9) ? p : grammar.prodStep(r, q.prod))));
     if (r.chance(0.5))
       ops.push({
         op: 'read',
@@ -505,22 +422,16 @@ export class GuestAttacker {
 
   /** The guest STE address of `vsid` as its own stream table says (null when it has none). */
   steAddr(vsid: number): number | null {
-    const base = Number(this.reg('STRTAB_BASE') & 0x00ff_ffff_ffff_ffc0n);
-    const c = Number(this.reg('STRTAB_BASE_CFG'));
-    if (((c >>> 16) & 3) !== 1) return base + vsid * 64;
-    const split = (c >>> 6) & 0x1f;
-    const l1 = this.g.probe.mem64(base + Math.floor(vsid / 2 ** split) * 8);
-    if (l1 === null || (l1 & 0x1fn) === 0n) return null;
-    return Number(l1 & 0x00ff_ffff_ffff_ffc0n) + (vsid % 2 ** split) * 64;
+    return grammar.steAddress(
+      this.reg('STRTAB_BASE'),
+      this.reg('STRTAB_BASE_CFG'),
+      vsid,
+      this.g.probe,
+    );
   }
 
   private l1Addr(vsid: number): number | null {
-    const c = Number(this.reg('STRTAB_BASE_CFG'));
-    if (((c >>> 16) & 3) !== 1) return null;
-    return (
-      Number(this.reg('STRTAB_BASE') & 0x00ff_ffff_ffff_ffc0n) +
-      Math.floor(vsid / 2 ** ((c >>> 6) & 0x1f)) * 8
-    );
+    return grammar.l1Address(this.reg('STRTAB_BASE'), this.reg('STRTAB_BASE_CFG'), vsid);
   }
 
   private cfgi(vsid: number): GuestOp[] {
@@ -532,15 +443,15 @@ export class GuestAttacker {
   steAndCfgi(): GuestOp[] {
     const r = this.r;
     const vsid = this.pickVsid();
-    const at = this.steAddr(vsid) ?? targetAddress(r, this.L, 64);
-    const w = steWords(r, this.L);
+    const at = this.steAddr(vsid) ?? grammar.targetAddress(r, this.L, 64);
+    const w = grammar.steWords(r, this.L);
     const ops: GuestOp[] = [
       {
         op: 'memwrite',
         actor: this.actor,
         addr: at,
-        hex: wordsToHex(w),
-        comment: `guest STE for vSID ${vsid} (V=${w[0]! & 1}, Config=0b${((w[0]! >>> 1) & 7).toString(2).padStart(3, '0')})`,
+        hex: grammar.wordsToHex(w),
+        comment: `guest STE for vSID ${vsid} (${grammar.steSummary(w)})`,
       },
     ];
     if (r.chance(0.85)) ops.push(...this.cfgi(vsid));
@@ -551,17 +462,13 @@ export class GuestAttacker {
   /** A CD (into the guest's CD tables, or anywhere), then CFGI_CD / CFGI_CD_ALL. */
   cdWrite(): GuestOp[] {
     const r = this.r;
-    const cdTables = this.L.structures.filter((s) => s.what.startsWith('cd'));
-    const at =
-      cdTables.length && r.chance(0.6)
-        ? r.pick(cdTables).base + r.int(4) * 64
-        : targetAddress(r, this.L, 64);
+    const at = grammar.cdAddress(r, this.L, 0.6);
     const ops: GuestOp[] = [
       {
         op: 'memwrite',
         actor: this.actor,
         addr: at,
-        hex: wordsToHex(cdWords(r, this.L)),
+        hex: grammar.wordsToHex(grammar.cdWords(r, this.L)),
         comment: 'a CD',
       },
     ];
@@ -582,16 +489,12 @@ export class GuestAttacker {
 
   /** One stage-1 translation-table descriptor in the guest's tables (or anywhere it can write). */
   ptWrite(): GuestOp {
-    const r = this.r;
-    const tables = this.L.structures.filter((s) => s.what.startsWith('pgtable'));
-    const base =
-      tables.length && r.chance(0.6) ? r.pick(tables).base : targetAddress(r, this.L, PAGE);
-    const at = base - (base % PAGE) + r.int(512) * 8;
+    const at = grammar.descriptorAddress(this.r, this.L, 0.6);
     return {
       op: 'memwrite',
       actor: this.actor,
       addr: at,
-      hex: u64ToHex(ptDescriptor(this.r, this.L)),
+      hex: grammar.u64ToHex(grammar.ptDescriptor(this.r, this.L)),
       comment: 'a stage-1 translation-table descriptor',
     };
   }
@@ -600,13 +503,13 @@ export class GuestAttacker {
   l1Write(): GuestOp[] {
     const r = this.r;
     const vsid = this.pickVsid();
-    const at = this.l1Addr(vsid) ?? targetAddress(r, this.L, 8);
+    const at = this.l1Addr(vsid) ?? grammar.targetAddress(r, this.L, 8);
     const ops: GuestOp[] = [
       {
         op: 'memwrite',
         actor: this.actor,
         addr: at,
-        hex: wordsToHex(l1Words(r, this.L)),
+        hex: grammar.wordsToHex(grammar.l1Words(r, this.L)),
         comment: `L1 descriptor for vSID ${vsid}`,
       },
     ];
@@ -615,12 +518,13 @@ export class GuestAttacker {
   }
 
   randomMemWrite(): GuestOp {
-    const r = this.r;
-    const len = r.pick([1, 4, 8, 16, 64, r.range(1, 256)]);
-    let hx = '';
-    for (let i = 0; i < len; i++)
-      hx += (r.chance(0.3) ? 0 : r.bits(8)).toString(16).padStart(2, '0');
-    return { op: 'memwrite', actor: this.actor, addr: targetAddress(r, this.L), hex: hx };
+    const hx = grammar.randomBytesHex(this.r);
+    return {
+      op: 'memwrite',
+      actor: this.actor,
+      addr: grammar.targetAddress(this.r, this.L),
+      hex: hx,
+    };
   }
 
   // ---- DMA ---------------------------------------------------------------------------------
@@ -632,40 +536,10 @@ export class GuestAttacker {
   }
 
   private dmaFrom(psid: number, iova?: number): GuestOp {
-    const r = this.r;
     const vsid = this.g.devices.find((d) => d.psid === psid)?.vsid;
     const maps = this.L.mappings.filter((m) => m.sid === vsid);
-    const a =
-      iova ??
-      r.weighted<number>([
-        [5, maps.length ? r.pick(maps).iova + r.int(PAGE / 4) * 4 : 0x1000],
-        [3, targetAddress(r, this.L, 4)],
-        [1, r.bits(48)],
-      ]);
-    const mode = r.weighted<number>([
-      [8, 0],
-      [1, 1],
-      [1, 2],
-    ]);
-    const op: GuestOp = {
-      op: 'dma',
-      sid: psid,
-      iova: BigInt(a),
-      access: r.chance(0.5) ? 'write' : 'read',
-      len: r.weighted<number>([
-        [6, 4],
-        [2, r.range(1, 64)],
-        [1, PAGE + 8],
-      ]),
-      comment: `the guest's device at vSID ${vsid} (pSID ${psid})`,
-    };
-    if (mode === 1) op.ats = true;
-    if (mode === 2) op.translated = true;
-    if (r.chance(0.1)) {
-      op.ssid = r.pick([0, 1, 3]);
-      op.ssv = true;
-    }
-    return op;
+    const a = iova ?? grammar.dmaAddress(this.r, this.L, maps, 5, 3);
+    return grammar.dmaOf(this.r, psid, a, `the guest's device at vSID ${vsid} (pSID ${psid})`);
   }
 
   dma(): GuestOp {
@@ -682,7 +556,10 @@ export class GuestAttacker {
     if (r.chance(0.7)) ops.push(this.regWrite('CR0', BigInt(cr0 & ~EVENTQEN)));
     if (r.chance(0.8))
       ops.push(
-        this.regWrite('EVENTQ_BASE', registerValue(r, this.L, regByName('EVENTQ_BASE')!, this.cur)),
+        this.regWrite(
+          'EVENTQ_BASE',
+          grammar.registerValue(r, this.L, regByName('EVENTQ_BASE')!, this.cur),
+        ),
       );
     if (r.chance(0.3))
       ops.push(
@@ -692,7 +569,9 @@ export class GuestAttacker {
         ),
       );
     if (r.chance(0.3))
-      ops.push(this.regWrite('EVENTQ_CONS', BigInt(prodStep(r, Number(this.reg('EVENTQ_CONS'))))));
+      ops.push(
+        this.regWrite('EVENTQ_CONS', BigInt(grammar.prodStep(r, Number(this.reg('EVENTQ_CONS'))))),
+      );
     if (r.chance(0.7)) ops.push(this.regWrite('CR0', BigInt(cr0 | EVENTQEN)));
     for (let i = r.range(1, 4); i > 0; i--)
       ops.push(this.dmaFrom(r.pick(this.g.devices).psid, Math.floor(r.bits(40) / 4) * 4));
@@ -704,8 +583,8 @@ export class GuestAttacker {
     const r = this.r;
     const L = this.L;
     const at = (off: number): number => L.scratch.base + off;
-    const l1 = r.chance(0.8) ? at(0) : targetAddress(r, L, 64);
-    const l2 = r.chance(0.8) ? at(0x4000) : targetAddress(r, L, 64);
+    const l1 = r.chance(0.8) ? at(0) : grammar.targetAddress(r, L, 64);
+    const l2 = r.chance(0.8) ? at(0x4000) : grammar.targetAddress(r, L, 64);
     const vsid = this.pickVsid();
     const twoLevel = r.chance(0.85);
     const split = r.chance(0.85) ? 8 : r.bits(5);
@@ -713,8 +592,8 @@ export class GuestAttacker {
     const desc = new Uint32Array(2);
     desc[0] = (l2 | 9) >>> 0;
     desc[1] = Math.floor(l2 / 2 ** 32);
-    const cmdq = r.chance(0.8) ? at(0x8000) : targetAddress(r, L, 32);
-    const evtq = r.chance(0.6) ? at(0xa000) : targetAddress(r, L, 32);
+    const cmdq = r.chance(0.8) ? at(0x8000) : grammar.targetAddress(r, L, 32);
+    const evtq = r.chance(0.6) ? at(0xa000) : grammar.targetAddress(r, L, 32);
     const ops: GuestOp[] = [];
     if (r.chance(0.6)) ops.push(this.regWrite('CR0', 0n));
     ops.push(
@@ -724,14 +603,14 @@ export class GuestAttacker {
         op: 'memwrite',
         actor: this.actor,
         addr: l1 + Math.floor(vsid / 2 ** (twoLevel ? 8 : 0)) * (twoLevel ? 8 : 64),
-        hex: twoLevel ? wordsToHex(desc) : wordsToHex(steWords(r, L)),
+        hex: twoLevel ? grammar.wordsToHex(desc) : grammar.wordsToHex(grammar.steWords(r, L)),
         comment: twoLevel ? `L1 descriptor for vSID ${vsid}` : `STE for vSID ${vsid}`,
       },
       {
         op: 'memwrite',
         actor: this.actor,
         addr: twoLevel ? l2 + (vsid % 256) * 64 : l1 + vsid * 64,
-        hex: wordsToHex(steWords(r, L)),
+        hex: grammar.wordsToHex(grammar.steWords(r, L)),
         comment: `STE for vSID ${vsid}`,
       },
       this.regWrite(
@@ -763,7 +642,7 @@ export class GuestAttacker {
       ops.push(
         r.chance(0.7)
           ? this.regWrite('CR0', BigInt(r.bits(5)))
-          : this.regWrite('GBPA', registerValue(r, this.L, regByName('GBPA')!, this.cur)),
+          : this.regWrite('GBPA', grammar.registerValue(r, this.L, regByName('GBPA')!, this.cur)),
       );
       if (r.chance(0.4)) ops.push(this.dma());
       if (r.chance(0.3)) ops.push(...this.commands());
@@ -779,7 +658,7 @@ export class GuestAttacker {
     if (at === null) return this.steAndCfgi();
     const ops: GuestOp[] = [];
     for (let i = 0; i < 2; i++) {
-      const w = steWords(r, this.L);
+      const w = grammar.steWords(r, this.L);
       set(w, STE.V, 1);
       set(w, STE.Config, CFG.S1_TRANS);
       ops.push(
@@ -787,7 +666,7 @@ export class GuestAttacker {
           op: 'memwrite',
           actor: this.actor,
           addr: at,
-          hex: wordsToHex(w),
+          hex: grammar.wordsToHex(w),
           comment: `a stage-1 STE for vSID ${d.vsid} (${i ? 'again, no abort between' : 'first'})`,
         },
         ...this.cfgi(d.vsid),
@@ -810,7 +689,7 @@ export class GuestAttacker {
         op: 'memwrite',
         actor: this.actor,
         addr: cd.base,
-        hex: wordsToHex(cdWords(r, this.L)),
+        hex: grammar.wordsToHex(grammar.cdWords(r, this.L)),
         comment: `the CD of vSID ${m.sid}, rewritten after attach`,
       },
       ...this.submit([
@@ -832,7 +711,7 @@ export class GuestAttacker {
     const vsid = this.g.foreign.length ? r.pick(this.g.foreign) : r.bits(16);
     const base = Number(this.reg('STRTAB_BASE') & 0x00ff_ffff_ffff_ffc0n);
     const c = Number(this.reg('STRTAB_BASE_CFG'));
-    const ste = steWords(r, this.L);
+    const ste = grammar.steWords(r, this.L);
     set(ste, STE.V, 1);
     set(ste, STE.Config, r.chance(0.5) ? CFG.BYPASS : CFG.S1_TRANS);
     const ops: GuestOp[] = [];
@@ -846,7 +725,7 @@ export class GuestAttacker {
         op: 'memwrite',
         actor: this.actor,
         addr: base + Math.floor(vsid / 2 ** split) * 8,
-        hex: wordsToHex(desc),
+        hex: grammar.wordsToHex(desc),
         comment: `an L1 descriptor for vSID ${vsid}'s span, at an L2 table of its own`,
       });
       at = l2 + (vsid % 2 ** split) * 64;
@@ -855,7 +734,7 @@ export class GuestAttacker {
       op: 'memwrite',
       actor: this.actor,
       addr: at,
-      hex: wordsToHex(ste),
+      hex: grammar.wordsToHex(ste),
       comment: `a ${get(ste, STE.Config) === CFG.BYPASS ? 'bypass' : 'stage-1'} STE for vSID ${vsid}, which is not the guest's`,
     });
     ops.push(...this.cfgi(vsid));
@@ -867,10 +746,13 @@ export class GuestAttacker {
     const r = this.r;
     const d = r.pick(this.g.devices);
     return [
-      this.regWrite('STRTAB_BASE', registerValue(r, this.L, regByName('STRTAB_BASE')!, this.cur)),
+      this.regWrite(
+        'STRTAB_BASE',
+        grammar.registerValue(r, this.L, regByName('STRTAB_BASE')!, this.cur),
+      ),
       this.regWrite(
         'STRTAB_BASE_CFG',
-        registerValue(r, this.L, regByName('STRTAB_BASE_CFG')!, this.cur),
+        grammar.registerValue(r, this.L, regByName('STRTAB_BASE_CFG')!, this.cur),
       ),
       ...this.cfgi(d.vsid),
       this.dmaFrom(d.psid),
@@ -880,11 +762,7 @@ export class GuestAttacker {
   /** A second vCPU rewrites guest memory right after the hypervisor's first read of it: a command slot, an STE or an L1 descriptor. */
   race(): GuestOp[] {
     const r = this.r;
-    const afterReads = r.weighted<number>([
-      [7, 1],
-      [2, 0],
-      [1, 2],
-    ]);
+    const afterReads = grammar.raceAfterReads(r);
     const kind = r.int(3);
     if (kind === 0) {
       const q = this.queue();
@@ -894,7 +772,7 @@ export class GuestAttacker {
           op: 'race',
           actor: this.actor,
           addr: this.slot(q, q.prod),
-          hex: wordsToHex(encodeSpec(evil)),
+          hex: grammar.wordsToHex(grammar.encodeSpec(evil)),
           afterReads,
           comment: `a second vCPU rewrites the next command slot into ${evil.name}`,
         },
@@ -910,13 +788,13 @@ export class GuestAttacker {
     const d = r.pick(this.g.devices);
     const at = kind === 1 ? this.steAddr(d.vsid) : this.l1Addr(d.vsid);
     if (at === null) return this.steAndCfgi();
-    const evil = kind === 1 ? steWords(r, this.L) : l1Words(r, this.L);
+    const evil = kind === 1 ? grammar.steWords(r, this.L) : grammar.l1Words(r, this.L);
     return [
       {
         op: 'race',
         actor: this.actor,
         addr: at,
-        hex: wordsToHex(evil),
+        hex: grammar.wordsToHex(evil),
         afterReads,
         comment: `a second vCPU rewrites the ${kind === 1 ? 'STE' : 'L1 descriptor'} of vSID ${d.vsid} while the hypervisor reads it`,
       },
@@ -928,6 +806,5 @@ export class GuestAttacker {
 
 /** Whether a scenario step can hold the operation (addresses are exact JSON numbers, below 2^53). */
 function stepable(op: GuestOp): boolean {
-  if ('addr' in op && !(Number.isSafeInteger(op.addr) && op.addr >= 0)) return false;
-  return true;
+  return grammar.addressable(op);
 }

@@ -18,18 +18,12 @@
  */
 import { CR0_BITS, OFF, regByName, type RegName } from '../../hw/smmu/regs.ts';
 import { CFG, STE } from '../../hw/smmu/ste.ts';
-import { encodeCommand } from '../../hw/smmu/commands.ts';
 import { set } from '../../hw/bits.ts';
 import {
   Rng,
-  HOST_REGS,
   targetAddress,
   registerValue,
-  prodStep,
   anyCommand,
-  commandOf,
-  opcodeDef,
-  rawCommandWords,
   steWords,
   cdWords,
   l1Words,
@@ -37,6 +31,28 @@ import {
   wordsToHex,
   u64ToHex,
   hex,
+  encodeSpec,
+  steAddress,
+  l1Address,
+  queueOf,
+  registerWrite,
+  registerRead,
+  commandBatch,
+  syncCommand,
+  rawAtProd,
+  entryAhead,
+  randomBytesHex,
+  cdAddress,
+  descriptorAddress,
+  steSummary,
+  dmaAddress,
+  dmaOf,
+  raceAfterReads,
+  addressable,
+  structureAttacks,
+  type AccessSize,
+  type CpuOp,
+  type DmaOp,
   type HostLayout,
   type CmdSpec,
 } from './grammar.ts';
@@ -47,24 +63,13 @@ const CR0_QUEUES_ON = BigInt(SMMUEN | EVENTQEN | CMDQEN);
 /** SMMUEN and CMDQEN: commands are consumed */
 const CR0_CMDQ_ON = BigInt(SMMUEN | CMDQEN);
 
-export { Rng, type HostLayout, type CmdSpec } from './grammar.ts';
+export { Rng, encodeSpec, type HostLayout, type CmdSpec } from './grammar.ts';
 
-export type Size = 1 | 2 | 4 | 8;
+export type Size = AccessSize;
 
 /** One hostile operation: a scenario step in its validated form. */
 export type HostileOp =
-  | {
-      op: 'write';
-      actor: 'host';
-      addr: number;
-      size: Size;
-      value: bigint;
-      expect?: 'abort';
-      comment?: string;
-    }
-  | { op: 'read'; actor: 'host'; addr: number; size: Size; expect?: 'abort'; comment?: string }
-  | { op: 'memwrite'; actor: 'host'; addr: number; hex: string; expect?: 'abort'; comment?: string }
-  | { op: 'cmd'; actor: 'host'; commands: CmdSpec[]; comment?: string }
+  | CpuOp<'host'>
   | {
       op: 'hyp';
       call: 'donate' | 'reclaim' | 'share' | 'unshare';
@@ -74,19 +79,7 @@ export type HostileOp =
       expect: 'ok' | 'refused';
       comment?: string;
     }
-  | {
-      op: 'dma';
-      sid: number;
-      iova: bigint;
-      access: 'read' | 'write';
-      len?: number;
-      ats?: boolean;
-      translated?: boolean;
-      ssid?: number;
-      ssv?: boolean;
-      expect?: 'fault';
-      comment?: string;
-    }
+  | DmaOp
   | { op: 'race'; addr: number; hex: string; afterReads: number; comment?: string }
   | {
       op: 'guest';
@@ -174,6 +167,11 @@ const GUEST_DEVICES = ['dev0', 'dev9', 'dev65535'];
 const GUEST_DATA = 0x4_0000;
 /** an MMIO window outside the SMMU where nothing answers (an external abort) */
 const NOWHERE_MMIO = 0x0800_0000;
+/** offsets in the SMMU page that are not the drawn register's (registerWrite) */
+const ODD_OFFSETS = [OFF.IDR2, OFF.STATUSR, OFF.AGBPA, OFF.GATOS_CTRL];
+const nowhere = (r: Rng): number => NOWHERE_MMIO + r.int(0x100) * 4;
+/** the host's CMD_SYNCs signal completion by SEV (CS=2) */
+const CS_SEV = (): number => 2;
 
 export interface AttackerOptions {
   /** the host driver did not probe: the SMMU is as the hypervisor left it after boot */
@@ -198,13 +196,7 @@ export class Attacker {
       [14, () => [this.mmioWrite()]],
       [4, () => [this.mmioRead()]],
       [16, () => [this.commands()]],
-      [3, () => this.rawCommand()],
-      [10, () => this.steAndCfgi()],
-      [3, () => this.cdWrite()],
-      [3, () => [this.ptWrite()]],
-      [3, () => this.l1Write()],
-      [2, () => [this.queueEntryWrite()]],
-      [2, () => [this.randomMemWrite()]],
+      ...structureAttacks<HostileOp>(this),
       [7, () => [this.ownership()]],
       [12, () => [this.dma()]],
       [4, () => this.raceCommand()],
@@ -297,71 +289,31 @@ export class Attacker {
   }
 
   mmioWrite(): HostileOp {
-    const r = this.r;
-    const L = this.L;
-    const reg = r.pick(HOST_REGS);
-    let addr = L.smmu + reg.offset;
-    let size: Size = reg.width;
-    const odd = r.int(20);
-    if (odd === 0) size = r.pick([1, 2, 4, 8] as const);
-    else if (odd === 1) addr += r.pick([1, 2, 4, 8]);
-    else if (odd === 2)
-      addr =
-        L.smmu +
-        r.weighted<number>([
-          [2, OFF.AIDR],
-          [1, OFF.IDR2],
-          [1, OFF.STATUSR],
-          [1, OFF.AGBPA],
-          [1, OFF.GATOS_CTRL],
-          [1, 0x8000 + r.int(0x80) * 4],
-          [1, r.int(0x20000 / 4) * 4],
-        ]);
-    else if (odd === 3) addr = NOWHERE_MMIO + r.int(0x100) * 4;
-    const value = registerValue(r, L, reg, this.cur);
-    return { op: 'write', actor: 'host', addr, size, value: BigInt.asUintN(size * 8, value) };
+    const w = registerWrite(this.r, this.L, this.cur, ODD_OFFSETS, nowhere);
+    return { op: 'write', actor: 'host', addr: w.addr, size: w.size, value: w.value };
   }
 
   mmioRead(): HostileOp {
-    const r = this.r;
-    const L = this.L;
-    const reg = r.pick(HOST_REGS);
-    let addr = L.smmu + reg.offset;
-    let size: Size = reg.width;
-    if (r.chance(0.1)) size = r.pick([1, 2, 4, 8] as const);
-    if (r.chance(0.05)) addr = L.smmu + r.int(0x20000 / 4) * 4;
-    return { op: 'read', actor: 'host', addr, size };
+    const a = registerRead(this.r, this.L);
+    return { op: 'read', actor: 'host', addr: a.addr, size: a.size };
   }
 
   // ---- commands ----------------------------------------------------------------------------
 
   commands(): HostileOp {
-    const r = this.r;
-    const n = r.weighted<number>([
-      [5, 1],
-      [3, 2],
-      [1, 4],
-      [1, 8],
-    ]);
-    const cmds: CmdSpec[] = [];
-    for (let i = 0; i < n; i++) cmds.push(anyCommand(r, this.L));
-    if (r.chance(0.6)) cmds.push(this.sync());
-    return { op: 'cmd', actor: 'host', commands: cmds };
+    return { op: 'cmd', actor: 'host', commands: commandBatch(this.r, this.anyCmd, this.sync) };
   }
 
-  private sync(): CmdSpec {
-    return this.r.chance(0.7)
-      ? { name: 'CMD_SYNC', CS: 2 }
-      : commandOf(this.r, this.L, opcodeDef('CMD_SYNC'));
-  }
+  private readonly anyCmd = (): CmdSpec => anyCommand(this.r, this.L);
+
+  private readonly sync = (): CmdSpec => syncCommand(this.r, this.L, CS_SEV);
 
   /** The host command queue as the host sees it: base, size and PROD. */
   private queue(): { base: number; qs: number; prod: number } | null {
     const b = this.probe.reg('CMDQ_BASE');
     const p = this.probe.reg('CMDQ_PROD');
     if (b === null || p === null) return null;
-    const qs = Math.min(Number(b & 0x1fn), this.o.cmdqMaxShift);
-    return { base: Number(b & 0x00ff_ffff_ffff_ffe0n), qs, prod: Number(p) & (2 ** (qs + 1) - 1) };
+    return queueOf(b, p, this.o.cmdqMaxShift);
   }
 
   private slot(q: { base: number; qs: number }, prod: number): number {
@@ -372,28 +324,25 @@ export class Attacker {
   rawCommand(): HostileOp[] {
     const q = this.queue();
     if (!q) return [this.commands()];
-    const words = rawCommandWords(this.r);
-    const next = (q.prod + 1) & (2 ** (q.qs + 1) - 1);
+    const raw = rawAtProd(this.r, q);
     return [
       {
         op: 'memwrite',
         actor: 'host',
         addr: this.slot(q, q.prod),
-        hex: wordsToHex(words),
+        hex: raw.hex,
         comment: 'a raw command at the host CMDQ_PROD slot',
       },
-      this.regWrite('CMDQ_PROD', BigInt(this.r.chance(0.8) ? next : prodStep(this.r, q.prod))),
+      this.regWrite('CMDQ_PROD', BigInt(raw.prod)),
     ];
   }
 
   /** Commands written into host queue slots without moving PROD (a later PROD write takes them). */
   queueEntryWrite(): HostileOp {
     const q = this.queue();
-    const r = this.r;
     if (!q) return this.randomMemWrite();
-    const words = r.chance(0.5) ? rawCommandWords(r) : encodeSpec(anyCommand(r, this.L));
-    const at = (q.prod + r.range(0, 8)) & (2 ** (q.qs + 1) - 1);
-    return { op: 'memwrite', actor: 'host', addr: this.slot(q, at), hex: wordsToHex(words) };
+    const e = entryAhead(this.r, q, this.anyCmd);
+    return { op: 'memwrite', actor: 'host', addr: this.slot(q, e.index), hex: e.hex };
   }
 
   // ---- structures --------------------------------------------------------------------------
@@ -403,23 +352,14 @@ export class Attacker {
     const base = this.probe.reg('STRTAB_BASE');
     const cfg = this.probe.reg('STRTAB_BASE_CFG');
     if (base === null || cfg === null) return null;
-    const b = Number(base & 0x00ff_ffff_ffff_ffc0n);
-    const c = Number(cfg);
-    const fmt = (c >>> 16) & 3;
-    if (fmt !== 1) return b + sid * 64;
-    const split = (c >>> 6) & 0x1f;
-    const l1 = this.probe.mem64(b + Math.floor(sid / 2 ** split) * 8);
-    if (l1 === null || (l1 & 0x1fn) === 0n) return null;
-    return Number(l1 & 0x00ff_ffff_ffff_ffc0n) + (sid % 2 ** split) * 64;
+    return steAddress(base, cfg, sid, this.probe);
   }
 
   private l1Addr(sid: number): number | null {
     const base = this.probe.reg('STRTAB_BASE');
     const cfg = this.probe.reg('STRTAB_BASE_CFG');
     if (base === null || cfg === null) return null;
-    const c = Number(cfg);
-    if (((c >>> 16) & 3) !== 1) return null;
-    return Number(base & 0x00ff_ffff_ffff_ffc0n) + Math.floor(sid / 2 ** ((c >>> 6) & 0x1f)) * 8;
+    return l1Address(base, cfg, sid);
   }
 
   private pickSid(): number {
@@ -453,7 +393,7 @@ export class Attacker {
         actor: 'host',
         addr: at,
         hex: wordsToHex(w),
-        comment: `host STE for StreamID ${sid} (V=${w[0]! & 1}, Config=0b${((w[0]! >>> 1) & 7).toString(2).padStart(3, '0')})`,
+        comment: `host STE for StreamID ${sid} (${steSummary(w)})`,
       },
     ];
     if (r.chance(0.85)) ops.push(this.cfgi(sid));
@@ -464,11 +404,7 @@ export class Attacker {
   /** A CD (into a table the host STEs point at, or anywhere), then CFGI_CD / CFGI_CD_ALL. */
   cdWrite(): HostileOp[] {
     const r = this.r;
-    const cdTables = this.L.structures.filter((s) => s.what.startsWith('cd'));
-    const at =
-      cdTables.length && r.chance(0.5)
-        ? r.pick(cdTables).base + r.int(4) * 64
-        : targetAddress(r, this.L, 64);
+    const at = cdAddress(r, this.L, 0.5);
     const ops: HostileOp[] = [
       {
         op: 'memwrite',
@@ -497,10 +433,7 @@ export class Attacker {
   /** One translation-table descriptor in the host's tables (or anywhere it can write). */
   ptWrite(): HostileOp {
     const r = this.r;
-    const tables = this.L.structures.filter((s) => s.what.startsWith('pgtable'));
-    const base =
-      tables.length && r.chance(0.5) ? r.pick(tables).base : targetAddress(r, this.L, PAGE);
-    const at = base - (base % PAGE) + r.int(512) * 8;
+    const at = descriptorAddress(r, this.L, 0.5);
     return {
       op: 'memwrite',
       actor: 'host',
@@ -529,12 +462,8 @@ export class Attacker {
   }
 
   randomMemWrite(): HostileOp {
-    const r = this.r;
-    const len = r.pick([1, 4, 8, 16, 64, r.range(1, 256)]);
-    let hx = '';
-    for (let i = 0; i < len; i++)
-      hx += (r.chance(0.3) ? 0 : r.bits(8)).toString(16).padStart(2, '0');
-    return { op: 'memwrite', actor: 'host', addr: targetAddress(r, this.L), hex: hx };
+    const hx = randomBytesHex(this.r);
+    return { op: 'memwrite', actor: 'host', addr: targetAddress(this.r, this.L), hex: hx };
   }
 
   // ---- ownership and DMA -------------------------------------------------------------------
@@ -566,38 +495,8 @@ export class Attacker {
   }
 
   private dmaFrom(sid: number, iova?: number): HostileOp {
-    const r = this.r;
     const maps = this.L.mappings.filter((m) => m.sid === sid);
-    const a =
-      iova ??
-      r.weighted<number>([
-        [4, maps.length ? r.pick(maps).iova + r.int(PAGE / 4) * 4 : 0x1000],
-        [4, targetAddress(r, this.L, 4)],
-        [1, r.bits(48)],
-      ]);
-    const mode = r.weighted<number>([
-      [8, 0],
-      [1, 1],
-      [1, 2],
-    ]);
-    const op: HostileOp = {
-      op: 'dma',
-      sid,
-      iova: BigInt(a),
-      access: r.chance(0.5) ? 'write' : 'read',
-      len: r.weighted<number>([
-        [6, 4],
-        [2, r.range(1, 64)],
-        [1, PAGE + 8],
-      ]),
-    };
-    if (mode === 1) op.ats = true;
-    if (mode === 2) op.translated = true;
-    if (r.chance(0.1)) {
-      op.ssid = r.pick([0, 1, 3]);
-      op.ssv = true;
-    }
-    return op;
+    return dmaOf(this.r, sid, iova ?? dmaAddress(this.r, this.L, maps, 4, 4));
   }
 
   dma(): HostileOp {
@@ -629,11 +528,7 @@ export class Attacker {
         op: 'race',
         addr: this.slot(q, q.prod),
         hex: wordsToHex(encodeSpec(evil)),
-        afterReads: r.weighted<number>([
-          [7, 1],
-          [2, 0],
-          [1, 2],
-        ]),
+        afterReads: raceAfterReads(r),
         comment: `a second CPU rewrites the next command slot into ${evil.name}`,
       },
       { op: 'cmd', actor: 'host', commands: [benign] },
@@ -657,11 +552,7 @@ export class Attacker {
         op: 'race',
         addr: at,
         hex: wordsToHex(evil),
-        afterReads: r.weighted<number>([
-          [7, 1],
-          [2, 0],
-          [1, 2],
-        ]),
+        afterReads: raceAfterReads(r),
         comment: `a second CPU rewrites the STE of StreamID ${sid} while the hypervisor copies it`,
       },
       this.cfgi(sid),
@@ -680,11 +571,7 @@ export class Attacker {
         op: 'race',
         addr: at,
         hex: wordsToHex(l1Words(r, this.L)),
-        afterReads: r.weighted<number>([
-          [6, 1],
-          [3, 0],
-          [1, 2],
-        ]),
+        afterReads: raceAfterReads(r, 6, 3),
         comment: `a second CPU rewrites the L1 descriptor of StreamID ${sid}`,
       },
       this.cfgi(sid),
@@ -1007,18 +894,7 @@ export class Attacker {
 
 /** Whether a scenario step can hold the operation (addresses are exact JSON numbers, below 2^53). */
 function stepable(op: HostileOp): boolean {
-  if ('addr' in op && !(Number.isSafeInteger(op.addr) && op.addr >= 0)) return false;
+  if (!addressable(op)) return false;
   if (op.op === 'hyp' && !(Number.isSafeInteger(op.addr + op.size) && op.size > 0)) return false;
   return true;
-}
-
-/** A command spec encoded as the cmd step encodes it (Address and MSIAddress are byte addresses). */
-export function encodeSpec(c: CmdSpec): Uint32Array {
-  const vals: Record<string, bigint> = {};
-  for (const [k, v] of Object.entries(c)) {
-    if (k === 'name') continue;
-    const b = BigInt(v);
-    vals[k] = k === 'Address' ? b >> 12n : k === 'MSIAddress' ? b >> 2n : b;
-  }
-  return encodeCommand(c.name, vals);
 }

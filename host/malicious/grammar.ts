@@ -7,9 +7,13 @@
  *
  * Every field position comes from the declarations in hw/ (bits.ts Field objects); nothing is
  * restated here. Generation is fully determined by the Rng's seed.
+ *
+ * The malicious guest (guest/malicious/attacker.ts) draws from the same grammar, with its own
+ * layout (IPAs, its vSMMU): the operation shapes both attackers make (a register access, a DMA,
+ * a batch of commands, an entry at PROD) are drawn here too, each in one fixed order of draws.
  */
-import { set, type Field } from '../../hw/bits.ts';
-import { OPCODES, OPCODE_TABLE, type OpcodeDef } from '../../hw/smmu/commands.ts';
+import { get, set, type Field } from '../../hw/bits.ts';
+import { OPCODES, OPCODE_TABLE, encodeCommand, type OpcodeDef } from '../../hw/smmu/commands.ts';
 import { STE, STE_WORDS, CFG } from '../../hw/smmu/ste.ts';
 import { CD, CD_WORDS } from '../../hw/smmu/cd.ts';
 import { L1STD } from '../../hw/smmu/ste.ts';
@@ -19,6 +23,7 @@ import {
   CR2,
   GBPA,
   IRQ_CTRL,
+  STRTAB_BASE,
   STRTAB_BASE_CFG,
   Q_BASE,
   REGISTERS,
@@ -665,3 +670,295 @@ export function u64ToHex(v: bigint): string {
 }
 
 export const REG_OFF = OFF;
+
+// ---- what an attacker reads back ---------------------------------------------------------------
+
+/** A 64-bit register value as the two words its fields are declared over. */
+function regWords(v: bigint): number[] {
+  return [Number(v & 0xffff_ffffn), Number((v >> 32n) & 0xffff_ffffn)];
+}
+
+/** Reads of the attacker's own memory (8 bytes at an address; null when it aborts). */
+export interface Mem64 {
+  mem64(addr: number): bigint | null;
+}
+
+/**
+ * The STE address of `sid` in the stream table that STRTAB_BASE and STRTAB_BASE_CFG describe
+ * (a 2-level table's L1 descriptor read through `mem`); null when that descriptor is invalid.
+ */
+export function steAddress(base: bigint, cfg: bigint, sid: number, mem: Mem64): number | null {
+  const b = get(regWords(base), STRTAB_BASE.ADDR) * 64;
+  const c = regWords(cfg);
+  if (get(c, STRTAB_BASE_CFG.FMT) !== 1) return b + sid * 64;
+  const split = get(c, STRTAB_BASE_CFG.SPLIT);
+  const l1 = mem.mem64(b + Math.floor(sid / 2 ** split) * 8);
+  if (l1 === null) return null;
+  const d = regWords(l1);
+  if (get(d, L1STD.Span) === 0) return null;
+  return get(d, L1STD.L2Ptr) * 64 + (sid % 2 ** split) * 64;
+}
+
+/** The L1 descriptor address of `sid` in a 2-level stream table (null for a linear one). */
+export function l1Address(base: bigint, cfg: bigint, sid: number): number | null {
+  const c = regWords(cfg);
+  if (get(c, STRTAB_BASE_CFG.FMT) !== 1) return null;
+  return (
+    get(regWords(base), STRTAB_BASE.ADDR) * 64 +
+    Math.floor(sid / 2 ** get(c, STRTAB_BASE_CFG.SPLIT)) * 8
+  );
+}
+
+/** A command queue as CMDQ_BASE and CMDQ_PROD say (LOG2SIZE capped at `maxShift`): base, size and PROD with its wrap bit. */
+export function queueOf(
+  base: bigint,
+  prod: bigint,
+  maxShift: number,
+): { base: number; qs: number; prod: number } {
+  const b = regWords(base);
+  const qs = Math.min(get(b, Q_BASE.LOG2SIZE), maxShift);
+  return { base: get(b, Q_BASE.ADDR) * 32, qs, prod: Number(prod) & (2 ** (qs + 1) - 1) };
+}
+
+/** A command spec encoded as the cmd step encodes it (Address and MSIAddress are byte addresses). */
+export function encodeSpec(c: CmdSpec): Uint32Array {
+  const vals: Record<string, bigint> = {};
+  for (const [k, v] of Object.entries(c)) {
+    if (k === 'name') continue;
+    const b = BigInt(v);
+    vals[k] = k === 'Address' ? b >> 12n : k === 'MSIAddress' ? b >> 2n : b;
+  }
+  return encodeCommand(c.name, vals);
+}
+
+// ---- the operations both attackers draw ----------------------------------------------------------
+
+export type AccessSize = 1 | 2 | 4 | 8;
+
+/**
+ * A register write: any register (its value from registerValue), one in twenty at an odd size,
+ * one at an odd offset, one at `odd` (offsets that are not the register's: AIDR twice as
+ * likely, then these, then page 1 and anywhere in the page), one `elsewhere` (outside the SMMU).
+ */
+export function registerWrite(
+  r: Rng,
+  L: HostLayout,
+  cur: (name: string) => bigint | null,
+  odd: readonly number[],
+  elsewhere: (r: Rng, L: HostLayout) => number,
+): { addr: number; size: AccessSize; value: bigint } {
+  const reg = r.pick(HOST_REGS);
+  let addr = L.smmu + reg.offset;
+  let size: AccessSize = reg.width;
+  const which = r.int(20);
+  if (which === 0) size = r.pick([1, 2, 4, 8] as const);
+  else if (which === 1) addr += r.pick([1, 2, 4, 8]);
+  else if (which === 2)
+    addr =
+      L.smmu +
+      r.weighted<number>([
+        [2, OFF.AIDR],
+        ...odd.map((o): [number, number] => [1, o]),
+        [1, 0x8000 + r.int(0x80) * 4],
+        [1, r.int(0x20000 / 4) * 4],
+      ]);
+  else if (which === 3) addr = elsewhere(r, L);
+  const value = registerValue(r, L, reg, cur);
+  return { addr, size, value: BigInt.asUintN(size * 8, value) };
+}
+
+/** A register read: any register, sometimes at an odd size, anywhere in the SMMU page, or (`elsewhere`) outside it. */
+export function registerRead(
+  r: Rng,
+  L: HostLayout,
+  elsewhere?: (r: Rng) => number,
+): { addr: number; size: AccessSize } {
+  const reg = r.pick(HOST_REGS);
+  let addr = L.smmu + reg.offset;
+  let size: AccessSize = reg.width;
+  if (r.chance(0.1)) size = r.pick([1, 2, 4, 8] as const);
+  if (r.chance(0.05)) addr = L.smmu + r.int(0x20000 / 4) * 4;
+  // eslint-disable-next-line no-dupe-else-if -- each draw is a fresh random number
+  else if (elsewhere && r.chance(0.05)) addr = elsewhere(r);
+  return { addr, size };
+}
+
+/** 1 to 8 commands from `one`, and (mostly) a CMD_SYNC from `sync` after them. */
+export function commandBatch(r: Rng, one: () => CmdSpec, sync: () => CmdSpec): CmdSpec[] {
+  const n = r.weighted<number>([
+    [5, 1],
+    [3, 2],
+    [1, 4],
+    [1, 8],
+  ]);
+  const cmds: CmdSpec[] = [];
+  for (let i = 0; i < n; i++) cmds.push(one());
+  if (r.chance(0.6)) cmds.push(sync());
+  return cmds;
+}
+
+/** A CMD_SYNC: mostly plain (CS from `cs`), else with every field from the grammar. */
+export function syncCommand(r: Rng, L: HostLayout, cs: (r: Rng) => number): CmdSpec {
+  return r.chance(0.7) ? { name: 'CMD_SYNC', CS: cs(r) } : commandOf(r, L, opcodeDef('CMD_SYNC'));
+}
+
+/** A raw command for the slot at PROD, and the PROD written after it (mostly the next slot, else a jump). */
+export function rawAtProd(r: Rng, q: { qs: number; prod: number }): { hex: string; prod: number } {
+  const hex = wordsToHex(rawCommandWords(r));
+  const next = (q.prod + 1) & (2 ** (q.qs + 1) - 1);
+  return { hex, prod: r.chance(0.8) ? next : prodStep(r, q.prod) };
+}
+
+/** A command (raw or from `cmd`) for a slot at PROD or up to 8 ahead of it, which PROD does not reach yet. */
+export function entryAhead(
+  r: Rng,
+  q: { qs: number; prod: number },
+  cmd: () => CmdSpec,
+): { index: number; hex: string } {
+  const words = r.chance(0.5) ? rawCommandWords(r) : encodeSpec(cmd());
+  return { index: (q.prod + r.range(0, 8)) & (2 ** (q.qs + 1) - 1), hex: wordsToHex(words) };
+}
+
+/** Bytes of any length up to 256, a third of them zero (a memory write of anything). */
+export function randomBytesHex(r: Rng): string {
+  const len = r.pick([1, 4, 8, 16, 64, r.range(1, 256)]);
+  let hx = '';
+  for (let i = 0; i < len; i++) hx += (r.chance(0.3) ? 0 : r.bits(8)).toString(16).padStart(2, '0');
+  return hx;
+}
+
+/** Where a CD goes: (with probability `p`) a CD of the driver's tables, else anywhere. */
+export function cdAddress(r: Rng, L: HostLayout, p: number): number {
+  const cdTables = L.structures.filter((s) => s.what.startsWith('cd'));
+  return cdTables.length && r.chance(p)
+    ? r.pick(cdTables).base + r.int(4) * 64
+    : targetAddress(r, L, 64);
+}
+
+/** Where a translation-table descriptor goes: (with probability `p`) the driver's tables, else any page. */
+export function descriptorAddress(r: Rng, L: HostLayout, p: number): number {
+  const tables = L.structures.filter((s) => s.what.startsWith('pgtable'));
+  const base = tables.length && r.chance(p) ? r.pick(tables).base : targetAddress(r, L, PAGE);
+  return base - (base % PAGE) + r.int(512) * 8;
+}
+
+/** How an STE a memory write puts reads in its comment: V and Config. */
+export function steSummary(w: Uint32Array): string {
+  return `V=${get(w, STE.V)}, Config=0b${get(w, STE.Config).toString(2).padStart(3, '0')}`;
+}
+
+/** The CPU operations both attackers make (`actor`: who makes them), shaped as the scenario steps take them. */
+export type CpuOp<A extends string> =
+  | {
+      op: 'write';
+      actor: A;
+      addr: number;
+      size: AccessSize;
+      value: bigint;
+      expect?: 'abort';
+      comment?: string;
+    }
+  | { op: 'read'; actor: A; addr: number; size: AccessSize; expect?: 'abort'; comment?: string }
+  | { op: 'memwrite'; actor: A; addr: number; hex: string; expect?: 'abort'; comment?: string }
+  | { op: 'cmd'; actor: A; commands: CmdSpec[]; comment?: string };
+
+/** The attacks on the command queue and the structures both attackers make. */
+export interface StructureAttacks<Op> {
+  rawCommand(): Op[];
+  steAndCfgi(): Op[];
+  cdWrite(): Op[];
+  ptWrite(): Op;
+  l1Write(): Op[];
+  queueEntryWrite(): Op;
+  randomMemWrite(): Op;
+}
+
+/** Those attacks as entries of an attacker's table, with their weights (in the catalog's order: where they stand in a table is part of its draws). */
+export function structureAttacks<Op>(
+  a: StructureAttacks<Op>,
+): Array<readonly [number, () => Op[]]> {
+  return [
+    [3, () => a.rawCommand()],
+    [10, () => a.steAndCfgi()],
+    [3, () => a.cdWrite()],
+    [3, () => [a.ptWrite()]],
+    [3, () => a.l1Write()],
+    [2, () => [a.queueEntryWrite()]],
+    [2, () => [a.randomMemWrite()]],
+  ];
+}
+
+/** A DMA from StreamID `sid`, shaped as the `dma` step takes it. */
+export interface DmaOp {
+  op: 'dma';
+  sid: number;
+  iova: bigint;
+  access: 'read' | 'write';
+  len?: number;
+  ats?: boolean;
+  translated?: boolean;
+  ssid?: number;
+  ssv?: boolean;
+  expect?: 'fault';
+  comment?: string;
+}
+
+/**
+ * An IOVA for a DMA: (weight `wMap`) in one of the device's `maps`, (`wTarget`) an address the
+ * attacker aims at, (1) any 48-bit one.
+ */
+export function dmaAddress(
+  r: Rng,
+  L: HostLayout,
+  maps: ReadonlyArray<{ iova: number }>,
+  wMap: number,
+  wTarget: number,
+): number {
+  return r.weighted<number>([
+    [wMap, maps.length ? r.pick(maps).iova + r.int(PAGE / 4) * 4 : 0x1000],
+    [wTarget, targetAddress(r, L, 4)],
+    [1, r.bits(48)],
+  ]);
+}
+
+/** A DMA at `iova`: mostly plain, else through the ATC or as an ATS Translated request; any length and direction, sometimes with a SubstreamID. */
+export function dmaOf(r: Rng, sid: number, iova: number, comment?: string): DmaOp {
+  const mode = r.weighted<number>([
+    [8, 0],
+    [1, 1],
+    [1, 2],
+  ]);
+  const op: DmaOp = {
+    op: 'dma',
+    sid,
+    iova: BigInt(iova),
+    access: r.chance(0.5) ? 'write' : 'read',
+    len: r.weighted<number>([
+      [6, 4],
+      [2, r.range(1, 64)],
+      [1, PAGE + 8],
+    ]),
+    ...(comment !== undefined ? { comment } : {}),
+  };
+  if (mode === 1) op.ats = true;
+  if (mode === 2) op.translated = true;
+  if (r.chance(0.1)) {
+    op.ssid = r.pick([0, 1, 3]);
+    op.ssv = true;
+  }
+  return op;
+}
+
+/** How many hypervisor reads of the raced memory the second CPU waits for (mostly one). */
+export function raceAfterReads(r: Rng, once = 7, never = 2): number {
+  return r.weighted<number>([
+    [once, 1],
+    [never, 0],
+    [1, 2],
+  ]);
+}
+
+/** Whether a scenario step can hold an operation's address (an exact JSON number, below 2^53). */
+export function addressable(op: object): boolean {
+  return !('addr' in op) || (Number.isSafeInteger(op.addr) && (op.addr as number) >= 0);
+}

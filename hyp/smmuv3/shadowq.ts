@@ -15,7 +15,8 @@
 import type { MmioBus } from '../../hw/bus.ts';
 import { OFF, CMDQ_CONS } from '../../hw/smmu/regs.ts';
 import { encodeCommand } from '../../hw/smmu/commands.ts';
-import { HYP_STATS } from '../probes.ts';
+import { HYP_PROBES, HYP_STATS, type ShadowAppend } from '../probes.ts';
+import { Probe } from '../../hw/probe.ts';
 import { ExpectedError } from '../../hw/expected-error.ts';
 
 const R_PROD = OFF.CMDQ_PROD;
@@ -55,6 +56,9 @@ export class ShadowQueue {
   private readonly mask: number;
   /** commands the hardware consumed from this queue, by who wrote them */
   stats = HYP_STATS.shadowQ.create();
+  /** probe points: each command before it is written (hyp/probes.ts) */
+  readonly probes = { append: new Probe(HYP_PROBES.shadowAppend) } as const;
+  private readonly appended: ShadowAppend = { words: new Uint32Array(0), hostPtr: 0 };
   private pendingHost = 0;
   private pendingHyp = 0;
   /** the ring's commands as the hypervisor wrote them (4 words a slot), and its bytes */
@@ -105,6 +109,11 @@ export class ShadowQueue {
 
   /** Append one command (4 words) from host slot `hostPtr` (or HYP_SLOT). The caller has checked space. */
   append(w: Uint32Array, hostPtr: number): void {
+    if (this.probes.append.active) {
+      this.appended.words = w;
+      this.appended.hostPtr = hostPtr;
+      this.probes.append.fire(this.appended);
+    }
     const idx = this.prod & (this.size - 1);
     const s = this.stage;
     const o = idx * 4;

@@ -13,7 +13,7 @@ import { DomainManager } from '../../host/driver/domain.ts';
 import { DmaApi } from '../../host/dma-api.ts';
 import { PkvmHyp } from '../../hyp/pkvm.ts';
 import { guestCmdq } from './guest.ts';
-import { benchFuzz } from '../fuzz/host.ts';
+import { benchFuzz } from '../fuzz/bench.ts';
 
 interface BenchResult {
   name: string;

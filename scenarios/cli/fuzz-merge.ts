@@ -5,7 +5,7 @@
  * checks that the files are the shards 1/N … N/N of one campaign and prints what one unsharded
  * run of it prints, and writes its reproducers.
  *
- * A campaign is its episodes (scenarios/fuzz/host.ts): episode e is drawn from (seed, e) alone, so
+ * A campaign is its episodes (scenarios/fuzz/engine.ts): episode e is drawn from (seed, e) alone, so
  * shard K of N (1-based, as vitest's and Playwright's --shard) is the episodes whose index is
  * K−1 mod N, wherever it runs, and the shards merge (mergeResults, the merge --workers uses)
  * into the unsharded result. A mergeable result is the --json object of `smmulab fuzz`
@@ -17,15 +17,9 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { POLICY_NAMES, isRule, type PolicyName, type RuleName } from '../../hyp/policy/policy.ts';
-import {
-  mergeResults,
-  writeReproducers,
-  FuzzInputError,
-  type FailureChoice,
-  type FuzzFinding,
-  type FuzzOptions,
-  type FuzzResult,
-} from '../fuzz/host.ts';
+import { writeReproducers } from '../fuzz/reproducer.ts';
+import { FuzzInputError, type FailureChoice, type FuzzOptions } from '../fuzz/options.ts';
+import { mergeResults, type FuzzFinding, type FuzzResult } from '../fuzz/result.ts';
 import { exitWith } from './status.ts';
 import { cliIo } from './io.ts';
 import { unwritableDir } from './out-path.ts';

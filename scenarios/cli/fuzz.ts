@@ -1,6 +1,7 @@
 /**
- * `smmulab fuzz`: the malicious-host fuzzer (scenarios/fuzz/host.ts), or with `--target guest` the
- * malicious-guest one (scenarios/fuzz/guest.ts), from the command line.
+ * `smmulab fuzz`: the fuzz engine (scenarios/fuzz/engine.ts) from the command line, with
+ * the malicious host (scenarios/fuzz/target-host.ts) or with `--target guest` the malicious
+ * guests (scenarios/fuzz/target-guest.ts).
  * Progress goes to stderr (one throttled line; no progress-bar library), the result to stdout:
  * a summary, or with --json one object. Exit 0: nothing found; 1: a breach, an unexpected
  * exception or a broken invariant (reproducers written to --out); 2: bad input, or the
@@ -20,18 +21,17 @@ import {
   type RuleName,
   type PolicyName,
 } from '../../hyp/policy/policy.ts';
+import { fuzzParallel } from '../fuzz/parallel.ts';
+import { writeReproducers } from '../fuzz/reproducer.ts';
 import {
-  fuzzParallel,
-  writeReproducers,
-  coverageGaps,
   validateOptions,
   FuzzInputError,
-  findingKey,
   type FuzzOptions,
-  type FuzzResult,
   type FailureChoice,
-} from '../fuzz/host.ts';
-import { guestCoverageGaps, GUEST_RULES } from '../fuzz/guest.ts';
+} from '../fuzz/options.ts';
+import { findingKey, type FuzzResult } from '../fuzz/result.ts';
+import { coverageGaps } from '../fuzz/target-host.ts';
+import { guestCoverageGaps, GUEST_RULES } from '../fuzz/target-guest.ts';
 import { exitWith } from './status.ts';
 import { cliIo } from './io.ts';
 import {

@@ -14,17 +14,12 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { setLogLevel } from '../../hw/log.ts';
 import { RULE_NAMES, V6_GAPS, type RuleName } from '../../hyp/policy/policy.ts';
-import {
-  fuzz,
-  fuzzParallel,
-  mergeResults,
-  writeReproducers,
-  findingKey,
-  type FuzzFinding,
-  type FuzzOptions,
-  type FuzzResult,
-} from './host.ts';
-import { GUEST_RULES } from './guest.ts';
+import { fuzz } from './engine.ts';
+import { fuzzParallel } from './parallel.ts';
+import { writeReproducers } from './reproducer.ts';
+import type { FuzzOptions } from './options.ts';
+import { mergeResults, findingKey, type FuzzFinding, type FuzzResult } from './result.ts';
+import { GUEST_RULES } from './target-guest.ts';
 
 const { values: a } = parseArgs({
   options: {

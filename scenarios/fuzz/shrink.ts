@@ -1,6 +1,6 @@
 /**
- * The shrinking shared by the host and guest fuzzers (scenarios/fuzz/host.ts `shrink`,
- * scenarios/fuzz/guest.ts `shrinkGuest`): a bounded minimizer of a failing list of operations
+ * The shrinking of the fuzz engine (scenarios/fuzz/engine.ts `shrink`, for either
+ * target): a bounded minimizer of a failing list of operations
  * that ends, when its budget allows, at a 1-minimal list (removing any one remaining item makes
  * the test pass), the simplification of operations' values, and the shrink of one failure
  * built from them.

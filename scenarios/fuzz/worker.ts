@@ -1,10 +1,11 @@
 /**
  * A fuzzing worker thread: runs one shard of a campaign (iterations index, index+count, ...)
- * and posts its progress and its result to the parent (scenarios/fuzz/host.ts fuzzParallel).
+ * and posts its progress and its result to the parent (scenarios/fuzz/parallel.ts fuzzParallel).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { setLogLevel, type LogLevel } from '../../hw/log.ts';
-import { fuzz, storeProgress, type WorkerJob, type WorkerMessage } from './host.ts';
+import { fuzz } from './engine.ts';
+import { storeProgress, type WorkerJob, type WorkerMessage } from './parallel.ts';
 
 const job = workerData as WorkerJob;
 const post = (m: WorkerMessage): void => parentPort!.postMessage(m);

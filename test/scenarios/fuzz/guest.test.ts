@@ -1,5 +1,5 @@
 /**
- * The malicious-guest fuzzer (scenarios/fuzz/guest.ts, guest/malicious/attacker.ts; `smmulab fuzz
+ * The malicious-guest fuzzer (scenarios/fuzz/target-guest.ts, guest/malicious/attacker.ts; `smmulab fuzz
  * --target guest`): its operations are ordinary scenario steps of the guests' actors, a
  * campaign is determined by its seed (one worker or two), it covers every opcode and every
  * register of the vSMMU, the unweakened hypervisor survives it, and it has teeth: each of the
@@ -15,25 +15,20 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { smmulab } from '../cli/in-process.ts';
-import {
-  fuzz,
-  fuzzParallel,
-  stepJson,
-  type FuzzResult,
-  type FindingKind,
-} from '../../../scenarios/fuzz/host.ts';
+import { fuzz, sampleOperations } from '../../../scenarios/fuzz/engine.ts';
+import { fuzzParallel } from '../../../scenarios/fuzz/parallel.ts';
+import { stepJson } from '../../../scenarios/fuzz/reproducer.ts';
+import type { FuzzResult, FindingKind } from '../../../scenarios/fuzz/result.ts';
 import {
   GUEST_RULES,
   guestCoverageGaps,
-  sampleGuestOperations,
   expectedNesting,
   VSMMU_REGISTERS,
-} from '../../../scenarios/fuzz/guest.ts';
+} from '../../../scenarios/fuzz/target-guest.ts';
 import { STEPS } from '../../../scenarios/steps/index.ts';
 import { parseScenarioText } from '../../../scenarios/engine/loader.ts';
 import { runScenario } from '../../../scenarios/engine/runner.ts';
 import { OPCODES } from '../../../hw/smmu/commands.ts';
-import type { HostileOp } from '../../../host/malicious/attacker.ts';
 import type { RuleName } from '../../../hyp/policy/policy.ts';
 import { boot, vm, bitsOf, VM1_PA } from '../../guest/rig.ts';
 
@@ -41,7 +36,7 @@ const SEED = 1;
 const BUDGET = 5000;
 
 /**
- * How each weakened vSMMU rule shows (scenarios/fuzz/guest.ts, the checks):
+ * How each weakened vSMMU rule shows (scenarios/fuzz/target-guest.ts, the checks):
  * - vsid-owner: a guest configures a StreamID it does not own (a host device's, the other
  *   guest's): the device translates through the guest's stage-2 ('s2'/'nested' breach). Asked
  *   for as a breach here; the first thing seen is usually the invariant (a physical command
@@ -72,7 +67,7 @@ function withoutTimings(r: FuzzResult): unknown {
 
 describe('fuzz --target guest: the operations', () => {
   it('every generated operation is a scenario step of a guest (or its device) that validates and parses back to itself', () => {
-    const ops = sampleGuestOperations({ seed: 11, target: 'guest', resetEvery: 200 }, 400);
+    const ops = sampleOperations({ seed: 11, target: 'guest', resetEvery: 200 }, 400);
     expect(ops.length).toBeGreaterThan(800);
     // MMIO, memory, commands, DMA (races only once the race step takes a guest actor)
     expect(new Set(ops.map((o) => o.op))).toEqual(
@@ -80,12 +75,9 @@ describe('fuzz --target guest: the operations', () => {
     );
     for (const op of ops) {
       if ('actor' in op) expect(op.actor).toMatch(/^guest:g[12]$/);
-      // a guest's devices only: pSIDs 9 and 256 (g1) and 65535 (g2), scenarios/fuzz/guest.ts GUEST_FUZZ
+      // a guest's devices only: pSIDs 9 and 256 (g1) and 65535 (g2), scenarios/fuzz/target-guest.ts GUEST_FUZZ
       else expect([9, 256, 65535]).toContain(op.sid);
-      const json = JSON.parse(JSON.stringify(stepJson(op as unknown as HostileOp))) as Record<
-        string,
-        unknown
-      >;
+      const json = JSON.parse(JSON.stringify(stepJson(op))) as Record<string, unknown>;
       const parsed = STEPS.get(op.op)!.schema.safeParse(json);
       expect(parsed.success, JSON.stringify(json)).toBe(true);
       const { comment: _c1, ...a } = parsed.data as Record<string, unknown>;

@@ -1,5 +1,5 @@
 /**
- * The malicious-host fuzzer (scenarios/fuzz/host.ts, host/malicious/attacker.ts): its operations are
+ * The malicious-host fuzzer (scenarios/fuzz/target-host.ts, host/malicious/attacker.ts): its operations are
  * ordinary scenario steps, a campaign is determined by its seed (and by nothing else: one
  * worker or two), it covers every opcode and every trapped register, it has teeth (every
  * sanitizer rule with a consequence, switched off, is found from a fixed seed within a small
@@ -13,16 +13,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { smmulab } from '../cli/in-process.ts';
-import {
-  fuzz,
-  fuzzParallel,
-  sampleOperations,
-  stepJson,
-  coverageGaps,
-  type FuzzFinding,
-  type FuzzResult,
-  type FindingKind,
-} from '../../../scenarios/fuzz/host.ts';
+import { fuzz, sampleOperations } from '../../../scenarios/fuzz/engine.ts';
+import { fuzzParallel } from '../../../scenarios/fuzz/parallel.ts';
+import { stepJson } from '../../../scenarios/fuzz/reproducer.ts';
+import { coverageGaps } from '../../../scenarios/fuzz/target-host.ts';
+import type { FuzzFinding, FuzzResult, FindingKind } from '../../../scenarios/fuzz/result.ts';
 import { STEPS } from '../../../scenarios/steps/index.ts';
 import { loadScenarios } from '../../../scenarios/engine/loader.ts';
 import { runScenario } from '../../../scenarios/engine/runner.ts';

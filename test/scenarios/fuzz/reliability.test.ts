@@ -1,5 +1,5 @@
 /**
- * A campaign never loses what it found (scenarios/cli/fuzz.ts, scenarios/fuzz/host.ts): an --out
+ * A campaign never loses what it found (scenarios/cli/fuzz.ts, scenarios/fuzz/engine.ts): an --out
  * that cannot be written is refused before the campaign starts; reproducers that cannot be
  * written at the end still leave the results printed; SIGINT or SIGTERM stops the campaign
  * cleanly with the results and reproducers of what ran (one thread or two, host or guest);
@@ -19,7 +19,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../cli/in-process.ts';
-import { campaign, fuzz, fuzzSliced } from '../../../scenarios/fuzz/host.ts';
+import { campaign, fuzz, fuzzSliced } from '../../../scenarios/fuzz/engine.ts';
 import { makeDirs, unwritableDir, unwritableFile } from '../../../scenarios/cli/out-path.ts';
 
 interface Run {

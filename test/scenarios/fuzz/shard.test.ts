@@ -21,7 +21,9 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../cli/in-process.ts';
-import { fuzz, mergeResults, workerShard, type FuzzFinding } from '../../../scenarios/fuzz/host.ts';
+import { fuzz } from '../../../scenarios/fuzz/engine.ts';
+import { workerShard } from '../../../scenarios/fuzz/parallel.ts';
+import { mergeResults, type FuzzFinding } from '../../../scenarios/fuzz/result.ts';
 import { shardIterations } from '../../../scenarios/cli/fuzz-merge.ts';
 
 interface Run {

@@ -17,7 +17,9 @@ import {
   type ShrunkFailure,
   type ShrinkTest,
 } from '../../../scenarios/fuzz/shrink.ts';
-import { fuzz, type FuzzFinding, type FuzzOptions } from '../../../scenarios/fuzz/host.ts';
+import { fuzz } from '../../../scenarios/fuzz/engine.ts';
+import type { FuzzOptions } from '../../../scenarios/fuzz/options.ts';
+import type { FuzzFinding } from '../../../scenarios/fuzz/result.ts';
 import type { RuleName } from '../../../hyp/policy/policy.ts';
 
 /** A random list of distinct items, and a random subset of it: the items a failure needs. */

@@ -1,11 +1,8 @@
 /**
- * The malicious-guest fuzzer (`smmulab fuzz --target guest`): seeded campaigns of hostile guest
- * operations (guest/malicious/attacker.ts) against the hypervisor's vSMMU, checked by the isolation
- * oracle and by the vSMMU's own invariants, with every failure shrunk to an ordinary scenario
- * file that `smmulab run` replays. The terms are those of the host fuzzer (scenarios/fuzz/host.ts):
- * operation, iteration, machine, episode; the options, the result, the sharding over workers,
- * the coverage merging and the reproducer files are its own (FuzzOptions, FuzzResult,
- * mergeResults, writeReproducers).
+ * The malicious-guest target of the fuzz engine (scenarios/fuzz/engine.ts; `smmulab fuzz
+ * --target guest`): hostile guest operations (guest/malicious/attacker.ts) against the
+ * hypervisor's vSMMU, checked by the isolation oracle and by the vSMMU's own invariants. The
+ * terms, the campaign, blame, shrinking, workers and the reproducer files are the engine's.
  *
  * A machine: the hypervisor boots on the host fuzzer's 16 MiB machine (FUZZ_MACHINE); the
  * host's driver probes and maps a buffer for its own device (StreamID 8); guest g1 is built
@@ -44,45 +41,51 @@ import { CpuAbortError } from '../../hw/bus.ts';
 import { get, set } from '../../hw/bits.ts';
 import { STE, STE_FIELDS, STE_WORDS, CFG } from '../../hw/smmu/ste.ts';
 import { SMMU_MMIO_SIZE, regNameAt, OFF, regByName, type RegName } from '../../hw/smmu/regs.ts';
-import { OP, OPCODES, VMID as VMID_F, opcodeName } from '../../hw/smmu/commands.ts';
+import { OP, VMID as VMID_F, opcodeName } from '../../hw/smmu/commands.ts';
 import { EVT } from '../../hw/smmu/events.ts';
 import { GERR } from '../../hw/smmu/gerror.ts';
 import { queueBase } from '../../hw/smmu/smmu.ts';
 import { qIndex, ptrMask } from '../../hw/smmu/queue.ts';
-import type { DmaEndpoint, DmaOutcome } from '../../hw/dma.ts';
-import { HypPanic } from '../../hyp/policy/failure.ts';
 import { V6_GAPS, type FailurePolicy, type RuleName } from '../../hyp/policy/policy.ts';
-import { PATHS, IsolationOracle, type ProtectedRange } from '../check/oracle.ts';
 import { nestSte, S1_FIELDS, type NestEnv } from '../../hyp/vm/vsmmu-ste.ts';
 import { VSMMU_IPA, type Guest } from '../../hyp/vm/guest.ts';
 import type { VSmmu } from '../../hyp/vm/vsmmu.ts';
 import type { PkvmHyp } from '../../hyp/pkvm.ts';
-import { isolationPolicy } from '../check/isolation.ts';
 import { RunContext } from '../engine/context.ts';
 import { STEPS } from '../steps/index.ts';
-import { buildMachine, bootHyp, runScenario } from '../engine/runner.ts';
-import { parseScenarioText } from '../engine/loader.ts';
-import { opKind, SHRINK_BUDGET, shrinkFailure, type ShrunkFailure } from './shrink.ts';
+import type { RunResult } from '../engine/runner.ts';
 import type { MachineConfig } from '../engine/schema.ts';
 import type { HostKernel } from '../steps/driver.ts';
+// the target's interface, then the engine's pieces a target is built from
+import type {
+  Detected as Detection,
+  ExecOptions,
+  Execution,
+  FuzzTarget,
+  Plan,
+  Step,
+  Trial,
+} from './target.ts';
+import type { FuzzOptions } from './options.ts';
+import { drawHypervisor } from './plan.ts';
+import { ENDED, NO_REPORTS, runStep, stepThrew, type Ended } from './execute.ts';
+import * as check from './checks.ts';
+import { driverView } from './view.ts';
+import { replayOps, type AnyTarget } from './blame.ts';
+import { coverageGapsOf, type FuzzCoverage } from './result.ts';
 import {
-  machineConfig,
-  mergeCoverage,
-  findingKey,
+  exceptionReplays,
+  hexs,
+  machineJson,
+  oracleBreachReplays,
+  scenarioName,
   stepJson,
-  validateOptions,
-  stopRequested,
-  type FuzzOptions,
-  type FuzzResult,
-  type FuzzFinding,
-  type FuzzCoverage,
-  type FindingKind,
-  type FuzzProgress,
-} from './host.ts';
-import type { HostileOp } from '../../host/malicious/attacker.ts';
+} from './reproducer.ts';
+// the host target's machine, which the guests' is laid out in
+import { FUZZ_MACHINE, machineConfig } from './target-host.ts';
 import {
   GuestAttacker,
-  Rng,
+  type Rng,
   type GuestOp,
   type GuestView,
   type GuestProbe,
@@ -110,14 +113,8 @@ export const GUEST_FUZZ = {
   machine: {
     ramBase: 0x4000_0000,
     ramSize: 0x100_0000,
-    hypMemory: { base: 0x40c0_0000, size: 0x40_0000 },
-    devices: [
-      { name: 'dev0', sid: 0 },
-      { name: 'dev8', sid: 8 },
-      { name: 'dev9', sid: 9 },
-      { name: 'dev256', sid: 256 },
-      { name: 'dev65535', sid: 0xffff },
-    ],
+    hypMemory: FUZZ_MACHINE.hyp,
+    devices: FUZZ_MACHINE.devices,
   },
   hostPages: { base: 0x4000_0000, limit: 0x4040_0000 },
   hostBuffer: 0x4030_0000,
@@ -142,13 +139,6 @@ export const GUEST_FUZZ = {
   scratch: { base: 0x4004_0000, size: 0xc_0000 },
 } as const;
 
-type Step = { op: string; [k: string]: unknown };
-
-function hexs(v: number | bigint): string {
-  return '0x' + v.toString(16);
-}
-
-/** The prologue of a machine: the host's driver, then each guest built, booted and attached (JSON, as a scenario holds it). */
 export function guestPrologue(twoGuests: boolean, raw: boolean): Record<string, unknown>[] {
   const out: Record<string, unknown>[] = [
     {
@@ -213,13 +203,7 @@ const GUEST_RACES =
   STEPS.get('race')?.schema.safeParse({ op: 'race', actor: 'guest:g1', addr: 0, hex: '00' })
     .success === true;
 
-export interface GuestPlan {
-  episode: number;
-  firstIteration: number;
-  machine: MachineConfig;
-  failure: FailurePolicy;
-  weaken: RuleName[];
-  raw: boolean;
+export interface GuestPlan extends Plan {
   twoGuests: boolean;
   /** the prologue steps (JSON) and their parsed form */
   prologueJson: Record<string, unknown>[];
@@ -239,21 +223,7 @@ export function planGuestMachine(
   firstIteration: number,
   rng: Rng,
 ): GuestPlan {
-  const choice = o.failure ?? 'mixed';
-  const failure: FailurePolicy =
-    choice === 'mixed'
-      ? rng.weighted<FailurePolicy>([
-          [5, 'panic'],
-          [50, 'reject'],
-          [45, 'log'],
-        ])
-      : choice;
-  let weaken = baseWeaken(o);
-  if (weaken.length > 1) {
-    const keep = weaken.filter(() => rng.chance(0.5));
-    weaken = keep.length ? keep : [rng.pick(weaken)];
-  }
-  const raw = rng.chance(1 / 7);
+  const { failure, weaken, raw } = drawHypervisor(o, baseWeaken(o), rng);
   const twoGuests = rng.chance(3 / 4);
   const prologueJson = guestPrologue(twoGuests, raw);
   return {
@@ -298,10 +268,7 @@ function withWeaken(plan: GuestPlan, weaken: RuleName[]): GuestPlan {
 /** A reproducer's closing step, and what it is for. */
 type Probe = Record<string, unknown>;
 
-interface Detected {
-  kind: FindingKind;
-  signature: string;
-  detail: string;
+export interface Detected extends Detection {
   /** steps that fail on replay and pass once fixed (after the operations) */
   checks?: Probe[];
   /** the last operation itself fails on replay (its expectation is set here) */
@@ -311,28 +278,14 @@ interface Detected {
   psids?: number[];
 }
 
-export interface GuestExecResult {
-  invalid?: string;
-  executed: GuestOp[];
-  found: Detected | null;
-  foundAt: number;
-  panic: { rule: string; reason: string } | null;
-  commands: number;
-  opcodes: Record<string, number>;
-  registers: Record<string, { read: number; write: number }>;
-  kinds: Record<string, number>;
+export interface GuestExecResult extends Execution<GuestOp, Detected> {
   /** the machine at the end (for probes) */
   machine?: { m: Machine; hyp: PkvmHyp; ctx: RunContext };
 }
 
-interface ExecOptions {
-  checkEvery: number;
-  coverage: boolean;
-  /** keep the machine in the result */
-  keep?: boolean;
-}
+type GuestTarget = FuzzTarget<GuestPlan, GuestOp, Detected, GuestView[], GuestExecResult>;
 
-const PATH_RANK = new Map<string, number>(PATHS.map((p, i) => [p, i]));
+const ownAbort = (actor: string): boolean => actor.startsWith('guest:');
 const PAGE = 4096;
 const EVT_SID_MASK = 0xffff_ffff_0000_0000n;
 /** VMID's position in the first doubleword of a TLBI command (bits [47:32]) */
@@ -359,19 +312,6 @@ const VMID_OPS = new Set<number>([
   OP.TLBI_S12_VMALL,
 ]);
 const STE_CHECKED = STE_FIELDS.filter((f) => f.name !== 'IMPLEMENTATION_DEFINED');
-
-/** Where an exception came from: the first frame in the project's own code. */
-function origin(e: Error): string {
-  const m = /(?:hyp|hw|host|guest|scenarios)[/\\][A-Za-z0-9_/\\.-]+\.ts:\d+/.exec(e.stack ?? '');
-  return m ? m[0].replace(/\\/g, '/') : 'unknown';
-}
-
-function normalize(msg: string): string {
-  return msg
-    .replace(/0x[0-9a-f]+/gi, '#')
-    .replace(/\d+/g, '#')
-    .slice(0, 120);
-}
 
 const bytesHex = (b: Uint8Array): string =>
   Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
@@ -424,51 +364,16 @@ function steDiff(
   return { fields, first };
 }
 
-/**
- * Run one trial: build the machine from `plan`, run the prologue, then the operations from
- * `source` until it runs dry, a failure is found or the hypervisor panics. Operations run as
- * the scenario steps themselves, their `expect` set to what happened (an aborted access).
- */
-export function executeGuest(
+/** One fresh machine of the guest target: the vSMMU's invariants and the full oracle. */
+function guestTrial(
   plan: GuestPlan,
-  source: () => GuestOp[] | null,
   eo: ExecOptions,
-  makeAttacker?: (views: GuestView[]) => void,
-): GuestExecResult {
-  const res: GuestExecResult = {
-    executed: [],
-    found: null,
-    foundAt: -1,
-    panic: null,
-    commands: 0,
-    opcodes: {},
-    registers: {},
-    kinds: {},
-  };
-  const m = buildMachine(plan.machine);
-  const hyp = bootHyp(m, plan.machine);
-  const ctx = new RunContext(m);
-  ctx.hyp = hyp;
-  ctx.hypMode = 'pkvm';
-  ctx.hypMemory = { ...GUEST_FUZZ.machine.hypMemory };
+  res: GuestExecResult,
+): Trial<GuestOp, Detected, GuestView[]> {
+  const { m, hyp, ctx } = check.trialMachine(plan, GUEST_FUZZ.machine.hypMemory);
   if (eo.keep) res.machine = { m, hyp, ctx };
   const own = hyp.own;
-  const owners = (): number => own.counts.donate + own.counts.reclaim;
-  let rangesAt = -1;
-  let ranges: readonly ProtectedRange[] = [];
-  const policy = isolationPolicy(ctx);
-  const oracle = new IsolationOracle(m, {
-    ...policy,
-    protectedRanges: () => {
-      if (owners() !== rangesAt) {
-        rangesAt = owners();
-        ranges = policy.protectedRanges();
-      }
-      return ranges;
-    },
-  });
-  oracle.attach();
-  ctx.oracle = oracle;
+  const oracle = check.trialOracle(m, ctx, hyp, false);
 
   /** the guest whose operation is running (null: the prologue, the host) */
   let acting: Guest | null = null;
@@ -490,50 +395,24 @@ export function executeGuest(
   let smmuWrites = 0;
   m.smmu.writer.observe((w) => {
     smmuWrites++;
-    for (let a = w.pa - (w.pa % PAGE); a < w.pa + w.len; a += PAGE) {
-      if (!own.hostMay(a)) {
-        const path = w.kind === 'event' ? 'event' : w.kind === 'priq' ? 'priq' : 'msi';
-        flag({
-          kind: 'breach',
-          signature: `breach:${path}`,
-          detail: `SMMU ${w.kind} write of ${w.len} bytes at 0x${w.pa.toString(16)} landed on ${own.state(a).owner} memory`,
-        });
-        return;
-      }
-    }
+    const d = check.smmuWriteBreach(w, own);
+    if (d) flag(d);
   });
 
   // DMA: a guest's device within its guest's memory, a host device within host memory
-  const wrapEp = (ep: DmaEndpoint): void => {
-    const watch = (out: DmaOutcome, access: string): DmaOutcome => {
-      if (out.ok && out.pa >= 0) {
-        const g = hyp.sidOwner.get(ep.sid);
-        const ok = g ? own.state(out.pa).owner === g.actor : own.hostMay(out.pa);
-        if (!ok)
-          flag({
-            kind: 'breach',
-            signature: 'breach:dma-landed',
-            detail: `a ${access} DMA from StreamID ${ep.sid} (${g ? `${g.actor}'s device` : 'a host device'}) reached PA 0x${out.pa.toString(16)}, ${own.state(out.pa).owner} memory`,
-          });
-      }
-      return out;
-    };
-    const { read, write, readTranslated, writeTranslated } = ep;
-    ep.read = (iova, len, o) => watch(read.call(ep, iova, len, o), 'read');
-    ep.write = (iova, data, o) => watch(write.call(ep, iova, data, o), 'write');
-    ep.readTranslated = (addr, len, o) =>
-      watch(readTranslated.call(ep, addr, len, o), 'Translated read');
-    ep.writeTranslated = (addr, data, o) =>
-      watch(writeTranslated.call(ep, addr, data, o), 'Translated write');
-  };
-  for (const ep of m.devices.values()) wrapEp(ep);
-  const origEndpoint = ctx.endpointForSid;
-  ctx.endpointForSid = (sid: number) => {
-    const known = m.devices.size;
-    const ep = origEndpoint.call(ctx, sid);
-    if (m.devices.size !== known) wrapEp(ep);
-    return ep;
-  };
+  check.watchDma(m, ctx, (ep, out, access) => {
+    if (out.ok && out.pa >= 0) {
+      const g = hyp.sidOwner.get(ep.sid);
+      const ok = g ? own.state(out.pa).owner === g.actor : own.hostMay(out.pa);
+      if (!ok)
+        flag({
+          kind: 'breach',
+          signature: 'breach:dma-landed',
+          detail: `a ${access} DMA from StreamID ${ep.sid} (${g ? `${g.actor}'s device` : 'a host device'}) reached PA 0x${out.pa.toString(16)}, ${own.state(out.pa).owner} memory`,
+        });
+    }
+    return out;
+  });
 
   // physical STE installs: which pSIDs changed, and none of another's during a guest's operation
   const dirty = new Set<number>();
@@ -761,33 +640,23 @@ export function executeGuest(
       s.cr0,
       s.gbpa.value,
       installs,
-      owners(),
+      check.ownerChanges(own),
       smmuWrites,
       dmas,
       s.strtab.fetches,
       m.devices.size,
     ];
-    let changed = now.length !== fp.length;
-    for (let i = 0; i < now.length && !changed; i++) changed = now[i] !== fp[i];
-    if (changed) {
-      fp.length = 0;
-      fp.push(...now);
-    }
-    return changed;
+    return check.fingerprintChanged(fp, now);
   };
 
   const fullCheck = (): Detected | null => {
-    const r = oracle.check();
-    if (r.ok) return null;
-    let best = r.breaches[0]!;
-    for (const b of r.breaches)
-      if ((PATH_RANK.get(b.path) ?? 99) < (PATH_RANK.get(best.path) ?? 99)) best = b;
-    return {
-      kind: 'breach',
-      signature: `breach:${best.path}`,
-      detail: `${r.total} breach(es); ${best.detail}`,
-      checks: [{ op: 'isolation', expect: 'ok', comment: `fails: ${best.detail}` }],
-    };
+    const b = check.oracleBreach(oracle);
+    return b
+      ? {
+          ...b.found,
+          checks: [{ op: 'isolation', expect: 'ok', comment: `fails: ${b.best}` }],
+        }
+      : null;
   };
 
   const afterOp = (force: boolean, opNo: number): Detected | null => {
@@ -805,162 +674,75 @@ export function executeGuest(
     return c;
   };
 
-  // ---- the prologue ------------------------------------------------------------------------
-  for (let i = 0; i < plan.prologue.length; i++) {
-    const st = plan.prologue[i]!;
-    ctx.stepIndex = i;
-    ctx.op = st.op;
-    try {
-      STEPS.get(st.op)!.run(ctx, st);
-    } catch (e) {
-      if (e instanceof HypPanic || hyp.panicked) {
-        res.panic = hyp.panicked ?? { rule: (e as HypPanic).rule, reason: (e as HypPanic).reason };
-        return res;
-      }
-      res.invalid = `prologue step ${i} (${st.op}): ${(e as Error).message}`;
-      return res;
+  const run = (op: GuestOp, idx: number): Detected | Ended | null => {
+    if (eo.coverage) cover(res, op);
+    const actor = 'actor' in op ? op.actor : null;
+    acting = actor?.startsWith('guest:') ? (hyp.guests.get(actor.slice(6)) ?? null) : null;
+    const physErr = m.smmu.gerror.active(GERR.CMDQ_ERR);
+    const failuresBefore = ctx.failures.length;
+    const thrown = runStep(ctx, op);
+    const g = acting;
+    acting = null;
+    if (thrown !== null || hyp.panicked) {
+      const how = stepThrew(res, hyp, thrown, ownAbort);
+      if (how === 'panic') return afterOp(true, idx) ?? ENDED;
+      if (how !== 'own') return ENDED;
     }
-    watchGuests();
-  }
-  if (ctx.failures.length) {
-    res.invalid = `the prologue failed: ${JSON.stringify(ctx.failures)}`;
-    return res;
-  }
-  cheap = null;
-  dirty.clear();
-  fingerprint();
-
-  if (makeAttacker)
-    makeAttacker(
-      [...hyp.guests.values()].map((g) => guestView(g, hyp, m, ctx.kernels.get(g.actor), plan.raw)),
-    );
-
-  // ---- the hostile operations --------------------------------------------------------------
-  let n = 0;
-  for (;;) {
-    let batch: GuestOp[] | null;
-    try {
-      batch = source();
-    } catch (e) {
-      const x = e as Error;
-      res.found = {
+    const reported =
+      ctx.failures.length > failuresBefore ? ctx.failures.splice(failuresBefore) : NO_REPORTS;
+    const hypAbort = check.annotate(op, reported, 'guest:');
+    if (hypAbort)
+      return {
         kind: 'exception',
-        signature: `exception:${x.name}:${normalize(x.message)}`,
-        detail: `${x.name}: ${x.message} (at ${origin(x)}, while the guest aimed its next operation)`,
+        signature: 'exception:CpuAbortError:hyp',
+        detail: `the hypervisor's own access aborted inside a guest ${op.op}: ${hypAbort}`,
       };
-      res.foundAt = res.executed.length - 1;
-      return res;
-    }
-    if (batch === null) break;
-    for (const op0 of batch) {
-      const op = { ...op0 } as GuestOp;
-      const idx = res.executed.length;
-      res.executed.push(op);
-      if (eo.coverage) cover(res, op);
-      ctx.stepIndex = plan.prologue.length + idx;
-      ctx.op = op.op;
-      const actor = 'actor' in op ? op.actor : null;
-      acting = actor?.startsWith('guest:') ? (hyp.guests.get(actor.slice(6)) ?? null) : null;
-      const physErr = m.smmu.gerror.active(GERR.CMDQ_ERR);
-      const failuresBefore = ctx.failures.length;
-      let thrown: unknown = null;
-      try {
-        STEPS.get(op.op)!.run(ctx, op as unknown as Step);
-      } catch (e) {
-        thrown = e;
-      }
-      const g = acting;
-      acting = null;
-      n++;
-      if (thrown !== null || hyp.panicked) {
-        if (thrown instanceof HypPanic || hyp.panicked) {
-          res.panic = hyp.panicked ?? {
-            rule: (thrown as HypPanic).rule,
-            reason: (thrown as HypPanic).reason,
-          };
-          res.found = afterOp(true, idx);
-          res.foundAt = idx;
-          return res;
-        }
-        const e = thrown as Error;
-        if (!(e instanceof CpuAbortError && e.actor.startsWith('guest:'))) {
-          res.found = {
-            kind: 'exception',
-            signature: `exception:${e.name}:${normalize(e.message)}`,
-            detail: `${e.name}: ${e.message} (at ${origin(e)})`,
-          };
-          res.foundAt = idx;
-          return res;
-        }
-      }
-      const hypAbort = annotate(op, ctx.failures.splice(failuresBefore));
-      if (hypAbort) {
-        res.found = {
-          kind: 'exception',
-          signature: 'exception:CpuAbortError:hyp',
-          detail: `the hypervisor's own access aborted inside a guest ${op.op}: ${hypAbort}`,
-        };
-        res.foundAt = idx;
-        return res;
-      }
-      if (g && (op.op === 'write' || op.op === 'memwrite') && op.expect !== 'abort') {
-        const bad = guestWriteLanded(op, g, hyp);
-        if (bad)
-          flag({
-            kind: 'breach',
-            signature: 'breach:cpu-write',
-            detail: bad,
-            lastOpExpect: 'abort',
-          });
-      }
-      if (g && !physErr && m.smmu.gerror.active(GERR.CMDQ_ERR)) {
-        const cons = m.smmu.cmdq.err;
+    if (g && (op.op === 'write' || op.op === 'memwrite') && op.expect !== 'abort') {
+      const bad = guestWriteLanded(op, g, hyp);
+      if (bad)
         flag({
-          kind: 'invariant',
-          signature: 'invariant:guest-command:hw-error',
-          detail: `a physical command issued for ${g.actor} stopped the hardware command queue (CONS.ERR=${cons}): the guest can stall the host's and every guest's invalidations`,
-          checks: [
-            {
-              op: 'read',
-              actor: 'hyp',
-              addr: hexs(m.smmu.base + OFF.GERROR),
-              size: 4,
-              mask: '0x1',
-              expect: hexs(m.smmu.gerror.gerrorn & 1),
-              comment: 'the hardware GERROR.CMDQ_ERR must not be active after a guest operation',
-            },
-          ],
+          kind: 'breach',
+          signature: 'breach:cpu-write',
+          detail: bad,
+          lastOpExpect: 'abort',
         });
-      }
-      const f = afterOp(false, n - 1);
-      if (f) {
-        res.found = f;
-        res.foundAt = idx;
-        return res;
-      }
     }
-  }
-  res.found = afterOp(true, n - 1);
-  res.foundAt = res.executed.length - 1;
-  return res;
-}
+    if (g && !physErr && m.smmu.gerror.active(GERR.CMDQ_ERR)) {
+      const cons = m.smmu.cmdq.err;
+      flag({
+        kind: 'invariant',
+        signature: 'invariant:guest-command:hw-error',
+        detail: `a physical command issued for ${g.actor} stopped the hardware command queue (CONS.ERR=${cons}): the guest can stall the host's and every guest's invalidations`,
+        checks: [
+          {
+            op: 'read',
+            actor: 'hyp',
+            addr: hexs(m.smmu.base + OFF.GERROR),
+            size: 4,
+            mask: '0x1',
+            expect: hexs(m.smmu.gerror.gerrorn & 1),
+            comment: 'the hardware GERROR.CMDQ_ERR must not be active after a guest operation',
+          },
+        ],
+      });
+    }
+    return afterOp(false, idx);
+  };
 
-/** Set an operation's expectation to what happened. Returns the message when the hypervisor itself took the data abort. */
-function annotate(
-  op: GuestOp,
-  failures: ReadonlyArray<{ expected: unknown; actual: unknown; message?: string }>,
-): string | null {
-  for (const f of failures) {
-    if (op.op === 'write' || op.op === 'read' || op.op === 'memwrite') {
-      if (f.expected === 'completed' && f.actual === 'abort') {
-        if (f.message && !f.message.startsWith('guest:')) return f.message;
-        op.expect = 'abort';
-      } else if (f.expected === 'abort' && f.actual === 'completed') delete op.expect;
-    } else if (op.op === 'dma') {
-      if (f.expected === 'fault') delete op.expect;
-    }
-  }
-  return null;
+  return {
+    ctx,
+    hyp,
+    afterPrologueStep: watchGuests,
+    ready: () => {
+      cheap = null;
+      dirty.clear();
+      fingerprint();
+    },
+    view: () =>
+      [...hyp.guests.values()].map((g) => guestView(g, hyp, m, ctx.kernels.get(g.actor), plan.raw)),
+    run,
+    finish: (opNo) => afterOp(true, opNo),
+  };
 }
 
 /** A guest CPU write that completed must have stayed in the guest's RAM (or trapped to its vSMMU). */
@@ -981,28 +763,17 @@ function guestWriteLanded(
 }
 
 function cover(res: GuestExecResult, op: GuestOp): void {
-  res.kinds[op.op] = (res.kinds[op.op] ?? 0) + 1;
-  const count = (name: string, k = 1): void => {
-    res.commands += k;
-    res.opcodes[name] = (res.opcodes[name] ?? 0) + k;
-  };
-  if (op.op === 'cmd') {
-    for (const c of op.commands) count(c.name);
-  } else if (
+  check.coverOperation(res, op);
+  if (
     op.op === 'memwrite' &&
     op.comment &&
     (op.comment.startsWith('a raw command') || / × |at the guest's CMDQ_PROD slot/.test(op.comment))
   ) {
-    const opc = parseInt(op.hex.slice(0, 2), 16);
-    const name = opcodeName(opc).startsWith('RESERVED') ? 'RESERVED' : opcodeName(opc);
-    count(name, op.comment.includes(' × ') ? op.hex.length / 32 : 1);
+    check.coverRawCommand(res, op.hex, op.comment.includes(' × ') ? op.hex.length / 32 : 1);
   } else if (op.op === 'write' || op.op === 'read') {
     const off = op.addr - VSMMU_IPA;
     if (off < 0 || off >= SMMU_MMIO_SIZE) return;
-    const name = VSMMU_REG_BY_OFFSET.get(off) ?? 'other';
-    const e = (res.registers[name] ??= { read: 0, write: 0 });
-    if (op.op === 'read') e.read++;
-    else e.write++;
+    check.coverRegister(res, VSMMU_REG_BY_OFFSET.get(off) ?? 'other', op.op === 'read');
   }
 }
 
@@ -1044,11 +815,7 @@ for (const name of VSMMU_REGISTERS) {
 
 /** The vSMMU registers no operation touched, and the opcodes no guest command used. */
 export function guestCoverageGaps(c: FuzzCoverage): { registers: string[]; opcodes: string[] } {
-  const registers = VSMMU_REGISTERS.filter(
-    (n) => !c.registers[n] || c.registers[n]!.read + c.registers[n]!.write === 0,
-  );
-  const opcodes = OPCODES.map((d) => d.name as string).filter((n) => !c.opcodes[n]);
-  return { registers, opcodes };
+  return coverageGapsOf(c, VSMMU_REGISTERS);
 }
 
 /** A guest as its attacker sees it, from its kernel's structures and the vSMMU (side-effect free). */
@@ -1060,39 +827,8 @@ function guestView(
   raw: boolean,
 ): GuestView {
   const v: VSmmu = hyp.vsmmus.get(g.name)!;
-  const structures: Array<{ what: string; base: number; size: number }> = [];
-  const mappings: Array<{ sid: number; iova: number; pa: number; size: number }> = [];
-  const asids: number[] = [];
   const vsids = [...g.vsidToPsid.keys()];
-  if (k) {
-    const d = k.drv;
-    structures.push({ what: 'cmdq', base: d.cmdq.base, size: 2 ** d.cmdq.log2size * 16 });
-    structures.push({ what: 'evtq', base: d.evtq.base, size: 2 ** d.evtq.shift * 32 });
-    structures.push({
-      what: 'strtab-l1',
-      base: d.strtab.base,
-      size: Math.max(PAGE, d.strtab.l1.length * 8),
-    });
-    for (const l2 of d.strtab.l1)
-      if (l2) structures.push({ what: 'strtab-l2', base: l2, size: 256 * 64 });
-    for (const [, mp] of k.mappings) mappings.push({ ...mp });
-    for (const vsid of vsids) {
-      try {
-        const dd = k.dma.domainOf(vsid);
-        asids.push(dd.domain.asid);
-        const s1 = dd.domain.pgtable?.s1;
-        if (s1) structures.push({ what: `pgtable-${vsid}`, base: s1.ttbr, size: PAGE });
-        const w0 = m.mem.read64(g.ipaToPa(d.steAddr(vsid)));
-        structures.push({
-          what: `cd-${vsid}`,
-          base: Number(w0 & 0x00ff_ffff_ffff_ffc0n),
-          size: 256,
-        });
-      } catch {
-        /* not attached */
-      }
-    }
-  }
+  const { structures, mappings, asids } = driverView(k, vsids, m.mem, (ipa) => g.ipaToPa(ipa));
   const others = [...hyp.guests.values()].filter((o) => o !== g);
   const foreign = [
     ...new Set([
@@ -1134,76 +870,6 @@ function guestView(
   };
 }
 
-// ---- episodes --------------------------------------------------------------------------------
-
-interface GuestRun {
-  plan: GuestPlan;
-  exec: GuestExecResult;
-  iterations: number;
-  lastIteration: number;
-}
-
-function runEpisode(
-  o: FuzzOptions,
-  e: number,
-  limit: number,
-  onRun: (r: GuestRun) => boolean,
-): boolean {
-  const K = o.resetEvery ?? 1000;
-  const rng = new Rng(o.seed, e);
-  const last = Math.min((e + 1) * K, limit);
-  let next = e * K;
-  while (next < last) {
-    const start = next;
-    const plan = planGuestMachine(o, e, start, rng);
-    let attacker: GuestAttacker | null = null;
-    const exec = executeGuest(
-      plan,
-      () => {
-        if (next >= last || !attacker) return null;
-        next++;
-        return attacker.next();
-      },
-      { checkEvery: o.checkEvery ?? 16, coverage: true },
-      (views) => {
-        attacker = new GuestAttacker(rng, views, { races: GUEST_RACES });
-      },
-    );
-    if (next === start) next++;
-    if (onRun({ plan, exec, iterations: next - start, lastIteration: next - 1 })) return true;
-    if (!exec.found && !exec.panic) break;
-  }
-  return false;
-}
-
-/** The operations a guest campaign's first `iterations` iterations execute (for tests of the grammar). */
-export function sampleGuestOperations(o: FuzzOptions, iterations: number): GuestOp[] {
-  const out: GuestOp[] = [];
-  const K = o.resetEvery ?? 1000;
-  for (let e = 0; e * K < iterations; e++) {
-    runEpisode({ ...o, resetEvery: K }, e, iterations, (run) => {
-      out.push(...run.exec.executed);
-      return false;
-    });
-  }
-  return out;
-}
-
-// ---- shrinking and blame ---------------------------------------------------------------------
-
-function replayOps(plan: GuestPlan, ops: readonly GuestOp[], keep = false): GuestExecResult {
-  let given = false;
-  return executeGuest(
-    plan,
-    () => {
-      if (given) return null;
-      given = true;
-      return ops as GuestOp[];
-    },
-    { checkEvery: Number.MAX_SAFE_INTEGER, coverage: false, keep },
-  );
-}
-
 /** The steps of the prologue a shrink may drop: not the host's probe, not g1's creation. */
 function droppable(plan: GuestPlan, i: number): boolean {
   const st = plan.prologueJson[i]!;
@@ -1212,71 +878,6 @@ function droppable(plan: GuestPlan, i: number): boolean {
 
 /**
  * Shrink a failure as the host fuzzer's `shrink` does (scenarios/fuzz/shrink.ts `shrinkFailure`),
- * starting with the last operations alone (then twice as many, ...: a failure usually needs
- * only the last attack); memory writes of more than 64 words keep their values.
- */
-export function shrinkGuest(
-  plan0: GuestPlan,
-  ops0: readonly GuestOp[],
-  signature: string,
-  budget: number,
-  needs: readonly RuleName[] = [],
-): ShrunkFailure<GuestPlan, GuestOp, GuestExecResult> {
-  return shrinkFailure<GuestPlan, GuestOp, GuestExecResult>(
-    {
-      replay: (p, ops) => replayOps(p, ops),
-      signature: (r) => r.found?.signature,
-      failed: (r) => r.executed.slice(0, r.foundAt + 1),
-      restored: (p) =>
-        needs.length
-          ? withWeaken(
-              p,
-              p.weaken.filter((w) => !needs.includes(w)),
-            )
-          : null,
-      dropStep: (p, i) => {
-        if (!droppable(p, i)) return null;
-        const keep = (_: unknown, k: number): boolean => k !== i;
-        return {
-          ...p,
-          prologueJson: p.prologueJson.filter(keep),
-          prologue: p.prologue.filter(keep),
-        };
-      },
-      kindOf: opKind,
-      prologueLength: (p) => p.prologueJson.length,
-      suffixes: true,
-      maxHex: 512,
-    },
-    plan0,
-    ops0,
-    signature,
-    budget,
-  );
-}
-
-/** Which weakened rules the failure needs (restoring any one of them makes it go away); empty for a failure of the hypervisor as it is. */
-export function blameGuest(
-  plan: GuestPlan,
-  ops: readonly GuestOp[],
-  signature: string,
-): RuleName[] {
-  if (!plan.weaken.length) return [];
-  if (replayOps(withWeaken(plan, []), ops).found?.signature === signature) return [];
-  if (plan.weaken.length === 1) return [...plan.weaken];
-  const needs = plan.weaken.filter(
-    (r) =>
-      replayOps(
-        withWeaken(
-          plan,
-          plan.weaken.filter((w) => w !== r),
-        ),
-        ops,
-      ).found?.signature !== signature,
-  );
-  return needs.length ? needs : [...plan.weaken];
-}
-
 // ---- reproducers -----------------------------------------------------------------------------
 
 /**
@@ -1305,7 +906,7 @@ function differentialChecks(
     reads: Array<{ actor: string; addr: number; size: 4 | 8; value: bigint | 'abort' }>;
     stes: Map<number, Uint32Array>;
   } | null => {
-    const r = replayOps(p, ops, true);
+    const r = replayOps(GUEST_TARGET as unknown as AnyTarget, p, ops, true) as GuestExecResult;
     if (!r.machine) return null;
     const { m, hyp } = r.machine;
     const values = reads(hyp).map((x) => {
@@ -1360,18 +961,18 @@ function differentialChecks(
   return out;
 }
 
-function reproducerScenario(
-  o: FuzzOptions,
-  plan: GuestPlan,
-  ops: readonly GuestOp[],
-  found: Detected,
-  panic: { rule: string; reason: string } | null,
-  needs: readonly RuleName[],
-  original: number,
-  iteration: number,
-): Record<string, unknown> {
+const reproducerScenario: GuestTarget['scenario'] = ({
+  o,
+  plan,
+  ops,
+  found,
+  panic,
+  needs,
+  original,
+  iteration,
+}) => {
   const steps = ops.map((op, i) => {
-    const j = stepJson(op as unknown as HostileOp);
+    const j = stepJson(op);
     if (i === ops.length - 1 && found.lastOpExpect) {
       j.expect = found.lastOpExpect;
       j.comment = `fails: ${found.detail}`;
@@ -1391,245 +992,52 @@ function reproducerScenario(
   tail.push(...checks);
   if (!checks.some((c) => c.op === 'isolation'))
     tail.push({ op: 'isolation', expect: 'ok', comment: 'isolation after the failure' });
-  const m = plan.machine;
-  const machine: Record<string, unknown> = {
-    hyp: 'pkvm',
-    ramBase: hexs(m.ramBase!),
-    ramSize: hexs(m.ramSize!),
-    hypMemory: { base: hexs(m.hypMemory!.base), size: hexs(m.hypMemory!.size) },
-    devices: m.devices,
-    policy: m.policy,
-    failure: m.failure,
-    ...(m.weaken ? { weaken: m.weaken } : {}),
-    ...(m.allowAts ? { allowAts: true } : {}),
-  };
   const cli = `smmulab fuzz --target guest --seed ${o.seed}${(o.weaken ?? []).map((w) => ` --weaken ${w}`).join('')}`;
   return {
-    name: `fuzz-guest-s${o.seed}-i${iteration}-${found.signature
-      .replace(/[^a-z0-9]+/gi, '-')
-      .replace(/-+$/, '')
-      .slice(0, 60)}`,
+    name: scenarioName('fuzz-guest', o.seed, iteration, found.signature),
     description: `${cli}, iteration ${iteration} (a machine started at iteration ${plan.firstIteration}): ${found.kind} ${found.signature}: ${found.detail}. Shrunk from ${original} to ${ops.length} hostile guest operations${plan.raw ? ' (the guest kernels did not probe)' : ''}. Replaying it fails ${found.kind === 'exception' ? 'the last operation' : found.lastOpExpect ? 'the last operation (expected to abort)' : 'a step after the operations'}; it passes once the hypervisor is fixed.`,
-    machine,
+    machine: machineJson(plan.machine),
     steps: [...plan.prologueJson, ...steps, ...tail],
   };
-}
+};
 
 /**
- * Replay a reproducer the way `smmulab run` does (JSON text → loader → runner): it reproduces
- * when it fails at step `lastOp` (its last operation) or after it, where its checks are (and,
- * for an oracle breach, with the same path; for an exception, with the same exception).
+ * Whether the replay of a reproducer fails with its finding: at step `lastOp` (its last
+ * operation) or after it, where its checks are (and, for an oracle breach, with the same path;
+ * for an exception, with the same exception).
  */
-export function replayGuestReproducer(
-  sc: Record<string, unknown>,
-  signature: string,
-  lastOp: number,
-): { reproduces: boolean; failures: string[] } {
-  const parsed = parseScenarioText(JSON.stringify(sc), `${String(sc.name)}.json`);
-  const r = runScenario(parsed);
-  const failures = r.failed.map(
-    (f) =>
-      `step ${f.step} ${f.op}: expected ${JSON.stringify(f.expected)}, got ${JSON.stringify(f.actual)}${f.message ? ` (${f.message})` : ''}`,
-  );
-  let reproduces = r.failed.some((f) => f.step >= lastOp);
+function reproduces(r: RunResult, signature: string, _found: Detected, lastOp: number): boolean {
   if (
     signature.startsWith('breach:') &&
     !['breach:dma-landed', 'breach:cpu-write', 'breach:hyp-write', 'breach:hyp-read'].includes(
       signature,
     )
-  ) {
-    const path = signature.slice(7);
-    reproduces =
-      r.failed.some((f) => f.op === 'isolation') &&
-      (r.isolation?.breaches.some((b) => b.path === path) ?? false);
-  } else if (signature.startsWith('exception:')) {
-    const name = signature.split(':')[1]!;
-    reproduces = r.failed.some(
-      (f) =>
-        (f.expected === 'step completes' && String(f.actual).startsWith(name)) ||
-        (name === 'CpuAbortError' &&
-          f.actual === 'abort' &&
-          !(f.message ?? '').startsWith('guest:')),
-    );
-  }
-  return { reproduces, failures };
+  )
+    return oracleBreachReplays(r, signature.slice(7));
+  if (signature.startsWith('exception:'))
+    return exceptionReplays(r, signature, (message) => !message.startsWith('guest:'));
+  return r.failed.some((f) => f.step >= lastOp);
 }
 
-function makeFinding(
-  o: FuzzOptions,
-  plan: GuestPlan,
-  exec: GuestExecResult,
-  f: Detected,
-  needs: RuleName[],
-  iteration: number,
-): FuzzFinding {
-  const finding: FuzzFinding = {
-    kind: f.kind,
-    signature: f.signature,
-    detail: f.detail,
-    iteration,
-    operations: exec.foundAt + 1,
-    policy: plan.machine.policy ?? 'pkvm',
-    failure: plan.failure,
-    weaken: plan.weaken,
-    raw: plan.raw,
-    needs,
-    key: findingKey(f.signature, needs),
-  };
-  const original = exec.foundAt + 1;
-  let sPlan = plan;
-  let ops = exec.executed.slice(0, exec.foundAt + 1);
-  let found = f;
-  let panic = exec.panic;
-  if (o.shrink ?? true) {
-    const s = shrinkGuest(plan, ops, f.signature, o.shrinkBudget ?? SHRINK_BUDGET, needs);
-    sPlan = s.plan;
-    ops = s.ops;
-    if (s.exec) {
-      found = s.exec.found ?? f;
-      panic = s.exec.panic;
-    } else finding.detail += ' (did not reproduce from its operations alone: not shrunk)';
-    finding.shrinkRuns = s.runs;
-    finding.oneMinimal = s.oneMinimal;
-    if (needs.length) finding.needs = blameGuest(sPlan, ops, f.signature);
-  }
-  finding.minimalOperations = ops.length;
-  finding.scenario = reproducerScenario(
-    o,
-    sPlan,
-    ops,
-    found,
-    panic,
-    finding.needs,
-    original,
-    iteration,
-  );
-  try {
-    finding.replay = replayGuestReproducer(
-      finding.scenario,
-      f.signature,
-      sPlan.prologueJson.length + ops.length - 1,
-    );
-  } catch (e) {
-    finding.replay = {
-      reproduces: false,
-      failures: [`the reproducer does not load or run: ${(e as Error).message}`],
-    };
-  }
-  return finding;
-}
+// ---- the target ------------------------------------------------------------------------------
 
-// ---- a campaign (one shard) ------------------------------------------------------------------
-
-/**
- * Run a guest campaign (or one shard of it) in this thread: `fuzz()` dispatches here for
- * `target: 'guest'`, so `fuzzParallel` shards it over workers by episode as it does the host's.
- */
-export function fuzzGuest(o: FuzzOptions): FuzzResult {
-  const g = guestCampaign(o);
-  for (;;) {
-    const s = g.next();
-    if (s.done) return s.value;
-  }
-}
-
-/** A guest campaign (or one shard of it) that yields after each episode (scenarios/fuzz/host.ts campaign()). */
-export function* guestCampaign(o: FuzzOptions): Generator<void, FuzzResult, void> {
-  validateOptions(o);
-  const t0 = performance.now();
-  const shard = o.shard ?? { index: 0, count: 1 };
-  const K = o.resetEvery ?? 1000;
-  const limit = o.timeSec !== undefined ? Infinity : (o.iterations ?? 2000);
-  const deadline = o.timeSec !== undefined ? t0 + o.timeSec * 1000 : Infinity;
-  const res: FuzzResult = {
-    seed: o.seed,
-    iterations: 0,
-    operations: 0,
-    commands: 0,
-    machines: 0,
-    breaches: 0,
-    unexpectedExceptions: 0,
-    invariantViolations: 0,
-    panics: 0,
-    operationsPerSecond: 0,
-    seconds: 0,
-    target: 'guest',
-    policy: o.policy ?? 'pkvm',
-    weaken: [...(o.weaken ?? [])],
-    failure: o.failure ?? 'mixed',
-    resetEvery: K,
-    workers: 1,
-    panicsByRule: {},
-    failuresBySignature: {},
-    coverage: { opcodes: {}, registers: {}, operations: {} },
-    findings: [],
-    reproducers: [],
-  };
-  let lastProgress = t0;
-  let failing = 0;
-  const onRun = (run: GuestRun): boolean => {
-    const { plan, exec } = run;
-    res.machines++;
-    res.iterations += run.iterations;
-    res.operations += exec.executed.length;
-    res.commands += exec.commands;
-    mergeCoverage(res.coverage, {
-      opcodes: exec.opcodes,
-      registers: exec.registers,
-      operations: exec.kinds,
-    });
-    const f = exec.found;
-    let stop = false;
-    if (exec.invalid) {
-      // a prologue that failed on a fresh machine is a bug of its own
-      failing++;
-      res.unexpectedExceptions++;
-      const key = `exception:prologue:${normalize(exec.invalid)}`;
-      res.failuresBySignature[key] = (res.failuresBySignature[key] ?? 0) + 1;
-    } else if (f) {
-      failing++;
-      if (f.kind === 'breach') res.breaches++;
-      else if (f.kind === 'exception') res.unexpectedExceptions++;
-      else res.invariantViolations++;
-      const needs = blameGuest(plan, exec.executed.slice(0, exec.foundAt + 1), f.signature);
-      const key = findingKey(f.signature, needs);
-      res.failuresBySignature[key] = (res.failuresBySignature[key] ?? 0) + 1;
-      if (
-        !res.findings.some((x) => x.key === key) &&
-        res.findings.length < (o.maxReproducers ?? 8)
-      ) {
-        const finding = makeFinding(o, plan, exec, f, needs, run.lastIteration);
-        res.findings.push(finding);
-        if (o.stopWhen?.(finding)) stop = true;
-      }
-    } else if (exec.panic) {
-      res.panics++;
-      res.panicsByRule[exec.panic.rule] = (res.panicsByRule[exec.panic.rule] ?? 0) + 1;
-    }
-    const now = performance.now();
-    if (o.onProgress && now - lastProgress > 500) {
-      lastProgress = now;
-      const p: FuzzProgress = {
-        iterations: res.iterations,
-        operations: res.operations,
-        findings: failing,
-        panics: res.panics,
-        seconds: (now - t0) / 1000,
-      };
-      o.onProgress(p);
-    }
-    return stop || (o.stopAfterFindings !== undefined && failing >= o.stopAfterFindings);
-  };
-  for (let e = shard.index; e * K < limit; e += shard.count) {
-    if (performance.now() >= deadline) break;
-    if (stopRequested(o)) {
-      res.interrupted = true;
-      break;
-    }
-    if (runEpisode(o, e, limit, onRun)) break;
-    yield;
-  }
-  res.seconds = (performance.now() - t0) / 1000;
-  res.operationsPerSecond = Math.round(res.operations / Math.max(res.seconds, 1e-9));
-  return res;
-}
+/** The malicious guests, as the fuzz engine runs them. */
+export const GUEST_TARGET: GuestTarget = {
+  name: 'guest',
+  aiming: 'while the guest aimed its next operation',
+  prologueFailures: true,
+  plan: planGuestMachine,
+  withWeaken,
+  dropStep: (p, i) => {
+    if (!droppable(p, i)) return null;
+    const keep = (_: unknown, k: number): boolean => k !== i;
+    return { ...p, prologueJson: p.prologueJson.filter(keep), prologue: p.prologue.filter(keep) };
+  },
+  // the last operations alone first (then twice as many, ...: a failure usually needs only the
+  // last attack); memory writes of more than 64 words keep their values
+  shrink: { suffixes: true, maxHex: 512 },
+  trial: guestTrial,
+  attacker: (rng: Rng, _plan, views) => new GuestAttacker(rng, views, { races: GUEST_RACES }),
+  scenario: reproducerScenario,
+  reproduces,
+};
