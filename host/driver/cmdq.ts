@@ -13,7 +13,7 @@ import { set as setField } from '../../hw/bits.ts';
 import { OFF } from '../../hw/smmu/regs.ts';
 import * as commands from '../../hw/smmu/commands.ts';
 import { qIndex, qEmpty, ptrMask } from '../../hw/smmu/queue.ts';
-import { CERROR } from '../../hw/smmu/cmdq.ts';
+import { CERROR } from '../../hw/smmu/regs.ts';
 import { layerLogger } from '../../hw/log.ts';
 import type { StatRecord } from '../../hw/probe.ts';
 import { HOST_STATS } from '../stats.ts';

@@ -10,6 +10,7 @@
  *
  * Hot path: one preallocated 4-word buffer, a dense opcode table, no allocation per command.
  */
+import { CERROR as CMDQ_CONS_ERR } from './regs.ts';
 import { qIndex, qInc, ptrMask } from './queue.ts';
 import {
   CMD_BYTES,
@@ -42,7 +43,8 @@ import type { SmmuFeatures } from './features.ts';
 import { Probe, ProbeSlot, type StatRecord } from '../probe.ts';
 import { HW_PROBES, HW_STATS } from '../probes.ts';
 
-export const CERROR = { NONE: 0, ILL: 1, ABT: 2, ATC_INV_SYNC: 3 } as const;
+/** CMDQ_CONS.ERR values (declared in regs.ts), as a module-local binding for the hot path */
+export const CERROR = CMDQ_CONS_ERR;
 
 /**
  * Thrown by a target that cannot complete a command yet (an emulated SMMU whose CMD_SYNC must

@@ -288,6 +288,8 @@ export const CMDQ_CONS = {
     values: { 0: 'CERROR_NONE', 1: 'CERROR_ILL', 2: 'CERROR_ABT', 3: 'CERROR_ATC_INV_SYNC' },
   }),
 } as const;
+/** CMDQ_CONS.ERR values: why command consumption stopped */
+export const CERROR = { NONE: 0, ILL: 1, ABT: 2, ATC_INV_SYNC: 3 } as const;
 export const EVENTQ_PROD = { OVFLG: f('OVFLG', 31, 31) } as const;
 export const EVENTQ_CONS = { OVACKFLG: f('OVACKFLG', 31, 31) } as const;
 

@@ -15,7 +15,7 @@
  */
 import type { AccessSize, Actor, MmioDevice } from '../bus.ts';
 import { ExternalAbort, type PhysicalMemory } from '../memory.ts';
-import { definedMask, get, wordMask } from '../bits.ts';
+import { definedMask, get } from '../bits.ts';
 import { layerLogger } from '../log.ts';
 import {
   CR0_BITS,
@@ -59,6 +59,7 @@ import {
 import { Iotlb, newScope } from './tlb.ts';
 import { CdCache } from './cdtab.ts';
 import { tlbiScope } from './tlbi.ts';
+import { queueBase, queueLog2 } from './queue.ts';
 import { AtcSize, Global, SSV, StreamID, SubstreamID, VA } from './commands.ts';
 import { Probe, ProbeSlot } from '../probe.ts';
 import { HW_PROBES } from '../probes.ts';
@@ -90,8 +91,6 @@ const ADDR_HI = definedMask([Q_BASE.ADDR], 2)[1]!;
 /** the low-word bits below STRTAB_BASE.ADDR and IRQ_CFG0.ADDR */
 const STRTAB_ADDR_LO = definedMask([STRTAB_BASE.ADDR], 1)[0]!;
 const MSI_ADDR_LO = definedMask([IRQ_CFG0.ADDR], 1)[0]!;
-const Q_ADDR_LO = definedMask([Q_BASE.ADDR], 1)[0]!;
-const Q_LOG2SIZE = wordMask(Q_BASE.LOG2SIZE);
 
 /** CMD_ATC_INV Address[63:12]: its low-word bits, and the high-word bits kept (to bit 52: a number holds 53 bits) */
 const ATC_ADDR_LO = definedMask([VA], 4)[VA.word]!;
@@ -480,14 +479,4 @@ export class Smmu implements MmioDevice, TranslateEnv {
   }
 }
 
-/** A queue's log2 size from its *_BASE register: LOG2SIZE, capped at the IDR1 maximum. */
-export function queueLog2(r: Reg64, cap: number): number {
-  return Math.min(r.lo & Q_LOG2SIZE, cap);
-}
-
-/** Queue base PA from a *_BASE register: ADDR[55:5], aligned to MAX(queue bytes, 32). */
-export function queueBase(r: Reg64, log2size: number, entryBytes: number): number {
-  const addr = (r.hi & ADDR_HI) * 0x1_0000_0000 + ((r.lo & Q_ADDR_LO) >>> 0);
-  const align = Math.max(2 ** log2size * entryBytes, 32);
-  return addr - (addr % align);
-}
+export { queueBase, queueLog2 };

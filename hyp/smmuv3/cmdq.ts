@@ -15,7 +15,7 @@
 import { ptrMask } from '../../hw/smmu/queue.ts';
 import { get } from '../../hw/bits.ts';
 import { Q_BASE } from '../../hw/smmu/regs.ts';
-import { queueBase } from '../../hw/smmu/smmu.ts';
+import { queueBase } from '../../hw/smmu/queue.ts';
 import { checkCommand, FORWARD, RESHADOW, type CmdCheck } from './cmd-policy.ts';
 import { POISON, HYP_SLOT, type ShadowQueue } from './shadowq.ts';
 import type { HostMemory } from '../mem/hostmem.ts';

@@ -21,7 +21,7 @@ import {
   regNameAt,
 } from '../../hw/smmu/regs.ts';
 import { encodeCommand } from '../../hw/smmu/commands.ts';
-import { queueBase } from '../../hw/smmu/smmu.ts';
+import { queueBase } from '../../hw/smmu/queue.ts';
 import { refusalMessage, type PageOwnership } from '../mem/ownership.ts';
 import { pageSpan, type Span } from '../mem/span.ts';
 import type { FailureLog } from '../policy/failure.ts';

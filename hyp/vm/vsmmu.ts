@@ -55,7 +55,7 @@ import { CommandQueue, CmdqWait, type CmdqTarget } from '../../hw/smmu/cmdq.ts';
 import { EventQueue } from '../../hw/smmu/evtq.ts';
 import { GlobalErrors, GERR } from '../../hw/smmu/gerror.ts';
 import { Gbpa } from '../../hw/smmu/gbpa.ts';
-import { queueBase, queueLog2 } from '../../hw/smmu/smmu.ts';
+import { queueBase, queueLog2 } from '../../hw/smmu/queue.ts';
 import { ptrMask } from '../../hw/smmu/queue.ts';
 import { OP, encodeCommand, VMID as VMID_F, opcodeName } from '../../hw/smmu/commands.ts';
 import {
