@@ -41,6 +41,8 @@ export const HW_SEAMS: readonly string[] = [
   'hw/log.ts', // a child logger per layer
   'hw/bits.ts', // field declarations
   'hw/probe.ts', // probe points and stats
+  'hw/probes.ts', // the machine's probe points
+  'hw/expected-error.ts', // the base of the expected outcomes thrown (a data abort)
   'hw/vmsa/', // the VMSAv8-64 translation table format and io-pgtable
   'hw/smmu/regs.ts', // the register map
   'hw/smmu/ste.ts', // STE and L1STD layouts
