@@ -7,6 +7,7 @@
  * Pointers are masked the way Linux masks them (bits [51:x]), which is narrower than the
  * architectural fields ([55:x]).
  */
+import type { S1PgtableCfg } from '../../hw/vmsa/io-pgtable.ts';
 import { set, setBig } from '../../hw/bits.ts';
 import { STE, STE_WORDS, CFG, EATS, S1FMT, STRW, SHCFG } from '../../hw/smmu/ste.ts';
 import { CD, CD_WORDS } from '../../hw/smmu/cd.ts';
@@ -208,16 +209,8 @@ export function makeNestedSte(
   return w;
 }
 
-/** io-pgtable's stage-1 TCR fields. */
-export interface S1Tcr {
-  tsz: number;
-  /** 0 4KB, 1 64KB, 2 16KB */
-  tg: number;
-  irgn: number;
-  orgn: number;
-  sh: number;
-  ips: number;
-}
+/** io-pgtable's stage-1 TCR fields (io_pgtable_cfg.arm_lpae_s1_cfg.tcr): what a CD takes. */
+export type S1Tcr = Pick<S1PgtableCfg, 'tsz' | 'tg' | 'irgn' | 'orgn' | 'sh' | 'ips'>;
 
 export interface S1Config {
   asid: number;

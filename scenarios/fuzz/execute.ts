@@ -41,27 +41,6 @@ export function emptyExecution<Op, D extends Detected>(): Execution<Op, D> {
   };
 }
 
-/**
- * Run a trial. The expected outcomes thrown while the machine runs (a host data abort, ...)
- * never carry a stack (hw/expected-error.ts), so they cost little; one that escapes as an
- * unexpected exception is told by its name and message.
- */
-export function execute<
-  P extends Plan,
-  Op extends Operation,
-  D extends Detected,
-  V,
-  R extends Execution<Op, D>,
->(
-  t: FuzzTarget<P, Op, D, V, R>,
-  plan: P,
-  source: () => Op[] | null,
-  eo: ExecOptions,
-  onReady?: (view: V) => void,
-): R {
-  return executeOnce(t, plan, source, eo, onReady);
-}
-
 /** A source that gives `ops` once. */
 export function once<Op>(ops: readonly Op[]): () => Op[] | null {
   let given = false;
@@ -72,8 +51,12 @@ export function once<Op>(ops: readonly Op[]): () => Op[] | null {
   };
 }
 
-/** One run of a trial. */
-function executeOnce<
+/**
+ * Run a trial. The expected outcomes thrown while the machine runs (a host data abort, ...)
+ * never carry a stack (hw/expected-error.ts), so they cost little; one that escapes as an
+ * unexpected exception is told by its name and message.
+ */
+export function execute<
   P extends Plan,
   Op extends Operation,
   D extends Detected,

@@ -57,15 +57,8 @@ import type { RunResult } from '../engine/runner.ts';
 import type { MachineConfig } from '../engine/schema.ts';
 import type { HostKernel } from '../steps/driver.ts';
 // the target's interface, then the engine's pieces a target is built from
-import type {
-  Detected as Detection,
-  ExecOptions,
-  Execution,
-  FuzzTarget,
-  Plan,
-  Step,
-  Trial,
-} from './target.ts';
+import type { FuzzTarget, Trial, Plan, Step } from './target.ts';
+import type { Detected as Detection, ExecOptions, Execution } from './target.ts';
 import type { FuzzOptions } from './options.ts';
 import { drawHypervisor } from './plan.ts';
 import { ENDED, NO_REPORTS, runStep, stepThrew, type Ended } from './execute.ts';
