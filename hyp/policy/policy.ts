@@ -16,6 +16,7 @@
  * reaches memory. Only `weaken` (named rules switched off) can break isolation, and the
  * `pkvm-v6` policy does exactly that to reproduce the v6-era gaps (designs.md §1.13).
  */
+import { enableMapSet, freeze, produce } from 'immer';
 
 export type FailurePolicy = 'panic' | 'reject' | 'log';
 
@@ -98,6 +99,8 @@ export interface HypPolicy {
   readonly guestCmdBudget: number;
 }
 
+enableMapSet();
+
 export const POLICY_NAMES = ['pkvm', 'pkvm-v6'] as const;
 
 /**
@@ -115,37 +118,62 @@ export const V6_GAPS: readonly RuleName[] = [
 ];
 export type PolicyName = (typeof POLICY_NAMES)[number];
 
+/** What a caller may set on top of a preset. */
+export interface PolicyOptions {
+  failure?: FailurePolicy;
+  weaken?: Iterable<RuleName>;
+  allowAts?: boolean;
+  steShadowing?: 'cfgi' | 'trap-writes';
+  cmdq?: 'trap' | 'pv';
+  smmuStage2?: 'shadow-idmap' | 'cpu-shared';
+  idmapGranule?: 'page' | 'block';
+  guestCmdBudget?: number;
+}
+
 /**
- * `pkvm`: the hardened trap-and-emulate policy (pKVM's design with gaps G1–G4 and G6 closed).
- * `pkvm-v6`: the v6-era behaviour, with the V6_GAPS rules weakened.
+ * The named policies, each derived from another as an immutable snapshot (immer):
+ * `pkvm`: the hardened trap-and-emulate policy (pKVM's design with gaps G1–G4 and G6 closed);
+ * `pkvm-v6`: pkvm with the V6_GAPS rules weakened (the v6-era behaviour).
  */
-export function makePolicy(
-  name: PolicyName,
-  o: {
-    failure?: FailurePolicy;
-    weaken?: Iterable<RuleName>;
-    allowAts?: boolean;
-    steShadowing?: 'cfgi' | 'trap-writes';
-    cmdq?: 'trap' | 'pv';
-    smmuStage2?: 'shadow-idmap' | 'cpu-shared';
-    idmapGranule?: 'page' | 'block';
-    guestCmdBudget?: number;
-  } = {},
-): HypPolicy {
-  const budget = o.guestCmdBudget ?? 256;
+const PKVM: HypPolicy = freeze(
+  {
+    name: 'pkvm',
+    failure: 'panic',
+    weaken: new Set<RuleName>(),
+    allowAts: false,
+    steShadowing: 'cfgi',
+    cmdq: 'trap',
+    smmuStage2: 'shadow-idmap',
+    idmapGranule: 'page',
+    guestCmdBudget: 256,
+  },
+  true,
+);
+export const PRESETS: Readonly<Record<PolicyName, HypPolicy>> = {
+  pkvm: PKVM,
+  'pkvm-v6': produce(PKVM, (d) => {
+    d.name = 'pkvm-v6';
+    for (const r of V6_GAPS) d.weaken.add(r);
+  }),
+};
+
+/** A named policy with the caller's options on top (a weakened `pkvm` names its rules). */
+export function makePolicy(name: PolicyName, o: PolicyOptions = {}): HypPolicy {
+  const preset = PRESETS[name];
+  const budget = o.guestCmdBudget ?? preset.guestCmdBudget;
   if (!Number.isInteger(budget) || budget < 1)
     throw new Error(`guestCmdBudget ${budget} must be a positive integer`);
-  const weaken = new Set<RuleName>(o.weaken ?? []);
-  if (name === 'pkvm-v6') for (const r of V6_GAPS) weaken.add(r);
-  return Object.freeze({
-    name: weaken.size && name === 'pkvm' ? `pkvm-weakened(${[...weaken].join(',')})` : name,
-    failure: o.failure ?? 'panic',
-    weaken,
-    allowAts: o.allowAts ?? false,
-    steShadowing: o.steShadowing ?? 'cfgi',
-    cmdq: o.cmdq ?? 'trap',
-    smmuStage2: o.smmuStage2 ?? 'shadow-idmap',
-    idmapGranule: o.idmapGranule ?? 'page',
-    guestCmdBudget: budget,
+  return produce(preset, (d) => {
+    // the caller's rules first, then the preset's (the order a weakened policy is named in)
+    const weaken = new Set<RuleName>([...(o.weaken ?? []), ...preset.weaken]);
+    d.weaken = weaken;
+    if (weaken.size && name === 'pkvm') d.name = `pkvm-weakened(${[...weaken].join(',')})`;
+    if (o.failure !== undefined) d.failure = o.failure;
+    if (o.allowAts !== undefined) d.allowAts = o.allowAts;
+    if (o.steShadowing !== undefined) d.steShadowing = o.steShadowing;
+    if (o.cmdq !== undefined) d.cmdq = o.cmdq;
+    if (o.smmuStage2 !== undefined) d.smmuStage2 = o.smmuStage2;
+    if (o.idmapGranule !== undefined) d.idmapGranule = o.idmapGranule;
+    d.guestCmdBudget = budget;
   });
 }
