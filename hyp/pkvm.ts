@@ -52,7 +52,7 @@ import { Probe } from '../hw/probe.ts';
 import { HYP_PROBES, HYP_STATS } from './probes.ts';
 import type { Guest, GuestSpec } from './vm/guest.ts';
 import type { VSmmu } from './vm/vsmmu.ts';
-import { Guests, type ProtectedRange, type TeardownPhase } from './vm/guests.ts';
+import { Guests, type GuestsEnv, type ProtectedRange, type TeardownPhase } from './vm/guests.ts';
 import { HypBootError } from './boot-error.ts';
 
 export { CR1_TEMPLATE } from './smmuv3/host-regs.ts';
@@ -149,18 +149,32 @@ export class PkvmHyp {
     this.mmio = machine.smmu.base;
     this.failures = new FailureLog(this.policy.failure, () => this.stats.traps);
     this.hostMem = new HostMemory(machine.bus, this.own);
-    this.vms = new Guests(() => ({
+    // one environment object for the guests' part, read through getters (some parts are only
+    // built at boot): nothing is allocated per guest command
+    const self = this;
+    const env: GuestsEnv = {
       machine: this.machine,
       mmio: this.mmio,
       own: this.own,
       policy: this.policy,
-      pool: this.pool,
-      shadowQ: this.shadowQ,
-      strtab: this.strtab,
-      hwIdr: this.hwIdr,
-      sidBits: this.sidBits,
+      get pool() {
+        return self.pool;
+      },
+      get shadowQ() {
+        return self.shadowQ;
+      },
+      get strtab() {
+        return self.strtab;
+      },
+      get hwIdr() {
+        return self.hwIdr;
+      },
+      get sidBits() {
+        return self.sidBits;
+      },
       weak: (r) => this.weak(r),
-    }));
+    };
+    this.vms = new Guests(() => env);
   }
 
   weak(r: RuleName): boolean {
