@@ -74,6 +74,11 @@ export function refusalError(r: OwnershipRefusal): OwnershipError {
   return new OwnershipError(r.transition, r.pa, r.why);
 }
 
+/** A transition's outcome, thrown as OwnershipError when it was refused. */
+function orThrow(r: OwnershipRefusal | null): void {
+  if (r !== null) throw refusalError(r);
+}
+
 /** What the host may do with a page now (its CPU stage-2 and the idmap follow this). */
 export function hostAccess(s: PageState): { read: boolean; write: boolean } {
   const ok = s.owner === 'host';
@@ -305,38 +310,31 @@ export class PageOwnership {
   // the same transitions, throwing OwnershipError on a refusal (for callers that unwind)
 
   donate(base: number, size: number, to: Exclude<Owner, 'host'>, o: { mmio?: boolean } = {}): void {
-    const r = this.tryDonate(base, size, to, o);
-    if (r !== null) throw refusalError(r);
+    orThrow(this.tryDonate(base, size, to, o));
   }
 
   reclaim(base: number, size: number, from: Exclude<Owner, 'host'>): void {
-    const r = this.tryReclaim(base, size, from);
-    if (r !== null) throw refusalError(r);
+    orThrow(this.tryReclaim(base, size, from));
   }
 
   share(base: number, size: number, to: Exclude<Owner, 'host'>): void {
-    const r = this.tryShare(base, size, to);
-    if (r !== null) throw refusalError(r);
+    orThrow(this.tryShare(base, size, to));
   }
 
   unshare(base: number, size: number, from: Exclude<Owner, 'host'>): void {
-    const r = this.tryUnshare(base, size, from);
-    if (r !== null) throw refusalError(r);
+    orThrow(this.tryUnshare(base, size, from));
   }
 
   pin(base: number, size: number): void {
-    const r = this.tryPin(base, size);
-    if (r !== null) throw refusalError(r);
+    orThrow(this.tryPin(base, size));
   }
 
   unpin(base: number, size: number): void {
-    const r = this.tryUnpin(base, size);
-    if (r !== null) throw refusalError(r);
+    orThrow(this.tryUnpin(base, size));
   }
 
   shareAndPin(base: number, size: number): void {
-    const r = this.tryShareAndPin(base, size);
-    if (r !== null) throw refusalError(r);
+    orThrow(this.tryShareAndPin(base, size));
   }
 
   private apply(
