@@ -20,6 +20,7 @@ import {
   type S2PgtableCfg,
 } from '../../hw/vmsa/io-pgtable.ts';
 import type { HypPool } from '../mem/pool.ts';
+import { hypStage2Pgtable } from './hyp-pgtable.ts';
 import { PAGE, type OwnershipChange, type PageOwnership } from '../mem/ownership.ts';
 import type { IdmapGranule } from './granule.ts';
 import type { SmmuStage2, IdmapFlush, IdmapRegion } from './stage2.ts';
@@ -41,18 +42,7 @@ export class Idmap implements SmmuStage2 {
     private readonly ril: boolean,
     private readonly granule: IdmapGranule,
   ) {
-    this.pgtable = new IoPgtable(
-      {
-        fmt: 'ARM_64_LPAE_S2',
-        pgsizeBitmap: [PAGE, 2 ** 21, 2 ** 30],
-        ias: 48,
-        oas: 48,
-        coherentWalk: true,
-      },
-      { read64: (a) => bus.read64('hyp', a), write64: (a, v) => bus.write64('hyp', a, v) },
-      { alloc: (bytes) => pool.alloc(bytes, 'idmap table'), free: (a, b) => pool.free(a, b) },
-      { tlbFlushAll: () => {}, tlbFlushWalk: () => {}, tlbAddPage: () => {} },
-    );
+    this.pgtable = hypStage2Pgtable(bus, pool, 'idmap table');
   }
 
   get s2(): S2PgtableCfg {

@@ -17,7 +17,7 @@
 import type { MmioBus } from '../../hw/bus.ts';
 import { IoPgtable, newGather, type S2PgtableCfg } from '../../hw/vmsa/io-pgtable.ts';
 import type { HypPool } from '../mem/pool.ts';
-import { PAGE } from '../mem/ownership.ts';
+import { hypStage2Pgtable } from '../iommu/hyp-pgtable.ts';
 
 /** Where a guest sees its RAM and its vSMMU: the `virt` layout, as the host sees the machine. */
 export const GUEST_RAM_IPA = 0x4000_0000;
@@ -116,21 +116,7 @@ export class Guest {
       this.vsidToPsid.set(d.vsid, d.psid);
       this.psidToVsid.set(d.psid, d.vsid);
     }
-    this.s2 = new IoPgtable(
-      {
-        fmt: 'ARM_64_LPAE_S2',
-        pgsizeBitmap: [PAGE, 2 ** 21, 2 ** 30],
-        ias: 48,
-        oas: 48,
-        coherentWalk: true,
-      },
-      { read64: (a) => bus.read64('hyp', a), write64: (a, v) => bus.write64('hyp', a, v) },
-      {
-        alloc: (bytes) => pool.alloc(bytes, `guest ${name} stage-2 table`),
-        free: (a, b) => pool.free(a, b),
-      },
-      { tlbFlushAll: () => {}, tlbFlushWalk: () => {}, tlbAddPage: () => {} },
-    );
+    this.s2 = hypStage2Pgtable(bus, pool, `guest ${name} stage-2 table`);
     this.s2.mapRange(this.ipaBase, this.paBase, this.size, RAM_PROT);
   }
 
