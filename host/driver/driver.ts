@@ -81,8 +81,6 @@ const STRTAB_SPLIT = 8;
 const STRTAB_L1_DESC_BYTES = 8;
 /** Linux caps the L1 table at 2^20 entries... and the SIDs it covers at sid_bits. */
 const STRTAB_MAX_L1_ENTRIES = 1 << 20;
-/** Linux's CR1: queues and tables Inner Shareable, Write-Back (0xd75). */
-export const LINUX_CR1 = CR1_WB_ISH;
 const GBPA_UPDATE = GBPA_BITS.Update;
 const GBPA_ABORT = GBPA_BITS.ABORT;
 const RA = 1n << 62n;
@@ -311,7 +309,8 @@ export class ArmSmmuV3 {
       this.updateGbpa(GBPA_ABORT, 0);
     }
     this.writeCr0(0); // arm_smmu_device_disable
-    this.write32(OFF.CR1, LINUX_CR1);
+    // Linux's CR1: queues and tables Inner Shareable, Write-Back (0xd75)
+    this.write32(OFF.CR1, CR1_WB_ISH);
     let cr2 = CR2.RECINVSID | CR2.PTM;
     if (ft.e2h) cr2 |= CR2.E2H;
     this.write32(OFF.CR2, cr2);
