@@ -478,5 +478,3 @@ export class Smmu implements MmioDevice, TranslateEnv {
     return this.translator.translated(t, r);
   }
 }
-
-export { queueBase, queueLog2 };

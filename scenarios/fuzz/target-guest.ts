@@ -44,7 +44,7 @@ import { SMMU_MMIO_SIZE, regNameAt, OFF, regByName, type RegName } from '../../h
 import { OP, VMID as VMID_F, opcodeName } from '../../hw/smmu/commands.ts';
 import { EVT } from '../../hw/smmu/events.ts';
 import { GERR } from '../../hw/smmu/gerror.ts';
-import { queueBase } from '../../hw/smmu/smmu.ts';
+import { queueBase, queueLog2 } from '../../hw/smmu/queue.ts';
 import { qIndex, ptrMask } from '../../hw/smmu/queue.ts';
 import { V6_GAPS, type FailurePolicy, type RuleName } from '../../hyp/policy/policy.ts';
 import { nestSte, S1_FIELDS, type NestEnv } from '../../hyp/vm/vsmmu-ste.ts';
@@ -551,7 +551,7 @@ function guestTrial(
       v.write = (off, size, value) => trapped(() => vWrite.call(v, off, size, value));
       const origInject = v.inject;
       v.inject = (words: Uint32Array): boolean => {
-        const qs = Math.min(v.eventqBase.lo & 0x1f, v.features.eventqs);
+        const qs = queueLog2(v.eventqBase, v.features.eventqs);
         const ipa = queueBase(v.eventqBase, qs, 32) + qIndex(v.evtq.prod & ptrMask(qs), qs) * 32;
         const ok = origInject.call(v, words);
         const sid = words[1]!;
