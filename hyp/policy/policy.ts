@@ -89,8 +89,12 @@ export interface HypPolicy {
   readonly allowAts: boolean;
   /** how host STEs reach the hardware: shadowed on CFGI_STE (pKVM) or by trapping writes to the host table */
   readonly steShadowing: 'cfgi' | 'trap-writes';
-  /** how the host issues commands: trap-and-emulate (pKVM v4+) or paravirtual hypercalls (pKVM v1/v2) */
-  readonly cmdq: 'trap' | 'pv';
+  /**
+   * how the host reaches the IOMMU: trap-and-emulate of the unchanged driver (pKVM v4+),
+   * paravirtual hypercalls with hypervisor-owned page tables (pKVM v1/v2), or identity-only
+   * enable/disable-device hypercalls (pKVM v3)
+   */
+  readonly cmdq: 'trap' | 'pv' | 'pv-idmap';
   /** what the SMMU's stage-2 for the host is: a shadow identity table (pKVM) or the CPU's stage-2 shared */
   readonly smmuStage2: 'shadow-idmap' | 'cpu-shared';
   /** the granularity of the idmap's memory mappings: pages (pKVM) or blocks split on donation */
@@ -101,7 +105,21 @@ export interface HypPolicy {
 
 enableMapSet();
 
-export const POLICY_NAMES = ['pkvm', 'pkvm-v6'] as const;
+/**
+ * The designs the evaluation compares (designs.md §1–2), each a preset below: `pkvm` and
+ * `pkvm-v6` (trap-and-emulate, v4–v6), `pkvm-pv` (v1/v2), `pkvm-pv-idmap` (v3), and the
+ * future-work variants of trap-and-emulate: `pkvm-wp` (host stream table write-protected),
+ * `pkvm-block` (block mappings in the idmap), `pkvm-shared-s2` (the CPU stage-2 shared).
+ */
+export const POLICY_NAMES = [
+  'pkvm',
+  'pkvm-v6',
+  'pkvm-pv',
+  'pkvm-pv-idmap',
+  'pkvm-wp',
+  'pkvm-block',
+  'pkvm-shared-s2',
+] as const;
 
 /**
  * The rules the v6-era pKVM design does not have (designs.md §1.13): the CMD_SYNC rewrite is
@@ -124,16 +142,17 @@ export interface PolicyOptions {
   weaken?: Iterable<RuleName>;
   allowAts?: boolean;
   steShadowing?: 'cfgi' | 'trap-writes';
-  cmdq?: 'trap' | 'pv';
+  cmdq?: 'trap' | 'pv' | 'pv-idmap';
   smmuStage2?: 'shadow-idmap' | 'cpu-shared';
   idmapGranule?: 'page' | 'block';
   guestCmdBudget?: number;
 }
 
 /**
- * The named policies, each derived from another as an immutable snapshot (immer):
+ * The named policies, each derived from `pkvm` as an immutable snapshot (immer):
  * `pkvm`: the hardened trap-and-emulate policy (pKVM's design with gaps G1–G4 and G6 closed);
- * `pkvm-v6`: pkvm with the V6_GAPS rules weakened (the v6-era behaviour).
+ * `pkvm-v6`: pkvm with the V6_GAPS rules weakened (the v6-era behaviour); the others change
+ * one design axis each.
  */
 const PKVM: HypPolicy = freeze(
   {
@@ -149,12 +168,26 @@ const PKVM: HypPolicy = freeze(
   },
   true,
 );
+/** `pkvm` with one axis changed, named `name` */
+function variant(
+  name: PolicyName,
+  change: (d: { -readonly [K in keyof HypPolicy]: HypPolicy[K] }) => void,
+): HypPolicy {
+  return produce(PKVM, (d) => {
+    d.name = name;
+    change(d);
+  });
+}
 export const PRESETS: Readonly<Record<PolicyName, HypPolicy>> = {
   pkvm: PKVM,
-  'pkvm-v6': produce(PKVM, (d) => {
-    d.name = 'pkvm-v6';
-    for (const r of V6_GAPS) d.weaken.add(r);
+  'pkvm-v6': variant('pkvm-v6', (d) => {
+    for (const r of V6_GAPS) (d.weaken as Set<RuleName>).add(r);
   }),
+  'pkvm-pv': variant('pkvm-pv', (d) => (d.cmdq = 'pv')),
+  'pkvm-pv-idmap': variant('pkvm-pv-idmap', (d) => (d.cmdq = 'pv-idmap')),
+  'pkvm-wp': variant('pkvm-wp', (d) => (d.steShadowing = 'trap-writes')),
+  'pkvm-block': variant('pkvm-block', (d) => (d.idmapGranule = 'block')),
+  'pkvm-shared-s2': variant('pkvm-shared-s2', (d) => (d.smmuStage2 = 'cpu-shared')),
 };
 
 /** A named policy with the caller's options on top (a weakened `pkvm` names its rules). */

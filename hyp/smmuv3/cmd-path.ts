@@ -44,10 +44,11 @@ export function selectCommandPath(policy: HypPolicy): (env: CmdqEmuEnv) => HostC
     case 'trap':
       return (env) => new HostCmdq(env);
     case 'pv':
+    case 'pv-idmap':
       throw new NotBuiltError(
         'cmdq',
-        'pv',
-        "'trap', pKVM v4+ (paravirtual hypercalls are pKVM v1/v2)",
+        policy.cmdq,
+        "'trap', pKVM v4+ (paravirtual hypercalls are pKVM v1/v2, identity-only ones v3)",
       );
   }
 }
