@@ -17,6 +17,7 @@ import { layerLogger, setLogLevel, type LogLevel } from '../../hw/log.ts';
 import {
   RULE_NAMES,
   POLICY_NAMES,
+  PRESETS,
   isRule,
   type RuleName,
   type PolicyName,
@@ -278,6 +279,12 @@ export const fuzzCommand: CommandModule<object, FuzzArgs> = {
       if (!Number.isSafeInteger(v) || v < min)
         return bad(`--${k} must be an integer of at least ${min}, got ${v}`);
     }
+    // the attackers drive the SMMU through its MMIO (the host) or a vSMMU the host's own
+    // driver must first bring up: a paravirtual design gives the host no SMMU at all
+    if (PRESETS[a.policy].cmdq !== 'trap')
+      return bad(
+        `--policy ${a.policy}: the host has no access to the SMMU under a paravirtual design, so the MMIO fuzzer does not apply (its hypercall attacks run under \`smmulab policies --security\`)`,
+      );
     let shard: FuzzOptions['shard'];
     try {
       if (a.shard !== undefined) shard = parseShard(a.shard, a.time !== undefined);

@@ -46,7 +46,12 @@ import { EVT } from '../../hw/smmu/events.ts';
 import { GERR } from '../../hw/smmu/gerror.ts';
 import { queueBase, queueLog2 } from '../../hw/smmu/queue.ts';
 import { qIndex, ptrMask } from '../../hw/smmu/queue.ts';
-import { V6_GAPS, type FailurePolicy, type RuleName } from '../../hyp/policy/policy.ts';
+import {
+  V6_GAPS,
+  type FailurePolicy,
+  type PolicyName,
+  type RuleName,
+} from '../../hyp/policy/policy.ts';
 import { nestSte, S1_FIELDS, type NestEnv } from '../../hyp/vm/vsmmu-ste.ts';
 import { VSMMU_IPA, type Guest } from '../../hyp/vm/guest.ts';
 import type { VSmmu } from '../../hyp/vm/vsmmu.ts';
@@ -222,7 +227,7 @@ export function planGuestMachine(
   return {
     episode,
     firstIteration,
-    machine: guestMachineConfig(failure, weaken, o.allowAts ?? false),
+    machine: guestMachineConfig(failure, weaken, o.allowAts ?? false, o.policy),
     failure,
     weaken,
     raw,
@@ -237,10 +242,11 @@ function guestMachineConfig(
   failure: FailurePolicy,
   weaken: readonly RuleName[],
   allowAts: boolean,
+  design?: PolicyName,
 ): MachineConfig {
   const L = GUEST_FUZZ.machine;
   return {
-    ...machineConfig(failure, weaken, allowAts),
+    ...machineConfig(failure, weaken, allowAts, false, design),
     ramBase: L.ramBase,
     ramSize: L.ramSize,
     hypMemory: { ...L.hypMemory },
@@ -252,7 +258,12 @@ function withWeaken(plan: GuestPlan, weaken: RuleName[]): GuestPlan {
   return {
     ...plan,
     weaken,
-    machine: guestMachineConfig(plan.failure, weaken, plan.machine.allowAts ?? false),
+    machine: guestMachineConfig(
+      plan.failure,
+      weaken,
+      plan.machine.allowAts ?? false,
+      plan.machine.policy,
+    ),
   };
 }
 

@@ -32,6 +32,7 @@ import {
   V6_GAPS,
   isRule,
   type FailurePolicy,
+  type PolicyName,
   type RuleName,
 } from '../../hyp/policy/policy.ts';
 import { sanitizeSte } from '../../hyp/smmuv3/ste-sanitize.ts';
@@ -161,7 +162,7 @@ export function planMachine(
   return {
     episode,
     firstIteration,
-    machine: machineConfig(failure, weaken, o.allowAts ?? false, preV32),
+    machine: machineConfig(failure, weaken, o.allowAts ?? false, preV32, o.policy),
     failure,
     weaken,
     raw,
@@ -177,15 +178,19 @@ export function machineConfig(
   weaken: readonly RuleName[],
   allowAts: boolean,
   preV32 = false,
+  design: PolicyName = 'pkvm',
 ): MachineConfig {
-  const isV6 = weaken.length === V6_GAPS.length && V6_GAPS.every((r) => weaken.includes(r));
+  // pkvm and pkvm-v6 differ only by their weakened rules; the other designs change an axis
+  const axis = design !== 'pkvm' && design !== 'pkvm-v6';
+  const isV6 =
+    !axis && weaken.length === V6_GAPS.length && V6_GAPS.every((r) => weaken.includes(r));
   return {
     hyp: 'pkvm',
     ramBase: FUZZ_MACHINE.ram.base,
     ramSize: FUZZ_MACHINE.ram.size,
     hypMemory: { ...FUZZ_MACHINE.hyp },
     devices: FUZZ_MACHINE.devices.map((d) => ({ ...d })),
-    policy: isV6 ? 'pkvm-v6' : 'pkvm',
+    policy: axis ? design : isV6 ? 'pkvm-v6' : 'pkvm',
     failure,
     ...(weaken.length && !isV6 ? { weaken: [...weaken] } : {}),
     ...(allowAts ? { allowAts } : {}),
@@ -203,6 +208,7 @@ export function withWeaken(plan: Plan, weaken: RuleName[]): Plan {
       weaken,
       plan.machine.allowAts ?? false,
       plan.machine.smmu !== undefined,
+      plan.machine.policy,
     ),
   };
 }

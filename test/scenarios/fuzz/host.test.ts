@@ -16,7 +16,7 @@ import { smmulab } from '../cli/in-process.ts';
 import { fuzz, sampleOperations } from '../../../scenarios/fuzz/engine.ts';
 import { fuzzParallel } from '../../../scenarios/fuzz/parallel.ts';
 import { stepJson } from '../../../scenarios/fuzz/reproducer.ts';
-import { coverageGaps } from '../../../scenarios/fuzz/target-host.ts';
+import { coverageGaps, machineConfig } from '../../../scenarios/fuzz/target-host.ts';
 import type { FuzzFinding, FuzzResult, FindingKind } from '../../../scenarios/fuzz/result.ts';
 import { STEPS } from '../../../scenarios/steps/index.ts';
 import { loadScenarios } from '../../../scenarios/engine/loader.ts';
@@ -273,5 +273,27 @@ describe('fuzz: policies, workers, CLI', () => {
     const w = await smmulab('fuzz', '--weaken', 'no-such-rule');
     expect(w.status).toBe(2);
     expect(w.stderr).toContain('--weaken no-such-rule: no such rule');
+    // a paravirtual design gives the host no SMMU MMIO to attack: refused before anything runs
+    for (const p of ['pkvm-pv', 'pkvm-pv-idmap']) {
+      const pv = await smmulab('fuzz', '--policy', p, '--iterations', '1');
+      expect(pv.status).toBe(2);
+      expect(pv.stderr).toContain(`--policy ${p}: the host has no access to the SMMU`);
+      expect(pv.stdout).toBe('');
+    }
+  });
+});
+
+describe('the fuzzed machine under each trap-and-emulate design', () => {
+  it('keeps the design an axis changes, and tells pkvm from pkvm-v6 by the weakened rules', () => {
+    expect(machineConfig('panic', [], false).policy).toBe('pkvm');
+    expect(machineConfig('panic', [...V6_GAPS], false).policy).toBe('pkvm-v6');
+    expect(machineConfig('panic', [...V6_GAPS], false, false, 'pkvm-v6').policy).toBe('pkvm-v6');
+    for (const d of ['pkvm-wp', 'pkvm-block', 'pkvm-shared-s2'] as const) {
+      const m = machineConfig('reject', ['cfgi-leaf'], false, false, d);
+      expect(m.policy).toBe(d);
+      expect(m.weaken).toEqual(['cfgi-leaf']);
+      // the v6 gaps weakened on another design stay a list of rules, never a change of design
+      expect(machineConfig('log', [...V6_GAPS], false, false, d).weaken).toEqual([...V6_GAPS]);
+    }
   });
 });
