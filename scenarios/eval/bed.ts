@@ -25,6 +25,21 @@ import { GuestKernel } from '../../guest/vm.ts';
 import { IsolationOracle, type IsolationPolicy } from '../check/oracle.ts';
 import { HOST_PAGES } from '../steps/driver.ts';
 import type { Design } from './types.ts';
+import { statGroup } from '../../hw/probe.ts';
+
+/** The workload's own counts (the collector reads them as the ops/maps/unmaps metrics). */
+export const WORKLOAD_STATS = statGroup(
+  'eval.workload',
+  'host',
+  "an evaluation workload's own operations, counted by the bed's helpers",
+  {
+    ops: 'operations: probes, attaches, maps, unmaps, suspends, resumes, donations, guests',
+    maps: 'DMA maps (host and guest kernels)',
+    unmaps: 'DMA unmaps (host and guest kernels)',
+    dmas: 'device DMAs the workload issued through the bed',
+    dmaFaults: 'of those, the ones that faulted',
+  },
+);
 
 /** The hypervisor memory a bare machine leaves alone, so the oracle judges `none` on the same pages. */
 const HYP_MEMORY = { base: 0x7c00_0000, size: 0x0400_0000 } as const;
@@ -80,7 +95,7 @@ export class Bed {
   readonly checks: PhaseCheck[] = [];
   readonly guests = new Map<string, BedGuest>();
   /** workload counts (the collector reads them) */
-  readonly counts = { ops: 0, maps: 0, unmaps: 0, dmas: 0, dmaFaults: 0 };
+  readonly counts = WORKLOAD_STATS.create();
   private nextBuf: number = BUFFERS.base;
   private readonly bySid = new Map<number, DmaEndpoint>();
   private probed = false;

@@ -62,6 +62,7 @@ export function runCell(
   try {
     bed = new Bed(design, { devices: w.devices(p) });
     const state = w.setup(bed, p);
+    bed.check('setup');
     col = startCollect(bed);
     w.run(bed, p, state);
   } catch (e) {
