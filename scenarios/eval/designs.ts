@@ -74,7 +74,10 @@ const zUserDesign = z
     name: z
       .string()
       .regex(/^[A-Za-z0-9_.-]+$/, { message: 'a design name is letters, digits, _, . or -' }),
-    description: z.string().min(1),
+    description: z
+      .string()
+      .min(1)
+      .regex(/^[^\n]*$/, { message: 'a description is one line' }),
     base: z.enum(POLICY_NAMES, {
       error: (iss) => `unknown base "${String(iss.input)}" (a preset: ${POLICY_NAMES.join(', ')})`,
     }),

@@ -94,6 +94,11 @@ describe('user design files', () => {
       /key "cmdq": .*"trap"/,
     ],
     ['missing description', 'name: x\nbase: pkvm', /key "description"/],
+    [
+      'a two-line description',
+      'name: x\ndescription: "a\\nb"\nbase: pkvm',
+      /key "description": a description is one line/,
+    ],
     ['unknown key', 'name: x\ndescription: d\nbase: pkvm\ncolour: red', /unknown key\(s\) colour/],
     [
       'a built-in name',
