@@ -301,7 +301,28 @@ export class ArmSmmuV3 {
     this.probed = true;
   }
 
-  /** arm_smmu_device_reset. */
+  /**
+   * Runtime suspend (arm_smmu_runtime_suspend → arm_smmu_device_disable): CR0 to 0, waited
+   * for in CR0ACK. The stream table, CDs and page tables in memory are kept, as Linux keeps
+   * them across runtime PM.
+   */
+  suspend(): void {
+    if (!this.probed) throw new DriverError('suspend before probe');
+    this.writeCr0(0);
+  }
+
+  /**
+   * Runtime resume (arm_smmu_runtime_resume → arm_smmu_device_reset): the same reset as the
+   * probe's, over the tables the driver already has: the queues start empty again, the
+   * stream table base is reprogrammed, and CFGI_ALL / TLBI_NSNH_ALL drop whatever the SMMU
+   * cached before it was powered down.
+   */
+  resume(): void {
+    if (!this.probed) throw new DriverError('resume before probe');
+    this.reset();
+  }
+
+  /** arm_smmu_device_reset (probe and runtime resume). */
   private reset(): void {
     const ft = this.ft;
     if (this.read32(OFF.CR0) & CR0.SMMUEN) {
@@ -323,6 +344,7 @@ export class ArmSmmuV3 {
     this.write32(OFF.STRTAB_BASE_CFG, cfg[0]!);
     // command queue
     this.write64(OFF.CMDQ_BASE, this.qBase(this.cmdq.base, this.cmdq.log2size));
+    this.cmdq.prod = 0; // the queue starts empty (again, after a runtime suspend)
     this.write32(OFF.CMDQ_PROD, 0);
     this.write32(OFF.CMDQ_CONS, 0);
     let enables = CR0.CMDQEN;

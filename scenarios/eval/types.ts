@@ -27,4 +27,6 @@ export interface CellResult {
   readonly isolation: { readonly ok: boolean; readonly breaches: number };
   /** an exception that stopped the workload (a hypervisor panic, a refused operation) */
   readonly error?: string;
+  /** why the workload does not apply to the design (it was not run; every count is 0) */
+  readonly notApplicable?: string;
 }
