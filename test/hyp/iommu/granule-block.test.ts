@@ -10,18 +10,26 @@ import fc from 'fast-check';
 import { get } from '../../../hw/bits.ts';
 import { OP, Opcode, TTL, NUM, SCALE, IPA, VMID } from '../../../hw/smmu/commands.ts';
 import { STE } from '../../../hw/smmu/ste.ts';
-import type { Machine } from '../../../hw/machine.ts';
+import { Machine } from '../../../hw/machine.ts';
 import { HYP_SLOT } from '../../../hyp/smmuv3/shadowq.ts';
 import { OwnershipError } from '../../../hyp/mem/ownership.ts';
-import type { PkvmHyp } from '../../../hyp/pkvm.ts';
+import { PkvmHyp } from '../../../hyp/pkvm.ts';
 import { Idmap } from '../../../hyp/iommu/idmap.ts';
 import type { IoPgtable } from '../../../hw/vmsa/io-pgtable.ts';
-import type { PolicyName } from '../../../hyp/policy/policy.ts';
+import { makePolicy, type PolicyName } from '../../../hyp/policy/policy.ts';
 import { IsolationOracle } from '../../../scenarios/check/oracle.ts';
 import { loadScenarios } from '../../../scenarios/engine/loader.ts';
 import { runScenario } from '../../../scenarios/engine/runner.ts';
 import { RAM_BASE, SMMU_BASE } from '../../reference.ts';
-import { bootHyp, bootWithDriver, HYP_BASE, PAGE, SMMU_MMIO_SIZE } from '../pkvm-rig.ts';
+import {
+  bootHyp,
+  bootWithDriver,
+  HOST_PAGES,
+  HYP_BASE,
+  PAGE,
+  SMMU_MMIO_SIZE,
+} from '../pkvm-rig.ts';
+import { ArmSmmuV3 } from '../../../host/driver/driver.ts';
 
 const M2 = 2 ** 21;
 /** the 2 MiB block of RAM the donations land in (host memory, away from the driver's tables) */
@@ -67,6 +75,14 @@ function s1Tables(m: Machine, ttbr: number, iova: number): number[] {
     out.push(t);
   }
   return out;
+}
+
+/** A machine with `ramSize` of RAM, pkvm-block booted and the host driver probed (the SMMU on). */
+function bootWithDriverOn(ramSize: number): { m: Machine; hyp: PkvmHyp } {
+  const m = new Machine({ ramSize, devices: [{ name: 'gpu', sid: 9 }] });
+  const hyp = new PkvmHyp(m, { policy: makePolicy('pkvm-block') }).boot();
+  new ArmSmmuV3(m.bus, { base: SMMU_BASE, pages: { ...HOST_PAGES } }).probe();
+  return { m, hyp };
 }
 
 /** The idmap's io-pgtable (the shadow-idmap stage-2 both designs use). */
@@ -299,6 +315,46 @@ describe('pkvm-block: the idmap with blocks (designs.md §1.9, future work)', ()
     expect(table(b.hyp).lookup(base)!.level).toBe(3);
     expect(idmapMatchesOwnership(b.hyp, BLOCK - M2, BLOCK + 4 * M2)).toBe(null);
     for (const a of [base, BLOCK + M2, base + size - PAGE]) expect(gpu.read(a, 4).ok).toBe(true);
+  });
+
+  it('a 1 GiB block splits the same way, recursively down to the page: a level-2 table of blocks, a level-3 table around the page', () => {
+    // 2 GiB of RAM: the second GiB, [0x8000_0000, 0xC000_0000), holds nothing of the hypervisor
+    const G1 = 2 ** 30;
+    const m = new Machine({ ramSize: 2 * G1, devices: [{ name: 'gpu', sid: 9 }] });
+    const hyp = new PkvmHyp(m, { policy: makePolicy('pkvm-block') }).boot();
+    const pt = table(hyp);
+    const GB = RAM_BASE + G1;
+    const pa = GB + 3 * M2 + 7 * PAGE;
+    expect(pt.lookup(pa)!.level).toBe(1);
+    const tables0 = hyp.idmap.tablePages;
+    const cmds = consumed(m, () => hyp.donate(pa, PAGE));
+    // SMMUEN=0 (no host driver): the TLBIs are deferred to one full invalidation at enable
+    expect(cmds).toEqual([]);
+    expect({ ...hyp.idmap.blocks }).toMatchObject({
+      blockSplits: 1,
+      bbmWindows: 1,
+      bbmPages: G1 / PAGE - 1,
+    });
+    // the make: a level-2 table (511 blocks of 2 MiB), a level-3 table (511 pages)
+    expect(hyp.idmap.tablePages).toBe(tables0 + 2);
+    expect(pt.lookup(GB)!.level).toBe(2);
+    expect(pt.lookup(GB + G1 - PAGE)!.level).toBe(2);
+    expect(pt.lookup(pa - PAGE)!.level).toBe(3);
+    expect(pt.lookup(pa)).toBe(null);
+    expect(idmapMatchesOwnership(hyp, pa - M2, pa + M2)).toBe(null);
+    for (const a of [GB, pa - PAGE, pa + PAGE, GB + G1 - PAGE]) expect(pt.iovaToPhys(a)).toBe(a);
+  });
+
+  it('with the SMMU on, a 1 GiB break is one range TLBI at TTL 1 over 2^18 pages', () => {
+    const G1 = 2 ** 30;
+    const b = bootWithDriverOn(2 * G1);
+    const pa = RAM_BASE + G1 + 5 * PAGE;
+    const cmds = consumed(b.m, () => b.hyp.donate(pa, PAGE));
+    expect(cmds.filter((c) => c.op === OP.TLBI_S2_IPA)).toEqual([
+      { op: OP.TLBI_S2_IPA, ttl: 1, pages: G1 / PAGE, ipa: RAM_BASE + G1 },
+      { op: OP.TLBI_S2_IPA, ttl: 3, pages: 1, ipa: pa },
+    ]);
+    expect(b.hyp.idmap.blocks.splitTlbis).toBe(2);
   });
 
   it('a split whose invalidation cannot complete is refused and leaves the block as it was', () => {
