@@ -357,6 +357,30 @@ describe('pkvm-block: the idmap with blocks (designs.md §1.9, future work)', ()
     expect(b.hyp.idmap.blocks.splitTlbis).toBe(2);
   });
 
+  it('without range invalidation (IDR3.RIL=0) the break is one TLBI_S2_IPA at the block’s address, as Linux steps by the leaf size', () => {
+    const m = new Machine({
+      smmu: { features: { ril: false, archMinor: 1 } },
+      devices: [{ name: 'gpu', sid: 9 }],
+    });
+    const hyp = new PkvmHyp(m, { policy: makePolicy('pkvm-block') }).boot();
+    new ArmSmmuV3(m.bus, { base: SMMU_BASE, pages: { ...HOST_PAGES } }).probe();
+    const gpu = m.devices.get('gpu')!;
+    const cmds = consumed(m, () => hyp.donate(PA, PAGE));
+    // a non-range TLBI (TG=0) has no NUM/SCALE/TTL: it removes every entry holding the address
+    expect(cmds.map((c) => [c.op, c.ipa, c.ttl, c.pages])).toEqual([
+      [OP.TLBI_S2_IPA, BLOCK, 0, 1],
+      [OP.CMD_SYNC, undefined, undefined, undefined],
+      [OP.TLBI_NH_ALL, undefined, undefined, undefined],
+      [OP.CMD_SYNC, undefined, undefined, undefined],
+      [OP.TLBI_S2_IPA, PA, 0, 1],
+      [OP.CMD_SYNC, undefined, undefined, undefined],
+      [OP.TLBI_NH_ALL, undefined, undefined, undefined],
+      [OP.CMD_SYNC, undefined, undefined, undefined],
+    ]);
+    expect(table(hyp).iovaToPhys(PA + PAGE)).toBe(PA + PAGE);
+    expect(gpu.read(PA, 4).ok).toBe(false);
+  });
+
   it('a split whose invalidation cannot complete is refused and leaves the block as it was', () => {
     const b = bootHyp({ policy: 'pkvm-block' });
     const idmap = b.hyp.idmap;
