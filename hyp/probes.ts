@@ -80,4 +80,19 @@ export const HYP_STATS = {
     published: 'PROD writes to the hardware',
     syncs: "the hypervisor's own CMD_SYNCs issued and waited for",
   }),
+  stage2Blocks: statGroup(
+    'hyp.s2.blocks',
+    'hyp',
+    "blocks in the SMMU's stage-2 for the host, and their splits when part of one leaves the host",
+    {
+      blockSplits: 'blocks split by break-before-make (invalidate, TLBI + CMD_SYNC, then a table)',
+      blockUnmaps: 'whole blocks unmapped because all of their pages left the host (no split)',
+      bbmWindows:
+        'break-before-make windows: from the block made invalid to its table installed, DMA anywhere in the block faults',
+      bbmPages:
+        'pages that stay with the host but were unreachable in those windows (summed over windows)',
+      splitTlbis: 'TLBI commands the splits asked for (TLBI_S2_IPA over the block, TLBI_NH_ALL)',
+      splitSyncs: 'CMD_SYNCs the splits asked for (one after each batch)',
+    },
+  ),
 } as const;

@@ -606,6 +606,24 @@ export class IoPgtable {
     return null;
   }
 
+  /**
+   * Where a walk of `iova` stops: the level, value and address of the last descriptor it reads:
+   * a leaf, or an empty entry (pte 0n) at the level where nothing is mapped yet (so a leaf of
+   * `blockSize(level)` or smaller could go there without replacing a table). Null beyond IAS.
+   */
+  walkEnd(iova: number): { level: number; pte: bigint; ptep: number } | null {
+    if (!Number.isInteger(iova) || iova < 0 || iova >= this.iasLimit) return null;
+    let table = this.root;
+    for (let level = this.startLevel; level < MAX_LEVELS; level++) {
+      const ptep = table + this.index(iova, level) * 8;
+      const pte = this.mem.read64(ptep);
+      if (pte === 0n || this.isLeaf(pte, level) || level === MAX_LEVELS - 1)
+        return { level, pte, ptep };
+      table = this.pteToPaddr(pte);
+    }
+    return null;
+  }
+
   /** free_io_pgtable_ops: flush the whole context, then free every table. */
   free(): void {
     this.checkLive();

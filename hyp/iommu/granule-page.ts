@@ -1,9 +1,13 @@
 /** The idmap maps host memory with 4 KiB pages, so any page of it can leave the host alone. */
 import type { IoPgtable, IotlbGather, Prot } from '../../hw/vmsa/io-pgtable.ts';
 import { PAGE } from '../mem/ownership.ts';
+import { HYP_STATS } from '../probes.ts';
 import type { IdmapGranule } from './granule.ts';
 
 export class PageGranule implements IdmapGranule {
+  /** no blocks, so never a split: all zero */
+  readonly stats = HYP_STATS.stage2Blocks.create();
+
   map(pt: IoPgtable, base: number, size: number, prot: Prot): number {
     let done = 0;
     while (done < size) {

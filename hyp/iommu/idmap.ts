@@ -1,8 +1,9 @@
 /**
  * The IOMMU stage-2 "idmap" (VMID 0): a shadow of the host CPU stage-2 (designs.md §1.9). It
  * identity-maps (IPA == PA) everything the host may access and nothing it may not. Memory is
- * mapped with 4 KiB pages (so a single page can be unmapped without splitting a block), MMIO
- * with the largest blocks that fit (MMIO is never donated at runtime).
+ * mapped at the policy's granule (granule.ts: 4 KiB pages as pKVM, so a single page can be
+ * unmapped without splitting a block; or blocks, split on donation), MMIO with the largest
+ * blocks that fit (MMIO is never donated at runtime).
  *
  * It is an ARM_64_LPAE_S2 table built with the same io-pgtable code the host uses (pKVM's
  * hypervisor links io-pgtable-arm too), in hyp memory from the hyp pool. Every ownership
@@ -22,7 +23,7 @@ import {
 import type { HypPool } from '../mem/pool.ts';
 import { hypStage2Pgtable } from './hyp-pgtable.ts';
 import { PAGE, type OwnershipChange, type PageOwnership } from '../mem/ownership.ts';
-import type { IdmapGranule } from './granule.ts';
+import type { IdmapGranule, IdmapInvalidate, Stage2BlockStats } from './granule.ts';
 import type { SmmuStage2, IdmapFlush, IdmapRegion } from './stage2.ts';
 
 const RAM_PROT: Prot = { read: true, write: true, cache: true };
@@ -35,6 +36,14 @@ export class Idmap implements SmmuStage2 {
   mappedPages = 0;
   unmaps = 0;
   tlbiCommands = 0;
+  /** the update in progress: its flush and weakening, for the granule's break-before-make */
+  private curFlush: IdmapFlush | null = null;
+  private curSkipTlbi = false;
+  /** what the granule may ask for while it unmaps (one object, its `prot` set per update) */
+  private readonly inv: { prot: Prot } & IdmapInvalidate = {
+    prot: RAM_PROT,
+    leaves: (base, size, leafSize) => this.invalidateLeaves(base, size, leafSize),
+  };
 
   constructor(
     bus: MmioBus,
@@ -49,9 +58,18 @@ export class Idmap implements SmmuStage2 {
     return this.pgtable.s2!;
   }
 
+  /** page-table pages the idmap's io-pgtable holds (its root included) */
+  get tablePages(): number {
+    return this.pgtable.tableCount;
+  }
+
+  get blocks(): Readonly<Stage2BlockStats> {
+    return this.granule.stats;
+  }
+
   /**
-   * The initial snapshot: map every page of `regions` the host may access (page by page for
-   * memory, blocks for MMIO) and skip the rest.
+   * The initial snapshot: map every page of `regions` the host may access (memory at the
+   * granule, MMIO with blocks) and skip the rest.
    */
   snapshot(regions: readonly IdmapRegion[], own: PageOwnership): void {
     for (const r of regions) {
@@ -68,13 +86,10 @@ export class Idmap implements SmmuStage2 {
             this.pgtable.mapRange(a, a, stop - a, MMIO_PROT);
             this.mappedPages += (stop - a) / PAGE;
           } else {
-            // memory, page by page (at most 512 pages per call)
-            while (a < stop) {
-              const run = Math.min(512, Math.ceil((stop - a) / PAGE));
-              this.granule.map(this.pgtable, a, run * PAGE, RAM_PROT);
-              this.mappedPages += run;
-              a += run * PAGE;
-            }
+            // a run of host-accessible memory, at the granule (pages, or the largest blocks)
+            this.granule.map(this.pgtable, a, stop - a, RAM_PROT);
+            this.mappedPages += (stop - a) / PAGE;
+            a = stop;
           }
         }
         a = Math.max(a, stop + PAGE);
@@ -101,9 +116,19 @@ export class Idmap implements SmmuStage2 {
       return; // a new mapping needs no invalidation (nothing was cached for it: it was unmapped)
     }
     const g = newGather();
-    const done = this.granule.unmap(this.pgtable, c.base, size, g);
+    this.curFlush = flush;
+    this.curSkipTlbi = skipTlbi;
+    this.inv.prot = c.mmio ? MMIO_PROT : RAM_PROT;
+    let done: number;
+    try {
+      done = this.granule.unmap(this.pgtable, c.base, size, g, this.inv);
+    } finally {
+      this.curFlush = null;
+    }
     if (done < size)
-      throw new Error(`idmap: 0x${(c.base + done).toString(16)} is not mapped at page granularity`);
+      throw new Error(
+        `idmap: 0x${(c.base + done).toString(16)} is not mapped at the idmap's granule`,
+      );
     this.mappedPages -= c.pages;
     this.unmaps++;
     if (skipTlbi) return;
@@ -112,11 +137,25 @@ export class Idmap implements SmmuStage2 {
     flush(nh);
   }
 
-  /** TLBI_S2_IPA over the range (range-encoded with RIL), and TLBI_NH_ALL for VMID 0: each batch is followed by a CMD_SYNC. */
-  invalidation(base: number, size: number): [Uint32Array[], Uint32Array[]] {
+  /** The granule's invalidation of leaves it made invalid (a block's break): both batches, waited for. */
+  private invalidateLeaves(base: number, size: number, leafSize: number): number {
+    const flush = this.curFlush;
+    if (flush === null || this.curSkipTlbi) return 0;
+    const [s2, nh] = this.invalidation(base, size, leafSize);
+    flush(s2);
+    flush(nh);
+    return s2.length + nh.length;
+  }
+
+  /**
+   * TLBI_S2_IPA over the range for leaves of `leafSize` (range-encoded with RIL, its TTL the
+   * leaves' level; else one per leaf), and TLBI_NH_ALL for VMID 0: each batch is followed by a
+   * CMD_SYNC.
+   */
+  invalidation(base: number, size: number, leafSize = PAGE): [Uint32Array[], Uint32Array[]] {
     const cmds: Uint32Array[] = [];
     if (this.ril) {
-      for (const r of rangeInvCommands(base, size, PAGE, true, PAGE)) {
+      for (const r of rangeInvCommands(base, size, leafSize, true, PAGE)) {
         cmds.push(
           encodeCommand('TLBI_S2_IPA', {
             VMID: 0,
@@ -130,7 +169,7 @@ export class Idmap implements SmmuStage2 {
         );
       }
     } else {
-      for (let a = base; a < base + size; a += PAGE)
+      for (let a = base; a < base + size; a += leafSize)
         cmds.push(encodeCommand('TLBI_S2_IPA', { VMID: 0, Leaf: 1, Address: a / PAGE }));
     }
     this.tlbiCommands += cmds.length + 1;

@@ -10,7 +10,7 @@ import type { HypPool } from '../mem/pool.ts';
 import type { OwnershipChange, PageOwnership } from '../mem/ownership.ts';
 import { NotBuiltError } from '../policy/not-built.ts';
 import type { HypPolicy } from '../policy/policy.ts';
-import type { IdmapGranule } from './granule.ts';
+import type { IdmapGranule, Stage2BlockStats } from './granule.ts';
 import { Idmap } from './idmap.ts';
 
 export interface IdmapRegion {
@@ -29,6 +29,10 @@ export interface SmmuStage2 {
   readonly s2: S2PgtableCfg;
   /** pages (RAM) and blocks (MMIO) mapped, in pages */
   readonly mappedPages: number;
+  /** page-table pages the SMMU's own stage-2 holds (0 when it shares the CPU's) */
+  readonly tablePages: number;
+  /** its blocks split on ownership changes, and their break-before-make windows */
+  readonly blocks: Readonly<Stage2BlockStats>;
   /** the initial state: everything of `regions` the host may access */
   snapshot(regions: readonly IdmapRegion[], own: PageOwnership): void;
   /** follow an ownership change before it completes (`flush` throwing refuses it) */

@@ -6,7 +6,12 @@
  */
 import { Machine, type DeviceSpec } from '../../hw/machine.ts';
 import { PkvmHyp } from '../../hyp/pkvm.ts';
-import { makePolicy, type FailurePolicy, type RuleName } from '../../hyp/policy/policy.ts';
+import {
+  makePolicy,
+  type FailurePolicy,
+  type PolicyName,
+  type RuleName,
+} from '../../hyp/policy/policy.ts';
 import { ArmSmmuV3 } from '../../host/driver/driver.ts';
 import { DomainManager } from '../../host/driver/domain.ts';
 import { DmaApi } from '../../host/dma-api.ts';
@@ -61,7 +66,7 @@ export interface HypOpts {
   failure?: FailurePolicy;
   weaken?: RuleName[];
   allowAts?: boolean;
-  policy?: 'pkvm' | 'pkvm-v6';
+  policy?: PolicyName;
   devices?: DeviceSpec[];
 }
 

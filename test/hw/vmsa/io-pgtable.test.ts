@@ -954,6 +954,39 @@ describe('mapRange / unmapRange / iommuPgsize (the IOMMU core around map_pages)'
   });
 });
 
+describe('walkEnd: where a walk stops (the empty slot or the leaf)', () => {
+  it('stops at the first empty entry or at the leaf, as an independent walk of the same memory does', () => {
+    const r = rig({ fmt: S2, pgsizeBitmap: SIZES_4K });
+    expect(r.pt.startLevel).toBe(0);
+    // nothing mapped: the root's entry
+    expect(r.pt.walkEnd(0x4000_0000)).toEqual({ level: 0, pte: 0n, ptep: r.pt.root });
+    r.pt.map(0x4020_0000, 0x4020_0000, 2 * M, 1, RW_CACHE);
+    r.pt.map(0x4060_1000, 0x4060_1000, 4 * K, 1, RW_CACHE);
+    const cases: Array<[number, number, boolean]> = [
+      // [iova, level the walk stops at, a leaf there]
+      [0x4020_1234, 2, true], // inside the 2 MB block
+      [0x4000_0000, 2, false], // the L2 table exists, its entry for this 2 MB is empty
+      [0x8000_0000, 1, false], // the next 1 GB: its L1 entry is empty
+      [0x4060_0000, 3, false], // the L3 table exists, this page's entry is empty
+      [0x4060_1000, 3, true], // the page
+      [0x80_0000_0000, 0, false], // the next 512 GB: the root entry
+    ];
+    for (const [iova, level, leaf] of cases) {
+      const ref = refDescs(r.mem, r.pt.root, 12, 0, 48, iova);
+      const w = r.pt.walkEnd(iova)!;
+      expect(w.level, `0x${iova.toString(16)}`).toBe(level);
+      expect(ref).toHaveLength(level + 1);
+      expect(w.pte).toBe(ref.at(-1));
+      expect(w.pte !== 0n).toBe(leaf);
+      expect(r.mem.read64(w.ptep)).toBe(w.pte);
+      if (leaf) expect(r.pt.lookup(iova)).toEqual(w);
+      else expect(r.pt.lookup(iova)).toBe(null);
+    }
+    // beyond the 48-bit input size
+    expect(r.pt.walkEnd(2 ** 48)).toBe(null);
+  });
+});
+
 // ---- model property ------------------------------------------------------------------------------
 
 /**
