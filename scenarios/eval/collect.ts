@@ -36,20 +36,19 @@ const OPCODE_CLASS: ReadonlyArray<MetricName | null> = OPCODE_TABLE.map((d) => {
 });
 
 /**
- * MERGE: the design-specific counters, read in this one place. The designs that produce them
- * (pkvm-pv: hypercalls; pkvm-wp: steStoreTraps; pkvm-shared-s2: s2Faults; pkvm-block:
- * blockSplits, bbmWindows; every stage-2: its table pages) are being built in other branches;
- * until their stat groups are merged each reads 0. Wire each to its stat group here.
+ * The design-specific counters, read in this one place, each from its design's stat group:
+ * the SMMU stage-2's table pages and block splits (hyp.s2.blocks, both granules).
  */
 function designCounters(hyp: PkvmHyp | null): Reading {
   if (!hyp) return {};
+  const s2 = hyp.idmap;
   return {
     hypercalls: 0,
     steStoreTraps: 0,
     s2Faults: 0,
-    blockSplits: 0,
-    bbmWindows: 0,
-    idmapPages: 0,
+    blockSplits: s2?.blocks.blockSplits ?? 0,
+    bbmWindows: s2?.blocks.bbmWindows ?? 0,
+    idmapPages: s2?.tablePages ?? 0,
   };
 }
 
