@@ -49,6 +49,11 @@ export class Idmap implements SmmuStage2 {
     return this.pgtable.s2!;
   }
 
+  /** the idmap's page-table pages (all from the hyp pool) */
+  get tablePages(): number {
+    return this.pgtable.tableCount;
+  }
+
   /**
    * The initial snapshot: map every page of `regions` the host may access (page by page for
    * memory, blocks for MMIO) and skip the rest.
