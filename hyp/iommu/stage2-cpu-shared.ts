@@ -264,20 +264,35 @@ export class CpuSharedStage2 implements SmmuStage2 {
     this.remap(Math.max(Math.min(hi, end), lb), end, size, prot);
   }
 
-  /** Map [a, b) with entries smaller than `parent` (2 MiB blocks where aligned, else pages). */
+  /**
+   * Map [a, b) with entries smaller than `parent` (2 MiB blocks where aligned, else pages),
+   * skipping what a host fault inside the window has mapped already (as pKVM's fault handler
+   * would find it once the donation released the lock).
+   */
   private remap(a: number, b: number, parent: number, prot: Prot): void {
+    const hm = this.hostMapped;
     try {
       while (a < b) {
-        const big = parent > SZ_2M && a % SZ_2M === 0 && b - a >= SZ_2M;
-        const leaf = big ? SZ_2M : PAGE;
-        const count = big
-          ? Math.floor((b - a) / SZ_2M)
-          : Math.min((b - a) / PAGE, (SZ_2M - (a % SZ_2M)) / PAGE);
-        const n = this.pgtable.map(a, a, leaf, count, prot);
-        if (n === 0) throw new Error(`shared stage-2: cannot map 0x${a.toString(16)}`);
-        // one map call stays in one table: pages in one 2 MiB, blocks in one 1 GiB
-        this.mark(a, n, leaf);
-        a += n;
+        if (parent > SZ_2M && a % SZ_2M === 0 && b - a >= SZ_2M) {
+          if (hm[a / PAGE] !== 1) {
+            this.pgtable.map(a, a, SZ_2M, 1, prot);
+            this.mark(a, SZ_2M);
+          }
+          a += SZ_2M;
+          continue;
+        }
+        if (hm[a / PAGE] === 1) {
+          a += PAGE;
+          continue;
+        }
+        // a run of unmapped pages, inside one 2 MiB (one level-3 table)
+        const stop = Math.min(b, a - (a % SZ_2M) + SZ_2M);
+        let e = a + PAGE;
+        while (e < stop && hm[e / PAGE] !== 1) e += PAGE;
+        const n = this.pgtable.map(a, a, PAGE, (e - a) / PAGE, prot);
+        if (n !== e - a) throw new Error(`shared stage-2: cannot map 0x${a.toString(16)}`);
+        this.mark(a, n, PAGE);
+        a = e;
       }
     } catch (e) {
       if (!(e instanceof PoolExhausted)) throw e;
