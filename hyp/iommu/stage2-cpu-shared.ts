@@ -33,7 +33,13 @@ import { E_IPA, E_S2, EVT } from '../../hw/smmu/events.ts';
 import { get } from '../../hw/bits.ts';
 import { layerLogger } from '../../hw/log.ts';
 import { Probe } from '../../hw/probe.ts';
-import { IoPgtable, newGather, type Prot, type S2PgtableCfg } from '../../hw/vmsa/io-pgtable.ts';
+import {
+  IoPgtable,
+  newGather,
+  type IotlbGather,
+  type Prot,
+  type S2PgtableCfg,
+} from '../../hw/vmsa/io-pgtable.ts';
 import { PoolExhausted, type HypPool } from '../mem/pool.ts';
 import { PAGE, type OwnershipChange, type PageOwnership } from '../mem/ownership.ts';
 import { HypBootError } from '../boot-error.ts';
@@ -75,6 +81,12 @@ export class CpuSharedStage2 implements SmmuStage2 {
   /** 1 where a next-level table lies under the 2 MiB / 1 GiB entry (no block goes there) */
   private table2M = new Uint8Array(0);
   private table1G = new Uint8Array(0);
+  /**
+   * Leaves removed whose SMMU invalidation did not complete (base, size pairs): the IOTLB may
+   * still hold them. The pages went back to the host unmapped (the change was refused), so a
+   * later donation finds nothing to unmap there and must invalidate these all the same.
+   */
+  private readonly stale: number[] = [];
   /** the block broken now (a break-before-make window), or size 0 */
   private readonly window: BbmWindow = { base: 0, size: 0 };
 
@@ -186,7 +198,8 @@ export class CpuSharedStage2 implements SmmuStage2 {
    * Follow an ownership change before it completes. A page leaving the host is unmapped: a leaf
    * wholly inside the range goes, a block reaching outside it is split by break-before-make;
    * then the TLBs (`flush` throwing refuses the change: what was unmapped stays unmapped, to be
-   * faulted in again). A page coming back to the host is mapped when the host next touches it.
+   * faulted in again, and is invalidated by the next donation over it). A page coming back to
+   * the host is mapped when the host next touches it.
    */
   update(c: OwnershipChange, flush: IdmapFlush, skipTlbi: boolean): void {
     if (!c.hostAccessChanged) return;
@@ -197,9 +210,32 @@ export class CpuSharedStage2 implements SmmuStage2 {
     if (c.hostCanAccess) return;
     const lo = c.base;
     const hi = c.base + c.pages * PAGE;
+    // the leaves removed (base, size pairs), invalidated together at the end
     const leaves: number[] = [];
     const g = newGather();
-    let p = first;
+    try {
+      this.unmapRange(first, end, lo, hi, leaves, g, flush, skipTlbi);
+    } catch (e) {
+      if (!skipTlbi) this.stale.push(...leaves);
+      throw e;
+    }
+    this.takeStale(lo, hi, leaves);
+    if (leaves.length === 0) return;
+    this.stats.cpuTlbis++;
+    if (!skipTlbi) this.invalidate(leaves, flush);
+  }
+
+  /** Unmap the leaves over pages [p, end), splitting those that reach outside [lo, hi). */
+  private unmapRange(
+    p: number,
+    end: number,
+    lo: number,
+    hi: number,
+    leaves: number[],
+    g: IotlbGather,
+    flush: IdmapFlush,
+    skipTlbi: boolean,
+  ): void {
     while (p < end) {
       if (this.hostMapped[p] !== 1) {
         p++;
@@ -218,13 +254,23 @@ export class CpuSharedStage2 implements SmmuStage2 {
           );
         this.unmark(lb, size);
         this.stats.unmaps++;
-        leaves.push(lb);
+        leaves.push(lb, size);
       } else this.split(lb, size, lo, hi, flush, skipTlbi);
       p = (lb + size) / PAGE;
     }
-    if (leaves.length === 0) return;
-    this.stats.cpuTlbis++;
-    if (!skipTlbi) this.invalidate(leaves, flush);
+  }
+
+  /** Move the stale leaves that overlap [lo, hi) into `leaves`. */
+  private takeStale(lo: number, hi: number, leaves: number[]): void {
+    const st = this.stale;
+    for (let i = 0; i < st.length;) {
+      const b = st[i]!;
+      const n = st[i + 1]!;
+      if (b < hi && lo < b + n) {
+        leaves.push(b, n);
+        st.splice(i, 2);
+      } else i += 2;
+    }
   }
 
   /**
@@ -252,7 +298,7 @@ export class CpuSharedStage2 implements SmmuStage2 {
     w.base = lb;
     w.size = size;
     try {
-      if (!skipTlbi) this.invalidate([lb], flush);
+      if (!skipTlbi) this.invalidate([lb, size], flush);
       if (this.probes.bbm.active) this.probes.bbm.fire(w);
     } finally {
       w.size = 0;
@@ -304,14 +350,23 @@ export class CpuSharedStage2 implements SmmuStage2 {
     }
   }
 
-  /** TLBI_S2_IPA (VMID 0, leaf) per removed leaf, then TLBI_NH_ALL (VMID 0): each batch followed by a CMD_SYNC. */
+  /**
+   * TLBI_S2_IPA (VMID 0, leaf) per removed leaf (base, size pairs: one command at the base
+   * removes a block's entry), then TLBI_NH_ALL (VMID 0): each batch followed by a CMD_SYNC. If
+   * they cannot complete, the leaves stay stale (a later donation over them invalidates them).
+   */
   private invalidate(leaves: readonly number[], flush: IdmapFlush): void {
     const cmds: Uint32Array[] = [];
-    for (const a of leaves)
-      cmds.push(encodeCommand('TLBI_S2_IPA', { VMID: 0, Leaf: 1, Address: a / PAGE }));
+    for (let i = 0; i < leaves.length; i += 2)
+      cmds.push(encodeCommand('TLBI_S2_IPA', { VMID: 0, Leaf: 1, Address: leaves[i]! / PAGE }));
     this.stats.smmuTlbis += cmds.length + 1;
-    flush(cmds);
-    flush([encodeCommand('TLBI_NH_ALL', { VMID: 0 })]);
+    try {
+      flush(cmds);
+      flush([encodeCommand('TLBI_NH_ALL', { VMID: 0 })]);
+    } catch (e) {
+      this.stale.push(...leaves);
+      throw e;
+    }
   }
 
   // ---- the host devices' faults --------------------------------------------------------------

@@ -17,6 +17,7 @@ import { ArmSmmuV3 } from '../../../host/driver/driver.ts';
 import { DomainManager } from '../../../host/driver/domain.ts';
 import { DmaApi } from '../../../host/dma-api.ts';
 import { IsolationOracle } from '../../../scenarios/check/oracle.ts';
+import { SYNC_STOPPED } from '../../../hyp/smmuv3/shadowq.ts';
 import {
   HYP_BASE,
   HYP_END,
@@ -307,6 +308,28 @@ describe('pkvm-shared-s2: donations split blocks by break-before-make', () => {
     expect(r.s2.mappedPages).toBe(mapped0 - 1);
     expect(r.m.bus.read32('host', PA - PAGE)).toBe(0x55);
     for (const i of [0, 2, 3]) expect(nic.read(iovas[i]!, 4).ok).toBe(true);
+  });
+
+  it('an invalidation that cannot complete refuses the donation, and the next donation there still invalidates the stale block (fuzz seed 3)', () => {
+    const { r, nic, iovas } = donateInsideBlock();
+    // the shadow queue stops once: the break's TLBI_S2_IPA never completes
+    const q = r.hyp.shadowQ;
+    const sync = q.sync.bind(q);
+    q.sync = () => SYNC_STOPPED;
+    expect(() => r.hyp.donate(PA, PAGE, 'guest:vm1')).toThrow(/shadow command queue/);
+    q.sync = sync;
+    expect(r.hyp.own.state(PA).owner).toBe('host');
+    // the block stays broken (the host faults it in again), but the IOTLB still holds it
+    expect(leaf(r.s2, PA)).toBe(0);
+    const cached = nic.read(iovas[1]!, 4);
+    expect(cached.ok && cached.tlbHit).toBe(true);
+    // nothing of the block is mapped now, yet the donation must invalidate it
+    const ops = commandsDuring(r.m, () => r.hyp.donate(PA, PAGE, 'guest:vm1'));
+    expect(ops).toEqual([OPCODE.TLBI_S2_IPA, OPCODE.CMD_SYNC, OPCODE.TLBI_NH_ALL, OPCODE.CMD_SYNC]);
+    expect(nic.read(iovas[1]!, 4).ok).toBe(false);
+    expect(oracle(r).check().ok).toBe(true);
+    // and only once
+    expect(commandsDuring(r.m, () => r.hyp.donate(PA + PAGE, PAGE, 'guest:vm1'))).toEqual([]);
   });
 
   it('a second donation in the split block removes one page leaf: one TLBI_S2_IPA, no split', () => {
