@@ -350,6 +350,9 @@ export class PkvmHyp {
         : undefined,
     });
     const dispatch = this.dispatch;
+    // the host CPU's stage-2: the ownership check (pKVM's idmap design), or the shared
+    // stage-2's page map, faulted in lazily
+    const hostMapped = s2.hostMapped;
     const guestPa = (actor: string, addr: number): number => {
       if (isGuestActor(actor)) {
         const g = this.vms.guests.get(actor.slice(6));
@@ -358,20 +361,24 @@ export class PkvmHyp {
       }
       return TRAP;
     };
-    // the host CPU's stage-2: the ownership check, or the shared stage-2's page map
-    const hostMapped = s2.hostMapped;
     bus.installStage2(
       {
         translate:
           hostMapped === undefined
-            ? (actor, addr) =>
-                actor === 'host' ? (this.own.hostMay(addr) ? addr : TRAP) : guestPa(actor, addr)
-            : (actor, addr) =>
-                actor === 'host'
-                  ? hostMapped[Math.floor(addr / PAGE)] === 1
-                    ? addr
-                    : TRAP
-                  : guestPa(actor, addr),
+            ? (actor, addr) => {
+                if (actor === 'host') return this.own.hostMay(addr) ? addr : TRAP;
+                if (isGuestActor(actor)) {
+                  const g = this.vms.guests.get(actor.slice(6));
+                  if (!g || g.dying) return TRAP;
+                  return g.ipaToPa(addr);
+                }
+                return TRAP;
+              }
+            : (actor, addr) => {
+                if (actor === 'host')
+                  return hostMapped[Math.floor(addr / PAGE)] === 1 ? addr : TRAP;
+                return guestPa(actor, addr);
+              },
       },
       (a) => dispatch.trap(a),
     );
