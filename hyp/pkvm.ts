@@ -93,6 +93,8 @@ export interface HypStats {
   /** guest events the hypervisor kept (stage-2 faults and other non-forwarded records of guest devices) */
   guestFaultsKept: number;
   idmapPages: number;
+  /** the SMMU stage-2 design's own counters, when it has any (the shared stage-2's) */
+  smmuStage2?: Record<string, number>;
   ownership: Record<string, number>;
   transitions: Record<string, number>;
 }
@@ -268,7 +270,7 @@ export class PkvmHyp {
     bus.write32('hyp', this.mmio + OFF.GBPA, (r(OFF.GBPA) | GBPA_ABORT | GBPA_UPDATE) >>> 0);
     this.waitGbpa();
     // 6. the SMMU's stage-2: snapshot the host stage-2, then follow ownership changes
-    this.idmap = this.buildStage2({ bus, pool: this.pool, ril });
+    const s2 = (this.idmap = this.buildStage2({ bus, pool: this.pool, ril }));
     const regions = mem.ramRegions.map((g) => ({ base: g.base, size: g.size, mmio: false }));
     const lowRam = Math.min(...mem.ramRegions.map((g) => g.base));
     regions.push({ base: 0, size: lowRam, mmio: true });
@@ -336,24 +338,60 @@ export class PkvmHyp {
         this.alive();
         throw new Error('unreachable: the hypervisor has not panicked');
       },
+      // a host stage-2 mapped lazily (the shared stage-2): map on the fault, then retry
+      lazyS2: s2.hostFault
+        ? {
+            map: (addr) => s2.hostFault!(addr),
+            retry: (a) =>
+              a.dir === 'r'
+                ? bus.read('host', a.addr, a.size)
+                : (bus.write('host', a.addr, a.size, a.value), 0n),
+          }
+        : undefined,
     });
     const dispatch = this.dispatch;
+    // the host CPU's stage-2: the ownership check (pKVM's idmap design), or the shared
+    // stage-2's page map, faulted in lazily
+    const hostMapped = s2.hostMapped;
+    const guestPa = (actor: string, addr: number): number => {
+      if (isGuestActor(actor)) {
+        const g = this.vms.guests.get(actor.slice(6));
+        if (!g || g.dying) return TRAP;
+        return g.ipaToPa(addr);
+      }
+      return TRAP;
+    };
     bus.installStage2(
       {
-        translate: (actor, addr) => {
-          if (actor === 'host') return this.own.hostMay(addr) ? addr : TRAP;
-          if (isGuestActor(actor)) {
-            const g = this.vms.guests.get(actor.slice(6));
-            if (!g || g.dying) return TRAP;
-            return g.ipaToPa(addr);
-          }
-          return TRAP;
-        },
+        translate:
+          hostMapped === undefined
+            ? (actor, addr) => {
+                if (actor === 'host') return this.own.hostMay(addr) ? addr : TRAP;
+                if (isGuestActor(actor)) {
+                  const g = this.vms.guests.get(actor.slice(6));
+                  if (!g || g.dying) return TRAP;
+                  return g.ipaToPa(addr);
+                }
+                return TRAP;
+              }
+            : (actor, addr) => {
+                if (actor === 'host')
+                  return hostMapped[Math.floor(addr / PAGE)] === 1 ? addr : TRAP;
+                return guestPa(actor, addr);
+              },
       },
       (a) => dispatch.trap(a),
     );
-    // 8. the event records of guests' devices go to their guests
-    this.machine.smmu.evtq.router = (w) => this.vms.routeEvent(w);
+    // 8. the event records of guests' devices go to their guests (and, with a shared stage-2,
+    // the host devices' ones to it first: its own faults are counted there)
+    const hostEvent = s2.hostEvent?.bind(s2);
+    this.machine.smmu.evtq.router =
+      hostEvent === undefined
+        ? (w) => this.vms.routeEvent(w)
+        : (w) => {
+            if (!this.vms.sidOwner.has(w[1]!)) hostEvent(w);
+            this.vms.routeEvent(w);
+          };
     this.booted = true;
     log.info(
       {
@@ -521,6 +559,7 @@ export class PkvmHyp {
       poolPages: this.pool?.pagesInUse ?? 0,
       guestFaultsKept: this.vms.faultsKept,
       idmapPages: this.idmap?.mappedPages ?? 0,
+      ...(this.idmap?.stats ? { smmuStage2: { ...this.idmap.stats } } : {}),
       ownership: this.own.summary(),
       transitions: { ...this.own.counts },
     };

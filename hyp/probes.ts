@@ -48,7 +48,19 @@ export const HYP_PROBES = {
     'hyp',
     'a command about to be written to the shadow queue the hardware reads',
   ),
+  bbmWindow: probePoint<BbmWindow>(
+    'hyp.shared-s2.bbm',
+    'hyp',
+    "a block of the shared stage-2 is broken (invalid, TLBs invalidated) and not yet re-made: the SMMU's and the CPU's accesses to it fault now",
+  ),
 } as const;
+
+/** A break-before-make window in the shared stage-2 (a reused record: copy what you keep). */
+export interface BbmWindow {
+  /** the block being split: its IPA (= PA) and size */
+  base: number;
+  size: number;
+}
 
 /** One command the hypervisor puts in the shadow queue (a reused record: copy what you keep). */
 export interface ShadowAppend {
@@ -93,6 +105,25 @@ export const HYP_STATS = {
         'pages that stay with the host but were unreachable in those windows (summed over windows)',
       splitTlbis: 'TLBI commands the splits asked for (TLBI_S2_IPA over the block, TLBI_NH_ALL)',
       splitSyncs: 'CMD_SYNCs the splits asked for (one after each batch)',
+    },
+  ),
+  sharedS2: statGroup(
+    'hyp.shared-s2',
+    'hyp',
+    "the host CPU stage-2 shared with the SMMU (policy smmuStage2 'cpu-shared')",
+    {
+      s2Faults: 'host CPU stage-2 faults handled by mapping the block around them lazily',
+      lazyMaps4K: 'pages (4 KiB) mapped lazily',
+      lazyMaps2M: '2 MiB blocks mapped lazily',
+      lazyMaps1G: '1 GiB blocks mapped lazily',
+      unmaps: 'leaves (pages or blocks) unmapped whole on donations',
+      cpuTlbis: 'CPU stage-2 TLB invalidations (modeled as a count: one per break or unmap batch)',
+      smmuTlbis:
+        'TLBI_S2_IPA and TLBI_NH_ALL (VMID 0) commands issued to the SMMU for the shared stage-2',
+      lazyDmaFaults:
+        'stage-2 translation faults of host devices on host memory the host CPU has not touched yet (not an isolation breach)',
+      bbmDmaFaults: 'stage-2 translation faults of host devices inside a break-before-make window',
+      cpuS2Pages: "page-table pages of the shared stage-2 (the CPU's: none are the SMMU's own)",
     },
   ),
 } as const;

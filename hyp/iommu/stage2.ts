@@ -2,16 +2,17 @@
  * Strategy (c): what the SMMU's stage-2 for the host (VMID 0) is (policy `smmuStage2`).
  *  - 'shadow-idmap': the hypervisor's own identity table, kept a shadow of the host CPU
  *                    stage-2 through ownership changes (pKVM): idmap.ts.
- *  - 'cpu-shared':   the CPU's stage-2 tables shared with the SMMU: not built yet, refused here.
+ *  - 'cpu-shared':   the host CPU's own stage-2, mapped lazily on CPU faults and shared with
+ *                    the SMMU (designs.md §1.9 future work): stage2-cpu-shared.ts.
  */
 import type { MmioBus } from '../../hw/bus.ts';
 import type { S2PgtableCfg } from '../../hw/vmsa/io-pgtable.ts';
 import type { HypPool } from '../mem/pool.ts';
 import type { OwnershipChange, PageOwnership } from '../mem/ownership.ts';
-import { NotBuiltError } from '../policy/not-built.ts';
 import type { HypPolicy } from '../policy/policy.ts';
 import type { IdmapGranule, Stage2BlockStats } from './granule.ts';
 import { Idmap } from './idmap.ts';
+import { CpuSharedStage2 } from './stage2-cpu-shared.ts';
 
 export interface IdmapRegion {
   base: number;
@@ -29,7 +30,7 @@ export interface SmmuStage2 {
   readonly s2: S2PgtableCfg;
   /** pages (RAM) and blocks (MMIO) mapped, in pages */
   readonly mappedPages: number;
-  /** page-table pages the SMMU's own stage-2 holds (0 when it shares the CPU's) */
+  /** page-table pages the SMMU's stage-2 holds of its own (0 when it is the CPU's stage-2) */
   readonly tablePages: number;
   /** its blocks split on ownership changes, and their break-before-make windows */
   readonly blocks: Readonly<Stage2BlockStats>;
@@ -37,6 +38,18 @@ export interface SmmuStage2 {
   snapshot(regions: readonly IdmapRegion[], own: PageOwnership): void;
   /** follow an ownership change before it completes (`flush` throwing refuses it) */
   update(c: OwnershipChange, flush: IdmapFlush, skipTlbi: boolean): void;
+  /**
+   * When the stage-2 is the host CPU's (cpu-shared): what the CPU may access without a fault,
+   * one byte per page from PA 0 (1 = mapped); the bus check reads it, a page beyond it is
+   * unmapped. Absent otherwise, and then the bus check is the ownership check alone.
+   */
+  readonly hostMapped?: Uint8Array;
+  /** With `hostMapped`: a host CPU stage-2 fault at `addr`; true when it mapped the page (retry the access). */
+  hostFault?(addr: number): boolean;
+  /** With `hostMapped`: an event record of a host (not a guest) device, before it is written. */
+  hostEvent?(w: Uint32Array): void;
+  /** the design's own counters (a stat group record), when it has any */
+  readonly stats?: Readonly<Record<string, number>>;
 }
 
 export interface Stage2Env {
@@ -55,6 +68,7 @@ export function selectSmmuStage2(
     case 'shadow-idmap':
       return (env) => new Idmap(env.bus, env.pool, env.ril, granule());
     case 'cpu-shared':
-      throw new NotBuiltError('smmuStage2', 'cpu-shared', "'shadow-idmap', pKVM's");
+      // the CPU's stage-2 maps memory with the largest blocks it can: the idmap granule does not apply
+      return (env) => new CpuSharedStage2(env.bus, env.pool);
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Trap dispatch: every CPU access the stage-2 check refused lands here. A host access to the
  * SMMU registers is emulated (host-regs.ts), a guest vCPU access goes to its vSMMU or aborts
- * (hyp/vm/guests.ts), anything else is a data abort (thrown: architecturally synchronous).
+ * (hyp/vm/guests.ts), a host stage-2 fault that a lazily mapped stage-2 handles is retried,
+ * anything else is a data abort (thrown: architecturally synchronous).
  */
 import { CpuAbortError, isGuestActor, type DataAbort } from '../../hw/bus.ts';
 import { SMMU_MMIO_SIZE } from '../../hw/smmu/regs.ts';
@@ -27,6 +28,11 @@ export interface TrapEnv {
   readonly failures: { readonly panic: unknown };
   /** throws HypPanic (called once the hypervisor has panicked) */
   panicked(): never;
+  /**
+   * A host CPU stage-2 that is mapped lazily (the shared stage-2): `map` handles the fault at
+   * an address (true: mapped), `retry` makes the access again, now that it is mapped.
+   */
+  readonly lazyS2?: { map(addr: number): boolean; retry(a: DataAbort): bigint };
 }
 
 export class TrapDispatch {
@@ -46,6 +52,8 @@ export class TrapDispatch {
         : (env.regs.write(off, a.size, a.value), 0n);
     }
     env.stats.memoryTraps++;
+    const lazy = env.lazyS2;
+    if (lazy !== undefined && a.actor === 'host' && lazy.map(a.addr)) return lazy.retry(a);
     const s = env.own.state(a.addr);
     throw new CpuAbortError(
       a.actor,

@@ -10,7 +10,6 @@ describe('hyp: one strategy per design axis, unbuilt ones refused by their selec
   for (const [field, o] of [
     ['cmdq', { cmdq: 'pv' }],
     ['steShadowing', { steShadowing: 'trap-writes' }],
-    ['smmuStage2', { smmuStage2: 'cpu-shared' }],
   ] as const) {
     it(`policy ${field}: '${Object.values(o)[0]}' is not built yet: refused when the hypervisor is made`, () => {
       const m = new Machine();
