@@ -80,4 +80,16 @@ export const HYP_STATS = {
     published: 'PROD writes to the hardware',
     syncs: "the hypervisor's own CMD_SYNCs issued and waited for",
   }),
+  steStores: statGroup(
+    'hyp.ste-wp',
+    'hyp',
+    "the host stream table write-protected in the host CPU stage-2 ('trap-writes' STE shadowing)",
+    {
+      steStoreTraps: 'host stores to its write-protected stream table, emulated into the shadow',
+      storeReshadows: 'shadow STEs rebuilt from the host STE after a store (sanitized as on CFGI)',
+      l1Stores: 'of those stores, stores to an L1 descriptor (the L2 the shadow follows changed)',
+      spanReshadows: 'L1 descriptors whose span was reshadowed (an L1 store, or SMMUEN 0→1)',
+      cfgisForwarded: "host CFGI_STEs checked and forwarded without reading the host's STE",
+    },
+  ),
 } as const;

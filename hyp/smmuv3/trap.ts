@@ -1,7 +1,9 @@
 /**
  * Trap dispatch: every CPU access the stage-2 check refused lands here. A host access to the
  * SMMU registers is emulated (host-regs.ts), a guest vCPU access goes to its vSMMU or aborts
- * (hyp/vm/guests.ts), anything else is a data abort (thrown: architecturally synchronous).
+ * (hyp/vm/guests.ts), a host store to a write-protected table goes to the STE shadowing design
+ * that protects it ('trap-writes'), anything else is a data abort (thrown: architecturally
+ * synchronous).
  */
 import { CpuAbortError, isGuestActor, type DataAbort } from '../../hw/bus.ts';
 import { SMMU_MMIO_SIZE } from '../../hw/smmu/regs.ts';
@@ -27,6 +29,8 @@ export interface TrapEnv {
   readonly failures: { readonly panic: unknown };
   /** throws HypPanic (called once the hypervisor has panicked) */
   panicked(): never;
+  /** a memory trap the STE shadowing design handles (a store to a write-protected table): true when handled */
+  memoryTrap?(a: DataAbort): boolean;
 }
 
 export class TrapDispatch {
@@ -46,6 +50,7 @@ export class TrapDispatch {
         : (env.regs.write(off, a.size, a.value), 0n);
     }
     env.stats.memoryTraps++;
+    if (env.memoryTrap !== undefined && env.memoryTrap(a)) return 0n;
     const s = env.own.state(a.addr);
     throw new CpuAbortError(
       a.actor,
