@@ -306,3 +306,89 @@ describe('pkvm-wp: property', () => {
     expect(r.oracle.check().ok).toBe(true);
   });
 });
+
+describe('pkvm-wp: edges', () => {
+  it("a guest's StreamID is not reshadowed from host stores; given back, it catches up with the host's STE", () => {
+    const r = boot('pkvm-wp');
+    r.dma.attachDefault(8);
+    r.dm.attach(9, r.dm.alloc('identity'));
+    expect(config(r.hyp.shadowSte(9))).toBe(CFG_S2); // identity: bypass, through the idmap
+    r.hyp.createGuest({
+      name: 'vm1',
+      memory: { base: 0x6000_0000, size: 0x100_0000 },
+      devices: [{ vsid: 0, psid: 9 }],
+    });
+    const guests = [...r.hyp.shadowSte(9)];
+    const reshadows = r.hyp.steStoreStats!.storeReshadows;
+    r.m.bus.write64('host', r.drv.steAddr(9), 0x9n); // the host's STE of 9: bypass again
+    expect(r.hyp.steStoreStats!.storeReshadows).toBe(reshadows); // trapped, not reshadowed
+    expect([...r.hyp.shadowSte(9)]).toEqual(guests);
+    expect(r.hyp.failures.byRule['sid-owner'] ?? 0).toBe(0); // a store is not a CFGI
+    r.hyp.destroyGuest('vm1');
+    expect([...r.hyp.shadowSte(9)]).toEqual([...sanitizedHost(r, 9)]);
+    expect(config(r.hyp.shadowSte(9))).toBe(CFG_S2);
+    expect(r.oracle.check().ok).toBe(true);
+  });
+
+  it('an unaligned store across two STEs reshadows both', () => {
+    const r = boot('pkvm-wp');
+    r.dma.attachDefault(8);
+    const a = r.drv.steAddr(12);
+    const n0 = r.hyp.steStoreStats!.storeReshadows;
+    // the last 4 bytes of STE 12 and the first 4 of STE 13 (V=1, Config=abort → bypass)
+    r.m.bus.write('host', a + 60, 8, 0x9n << 32n);
+    expect(r.hyp.steStoreStats!.storeReshadows - n0).toBe(2);
+    for (const sid of [12, 13])
+      expect([...r.hyp.shadowSte(sid)]).toEqual([...sanitizedHost(r, sid)]);
+    expect(config(r.hyp.shadowSte(13))).toBe(CFG_S2);
+  });
+
+  it('a second host CPU storing while the hypervisor reads an STE: both STEs end as sanitize(host STE)', () => {
+    const r = boot('pkvm-wp');
+    r.dma.attachDefault(8);
+    const a = r.drv.steAddr(14);
+    const b = r.drv.steAddr(15);
+    let fired = false;
+    r.hyp.hostMem.hook = (pa) => {
+      if (fired || pa !== a) return;
+      fired = true;
+      // the racing store (to the next STE) traps too, inside the first one's handling
+      r.m.bus.write64('host', b, 0x9n);
+    };
+    const t0 = r.hyp.steStoreStats!.steStoreTraps;
+    r.m.bus.write64('host', a, 0x9n);
+    r.hyp.hostMem.hook = null;
+    expect(fired).toBe(true);
+    expect(r.hyp.steStoreStats!.steStoreTraps - t0).toBe(2);
+    for (const sid of [14, 15]) {
+      expect([...r.hyp.shadowSte(sid)]).toEqual([...sanitizedHost(r, sid)]);
+      expect(config(r.hyp.shadowSte(sid))).toBe(CFG_S2);
+    }
+  });
+
+  it('a linear host table is reshadowed whole at SMMUEN 0→1, then followed store by store', () => {
+    const lin = (policy: PolicyName) => {
+      const m = new Machine({
+        smmu: { features: { twoLevelStrtab: false, sidSize: 8 } },
+        devices: [{ name: 'nic', sid: 8 }],
+      });
+      const hyp = new PkvmHyp(m, { policy: makePolicy(policy, { failure: 'reject' }) }).boot();
+      const drv = new ArmSmmuV3(m.bus, { base: SMMU_BASE, pages: { ...HOST_PAGES } });
+      drv.probe();
+      const dm = new DomainManager(drv);
+      const dma = new DmaApi(drv, dm);
+      return { m, hyp, drv, dm, dma };
+    };
+    const wp = lin('pkvm-wp');
+    expect(wp.drv.strtab.fmt).toBe(0);
+    // the driver wrote 256 abort STEs before SMMUEN: all of them are in the shadow now
+    expect(wp.hyp.steStoreStats!.storeReshadows).toBe(256);
+    expect(wp.hyp.steStoreStats!.steStoreTraps).toBe(0);
+    for (const sid of [0, 8, 255]) expect(config(wp.hyp.shadowSte(sid))).toBe(CFG_ABORT);
+    const pk = lin('pkvm');
+    for (const r of [wp, pk]) r.dma.attachDefault(8);
+    expect(wp.hyp.steStoreStats!.steStoreTraps).toBeGreaterThanOrEqual(2);
+    expect([...wp.hyp.shadowSte(8)]).toEqual([...pk.hyp.shadowSte(8)]);
+    expect(config(wp.hyp.shadowSte(8))).toBe(CFG_NESTED);
+  });
+});
