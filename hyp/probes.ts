@@ -3,7 +3,8 @@
  * and what a firing means; each counter with what it counts. Components own a `Probe` per
  * point (hw/probe.ts): `hyp.cmdq.probes.verdict`, `hyp.own.probes.change`, `hyp.probes.trap`,
  * `hyp.probes.reshadow`, `shadowQ.probes.append`;
- * and the record made from their group: `hyp.stats`, `hyp.cmdq.stats`, `shadowQ.stats`.
+ * and the record made from their group: `hyp.stats`, `hyp.cmdq.stats`, `shadowQ.stats`, and
+ * `hyp.steStoreStats` under the 'trap-writes' STE shadowing.
  */
 import { probePoint, statGroup } from '../hw/probe.ts';
 import type { DataAbort } from '../hw/bus.ts';

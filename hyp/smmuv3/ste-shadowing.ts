@@ -43,6 +43,7 @@ export interface SteShadowing {
   tableGone?(): void;
   /** A guest gave StreamID `sid` back to the host (its shadow STE is an abort STE now). */
   sidReturned?(sid: number): void;
+  /** the write-protecting design's counters (HYP_STATS.steStores) */
   readonly storeStats?: SteStoreStats;
 }
 
@@ -61,13 +62,13 @@ export interface SteShadowEnv {
   sidGuest(sid: number): string | undefined;
   /** A shadow STE is about to be rebuilt from the host's (counted, and the reshadow probe fired). */
   noteReshadow(sid: number): void;
-  /** the host CPU's view of memory and the hypervisor's own stores (trap-writes emulates through it) */
+  /** the bus, for the hypervisor's own stores ('trap-writes' performs the host's trapped stores as the hyp) */
   readonly bus: MmioBus;
   /** RAM as [lo, hi) page-aligned bounds (what a write-protect set must cover) */
   readonly ram: { lo: number; hi: number };
 }
 
-/** The implementation the policy names, or NotBuiltError. */
+/** The implementation the policy names (both are built). */
 export function selectSteShadowing(policy: HypPolicy): (env: SteShadowEnv) => SteShadowing {
   switch (policy.steShadowing) {
     case 'cfgi':
