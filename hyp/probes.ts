@@ -87,7 +87,8 @@ export const HYP_STATS = {
     "the host stream table write-protected in the host CPU stage-2 ('trap-writes' STE shadowing)",
     {
       steStoreTraps: 'host stores to its write-protected stream table, emulated into the shadow',
-      storeReshadows: 'shadow STEs rebuilt from the host STE after a store (sanitized as on CFGI)',
+      storeReshadows:
+        'shadow STEs rebuilt from the host STE, sanitized as on CFGI (after a store to it, for the span an L1 store switched, at SMMUEN 0→1)',
       l1Stores: 'of those stores, stores to an L1 descriptor (the L2 the shadow follows changed)',
       spanReshadows: 'L1 descriptors whose span was reshadowed (an L1 store, or SMMUEN 0→1)',
       cfgisForwarded: "host CFGI_STEs checked and forwarded without reading the host's STE",
