@@ -358,10 +358,25 @@ export class WpSteShadowing implements SteShadowing {
     // a span that never had a shadow L2 and still has nothing to show: nothing to write
     if (f.n === 0 && f.refusal === null && !env.strtab.hasSpan(sid0)) return;
     this.storeStats.spanReshadows++;
+    this.reshadowRun(sid0, per, f.l2, f.n, f.refusal !== null);
+  }
+
+  /**
+   * StreamIDs sid0 … sid0+count-1: the first `n` from the host STEs at `base` on, the rest with
+   * no STE (invalid, or abort when `refused`). What changed is installed a shadow span at a time.
+   */
+  private reshadowRun(
+    sid0: number,
+    count: number,
+    base: number,
+    n: number,
+    refused: boolean,
+  ): void {
+    const env = this.env;
     const buf = this.spanBuf;
     const sids: number[] = [];
     const room = buf.length / STE_WORDS;
-    for (let j = 0; j < per && sid0 + j < this.sidLimit; j++) {
+    for (let j = 0; j < count && sid0 + j < this.sidLimit; j++) {
       const sid = sid0 + j;
       if (!this.hostsSid(sid)) continue;
       // one batch per shadow span (a host SPLIT other than Linux's, under a weakened
@@ -372,21 +387,21 @@ export class WpSteShadowing implements SteShadowing {
       )
         this.installSpan(sids.splice(0), buf);
       const w = buf.subarray(sids.length * STE_WORDS, (sids.length + 1) * STE_WORDS);
-      if (j < f.n) this.sanitized(sid, f.l2 + j * STE_BYTES, w);
+      if (j < n) this.sanitized(sid, base + j * STE_BYTES, w);
       else {
         if (this.steRefusals.size !== 0) this.steRefusals.delete(sid);
         // no STE for it: invalid, or abort when the L2 was refused (as 'cfgi' installs then)
-        if (f.refusal !== null) abortSte(w);
+        if (refused) abortSte(w);
         else w.fill(0);
       }
       if (!this.differs(sid, w)) continue;
-      if (j >= f.n) {
+      if (j >= n) {
         this.reshadows++;
         env.noteReshadow(sid);
       }
       sids.push(sid);
     }
-    // the span changed as a whole (a new L2): its STEs go in together
+    // the span changed as a whole (a new L2, or a table going live): its STEs go in together
     this.installSpan(sids, buf);
   }
 
@@ -456,7 +471,11 @@ export class WpSteShadowing implements SteShadowing {
         for (let i = 0; i < l1n; i++) this.l1Changed(i);
       } else {
         const n = Math.min(2 ** t.log2size, this.sidLimit);
-        for (let sid = 0; sid < n; sid++) this.reshadowSte(sid, t.base + sid * STE_BYTES);
+        const per = 2 ** LINUX_SPLIT;
+        for (let s0 = 0; s0 < n; s0 += per) {
+          const k = Math.min(per, n - s0);
+          this.reshadowRun(s0, k, t.base + s0 * STE_BYTES, k, false);
+        }
       }
       this.drain();
     } finally {

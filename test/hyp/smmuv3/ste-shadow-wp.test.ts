@@ -386,6 +386,9 @@ describe('pkvm-wp: edges', () => {
     expect(wp.hyp.steStoreStats!.steStoreTraps).toBe(0);
     for (const sid of [0, 8, 255]) expect(config(wp.hyp.shadowSte(sid))).toBe(CFG_ABORT);
     const pk = lin('pkvm');
+    // installed together: the V 0→1 ordering's two CMD_SYNCs for all 256, where one at a time
+    // would take two each
+    expect(wp.m.smmu.cmdq.stats.syncs - pk.m.smmu.cmdq.stats.syncs).toBe(2);
     for (const r of [wp, pk]) r.dma.attachDefault(8);
     expect(wp.hyp.steStoreStats!.steStoreTraps).toBeGreaterThanOrEqual(2);
     expect([...wp.hyp.shadowSte(8)]).toEqual([...pk.hyp.shadowSte(8)]);
