@@ -41,6 +41,7 @@ import {
   selectSteShadowing,
   type SteShadowing,
   type SteShadowEnv,
+  type SteStoreStats,
 } from './smmuv3/ste-shadowing.ts';
 import { HostRegs, CR1_TEMPLATE } from './smmuv3/host-regs.ts';
 import { HostView } from './smmuv3/host-view.ts';
@@ -279,6 +280,9 @@ export class PkvmHyp {
       this.idmap.update(c, (cmds) => this.idmapFlush(cmds), this.weak('donate-tlbi')),
     );
     const weak = (x: RuleName): boolean => this.weak(x);
+    const reshadowProbe = this.probes.reshadow;
+    const ramLo = Math.min(...mem.ramRegions.map((g) => g.base));
+    const ramHi = Math.max(...mem.ramRegions.map((g) => g.base + g.size));
     // 7. the host's STEs, commands and registers, and the traps
     this.steShadow = this.buildSteShadowing({
       view: this.view,
@@ -292,20 +296,25 @@ export class PkvmHyp {
       isRam: (b, s) => mem.isRam(b, s),
       weak,
       sidGuest: (sid) => this.vms.sidOwner.get(sid)?.name,
+      noteReshadow: (sid) => {
+        this.stats.reshadows++;
+        if (reshadowProbe.active) reshadowProbe.fire(sid);
+      },
+      bus,
+      ram: {
+        lo: Math.floor(ramLo / PAGE) * PAGE,
+        hi: Math.ceil(ramHi / PAGE) * PAGE,
+      },
     });
     const steShadow = this.steShadow;
-    const reshadowProbe = this.probes.reshadow;
     this.cmdq = this.buildCmdPath({
       hostMem: this.hostMem,
       shadow: this.shadowQ,
       failures: this.failures,
       weak,
-      // straight to the strategy: one call per CFGI_STE on the trap path
-      reshadow: (sid) => {
-        this.stats.reshadows++;
-        if (reshadowProbe.active) reshadowProbe.fire(sid);
-        return steShadow.reshadow(sid);
-      },
+      // straight to the strategy: one call per CFGI_STE on the trap path (it counts what it
+      // rebuilds through noteReshadow)
+      reshadow: (sid) => steShadow.reshadow(sid),
     });
     this.regs = new HostRegs({
       bus,
@@ -325,6 +334,9 @@ export class PkvmHyp {
       stats: this.stats,
       isRam: (b, s) => mem.isRam(b, s),
       weak,
+      ...(steShadow.tableLive !== undefined
+        ? { tableLive: () => steShadow.tableLive!(), tableGone: () => steShadow.tableGone?.() }
+        : {}),
     });
     this.dispatch = new TrapDispatch({
       mmio: this.mmio,
@@ -348,6 +360,9 @@ export class PkvmHyp {
                 : (bus.write('host', a.addr, a.size, a.value), 0n),
           }
         : undefined,
+      ...(steShadow.memoryTrap !== undefined
+        ? { memoryTrap: (a: DataAbort) => steShadow.memoryTrap!(a) }
+        : {}),
     });
     const dispatch = this.dispatch;
     // the host CPU's stage-2: the ownership check (pKVM's idmap design), or the shared
@@ -361,24 +376,33 @@ export class PkvmHyp {
       }
       return TRAP;
     };
+    const translate =
+      hostMapped === undefined
+        ? (actor: string, addr: number): number => {
+            if (actor === 'host') return this.own.hostMay(addr) ? addr : TRAP;
+            if (isGuestActor(actor)) {
+              const g = this.vms.guests.get(actor.slice(6));
+              if (!g || g.dying) return TRAP;
+              return g.ipaToPa(addr);
+            }
+            return TRAP;
+          }
+        : (actor: string, addr: number): number => {
+            if (actor === 'host') return hostMapped[Math.floor(addr / PAGE)] === 1 ? addr : TRAP;
+            return guestPa(actor, addr);
+          };
+    // a design that write-protects host pages ('trap-writes') makes host stores to them trap;
+    // the others install the plain check, which never looks at a write-protect set
+    const wp = steShadow.writeProtect;
     bus.installStage2(
       {
         translate:
-          hostMapped === undefined
-            ? (actor, addr) => {
-                if (actor === 'host') return this.own.hostMay(addr) ? addr : TRAP;
-                if (isGuestActor(actor)) {
-                  const g = this.vms.guests.get(actor.slice(6));
-                  if (!g || g.dying) return TRAP;
-                  return g.ipaToPa(addr);
-                }
-                return TRAP;
-              }
-            : (actor, addr) => {
-                if (actor === 'host')
-                  return hostMapped[Math.floor(addr / PAGE)] === 1 ? addr : TRAP;
-                return guestPa(actor, addr);
-              },
+          wp === undefined
+            ? translate
+            : (actor, addr, dir, size) =>
+                dir === 'w' && actor === 'host' && wp.covers(addr, size)
+                  ? TRAP
+                  : translate(actor, addr),
       },
       (a) => dispatch.trap(a),
     );
@@ -490,11 +514,14 @@ export class PkvmHyp {
     return this.dispatch.trap(a);
   }
 
-  /** The host asked for StreamID `sid`'s STE to take effect (CFGI_STE under 'cfgi'). */
+  /** The host asked for StreamID `sid`'s STE to take effect (CFGI_STE). */
   reshadow(sid: number): 'ok' | 'reject' | 'log' {
-    this.stats.reshadows++;
-    if (this.probes.reshadow.active) this.probes.reshadow.fire(sid);
     return this.steShadow.reshadow(sid);
+  }
+
+  /** The write-protecting design's counters (HYP_STATS.steStores), or undefined under the others. */
+  get steStoreStats(): SteStoreStats | undefined {
+    return this.steShadow?.storeStats;
   }
 
   /** The shadow (hardware) STE of `sid`, for tests and invariants. */
@@ -515,7 +542,12 @@ export class PkvmHyp {
   /** Tear a guest down (vm/guests.ts); `between` runs after each phase. */
   destroyGuest(name: string, between?: (phase: TeardownPhase) => void): void {
     this.alive();
+    const returned = this.steShadow?.sidReturned;
+    const psids =
+      returned !== undefined ? [...(this.vms.guests.get(name)?.psidToVsid.keys() ?? [])] : [];
     this.vms.destroy(name, between);
+    // a design that follows host stores catches the StreamIDs up with the host's table
+    for (const sid of psids) this.steShadow.sidReturned!(sid);
   }
 
   /** The ranges a device may not access when it differs from the host's: a guest's device may reach only its guest's memory. */

@@ -3,7 +3,8 @@
  * and what a firing means; each counter with what it counts. Components own a `Probe` per
  * point (hw/probe.ts): `hyp.cmdq.probes.verdict`, `hyp.own.probes.change`, `hyp.probes.trap`,
  * `hyp.probes.reshadow`, `shadowQ.probes.append`;
- * and the record made from their group: `hyp.stats`, `hyp.cmdq.stats`, `shadowQ.stats`.
+ * and the record made from their group: `hyp.stats`, `hyp.cmdq.stats`, `shadowQ.stats`, and
+ * `hyp.steStoreStats` under the 'trap-writes' STE shadowing.
  */
 import { probePoint, statGroup } from '../hw/probe.ts';
 import type { DataAbort } from '../hw/bus.ts';
@@ -124,6 +125,19 @@ export const HYP_STATS = {
         'stage-2 translation faults of host devices on host memory the host CPU has not touched yet (not an isolation breach)',
       bbmDmaFaults: 'stage-2 translation faults of host devices inside a break-before-make window',
       cpuS2Pages: "page-table pages of the shared stage-2 (the CPU's: none are the SMMU's own)",
+    },
+  ),
+  steStores: statGroup(
+    'hyp.ste-wp',
+    'hyp',
+    "the host stream table write-protected in the host CPU stage-2 ('trap-writes' STE shadowing)",
+    {
+      steStoreTraps: 'host stores to its write-protected stream table, emulated into the shadow',
+      storeReshadows:
+        'shadow STEs rebuilt from the host STE, sanitized as on CFGI (after a store to it, for the span an L1 store switched, at SMMUEN 0→1)',
+      l1Stores: 'of those stores, stores to an L1 descriptor (the L2 the shadow follows changed)',
+      spanReshadows: 'L1 descriptors whose span was reshadowed (an L1 store, or SMMUEN 0→1)',
+      cfgisForwarded: "host CFGI_STEs checked and forwarded without reading the host's STE",
     },
   ),
 } as const;

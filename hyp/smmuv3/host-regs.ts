@@ -69,6 +69,9 @@ export interface HostRegsEnv {
   readonly stats: { refusedAccesses: number };
   isRam(base: number, size: number): boolean;
   weak(r: RuleName): boolean;
+  /** the STE shadowing design's hooks on the host table's life cycle ('trap-writes' only) */
+  tableLive?(): void;
+  tableGone?(): void;
 }
 
 export class HostRegs {
@@ -217,7 +220,7 @@ export class HostRegs {
         } else view.strtabCfg = v32;
         // the strtab-guard weakening: the new table is used at once, as a guarded write that
         // takes effect would be (the table shared at SMMUEN 0→1 stays the old one)
-        if (live) this.captureHostTable();
+        if (live && this.captureHostTable()) env.tableLive?.();
         return;
       }
       case 'cmdq-base':
@@ -390,6 +393,11 @@ export class HostRegs {
     // (stronger than pKVM, which forwards CR0 as written)
     const hwV = env.hwAts && !env.weak('ats-check') ? (v | ATSCHK) >>> 0 : v;
     bus.write32('hyp', env.mmio + OFF.CR0, hwV);
+    // once the hardware has the new CR0 (the shadow queue takes the design's commands)
+    if (env.tableLive !== undefined) {
+      if (rise(SMMUEN)) env.tableLive();
+      else if (fall(SMMUEN)) env.tableGone?.();
+    }
   }
 
   /**

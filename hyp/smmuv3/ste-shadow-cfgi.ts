@@ -25,6 +25,7 @@ export class CfgiSteShadowing implements SteShadowing {
   reshadow(sid: number): ShadowOutcome {
     this.reshadows++;
     const env = this.env;
+    env.noteReshadow(sid);
     const t = env.view.table;
     const sidBits = env.sidBits;
     const fail = (rule: RuleName, why: string): 'reject' | 'log' => env.failures.violate(rule, why);

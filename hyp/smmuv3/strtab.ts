@@ -117,6 +117,62 @@ export class ShadowStreamTable {
     this.installs++;
   }
 
+  /**
+   * Install several sanitized STEs of one L2 span at once, `stes` holding 16 words for each of
+   * `sids` in order: the same per-STE ordering as `install`, with the CFGI_STEs of each step
+   * batched before one CMD_SYNC (at most three syncs where `install` takes up to two per STE).
+   * For a host L1 descriptor change under the 'trap-writes' design, which reshadows a whole span.
+   */
+  installMany(
+    sids: readonly number[],
+    stes: Uint32Array,
+    sync: (cmds: Uint32Array[]) => void,
+  ): void {
+    const n = sids.length;
+    if (n === 0) return;
+    const span = sids[0]! >>> LINUX_SPLIT;
+    for (const sid of sids)
+      if (this.twoLevel && sid >>> LINUX_SPLIT !== span)
+        throw new Error(`installMany: StreamIDs ${sids[0]} and ${sid} are in different spans`);
+    const { newL2 } = this.steAddr(sids[0]!);
+    const addrs = sids.map((sid) => this.steAddr(sid).addr);
+    const cfgis = sids.map((sid) =>
+      encodeCommand('CFGI_STE', { StreamID: sid, Leaf: newL2 ? 0 : 1 }),
+    );
+    // 0: rewritten whole, 1: V 1→0 (DW0 first), 2: V 0→1 (DW0 last)
+    const kind = new Uint8Array(n);
+    const cur = this.cur;
+    for (let i = 0; i < n; i++) {
+      this.bus.readWords('hyp', addrs[i]!, cur, STE_WORDS);
+      const was = get(cur, STE.V) === 1;
+      const will = get(stes.subarray(i * STE_WORDS), STE.V) === 1;
+      kind[i] = was && !will ? 1 : !was && will ? 2 : 0;
+    }
+    const step = (k: number): Uint32Array[] => cfgis.filter((_, i) => kind[i] === k);
+    const next = (i: number): Uint32Array => stes.subarray(i * STE_WORDS, (i + 1) * STE_WORDS);
+    for (let i = 0; i < n; i++)
+      if (kind[i] === 1) this.bus.writeWords('hyp', addrs[i]!, next(i), 2);
+    const off = step(1);
+    if (off.length) sync(off);
+    for (let i = 0; i < n; i++) {
+      if (kind[i] === 0) this.bus.writeWords('hyp', addrs[i]!, next(i), STE_WORDS);
+      else this.bus.writeWords('hyp', addrs[i]! + 8, next(i).subarray(2), STE_WORDS - 2);
+    }
+    const on = step(2);
+    if (on.length) {
+      sync(on);
+      for (let i = 0; i < n; i++)
+        if (kind[i] === 2) this.bus.writeWords('hyp', addrs[i]!, next(i), 2);
+    }
+    sync(cfgis);
+    this.installs += n;
+  }
+
+  /** Whether the shadow has the L2 table for `sid`'s span (a linear table has every STE). */
+  hasSpan(sid: number): boolean {
+    return !this.twoLevel || this.l2.has(sid >>> LINUX_SPLIT);
+  }
+
   /** Read the shadow STE of `sid` (for tests and invariant checks); all zero if its L2 does not exist. */
   read(sid: number, out: Uint32Array): void {
     out.fill(0);

@@ -1,8 +1,9 @@
 /**
  * Trap dispatch: every CPU access the stage-2 check refused lands here. A host access to the
  * SMMU registers is emulated (host-regs.ts), a guest vCPU access goes to its vSMMU or aborts
- * (hyp/vm/guests.ts), a host stage-2 fault that a lazily mapped stage-2 handles is retried,
- * anything else is a data abort (thrown: architecturally synchronous).
+ * (hyp/vm/guests.ts), a host store to a write-protected table goes to the STE shadowing design
+ * that protects it ('trap-writes'), a host stage-2 fault that a lazily mapped stage-2 handles
+ * is retried, anything else is a data abort (thrown: architecturally synchronous).
  */
 import { CpuAbortError, isGuestActor, type DataAbort } from '../../hw/bus.ts';
 import { SMMU_MMIO_SIZE } from '../../hw/smmu/regs.ts';
@@ -33,6 +34,8 @@ export interface TrapEnv {
    * an address (true: mapped), `retry` makes the access again, now that it is mapped.
    */
   readonly lazyS2?: { map(addr: number): boolean; retry(a: DataAbort): bigint };
+  /** a memory trap the STE shadowing design handles (a store to a write-protected table): true when handled */
+  memoryTrap?(a: DataAbort): boolean;
 }
 
 export class TrapDispatch {
@@ -52,6 +55,7 @@ export class TrapDispatch {
         : (env.regs.write(off, a.size, a.value), 0n);
     }
     env.stats.memoryTraps++;
+    if (env.memoryTrap !== undefined && env.memoryTrap(a)) return 0n;
     const lazy = env.lazyS2;
     if (lazy !== undefined && a.actor === 'host' && lazy.map(a.addr)) return lazy.retry(a);
     const s = env.own.state(a.addr);

@@ -5,12 +5,10 @@ import { makePolicy } from '../../hyp/policy/policy.ts';
 import { NotBuiltError } from '../../hyp/policy/not-built.ts';
 import { HostCmdq } from '../../hyp/smmuv3/cmdq.ts';
 import { Idmap } from '../../hyp/iommu/idmap.ts';
+import { WpSteShadowing } from '../../hyp/smmuv3/ste-shadow-wp.ts';
 
 describe('hyp: one strategy per design axis, unbuilt ones refused by their selector', () => {
-  for (const [field, o] of [
-    ['cmdq', { cmdq: 'pv' }],
-    ['steShadowing', { steShadowing: 'trap-writes' }],
-  ] as const) {
+  for (const [field, o] of [['cmdq', { cmdq: 'pv' }]] as const) {
     it(`policy ${field}: '${Object.values(o)[0]}' is not built yet: refused when the hypervisor is made`, () => {
       const m = new Machine();
       let caught: unknown;
@@ -39,5 +37,21 @@ describe('hyp: one strategy per design axis, unbuilt ones refused by their selec
     const hyp = new PkvmHyp(new Machine(), { policy: p }).boot();
     expect(hyp.cmdq).toBeInstanceOf(HostCmdq);
     expect(hyp.idmap).toBeInstanceOf(Idmap);
+    // the STE shadowing on CFGI has none of the write-protecting design's counters
+    expect(hyp.steStoreStats).toBeUndefined();
+  });
+
+  it("pkvm-wp: steShadowing 'trap-writes' is built (the host stream table write-protected)", () => {
+    const p = makePolicy('pkvm-wp');
+    expect(p.steShadowing).toBe('trap-writes');
+    const hyp = new PkvmHyp(new Machine(), { policy: p }).boot();
+    expect(hyp.steStoreStats).toEqual({
+      steStoreTraps: 0,
+      storeReshadows: 0,
+      l1Stores: 0,
+      spanReshadows: 0,
+      cfgisForwarded: 0,
+    });
+    expect((hyp as unknown as { steShadow: unknown }).steShadow).toBeInstanceOf(WpSteShadowing);
   });
 });

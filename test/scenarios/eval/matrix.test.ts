@@ -184,11 +184,12 @@ describe('runCell', () => {
     expect(a - b).toBe(evtqPages);
   });
 
-  it('records a design that is not built, or a panic, as the cell error', () => {
-    for (const n of ['pkvm-pv', 'pkvm-wp', 'pkvm-block', 'pkvm-shared-s2']) {
-      const c = runCell(designByName(n), 'net-rx', { packets: 4 });
-      expect(c.error).toMatch(/NotBuiltError: .*is not built yet/);
-    }
+  it('records a refused operation as the cell error, with the counts up to it', () => {
+    // under a panic-on-failure design with queue-guard intact, runtime PM's CR0 write (which
+    // clears EVENTQEN) is a hyp panic: the cell keeps the one trap it took and says why
+    const c = runCell(designByName('pkvm-v6'), 'smmu-rpm', { devices: 1, cycles: 1 });
+    expect(c.error).toMatch(/^HypPanic: .*\[queue-guard\]/);
+    expect(c.metrics.traps).toBe(1);
   });
 
   it('the isolation oracle finds no breach in any pkvm cell, after every phase', () => {
