@@ -22,6 +22,7 @@ import {
   DEFAULT_PROFILE,
   loadProfile,
   ProfileError,
+  UNIT_NAMES,
   type Profile,
 } from '../eval/profile.ts';
 import { BASELINE_DESIGN, costCells, type CellCost } from '../eval/cost.ts';
@@ -389,15 +390,9 @@ function givesUpShort(lines: readonly string[]): string {
   );
 }
 
-const EPILOG = `Each design runs each workload on a fresh machine; every count is what the simulation did.
-Modeled time prices the counts: Σ count × unit cost (ns) over the profile's units (trap,
-wpTrap, s2Fault, hypercall, hostCommand, command, sync, iotlbHit, walkRead, ownership,
-blockSplit, reshadow, kernelMap, kernelUnmap), each with its source and whether it is quoted,
-derived or estimated (scenarios/eval/profiles/default.yaml). --set unit=ns changes one.
-
---security runs the host attack catalog under every design: an attack is blocked when the
-isolation oracle finds no breach at the end of its run; a hypervisor panic is reported apart
-(availability). Paravirtual designs have no SMMU MMIO for the host: the catalog is n/a there.
-
-Exit status: 0; 1 an isolation breach on a design that should block it (a hypervisor design
-with no sanitizer rule off); 2 bad input (named: the option, file or key and why).`;
+const EPILOG = [
+  'Each design runs each workload on a fresh machine; every count is what the simulation did.',
+  `Modeled time prices the counts: Σ count × unit cost (ns) over the profile's units (${UNIT_NAMES.join(', ')}), each with its source and whether it is quoted, derived or estimated (scenarios/eval/profiles/default.yaml). --set unit=ns changes one for a run.`,
+  '--security runs the host attack catalog under every design: an attack is blocked when the isolation oracle finds no breach at the end of its run; a hypervisor panic is reported apart (availability). Paravirtual designs give the host no SMMU MMIO: the catalog is n/a there.',
+  'Exit status: 0; 1 an isolation breach on a design that should block it (a hypervisor design with no sanitizer rule off); 2 bad input (named: the option, file or key, and why).',
+].join('\n\n');
