@@ -372,7 +372,7 @@ async function policiesMatrix(): Promise<BenchResult> {
   const runner = await evalRunner.load();
   const profile = loadProfile();
   const t0 = performance.now();
-  const cells = runner.runMatrix(runner.designs, runner.workloads, {});
+  const cells = await runner.runMatrix(runner.designs, runner.workloads, {});
   costCells(cells, profile);
   const seconds = (performance.now() - t0) / 1000;
   return {

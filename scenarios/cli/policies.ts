@@ -47,7 +47,7 @@ export interface EvalRunner {
     workloads: readonly string[],
     params: Readonly<Record<string, number>>,
     onProgress?: (cell: CellResult, done: number, total: number) => void,
-  ): CellResult[];
+  ): CellResult[] | Promise<CellResult[]>;
 }
 
 // MERGE: the one place the matrix runner and the designs are imported. Until both branches are
@@ -211,7 +211,7 @@ export const policiesCommand: CommandModule<object, PoliciesArgs> = {
 
     // 2. the matrix, then the prices
     const total = designs.length * workloads.length;
-    const cells = runner.runMatrix(designs, workloads, {}, (c, done) =>
+    const cells = await runner.runMatrix(designs, workloads, {}, (c, done) =>
       cliIo.err.write(
         `policies: [${done}/${total}] ${c.design} × ${c.workload}${c.error ? `: ${c.error}` : ''}\n`,
       ),
