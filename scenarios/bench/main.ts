@@ -14,6 +14,9 @@ import { DmaApi } from '../../host/dma-api.ts';
 import { PkvmHyp } from '../../hyp/pkvm.ts';
 import { guestCmdq } from './guest.ts';
 import { benchFuzz } from '../fuzz/bench.ts';
+import { evalRunner } from '../cli/policies.ts';
+import { costCells } from '../eval/cost.ts';
+import { loadProfile } from '../eval/profile.ts';
 
 interface BenchResult {
   name: string;
@@ -364,7 +367,24 @@ function hostMapUnmap(): BenchResult {
   return res;
 }
 
-const BENCHES: Record<string, () => BenchResult> = {
+/** policies: the default matrix of `smmulab policies` (every design × every workload), priced. */
+async function policiesMatrix(): Promise<BenchResult> {
+  const runner = await evalRunner.load();
+  const profile = loadProfile();
+  const t0 = performance.now();
+  const cells = await runner.runMatrix(runner.designs, runner.workloads, {});
+  costCells(cells, profile);
+  const seconds = (performance.now() - t0) / 1000;
+  return {
+    name: 'policies',
+    opsPerSec: Math.round(cells.length / seconds),
+    ops: cells.length,
+    seconds,
+    note: `the default smmulab policies matrix: ${runner.designs.length} designs × ${runner.workloads.length} workloads (ops are cells), priced with the default profile; wall time in seconds`,
+  };
+}
+
+const BENCHES: Record<string, () => BenchResult | Promise<BenchResult>> = {
   'host.map_unmap': hostMapUnmap,
   'hw.cmdq': hwCmdq,
   'hyp.cmdq': () =>
@@ -427,6 +447,7 @@ const BENCHES: Record<string, () => BenchResult> = {
       200_000,
       'caching switched off: STE fetch + CD fetch + 4-level stage-1 walk per DMA',
     ),
+  policies: policiesMatrix,
   fuzz: () => benchFuzz(1),
   'fuzz.workers1': () => benchFuzz(1, true),
   'fuzz.workers2': () => benchFuzz(2),
@@ -437,6 +458,6 @@ const results: BenchResult[] = [];
 for (const [name, f] of Object.entries(BENCHES)) {
   if (only.length && !only.includes(name)) continue;
   process.stderr.write(`bench ${name}...\n`);
-  results.push(f());
+  results.push(await f());
 }
 process.stdout.write(JSON.stringify({ results }, null, 2) + '\n');

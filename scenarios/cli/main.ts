@@ -18,6 +18,7 @@ import { cliIo, processIo, type CliIo } from './io.ts';
 import { decodeCommand, encodeCommand } from './decode.ts';
 import { explainCommand } from './explain.ts';
 import { fuzzCommand } from './fuzz.ts';
+import { policiesCommand } from './policies.ts';
 import { writeTrace, type TraceRecorder } from '../inspect/trace.ts';
 import { canonicalPath, unwritableFile } from './out-path.ts';
 
@@ -267,9 +268,10 @@ async function invoke(argv: string[]): Promise<number> {
     .command(encodeCommand)
     .command(explainCommand)
     .command(fuzzCommand)
+    .command(policiesCommand)
     .demandCommand(
       1,
-      'name a command: run, list, demo, decode, encode, explain or fuzz (see --help)',
+      'name a command: run, list, demo, decode, encode, explain, fuzz or policies (see --help)',
     )
     .strict()
     .recommendCommands()

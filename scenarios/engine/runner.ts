@@ -16,7 +16,7 @@ import type { SmmuFeatures } from '../../hw/smmu/features.ts';
 import type { SmmuOptions } from '../../hw/smmu/smmu.ts';
 import { PkvmHyp, HYP_MEMORY_DEFAULT, type HypStats } from '../../hyp/pkvm.ts';
 import { HypPanic } from '../../hyp/policy/failure.ts';
-import { makePolicy, type RuleName } from '../../hyp/policy/policy.ts';
+import { makePolicy, type HypPolicy, type RuleName } from '../../hyp/policy/policy.ts';
 import { isolationReport, oracleFor, type IsolationSummary } from '../check/isolation.ts';
 import type { HypMode } from './loader.ts';
 import type { Guest } from '../../hyp/vm/guest.ts';
@@ -64,6 +64,12 @@ export interface GuestSummary {
 export interface RunOptions {
   /** run under this hypervisor instead of the machine's own */
   hyp?: HypMode;
+  /**
+   * boot this policy (a design under evaluation, scenarios/eval) instead of the one the machine
+   * names; the machine's `failure`, `weaken` and `allowAts` (the attack's conditions) still apply
+   * on top. `hyp` still chooses which `when` steps run, and may not be 'none' with a policy.
+   */
+  policy?: HypPolicy;
   /** called with the machine before the first step (observers, logs) */
   onMachine?: (m: Machine) => void;
   /** stop after this many steps (for explainers) */
@@ -108,13 +114,23 @@ export function buildMachine(cfg: MachineConfig): Machine {
   });
 }
 
-/** Boot the hypervisor the machine config asks for on `m`. */
-export function bootHyp(m: Machine, cfg: MachineConfig): PkvmHyp {
-  const policy = makePolicy(cfg.policy ?? 'pkvm', {
-    ...(cfg.failure ? { failure: cfg.failure } : {}),
-    ...(cfg.weaken ? { weaken: cfg.weaken as RuleName[] } : {}),
-    ...(cfg.allowAts !== undefined ? { allowAts: cfg.allowAts } : {}),
-  });
+/**
+ * Boot the hypervisor the machine config asks for on `m`: its named policy, or `design` with the
+ * machine's failure policy, weakened rules and ATS setting on top.
+ */
+export function bootHyp(m: Machine, cfg: MachineConfig, design?: HypPolicy): PkvmHyp {
+  const policy = design
+    ? produce(design, (d) => {
+        if (cfg.failure) d.failure = cfg.failure;
+        if (cfg.weaken?.length)
+          d.weaken = new Set<RuleName>([...(cfg.weaken as RuleName[]), ...design.weaken]);
+        if (cfg.allowAts !== undefined) d.allowAts = cfg.allowAts;
+      })
+    : makePolicy(cfg.policy ?? 'pkvm', {
+        ...(cfg.failure ? { failure: cfg.failure } : {}),
+        ...(cfg.weaken ? { weaken: cfg.weaken as RuleName[] } : {}),
+        ...(cfg.allowAts !== undefined ? { allowAts: cfg.allowAts } : {}),
+      });
   return new PkvmHyp(m, { policy, ...(cfg.hypMemory ? { hypMemory: cfg.hypMemory } : {}) }).boot();
 }
 
@@ -182,6 +198,10 @@ export function machineStats(m: Machine): Record<string, unknown> {
 
 export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   const mode: HypMode = opts.hyp ?? sc.machine.hyp;
+  if (opts.policy && mode === 'none')
+    throw new ScenarioError(sc.file, [
+      `policy ${opts.policy.name}: a hypervisor policy needs a hypervisor run (hyp "pkvm" or "pkvm-v6"), not "none"`,
+    ]);
   // the machine this run builds: the scenario's own configuration (left untouched, as every
   // other run of the same scenario reads it) with the hypervisor mode applied
   const cfg: MachineConfig = produce(sc.machine, (d) => {
@@ -194,7 +214,7 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   let hyp: PkvmHyp | null = null;
   try {
     m = buildMachine(cfg);
-    if (cfg.hyp === 'pkvm') hyp = bootHyp(m, cfg);
+    if (cfg.hyp === 'pkvm') hyp = bootHyp(m, cfg, opts.policy);
   } catch (e) {
     throw new ScenarioError(sc.file, [`machine: ${(e as Error).message}`]);
   }
