@@ -28,6 +28,8 @@ import {
 import { BASELINE_DESIGN, costCells, type CellCost } from '../eval/cost.ts';
 import { securityRow, type SecurityRow } from '../eval/security.ts';
 import type { CellResult, Design } from '../eval/types.ts';
+import { runMatrix, WORKLOAD_NAMES, type MatrixParams } from '../eval/matrix.ts';
+import { BUILTIN_DESIGNS, loadDesigns } from '../eval/designs.ts';
 
 /**
  * What the command needs from the matrix runner and the designs (scenarios/eval/matrix.ts and
@@ -38,42 +40,26 @@ export interface EvalRunner {
   readonly designs: readonly Design[];
   /** a built-in design by name */
   designByName(name: string): Design | undefined;
-  /** a user design file (YAML/JSON); throws an error naming the file, the key and the reason */
-  loadDesignFile(file: string): Design;
+  /** a user design file (YAML/JSON: one design or several); throws an error naming the file, the key and the reason */
+  loadDesignFile(file: string): readonly Design[];
   /** the workloads, in the order the table shows them */
   readonly workloads: readonly string[];
   runMatrix(
     designs: readonly Design[],
     workloads: readonly string[],
-    params: Readonly<Record<string, number>>,
+    params: MatrixParams,
     onProgress?: (cell: CellResult, done: number, total: number) => void,
   ): CellResult[] | Promise<CellResult[]>;
 }
 
-// MERGE: the one place the matrix runner and the designs are imported. Until both branches are
-// merged, the modules are loaded by a computed specifier so that this branch type-checks without
-// them; afterwards replace loadEvalRunner's body with static imports:
-//   import { runMatrix, WORKLOAD_NAMES } from '../eval/matrix.ts';
-//   import { BUILTIN_DESIGNS, designByName, loadDesignFile } from '../eval/designs.ts';
+/** The real runner: the matrix (scenarios/eval/matrix.ts) and the designs (designs.ts). */
 async function loadEvalRunner(): Promise<EvalRunner> {
-  const at = (m: string): string => new URL(`../eval/${m}.ts`, import.meta.url).href;
-  let matrix: Record<string, unknown>;
-  let designs: Record<string, unknown>;
-  try {
-    matrix = (await import(at('matrix'))) as Record<string, unknown>;
-    designs = (await import(at('designs'))) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(
-      `the matrix runner is not built into this tree (scenarios/eval/matrix.ts, designs.ts): ${(e as Error).message}`,
-      { cause: e },
-    );
-  }
   return {
-    designs: designs.BUILTIN_DESIGNS as readonly Design[],
-    designByName: designs.designByName as EvalRunner['designByName'],
-    loadDesignFile: designs.loadDesignFile as EvalRunner['loadDesignFile'],
-    workloads: matrix.WORKLOAD_NAMES as readonly string[],
-    runMatrix: matrix.runMatrix as EvalRunner['runMatrix'],
+    designs: BUILTIN_DESIGNS,
+    designByName: (n) => BUILTIN_DESIGNS.find((d) => d.name === n),
+    loadDesignFile: (f) => loadDesigns(f),
+    workloads: WORKLOAD_NAMES,
+    runMatrix,
   };
 }
 
@@ -175,7 +161,7 @@ export const policiesCommand: CommandModule<object, PoliciesArgs> = {
     }
     for (const f of list(a.design)) {
       try {
-        add(runner.loadDesignFile(f), `--design ${f}`);
+        for (const d of runner.loadDesignFile(f)) add(d, `--design ${f}`);
       } catch (e) {
         problems.push(
           `--design ${f}${f === resolve(f) ? '' : ` (${resolve(f)})`}: ${(e as Error).message}`,

@@ -4,7 +4,8 @@
  * next buffer (from-device), the NIC writes the packet (a DMA write), the driver dma_unmaps it
  * (strict: the TLBIs and a CMD_SYNC before the unmap returns) and only then does the host CPU
  * read the packet. The CPU touches a buffer first after the device wrote it, never before
- * (under a shared stage-2 an untouched page is not mapped yet).
+ * (under a shared stage-2 an untouched page is not mapped yet). A write that faults is a lost
+ * packet: counted (dmaFaults), and the ring goes on, as a NIC driver's does.
  */
 import { z } from 'zod';
 import { defineWorkload } from './types.ts';
@@ -37,9 +38,9 @@ export const netRxWorkload = defineWorkload({
       const buf = ring[k % p.ring]!;
       const iova = bed.map(sid, buf, p.size, 'from-device');
       const out = bed.dma(sid, iova, p.size, true);
-      if (!out.ok) throw new Error(`net-rx packet ${k}: the device's write faulted: ${out.fault}`);
       bed.unmap(sid, iova, p.size);
-      bed.cpuRead(buf, p.size);
+      // the driver reads a packet that arrived, and recycles the buffer of one that did not
+      if (out.ok) bed.cpuRead(buf, p.size);
     }
     bed.check('packets');
   },

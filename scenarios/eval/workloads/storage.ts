@@ -2,7 +2,9 @@
  * storage: large, long-lived scatter-gather mappings, as a block device's: `segments`
  * segments of `segSize` bytes are mapped once (one dma_map each), `ios` DMA reads and writes
  * of `ioSize` bytes land at PRNG-chosen (seeded) segments and offsets, then every segment is
- * unmapped.
+ * unmapped. The host CPU fills a buffer before the device reads it (a block write) and reads it
+ * after the device wrote it (a block read); a DMA that faults is a failed I/O, counted
+ * (dmaFaults), and the workload goes on.
  */
 import { z } from 'zod';
 import { defineWorkload } from './types.ts';
@@ -42,12 +44,14 @@ export const storageWorkload = defineWorkload({
     }
     bed.check('map');
     const rng = new Prng(p.seed);
+    const fill = new Uint8Array(p.ioSize).fill(0x5a);
     for (let i = 0; i < p.ios; i++) {
       const s = segs[rng.below(segs.length)]!;
       const off = rng.below(Math.floor((p.segSize - p.ioSize) / 512) + 1) * 512;
       const write = (rng.next() & 1) === 1;
+      if (!write) bed.cpuWrite(s.pa + off, fill.subarray(0, p.ioSize));
       const out = bed.dma(sid, s.iova + off, p.ioSize, write);
-      if (!out.ok) throw new Error(`storage I/O ${i}: the DMA faulted: ${out.fault}`);
+      if (write && out.ok) bed.cpuRead(s.pa + off, p.ioSize);
     }
     bed.check('io');
     for (const s of segs) bed.unmap(sid, s.iova, p.segSize);

@@ -27,10 +27,10 @@ interface CellJson {
 }
 
 /*
- * The matrix runner (scenarios/eval/matrix.ts) and the designs (designs.ts) are built on another
- * branch: until they are merged, these tests drive the command with a stand-in runner whose
- * cells carry constructed counts. What they check is the command's own work: input checking,
- * pricing, the table, the JSON, the security rows and the exit status.
+ * These tests drive the command with a stand-in runner whose cells carry constructed counts, so
+ * that what they check is the command's own work (input checking, pricing, the table, the JSON,
+ * the security rows and the exit status) on counts chosen to exercise it, breaches included.
+ * The command on the real runner is tested at the end of the file.
  */
 const DESIGNS: Design[] = [
   { name: 'none', description: 'no hypervisor', policy: null },
@@ -60,11 +60,13 @@ const fake: EvalRunner = {
       weaken?: string[];
     };
     if (!POLICY_NAMES.includes(raw.base)) throw new Error(`base: unknown preset "${raw.base}"`);
-    return {
-      name: raw.name,
-      description: 'user',
-      policy: makePolicy(raw.base, { weaken: (raw.weaken ?? []) as never }),
-    };
+    return [
+      {
+        name: raw.name,
+        description: 'user',
+        policy: makePolicy(raw.base, { weaken: (raw.weaken ?? []) as never }),
+      },
+    ];
   },
   workloads: ['boot', 'storage'],
   runMatrix: (designs, workloads, _params, onProgress) => {
@@ -96,7 +98,7 @@ afterEach(() => {
   evalRunner.load = original;
 });
 
-describe('smmulab policies (stand-in runner with constructed counts until matrix.ts is merged)', () => {
+describe('smmulab policies (a stand-in runner with constructed counts)', () => {
   it('runs every design × workload, none first, a table within 100 columns, progress on stderr', async () => {
     const r = await smmulab('policies');
     expect(r.status, r.stderr).toBe(0);
