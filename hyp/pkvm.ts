@@ -337,6 +337,7 @@ export class PkvmHyp {
       ...(steShadow.tableLive !== undefined
         ? { tableLive: () => steShadow.tableLive!(), tableGone: () => steShadow.tableGone?.() }
         : {}),
+      ...(steShadow.tableBack !== undefined ? { tableBack: () => steShadow.tableBack!() } : {}),
     });
     this.dispatch = new TrapDispatch({
       mmio: this.mmio,

@@ -54,6 +54,8 @@ export const RULES = {
   'reg-access':
     'MMIO accesses must be to a register in the emulation table, with its size and direction',
   'cr1-template': 'CR1 is forced to the Linux template',
+  'rpm-reshadow':
+    "SMMUEN 0→1 after the host table was released (runtime PM's resume) reshadows every host STE first, and is refused when that cannot complete (weakened: the shadow STEs stay as they were)",
   'sid-owner':
     "a StreamID assigned to a guest is configured only through the guest's vSMMU: host CFGI_STEs for it are refused",
   'guest-teardown':

@@ -72,9 +72,16 @@ export interface HostRegsEnv {
   /** the STE shadowing design's hooks on the host table's life cycle ('trap-writes' only) */
   tableLive?(): void;
   tableGone?(): void;
+  /**
+   * SMMUEN 0→1 after the host table was live before and then released (runtime PM, a reset):
+   * the host may have written any STE meanwhile, unwatched ('cfgi' reshadows them all)
+   */
+  tableBack?(): number;
 }
 
 export class HostRegs {
+  /** the host table has been live (SMMUEN=1) before: a later SMMUEN 0→1 is a re-enable */
+  private tableWasLive = false;
   /** host ranges shared with the hypervisor while the queue or table is live (pinned unless a weakened rule says not) */
   private shared: Record<SharedKey, (Span & { pinned: boolean }) | null> = {
     cmdq: null,
@@ -276,6 +283,7 @@ export class HostRegs {
     const rise = (b: number) => (old & b) === 0 && (v & b) !== 0;
     const fall = (b: number) => (old & b) !== 0 && (v & b) === 0;
     const undo: Array<() => void> = [];
+    const powerOff: SharedKey[] = [];
     const own = env.own;
     const cmdq = env.cmdq;
     const refused = (rule?: RuleName, reason?: string): void => {
@@ -338,6 +346,12 @@ export class HostRegs {
         }
       }
       if (fall(bit)) {
+        // the whole SMMU off in this write (runtime PM, arm_smmu_device_disable): once the
+        // hardware has it the SMMU writes no more records, so the pages are released after it
+        if ((v & SMMUEN) === 0) {
+          powerOff.push(key);
+          continue;
+        }
         if (!env.weak('queue-guard'))
           return refused(
             'queue-guard',
@@ -389,15 +403,28 @@ export class HostRegs {
       view.needFlush = false;
     }
     view.cr0 = v;
+    if (rise(SMMUEN) && this.tableWasLive && env.tableBack && !env.weak('rpm-reshadow')) {
+      // a resume: every host STE is reshadowed while the hardware is still disabled
+      const r = env.tableBack();
+      if (r !== SYNC_OK) {
+        view.cr0 = old;
+        return refused(
+          'rpm-reshadow',
+          `SMMUEN 0→1 refused: the shadow stream table could not be made current (${env.shadowQ.why(r)})`,
+        );
+      }
+    }
     // with ATS in the hardware, Translated transactions must be checked against STE.EATS
     // (stronger than pKVM, which forwards CR0 as written)
     const hwV = env.hwAts && !env.weak('ats-check') ? (v | ATSCHK) >>> 0 : v;
     bus.write32('hyp', env.mmio + OFF.CR0, hwV);
+    for (const k of powerOff) this.unsharePin(k);
     // once the hardware has the new CR0 (the shadow queue takes the design's commands)
     if (env.tableLive !== undefined) {
       if (rise(SMMUEN)) env.tableLive();
       else if (fall(SMMUEN)) env.tableGone?.();
     }
+    if (rise(SMMUEN)) this.tableWasLive = true;
   }
 
   /**

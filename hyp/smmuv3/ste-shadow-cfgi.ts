@@ -10,14 +10,22 @@ import { PoolExhausted } from '../mem/pool.ts';
 import { pageSpan, type Span } from '../mem/span.ts';
 import { RULE_NAMES, type RuleName } from '../policy/policy.ts';
 import { ShadowQueueError } from './shadowq.ts';
+import { encodeCommand } from '../../hw/smmu/commands.ts';
 import { sanitizeSte, abortSte } from './ste-sanitize.ts';
 import { SMMUEN } from './cr0.ts';
 import type { ShadowOutcome, SteShadowing, SteShadowEnv } from './ste-shadowing.ts';
+
+const CFGI_ALL = encodeCommand('CFGI_ALL', {});
+const noIssue = (): void => {};
 
 export class CfgiSteShadowing implements SteShadowing {
   reshadows = 0;
   private readonly ste = new Uint32Array(STE_WORDS);
   private readonly l1 = new Uint32Array(2);
+
+  /** installing a whole table while the hardware is disabled: one CFGI_ALL at the end */
+  private batch = false;
+  private readonly issue = (cmds: Uint32Array[]): void => this.env.shadowQ.issueAndSync(cmds);
 
   constructor(private readonly env: SteShadowEnv) {}
 
@@ -105,6 +113,41 @@ export class CfgiSteShadowing implements SteShadowing {
     return this.installSte(sid, w);
   }
 
+  /**
+   * The host table is live again after it was released (runtime PM's resume, a second reset):
+   * nothing watched it meanwhile, so every STE it holds is reshadowed, as if the host had issued
+   * CFGI_STE for each (the v6 cover's warning: runtime PM reshadows everything). Called while
+   * the hardware's SMMUEN is still 0, so the STEs are installed without a CFGI each and one
+   * CFGI_ALL + CMD_SYNC follows: its SYNC_* outcome (not SYNC_OK: the enable is refused).
+   * A 2-level table is visited through its valid L1 descriptors; StreamIDs assigned to guests
+   * keep the STEs their vSMMUs made.
+   */
+  tableBack(): number {
+    const env = this.env;
+    const t = env.view.table;
+    const sids = Math.min(t.log2size, env.sidBits);
+    this.batch = true;
+    try {
+      if (!t.twoLevel) {
+        for (let sid = 0; sid < 2 ** sids; sid++)
+          if (env.sidGuest(sid) === undefined) this.reshadow(sid);
+      } else {
+        for (let i = 0; i < 2 ** Math.max(0, sids - t.split); i++) {
+          env.hostMem.load64(t.base + i * 8, this.l1);
+          const span = get(this.l1, L1STD.Span);
+          if (span === 0 || span > t.split + 1) continue;
+          for (let j = 0; j < 2 ** (span - 1); j++) {
+            const sid = i * 2 ** t.split + j;
+            if (env.sidGuest(sid) === undefined) this.reshadow(sid);
+          }
+        }
+      }
+    } finally {
+      this.batch = false;
+    }
+    return env.shadowQ.sync([CFGI_ALL]);
+  }
+
   private refuseSte(sid: number, rule: RuleName, why: string): 'reject' | 'log' {
     const outcome = this.env.failures.violate(rule, why);
     if (sid < 2 ** this.env.sidBits) {
@@ -118,7 +161,7 @@ export class CfgiSteShadowing implements SteShadowing {
   private installSte(sid: number, w: Uint32Array): ShadowOutcome {
     const env = this.env;
     try {
-      env.strtab.install(sid, w, (cmds) => env.shadowQ.issueAndSync(cmds));
+      env.strtab.install(sid, w, this.batch ? noIssue : this.issue);
       return 'ok';
     } catch (e) {
       if (e instanceof PoolExhausted) {

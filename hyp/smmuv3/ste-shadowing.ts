@@ -41,6 +41,11 @@ export interface SteShadowing {
   tableLive?(): void;
   /** SMMUEN 1→0: the host table is no longer used. */
   tableGone?(): void;
+  /**
+   * SMMUEN 0→1 again after the table was released (the host wrote it unwatched meanwhile),
+   * before the hardware is enabled: a SYNC_* outcome (hyp/smmuv3/shadowq.ts), SYNC_OK when done.
+   */
+  tableBack?(): number;
   /** A guest gave StreamID `sid` back to the host (its shadow STE is an abort STE now). */
   sidReturned?(sid: number): void;
   /** the write-protecting design's counters (HYP_STATS.steStores) */

@@ -184,17 +184,17 @@ describe('runCell', () => {
     expect(a - b).toBe(evtqPages);
   });
 
-  it('records a refused operation as the cell error, with the counts up to it', () => {
-    // under a panic-on-failure design with queue-guard intact, runtime PM's CR0 write (which
-    // clears EVENTQEN) is a hyp panic: the cell keeps the one trap it took and says why
-    const c = runCell(designByName('pkvm-v6'), 'smmu-rpm', { devices: 1, cycles: 1 });
-    expect(c.error).toMatch(/^HypPanic: .*\[queue-guard\]/);
-    expect(c.metrics.traps).toBe(1);
+  it('records what stopped a workload as the cell error, with the counts up to it', () => {
+    // 1024 segments of 4 MiB do not fit the bed's buffer memory: the maps before that count
+    const c = runCell(pkvm, 'storage', { segments: 1024, segSize: 1 << 22, ios: 0 });
+    expect(c.error).toMatch(/^Error: bed: out of buffer memory .* for 4194304 bytes$/);
+    expect(c.metrics.maps).toBeGreaterThan(0);
+    expect(c.metrics.maps).toBeLessThan(1024);
+    expect(c.metrics.unmaps).toBe(0);
   });
 
   it('the isolation oracle finds no breach in any pkvm cell, after every phase', () => {
     for (const wl of WORKLOAD_NAMES) {
-      if (wl === 'smmu-rpm') continue; // see smmu-rpm.test.ts: pkvm refuses the suspend
       const c = runCell(pkvm, wl);
       expect(c.error, wl).toBeUndefined();
       expect(c.isolation, wl).toEqual({ ok: true, breaches: 0 });
