@@ -6,10 +6,11 @@ export function table(
   head: string[],
   rows: Array<Array<string | number>>,
   colWidths?: Array<number | null>,
+  compact = false,
 ): string {
   const t = new Table({
     head,
-    style: { head: [], border: [] },
+    style: { head: [], border: [], compact },
     ...(colWidths ? { colWidths, wordWrap: true } : {}),
   });
   for (const r of rows) t.push(r.map((c) => String(c)));
