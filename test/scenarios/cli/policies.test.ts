@@ -108,7 +108,8 @@ describe('smmulab policies (a stand-in runner with constructed counts)', () => {
     const lines = r.stdout.split('\n');
     for (const l of lines) expect(l.length, l).toBeLessThanOrEqual(100);
     for (const d of DESIGNS) expect(r.stdout).toContain(`│ ${d.name.padEnd(14)} │`);
-    expect(r.stdout).toMatch(/│ none +│ storage +│ .*│ baseline +│ ok/);
+    // none is the baseline, and with no hypervisor its isolation is no verdict
+    expect(r.stdout).toMatch(/│ none +│ storage +│ .*│ baseline +│ - +│/);
     expect(r.stderr.match(/^policies: \[\d+\/16\] /gm)).toHaveLength(16);
   });
 
@@ -122,7 +123,11 @@ describe('smmulab policies (a stand-in runner with constructed counts)', () => {
     const pkvm = modeledTime(fakeMetrics(DESIGNS[1]!, 'storage'), p).perOpNs;
     const row = r.stdout.split('\n').find((l) => l.startsWith('│ pkvm '))!;
     expect(row).toContain(`│ ${(pkvm / 1000).toFixed(2)} `);
-    expect(row).toContain(`+${((pkvm - none) / 1000).toFixed(2)} ×${(pkvm / none).toFixed(2)}`);
+    // the ratio to three significant figures (10.66 shows as 10.7)
+    const ratio = pkvm / none;
+    expect(row).toContain(
+      `+${((pkvm - none) / 1000).toFixed(2)} ×${ratio.toFixed(ratio < 10 ? 2 : ratio < 100 ? 1 : 0)}`,
+    );
   });
 
   it('--json: one object per (design, workload) with every metric, the modeled time, its breakdown and the profile', async () => {
@@ -210,7 +215,7 @@ describe('smmulab policies (a stand-in runner with constructed counts)', () => {
     breachOn = 'pkvm-v6';
     const r = await smmulab('policies', '--policies', 'pkvm-v6');
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/│ pkvm-v6 +│ boot .*│ BREACH 1/);
+    expect(r.stdout).toMatch(/│ pkvm-v6 +│ boot .*│ BREACH │/);
   });
 
   it('user design files join the designs', async () => {
