@@ -2,6 +2,8 @@
  * Trap dispatch: every CPU access the stage-2 check refused lands here. A host access to the
  * SMMU registers is emulated (host-regs.ts), a guest vCPU access goes to its vSMMU or aborts
  * (hyp/vm/guests.ts), anything else is a data abort (thrown: architecturally synchronous).
+ * Under the paravirtual designs there is no register emulation (`regs` is null): a host access
+ * to the SMMU registers is refused with a data abort, counted.
  */
 import { CpuAbortError, isGuestActor, type DataAbort } from '../../hw/bus.ts';
 import { SMMU_MMIO_SIZE } from '../../hw/smmu/regs.ts';
@@ -13,12 +15,14 @@ export interface TrapStats {
   traps: number;
   mmioTraps: number;
   memoryTraps: number;
+  refusedAccesses: number;
 }
 
 export interface TrapEnv {
   readonly mmio: number;
   readonly own: PageOwnership;
-  readonly regs: HostRegs;
+  /** the register emulation, or null when the host may not access the registers at all (pv) */
+  readonly regs: HostRegs | null;
   readonly stats: TrapStats;
   /** fired with each data abort taken, before it is handled (hyp/probes.ts `hyp.trap`) */
   readonly trapProbe: Probe<DataAbort>;
@@ -41,6 +45,15 @@ export class TrapDispatch {
     const off = a.addr - env.mmio;
     if (a.actor === 'host' && off >= 0 && off < SMMU_MMIO_SIZE) {
       env.stats.mmioTraps++;
+      if (env.regs === null) {
+        env.stats.refusedAccesses++;
+        throw new CpuAbortError(
+          a.actor,
+          a.addr,
+          a.dir,
+          "the SMMU is the hypervisor's (paravirtual IOMMU): the host has no access to its registers",
+        );
+      }
       return a.dir === 'r'
         ? env.regs.read(off, a.size)
         : (env.regs.write(off, a.size, a.value), 0n);

@@ -5,10 +5,10 @@ import { makePolicy } from '../../hyp/policy/policy.ts';
 import { NotBuiltError } from '../../hyp/policy/not-built.ts';
 import { HostCmdq } from '../../hyp/smmuv3/cmdq.ts';
 import { Idmap } from '../../hyp/iommu/idmap.ts';
+import { NoHostQueue } from '../../hyp/pv/no-host-queue.ts';
 
 describe('hyp: one strategy per design axis, unbuilt ones refused by their selector', () => {
   for (const [field, o] of [
-    ['cmdq', { cmdq: 'pv' }],
     ['steShadowing', { steShadowing: 'trap-writes' }],
     ['smmuStage2', { smmuStage2: 'cpu-shared' }],
     ['idmapGranule', { idmapGranule: 'block' }],
@@ -42,4 +42,13 @@ describe('hyp: one strategy per design axis, unbuilt ones refused by their selec
     expect(hyp.cmdq).toBeInstanceOf(HostCmdq);
     expect(hyp.idmap).toBeInstanceOf(Idmap);
   });
+
+  for (const cmdq of ['pv', 'pv-idmap'] as const) {
+    it(`policy cmdq: '${cmdq}' builds the paravirtual IOMMU: no host queue, hypercalls on the bus`, () => {
+      const m = new Machine();
+      const hyp = new PkvmHyp(m, { policy: makePolicy('pkvm', { cmdq }) }).boot();
+      expect(hyp.cmdq).toBeInstanceOf(NoHostQueue);
+      expect(hyp.pv?.kind).toBe(cmdq);
+    });
+  }
 });
