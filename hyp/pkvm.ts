@@ -404,6 +404,7 @@ export class PkvmHyp {
       hwAts: get(idr0, IDR0.ATS) === 1,
       ril: get(idr3, IDR3.RIL) === 1,
       oas: Math.min(48, PS_BITS[get(idr5, IDR5.OAS)] ?? 48),
+      isRam: (b, s) => this.machine.mem.isRam(b, s),
       sidGuest: (sid) => this.vms.sidOwner.get(sid)?.name,
       alive: () => this.alive(),
     });

@@ -88,6 +88,12 @@ export const PV_CALLS = {
     kinds: ['pv-idmap'],
     doc: "invalidate the device's STE (V=0); 0",
   },
+  donate_hyp: {
+    id: VENDOR_HYP_FAST64 + 0x2a,
+    args: ['paddr', 'nr_pages'],
+    kinds: ['pv', 'pv-idmap'],
+    doc: "pKVM's __pkvm_host_donate_hyp: give host memory to the hypervisor (refused while a page is mapped for DMA); 0",
+  },
 } as const satisfies Record<string, PvCallDef>;
 
 export type PvCallName = keyof typeof PV_CALLS;

@@ -20,6 +20,8 @@ export const USE_NOT_HOST = 1;
 export const USE_OVERFLOW = 2;
 
 const MAX_COUNT = 0xffff_ffff;
+/** ranges longer than this are checked against the pages owned away from the host, not page by page */
+const LONG_RANGE = 4096;
 
 export interface DmaRefcountStats {
   refcountVetoes: number;
@@ -62,35 +64,40 @@ export class DmaRefcount {
     const own = this.own;
     const first = pa / PAGE;
     const n = bytes / PAGE;
-    for (let i = 0; i < n; i++) {
-      const s = own.state((first + i) * PAGE);
-      if (s.owner !== 'host') {
-        this.refusedPa = (first + i) * PAGE;
-        this.refusedWhy = `the page is owned by ${s.owner}, not the host`;
-        return USE_NOT_HOST;
-      }
-    }
-    if (!this.inRam(first, n)) {
-      // host-owned MMIO (never donated at runtime): nothing to count; memory partly outside RAM is refused
+    // the ownership check: page by page for a short range, else over the pages owned away from
+    // the host (a range of blocks can span GiBs of MMIO space, which is the host's by default)
+    if (n <= LONG_RANGE) {
       for (let i = 0; i < n; i++) {
-        if (this.inRam(first + i, 1)) {
-          this.refusedPa = (first + i) * PAGE;
-          this.refusedWhy = 'the range mixes memory and MMIO';
-          return USE_NOT_HOST;
-        }
+        const s = own.state((first + i) * PAGE);
+        if (s.owner !== 'host')
+          return this.refuse((first + i) * PAGE, `the page is owned by ${s.owner}, not the host`);
       }
-      return USE_OK;
+    } else {
+      const away = own.nonHostPfns(first, first + n);
+      if (away.length)
+        return this.refuse(
+          away[0]! * PAGE,
+          `the page is owned by ${own.state(away[0]! * PAGE).owner}, not the host`,
+        );
     }
+    const ramFirst = this.firstPfn;
+    const ramEnd = ramFirst + this.counts.length;
+    if (first + n <= ramFirst || first >= ramEnd) return USE_OK; // host-owned MMIO: nothing to count
+    if (first < ramFirst || first + n > ramEnd)
+      return this.refuse(Math.max(first, ramFirst) * PAGE, 'the range mixes memory and MMIO');
     const c = this.counts;
-    const o = first - this.firstPfn;
+    const o = first - ramFirst;
     for (let i = 0; i < n; i++)
-      if (c[o + i] === MAX_COUNT) {
-        this.refusedPa = (first + i) * PAGE;
-        this.refusedWhy = 'its DMA refcount would overflow';
-        return USE_OVERFLOW;
-      }
+      if (c[o + i] === MAX_COUNT)
+        return this.refuse((first + i) * PAGE, 'its DMA refcount would overflow', USE_OVERFLOW);
     for (let i = 0; i < n; i++) c[o + i]!++;
     return USE_OK;
+  }
+
+  private refuse(pa: number, why: string, code = USE_NOT_HOST): number {
+    this.refusedPa = pa;
+    this.refusedWhy = why;
+    return code;
   }
 
   /** `__pkvm_unuse_dma(pa, bytes)`: drop one count per page (pages outside RAM have none). */

@@ -19,7 +19,9 @@
  *     sizes and alignment (-EINVAL), every page host-owned (-EPERM), a leaf already there
  *     (-EEXIST), the pool (-ENOMEM);
  *  7. unmap_pages: as map_pages for the sizes; the invalidation completes before it returns
- *     (-EBUSY when it cannot, the pages then stay in use).
+ *     (-EBUSY when it cannot, the pages then stay in use);
+ *  8. donate_hyp: a page-aligned range of memory (-EINVAL) the ownership rules let go, which
+ *     includes the DMA refcount guard (-EPERM).
  *
  * A refused call changes nothing. Every call and refusal is counted (hyp/probes.ts PV_STATS).
  * Allocation-free on the success path: arguments are read from the caller's array.
@@ -28,9 +30,9 @@ import type { Actor, MmioBus } from '../../hw/bus.ts';
 import { HVC_NOT_SUPPORTED } from '../../hw/bus.ts';
 import { layerLogger } from '../../hw/log.ts';
 import type { S2PgtableCfg } from '../../hw/vmsa/io-pgtable.ts';
-import type { PageOwnership } from '../mem/ownership.ts';
+import { PAGE, refusalMessage, type PageOwnership } from '../mem/ownership.ts';
 import type { HypPool } from '../mem/pool.ts';
-import type { ShadowQueue } from '../smmuv3/shadowq.ts';
+import { ShadowQueueError, type ShadowQueue } from '../smmuv3/shadowq.ts';
 import type { ShadowStreamTable } from '../smmuv3/strtab.ts';
 import { HypBootError } from '../boot-error.ts';
 import { PV_STATS } from '../probes.ts';
@@ -80,6 +82,7 @@ export interface PvHypEnv {
   readonly hwAts: boolean;
   readonly ril: boolean;
   readonly oas: number;
+  isRam(base: number, size: number): boolean;
   /** the guest a StreamID is assigned to, if any */
   sidGuest(sid: number): string | undefined;
   /** throws HypPanic once the hypervisor has panicked */
@@ -261,6 +264,29 @@ export class PvHypercalls {
           }
         } else if (on === 0 && p.on) p.powerOff();
         return 0;
+      }
+      case 'donate_hyp': {
+        const paddr = at(a, 0),
+          pages = at(a, 1);
+        if (paddr % PAGE || pages === 0 || paddr + pages * PAGE > MAX_SAFE)
+          return this.refuse(
+            E.EINVAL,
+            `donate_hyp: 0x${paddr.toString(16)} × ${pages} pages is not a page-aligned range`,
+          );
+        if (!this.env.isRam(paddr, pages * PAGE))
+          return this.refuse(
+            E.EINVAL,
+            `donate_hyp: 0x${paddr.toString(16)} × ${pages} pages is not memory`,
+          );
+        let r;
+        try {
+          r = this.env.own.tryDonate(paddr, pages * PAGE, 'hyp');
+        } catch (e) {
+          // a listener's veto (the idmap's invalidation could not complete): nothing changed
+          if (e instanceof ShadowQueueError) return this.refuse(E.EBUSY, e.message);
+          throw e;
+        }
+        return r === null ? 0 : this.refuse(E.EPERM, refusalMessage(r.transition, r.pa, r.why));
       }
       case 'enable_dev':
       case 'disable_dev': {
