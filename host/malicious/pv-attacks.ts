@@ -172,7 +172,7 @@ export const PV_ATTACKS: readonly PvAttack[] = [
     'map_pages with prot bits outside R/W/CACHE/NOEXEC/MMIO/PRIV, negative, or fractional',
     (c, env) => {
       const done = c.domain(D1, env.sids[0]);
-      for (const prot of [PROT_ALLOWED + 1, 1 << 6, 2 ** 31, (2 ** 40) | RW, -1, 1.5])
+      for (const prot of [PROT_ALLOWED + 1, 1 << 6, 2 ** 31, 2 ** 40 + RW, -1, 1.5])
         c.refused('map_pages', D1, 0x1000_0000, HOST_BUF, PAGE, 1, prot);
       done();
     },

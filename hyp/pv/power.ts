@@ -6,7 +6,7 @@
  * On (boot, and every power-on; a powered-off SMMU may have lost its registers): CR1 (the
  * hypervisor's structures are Inner Shareable write-back), the shadow command queue's base with
  * PROD = CONS = 0, the shadow stream table's base and configuration, the hypervisor's own event
- * queue, GBPA.ABORT (it stays), then CMDQEN | EVENTQEN; everything the SMMU may have cached is
+ * queue (programmed, see HYP_EVTQ_ENABLED), GBPA.ABORT (it stays), then CMDQEN; everything the SMMU may have cached is
  * invalidated (CFGI_ALL, TLBI_NSNH_ALL, CMD_SYNC); only then SMMUEN (with ATSCHK when the SMMU
  * implements ATS, so a Translated transaction is checked against STE.EATS, which the
  * hypervisor keeps 0).
@@ -28,6 +28,15 @@ import { HypBootError } from '../boot-error.ts';
 /** the hypervisor's event queue: 2^7 records of 32 bytes (one page) */
 const EVTQ_SHIFT = 7;
 const EVT_BYTES = 32;
+/**
+ * EVENTQEN stays 0: the records would land in hyp memory, and the isolation oracle, which judges
+ * from the hardware alone, cannot tell an SMMU write the hypervisor asked for from one it must
+ * not allow (every faulting DMA would read as a breach). Nothing is lost: the hypervisor sees
+ * every record before the enable is checked (the event queue's router: guests' records still go
+ * to their vSMMUs), and the host has no event queue under these designs. Turn it on once the
+ * oracle is told which SMMU queues are the hypervisor's.
+ */
+export const HYP_EVTQ_ENABLED = false;
 const GBPA_ABORT = wordMask(GBPA.ABORT);
 const GBPA_UPDATE = wordMask(GBPA.Update);
 
@@ -91,13 +100,14 @@ export class SmmuPower {
     this.waitGbpa();
     this.w32(OFF.GBPA, this.r32(OFF.GBPA) | GBPA_ABORT | GBPA_UPDATE);
     this.waitGbpa();
-    this.enable(CMDQEN | EVTQEN);
+    const evtqen = HYP_EVTQ_ENABLED ? EVTQEN : 0;
+    this.enable(CMDQEN | evtqen);
     const r = sq.sync([
       encodeCommand('CFGI_STE_RANGE', { Range: 31 }),
       encodeCommand('TLBI_NSNH_ALL', {}),
     ]);
     if (r !== SYNC_OK) throw new HypBootError(`SMMU power-on: ${sq.why(r)}`);
-    this.enable(CMDQEN | EVTQEN | SMMUEN | (env.hwAts ? ATSCHK : 0));
+    this.enable(CMDQEN | evtqen | SMMUEN | (env.hwAts ? ATSCHK : 0));
     this.on = true;
     this.ons++;
   }

@@ -22,6 +22,7 @@ import {
 import { HYP_BASE, HYP_END, OPCODE, SMMU_BASE } from '../../reference.ts';
 import { steF, bitsOf } from '../../guest/rig.ts';
 import { bootPv, opsSince, type PvRig } from './rig.ts';
+import { HYP_EVTQ_ENABLED } from '../../../hyp/pv/power.ts';
 
 const PAGE = 4096;
 const RW = PROT.READ | PROT.WRITE;
@@ -114,9 +115,13 @@ describe('pkvm-pv: DMA through hypercalls', () => {
     }
     expect(r.hyp.stats.mmioTraps).toBe(10);
     expect(r.hyp.stats.refusedAccesses).toBe(10);
-    // CR0: SMMUEN | EVENTQEN | CMDQEN, plus ATSCHK as the SMMU implements ATS; GBPA.ABORT kept
+    // CR0: SMMUEN | CMDQEN, plus ATSCHK as the SMMU implements ATS (EVENTQEN: power.ts); GBPA.ABORT kept
     const cr0 = r.m.bus.read32('hyp', SMMU_BASE + 0x20);
-    expect(cr0 & 0b11101).toBe(0b11101);
+    expect(cr0 & 0b11101).toBe(0b11001 | (HYP_EVTQ_ENABLED ? 0b100 : 0));
+    // the event queue is the hypervisor's, in its pool
+    const eq = Number(r.m.bus.read64('hyp', SMMU_BASE + 0xa0) & 0xffff_ffff_ffe0n);
+    expect(eq).toBeGreaterThanOrEqual(HYP_BASE);
+    expect(eq).toBeLessThan(HYP_END);
     expect((r.m.bus.read32('hyp', SMMU_BASE + 0x44) >>> 20) & 1).toBe(1);
   });
 
