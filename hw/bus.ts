@@ -4,7 +4,9 @@
  * install; an access that stage 2 does not allow becomes a trap (a data abort) delivered to
  * the registered handler, and the handler's result is what the CPU sees.
  *
- * With no hypervisor no check is installed: the host sees physical addresses directly.
+ * With no hypervisor no check is installed: the host sees physical addresses directly. A
+ * hypercall (HVC) is the other way a CPU actor reaches the hypervisor: `hvc` hands it to the
+ * handler the hypervisor installed (`installHypercalls`).
  * hw imports nothing from hyp/, host/ or guest/: the check and the handler are interfaces.
  */
 import { ExternalAbort, type PhysicalMemory } from './memory.ts';
@@ -53,6 +55,24 @@ export interface Stage2Check {
 
 export type TrapHandler = (abort: DataAbort) => bigint;
 
+/** How many arguments a hypercall passes (x1..x6 of the SMCCC calling convention). */
+export const HVC_ARGS = 6;
+/** SMCCC_RET_NOT_SUPPORTED: what an HVC returns when no hypervisor takes it. */
+export const HVC_NOT_SUPPORTED = -1;
+
+/**
+ * The hypervisor's hypercall handler: the caller, the function ID (x0), and its arguments
+ * (x1..x6: the caller's own array, read during the call only); returns x0.
+ */
+export type HypercallHandler = (actor: Actor, fn: number, args: ArrayLike<number>) => number;
+
+/** One hypercall, as the `bus.hvc` probe sees it (a reused record: read it in the listener). */
+export interface HvcCall {
+  actor: Actor;
+  fn: number;
+  args: ArrayLike<number>;
+}
+
 /** Observer of accesses that reach a device or trap (used for the MMIO log and traces). */
 export interface BusAccessEvent {
   readonly actor: Actor;
@@ -87,11 +107,18 @@ export class MmioBus {
   private readonly devices: MmioDevice[] = [];
   private stage2: Stage2Check | null = null;
   private trapHandler: TrapHandler | null = null;
-  /** probe points: every CPU access that reached a device or trapped (hw/probes.ts) */
-  readonly probes = { access: new Probe(HW_PROBES.busAccess) } as const;
+  private hypercallHandler: HypercallHandler | null = null;
+  private readonly hvcRecord: HvcCall = { actor: 'host', fn: 0, args: [] };
+  /** probe points: every CPU access that reached a device or trapped, every hypercall (hw/probes.ts) */
+  readonly probes = {
+    access: new Probe(HW_PROBES.busAccess),
+    hvc: new Probe(HW_PROBES.hvc),
+  } as const;
   /** counters */
   traps = 0;
   deviceAccesses = 0;
+  /** HVCs made by CPU actors (taken by a handler or not) */
+  hypercalls = 0;
 
   constructor(readonly mem: PhysicalMemory) {}
 
@@ -118,6 +145,32 @@ export class MmioBus {
   installStage2(check: Stage2Check | null, handler: TrapHandler | null): void {
     this.stage2 = check;
     this.trapHandler = handler;
+  }
+
+  /** Install (or remove, with null) the hypervisor's hypercall handler. */
+  installHypercalls(handler: HypercallHandler | null): void {
+    this.hypercallHandler = handler;
+  }
+
+  /**
+   * An HVC by a CPU actor (the host or a guest vCPU): function `fn` with up to HVC_ARGS
+   * arguments, handled by the installed hypervisor; HVC_NOT_SUPPORTED when there is none.
+   * Allocation-free: `args` is the caller's (reused) array.
+   */
+  hvc(actor: Actor, fn: number, args: ArrayLike<number>): number {
+    if (actor === 'hyp') throw new Error('hvc: the hypervisor does not make hypercalls to itself');
+    if (args.length > HVC_ARGS)
+      throw new Error(`hvc 0x${fn.toString(16)}: ${args.length} arguments, at most ${HVC_ARGS}`);
+    this.hypercalls++;
+    if (this.probes.hvc.active) {
+      const r = this.hvcRecord;
+      r.actor = actor;
+      r.fn = fn;
+      r.args = args;
+      this.probes.hvc.fire(r);
+    }
+    const h = this.hypercallHandler;
+    return h === null ? HVC_NOT_SUPPORTED : h(actor, fn, args);
   }
 
   get hasStage2(): boolean {

@@ -6,7 +6,7 @@
  * component made from its group (`smmu.cmdq.stats`, `translator.stats(sid)`).
  */
 import { probePoint, statGroup } from './probe.ts';
-import type { BusAccessEvent } from './bus.ts';
+import type { BusAccessEvent, HvcCall } from './bus.ts';
 import type { SmmuWrite } from './smmu/msi.ts';
 import type { CommandQueue } from './smmu/cmdq.ts';
 import type { EventQueue } from './smmu/evtq.ts';
@@ -64,6 +64,11 @@ export const HW_PROBES = {
     'bus.access',
     'hw',
     'a CPU access that reached a device (not RAM), or trapped to the hypervisor',
+  ),
+  hvc: probePoint<HvcCall>(
+    'bus.hvc',
+    'hw',
+    'a hypercall (HVC) by a CPU actor, before the hypervisor handles it',
   ),
   smmuWrite: probePoint<SmmuWrite>(
     'smmu.write',

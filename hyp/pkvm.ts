@@ -20,12 +20,17 @@
  * the shadow stream table at its maximum size (hardware STRTAB_BASE/CFG); GBPA.ABORT; the
  * idmap from a snapshot of the host stage-2, then ownership updates; the stage-2 check and
  * trap handler on the bus. The hypervisor does not enable the SMMU: the host's CR0 writes do.
+ *
+ * Under the paravirtual designs (policy cmdq 'pv', 'pv-idmap'; designs.md §2.1–2.2) the host has
+ * no access to the registers at all (no register emulation: the trap refuses it), the
+ * hypervisor enables the SMMU itself at boot, and the host asks by hypercall (hyp/pv/).
  */
 import type { Machine } from '../hw/machine.ts';
 import { TRAP, isGuestActor, type DataAbort } from '../hw/bus.ts';
 import { get, set, wordMask } from '../hw/bits.ts';
 import { OFF, IDR0, IDR1, IDR3, IDR5, GBPA, Q_BASE, SMMU_MMIO_SIZE } from '../hw/smmu/regs.ts';
 import { STE_WORDS } from '../hw/smmu/ste.ts';
+import { PS_BITS } from '../hw/vmsa/tcr.ts';
 import { layerLogger } from '../hw/log.ts';
 import { PageOwnership, OwnershipError, PAGE, type Owner } from './mem/ownership.ts';
 import { HypPool } from './mem/pool.ts';
@@ -55,6 +60,7 @@ import type { Guest, GuestSpec } from './vm/guest.ts';
 import type { VSmmu } from './vm/vsmmu.ts';
 import { Guests, type GuestsEnv, type ProtectedRange, type TeardownPhase } from './vm/guests.ts';
 import { HypBootError } from './boot-error.ts';
+import { PvHypercalls } from './pv/hypercalls.ts';
 
 export { CR1_TEMPLATE } from './smmuv3/host-regs.ts';
 export { GuestError, TEARDOWN_PHASES, type TeardownPhase } from './vm/guests.ts';
@@ -112,6 +118,8 @@ export class PkvmHyp {
   strtab!: ShadowStreamTable;
   idmap!: SmmuStage2;
   cmdq!: HostCommandPath;
+  /** the paravirtual IOMMU (policy cmdq 'pv' or 'pv-idmap'; built at boot), else null */
+  pv: PvHypercalls | null = null;
   booted = false;
   /** guests, their vSMMUs and the routing of their events */
   readonly vms: Guests;
@@ -121,7 +129,7 @@ export class PkvmHyp {
   private readonly buildSteShadowing: (env: SteShadowEnv) => SteShadowing;
   private readonly buildStage2: (env: Stage2Env) => SmmuStage2;
   private steShadow!: SteShadowing;
-  private regs!: HostRegs;
+  private regs: HostRegs | null = null;
   private dispatch!: TrapDispatch;
   private readonly view = new HostView();
 
@@ -316,29 +324,32 @@ export class PkvmHyp {
       // rebuilds through noteReshadow)
       reshadow: (sid) => steShadow.reshadow(sid),
     });
-    this.regs = new HostRegs({
-      bus,
-      mmio: this.mmio,
-      own: this.own,
-      failures: this.failures,
-      view: this.view,
-      cmdq: this.cmdq,
-      shadowQ: this.shadowQ,
-      strtab: this.strtab,
-      allowAts: this.policy.allowAts,
-      hwIdr0: this.hwIdr.idr0,
-      hwAts,
-      sidBits: this.sidBits,
-      evtqMax: get(idr1, IDR1.EVENTQS),
-      priqMax: get(idr1, IDR1.PRIQS),
-      stats: this.stats,
-      isRam: (b, s) => mem.isRam(b, s),
-      weak,
-      ...(steShadow.tableLive !== undefined
-        ? { tableLive: () => steShadow.tableLive!(), tableGone: () => steShadow.tableGone?.() }
-        : {}),
-      ...(steShadow.tableBack !== undefined ? { tableBack: () => steShadow.tableBack!() } : {}),
-    });
+    const pvKind = this.policy.cmdq === 'trap' ? null : this.policy.cmdq;
+    if (pvKind !== null) this.bootPv(pvKind, idr0, idr1, idr3, idr5);
+    else
+      this.regs = new HostRegs({
+        bus,
+        mmio: this.mmio,
+        own: this.own,
+        failures: this.failures,
+        view: this.view,
+        cmdq: this.cmdq,
+        shadowQ: this.shadowQ,
+        strtab: this.strtab,
+        allowAts: this.policy.allowAts,
+        hwIdr0: this.hwIdr.idr0,
+        hwAts,
+        sidBits: this.sidBits,
+        evtqMax: get(idr1, IDR1.EVENTQS),
+        priqMax: get(idr1, IDR1.PRIQS),
+        stats: this.stats,
+        isRam: (b, s) => mem.isRam(b, s),
+        weak,
+        ...(steShadow.tableLive !== undefined
+          ? { tableLive: () => steShadow.tableLive!(), tableGone: () => steShadow.tableGone?.() }
+          : {}),
+        ...(steShadow.tableBack !== undefined ? { tableBack: () => steShadow.tableBack!() } : {}),
+      });
     this.dispatch = new TrapDispatch({
       mmio: this.mmio,
       own: this.own,
@@ -429,6 +440,40 @@ export class PkvmHyp {
       'pkvm: SMMU taken',
     );
     return this;
+  }
+
+  /** The paravirtual IOMMU: DMA refcounts, domains, the SMMU enabled by the hypervisor, the hypercalls on the bus. */
+  private bootPv(
+    kind: 'pv' | 'pv-idmap',
+    idr0: number[],
+    idr1: number[],
+    idr3: number[],
+    idr5: number[],
+  ): void {
+    const bus = this.machine.bus;
+    const pv = new PvHypercalls(kind, {
+      bus,
+      mmio: this.mmio,
+      own: this.own,
+      ram: { base: this.machine.ramBase, size: this.machine.ramSize },
+      pool: this.pool,
+      shadowQ: this.shadowQ,
+      strtab: this.strtab,
+      idmapS2: this.idmap.s2,
+      sidBits: this.sidBits,
+      ssidBits: get(idr1, IDR1.SSIDSIZE),
+      evtqMax: get(idr1, IDR1.EVENTQS),
+      asid16: get(idr0, IDR0.ASID16) === 1,
+      hwAts: get(idr0, IDR0.ATS) === 1,
+      ril: get(idr3, IDR3.RIL) === 1,
+      oas: Math.min(48, PS_BITS[get(idr5, IDR5.OAS)] ?? 48),
+      isRam: (b, s) => this.machine.mem.isRam(b, s),
+      sidGuest: (sid) => this.vms.sidOwner.get(sid)?.name,
+      alive: () => this.alive(),
+    });
+    pv.power.powerOn();
+    bus.installHypercalls((actor, fn, args) => pv.call(actor, fn, args));
+    this.pv = pv;
   }
 
   private waitGbpa(): void {

@@ -3,13 +3,16 @@
  * and what a firing means; each counter with what it counts. Components own a `Probe` per
  * point (hw/probe.ts): `hyp.cmdq.probes.verdict`, `hyp.own.probes.change`, `hyp.probes.trap`,
  * `hyp.probes.reshadow`, `shadowQ.probes.append`;
- * and the record made from their group: `hyp.stats`, `hyp.cmdq.stats`, `shadowQ.stats`, and
- * `hyp.steStoreStats` under the 'trap-writes' STE shadowing.
+ * and the record made from their group: `hyp.stats`, `hyp.cmdq.stats`, `shadowQ.stats`,
+ * `hyp.steStoreStats` under the 'trap-writes' STE shadowing, `hyp.idmap.blocks` (every SMMU
+ * stage-2) and `hyp.idmap.stats` (the shared stage-2), and `hyp.pv.stats` (with `calls` and
+ * `refused`, under the paravirtual designs).
  */
 import { probePoint, statGroup } from '../hw/probe.ts';
 import type { DataAbort } from '../hw/bus.ts';
 import type { CmdCheck } from './smmuv3/cmd-policy.ts';
 import type { OwnershipChange } from './mem/ownership.ts';
+import { PV_CALLS, PV_CALL_NAMES, ERRNO_NAMES, type PvCallName, type ErrnoName } from './pv/abi.ts';
 
 /** The hypervisor's verdict on one host command, before it is acted on. */
 export interface CommandVerdict {
@@ -140,4 +143,32 @@ export const HYP_STATS = {
       cfgisForwarded: "host CFGI_STEs checked and forwarded without reading the host's STE",
     },
   ),
+} as const;
+
+/** the paravirtual calls' counters: one per call (hyp/pv/abi.ts), one per errno */
+const PV_CALL_COUNTERS = Object.fromEntries(
+  PV_CALL_NAMES.map((n) => [n, `${n} hypercalls: ${PV_CALLS[n].doc}`]),
+) as Record<PvCallName, string>;
+const PV_REFUSAL_COUNTERS = {
+  ...(Object.fromEntries(ERRNO_NAMES.map((e) => [e, `hypercalls refused with -${e}`])) as Record<
+    ErrnoName,
+    string
+  >),
+  NOT_SUPPORTED: 'hypercalls to a function the design does not offer (SMCCC_RET_NOT_SUPPORTED)',
+};
+
+export const PV_STATS = {
+  pv: statGroup('hyp.pv', 'hyp', 'the paravirtual IOMMU (pKVM v1–v3 designs)', {
+    hypercalls: 'hypercalls taken',
+    refused: 'hypercalls refused (a negative return)',
+    pagesMapped: 'pages map_pages mapped (4 KiB each; a block counts its pages)',
+    pagesUnmapped: 'pages unmap_pages unmapped',
+    refcountVetoes: 'donations refused because a page is mapped for DMA (its refcount > 0)',
+    steWrites: 'STEs the hypervisor wrote for the host',
+    cdWrites: 'CDs the hypervisor wrote for the host',
+    tlbiBatches: 'invalidation batches (TLBIs + CMD_SYNC) issued by unmap_pages and free_domain',
+    domains: 'domains live now (alloc_domain minus free_domain)',
+  }),
+  calls: statGroup('hyp.pv.calls', 'hyp', 'hypercalls taken, by call', PV_CALL_COUNTERS),
+  refused: statGroup('hyp.pv.refused', 'hyp', 'hypercalls refused, by errno', PV_REFUSAL_COUNTERS),
 } as const;

@@ -40,6 +40,18 @@ describe('layering: each rule, broken once, is reported', () => {
     ]);
   });
 
+  it('rule 1a: the host may import the hypercall ABI and no other hyp module; the ABI imports nothing', () => {
+    const tree = new Map([
+      ['host/pv/iommu.ts', "import { PV_CALLS } from '../../hyp/pv/abi.ts';"],
+      ['host/pv/bad.ts', "import { PvDomains } from '../../hyp/pv/domains.ts';"],
+      ['hyp/pv/abi.ts', "import { PAGE } from '../mem/ownership.ts';"],
+    ]);
+    expect(layeringViolations(tree).map((v) => [v.file, v.imports, v.rule])).toEqual([
+      ['host/pv/bad.ts', 'hyp/pv/domains.ts', 1],
+      ['hyp/pv/abi.ts', 'hyp/mem/ownership.ts', 1],
+    ]);
+  });
+
   it('rule 2: the host driver reaching into the walker or memory instead of the bus', () => {
     const tree = new Map([
       [

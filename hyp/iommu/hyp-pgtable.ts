@@ -25,3 +25,28 @@ export function hypStage2Pgtable(bus: MmioBus, pool: HypPool, what: string): IoP
     { tlbFlushAll: () => {}, tlbFlushWalk: () => {}, tlbAddPage: () => {} },
   );
 }
+
+/**
+ * A hyp-owned stage-1 table (Linux's ARM_64_LPAE_S1, 48-bit input, `oas`-bit output, 4 KB pages
+ * with 2 MB and 1 GB blocks) in the hyp pool: a paravirtual DMA domain's (hyp/pv/domains.ts).
+ * As above, the caller issues the invalidations.
+ */
+export function hypStage1Pgtable(
+  bus: MmioBus,
+  pool: HypPool,
+  oas: number,
+  what: string,
+): IoPgtable {
+  return new IoPgtable(
+    {
+      fmt: 'ARM_64_LPAE_S1',
+      pgsizeBitmap: [PAGE, 2 ** 21, 2 ** 30],
+      ias: 48,
+      oas,
+      coherentWalk: true,
+    },
+    { read64: (a) => bus.read64('hyp', a), write64: (a, v) => bus.write64('hyp', a, v) },
+    { alloc: (bytes) => pool.alloc(bytes, what), free: (a, b) => pool.free(a, b) },
+    { tlbFlushAll: () => {}, tlbFlushWalk: () => {}, tlbAddPage: () => {} },
+  );
+}

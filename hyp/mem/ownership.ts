@@ -97,6 +97,13 @@ export interface OwnershipChange {
 }
 export type OwnershipListener = (c: OwnershipChange) => void;
 
+/**
+ * A check every donation must also pass, after the page states' own: the first page of
+ * [base, base + pages × PAGE) that may not leave the host and why, or null. (The paravirtual
+ * designs' DMA refcount: a page mapped for DMA cannot be donated, hyp/pv/dma-refcount.ts.)
+ */
+export type DonationGuard = (base: number, pages: number) => { pa: number; why: string } | null;
+
 export interface OwnedRange {
   base: number;
   size: number;
@@ -107,6 +114,7 @@ export class PageOwnership {
   /** non-default pages only: pfn → state */
   private readonly pages = new Map<number, PageState>();
   private readonly listeners: OwnershipListener[] = [];
+  private readonly donationGuards: DonationGuard[] = [];
   /** probe points: each accepted transition (and each undo after a veto), for traces */
   readonly probes = { change: new Probe(HYP_PROBES.ownershipChange) } as const;
   /** transitions applied, by kind */
@@ -122,6 +130,11 @@ export class PageOwnership {
 
   onChange(l: OwnershipListener): void {
     this.listeners.push(l);
+  }
+
+  /** Add a check donations must pass (a refusal changes nothing, like a page-state refusal). */
+  addDonationGuard(g: DonationGuard): void {
+    this.donationGuards.push(g);
   }
 
   state(pa: number): PageState {
@@ -371,6 +384,16 @@ export class PageOwnership {
         return { transition: t, pa: (first + i) * PAGE, why };
       }
       before[i] = s;
+    }
+    if (t === 'donate') {
+      const guards = this.donationGuards;
+      for (let i = 0; i < guards.length; i++) {
+        const r = guards[i]!(base, n);
+        if (r !== null) {
+          this.refused++;
+          return { transition: t, pa: r.pa, why: r.why };
+        }
+      }
     }
     // `next` is a pure function of the state, and a run of pages usually shares one state object
     // (the states are frozen): compute it once per distinct state, not once per page

@@ -2,14 +2,16 @@
  * Strategy (a): how host commands reach the hardware (policy `cmdq`).
  *  - 'trap': trap-and-emulate (pKVM v4+): the host writes its own queue and CMDQ_PROD; the
  *    hypervisor copies, checks and forwards each command into the shadow queue (cmdq.ts).
- *  - 'pv':   paravirtual hypercalls (pKVM v1/v2): not built yet, refused here.
+ *  - 'pv', 'pv-idmap': paravirtual hypercalls (pKVM v1/v2, v3): the host has no queue and no
+ *    access to the registers at all (hyp/pv/no-host-queue.ts); its requests are hypercalls
+ *    (hyp/pv/hypercalls.ts), and the hypervisor's own commands are all the hardware gets.
  * The register emulation calls the path through this interface only (one call per register
  * access; the per-command loop is inside the implementation).
  */
 import type { Probe } from '../../hw/probe.ts';
 import type { CommandVerdict } from '../probes.ts';
 import { HostCmdq, type CmdqEmuEnv, type CmdqEmuStats } from './cmdq.ts';
-import { NotBuiltError } from '../policy/not-built.ts';
+import { NoHostQueue } from '../pv/no-host-queue.ts';
 import type { HypPolicy } from '../policy/policy.ts';
 
 export interface HostCommandPath {
@@ -38,17 +40,13 @@ export interface HostCommandPath {
   readonly probes: { readonly verdict: Probe<CommandVerdict> };
 }
 
-/** The implementation the policy names, or NotBuiltError. */
+/** The implementation the policy names. */
 export function selectCommandPath(policy: HypPolicy): (env: CmdqEmuEnv) => HostCommandPath {
   switch (policy.cmdq) {
     case 'trap':
       return (env) => new HostCmdq(env);
     case 'pv':
     case 'pv-idmap':
-      throw new NotBuiltError(
-        'cmdq',
-        policy.cmdq,
-        "'trap', pKVM v4+ (paravirtual hypercalls are pKVM v1/v2, identity-only ones v3)",
-      );
+      return () => new NoHostQueue();
   }
 }

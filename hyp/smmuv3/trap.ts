@@ -4,6 +4,8 @@
  * (hyp/vm/guests.ts), a host store to a write-protected table goes to the STE shadowing design
  * that protects it ('trap-writes'), a host stage-2 fault that a lazily mapped stage-2 handles
  * is retried, anything else is a data abort (thrown: architecturally synchronous).
+ * Under the paravirtual designs there is no register emulation (`regs` is null): a host access
+ * to the SMMU registers is refused with a data abort, counted.
  */
 import { CpuAbortError, isGuestActor, type DataAbort } from '../../hw/bus.ts';
 import { SMMU_MMIO_SIZE } from '../../hw/smmu/regs.ts';
@@ -15,12 +17,14 @@ export interface TrapStats {
   traps: number;
   mmioTraps: number;
   memoryTraps: number;
+  refusedAccesses: number;
 }
 
 export interface TrapEnv {
   readonly mmio: number;
   readonly own: PageOwnership;
-  readonly regs: HostRegs;
+  /** the register emulation, or null when the host may not access the registers at all (pv) */
+  readonly regs: HostRegs | null;
   readonly stats: TrapStats;
   /** fired with each data abort taken, before it is handled (hyp/probes.ts `hyp.trap`) */
   readonly trapProbe: Probe<DataAbort>;
@@ -50,6 +54,15 @@ export class TrapDispatch {
     const off = a.addr - env.mmio;
     if (a.actor === 'host' && off >= 0 && off < SMMU_MMIO_SIZE) {
       env.stats.mmioTraps++;
+      if (env.regs === null) {
+        env.stats.refusedAccesses++;
+        throw new CpuAbortError(
+          a.actor,
+          a.addr,
+          a.dir,
+          "the SMMU is the hypervisor's (paravirtual IOMMU): the host has no access to its registers",
+        );
+      }
       return a.dir === 'r'
         ? env.regs.read(off, a.size)
         : (env.regs.write(off, a.size, a.value), 0n);

@@ -21,6 +21,7 @@ import type { Guest, GuestDevice } from '../../hyp/vm/guest.ts';
 import { GUEST_RAM_IPA, VSMMU_IPA } from '../../hyp/vm/guest.ts';
 import type { HostIommu } from '../../host/iommu.ts';
 import { LinuxIommu } from '../../host/linux-iommu.ts';
+import { PvIommu } from '../../host/pv/iommu.ts';
 import { GuestKernel } from '../../guest/vm.ts';
 import { IsolationOracle, type IsolationPolicy } from '../check/oracle.ts';
 import { HOST_PAGES } from '../steps/driver.ts';
@@ -42,7 +43,7 @@ export const WORKLOAD_STATS = statGroup(
 );
 
 /** The hypervisor memory a bare machine leaves alone, so the oracle judges `none` on the same pages. */
-const HYP_MEMORY = { base: 0x7c00_0000, size: 0x0400_0000 } as const;
+export const HYP_MEMORY = { base: 0x7c00_0000, size: 0x0400_0000 } as const;
 /** Host memory the workloads' buffers and guests come from: below the driver's HOST_PAGES. */
 export const BUFFERS = { base: RAM_BASE, limit: HOST_PAGES.base } as const;
 /** the first endpoint's StreamID; endpoint i has FIRST_SID + i */
@@ -72,17 +73,13 @@ export interface BedGuest {
 }
 
 /**
- * THE ONE PLACE the host's IOMMU driver is chosen from the design. The paravirtual driver
- * (host/pv/iommu.ts, `new PvIommu(bus, {actor: 'host', pages: HOST_PAGES}, policy.cmdq)`) is
- * being written separately: until it is merged a paravirtual design is refused here.
+ * The one place the host's IOMMU driver is chosen from the design: the unchanged Linux-like
+ * driver (no hypervisor, or trap-and-emulate), or the paravirtual one (host/pv/iommu.ts).
  */
 function hostIommuFor(machine: Machine, policy: HypPolicy | null): HostIommu {
   if (policy === null || policy.cmdq === 'trap')
     return new LinuxIommu(machine.bus, { smmu: SMMU_BASE, pages: HOST_PAGES });
-  // MERGE: return new PvIommu(machine.bus, { actor: 'host', pages: HOST_PAGES }, policy.cmdq);
-  throw new Error(
-    `design ${policy.name}: cmdq '${policy.cmdq}' needs the paravirtual host driver (host/pv/iommu.ts), which is not merged yet`,
-  );
+  return new PvIommu(machine.bus, { actor: 'host', pages: HOST_PAGES }, policy.cmdq);
 }
 
 export class Bed {

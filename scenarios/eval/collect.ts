@@ -38,13 +38,15 @@ const OPCODE_CLASS: ReadonlyArray<MetricName | null> = OPCODE_TABLE.map((d) => {
 /**
  * The design-specific counters, read in this one place, each from its design's stat group:
  * the SMMU stage-2's table pages and block splits (hyp.s2.blocks, every stage-2), the shared
- * stage-2's lazy faults (hyp.shared-s2), the write-protected stream table's stores (hyp.ste-wp).
+ * stage-2's lazy faults (hyp.shared-s2), the write-protected stream table's stores (hyp.ste-wp),
+ * the paravirtual designs' hypercalls (hyp.pv).
  */
 function designCounters(hyp: PkvmHyp | null): Reading {
   if (!hyp) return {};
   const s2 = hyp.idmap;
   return {
-    hypercalls: 0,
+    hypercalls: hyp.pv?.stats.hypercalls ?? 0,
+    dmaRefcounts: (hyp.pv?.stats.pagesMapped ?? 0) + (hyp.pv?.stats.pagesUnmapped ?? 0),
     steStoreTraps: hyp.steStoreStats?.steStoreTraps ?? 0,
     s2Faults: s2?.stats?.s2Faults ?? 0,
     blockSplits: s2?.blocks.blockSplits ?? 0,

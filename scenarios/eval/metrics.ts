@@ -31,6 +31,8 @@ export const METRICS = {
   // the hypervisor's work
   reshadows: 'stream table entries reshadowed',
   ownershipChanges: 'page ownership transitions (pages × transitions)',
+  dmaRefcounts:
+    "pages the hypervisor mapped or unmapped for the host's DMA (paravirtual: each ownership-checked and its DMA refcount changed)",
   blockSplits: 'idmap or shared stage-2 blocks split (break-before-make) on a donation',
   bbmWindows: 'break-before-make windows in a stage-2 the SMMU walks (DMA there faults)',
   // memory

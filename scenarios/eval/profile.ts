@@ -101,6 +101,11 @@ export const UNITS = {
     group: 'ownership',
     what: 'one page changing owner or sharing state (both sides checked, both stage-2s updated)',
   },
+  dmaRefcount: {
+    metric: 'dmaRefcounts',
+    group: 'ownership',
+    what: "one page's ownership check and DMA refcount change in a paravirtual map_pages / unmap_pages",
+  },
   blockSplit: {
     metric: 'blockSplits',
     group: 'ownership',

@@ -26,6 +26,11 @@ import {
   type RuleName,
 } from '../../hyp/policy/policy.ts';
 import type { Design } from './types.ts';
+import { Bed, HYP_MEMORY } from './bed.ts';
+import { PV_ATTACKS, PvAttackAccepted } from '../../host/malicious/pv-attacks.ts';
+import { HypPanic } from '../../hyp/policy/failure.ts';
+
+const HYP_RANGE = { hypBase: HYP_MEMORY.base, hypSize: HYP_MEMORY.size } as const;
 
 /** The catalog the security row runs. */
 export const ATTACK_CATALOG = 'pkvm-attacks';
@@ -227,15 +232,58 @@ function judge(
 }
 
 /**
- * The paravirtual attacks (host/malicious/pv-attacks.ts, PV_ATTACKS: name, description, kinds,
- * run(env)) run here for a design with policy.cmdq 'pv' or 'pv-idmap', each judged as judge()
- * judges a catalog attack: blocked when the isolation oracle finds no breach, a panic reported
- * beside it. Not wired yet: that module is built on another branch.
+ * The paravirtual attacks (host/malicious/pv-attacks.ts, PV_ATTACKS) for a design with
+ * policy.cmdq 'pv' or 'pv-idmap': each on a fresh machine of the design, with the host's own
+ * device in use and a guest whose StreamID and memory it goes after. Blocked when every call it
+ * had to have refused was refused and the isolation oracle finds no breach; a call the
+ * hypervisor accepted (PvAttackAccepted) is a breach of the ABI, with the call as its path.
  */
 function pvAttackOutcomes(design: Design): AttackOutcome[] {
-  void design; // MERGE: for (const a of PV_ATTACKS) { build the design's machine, a.run(env), judge }
-  return [];
+  const kind = design.policy?.cmdq;
+  if (kind !== 'pv' && kind !== 'pv-idmap') return [];
+  const shouldBlock = design.policy!.weaken.size === 0;
+  const out: AttackOutcome[] = [];
+  for (const a of PV_ATTACKS) {
+    if (!a.kinds.includes(kind)) {
+      out.push({ attack: a.name, verdict: 'n/a', why: `applies to ${a.kinds.join(', ')} only` });
+      continue;
+    }
+    let bed: Bed;
+    try {
+      bed = new Bed(design, { devices: 2 });
+      bed.up();
+      bed.attach(bed.sids[0]!, 'dma');
+      const memory = { base: bed.alloc(PV_GUEST_BYTES, PV_GUEST_BYTES), size: PV_GUEST_BYTES };
+      bed.createGuest('vm1', memory, [{ vsid: 0, psid: bed.sids[1]! }]);
+    } catch (e) {
+      out.push({ attack: a.name, verdict: 'error', why: (e as Error).message });
+      continue;
+    }
+    let accepted: string | undefined;
+    try {
+      a.run({ bus: bed.machine.bus, actor: 'host', sids: bed.sids, ...HYP_RANGE });
+    } catch (e) {
+      if (e instanceof PvAttackAccepted) accepted = `accepted ${e.call}`;
+      else if (!(e instanceof HypPanic)) {
+        out.push({ attack: a.name, verdict: 'error', why: (e as Error).message });
+        continue;
+      }
+    }
+    const r = bed.oracle.check();
+    const panic = bed.hyp?.panicked ?? null;
+    const paths = [...(accepted ? [accepted] : []), ...r.breaches.map((b) => b.path ?? b.kind)];
+    out.push({
+      attack: a.name,
+      verdict: paths.length ? 'breached' : 'blocked',
+      ...(panic ? { panic: { rule: panic.rule, reason: panic.reason } } : {}),
+      ...(paths.length ? { paths: [...new Set(paths)], expected: !shouldBlock } : {}),
+    });
+  }
+  return out;
 }
+
+/** a guest for the paravirtual attacks to go after: 8 MiB, as the vm-lifecycle workload's */
+const PV_GUEST_BYTES = 8 << 20;
 
 /** Every design's row. */
 export function securityRows(designs: readonly Design[], o: SecurityOptions = {}): SecurityRow[] {

@@ -77,4 +77,18 @@ describe('first principles, on the counts', () => {
     expect(two.hostCommands - one.hostCommands).toBe(4 * 2); // TLBI_NH_VA + CMD_SYNC each
     expect(two.hypercalls).toBe(0);
   });
+
+  it('pkvm-pv: no command-queue traps but a hypercall per map and per unmap; pv-idmap: neither', () => {
+    const p = { ring: 8, packets: 16 };
+    const pv = cell('pkvm-pv', 'net-rx', p);
+    expect(pv.hypercalls).toBe(pv.maps + pv.unmaps);
+    expect(pv.maps).toBe(p.packets);
+    expect([pv.traps, pv.mmioTraps, pv.hostCommands]).toEqual([0, 0, 0]);
+    // the hypervisor issues each unmap's TLBI + CMD_SYNC itself
+    expect(pv.hypCommands).toBe(2 * pv.unmaps);
+    expect(pv.dmaRefcounts).toBe(pv.maps + pv.unmaps); // one 4 KiB page each way
+    // v3: identity only, so a dma_map is the PA and costs no hypercall and no invalidation
+    const id = cell('pkvm-pv-idmap', 'net-rx', p);
+    expect([id.hypercalls, id.traps, id.hwCommands]).toEqual([0, 0, 0]);
+  });
 });

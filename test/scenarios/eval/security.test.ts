@@ -1,3 +1,4 @@
+import { PV_ATTACKS } from '../../../host/malicious/pv-attacks.ts';
 import { describe, expect, it } from 'vitest';
 import { PRESETS, RULES, V6_GAPS, makePolicy } from '../../../hyp/policy/policy.ts';
 import {
@@ -97,12 +98,24 @@ describe('the security row', () => {
     }
   });
 
-  it('paravirtual designs: the MMIO catalog is n/a', () => {
+  it('paravirtual designs: the MMIO catalog is n/a; every hypercall attack is blocked', () => {
     for (const n of ['pkvm-pv', 'pkvm-pv-idmap'] as const) {
       const row = securityRow(design(n), { only: ['a01-s1-maps-hyp', 'a29-sync-msi-hyp'] });
       expect(row.surface).toBe('pv');
-      expect(row.attacks.map((a) => a.verdict)).toEqual(['n/a', 'n/a']);
-      expect(row.notApplicable).toBe(2);
+      const pvNames = new Set(PV_ATTACKS.map((a) => a.name));
+      const mmio = row.attacks.filter((a) => !pvNames.has(a.attack));
+      expect(mmio.map((a) => a.verdict)).toEqual(['n/a', 'n/a']);
+      // the hypercall attacks (host/malicious/pv-attacks.ts) that apply to the design run on
+      // its machine, with a guest: each is refused and the oracle finds no breach
+      const kind = design(n).policy!.cmdq as 'pv' | 'pv-idmap';
+      const pv = row.attacks.filter((a) => !mmio.includes(a));
+      expect(pv.map((a) => a.attack)).toEqual(PV_ATTACKS.map((a) => a.name));
+      for (const a of pv)
+        expect(a.verdict, a.attack).toBe(
+          PV_ATTACKS.find((x) => x.name === a.attack)!.kinds.includes(kind) ? 'blocked' : 'n/a',
+        );
+      expect(row.breached).toBe(0);
+      expect(row.blocked).toBe(PV_ATTACKS.filter((a) => a.kinds.includes(kind)).length);
     }
     expect(givesUp(design('pkvm-pv-idmap'))[0]).toMatch(
       /^cmdq pv-idmap: devices reach all host memory/,
