@@ -452,10 +452,13 @@ export class HostRegs {
     return SHARED;
   }
 
-  /** Undo sharePin. */
+  /**
+   * Undo sharePin. An unpinned share (queue-pin weakened) the host may already have taken back
+   * itself: then there is nothing left to release.
+   */
   private release(span: Span, pinned: boolean): void {
     if (pinned) this.env.own.unpinAndUnshare(span.base, span.size);
-    else this.env.own.unshare(span.base, span.size, 'hyp');
+    else this.env.own.tryUnshare(span.base, span.size, 'hyp');
   }
 
   private unsharePin(key: SharedKey): void {

@@ -66,7 +66,7 @@ const TEETH: ReadonlyArray<[RuleName, FindingKind, number]> = [
   ['cmdq-guard', 'exception', BUDGET],
   ['queue-guard', 'breach', 4 * BUDGET],
   ['queue-share', 'exception', BUDGET],
-  ['queue-pin', 'breach', BUDGET],
+  ['queue-pin', 'breach', 4 * BUDGET],
   ['donate-tlbi', 'breach', BUDGET],
   ['double-fetch', 'breach', BUDGET],
   ['reg-access', 'breach', BUDGET],

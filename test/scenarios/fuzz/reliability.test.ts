@@ -130,16 +130,18 @@ describe('reproducers that cannot be written at the end', () => {
     expect(j.breaches).toBeGreaterThan(0);
     expect(j.findings.map((f: { signature: string }) => f.signature)).toEqual([
       'breach:ste-bypass',
+      'invariant:shadow-ste:Config',
       'breach:cd-writable',
     ]);
-    expect(j.reproducers).toEqual([join(out, 'fuzz-s3-i2000-breach-cd-writable.json')]);
+    const written = [
+      'fuzz-s3-i1582-invariant-shadow-ste-Config.json',
+      'fuzz-s3-i1588-breach-cd-writable.json',
+    ];
+    expect(j.reproducers).toEqual(written.map((f) => join(out, f)));
     expect(JSON.parse(readFileSync(j.reproducers[0], 'utf8')).steps.length).toBeGreaterThan(0);
-    expect(r.err).toContain(`--out ${out}: 1 of the 2 reproducers could not be written`);
+    expect(r.err).toContain(`--out ${out}: 1 of the 3 reproducers could not be written`);
     expect(r.err).toContain(`cannot write ${blocked}`);
-    expect(readdirSync(out).sort()).toEqual([
-      'fuzz-s3-i0-breach-ste-bypass.json',
-      'fuzz-s3-i2000-breach-cd-writable.json',
-    ]); // no temporary file left
+    expect(readdirSync(out).sort()).toEqual(['fuzz-s3-i0-breach-ste-bypass.json', ...written]); // no temporary file left
   });
 });
 
@@ -355,7 +357,7 @@ describe('fuzz --shrink-budget', () => {
       '--seed',
       '1',
       '--iterations',
-      '2200',
+      '20000',
       '--weaken',
       'queue-pin',
       '--max-reproducers',
@@ -365,12 +367,12 @@ describe('fuzz --shrink-budget', () => {
     ];
     const full = await cli(args);
     expect(full.code).toBe(1);
-    expect(full.out).toMatch(/BREACH breach:event \[needs queue-pin\]\n.*minimal: 3 \(1-minimal\)/);
+    expect(full.out).toMatch(/BREACH breach:event \[needs queue-pin\]\n.*minimal: 6 \(1-minimal\)/);
     const cut = await cli([...args, '--shrink-budget', '20', '--json']);
     const f = JSON.parse(cut.out).findings[0];
     expect(f.shrinkRuns).toBeLessThanOrEqual(20);
     expect(f.oneMinimal).toBe(false);
-    expect(f.minimalOperations).toBeGreaterThan(3);
+    expect(f.minimalOperations).toBeGreaterThan(6);
     const bad = await cli(['fuzz', '--shrink-budget', '0']);
     expect(bad.code).toBe(2);
     expect(bad.err).toContain('--shrink-budget must be an integer of at least 1, got 0');
