@@ -67,7 +67,9 @@ export function modeledTime(metrics: Metrics, profile: Profile): ModeledTime {
 export function costCells(cells: readonly CellResult[], profile: Profile): CellCost[] {
   const priced = cells.map((c) => ({ c, t: modeledTime(c.metrics, profile) }));
   const base = new Map<string, ModeledTime>();
-  for (const { c, t } of priced) if (c.design === BASELINE_DESIGN) base.set(c.workload, t);
+  // a baseline that did not run (a workload needing a hypervisor) gives no overhead
+  for (const { c, t } of priced)
+    if (c.design === BASELINE_DESIGN && !c.notApplicable) base.set(c.workload, t);
   return priced.map(({ c, t }) => {
     const b = c.design === BASELINE_DESIGN ? undefined : base.get(c.workload);
     return {

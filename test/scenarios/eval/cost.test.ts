@@ -139,6 +139,18 @@ describe('overhead against none', () => {
     expect(cs[1]!.overhead).toEqual({ against: 'none', perOpNs: 620, ratio: 1020 / 400 });
     expect(cs[2]!.overhead).toBeNull();
   });
+  it('a baseline that did not run (n/a under none) gives no overhead at all', () => {
+    const [, c] = costCells(
+      [
+        { ...cell('none', 'vm-lifecycle', {}), notApplicable: 'needs a hypervisor' },
+        cell('pkvm', 'vm-lifecycle', { ops: 2, mmioTraps: 4 }),
+      ],
+      SMALL,
+    );
+    expect(c!.overhead).toBeNull();
+    expect(c!.totalNs).toBe(4 * 400);
+  });
+
   it('a baseline that costs nothing gives no ratio', () => {
     const cs = costCells(
       [cell('none', 'w', { ops: 1 }), cell('x', 'w', { ops: 1, hypercalls: 1 })],
