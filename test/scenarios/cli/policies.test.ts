@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { smmulab } from './in-process.ts';
 import { evalRunner, type EvalRunner } from '../../../scenarios/cli/policies.ts';
+import { PV_ATTACKS } from '../../../host/malicious/pv-attacks.ts';
 import { POLICY_NAMES, PRESETS, makePolicy, type PolicyName } from '../../../hyp/policy/policy.ts';
 import { METRIC_NAMES, zeroMetrics, type Metrics } from '../../../scenarios/eval/metrics.ts';
 import { loadProfile } from '../../../scenarios/eval/profile.ts';
@@ -182,8 +183,12 @@ describe('smmulab policies (a stand-in runner with constructed counts)', () => {
       ['none', 'none', 'bare'],
       ['pkvm-pv', 'pkvm-pv', 'pv'],
     ]);
+    // the MMIO catalog is n/a; the hypercall attacks for pv run, and each is blocked
     const pv = cells[1]!.security!;
-    expect(pv.notApplicable).toBe(pv.attacks.length);
+    const pvOwn = PV_ATTACKS.filter((a) => a.kinds.includes('pv')).length;
+    expect(pv.attacks.length).toBe(attackCatalog().length + PV_ATTACKS.length);
+    expect(pv.notApplicable).toBe(pv.attacks.length - pvOwn);
+    expect([pv.blocked, pv.breached]).toEqual([pvOwn, 0]);
     expect(pv.givesUp[0]).toMatch(/^cmdq pv: /);
     // none: every attack with a bare form breaches, and that is expected (exit 0)
     const none = cells[0]!.security!;
@@ -203,9 +208,10 @@ describe('smmulab policies (a stand-in runner with constructed counts)', () => {
     );
     expect(r.status, r.stderr).toBe(0);
     for (const l of r.stdout.split('\n')) expect(l.length, l).toBeLessThanOrEqual(100);
-    const n = attackCatalog().length;
+    const own = PV_ATTACKS.filter((a) => a.kinds.includes('pv-idmap')).length;
+    const na = attackCatalog().length + PV_ATTACKS.length - own;
     expect(r.stdout).toMatch(
-      new RegExp(`│ pkvm-pv-idmap +│ 0 +│ 0 +│ 0 +│ 0 +│ ${n} +│ 0 +│ cmdq pv-idmap`),
+      new RegExp(`│ pkvm-pv-idmap +│ ${own} +│ 0 +│ 0 +│ 0 +│ ${na} +│ 0 +│ cmdq pv-idmap`),
     );
   });
 
@@ -270,5 +276,33 @@ describe('smmulab policies (a stand-in runner with constructed counts)', () => {
     expect(u.status).toBe(2);
     expect(u.stderr).toContain(`--profile ${join(dir, 'missing.yaml')}: cannot read: ENOENT`);
     expect(calls).toEqual([]);
+  });
+});
+
+describe('smmulab policies on the real runner', () => {
+  it('net-rx under pkvm and pkvm-pv: the counts the designs imply, priced against none', async () => {
+    evalRunner.load = original; // the real matrix runner and designs
+    const r = await smmulab(
+      'policies',
+      '--policies',
+      'pkvm,pkvm-pv',
+      '--workloads',
+      'net-rx',
+      '--json',
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const cells = JSON.parse(r.stdout) as CellJson[];
+    expect(cells.map((c) => c.design)).toEqual(['none', 'pkvm', 'pkvm-pv']);
+    const [none, pkvm, pv] = cells as [CellJson, CellJson, CellJson];
+    // 512 packets: a map and an unmap each
+    for (const c of cells) expect([c.metrics.maps, c.metrics.unmaps]).toEqual([512, 512]);
+    expect([none.metrics.traps, none.metrics.hypercalls]).toEqual([0, 0]);
+    expect(pkvm.metrics.hypercalls).toBe(0);
+    expect(pkvm.metrics.traps).toBe(2 * 512); // each unmap's PROD write and CONS poll
+    expect(pv.metrics.traps).toBe(0);
+    expect(pv.metrics.hypercalls).toBe(1024); // one per map and per unmap
+    expect(pv.modeled.overhead!.against).toBe('none');
+    expect(pv.modeled.overhead!.perOpNs).toBeGreaterThan(0);
+    expect(pv.modeled.overhead!.perOpNs).toBeLessThan(pkvm.modeled.overhead!.perOpNs);
   });
 });

@@ -320,7 +320,7 @@ function failsAsWanted(s: Seen, plan: unknown, ops: readonly unknown[]): boolean
 
 /** Seeds and weakened rules whose first findings come within a few hundred iterations. */
 const CASES: ReadonlyArray<[string, FuzzOptions]> = [
-  ['host queue-pin, seed 1', { seed: 1, weaken: ['queue-pin'] as RuleName[], iterations: 3000 }],
+  ['host queue-pin, seed 7', { seed: 7, weaken: ['queue-pin'] as RuleName[], iterations: 3000 }],
   [
     'host donate-tlbi, seed 1',
     { seed: 1, weaken: ['donate-tlbi'] as RuleName[], iterations: 3000 },
