@@ -93,6 +93,8 @@ export class WpSteShadowing implements SteShadowing {
   /** one span's sanitized STEs, installed together */
   private readonly spanBuf: Uint32Array;
   private readonly sync: (cmds: Uint32Array[]) => void;
+  /** StreamIDs whose install a stopped hardware queue interrupted (finished on their CFGI_STE) */
+  private readonly unsynced = new Set<number>();
   /** the double-fetch weakening's second sanitize: every rule off but the stage-2 fields */
   private readonly secondEnv: SteSanitizeEnv;
 
@@ -139,6 +141,13 @@ export class WpSteShadowing implements SteShadowing {
           `CFGI_STE StreamID ${sid}: the host L1 descriptor (Span=${span}) has no STE for it`,
         );
       if (f!.refusal !== null) return fail(f!.refusal.rule, f!.refusal.why(sid));
+    }
+    if (this.unsynced.size !== 0 && this.unsynced.delete(sid)) {
+      // an install the stopped queue interrupted: finish it now, from the host STE
+      const addr = t.twoLevel
+        ? this.followed.get(Math.floor(sid / 2 ** t.split))!.l2 + (sid % 2 ** t.split) * STE_BYTES
+        : t.base + sid * STE_BYTES;
+      this.reshadowSte(sid, addr);
     }
     if (this.steRefusals.size !== 0) {
       const r = this.steRefusals.get(sid);
@@ -288,8 +297,13 @@ export class WpSteShadowing implements SteShadowing {
       for (const sid of sids) this.steRefusals.set(sid, { rule: 'queue-share', reason });
       return;
     }
-    if (e instanceof ShadowQueueError)
-      this.env.failures.internal(`installing the STE of StreamID ${sids[0]}: ${e.message}`);
+    if (e instanceof ShadowQueueError) {
+      // the hardware queue is stopped at an error the host caused (a refused host command not
+      // yet acknowledged): the install stopped at a step that is safe to be seen (the STE
+      // invalid, or whole and not yet invalidated), and is finished on the host's CFGI_STE
+      for (const sid of sids) this.unsynced.add(sid);
+      return;
+    }
     throw e;
   }
 
@@ -485,6 +499,7 @@ export class WpSteShadowing implements SteShadowing {
   }
 
   tableGone(): void {
+    this.unsynced.clear(); // the next enable reshadows the whole table
     if (!this.live) return;
     this.live = false;
     const p = this.tablePages;

@@ -10,7 +10,10 @@ import fc from 'fast-check';
 import { Machine, SMMU_BASE } from '../../../hw/machine.ts';
 import type { BusAccessEvent } from '../../../hw/bus.ts';
 import { OP } from '../../../hw/smmu/commands.ts';
-import { STE_WORDS } from '../../../hw/smmu/ste.ts';
+import { STE, STE_WORDS } from '../../../hw/smmu/ste.ts';
+import { encodeCommand } from '../../../hw/smmu/commands.ts';
+import { OFF, CMDQ_CONS, CERROR } from '../../../hw/smmu/regs.ts';
+import { get, set } from '../../../hw/bits.ts';
 import { PkvmHyp } from '../../../hyp/pkvm.ts';
 import { makePolicy, type FailurePolicy, type PolicyName } from '../../../hyp/policy/policy.ts';
 import { sanitizeSte } from '../../../hyp/smmuv3/ste-sanitize.ts';
@@ -393,5 +396,37 @@ describe('pkvm-wp: edges', () => {
     expect(wp.hyp.steStoreStats!.steStoreTraps).toBeGreaterThanOrEqual(2);
     expect([...wp.hyp.shadowSte(8)]).toEqual([...pk.hyp.shadowSte(8)]);
     expect(config(wp.hyp.shadowSte(8))).toBe(CFG_NESTED);
+  });
+});
+
+describe('pkvm-wp: a store while the hardware queue is stopped at a host error', () => {
+  it('is emulated without a hypervisor fault, and the install is finished on the host’s CFGI_STE', () => {
+    const r = boot('pkvm-wp', 'reject');
+    r.dma.attachDefault(8);
+    // a command the hardware refuses (TLBI_EL3_ALL on the Non-secure queue: CERROR_ILL), issued
+    // without a CMD_SYNC and not yet acknowledged: the shadow queue the hardware reads stops there
+    r.drv.issueWords(encodeCommand('TLBI_EL3_ALL', {}), 1, false);
+    const cons = r.m.bus.read32('hyp', SMMU_BASE + OFF.CMDQ_CONS);
+    expect(get([cons], CMDQ_CONS.ERR)).toBe(CERROR.ILL);
+    // the host now makes StreamID 9's STE a valid stage-1-bypass one, word by word (trapped)
+    const ste = new Uint32Array(STE_WORDS);
+    set(ste, STE.V, 1);
+    set(ste, STE.Config, 4); // bypass: the hypervisor makes it stage 2 through the idmap
+    r.m.bus.writeWords('host', r.drv.steAddr(9), ste, STE_WORDS);
+    expect(r.hyp.panicked).toBeNull();
+    expect(r.oracle.check().breaches).toEqual([]);
+    // the span's shadow STEs were valid (abort), so the install wrote the whole sanitized STE
+    // and stopped at its CFGI: the hardware may use its cached abort STE until the host's own
+    const want = new Uint32Array(ste);
+    expect(
+      sanitizeSte(want, { weak: () => false, allowAts: false, s2: r.hyp.idmap.s2 }),
+    ).toBeNull();
+    expect(get(want, STE.Config)).toBe(CFG_S2);
+    expect([...r.hyp.shadowSte(9)]).toEqual([...want]);
+    // the host acknowledges the error (Linux's recovery skips the slot) and issues CFGI_STE
+    r.drv.issue([['CFGI_STE', { StreamID: 9, Leaf: 1 }]]);
+    expect([...r.hyp.shadowSte(9)]).toEqual([...want]);
+    expect(r.m.devices.get('gpu')!.read(0x4000_0000, 4).ok).toBe(true);
+    expect(r.hyp.panicked).toBeNull();
   });
 });
