@@ -6,8 +6,7 @@
  * only.
  *
  * This file is the composition root: it selects one implementation per design axis from the
- * policy (a selector refuses an unbuilt design with NotBuiltError when the hypervisor is
- * constructed), and at boot builds the parts and wires them:
+ * policy when the hypervisor is constructed, and at boot builds the parts and wires them:
  *  - the generic layer: ownership (mem/ownership.ts), the pool (mem/pool.ts), host memory
  *    access (mem/hostmem.ts), the SMMU's stage-2 (iommu/stage2.ts, at iommu/granule.ts);
  *  - the SMMUv3 emulation: trap dispatch (smmuv3/trap.ts), the registers and CR0 edges
@@ -151,7 +150,7 @@ export class PkvmHyp {
     opts: PkvmOptions = {},
   ) {
     this.policy = opts.policy ?? makePolicy('pkvm');
-    // one implementation per design axis; an unbuilt one is refused here (NotBuiltError)
+    // one implementation per design axis
     this.buildSteShadowing = selectSteShadowing(this.policy);
     this.buildCmdPath = selectCommandPath(this.policy);
     this.buildStage2 = selectSmmuStage2(this.policy, selectIdmapGranule(this.policy));
@@ -289,7 +288,6 @@ export class PkvmHyp {
     );
     const weak = (x: RuleName): boolean => this.weak(x);
     const reshadowProbe = this.probes.reshadow;
-    const ramLo = Math.min(...mem.ramRegions.map((g) => g.base));
     const ramHi = Math.max(...mem.ramRegions.map((g) => g.base + g.size));
     // 7. the host's STEs, commands and registers, and the traps
     this.steShadow = this.buildSteShadowing({
@@ -310,7 +308,7 @@ export class PkvmHyp {
       },
       bus,
       ram: {
-        lo: Math.floor(ramLo / PAGE) * PAGE,
+        lo: Math.floor(lowRam / PAGE) * PAGE,
         hi: Math.ceil(ramHi / PAGE) * PAGE,
       },
     });
@@ -345,10 +343,7 @@ export class PkvmHyp {
         stats: this.stats,
         isRam: (b, s) => mem.isRam(b, s),
         weak,
-        ...(steShadow.tableLive !== undefined
-          ? { tableLive: () => steShadow.tableLive!(), tableGone: () => steShadow.tableGone?.() }
-          : {}),
-        ...(steShadow.tableBack !== undefined ? { tableBack: () => steShadow.tableBack!() } : {}),
+        table: steShadow,
       });
     this.dispatch = new TrapDispatch({
       mmio: this.mmio,
@@ -392,12 +387,7 @@ export class PkvmHyp {
       hostMapped === undefined
         ? (actor: string, addr: number): number => {
             if (actor === 'host') return this.own.hostMay(addr) ? addr : TRAP;
-            if (isGuestActor(actor)) {
-              const g = this.vms.guests.get(actor.slice(6));
-              if (!g || g.dying) return TRAP;
-              return g.ipaToPa(addr);
-            }
-            return TRAP;
+            return guestPa(actor, addr);
           }
         : (actor: string, addr: number): number => {
             if (actor === 'host') return hostMapped[Math.floor(addr / PAGE)] === 1 ? addr : TRAP;

@@ -59,7 +59,7 @@ export interface Stage2Env {
   readonly ril: boolean;
 }
 
-/** The implementation the policy names, or NotBuiltError. */
+/** The implementation the policy names. */
 export function selectSmmuStage2(
   policy: HypPolicy,
   granule: () => IdmapGranule,

@@ -3,7 +3,7 @@
  * policy), which sanitizer rules are on, and the alternative designs the policy-evaluation
  * work compares. Policies are plain data, chosen per machine. Each design axis (`cmdq`,
  * `steShadowing`, `smmuStage2`, `idmapGranule`) is one strategy interface in hyp/ whose
- * selector builds the named implementation or refuses an unbuilt one (NotBuiltError).
+ * selector builds the named implementation.
  *
  * Failure policy (pKVM treats a WARN as a fatal hyp panic):
  *  - `panic`:  faithful to pKVM. The hypervisor records the reason and stops the machine.

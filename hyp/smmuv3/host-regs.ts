@@ -27,6 +27,7 @@ import { pageSpan, type Span } from '../mem/span.ts';
 import type { FailureLog } from '../policy/failure.ts';
 import type { RuleName } from '../policy/policy.ts';
 import { SYNC_OK, type ShadowQueue } from './shadowq.ts';
+import type { SteShadowing } from './ste-shadowing.ts';
 import { LINUX_SPLIT, type ShadowStreamTable } from './strtab.ts';
 import { emulatedAt } from './emul.ts';
 import type { HostCommandPath } from './cmd-path.ts';
@@ -69,14 +70,11 @@ export interface HostRegsEnv {
   readonly stats: { refusedAccesses: number };
   isRam(base: number, size: number): boolean;
   weak(r: RuleName): boolean;
-  /** the STE shadowing design's hooks on the host table's life cycle ('trap-writes' only) */
-  tableLive?(): void;
-  tableGone?(): void;
   /**
-   * SMMUEN 0→1 after the host table was live before and then released (runtime PM, a reset):
-   * the host may have written any STE meanwhile, unwatched ('cfgi' reshadows them all)
+   * The STE shadowing design's hooks on the host table's life cycle (ste-shadowing.ts):
+   * tableLive/tableGone at each SMMUEN edge ('trap-writes'), tableBack at a re-enable ('cfgi')
    */
-  tableBack?(): number;
+  readonly table: Pick<SteShadowing, 'tableLive' | 'tableGone' | 'tableBack'>;
 }
 
 export class HostRegs {
@@ -227,7 +225,7 @@ export class HostRegs {
         } else view.strtabCfg = v32;
         // the strtab-guard weakening: the new table is used at once, as a guarded write that
         // takes effect would be (the table shared at SMMUEN 0→1 stays the old one)
-        if (live && this.captureHostTable()) env.tableLive?.();
+        if (live && this.captureHostTable()) env.table.tableLive?.();
         return;
       }
       case 'cmdq-base':
@@ -403,9 +401,9 @@ export class HostRegs {
       view.needFlush = false;
     }
     view.cr0 = v;
-    if (rise(SMMUEN) && this.tableWasLive && env.tableBack && !env.weak('rpm-reshadow')) {
+    if (rise(SMMUEN) && this.tableWasLive && env.table.tableBack && !env.weak('rpm-reshadow')) {
       // a resume: every host STE is reshadowed while the hardware is still disabled
-      const r = env.tableBack();
+      const r = env.table.tableBack();
       if (r !== SYNC_OK) {
         view.cr0 = old;
         return refused(
@@ -420,9 +418,10 @@ export class HostRegs {
     bus.write32('hyp', env.mmio + OFF.CR0, hwV);
     for (const k of powerOff) this.unsharePin(k);
     // once the hardware has the new CR0 (the shadow queue takes the design's commands)
-    if (env.tableLive !== undefined) {
-      if (rise(SMMUEN)) env.tableLive();
-      else if (fall(SMMUEN)) env.tableGone?.();
+    const t = env.table;
+    if (t.tableLive !== undefined) {
+      if (rise(SMMUEN)) t.tableLive();
+      else if (fall(SMMUEN)) t.tableGone?.();
     }
     if (rise(SMMUEN)) this.tableWasLive = true;
   }

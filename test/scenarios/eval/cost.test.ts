@@ -1,13 +1,8 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { Bed } from '../../../scenarios/eval/bed.ts';
 import { designByName } from '../../../scenarios/eval/designs.ts';
 import { startCollect } from '../../../scenarios/eval/collect.ts';
-import { describe, expect, it } from 'vitest';
-import fc from 'fast-check';
-import { Machine, SMMU_BASE } from '../../../hw/machine.ts';
-import { OP } from '../../../hw/smmu/commands.ts';
-import { ArmSmmuV3 } from '../../../host/driver/driver.ts';
-import { DomainManager } from '../../../host/driver/domain.ts';
-import { DmaApi } from '../../../host/dma-api.ts';
 import { applyOverrides, loadProfile, parseProfile } from '../../../scenarios/eval/profile.ts';
 import { costCells, modeledTime } from '../../../scenarios/eval/cost.ts';
 import { METRIC_NAMES, zeroMetrics, type Metrics } from '../../../scenarios/eval/metrics.ts';
@@ -160,44 +155,25 @@ describe('overhead against none', () => {
   });
 });
 
-/** one 4 KiB dma_map and dma_unmap on the bare machine with the unchanged driver, counted */
-function noneMapUnmap(): { map: Metrics; unmap: Metrics } {
-  const m = new Machine({ devices: [{ name: 'nic', sid: 8 }] });
-  const drv = new ArmSmmuV3(m.bus, {
-    base: SMMU_BASE,
-    pages: { base: 0x4400_0000, limit: 0x7800_0000 },
-  });
-  drv.probe();
-  const dma = new DmaApi(drv, new DomainManager(drv));
-  dma.attachDefault(8);
-  const q = m.smmu.cmdq.stats;
-  const snap = () => ({
-    hw: q.consumed,
-    syncs: q.syncs,
-    tlbis: q.perOpcode[OP.TLBI_NH_VA] ?? 0,
-    traps: m.bus.traps,
-  });
-  const diff = (a: ReturnType<typeof snap>, b: ReturnType<typeof snap>, k: Partial<Metrics>) =>
-    metrics({
-      ops: 1,
-      ...k,
-      hwCommands: b.hw - a.hw,
-      cmdSyncs: b.syncs - a.syncs,
-      tlbis: b.tlbis - a.tlbis,
-      traps: b.traps - a.traps,
-    });
-  const s0 = snap();
-  const iova = dma.map(8, 0x4100_0000, 4096);
-  const s1 = snap();
-  dma.unmap(8, iova, 4096);
-  const s2 = snap();
-  return { map: diff(s0, s1, { maps: 1 }), unmap: diff(s1, s2, { unmaps: 1 }) };
+/** one 4 KiB dma_map and one dma_unmap on a fresh bed of `design`, each counted on its own */
+function mapUnmap(design: string): { map: Metrics; unmap: Metrics } {
+  const bed = new Bed(designByName(design), { devices: 1 });
+  bed.up();
+  const sid = bed.sids[0]!;
+  bed.attach(sid, 'dma');
+  const pa = bed.alloc(4096);
+  let c = startCollect(bed);
+  const iova = bed.map(sid, pa, 4096, 'bidirectional');
+  const map = c.finish();
+  c = startCollect(bed);
+  bed.unmap(sid, iova, 4096);
+  return { map, unmap: c.finish() };
 }
 
 describe('the default profile reproduces the published 4 KiB map/unmap costs', () => {
   const p = loadProfile();
   it("none: the kernel's 0.1 / 0.7 µs (Morello, pKVM v2 cover), counted from a real map and unmap", () => {
-    const { map, unmap } = noneMapUnmap();
+    const { map, unmap } = mapUnmap('none');
     // a strict-mode unmap is one TLBI_NH_VA and one CMD_SYNC; the map issues nothing
     expect([map.hwCommands, unmap.hwCommands, unmap.tlbis, unmap.cmdSyncs, unmap.traps]).toEqual([
       0, 2, 1, 1, 0,
@@ -206,20 +182,6 @@ describe('the default profile reproduces the published 4 KiB map/unmap costs', (
     expect(modeledTime(unmap, p).totalNs).toBe(700);
   });
   it('pkvm-pv: a real 4 KiB map and unmap cost within 2× of the v2 cover’s +0.2 / +0.6 µs over none', () => {
-    // one dma_map and one dma_unmap of a 4 KiB buffer on a fresh bed of each design, counted
-    const mapUnmap = (design: string): { map: Metrics; unmap: Metrics } => {
-      const bed = new Bed(designByName(design), { devices: 1 });
-      bed.up();
-      const sid = bed.sids[0]!;
-      bed.attach(sid, 'dma');
-      const pa = bed.alloc(4096);
-      let c = startCollect(bed);
-      const iova = bed.map(sid, pa, 4096, 'bidirectional');
-      const map = c.finish();
-      c = startCollect(bed);
-      bed.unmap(sid, iova, 4096);
-      return { map, unmap: c.finish() };
-    };
     const none = mapUnmap('none');
     const pv = mapUnmap('pkvm-pv');
     // pKVM v1/v2: one hypercall each way; the hypervisor checks and counts the page, and on
